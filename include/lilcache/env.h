@@ -1,0 +1,70 @@
+// lilcache::Env: every operating-system call the library makes (files, maps,
+// byte-range locks, clocks) goes through this interface, so that tests can
+// inject faults (ENOSPC, EIO, EINTR, ...) and a fake clock.
+//
+// Each file method mirrors its POSIX call: it returns what the call returns
+// (-1 on failure) and leaves the cause in errno. The library turns failures
+// into lilcache::Error with the call, the path and strerror.
+//
+// Thread-safety: Env::Default() is stateless and safe from any thread. A
+// subclass used by a Cache must be thread-safe as far as that Cache is used
+// from several threads, and must outlive every Cache opened with it.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace lilcache {
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  // The process-wide POSIX implementation. Never deleted.
+  static Env* Default();
+
+  // ---- files ----
+  virtual int Open(const char* path, int flags, mode_t mode);
+  virtual int Close(int fd);
+  virtual int Fstat(int fd, struct stat* st);
+  virtual int Ftruncate(int fd, off_t length);
+  // posix_fallocate(fd, offset, length), but -1/errno like the others.
+  virtual int Fallocate(int fd, off_t offset, off_t length);
+  virtual int Fsync(int fd);
+  virtual int Rename(const char* from, const char* to);
+  virtual int Unlink(const char* path);
+  virtual int Mkdir(const char* path, mode_t mode);
+  virtual int FsyncDir(const char* path);  // open(O_DIRECTORY) + fsync + close
+
+  // ---- memory maps ----
+  virtual void* Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset);
+  virtual int Munmap(void* addr, std::size_t length);
+  virtual int Msync(void* addr, std::size_t length, int flags);
+
+  // ---- open-file-description (OFD) byte-range locks, fcntl(F_OFD_*) ----
+  // Locks [start, start+length) of fd: exclusive or shared; `wait` blocks
+  // (F_OFD_SETLKW) instead of failing with EAGAIN/EACCES (F_OFD_SETLK).
+  virtual int Lock(int fd, off_t start, off_t length, bool exclusive, bool wait);
+  virtual int Unlock(int fd, off_t start, off_t length);
+  // F_OFD_GETLK: 1 if another open file description holds a lock that
+  // conflicts with an exclusive lock on the range, 0 if not, -1 on error.
+  virtual int IsLocked(int fd, off_t start, off_t length);
+
+  // ---- clocks and identity ----
+  // Wall-clock milliseconds since the Unix epoch (CLOCK_REALTIME): expiry
+  // times are stored in it, so that every process agrees.
+  virtual std::uint64_t NowMillis();
+  // Monotonic nanoseconds (CLOCK_MONOTONIC), for intervals and timeouts.
+  virtual std::uint64_t MonotonicNanos();
+  // An id that changes at every boot (/proc/sys/kernel/random/boot_id):
+  // a cache last used in another boot may have lost unsynced pages.
+  virtual std::string BootId();
+  // Sleeps about `micros` microseconds (backoff while waiting for a peer).
+  virtual void SleepMicros(std::uint64_t micros);
+};
+
+}  // namespace lilcache

@@ -1,0 +1,200 @@
+// lilcache: an embedded key-value cache shared by any number of processes and
+// threads on one machine, with no server and no coordinator process.
+//
+// A cache is a set of files under a root directory (see docs/format.md): an
+// append-only log of set/delete records, mmapped MAP_SHARED by every process
+// that opens it, and a shared hash index mapping each key to its newest record.
+// Every operation below is safe to call from any number of threads and
+// processes at once.
+//
+// Guarantees (see README.md, "Guarantees", and docs/concurrency.md):
+//  * Linearizable per key: once set() returns, every get() in any process
+//    returns that value or a newer one. Concurrent sets of one key leave one of
+//    the values, never a mix. pop() hands each value to exactly one caller.
+//  * A process killed at any instruction (SIGKILL included) loses only its own
+//    in-flight operation; every write acknowledged to any process survives and
+//    the cache reopens. A write survives power loss once a later snapshot or
+//    sync() has completed (Options::snapshot, Cache::sync()).
+//  * get(), contains() and size() take no lock and never wait for a writer.
+//    set() and pop() take no lock on the hot path; they make a system call
+//    only when the log must grow.
+//
+// Errors: every failure throws lilcache::Error, whose what() names the cause
+// (bad argument, the limit exceeded, the file and what is wrong with it, or
+// the failing system call and errno).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lilcache {
+
+class Env;
+
+// Every failure of the library: bad argument, I/O error, corruption, limits.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Hard limits, enforced by set() and pop() with an Error naming the limit.
+inline constexpr std::size_t kMaxKeyBytes = 4096;                 // 1..4096 bytes
+inline constexpr std::size_t kMaxValueBytes = 64u * 1024 * 1024;  // 0..64 MiB
+inline constexpr std::size_t kMaxNameBytes = 100;                 // cache names
+
+// How a cache is opened. A plain aggregate: Options{.root = "/x", .expires = "1d"}.
+// Options are per handle: two processes may open one cache with different
+// `expires` or `loglevel`; they share the data.
+struct Options {
+  // Directory holding the cache's files. Created (with parents) mode 0700 if
+  // missing; files inside are created mode 0600.
+  // "" (default) = $LILCACHE_ROOT, else $XDG_CACHE_HOME/lilcache, else
+  // $HOME/.cache/lilcache.
+  std::string root;
+
+  // Interval between snapshots (durable, compacted points in time), e.g.
+  // "120s". "" (default) = no periodic snapshot. Parsed and validated at open.
+  std::string snapshot;
+
+  // Default time-to-live of every key set through this handle without its own
+  // ttl, e.g. "1d". "" (default) = keys never expire.
+  // Durations: a sequence of <integer><unit> with unit one of ms s m h d w,
+  // e.g. "500ms", "120s", "1h30m". Expiry uses the wall clock (CLOCK_REALTIME)
+  // so that all processes agree on it.
+  std::string expires;
+
+  // Log level of <root>/<name>.log: "trace" "debug" "info" "warn" "error"
+  // "critical" "off", any case. "" (default) = "info" (or $LILCACHE_LOGLEVEL).
+  std::string loglevel;
+
+  // Operating-system seam: files, maps, locks and clocks. nullptr (default) =
+  // Env::Default(). Tests pass a fault-injecting Env or a fake clock. The Env
+  // must outlive every Cache opened with it.
+  Env* env = nullptr;
+};
+
+// Counters of one cache, summed over every process that has used it since it
+// was created (purge() does not reset them), plus sizes of the current log.
+struct Stats {
+  std::uint64_t hits = 0;        // get/pop/contains that found a live key
+  std::uint64_t misses = 0;      // ... that found nothing (or an expired key)
+  std::uint64_t sets = 0;        // successful set() calls
+  std::uint64_t deletes = 0;     // pop()/erase() that removed a live key
+  std::uint64_t expired = 0;     // lookups that found a key past its TTL
+  std::uint64_t keys = 0;        // live, unexpired keys now (like size())
+  std::uint64_t bytes_live = 0;  // log bytes of the records those keys use
+  std::uint64_t bytes_dead = 0;  // log bytes of overwritten/deleted/expired records
+  std::uint64_t bytes_file = 0;  // bytes appended to the log of this generation
+  std::uint64_t generation = 0;  // log generation (bumped by compaction/rebuild)
+  std::uint64_t index_slots = 0;  // capacity of the hash index
+  std::uint64_t index_used = 0;   // occupied index slots (live + dead keys)
+  std::uint64_t processes = 0;    // processes that have the cache open now
+};
+
+// A handle to one named cache. Cheap to move, not copyable. Thread-safe: one
+// Cache may be used by any number of threads at once. Handles in different
+// processes (or several in one process) share the same data.
+//
+// fork(): a child may keep using a Cache opened by its parent; the handle
+// notices the new pid and re-attaches (new descriptors and locks) on its
+// first call in the child.
+class Cache {
+ public:
+  // Opens (creating if needed) the cache `name` under options.root.
+  // Names: 1..kMaxNameBytes of [A-Za-z0-9_.-], not "." or "..".
+  // Throws Error on a bad name or option, on an unusable root, and on files
+  // that are corrupt, of an unknown format version or not lilcache files (the
+  // message names the file and what is wrong). A damaged log tail (a torn or
+  // corrupted last record) is repaired, losing only the damaged record.
+  static Cache open(std::string_view name = "default", const Options& options = {});
+
+  Cache(Cache&&) noexcept;
+  Cache& operator=(Cache&&) noexcept;
+  ~Cache();
+
+  // Stores value under key, replacing any previous value. The key lives for
+  // Options::expires (if set) or forever. Keys are 1..kMaxKeyBytes arbitrary
+  // bytes, values 0..kMaxValueBytes arbitrary bytes. Throws Error on a limit
+  // or when the log cannot grow (the message says "no space left" on ENOSPC).
+  // When it returns, the value is visible to every process.
+  void set(std::string_view key, std::string_view value);
+
+  // As above, expiring after ttl (> 0; rounded to whole milliseconds).
+  void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl);
+
+  // The value of key, or nullopt if absent or expired.
+  std::optional<std::string> get(std::string_view key);
+
+  // Removes key and returns its value, or nullopt if it was absent. Among any
+  // number of racing pop() calls, in any processes, exactly one gets a value.
+  std::optional<std::string> pop(std::string_view key);
+
+  // Removes key. Returns whether a live value was removed.
+  bool erase(std::string_view key);
+
+  // Whether key holds a live, unexpired value.
+  bool contains(std::string_view key);
+
+  // Removes every key, for every process, at once: a get() that starts after
+  // purge() returns, in any process, finds nothing older than the purge.
+  void purge();
+
+  // Number of live, unexpired keys. O(index size): it scans the index.
+  std::size_t size();
+
+  // Keys with the given prefix (all keys for ""), at most `limit`, in no
+  // particular order. A snapshot-free scan: keys set or removed during the
+  // call may or may not be listed.
+  std::vector<std::string> keys(std::string_view prefix = {},
+                                std::size_t limit = SIZE_MAX);
+
+  // Calls fn(key, value) for every live key until fn returns false. The views
+  // are valid only during that call of fn. Same consistency as keys().
+  void for_each(const std::function<bool(std::string_view key, std::string_view value)>& fn);
+
+  // Counters and sizes (see Stats). O(index size).
+  Stats stats();
+
+  // The cache's name and the directory holding its files.
+  const std::string& name() const;
+  const std::string& root() const;
+
+  class Impl;  // lib/cache_impl.h
+
+ private:
+  explicit Cache(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---- Module-level functions mirroring the seed design ------------------------
+// A process-wide default cache. init() selects it (closing any previous one);
+// without init(), the first call opens the cache "default" under the default
+// root. Thread-safe. Errors as in Cache.
+void init(std::string_view name = "default", const Options& options = {});
+void set(std::string_view key, std::string_view value);
+void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl);
+std::optional<std::string> get(std::string_view key);
+std::optional<std::string> pop(std::string_view key);
+bool contains(std::string_view key);
+void purge();
+// The default cache itself (opening it if needed), for everything else.
+Cache& default_cache();
+
+// Parses a duration such as "500ms", "120s", "5m", "2h", "1d", "1w", "1h30m".
+// Throws Error quoting the input on anything else ("", "12x", "-1s", overflow).
+std::chrono::milliseconds parse_duration(std::string_view text);
+
+// Throws Error if `name` is not a valid cache name (see Cache::open).
+void validate_name(std::string_view name);
+
+// The library's version, e.g. "0.1.0".
+std::string_view version();
+
+}  // namespace lilcache
