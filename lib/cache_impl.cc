@@ -1,0 +1,607 @@
+#include "cache_impl.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <new>
+#include <random>
+#include <thread>
+
+#include "compactor.h"
+#include "duration.h"
+#include "lilcache/env.h"
+#include "logging.h"
+#include "shared_atomic.h"
+
+namespace lilcache {
+namespace {
+
+// Bumped in every fork child (pthread_atfork); a handle whose epoch differs
+// re-attaches. Relaxed: the child is single-threaded when it runs.
+std::atomic<std::uint64_t> g_fork_epoch{0};
+void OnForkChild() { g_fork_epoch.fetch_add(1, std::memory_order_relaxed); }
+
+void InstallForkHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, OnForkChild); });
+}
+
+std::uint64_t RandomSalt() {
+  std::random_device rd;
+  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+         static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+void CheckKey(std::string_view key) {
+  if (key.empty()) throw Error("invalid key: empty (keys are 1.." + std::to_string(kMaxKeyBytes) + " bytes)");
+  if (key.size() > kMaxKeyBytes) {
+    throw Error("key too long: " + std::to_string(key.size()) + " bytes (limit kMaxKeyBytes = " +
+                std::to_string(kMaxKeyBytes) + ")");
+  }
+}
+
+void CheckValue(std::string_view value) {
+  if (value.size() > kMaxValueBytes) {
+    throw Error("value too large: " + std::to_string(value.size()) +
+                " bytes (limit kMaxValueBytes = " + std::to_string(kMaxValueBytes) + ")");
+  }
+}
+
+// Unpins a generation when leaving scope.
+class PinGuard {
+ public:
+  explicit PinGuard(Generation* g) : g_(g) {}
+  ~PinGuard() { Cache::Impl::Unpin(g_); }
+  PinGuard(const PinGuard&) = delete;
+  PinGuard& operator=(const PinGuard&) = delete;
+  Generation* get() const { return g_; }
+
+ private:
+  Generation* g_;
+};
+
+}  // namespace
+
+// ---- WriterSection ----------------------------------------------------------
+// Announces a write in this process's slot for the current writer epoch and
+// pins the current generation; see docs/format.md ("Process slot") and
+// docs/concurrency.md. While a compactor has set SWITCHING, waits.
+class WriterSection {
+ public:
+  explicit WriterSection(Cache::Impl& c) : c_(c) {
+    auto state = Shared(c.meta().header().writer_state);
+    for (;;) {
+      // seq_cst on the state loads and the counter updates: the Dekker-style
+      // handshake with a compactor (it flips/sets the state, then reads the
+      // counters) needs a single total order of these four operations.
+      std::uint32_t s = state.load(std::memory_order_seq_cst);
+      if ((s & kSwitchingBit) != 0) {
+        c.WaitWhileSwitching();
+        c.Refresh();
+        continue;
+      }
+      epoch_ = static_cast<int>(s & kEpochBit);
+      Counter().fetch_add(1, std::memory_order_seq_cst);
+      if (state.load(std::memory_order_seq_cst) != s) {
+        Leave();
+        continue;
+      }
+      gen_ = c.Pin();
+      // seq_cst: must not be satisfied by a value older than the state we read.
+      if (gen_->number == Shared(c.meta().header().generation).load(std::memory_order_seq_cst)) {
+        return;
+      }
+      Leave();
+      c.Refresh();
+    }
+  }
+  ~WriterSection() { Leave(); }
+  WriterSection(const WriterSection&) = delete;
+  WriterSection& operator=(const WriterSection&) = delete;
+
+  Generation& gen() const { return *gen_; }
+
+ private:
+  std::atomic_ref<std::uint64_t> Counter() {
+    return Shared(c_.my_slot().inflight[epoch_]);
+  }
+  void Leave() {
+    if (gen_ != nullptr) Cache::Impl::Unpin(gen_);
+    gen_ = nullptr;
+    // seq_cst: a compactor that reads 0 here must also see everything this
+    // write did (the CAS that published the record happened before).
+    if (epoch_ >= 0) Counter().fetch_sub(1, std::memory_order_seq_cst);
+    epoch_ = -1;
+  }
+
+  Cache::Impl& c_;
+  int epoch_ = -1;
+  Generation* gen_ = nullptr;
+};
+
+// ---- open, attach, fork -----------------------------------------------------
+
+Cache::Impl::Impl(std::string_view name, const Options& options)
+    : env_(options.env != nullptr ? options.env : Env::Default()) {
+  validate_name(name);
+  if (!options.expires.empty()) {
+    default_ttl_ms_ = static_cast<std::uint64_t>(parse_duration(options.expires).count());
+    if (default_ttl_ms_ == 0) throw Error("invalid expires \"" + options.expires + "\": must be > 0");
+  }
+  if (!options.snapshot.empty()) {
+    snapshot_ms_ = static_cast<std::uint64_t>(parse_duration(options.snapshot).count());
+    if (snapshot_ms_ < 1000) {
+      throw Error("invalid snapshot interval \"" + options.snapshot + "\": at least 1s");
+    }
+  }
+  level_ = ParseLogLevel(options.loglevel);
+  paths_.root = ResolveRoot(options.root);
+  paths_.name = std::string(name);
+  EnsureRootDirectory(env_, paths_.root);
+  logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  InstallForkHandler();
+  Attach();
+}
+
+Cache::Impl::~Impl() {
+  try {
+    std::lock_guard<std::mutex> lock(refresh_mu_);
+    current_.store(nullptr, std::memory_order_seq_cst);
+    for (auto& g : generations_) g->Close();
+    if (meta_) meta_->Close();
+    logger_->debug("closed");
+  } catch (...) {
+    // Destructors do not throw; the kernel drops our locks when the fds close.
+  }
+}
+
+void Cache::Impl::Attach() {
+  fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
+  meta_ = std::make_unique<Meta>();
+  meta_->Open(env_, paths_.meta());
+  FileLock init = FileLock::Acquire(env_, meta_->file(), kInitLockByte);
+  OpenLocked();
+}
+
+void Cache::Impl::OpenLocked() {
+  if (meta_->IsBlank()) {
+    std::uint64_t salt = RandomSalt();
+    std::uint64_t now = env_->NowMillis();
+    Generation g;
+    g.data.Create(env_, paths_.data(1), 1, salt, kGrowQuantum, now);
+    g.index.Create(env_, paths_.index(1), 1, kMinSlots);
+    g.Close();
+    meta_->Initialize(salt, now, env_->BootId());
+    logger_->info("created cache {} in {}", paths_.name, paths_.root);
+  }
+  meta_->Validate();
+  salt_ = meta_->header().salt;
+  if (!meta_->OthersAlive()) {
+    Compactor(*this).RecoverAlone();
+  }
+  slot_ = meta_->ClaimSlot(static_cast<std::uint64_t>(getpid()));
+  Refresh();
+  Generation* g = current_.load(std::memory_order_acquire);
+  logger_->info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
+                g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
+                g->index.slot_count(), slot_);
+}
+
+void Cache::Impl::ReattachIfForked() {
+  if (g_fork_epoch.load(std::memory_order_relaxed) == fork_epoch_) [[likely]] {
+    return;
+  }
+  // In a fork child. Mutexes may have been copied while held by a parent
+  // thread that does not exist here: start them afresh.
+  new (&refresh_mu_) std::mutex;
+  new (&compact_mu_) std::mutex;
+  new (&attach_mu_) std::mutex;
+  std::lock_guard<std::mutex> lock(attach_mu_);
+  if (g_fork_epoch.load(std::memory_order_relaxed) == fork_epoch_) return;
+  // Our descriptors are shared with the parent, and so are their OFD locks:
+  // get a descriptor, and a process slot, of our own.
+  meta_->CloseInForkChild();
+  logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
+  meta_ = std::make_unique<Meta>();
+  meta_->Open(env_, paths_.meta());
+  slot_ = meta_->ClaimSlot(static_cast<std::uint64_t>(getpid()));
+  logger_->info("re-attached after fork (process slot {})", slot_);
+}
+
+// ---- generations ------------------------------------------------------------
+
+Generation* Cache::Impl::Pin() {
+  for (;;) {
+    Generation* g = current_.load(std::memory_order_seq_cst);
+    // seq_cst pair with Refresh(): it stores current_ then reads pins; we
+    // bump pins then re-read current_. One of us sees the other, so a
+    // generation is never unmapped under a pinned reader.
+    g->pins.fetch_add(1, std::memory_order_seq_cst);
+    if (current_.load(std::memory_order_seq_cst) == g) return g;
+    Unpin(g);
+  }
+}
+
+void Cache::Impl::Refresh() {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
+  for (int attempt = 0;; ++attempt) {
+    // Acquire: pairs with the compactor's release of the new generation
+    // number, published after its files were renamed into place.
+    std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
+    Generation* cur = current_.load(std::memory_order_relaxed);
+    if (cur != nullptr && cur->number == gen) return;
+    auto g = std::make_unique<Generation>();
+    try {
+      g->Open(env_, paths_, gen, salt_);
+    } catch (const Error&) {
+      // A newer compaction may have replaced `gen` before we opened it.
+      if (attempt < 100 &&
+          Shared(meta_->header().generation).load(std::memory_order_acquire) != gen) {
+        continue;
+      }
+      throw;
+    }
+    current_.store(g.get(), std::memory_order_seq_cst);
+    generations_.push_back(std::move(g));
+    logger_->debug("now on generation {}", gen);
+    RetireUnpinned();
+    return;
+  }
+}
+
+void Cache::Impl::RetireUnpinned() {
+  Generation* cur = current_.load(std::memory_order_relaxed);
+  for (auto& g : generations_) {
+    if (g.get() == cur || g->released) continue;
+    if (g->pins.load(std::memory_order_seq_cst) != 0) continue;
+    g->Close();
+    g->released = true;
+  }
+}
+
+void Cache::Impl::WaitWhileSwitching() {
+  auto state = Shared(meta_->header().writer_state);
+  std::uint64_t start = env_->MonotonicNanos();
+  std::uint64_t next_check = 1'000'000;  // ns
+  for (int spins = 0; (state.load(std::memory_order_acquire) & kSwitchingBit) != 0; ++spins) {
+    if (spins < 100) {
+      std::this_thread::yield();
+      continue;
+    }
+    env_->SleepMicros(50);
+    std::uint64_t waited = env_->MonotonicNanos() - start;
+    if (waited < next_check) continue;
+    next_check = waited + 5'000'000;
+    // Is a compactor alive? If we can take the COMPACT lock, none is: the
+    // pause was left by a compactor that died. Our own compactor thread, if
+    // any, holds compact_mu_.
+    std::unique_lock<std::mutex> mine(compact_mu_, std::try_to_lock);
+    if (!mine.owns_lock()) continue;
+    FileLock lock = FileLock::TryAcquire(env_, meta_->file(), kCompactLockByte);
+    if (!lock.held()) continue;
+    // seq_cst: part of the writer handshake (see WriterSection).
+    if ((state.fetch_and(~kSwitchingBit, std::memory_order_seq_cst) & kSwitchingBit) != 0) {
+      logger_->warn("cleared a writer pause left by a compactor that died");
+    }
+  }
+}
+
+// ---- writes -----------------------------------------------------------------
+
+log::NewRecord Cache::Impl::Sequenced(log::NewRecord rec) {
+  // seq_cst: seqs order records; a slot moves only to a higher seq, and the
+  // linearization argument (docs/concurrency.md) needs the seq of a record to
+  // be drawn after its writer began.
+  rec.seq = Shared(meta_->header().next_seq).fetch_add(1, std::memory_order_seq_cst);
+  return rec;
+}
+
+std::uint64_t Cache::Impl::Append(Generation& g, const log::NewRecord& rec) {
+  std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+  std::uint64_t off = g.data.Reserve(size, &meta_->file());
+  log::EncodeRecord(rec, salt_, std::span<char>(g.data.base() + off, size));
+  return off;
+}
+
+static void AddDead(Generation& g, std::uint64_t bytes) {
+  // Relaxed: a statistic that triggers compaction; no data depends on it.
+  Shared(g.data.header().dead_bytes).fetch_add(bytes, std::memory_order_relaxed);
+}
+
+Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec,
+                                         std::uint64_t hash) {
+  const std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+  log::NewRecord mine = Sequenced(rec);
+  std::uint64_t slot_value = Index::Pack(hash, Append(g, mine));
+  for (;;) {
+    Index::Probe p = g.Find(rec.key, hash);
+    if (p.full) {
+      AddDead(g, size);
+      return Outcome::kIndexFull;
+    }
+    if (p.value == 0) {
+      if (g.index.Claim(p.pos, slot_value, &p.value)) return Outcome::kDone;
+      continue;  // someone claimed that slot first; it may be our key: probe again
+    }
+    for (;;) {
+      log::RecordView cur = g.Record(Index::OffsetOf(p.value));
+      if (cur.seq() > mine.seq) {
+        AddDead(g, size);
+        // A newer set got there first: ours is linearized just before it.
+        if (!cur.is_tombstone()) return Outcome::kDone;
+        // A newer delete: it observed the value before ours, so ours must
+        // come after it, with a newer seq.
+        mine = Sequenced(rec);
+        slot_value = Index::Pack(hash, Append(g, mine));
+      }
+      // acq_rel: release publishes our record; acquire (p.value on failure)
+      // lets us read the record that beat us.
+      if (g.index.slot(p.pos).compare_exchange_strong(p.value, slot_value,
+                                                      std::memory_order_acq_rel)) {
+        AddDead(g, cur.size());
+        return Outcome::kDone;
+      }
+    }
+  }
+}
+
+void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms) {
+  CheckKey(key);
+  CheckValue(value);
+  ReattachIfForked();
+  if (ttl_ms == 0) ttl_ms = default_ttl_ms_;
+  log::NewRecord rec{log::RecordType::kSet, key, value, 0,
+                     ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
+  const std::uint64_t hash = log::HashKey(key, salt_);
+  for (;;) {
+    std::uint64_t slots;
+    {
+      WriterSection w(*this);
+      if (SetIn(w.gen(), rec, hash) == Outcome::kDone) break;
+      slots = w.gen().index.slot_count();
+    }
+    // The index is full: grow it (or wait for whoever is growing it).
+    if (!Compact("index full", slots * 2)) env_->SleepMicros(1000);
+  }
+  Shared(my_slot().sets).fetch_add(1, std::memory_order_relaxed);
+  if (logger_->should_log(spdlog::level::debug)) {
+    logger_->debug("set key of {} bytes, value of {} bytes, ttl {} ms", key.size(), value.size(),
+                   ttl_ms);
+  }
+  AfterWrite();
+}
+
+std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view key,
+                                              std::uint64_t hash, bool want_value,
+                                              bool* found) {
+  Index::Probe p = g.Find(key, hash);
+  if (p.full || p.value == 0) return std::nullopt;
+  const std::size_t tomb_size = log::RecordSize(key.size(), 0);
+  std::uint64_t tomb_slot = 0, tomb_seq = 0;
+  for (;;) {
+    log::RecordView cur = g.Record(Index::OffsetOf(p.value));
+    bool expired = false;
+    if (!Visible(cur, &expired)) {
+      if (tomb_slot != 0) AddDead(g, tomb_size);
+      if (expired) Shared(my_slot().expired).fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    CheckIntegrity(g, cur);
+    if (tomb_slot == 0 || cur.seq() > tomb_seq) {
+      if (tomb_slot != 0) AddDead(g, tomb_size);
+      log::NewRecord t = Sequenced({log::RecordType::kTombstone, key, {}, 0, 0});
+      tomb_slot = Index::Pack(hash, Append(g, t));
+      tomb_seq = t.seq;
+    }
+    // acq_rel as in SetIn. Only the pop whose CAS moves the slot off this
+    // record gets its value: that is what makes pop hand it out once.
+    if (g.index.slot(p.pos).compare_exchange_strong(p.value, tomb_slot,
+                                                    std::memory_order_acq_rel)) {
+      AddDead(g, cur.size());
+      *found = true;
+      return want_value ? std::optional<std::string>(std::string(cur.value()))
+                        : std::optional<std::string>(std::string());
+    }
+  }
+}
+
+std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_value) {
+  CheckKey(key);
+  ReattachIfForked();
+  const std::uint64_t hash = log::HashKey(key, salt_);
+  bool found = false;
+  std::optional<std::string> out;
+  {
+    WriterSection w(*this);
+    out = PopIn(w.gen(), key, hash, want_value, &found);
+  }
+  CountHit(found, false);
+  if (found) Shared(my_slot().deletes).fetch_add(1, std::memory_order_relaxed);
+  logger_->debug("pop key of {} bytes: {}", key.size(), found ? "removed" : "absent");
+  if (found) AfterWrite();
+  return out;
+}
+
+void Cache::Impl::Purge() {
+  ReattachIfForked();
+  auto& h = meta_->header();
+  // Every record with a seq up to s is now invisible: seqs are drawn from
+  // the same counter, so records begun after this draw get higher ones.
+  std::uint64_t s = Shared(h.next_seq).fetch_add(1, std::memory_order_seq_cst);
+  auto purge = Shared(h.purge_seq);
+  std::uint64_t cur = purge.load(std::memory_order_seq_cst);
+  // seq_cst: a get that begins after purge() returns must see the new mark.
+  while (cur < s && !purge.compare_exchange_weak(cur, s, std::memory_order_seq_cst)) {
+  }
+  logger_->info("purged (every record with seq <= {} is gone)", s);
+}
+
+void Cache::Impl::AfterWrite() {
+  Generation* g = current_.load(std::memory_order_acquire);
+  if (g == nullptr) return;
+  const auto& dh = g->data.header();
+  std::uint64_t used = g->index.used(), slots = g->index.slot_count();
+  // Relaxed: heuristics only.
+  std::uint64_t tail = Shared(const_cast<std::uint64_t&>(dh.tail)).load(std::memory_order_relaxed);
+  std::uint64_t dead =
+      Shared(const_cast<std::uint64_t&>(dh.dead_bytes)).load(std::memory_order_relaxed);
+  if (used * 2 > slots) {
+    Compact("index half full", slots * 2);
+  } else if (tail > (64u << 20) && dead * 2 > tail) {
+    Compact("over half of the log is dead", 0);
+  }
+}
+
+bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots) {
+  return Compactor(*this).Run(reason, min_slots);
+}
+
+// ---- reads ------------------------------------------------------------------
+
+bool Cache::Impl::Visible(const log::RecordView& rec, bool* expired) {
+  if (rec.is_tombstone()) return false;
+  // Acquire: pairs with Purge()'s seq_cst update.
+  if (rec.seq() <= Shared(meta_->header().purge_seq).load(std::memory_order_acquire)) return false;
+  if (rec.expires_ms() != 0 && env_->NowMillis() >= rec.expires_ms()) {
+    *expired = true;
+    return false;
+  }
+  return true;
+}
+
+void Cache::Impl::CheckIntegrity(Generation& g, const log::RecordView& rec) {
+  if (g.ChecksumOk(rec)) [[likely]] {
+    return;
+  }
+  // Relaxed: a hint for the next lone opener, who rebuilds from the log.
+  Shared(meta_->header().flags).fetch_or(kFlagNeedsRebuild, std::memory_order_relaxed);
+  auto off = reinterpret_cast<const char*>(rec.header) - g.data.base();
+  logger_->error("bad checksum of the record at offset {} of {}", off, g.data.path());
+  throw Error("corrupt cache: bad checksum of the record at offset " + std::to_string(off) +
+              " of " + g.data.path() + " (it will be rebuilt from the log at the next open)");
+}
+
+void Cache::Impl::CountHit(bool hit, bool expired) {
+  // Relaxed: counters for stats().
+  auto& s = my_slot();
+  Shared(hit ? s.hits : s.misses).fetch_add(1, std::memory_order_relaxed);
+  if (expired) Shared(s.expired).fetch_add(1, std::memory_order_relaxed);
+}
+
+std::optional<std::string> Cache::Impl::Get(std::string_view key) {
+  CheckKey(key);
+  ReattachIfForked();
+  const std::uint64_t hash = log::HashKey(key, salt_);
+  auto gen = Shared(meta_->header().generation);
+  for (;;) {
+    PinGuard pin(Pin());
+    Generation& g = *pin.get();
+    // Acquire loads of the generation before and after the lookup: if it did
+    // not change, no write of a newer generation can have completed before
+    // our slot load, so the value read is current (or concurrent).
+    if (g.number != gen.load(std::memory_order_acquire)) {
+      Refresh();
+      continue;
+    }
+    Index::Probe p = g.Find(key, hash);
+    std::optional<std::string> out;
+    bool expired = false;
+    if (p.value != 0) {
+      log::RecordView rec = g.Record(Index::OffsetOf(p.value));
+      if (Visible(rec, &expired)) {
+        CheckIntegrity(g, rec);
+        out.emplace(rec.value());
+      }
+    }
+    if (g.number != gen.load(std::memory_order_acquire)) continue;
+    CountHit(out.has_value(), expired);
+    return out;
+  }
+}
+
+bool Cache::Impl::Contains(std::string_view key) {
+  CheckKey(key);
+  ReattachIfForked();
+  const std::uint64_t hash = log::HashKey(key, salt_);
+  auto gen = Shared(meta_->header().generation);
+  for (;;) {
+    PinGuard pin(Pin());
+    Generation& g = *pin.get();
+    if (g.number != gen.load(std::memory_order_acquire)) {
+      Refresh();
+      continue;
+    }
+    Index::Probe p = g.Find(key, hash);
+    bool found = false, expired = false;
+    if (p.value != 0) found = Visible(g.Record(Index::OffsetOf(p.value)), &expired);
+    if (g.number != gen.load(std::memory_order_acquire)) continue;
+    CountHit(found, expired);
+    return found;
+  }
+}
+
+void Cache::Impl::ForEach(std::string_view prefix,
+                          const std::function<bool(std::string_view, std::string_view)>& fn) {
+  ReattachIfForked();
+  if (Shared(meta_->header().generation).load(std::memory_order_acquire) !=
+      current_.load(std::memory_order_acquire)->number) {
+    Refresh();
+  }
+  PinGuard pin(Pin());
+  Generation& g = *pin.get();
+  for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {
+    std::uint64_t v = g.index.slot(i).load(std::memory_order_acquire);
+    if (v == 0) continue;
+    log::RecordView rec = g.Record(Index::OffsetOf(v));
+    bool expired = false;
+    if (!rec.key().starts_with(prefix) || !Visible(rec, &expired)) continue;
+    CheckIntegrity(g, rec);
+    if (!fn(rec.key(), rec.value())) return;
+  }
+}
+
+std::size_t Cache::Impl::Size() {
+  std::size_t n = 0;
+  ForEach({}, [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  });
+  return n;
+}
+
+Stats Cache::Impl::GetStats() {
+  Stats st;
+  ForEach({}, [&](std::string_view k, std::string_view v) {
+    ++st.keys;
+    st.bytes_live += log::RecordSize(k.size(), v.size());
+    return true;
+  });
+  auto& h = meta_->header();
+  auto rd = [](std::uint64_t& f) { return Shared(f).load(std::memory_order_relaxed); };
+  st.hits = rd(h.retired_hits);
+  st.misses = rd(h.retired_misses);
+  st.sets = rd(h.retired_sets);
+  st.deletes = rd(h.retired_deletes);
+  st.expired = rd(h.retired_expired);
+  for (std::size_t i = 0; i < kMaxProcesses; ++i) {
+    ProcessSlot& s = meta_->slot(i);
+    st.hits += rd(s.hits);
+    st.misses += rd(s.misses);
+    st.sets += rd(s.sets);
+    st.deletes += rd(s.deletes);
+    st.expired += rd(s.expired);
+    if (s.pid != 0 && (i == slot_ || meta_->SlotAlive(i))) ++st.processes;
+  }
+  PinGuard pin(Pin());
+  Generation& g = *pin.get();
+  st.generation = g.number;
+  st.bytes_file = rd(g.data.header().tail);
+  st.bytes_dead = st.bytes_file - std::min(st.bytes_file, st.bytes_live + kHeaderSize);
+  st.index_slots = g.index.slot_count();
+  st.index_used = g.index.used();
+  return st;
+}
+
+}  // namespace lilcache

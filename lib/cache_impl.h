@@ -1,0 +1,113 @@
+// cache_impl: Cache::Impl, the engine behind lilcache::Cache.
+//
+// Concurrency contract (docs/concurrency.md has the full argument):
+//  * Readers (get, contains, size, keys) take no lock: they pin the current
+//    Generation, probe its index, read the immutable record, verify its
+//    checksum, and re-check that the generation did not change meanwhile.
+//  * Writers (set, pop, erase) announce themselves in their process slot for
+//    the current writer epoch (WriterSection), append a record at a space
+//    reserved with fetch_add, and publish it with a CAS on the index slot.
+//    A slot only ever moves to a record with a higher seq.
+//  * Generation switches (index growth, compaction, recovery) are done by the
+//    process holding the COMPACT lock; writers pause only for the final swap.
+//  * Growth of the log takes the GROW lock (and an in-process mutex).
+//  * fork(): the first call in a child re-attaches (new descriptor, own slot).
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "generation.h"
+#include "lilcache/lilcache.h"
+#include "meta.h"
+#include "names.h"
+
+namespace lilcache {
+
+class Cache::Impl {
+ public:
+  Impl(std::string_view name, const Options& options);
+  ~Impl();
+
+  void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
+  std::optional<std::string> Get(std::string_view key);
+  std::optional<std::string> Pop(std::string_view key, bool want_value);
+  bool Contains(std::string_view key);
+  void Purge();
+  std::size_t Size();
+  void ForEach(std::string_view prefix,
+               const std::function<bool(std::string_view, std::string_view)>& fn);
+  Stats GetStats();
+  // Runs a generation switch now (compaction); false if another process holds
+  // the COMPACT lock.
+  bool Compact(const char* reason, std::uint64_t min_slots = 0);
+
+  const std::string& name() const { return paths_.name; }
+  const std::string& root() const { return paths_.root; }
+  std::uint64_t default_ttl_ms() const { return default_ttl_ms_; }
+
+  // ---- used by WriterSection, Pin and Compactor ----
+  Meta& meta() { return *meta_; }
+  Env* env() const { return env_; }
+  const CachePaths& paths() const { return paths_; }
+  spdlog::logger& logger() { return *logger_; }
+  std::uint64_t salt() const { return salt_; }
+  ProcessSlot& my_slot() { return meta_->slot(slot_); }
+  std::size_t my_slot_index() const { return slot_; }
+  std::mutex& compact_mutex() { return compact_mu_; }
+
+  Generation* Pin();
+  static void Unpin(Generation* g) { g->pins.fetch_sub(1, std::memory_order_release); }
+  // Makes the generation named by the meta file this process's current one.
+  void Refresh();
+  // Blocks while a compactor has writers paused; clears the pause if the
+  // compactor died (its COMPACT lock is free).
+  void WaitWhileSwitching();
+
+ private:
+  enum class Outcome { kDone, kIndexFull };
+
+  void Attach();             // open meta, claim a slot, recover if alone, map
+  void ReattachIfForked();   // cheap check; re-attaches in a fork child
+  void OpenLocked();         // under the INIT lock
+  void RetireUnpinned();     // unmaps retired generations nobody pins
+  std::uint64_t Append(Generation& g, const log::NewRecord& rec);
+  log::NewRecord Sequenced(log::NewRecord rec);
+  Outcome SetIn(Generation& g, const log::NewRecord& rec, std::uint64_t hash);
+  std::optional<std::string> PopIn(Generation& g, std::string_view key, std::uint64_t hash,
+                                   bool want_value, bool* found);
+  // Visible to readers: a SET newer than the last purge and not expired.
+  bool Visible(const log::RecordView& rec, bool* expired);
+  void CheckIntegrity(Generation& g, const log::RecordView& rec);
+  void AfterWrite();
+  void CountHit(bool hit, bool expired);
+
+  Env* env_;
+  CachePaths paths_;
+  std::uint64_t default_ttl_ms_ = 0;
+  std::uint64_t snapshot_ms_ = 0;
+  spdlog::level::level_enum level_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::unique_ptr<Meta> meta_;
+  std::size_t slot_ = 0;
+  std::uint64_t salt_ = 0;
+  std::uint64_t fork_epoch_ = 0;
+
+  std::atomic<Generation*> current_{nullptr};
+  std::vector<std::unique_ptr<Generation>> generations_;  // current and retired
+  std::mutex refresh_mu_;   // guards generations_ and swaps of current_
+  std::mutex compact_mu_;   // one compactor per process
+  std::mutex attach_mu_;    // re-attach after fork
+};
+
+}  // namespace lilcache

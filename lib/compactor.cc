@@ -1,0 +1,381 @@
+#include "compactor.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <roaring/roaring64map.hh>
+#include <unordered_map>
+#include <vector>
+
+#include "lilcache/env.h"
+#include "shared_atomic.h"
+
+namespace lilcache {
+namespace {
+
+constexpr std::uint64_t kDrainTimeoutNs = 5'000'000'000;  // a stopped writer aborts the switch
+constexpr std::uint64_t kCatchUpThreshold = 256 << 10;    // pause when less than this is left
+constexpr int kMaxCatchUpRounds = 8;
+
+// A new generation being written by one thread, under .tmp names.
+class Builder {
+ public:
+  Builder(Cache::Impl& c, std::uint64_t gen, std::uint64_t slots, std::uint64_t capacity)
+      : c_(c), number_(gen) {
+    g_.number = gen;
+    g_.salt = c.salt();
+    g_.data.Create(c.env(), c.paths().data(gen) + ".tmp", gen, c.salt(), capacity,
+                   c.env()->NowMillis());
+    g_.index.Create(c.env(), c.paths().index(gen) + ".tmp", gen, slots);
+  }
+  ~Builder() {
+    if (!finished_) Discard();
+  }
+
+  Index::Probe Find(std::string_view key, std::uint64_t hash) { return g_.Find(key, hash); }
+  log::RecordView Record(std::uint64_t off) { return g_.Record(off); }
+
+  // Appends a copy of `rec` (from the old generation) and points the key's
+  // slot at it. The caller has checked it is newer than what the slot holds.
+  void CopyAndInstall(const log::RecordView& rec, std::uint64_t hash, const Index::Probe& p) {
+    std::size_t size = rec.size();
+    std::uint64_t off = g_.data.Reserve(size, nullptr);
+    std::memcpy(g_.data.base() + off, rec.header, size);
+    std::uint64_t value = Index::Pack(hash, off);
+    if (p.value == 0) {
+      std::uint64_t seen;
+      g_.index.Claim(p.pos, value, &seen);
+    } else {
+      // Relaxed is enough: nobody else can see this index before the rename
+      // and the release store of the new generation number.
+      g_.index.slot(p.pos).store(value, std::memory_order_relaxed);
+    }
+    if (g_.index.used() * 4 > g_.index.slot_count() * 3) {
+      throw Error("compaction: new index of " + std::to_string(g_.index.slot_count()) +
+                  " slots filled up during catch-up");
+    }
+    ++records_;
+  }
+
+  void CopyIfNewer(const log::RecordView& rec, std::uint64_t hash) {
+    Index::Probe p = Find(rec.key(), hash);
+    if (p.value != 0 && Record(Index::OffsetOf(p.value)).seq() >= rec.seq()) return;
+    CopyAndInstall(rec, hash, p);
+  }
+
+  // Seals the files and renames them into place (not yet durable: Sync()).
+  void Finish() {
+    auto& h = g_.data.header();
+    std::uint64_t tail = Shared(h.tail).load(std::memory_order_relaxed);
+    Shared(h.verified_upto).store(tail, std::memory_order_relaxed);
+    Env* env = c_.env();
+    for (auto [tmp, final] : {std::pair{c_.paths().data(number_) + ".tmp", c_.paths().data(number_)},
+                              std::pair{c_.paths().index(number_) + ".tmp", c_.paths().index(number_)}}) {
+      if (env->Rename(tmp.c_str(), final.c_str()) != 0) ThrowErrno("cannot rename", tmp);
+    }
+    finished_ = true;
+  }
+
+  void Sync() {
+    Env* env = c_.env();
+    if (env->Fsync(g_.data.file().fd()) != 0) ThrowErrno("fsync", c_.paths().data(number_));
+    if (env->Fsync(g_.index.file().fd()) != 0) ThrowErrno("fsync", c_.paths().index(number_));
+    if (env->FsyncDir(c_.paths().root.c_str()) != 0) ThrowErrno("fsync", c_.paths().root);
+  }
+
+  void Discard() {
+    g_.Close();
+    c_.env()->Unlink((c_.paths().data(number_) + ".tmp").c_str());
+    c_.env()->Unlink((c_.paths().index(number_) + ".tmp").c_str());
+  }
+
+  std::uint64_t tail() { return Shared(g_.data.header().tail).load(std::memory_order_relaxed); }
+  std::uint64_t records() const { return records_; }
+  std::uint64_t slots() const { return g_.index.slot_count(); }
+
+ private:
+  Cache::Impl& c_;
+  std::uint64_t number_;
+  Generation g_;
+  bool finished_ = false;
+  std::uint64_t records_ = 0;
+};
+
+// Deletes every file of the cache that belongs to no live generation:
+// older generations and .tmp files of crashed compactions. The caller holds
+// COMPACT (or INIT with no other process alive).
+void RemoveStrayFiles(Cache::Impl& c, std::uint64_t live) {
+  const std::string prefix = c.paths().name + ".";
+  DIR* dir = opendir(c.paths().root.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> doomed;
+  while (const dirent* e = readdir(dir)) {
+    std::string_view n = e->d_name;
+    if (!n.starts_with(prefix)) continue;
+    n.remove_prefix(prefix.size());
+    std::uint64_t gen = 0;
+    auto [p, ec] = std::from_chars(n.data(), n.data() + n.size(), gen);
+    if (ec != std::errc() || p == n.data()) continue;
+    std::string_view rest(p, static_cast<std::size_t>(n.data() + n.size() - p));
+    bool ours = rest == ".data" || rest == ".index" || rest == ".data.tmp" || rest == ".index.tmp";
+    if (ours && (gen != live || rest.ends_with(".tmp"))) doomed.emplace_back(e->d_name);
+  }
+  closedir(dir);
+  for (const auto& f : doomed) {
+    std::string path = c.paths().root + "/" + f;
+    if (c.env()->Unlink(path.c_str()) == 0) c.logger().debug("removed stale file {}", path);
+  }
+}
+
+bool VisibleForCopy(Cache::Impl& c, const log::RecordView& rec, std::uint64_t now) {
+  return !rec.is_tombstone() &&
+         rec.seq() > Shared(c.meta().header().purge_seq).load(std::memory_order_acquire) &&
+         !rec.expired_at(now);
+}
+
+// Waits until no live process has a write in flight in `epoch` (or in both
+// epochs if epoch < 0). False on timeout (a stopped process).
+bool Drain(Cache::Impl& c, int epoch) {
+  Meta& m = c.meta();
+  Env* env = c.env();
+  std::uint64_t start = env->MonotonicNanos();
+  for (std::size_t i = 0; i < kMaxProcesses; ++i) {
+    ProcessSlot& s = m.slot(i);
+    auto busy = [&] {
+      // seq_cst: the compactor side of the writer handshake.
+      std::uint64_t n = 0;
+      for (int e = 0; e < 2; ++e) {
+        if (epoch < 0 || epoch == e) n += Shared(s.inflight[e]).load(std::memory_order_seq_cst);
+      }
+      return n != 0;
+    };
+    for (int spins = 0; busy(); ++spins) {
+      if (spins < 100) continue;
+      if (i != c.my_slot_index() && !m.SlotAlive(i)) break;  // its owner died mid-write
+      if (env->MonotonicNanos() - start > kDrainTimeoutNs) return false;
+      env->SleepMicros(20);
+    }
+  }
+  return true;
+}
+
+// Flips the writer epoch and waits for the writes of the old one.
+bool FlipAndDrain(Cache::Impl& c) {
+  auto state = Shared(c.meta().header().writer_state);
+  std::uint32_t old = state.fetch_xor(kEpochBit, std::memory_order_seq_cst) & kEpochBit;
+  return Drain(c, static_cast<int>(old));
+}
+
+// For each record in [from, to) of the old generation, copies what the OLD
+// index says is current for its key, if newer than what the new one holds.
+void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, std::uint64_t to) {
+  if (from >= to) return;
+  old.data.EnsureMapped(to);
+  std::span<const char> region = old.data.Region(to);
+  std::uint64_t now = c.env()->NowMillis();
+  for (std::uint64_t off = from; off < to;) {
+    log::RecordView r;
+    if (log::CheckRecord(region, off, c.salt(), &r) != log::Damage::kNone) {
+      off += log::kAlign;  // a hole left by a writer that died: resynchronize
+      continue;
+    }
+    off += r.size();
+    std::uint64_t hash = log::HashKey(r.key(), c.salt());
+    Index::Probe gp = old.Find(r.key(), hash);
+    if (gp.value == 0) continue;  // never published (its writer died)
+    log::RecordView cur = old.Record(Index::OffsetOf(gp.value));
+    Index::Probe np = b.Find(r.key(), hash);
+    if (np.value != 0) {
+      if (b.Record(Index::OffsetOf(np.value)).seq() >= cur.seq()) continue;
+    } else if (!VisibleForCopy(c, cur, now)) {
+      continue;  // deleted/expired and absent from the new generation: nothing to keep
+    }
+    b.CopyAndInstall(cur, hash, np);
+  }
+}
+
+}  // namespace
+
+bool Compactor::Run(const char* reason, std::uint64_t min_slots) {
+  std::unique_lock<std::mutex> in_process(c_.compact_mutex(), std::try_to_lock);
+  if (!in_process.owns_lock()) return false;
+  Env* env = c_.env();
+  FileLock lock = FileLock::TryAcquire(env, c_.meta().file(), kCompactLockByte);
+  if (!lock.held()) return false;
+  const std::uint64_t start_ns = env->MonotonicNanos();
+  c_.Refresh();
+  Generation* old = c_.Pin();
+  struct Unpin {
+    Generation* g;
+    ~Unpin() { Cache::Impl::Unpin(g); }
+  } unpin{old};
+  auto& meta = c_.meta().header();
+  auto state = Shared(meta.writer_state);
+  if (old->number != Shared(meta.generation).load(std::memory_order_acquire)) return false;
+  // A compactor that died may have left the pause on; we hold COMPACT now.
+  state.fetch_and(~kSwitchingBit, std::memory_order_seq_cst);
+  RemoveStrayFiles(c_, old->number);
+
+  auto tail = Shared(old->data.header().tail);
+  std::uint64_t t1 = tail.load(std::memory_order_seq_cst);
+  if (!FlipAndDrain(c_)) {
+    c_.logger().warn("compaction ({}) abandoned: a writer did not finish in time", reason);
+    return false;
+  }
+  // 2. Live records below t1, in log order.
+  Roaring64Map live;
+  std::uint64_t live_bytes = 0, now = env->NowMillis();
+  for (std::uint64_t i = 0; i < old->index.slot_count(); ++i) {
+    std::uint64_t v = old->index.slot(i).load(std::memory_order_acquire);
+    if (v == 0 || Index::OffsetOf(v) >= t1) continue;
+    log::RecordView rec = old->Record(Index::OffsetOf(v));
+    if (!VisibleForCopy(c_, rec, now)) continue;
+    live.add(Index::OffsetOf(v) / log::kAlign);
+    live_bytes += rec.size();
+  }
+  std::uint64_t slots = std::max(min_slots, Index::SlotsFor(live.cardinality() * 2));
+  Builder b(c_, old->number + 1, slots, live_bytes + kHeaderSize + (1 << 20));
+  for (std::uint64_t off8 : live) {
+    log::RecordView rec = old->Record(off8 * log::kAlign);
+    if (!old->ChecksumOk(rec)) {
+      c_.logger().error("compaction: skipping corrupt record at offset {} of {}",
+                        off8 * log::kAlign, old->data.path());
+      continue;
+    }
+    std::uint64_t hash = log::HashKey(rec.key(), c_.salt());
+    b.CopyAndInstall(rec, hash, b.Find(rec.key(), hash));
+  }
+  // 3. Catch up while writers run.
+  std::uint64_t done = t1;
+  for (int round = 0; round < kMaxCatchUpRounds; ++round) {
+    std::uint64_t t = tail.load(std::memory_order_seq_cst);
+    if (t - done < kCatchUpThreshold) break;
+    if (!FlipAndDrain(c_)) return false;
+    CatchUp(c_, *old, b, done, t);
+    done = t;
+  }
+  // 4. Pause writers for the last bit and the switch.
+  const std::uint64_t pause_ns = env->MonotonicNanos();
+  state.fetch_or(kSwitchingBit, std::memory_order_seq_cst);
+  struct Resume {
+    std::atomic_ref<std::uint32_t> s;
+    ~Resume() { s.fetch_and(~kSwitchingBit, std::memory_order_seq_cst); }
+  } resume{state};
+  if (!Drain(c_, -1)) {
+    c_.logger().warn("compaction ({}) abandoned: a writer did not finish in time", reason);
+    return false;
+  }
+  CatchUp(c_, *old, b, done, tail.load(std::memory_order_seq_cst));
+  b.Finish();
+  // Release: a process that reads the new number finds the renamed files.
+  Shared(meta.generation).store(old->number + 1, std::memory_order_release);
+  Shared(meta.compactions).fetch_add(1, std::memory_order_relaxed);
+  state.fetch_and(~kSwitchingBit, std::memory_order_seq_cst);
+  const std::uint64_t paused_us = (env->MonotonicNanos() - pause_ns) / 1000;
+  // 5. Durable, then the old files go (processes that map them keep them).
+  b.Sync();
+  RemoveStrayFiles(c_, old->number + 1);
+  c_.logger().info(
+      "compacted ({}): generation {} -> {}, {} records, {} -> {} bytes, index {} slots, "
+      "writers paused {} us, took {} ms",
+      reason, old->number, old->number + 1, b.records(), tail.load(std::memory_order_relaxed),
+      b.tail(), b.slots(), paused_us, (env->MonotonicNanos() - start_ns) / 1'000'000);
+  c_.Refresh();
+  return true;
+}
+
+void Compactor::RecoverAlone() {
+  Env* env = c_.env();
+  auto& meta = c_.meta().header();
+  // Nobody else is here: any pause is a dead compactor's.
+  Shared(meta.writer_state).store(0, std::memory_order_seq_cst);
+  std::uint64_t gen = Shared(meta.generation).load(std::memory_order_acquire);
+  Generation g;
+  g.Open(env, c_.paths(), gen, c_.salt());
+  std::string boot = env->BootId();
+  std::string why;
+  if (!c_.meta().BootIdIs(boot)) {
+    why = "first open since a reboot";
+  } else if ((Shared(meta.flags).load(std::memory_order_relaxed) & kFlagNeedsRebuild) != 0) {
+    why = "a checksum error was reported";
+  } else if (g.data.truncated()) {
+    why = "the log file is shorter than its header says (truncated)";
+  }
+  auto& dh = g.data.header();
+  std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
+  if (why.empty()) {
+    std::uint64_t off = Shared(dh.verified_upto).load(std::memory_order_relaxed);
+    if (tail > g.data.mapped()) g.data.EnsureMapped(tail);
+    std::span<const char> region = g.data.Region(tail);
+    while (off < tail) {
+      log::RecordView r;
+      log::Damage d = log::CheckRecord(region, off, c_.salt(), &r);
+      if (d != log::Damage::kNone) {
+        why = std::string("damaged record (") + log::DamageName(d) + ") at offset " +
+              std::to_string(off);
+        break;
+      }
+      off += r.size();
+    }
+    if (why.empty()) Shared(dh.verified_upto).store(tail, std::memory_order_relaxed);
+  }
+  c_.meta().SetBootId(boot);
+  if (why.empty()) {
+    RemoveStrayFiles(c_, gen);
+    return;
+  }
+  c_.logger().warn("recovering {}: {}; rebuilding from the log", g.data.path(), why);
+  // Replay: the highest-seq valid record of each key wins.
+  // Scan the whole file, not just to `tail`: after a power loss the header
+  // may be older than the records.
+  const std::uint64_t end = g.data.file_size();
+  std::span<const char> region(g.data.base(), end);
+  std::unordered_map<std::string_view, std::uint64_t> latest;
+  std::uint64_t max_seq = 0, skipped = 0, records = 0;
+  bool in_damage = false;
+  for (std::uint64_t off = kHeaderSize; off < end;) {
+    log::RecordView r;
+    if (log::CheckRecord(region, off, c_.salt(), &r) != log::Damage::kNone) {
+      bool zero = std::all_of(region.data() + off, region.data() + std::min(off + 8, end),
+                              [](char ch) { return ch == 0; });
+      if (!zero && !in_damage) ++skipped;
+      in_damage = !zero;
+      off += log::kAlign;
+      continue;
+    }
+    in_damage = false;
+    ++records;
+    max_seq = std::max(max_seq, r.seq());
+    auto [it, fresh] = latest.try_emplace(r.key(), off);
+    if (!fresh && g.Record(it->second).seq() < r.seq()) it->second = off;
+    off += r.size();
+  }
+  Roaring64Map live;
+  std::uint64_t bytes = 0, now = env->NowMillis();
+  for (const auto& [key, off] : latest) {
+    log::RecordView r = g.Record(off);
+    if (!VisibleForCopy(c_, r, now)) continue;
+    live.add(off / log::kAlign);
+    bytes += r.size();
+  }
+  Builder b(c_, gen + 1, Index::SlotsFor(live.cardinality() * 2), bytes + kHeaderSize + (1 << 20));
+  for (std::uint64_t off8 : live) {
+    log::RecordView r = g.Record(off8 * log::kAlign);
+    std::uint64_t hash = log::HashKey(r.key(), c_.salt());
+    b.CopyAndInstall(r, hash, b.Find(r.key(), hash));
+  }
+  b.Finish();
+  b.Sync();
+  auto next = Shared(meta.next_seq);
+  if (next.load(std::memory_order_relaxed) <= max_seq) next.store(max_seq + 1, std::memory_order_relaxed);
+  Shared(meta.generation).store(gen + 1, std::memory_order_release);
+  Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
+  g.Close();
+  RemoveStrayFiles(c_, gen + 1);
+  c_.logger().warn("recovered: {} valid records, {} damaged regions skipped, {} live keys kept",
+                   records, skipped, b.records());
+}
+
+}  // namespace lilcache

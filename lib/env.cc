@@ -1,0 +1,119 @@
+#include "lilcache/env.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+
+namespace lilcache {
+
+Env* Env::Default() {
+  static Env env;
+  return &env;
+}
+
+int Env::Open(const char* path, int flags, mode_t mode) {
+  int fd;
+  do {
+    fd = ::open(path, flags, mode);
+  } while (fd < 0 && errno == EINTR);
+  return fd;
+}
+int Env::Close(int fd) { return ::close(fd); }
+int Env::Fstat(int fd, struct stat* st) { return ::fstat(fd, st); }
+int Env::Ftruncate(int fd, off_t length) { return ::ftruncate(fd, length); }
+
+int Env::Fallocate(int fd, off_t offset, off_t length) {
+  int rc;
+  do {
+    rc = ::posix_fallocate(fd, offset, length);
+  } while (rc == EINTR);
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  return 0;
+}
+
+int Env::Fsync(int fd) { return ::fsync(fd); }
+int Env::Rename(const char* from, const char* to) { return ::rename(from, to); }
+int Env::Unlink(const char* path) { return ::unlink(path); }
+int Env::Mkdir(const char* path, mode_t mode) { return ::mkdir(path, mode); }
+
+int Env::FsyncDir(const char* path) {
+  int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = ::fsync(fd);
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return rc;
+}
+
+void* Env::Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset) {
+  return ::mmap(addr, length, prot, flags, fd, offset);
+}
+int Env::Munmap(void* addr, std::size_t length) { return ::munmap(addr, length); }
+int Env::Msync(void* addr, std::size_t length, int flags) { return ::msync(addr, length, flags); }
+
+static struct flock MakeFlock(short type, off_t start, off_t length) {
+  struct flock fl = {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = start;
+  fl.l_len = length;
+  fl.l_pid = 0;  // must be 0 for OFD locks
+  return fl;
+}
+
+int Env::Lock(int fd, off_t start, off_t length, bool exclusive, bool wait) {
+  struct flock fl = MakeFlock(exclusive ? F_WRLCK : F_RDLCK, start, length);
+  int rc;
+  do {
+    rc = ::fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+  } while (rc < 0 && errno == EINTR);
+  return rc;
+}
+
+int Env::Unlock(int fd, off_t start, off_t length) {
+  struct flock fl = MakeFlock(F_UNLCK, start, length);
+  return ::fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+int Env::IsLocked(int fd, off_t start, off_t length) {
+  struct flock fl = MakeFlock(F_WRLCK, start, length);
+  if (::fcntl(fd, F_OFD_GETLK, &fl) < 0) return -1;
+  return fl.l_type == F_UNLCK ? 0 : 1;
+}
+
+std::uint64_t Env::NowMillis() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+std::uint64_t Env::MonotonicNanos() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::string Env::BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+void Env::SleepMicros(std::uint64_t micros) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(micros / 1000000);
+  ts.tv_nsec = static_cast<long>((micros % 1000000) * 1000);
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace lilcache

@@ -1,0 +1,94 @@
+// log_format: the record layout of the data log (docs/format.md, "Record"),
+// encoding, validation and the key hash. Pure functions over bytes; no I/O.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string_view>
+
+namespace lilcache::log {
+
+inline constexpr std::uint32_t kRecordMagic = 0x4352434C;  // "LCRC"
+inline constexpr std::size_t kRecordHeaderSize = 40;
+inline constexpr std::size_t kAlign = 8;
+
+enum class RecordType : std::uint8_t { kSet = 1, kTombstone = 2 };
+
+// The 40-byte record header exactly as stored (little-endian host only).
+struct RecordHeader {
+  std::uint64_t checksum;
+  std::uint32_t magic;
+  std::uint8_t type;
+  std::uint8_t flags;
+  std::uint16_t reserved;
+  std::uint32_t key_len;
+  std::uint32_t value_len;
+  std::uint64_t seq;
+  std::uint64_t expires_ms;
+};
+static_assert(sizeof(RecordHeader) == kRecordHeaderSize);
+static_assert(offsetof(RecordHeader, seq) == 24 && offsetof(RecordHeader, expires_ms) == 32);
+
+inline constexpr std::size_t AlignUp(std::size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
+
+// Bytes a record with these lengths occupies, padding included.
+inline constexpr std::size_t RecordSize(std::size_t key_len, std::size_t value_len) {
+  return AlignUp(kRecordHeaderSize + key_len + value_len);
+}
+
+// A read-only view of a record in a mapping. Valid while the mapping is.
+struct RecordView {
+  const RecordHeader* header = nullptr;
+  std::string_view key() const {
+    return {reinterpret_cast<const char*>(header) + kRecordHeaderSize, header->key_len};
+  }
+  std::string_view value() const {
+    return {reinterpret_cast<const char*>(header) + kRecordHeaderSize + header->key_len,
+            header->value_len};
+  }
+  RecordType type() const { return static_cast<RecordType>(header->type); }
+  bool is_tombstone() const { return header->type == static_cast<std::uint8_t>(RecordType::kTombstone); }
+  std::uint64_t seq() const { return header->seq; }
+  std::uint64_t expires_ms() const { return header->expires_ms; }
+  std::size_t size() const { return RecordSize(header->key_len, header->value_len); }
+  bool expired_at(std::uint64_t now_ms) const {
+    return header->expires_ms != 0 && now_ms >= header->expires_ms;
+  }
+};
+
+// XXH3 of the key, seeded with the cache's salt: the index hash.
+std::uint64_t HashKey(std::string_view key, std::uint64_t salt);
+
+// Checksum of a record: XXH3 over bytes [8, 40 + key_len + value_len).
+std::uint64_t RecordChecksum(const RecordHeader* header, std::uint64_t salt);
+
+struct NewRecord {
+  RecordType type = RecordType::kSet;
+  std::string_view key;
+  std::string_view value;
+  std::uint64_t seq = 0;
+  std::uint64_t expires_ms = 0;
+};
+
+// Writes `rec` (header, key, value, zero padding, checksum last) into `out`,
+// which must hold RecordSize(key, value) bytes.
+void EncodeRecord(const NewRecord& rec, std::uint64_t salt, std::span<char> out);
+
+// Why a record at some offset is not valid.
+enum class Damage {
+  kNone,          // valid
+  kTruncated,     // the header or the body runs past the end of the region
+  kBadMagic,      // not a record start (zeros of a hole, or garbage)
+  kBadHeader,     // bad type, flags or lengths
+  kBadChecksum,   // torn or corrupted
+};
+const char* DamageName(Damage d);
+
+// Validates the record starting at region[offset] (offset multiple of 8)
+// without reading outside `region`. On kNone, *out views it.
+Damage CheckRecord(std::span<const char> region, std::size_t offset, std::uint64_t salt,
+                   RecordView* out);
+
+}  // namespace lilcache::log

@@ -1,0 +1,135 @@
+#include "meta.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
+#include "shared_atomic.h"
+
+namespace lilcache {
+
+void Meta::Open(Env* env, const std::string& path) {
+  env_ = env;
+  file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT);
+  off_t size = file_.Size();
+  if (size == 0) {
+    // Growing a zero-length file is idempotent, so racing creators are fine;
+    // the header is written later under the INIT lock.
+    if (env->Fallocate(file_.fd(), 0, kMetaFileSize) != 0) ThrowErrno("cannot allocate", path);
+  } else if (size != static_cast<off_t>(kMetaFileSize)) {
+    throw Error("not a lilcache meta file: " + path + " has size " + std::to_string(size) +
+                ", expected " + std::to_string(kMetaFileSize));
+  }
+  map_.Map(env, file_.fd(), path, kMetaFileSize, kMetaFileSize + 4096 - kMetaFileSize % 4096);
+}
+
+bool Meta::IsBlank() const {
+  const MetaHeader& h = header();
+  static const char zeros[8] = {};
+  return std::memcmp(h.magic, zeros, 8) == 0 && h.version == 0;
+}
+
+void Meta::SetBootId(const std::string& boot_id) {
+  MetaHeader& h = header();
+  std::memset(h.boot_id, 0, sizeof(h.boot_id));
+  std::memcpy(h.boot_id, boot_id.data(), std::min(boot_id.size(), sizeof(h.boot_id) - 1));
+}
+
+bool Meta::BootIdIs(const std::string& boot_id) const {
+  const MetaHeader& h = header();
+  return std::string_view(h.boot_id, strnlen(h.boot_id, sizeof(h.boot_id))) == boot_id;
+}
+
+void Meta::Initialize(std::uint64_t salt, std::uint64_t now_ms, const std::string& boot_id) {
+  SetBootId(boot_id);
+  MetaHeader& h = header();
+  h.version = kFormatVersion;
+  h.header_size = kHeaderSize;
+  h.salt = salt;
+  h.created_ms = now_ms;
+  // Plain stores: every other opener waits for the INIT lock we hold, and the
+  // lock (a system call) orders these stores before their loads.
+  h.generation = 1;
+  h.next_seq = 1;
+  h.purge_seq = 0;
+  // The magic last: a crash before this leaves a blank file, initialized again.
+  std::memcpy(h.magic, kMetaMagic, 8);
+}
+
+void Meta::Validate() const {
+  const MetaHeader& h = header();
+  if (std::memcmp(h.magic, kMetaMagic, 8) != 0) {
+    throw Error("not a lilcache meta file: " + path() + " has a bad magic number");
+  }
+  if (h.version != kFormatVersion) {
+    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path() +
+                " (this lilcache reads version " + std::to_string(kFormatVersion) + ")");
+  }
+  if (h.header_size != kHeaderSize) {
+    throw Error("corrupt meta file " + path() + ": header_size " + std::to_string(h.header_size));
+  }
+  if (Shared(h.generation).load(std::memory_order_acquire) == 0) {
+    throw Error("corrupt meta file " + path() + ": generation 0");
+  }
+}
+
+std::size_t Meta::ClaimSlot(std::uint64_t pid) {
+  MetaHeader& h = header();
+  for (std::size_t i = 0; i < kMaxProcesses; ++i) {
+    FileLock lock = FileLock::TryAcquire(env_, file_, SlotLockByte(i));
+    if (!lock.held()) continue;
+    ProcessSlot& s = slot(i);
+    // The previous owner is dead (its lock is gone): keep its counters. Relaxed:
+    // counters are statistics, summed by whoever asks.
+    Shared(h.retired_hits).fetch_add(Shared(s.hits).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    Shared(h.retired_misses).fetch_add(Shared(s.misses).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    Shared(h.retired_sets).fetch_add(Shared(s.sets).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    Shared(h.retired_deletes).fetch_add(Shared(s.deletes).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    Shared(h.retired_expired).fetch_add(Shared(s.expired).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    // A dead writer may have left its in-flight counts up; nobody else writes
+    // this slot now. seq_cst: compactors read these in their drain protocol.
+    Shared(s.inflight[0]).store(0, std::memory_order_seq_cst);
+    Shared(s.inflight[1]).store(0, std::memory_order_seq_cst);
+    s.pid = pid;
+    slot_lock_ = std::move(lock);
+    return i;
+  }
+  throw Error("too many processes have " + path() + " open (limit " +
+              std::to_string(kMaxProcesses) + ")");
+}
+
+bool Meta::OthersAlive() const {
+  int r = env_->IsLocked(file_.fd(), SlotLockByte(0),
+                         static_cast<off_t>(kMaxProcesses * kSlotSize));
+  if (r < 0) ThrowErrno("cannot test locks of", path());
+  return r == 1;
+}
+
+bool Meta::SlotAlive(std::size_t i) const {
+  int r = env_->IsLocked(file_.fd(), SlotLockByte(i), 1);
+  if (r < 0) ThrowErrno("cannot test locks of", path());
+  return r == 1;
+}
+
+void Meta::Close() {
+  slot_lock_.Release();
+  map_.Unmap();
+  file_.Reset();
+}
+
+}  // namespace lilcache
+
+
+namespace lilcache {
+
+void Meta::CloseInForkChild() {
+  slot_lock_.Forget();
+  map_.Unmap();
+  file_.Reset();  // closing our copy does not drop the parent's OFD locks
+}
+
+}  // namespace lilcache

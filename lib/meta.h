@@ -1,0 +1,115 @@
+// meta: NAME.meta, the one file of a cache that is never replaced. It holds
+// the shared coordination state (live generation, sequence counter, purge
+// mark, the writer-pause flag), the lock bytes, and one slot per process
+// (docs/format.md, "NAME.meta").
+//
+// Concurrency: the header and slots are shared by every process; all mutable
+// fields are accessed through Shared() (atomic_ref) with the order stated at
+// each access. A Meta object itself is owned by one Cache handle; its
+// methods are thread-safe except Create/Open/Close.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "file_lock.h"
+#include "mapping.h"
+
+namespace lilcache {
+
+inline constexpr char kMetaMagic[8] = {'L', 'I', 'L', 'C', 'M', 'E', 'T', 'A'};
+inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::size_t kHeaderSize = 4096;
+inline constexpr std::size_t kMaxProcesses = 1024;
+inline constexpr std::size_t kSlotSize = 128;
+inline constexpr std::size_t kMetaFileSize = kHeaderSize + kMaxProcesses * kSlotSize;
+
+// Lock bytes of NAME.meta.
+inline constexpr off_t kInitLockByte = 0;
+inline constexpr off_t kGrowLockByte = 1;
+inline constexpr off_t kCompactLockByte = 2;
+inline constexpr off_t SlotLockByte(std::size_t i) {
+  return static_cast<off_t>(kHeaderSize + i * kSlotSize);
+}
+
+struct MetaHeader {
+  char magic[8];
+  std::uint32_t version;
+  std::uint32_t header_size;
+  std::uint64_t salt;
+  std::uint64_t created_ms;
+  std::uint64_t generation;  // atomic
+  std::uint64_t next_seq;    // atomic
+  std::uint64_t purge_seq;   // atomic
+  std::uint32_t writer_state;  // atomic: bit 0 epoch, bit 1 kSwitching
+  std::uint32_t flags;       // atomic
+  char boot_id[40];
+  std::uint64_t retired_hits, retired_misses, retired_sets, retired_deletes, retired_expired;
+  std::uint64_t compactions;  // atomic
+};
+static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, writer_state) == 56);
+static_assert(offsetof(MetaHeader, boot_id) == 64 && offsetof(MetaHeader, compactions) == 144);
+inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
+inline constexpr std::uint32_t kEpochBit = 1;
+inline constexpr std::uint32_t kSwitchingBit = 2;
+
+struct ProcessSlot {
+  std::uint64_t inflight[2];  // atomic: writes in flight per writer epoch
+  std::uint64_t pid;
+  std::uint64_t reserved0[5];
+  std::uint64_t hits, misses, sets, deletes, expired;  // atomic
+  std::uint64_t reserved1[3];
+};
+static_assert(sizeof(ProcessSlot) == kSlotSize && offsetof(ProcessSlot, hits) == 64);
+
+class Env;
+
+class Meta {
+ public:
+  Meta() = default;
+  Meta(const Meta&) = delete;
+  Meta& operator=(const Meta&) = delete;
+
+  // Opens (or creates, zero-filled and sized) NAME.meta and maps it. Does not
+  // validate the header: the caller does that under the INIT lock.
+  void Open(Env* env, const std::string& path);
+  // True if the file was just created (all zero): the caller initializes it.
+  bool IsBlank() const;
+  // Writes a fresh header (generation 1). Caller holds the INIT lock.
+  void Initialize(std::uint64_t salt, std::uint64_t now_ms, const std::string& boot_id);
+  void SetBootId(const std::string& boot_id);
+  bool BootIdIs(const std::string& boot_id) const;
+  // Throws Error naming the file if it is not a lilcache meta file of our version.
+  void Validate() const;
+
+  MetaHeader& header() const { return *reinterpret_cast<MetaHeader*>(map_.data()); }
+  ProcessSlot& slot(std::size_t i) const {
+    return *reinterpret_cast<ProcessSlot*>(map_.data() + kHeaderSize + i * kSlotSize);
+  }
+  const FileHandle& file() const { return file_; }
+  const std::string& path() const { return file_.path(); }
+  Env* env() const { return env_; }
+
+  // Claims the first free process slot: takes its SLOT lock (held until
+  // Close), folds a dead predecessor's counters into retired_*, and resets
+  // it. Throws Error if all kMaxProcesses slots are in use.
+  std::size_t ClaimSlot(std::uint64_t pid);
+  // True if some other open file description holds a process-slot lock.
+  bool OthersAlive() const;
+  // True if the process owning slot i is alive (holds its SLOT lock).
+  bool SlotAlive(std::size_t i) const;
+
+  void Close();
+  // In a fork child: drops this process's view without unlocking, since the
+  // parent shares the descriptor and so its locks.
+  void CloseInForkChild();
+
+ private:
+  Env* env_ = nullptr;
+  FileHandle file_;
+  Mapping map_;
+  FileLock slot_lock_;
+};
+
+}  // namespace lilcache

@@ -1,0 +1,60 @@
+#include "names.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
+
+namespace lilcache {
+
+void validate_name(std::string_view name) {
+  auto bad = [&](const std::string& why) {
+    throw Error("invalid cache name \"" + std::string(name) + "\": " + why);
+  };
+  if (name.empty()) bad("empty");
+  if (name.size() > kMaxNameBytes) bad("longer than " + std::to_string(kMaxNameBytes) + " bytes");
+  if (name == "." || name == "..") bad("reserved");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.';
+    if (!ok) bad("only letters, digits, '_', '-' and '.' are allowed");
+  }
+}
+
+std::string ResolveRoot(std::string_view root) {
+  if (!root.empty()) return std::string(root);
+  auto env = [](const char* var) -> std::string {
+    const char* v = std::getenv(var);
+    return v != nullptr ? v : "";
+  };
+  if (auto r = env("LILCACHE_ROOT"); !r.empty()) return r;
+  if (auto x = env("XDG_CACHE_HOME"); !x.empty()) return x + "/lilcache";
+  if (auto h = env("HOME"); !h.empty()) return h + "/.cache/lilcache";
+  throw Error("no cache root: set Options::root, $LILCACHE_ROOT, $XDG_CACHE_HOME or $HOME");
+}
+
+void EnsureRootDirectory(Env* env, const std::string& root) {
+  struct stat st;
+  if (::stat(root.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) throw Error("cache root \"" + root + "\" is not a directory");
+    return;
+  }
+  if (errno != ENOENT) {
+    throw Error("cache root \"" + root + "\": stat: " + std::strerror(errno));
+  }
+  // Create missing parents too, each 0700 (mkdir -p with a private mode).
+  for (std::size_t pos = 1; pos <= root.size(); ++pos) {
+    if (pos != root.size() && root[pos] != '/') continue;
+    std::string part = root.substr(0, pos);
+    if (env->Mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      throw Error("cannot create cache root \"" + part + "\": " + std::strerror(errno));
+    }
+  }
+  ::chmod(root.c_str(), 0700);  // mkdir honours the umask; the root itself must be 0700
+}
+
+}  // namespace lilcache

@@ -1,0 +1,35 @@
+// names: cache-name validation, root resolution and the paths of a cache's files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace lilcache {
+
+// Throws Error unless name is 1..kMaxNameBytes of [A-Za-z0-9_.-], not "." or "..".
+void validate_name(std::string_view name);
+
+// Options::root resolved: the argument if not empty, else $LILCACHE_ROOT, else
+// $XDG_CACHE_HOME/lilcache, else $HOME/.cache/lilcache. Throws Error if none.
+std::string ResolveRoot(std::string_view root);
+
+// Creates `root` (and missing parents) with mode 0700. Throws Error if it
+// exists and is not a directory (a symlink to a directory is accepted).
+class Env;
+void EnsureRootDirectory(Env* env, const std::string& root);
+
+// Paths of the files of cache `name` under `root` (docs/format.md).
+struct CachePaths {
+  std::string root, name;
+  std::string meta() const { return root + "/" + name + ".meta"; }
+  std::string log() const { return root + "/" + name + ".log"; }
+  std::string data(std::uint64_t gen) const {
+    return root + "/" + name + "." + std::to_string(gen) + ".data";
+  }
+  std::string index(std::uint64_t gen) const {
+    return root + "/" + name + "." + std::to_string(gen) + ".index";
+  }
+};
+
+}  // namespace lilcache

@@ -1,0 +1,243 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lilcache/lilcache.h"
+#include "test_util.h"
+
+using lilcache::Cache;
+using lilcache::Error;
+using lilcache::Options;
+using lilcache::test::TempDir;
+
+TEST_CASE("set then get returns the value; a missing key is nullopt") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(!c.get("a"));
+  c.set("a", "b");
+  CHECK(c.get("a") == "b");
+  c.set("a", "c");
+  CHECK(c.get("a") == "c");
+  CHECK(c.contains("a"));
+  CHECK(!c.contains("zz"));
+}
+
+TEST_CASE("pop returns the value once and removes the key") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  c.set("k", "v");
+  CHECK(c.pop("k") == "v");
+  CHECK(!c.pop("k"));
+  CHECK(!c.get("k"));
+  c.set("k", "again");
+  CHECK(c.get("k") == "again");
+  CHECK(c.erase("k"));
+  CHECK(!c.erase("k"));
+}
+
+TEST_CASE("keys and values are arbitrary bytes; empty values are values") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  std::string key("\0k\xff\n", 4), value("\0\0\x80value\0", 9);
+  c.set(key, value);
+  CHECK(c.get(key) == value);
+  c.set("empty", "");
+  REQUIRE(c.get("empty").has_value());
+  CHECK(c.get("empty")->empty());
+}
+
+TEST_CASE("limits: empty or oversized keys and oversized values give an Error naming the limit") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK_THROWS_WITH_AS(c.set("", "v"), doctest::Contains("empty"), Error);
+  std::string long_key(lilcache::kMaxKeyBytes + 1, 'k');
+  CHECK_THROWS_WITH_AS(c.set(long_key, "v"), doctest::Contains("kMaxKeyBytes"), Error);
+  CHECK_THROWS_WITH_AS(c.get(long_key), doctest::Contains("kMaxKeyBytes"), Error);
+  std::string big(lilcache::kMaxValueBytes + 1, 'v');
+  CHECK_THROWS_WITH_AS(c.set("k", big), doctest::Contains("kMaxValueBytes"), Error);
+  CHECK_THROWS_AS(c.set("k", "v", std::chrono::milliseconds(0)), Error);
+  // The largest key and a large value work.
+  std::string max_key(lilcache::kMaxKeyBytes, 'm');
+  std::string large(8 << 20, 'L');
+  c.set(max_key, large);
+  CHECK(c.get(max_key) == large);
+}
+
+TEST_CASE("bad options give an Error at open") {
+  TempDir dir;
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .expires = "12x"}),
+                       doctest::Contains("12x"), Error);
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .snapshot = "-1s"}),
+                       doctest::Contains("-1s"), Error);
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .loglevel = "loud"}),
+                       doctest::Contains("loud"), Error);
+  CHECK_THROWS_AS(Cache::open("../etc", {.root = dir.path()}), Error);
+  CHECK_NOTHROW(Cache::open("t", {.root = dir.path(), .loglevel = "DEBUG"}));
+}
+
+TEST_CASE("named caches under one root are separate") {
+  TempDir dir;
+  auto a = Cache::open("foo_cache", {.root = dir.path()});
+  auto b = Cache::open("bar_cache", {.root = dir.path()});
+  a.set("k", "from a");
+  CHECK(!b.get("k"));
+  b.set("k", "from b");
+  CHECK(a.get("k") == "from a");
+}
+
+TEST_CASE("purge removes every key, and later sets work") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  for (int i = 0; i < 100; ++i) c.set("k" + std::to_string(i), "v");
+  CHECK(c.size() == 100);
+  c.purge();
+  CHECK(c.size() == 0);
+  CHECK(!c.get("k5"));
+  c.set("k5", "new");
+  CHECK(c.get("k5") == "new");
+  CHECK(c.size() == 1);
+}
+
+TEST_CASE("data survives closing and reopening") {
+  TempDir dir;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    for (int i = 0; i < 1000; ++i) c.set("k" + std::to_string(i), "v" + std::to_string(i));
+    c.pop("k7");
+  }
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(c.size() == 999);
+  CHECK(c.get("k999") == "v999");
+  CHECK(!c.get("k7"));
+}
+
+TEST_CASE("the index grows past its first size without losing keys") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  const int n = 20'000;  // the first index has 1,024 slots
+  for (int i = 0; i < n; ++i) c.set("key-" + std::to_string(i), std::to_string(i * 7));
+  for (int i = 0; i < n; ++i) {
+    auto v = c.get("key-" + std::to_string(i));
+    REQUIRE(v.has_value());
+    CHECK(*v == std::to_string(i * 7));
+  }
+  auto st = c.stats();
+  CHECK(st.keys == n);
+  CHECK(st.index_slots >= 2 * n);
+  CHECK(st.generation > 1);
+}
+
+TEST_CASE("overwrites do not grow the log without bound") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  std::string value(4000, 'x');
+  for (int round = 0; round < 60; ++round) {
+    for (int i = 0; i < 500; ++i) c.set("k" + std::to_string(i), value);
+  }
+  auto st = c.stats();
+  CHECK(st.keys == 500);
+  // 120 MB were written; compaction keeps the log near the live 2 MB.
+  CHECK(st.bytes_file < 80u << 20);
+  CHECK(c.get("k42") == value);
+}
+
+TEST_CASE("keys(), for_each and stats() report live keys") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  c.set("user:1", "a");
+  c.set("user:2", "b");
+  c.set("item:1", "c");
+  c.pop("user:2");
+  auto users = c.keys("user:");
+  CHECK(users == std::vector<std::string>{"user:1"});
+  CHECK(c.keys("", 2).size() == 2);
+  CHECK(c.keys("", 0).empty());
+  std::set<std::string> seen;
+  c.for_each([&](std::string_view k, std::string_view v) {
+    seen.insert(std::string(k) + "=" + std::string(v));
+    return true;
+  });
+  CHECK(seen == std::set<std::string>{"user:1=a", "item:1=c"});
+  c.get("item:1");
+  c.get("nope");
+  auto st = c.stats();
+  CHECK(st.keys == 2);
+  CHECK(st.sets == 3);
+  CHECK(st.deletes == 1);
+  CHECK(st.hits >= 1);
+  CHECK(st.misses >= 1);
+  CHECK(st.processes == 1);
+  CHECK(st.bytes_dead > 0);
+}
+
+TEST_CASE("threads of one process: racing sets leave one whole value; pops hand out once") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  std::vector<std::thread> threads;
+  std::vector<std::vector<std::string>> popped(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::string mine(1000, static_cast<char>('a' + t));
+      for (int i = 0; i < 2000; ++i) {
+        c.set("shared", mine);
+        auto v = c.get("shared");
+        REQUIRE(v.has_value());
+        CHECK(std::count(v->begin(), v->end(), (*v)[0]) == 1000);
+        c.set("p" + std::to_string(i), std::to_string(t) + "/" + std::to_string(i));
+        if (auto v = c.pop("p" + std::to_string(i))) popped[t].push_back(*v);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> all;
+  std::size_t total = 0;
+  for (const auto& p : popped) {
+    total += p.size();
+    all.insert(p.begin(), p.end());
+  }
+  CHECK(all.size() == total);  // no value was popped twice
+  CHECK(total >= 2000);        // the last set of each key is popped by someone
+}
+
+TEST_CASE("the module-level functions use the cache init() selected") {
+  TempDir dir;
+  lilcache::init("foo_cache", {.root = dir.path()});
+  lilcache::set("a", "b");
+  CHECK(lilcache::get("a") == "b");
+  CHECK(lilcache::contains("a"));
+  CHECK(lilcache::pop("a") == "b");
+  CHECK(!lilcache::get("a"));
+  lilcache::set("x", "y");
+  lilcache::purge();
+  CHECK(!lilcache::get("x"));
+  CHECK(lilcache::default_cache().name() == "foo_cache");
+}
+
+TEST_CASE("a moved-from Cache gives an Error, not a crash") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  Cache d = std::move(c);
+  d.set("a", "b");
+  CHECK_THROWS_AS(c.get("a"), Error);  // NOLINT(bugprone-use-after-move)
+}
+
+TEST_CASE("the log file records opens at info and operations at debug") {
+  TempDir dir;
+  {
+    auto c = Cache::open("logged", {.root = dir.path(), .loglevel = "DEBUG"});
+    c.set("a", "b");
+  }
+  std::FILE* f = std::fopen(dir.file("logged.log").c_str(), "r");
+  REQUIRE(f != nullptr);
+  std::string text(1 << 16, '\0');
+  text.resize(std::fread(text.data(), 1, text.size(), f));
+  std::fclose(f);
+  CHECK(text.find("opened") != std::string::npos);
+  CHECK(text.find("set key of 1 bytes") != std::string::npos);
+  CHECK(text.find("[" + std::to_string(getpid()) + "]") != std::string::npos);
+}

@@ -1,0 +1,35 @@
+#include <doctest/doctest.h>
+
+#include "lilcache/lilcache.h"
+
+using lilcache::Error;
+using lilcache::parse_duration;
+using std::chrono::milliseconds;
+
+TEST_CASE("durations parse in every unit") {
+  CHECK(parse_duration("500ms") == milliseconds(500));
+  CHECK(parse_duration("120s") == milliseconds(120'000));
+  CHECK(parse_duration("5m") == milliseconds(300'000));
+  CHECK(parse_duration("2h") == milliseconds(7'200'000));
+  CHECK(parse_duration("1d") == milliseconds(86'400'000));
+  CHECK(parse_duration("1w") == milliseconds(604'800'000));
+  CHECK(parse_duration("0s") == milliseconds(0));
+}
+
+TEST_CASE("compound durations add up") {
+  CHECK(parse_duration("1h30m") == milliseconds(5'400'000));
+  CHECK(parse_duration("1d2h3m4s5ms") == milliseconds(86'400'000 + 7'200'000 + 180'000 + 4'000 + 5));
+}
+
+TEST_CASE("bad durations give an Error quoting the input") {
+  for (const char* bad : {"", "12x", "-1s", "s", "1", "1.5s", " 1s", "1s ", "1S", "1hm",
+                          "99999999999999999999s", "9223372036854775807w"}) {
+    CAPTURE(bad);
+    try {
+      parse_duration(bad);
+      FAIL("no error for " << bad);
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find(std::string("\"") + bad + "\"") != std::string::npos);
+    }
+  }
+}

@@ -1,0 +1,174 @@
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "lilcache/lilcache.h"
+#include "test_util.h"
+
+using lilcache::Cache;
+using lilcache::Error;
+using lilcache::test::TempDir;
+
+namespace {
+
+// Raw access to a cache file, as a disk fault or a careless operator would.
+struct RawFile {
+  explicit RawFile(const std::string& path) : fd(::open(path.c_str(), O_RDWR)) {
+    REQUIRE(fd >= 0);
+  }
+  ~RawFile() { ::close(fd); }
+  std::uint64_t U64(off_t off) {
+    std::uint64_t v = 0;
+    REQUIRE(::pread(fd, &v, 8, off) == 8);
+    return v;
+  }
+  void PutU64(off_t off, std::uint64_t v) { REQUIRE(::pwrite(fd, &v, 8, off) == 8); }
+  void PutU32(off_t off, std::uint32_t v) { REQUIRE(::pwrite(fd, &v, 4, off) == 4); }
+  void Flip(off_t off) {
+    char c;
+    REQUIRE(::pread(fd, &c, 1, off) == 1);
+    c = static_cast<char>(c ^ 0x5a);
+    REQUIRE(::pwrite(fd, &c, 1, off) == 1);
+  }
+  int fd;
+};
+
+constexpr off_t kTailField = 64;  // docs/format.md, NAME.G.data header
+
+// Finds the offset of the record holding `value` (a unique marker).
+off_t FindValue(const std::string& path, const std::string& value) {
+  std::string bytes(std::filesystem::file_size(path), '\0');
+  RawFile f(path);
+  REQUIRE(::pread(f.fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+  auto pos = bytes.find(value);
+  REQUIRE(pos != std::string::npos);
+  return static_cast<off_t>(pos);
+}
+
+}  // namespace
+
+TEST_CASE("torn tail record is ignored on reopen, losing only that record") {
+  TempDir dir;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    for (int i = 0; i < 100; ++i) c.set("k" + std::to_string(i), "v" + std::to_string(i));
+    c.set("k5", "NEWEST-VALUE");
+  }
+  RawFile(dir.file("t.1.data")).Flip(FindValue(dir.file("t.1.data"), "NEWEST-VALUE") + 3);
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(c.get("k5") == "v5");  // the damaged write is lost, the one before it is back
+  for (int i = 0; i < 100; ++i) {
+    if (i != 5) CHECK(c.get("k" + std::to_string(i)) == "v" + std::to_string(i));
+  }
+  c.set("after", "works");
+  CHECK(c.get("after") == "works");
+}
+
+TEST_CASE("a log cut mid-record is recovered on open") {
+  TempDir dir;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    for (int i = 0; i < 50; ++i) c.set("k" + std::to_string(i), std::string(300, 'a' + i % 26));
+  }
+  std::uint64_t tail = RawFile(dir.file("t.1.data")).U64(kTailField);
+  REQUIRE(::truncate(dir.file("t.1.data").c_str(), static_cast<off_t>(tail - 100)) == 0);
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(!c.get("k49"));
+  for (int i = 0; i < 49; ++i) CHECK(c.get("k" + std::to_string(i)) == std::string(300, 'a' + i % 26));
+  c.set("k49", "again");
+  CHECK(c.get("k49") == "again");
+}
+
+TEST_CASE("a hole left by a writer killed mid-append is skipped on reopen") {
+  TempDir dir;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.set("before", "1");
+    RawFile f(dir.file("t.1.data"));
+    f.PutU64(kTailField, f.U64(kTailField) + 256);  // space reserved, never written
+    c.set("after", "2");
+  }
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(c.get("before") == "1");
+  CHECK(c.get("after") == "2");
+  CHECK(c.stats().generation == 2);  // rebuilt from the log
+}
+
+TEST_CASE("a record corrupted after it was checked makes get throw, and the next open repairs") {
+  TempDir dir;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.set("victim", "OLD-VALUE");
+    c.set("victim", "CORRUPT-ME");
+    c.set("other", "fine");
+  }
+  {
+    auto c = Cache::open("t", {.root = dir.path()});  // checks the log: all good
+    RawFile(dir.file("t.1.data")).Flip(FindValue(dir.file("t.1.data"), "CORRUPT-ME") + 1);
+    CHECK_THROWS_WITH_AS(c.get("victim"), doctest::Contains("bad checksum"), Error);
+    CHECK(c.get("other") == "fine");
+  }
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(c.get("victim") == "OLD-VALUE");
+  CHECK(c.get("other") == "fine");
+}
+
+TEST_CASE("files of an unknown format version are refused, naming the file") {
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  RawFile(dir.file("t.meta")).PutU32(8, 99);
+  const std::string expected = "version 99 in " + dir.file("t.meta");
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}), doctest::Contains(expected.c_str()),
+                       Error);
+}
+
+TEST_CASE("files that are not lilcache's are refused, never overwritten") {
+  TempDir dir;
+  {
+    std::FILE* f = std::fopen(dir.file("t.meta").c_str(), "w");
+    std::fputs("my precious data", f);
+    std::fclose(f);
+  }
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}), doctest::Contains("not a lilcache"),
+                       Error);
+  CHECK(std::filesystem::file_size(dir.file("t.meta")) == 16);
+  { Cache::open("u", {.root = dir.path()}).set("a", "b"); }
+  RawFile(dir.file("u.1.data")).PutU64(0, 0x1234);
+  CHECK_THROWS_WITH_AS(Cache::open("u", {.root = dir.path()}),
+                       doctest::Contains("u.1.data has a bad magic"), Error);
+}
+
+TEST_CASE("a missing log file is an Error naming it") {
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  std::filesystem::remove(dir.file("t.1.data"));
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}), doctest::Contains("t.1.data"),
+                       Error);
+}
+
+TEST_CASE("symbolic links in place of cache files are refused") {
+  TempDir dir;
+  std::filesystem::create_symlink("/etc/passwd", dir.file("t.meta"));
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}), doctest::Contains("symbolic link"),
+                       Error);
+}
+
+TEST_CASE("leftovers of a crashed compaction are removed at the next lone open") {
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  for (const char* f : {"t.2.data.tmp", "t.2.index.tmp", "t.0.data"}) {
+    std::FILE* fp = std::fopen(dir.file(f).c_str(), "w");
+    std::fclose(fp);
+  }
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(c.get("a") == "b");
+  CHECK(!std::filesystem::exists(dir.file("t.2.data.tmp")));
+  CHECK(!std::filesystem::exists(dir.file("t.2.index.tmp")));
+  CHECK(!std::filesystem::exists(dir.file("t.0.data")));
+}
