@@ -235,6 +235,7 @@ void Cache::Impl::Refresh() {
     auto g = std::make_unique<Generation>();
     try {
       g->Open(env_, paths_, gen, salt_);
+      g->data.set_logger(logger_.get());
     } catch (const Error&) {
       // A newer compaction may have replaced `gen` before we opened it.
       if (attempt < 100 &&
@@ -249,6 +250,11 @@ void Cache::Impl::Refresh() {
     RetireUnpinned();
     return;
   }
+}
+
+void Cache::Impl::RetireNow() {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
+  RetireUnpinned();
 }
 
 void Cache::Impl::RetireUnpinned() {
@@ -447,10 +453,13 @@ void Cache::Impl::AfterWrite() {
   std::uint64_t tail = Shared(const_cast<std::uint64_t&>(dh.tail)).load(std::memory_order_relaxed);
   std::uint64_t dead =
       Shared(const_cast<std::uint64_t&>(dh.dead_bytes)).load(std::memory_order_relaxed);
-  if (used * 2 > slots) {
-    Compact("index half full", slots * 2);
-  } else if (tail > (64u << 20) && dead * 2 > tail) {
-    Compact("over half of the log is dead", 0);
+  bool grow = used * 2 > slots;
+  bool reclaim = tail > (64u << 20) && dead * 2 > tail;
+  if (!grow && !reclaim) return;
+  std::uint64_t now = env_->MonotonicNanos();
+  if (now < compact_backoff_until_.load(std::memory_order_relaxed)) return;
+  if (!Compact(grow ? "index half full" : "over half of the log is dead", grow ? slots * 2 : 0)) {
+    compact_backoff_until_.store(now + 10'000'000, std::memory_order_relaxed);  // 10 ms
   }
 }
 

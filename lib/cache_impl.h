@@ -70,6 +70,8 @@ class Cache::Impl {
   static void Unpin(Generation* g) { g->pins.fetch_sub(1, std::memory_order_release); }
   // Makes the generation named by the meta file this process's current one.
   void Refresh();
+  // Unmaps retired generations that no thread pins any more.
+  void RetireNow();
   // Blocks while a compactor has writers paused; clears the pause if the
   // compactor died (its COMPACT lock is free).
   void WaitWhileSwitching();
@@ -108,6 +110,10 @@ class Cache::Impl {
   std::mutex refresh_mu_;   // guards generations_ and swaps of current_
   std::mutex compact_mu_;   // one compactor per process
   std::mutex attach_mu_;    // re-attach after fork
+  // Monotonic ns before which AfterWrite() does not try to compact again
+  // (another process holds the COMPACT lock, or a try was abandoned).
+  // Relaxed: a hint between threads of this process.
+  std::atomic<std::uint64_t> compact_backoff_until_{0};
 };
 
 }  // namespace lilcache

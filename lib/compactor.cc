@@ -207,10 +207,19 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots) {
   const std::uint64_t start_ns = env->MonotonicNanos();
   c_.Refresh();
   Generation* old = c_.Pin();
-  struct Unpin {
+  struct Unpin {  // on every exit: move this process on, unmap what is left behind
+    Cache::Impl& c;
     Generation* g;
-    ~Unpin() { Cache::Impl::Unpin(g); }
-  } unpin{old};
+    ~Unpin() {
+      Cache::Impl::Unpin(g);
+      try {
+        c.Refresh();
+        c.RetireNow();
+      } catch (...) {
+        // The next operation refreshes again and reports any error.
+      }
+    }
+  } unpin{c_, old};
   auto& meta = c_.meta().header();
   auto state = Shared(meta.writer_state);
   if (old->number != Shared(meta.generation).load(std::memory_order_acquire)) return false;
@@ -282,7 +291,6 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots) {
       "writers paused {} us, took {} ms",
       reason, old->number, old->number + 1, b.records(), tail.load(std::memory_order_relaxed),
       b.tail(), b.slots(), paused_us, (env->MonotonicNanos() - start_ns) / 1'000'000);
-  c_.Refresh();
   return true;
 }
 

@@ -98,12 +98,16 @@ void DataFile::Grow(std::uint64_t end, const FileHandle* meta) {
   std::uint64_t step = std::clamp<std::uint64_t>(cap, kGrowQuantum, kMaxGrowStep);
   std::uint64_t target = std::min(RoundUp(std::max(end, cap + step), kGrowQuantum), kMaxDataBytes);
   if (env_->Fallocate(file_.fd(), 0, static_cast<off_t>(target)) != 0) {
+    int e = errno;
+    if (logger_ != nullptr) logger_->error("cannot grow {} to {} bytes: {}", path(), target, std::strerror(e));
+    errno = e;
     ThrowErrno("cannot grow log to " + std::to_string(target) + " bytes:", path());
   }
   // Release: a process that reads the new capacity may map up to it; the
   // allocation above happened before (and under the GROW lock, so no other
   // grower can store a smaller value after us).
   Shared(h.capacity).store(target, std::memory_order_release);
+  if (logger_ != nullptr) logger_->info("grew {} from {} to {} bytes", path(), cap, target);
 }
 
 void DataFile::EnsureMapped(std::uint64_t end) {

@@ -9,6 +9,8 @@
 // GROW OFD lock of NAME.meta (threads sharing one descriptor share its locks).
 #pragma once
 
+#include <spdlog/logger.h>
+
 #include <cstdint>
 #include <mutex>
 #include <span>
@@ -81,6 +83,8 @@ class DataFile {
   void Grow(std::uint64_t end, const FileHandle* meta);
 
   void Close();
+  // Where growth is logged (info); null = nowhere.
+  void set_logger(spdlog::logger* logger) { logger_ = logger; }
 
  private:
   Env* env_ = nullptr;
@@ -89,6 +93,7 @@ class DataFile {
   std::mutex grow_mu_;
   bool truncated_ = false;
   std::uint64_t file_size_ = 0;
+  spdlog::logger* logger_ = nullptr;
 };
 
 }  // namespace lilcache

@@ -1,5 +1,6 @@
 #include "log_format.h"
 
+#define XXH_INLINE_ALL  // inline XXH3 into the hot paths (measurably faster than the .so)
 #include <xxhash.h>
 
 #include "lilcache/lilcache.h"
