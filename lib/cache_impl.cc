@@ -202,7 +202,11 @@ void Cache::Impl::ReattachIfForked() {
   // Our descriptors are shared with the parent, and so are their OFD locks:
   // get a descriptor, and a process slot, of our own.
   meta_->CloseInForkChild();
+  // The old logger's lock may be held by a parent thread: keep it alive
+  // (nothing will use it) and log through a new one.
+  retired_loggers_.push_back(logger_);
   logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  for (auto& g : generations_) g->data.set_logger(logger_.get());
   fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
   meta_ = std::make_unique<Meta>();
   meta_->Open(env_, paths_.meta());

@@ -100,6 +100,7 @@ class Cache::Impl {
   std::uint64_t snapshot_ms_ = 0;
   spdlog::level::level_enum level_;
   std::shared_ptr<spdlog::logger> logger_;
+  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see ReattachIfForked
   std::unique_ptr<Meta> meta_;
   std::size_t slot_ = 0;
   std::uint64_t salt_ = 0;

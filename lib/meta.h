@@ -34,22 +34,29 @@ inline constexpr off_t SlotLockByte(std::size_t i) {
 }
 
 struct MetaHeader {
+  // Cache line 0: read by every get (generation, purge_seq), rarely written.
   char magic[8];
   std::uint32_t version;
   std::uint32_t header_size;
   std::uint64_t salt;
   std::uint64_t created_ms;
-  std::uint64_t generation;  // atomic
-  std::uint64_t next_seq;    // atomic
-  std::uint64_t purge_seq;   // atomic
-  std::uint32_t writer_state;  // atomic: bit 0 epoch, bit 1 kSwitching
-  std::uint32_t flags;       // atomic
+  std::uint64_t generation;     // atomic
+  std::uint64_t purge_seq;      // atomic
+  std::uint32_t writer_state;   // atomic: bit 0 epoch, bit 1 kSwitchingBit
+  std::uint32_t flags;          // atomic
+  std::uint64_t reserved0;
+  // Cache line 1: drawn from by every write; alone so that it does not
+  // evict line 0 from the readers' caches.
+  std::uint64_t next_seq;  // atomic
+  std::uint64_t reserved1[7];
+  // Cold.
   char boot_id[40];
   std::uint64_t retired_hits, retired_misses, retired_sets, retired_deletes, retired_expired;
   std::uint64_t compactions;  // atomic
 };
-static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, writer_state) == 56);
-static_assert(offsetof(MetaHeader, boot_id) == 64 && offsetof(MetaHeader, compactions) == 144);
+static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, purge_seq) == 40);
+static_assert(offsetof(MetaHeader, writer_state) == 48 && offsetof(MetaHeader, next_seq) == 64);
+static_assert(offsetof(MetaHeader, boot_id) == 128 && offsetof(MetaHeader, compactions) == 208);
 inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
 inline constexpr std::uint32_t kEpochBit = 1;
 inline constexpr std::uint32_t kSwitchingBit = 2;
