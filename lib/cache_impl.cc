@@ -145,6 +145,7 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
 }
 
 Cache::Impl::~Impl() {
+  StopMaintenance();
   try {
     std::lock_guard<std::mutex> lock(refresh_mu_);
     current_.store(nullptr, std::memory_order_seq_cst);
@@ -197,6 +198,12 @@ void Cache::Impl::ReattachIfForked() {
   new (&refresh_mu_) std::mutex;
   new (&compact_mu_) std::mutex;
   new (&attach_mu_) std::mutex;
+  new (&maintenance_mu_) std::mutex;
+  new (&maintenance_cv_) std::condition_variable;
+  // The parent's maintenance thread does not exist here; forget it (its
+  // handle is only a copy) and start our own when needed.
+  new (&maintenance_) std::thread();
+  maintenance_requested_.store(false, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(attach_mu_);
   if (g_fork_epoch.load(std::memory_order_relaxed) == fork_epoch_) return;
   // Our descriptors are shared with the parent, and so are their OFD locks:
@@ -450,21 +457,57 @@ void Cache::Impl::Purge() {
 
 void Cache::Impl::AfterWrite() {
   Generation* g = current_.load(std::memory_order_acquire);
-  if (g == nullptr) return;
-  const auto& dh = g->data.header();
-  std::uint64_t used = g->index.used(), slots = g->index.slot_count();
+  if (g == nullptr || maintenance_requested_.load(std::memory_order_relaxed)) return;
+  auto& dh = g->data.header();
   // Relaxed: heuristics only.
-  std::uint64_t tail = Shared(const_cast<std::uint64_t&>(dh.tail)).load(std::memory_order_relaxed);
-  std::uint64_t dead =
-      Shared(const_cast<std::uint64_t&>(dh.dead_bytes)).load(std::memory_order_relaxed);
-  bool grow = used * 2 > slots;
+  std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
+  std::uint64_t dead = Shared(dh.dead_bytes).load(std::memory_order_relaxed);
+  bool grow = g->index.used() * 2 > g->index.slot_count();
   bool reclaim = tail > (64u << 20) && dead * 2 > tail;
   if (!grow && !reclaim) return;
-  std::uint64_t now = env_->MonotonicNanos();
-  if (now < compact_backoff_until_.load(std::memory_order_relaxed)) return;
-  if (!Compact(grow ? "index half full" : "over half of the log is dead", grow ? slots * 2 : 0)) {
-    compact_backoff_until_.store(now + 10'000'000, std::memory_order_relaxed);  // 10 ms
+  if (env_->MonotonicNanos() < compact_backoff_until_.load(std::memory_order_relaxed)) return;
+  RequestMaintenance();
+}
+
+void Cache::Impl::RequestMaintenance() {
+  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  if (maintenance_stop_ || maintenance_requested_.exchange(true, std::memory_order_relaxed)) return;
+  if (!maintenance_.joinable()) maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  maintenance_cv_.notify_one();
+}
+
+void Cache::Impl::MaintenanceLoop() {
+  std::unique_lock<std::mutex> lock(maintenance_mu_);
+  for (;;) {
+    maintenance_cv_.wait(lock, [&] {
+      return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
+    });
+    if (maintenance_stop_) return;
+    lock.unlock();
+    try {
+      Generation* g = current_.load(std::memory_order_acquire);
+      bool grow = g->index.used() * 2 > g->index.slot_count();
+      std::uint64_t slots = g->index.slot_count();
+      if (!Compact(grow ? "index half full" : "over half of the log is dead", grow ? slots * 2 : 0)) {
+        // Another process holds the COMPACT lock (and will do the work).
+        compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
+      }
+    } catch (const std::exception& e) {
+      logger_->error("background compaction failed: {}", e.what());
+      compact_backoff_until_.store(env_->MonotonicNanos() + 1'000'000'000, std::memory_order_relaxed);
+    }
+    lock.lock();
+    maintenance_requested_.store(false, std::memory_order_relaxed);
   }
+}
+
+void Cache::Impl::StopMaintenance() {
+  {
+    std::lock_guard<std::mutex> lock(maintenance_mu_);
+    maintenance_stop_ = true;
+  }
+  maintenance_cv_.notify_all();
+  if (maintenance_.joinable()) maintenance_.join();
 }
 
 bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots) {

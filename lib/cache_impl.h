@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "generation.h"
@@ -92,6 +94,11 @@ class Cache::Impl {
   bool Visible(const log::RecordView& rec, bool* expired);
   void CheckIntegrity(Generation& g, const log::RecordView& rec);
   void AfterWrite();
+  // Background maintenance: AfterWrite() asks, this thread compacts, so no
+  // set() pays for a compaction (unless the index is completely full).
+  void RequestMaintenance();
+  void MaintenanceLoop();
+  void StopMaintenance();
   void CountHit(bool hit, bool expired);
 
   Env* env_;
@@ -115,6 +122,14 @@ class Cache::Impl {
   // (another process holds the COMPACT lock, or a try was abandoned).
   // Relaxed: a hint between threads of this process.
   std::atomic<std::uint64_t> compact_backoff_until_{0};
+
+  // Relaxed: set by writers, cleared by the maintenance thread; the mutex
+  // and condition variable carry the actual hand-over.
+  std::atomic<bool> maintenance_requested_{false};
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  bool maintenance_stop_ = false;  // guarded by maintenance_mu_
+  std::thread maintenance_;        // started on first request
 };
 
 }  // namespace lilcache

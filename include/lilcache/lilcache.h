@@ -13,8 +13,8 @@
 //    the values, never a mix. pop() hands each value to exactly one caller.
 //  * A process killed at any instruction (SIGKILL included) loses only its own
 //    in-flight operation; every write acknowledged to any process survives and
-//    the cache reopens. A write survives power loss once a later snapshot or
-//    sync() has completed (Options::snapshot, Cache::sync()).
+//    the cache reopens. Power loss: only what a completed snapshot made
+//    durable survives (snapshots are not built yet: see README, "Durability").
 //  * get(), contains() and size() take no lock and never wait for a writer.
 //    set() and pop() take no lock on the hot path; they make a system call
 //    only when the log must grow.
@@ -57,22 +57,22 @@ struct Options {
   // missing; files inside are created mode 0600.
   // "" (default) = $LILCACHE_ROOT, else $XDG_CACHE_HOME/lilcache, else
   // $HOME/.cache/lilcache.
-  std::string root;
+  std::string root{};
 
   // Interval between snapshots (durable, compacted points in time), e.g.
   // "120s". "" (default) = no periodic snapshot. Parsed and validated at open.
-  std::string snapshot;
+  std::string snapshot{};
 
   // Default time-to-live of every key set through this handle without its own
   // ttl, e.g. "1d". "" (default) = keys never expire.
   // Durations: a sequence of <integer><unit> with unit one of ms s m h d w,
   // e.g. "500ms", "120s", "1h30m". Expiry uses the wall clock (CLOCK_REALTIME)
   // so that all processes agree on it.
-  std::string expires;
+  std::string expires{};
 
   // Log level of <root>/<name>.log: "trace" "debug" "info" "warn" "error"
   // "critical" "off", any case. "" (default) = "info" (or $LILCACHE_LOGLEVEL).
-  std::string loglevel;
+  std::string loglevel{};
 
   // Operating-system seam: files, maps, locks and clocks. nullptr (default) =
   // Env::Default(). Tests pass a fault-injecting Env or a fake clock. The Env

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs the Debian packages lilcache needs (only the missing ones), then
+# configures and builds it with meson + ninja.
+#
+#   scripts/setup.sh
+#
+# Environment:
+#   BUILD_DIR    build directory (default: build)
+#   MESON_ARGS   extra arguments for `meson setup`, e.g. "-Dbench=disabled"
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+build_dir=${BUILD_DIR:-build}
+
+packages=(
+  g++ meson ninja-build pkg-config
+  libxxhash-dev libroaring-dev libspdlog-dev libfmt-dev
+  doctest-dev libcli11-dev nlohmann-json3-dev
+  liblmdb-dev libsqlite3-dev libhiredis-dev libmemcached-dev redis-server memcached
+  curl
+)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "setup.sh: dpkg-query not found; this script supports Debian/Ubuntu only." >&2
+  echo "setup.sh: install these packages by hand: ${packages[*]}" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ $status == *"ok installed"* ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "setup.sh: installing missing packages: ${missing[*]}"
+  if ((EUID == 0)); then
+    as_root=()
+  elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  else
+    echo "setup.sh: not root and no sudo; install as root: ${missing[*]}" >&2
+    exit 1
+  fi
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+meson_args=()
+if [[ -n ${MESON_ARGS:-} ]]; then
+  read -r -a meson_args <<<"$MESON_ARGS"
+fi
+
+if [[ -f $build_dir/meson-private/coredata.dat ]]; then
+  meson setup --reconfigure "${meson_args[@]}" "$build_dir"
+else
+  meson setup "${meson_args[@]}" "$build_dir"
+fi
+ninja -C "$build_dir"
