@@ -573,6 +573,10 @@ std::optional<std::string> Cache::Impl::Get(std::string_view key) {
     }
     if (g.number != gen.load(std::memory_order_acquire)) continue;
     CountHit(out.has_value(), expired);
+    if (logger_->should_log(spdlog::level::debug)) {
+      logger_->debug("get key of {} bytes: {}", key.size(),
+                     out ? "hit" : (expired ? "expired" : "miss"));
+    }
     return out;
   }
 }
