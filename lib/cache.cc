@@ -52,6 +52,12 @@ void Cache::for_each(const std::function<bool(std::string_view, std::string_view
 }
 
 Stats Cache::stats() { return Checked(impl_).GetStats(); }
+
+CompactionResult Cache::compact() {
+  CompactionResult r;
+  Checked(impl_).Compact("requested", 0, &r);
+  return r;
+}
 const std::string& Cache::name() const { return Checked(impl_).name(); }
 const std::string& Cache::root() const { return Checked(impl_).root(); }
 

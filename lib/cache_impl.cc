@@ -510,8 +510,10 @@ void Cache::Impl::StopMaintenance() {
   if (maintenance_.joinable()) maintenance_.join();
 }
 
-bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots) {
-  return Compactor(*this).Run(reason, min_slots);
+bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots,
+                          CompactionResult* result) {
+  ReattachIfForked();
+  return Compactor(*this).Run(reason, min_slots, result);
 }
 
 // ---- reads ------------------------------------------------------------------

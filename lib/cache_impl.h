@@ -52,7 +52,8 @@ class Cache::Impl {
   Stats GetStats();
   // Runs a generation switch now (compaction); false if another process holds
   // the COMPACT lock.
-  bool Compact(const char* reason, std::uint64_t min_slots = 0);
+  bool Compact(const char* reason, std::uint64_t min_slots = 0,
+               CompactionResult* result = nullptr);
 
   const std::string& name() const { return paths_.name; }
   const std::string& root() const { return paths_.root; }

@@ -198,9 +198,15 @@ void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, st
 
 }  // namespace
 
-bool Compactor::Run(const char* reason, std::uint64_t min_slots) {
-  std::unique_lock<std::mutex> in_process(c_.compact_mutex(), std::try_to_lock);
-  if (!in_process.owns_lock()) return false;
+bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResult* result) {
+  // An explicit compact() waits for this process's own background compaction
+  // to finish, then does its own; automatic ones give way.
+  std::unique_lock<std::mutex> in_process(c_.compact_mutex(), std::defer_lock);
+  if (result != nullptr) {
+    in_process.lock();
+  } else if (!in_process.try_lock()) {
+    return false;
+  }
   Env* env = c_.env();
   FileLock lock = FileLock::TryAcquire(env, c_.meta().file(), kCompactLockByte);
   if (!lock.held()) return false;
@@ -235,12 +241,15 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots) {
   }
   // 2. Live records below t1, in log order.
   Roaring64Map live;
-  std::uint64_t live_bytes = 0, now = env->NowMillis();
+  std::uint64_t live_bytes = 0, now = env->NowMillis(), expired = 0, deleted = 0;
   for (std::uint64_t i = 0; i < old->index.slot_count(); ++i) {
     std::uint64_t v = old->index.slot(i).load(std::memory_order_acquire);
     if (v == 0 || Index::OffsetOf(v) >= t1) continue;
     log::RecordView rec = old->Record(Index::OffsetOf(v));
-    if (!VisibleForCopy(c_, rec, now)) continue;
+    if (!VisibleForCopy(c_, rec, now)) {
+      ++(rec.is_tombstone() ? deleted : rec.expired_at(now) ? expired : deleted);
+      continue;
+    }
     live.add(Index::OffsetOf(v) / log::kAlign);
     live_bytes += rec.size();
   }
@@ -291,6 +300,17 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots) {
       "writers paused {} us, took {} ms",
       reason, old->number, old->number + 1, b.records(), tail.load(std::memory_order_relaxed),
       b.tail(), b.slots(), paused_us, (env->MonotonicNanos() - start_ns) / 1'000'000);
+  if (result != nullptr) {
+    result->compacted = true;
+    result->generation = old->number + 1;
+    result->bytes_before = tail.load(std::memory_order_relaxed);
+    result->bytes_after = b.tail();
+    result->keys_live = b.records();
+    result->keys_expired = expired;
+    result->keys_deleted = deleted;
+    result->duration = std::chrono::microseconds((env->MonotonicNanos() - start_ns) / 1000);
+    result->writer_pause = std::chrono::microseconds(paused_us);
+  }
   return true;
 }
 

@@ -35,7 +35,7 @@ class Compactor {
 
   // Returns false without doing anything if another process (or thread)
   // holds the COMPACT lock. `min_slots`: lower bound of the new index size.
-  bool Run(const char* reason, std::uint64_t min_slots);
+  bool Run(const char* reason, std::uint64_t min_slots, CompactionResult* result = nullptr);
 
   // At open, when no other process has the cache open; caller holds INIT.
   void RecoverAlone();

@@ -98,6 +98,19 @@ struct Stats {
   std::uint64_t processes = 0;    // processes that have the cache open now
 };
 
+// What one compaction did (Cache::compact()).
+struct CompactionResult {
+  bool compacted = false;            // false: another process was compacting; nothing done
+  std::uint64_t generation = 0;      // the generation now live
+  std::uint64_t bytes_before = 0;    // log bytes of the old generation
+  std::uint64_t bytes_after = 0;     // log bytes of the new one
+  std::uint64_t keys_live = 0;       // records copied (live, unexpired keys)
+  std::uint64_t keys_expired = 0;    // keys dropped because their TTL had passed
+  std::uint64_t keys_deleted = 0;    // deleted keys whose tombstones were dropped
+  std::chrono::microseconds duration{0};      // whole compaction
+  std::chrono::microseconds writer_pause{0};  // how long writers were held for the switch
+};
+
 // A handle to one named cache. Cheap to move, not copyable. Thread-safe: one
 // Cache may be used by any number of threads at once. Handles in different
 // processes (or several in one process) share the same data.
@@ -161,6 +174,14 @@ class Cache {
 
   // Counters and sizes (see Stats). O(index size).
   Stats stats();
+
+  // Compacts the log now, in the calling thread: copies the live records into
+  // a new generation and switches every process to it (docs/concurrency.md).
+  // Other processes keep reading and writing meanwhile; writers pause only
+  // for the final switch. Waits for a compaction by another thread of this
+  // process; returns compacted=false at once if another process is compacting. Throws Error on I/O failure, leaving the cache
+  // as it was.
+  CompactionResult compact();
 
   // The cache's name and the directory holding its files.
   const std::string& name() const;
