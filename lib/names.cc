@@ -1,6 +1,10 @@
 #include "names.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
+
+#include <algorithm>
+#include <vector>
 
 #include <cerrno>
 #include <cstdlib>
@@ -55,6 +59,33 @@ void EnsureRootDirectory(Env* env, const std::string& root) {
     }
   }
   ::chmod(root.c_str(), 0700);  // mkdir honours the umask; the root itself must be 0700
+}
+
+}  // namespace lilcache
+
+namespace lilcache {
+
+std::vector<std::string> list_caches(std::string_view root_arg) {
+  std::string root = ResolveRoot(root_arg);
+  DIR* dir = opendir(root.c_str());
+  if (dir == nullptr) {
+    throw Error("cannot read cache root \"" + root + "\": " + std::strerror(errno));
+  }
+  std::vector<std::string> names;
+  while (const dirent* e = readdir(dir)) {
+    std::string_view n = e->d_name;
+    if (!n.ends_with(".meta")) continue;
+    n.remove_suffix(5);
+    try {
+      validate_name(n);
+      names.emplace_back(n);
+    } catch (const Error&) {
+      // not one of ours
+    }
+  }
+  closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace lilcache

@@ -61,3 +61,12 @@ TEST_CASE("a root that is a file is refused with an Error") {
   CHECK_THROWS_WITH_AS(lilcache::Cache::open("x", {.root = file}),
                        doctest::Contains("not a directory"), Error);
 }
+
+TEST_CASE("list_caches names every cache under a root, sorted, and nothing else") {
+  lilcache::test::TempDir dir;
+  lilcache::Cache::open("zeta", {.root = dir.path()});
+  lilcache::Cache::open("alpha", {.root = dir.path()});
+  REQUIRE(std::system(("touch " + dir.file("notes.txt") + " " + dir.file("bad name.meta")).c_str()) == 0);
+  CHECK(lilcache::list_caches(dir.path()) == std::vector<std::string>{"alpha", "zeta"});
+  CHECK_THROWS_AS(lilcache::list_caches(dir.file("missing")), Error);
+}

@@ -215,6 +215,11 @@ std::chrono::milliseconds parse_duration(std::string_view text);
 // Throws Error if `name` is not a valid cache name (see Cache::open).
 void validate_name(std::string_view name);
 
+// Names of the caches under `root` ("" = the default root, as in Options),
+// sorted: every valid name N with a file N.meta there. Throws Error if the
+// directory cannot be read.
+std::vector<std::string> list_caches(std::string_view root = {});
+
 // The library's version, e.g. "0.1.0".
 std::string_view version();
 
