@@ -53,6 +53,9 @@ void Cache::for_each(const std::function<bool(std::string_view, std::string_view
 
 Stats Cache::stats() { return Checked(impl_).GetStats(); }
 
+CompactionResult Cache::snapshot() { return compact(); }  // compactions are snapshots
+void Cache::sync() { Checked(impl_).Sync(); }
+
 CompactionResult Cache::compact() {
   CompactionResult r;
   Checked(impl_).Compact("requested", 0, &r);

@@ -1,6 +1,7 @@
 #include "cache_impl.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -187,6 +188,7 @@ void Cache::Impl::OpenLocked() {
   logger_->info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
                 g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
                 g->index.slot_count(), slot_);
+  if (snapshot_ms_ != 0) StartMaintenanceThread();
 }
 
 void Cache::Impl::ReattachIfForked() {
@@ -219,6 +221,7 @@ void Cache::Impl::ReattachIfForked() {
   meta_->Open(env_, paths_.meta());
   slot_ = meta_->ClaimSlot(static_cast<std::uint64_t>(getpid()));
   logger_->info("re-attached after fork (process slot {})", slot_);
+  if (snapshot_ms_ != 0) StartMaintenanceThread();
 }
 
 // ---- generations ------------------------------------------------------------
@@ -476,28 +479,72 @@ void Cache::Impl::RequestMaintenance() {
   maintenance_cv_.notify_one();
 }
 
+void Cache::Impl::StartMaintenanceThread() {
+  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  if (!maintenance_stop_ && !maintenance_.joinable()) {
+    maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  }
+}
+
+void Cache::Impl::Sync() {
+  ReattachIfForked();
+  PinGuard pin(Pin());
+  Generation& g = *pin.get();
+  std::uint64_t tail = Shared(g.data.header().tail).load(std::memory_order_acquire);
+  std::uint64_t end = std::min<std::uint64_t>(tail, g.data.mapped());
+  if (env_->Msync(g.data.base(), end, MS_SYNC) != 0) ThrowErrno("msync", g.data.path());
+  if (env_->Fsync(g.index.file().fd()) != 0) ThrowErrno("fsync", g.index.path());
+  meta_->Sync();
+  logger_->debug("synced {} bytes of log", end);
+}
+
 void Cache::Impl::MaintenanceLoop() {
   std::unique_lock<std::mutex> lock(maintenance_mu_);
   for (;;) {
-    maintenance_cv_.wait(lock, [&] {
+    auto wake = [&] {
       return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
-    });
+    };
+    if (snapshot_ms_ == 0) {
+      maintenance_cv_.wait(lock, wake);
+    } else {
+      // Sleep until the last snapshot of any process is one interval old.
+      std::uint64_t last =
+          Shared(meta_->header().last_snapshot_ms).load(std::memory_order_relaxed);
+      std::uint64_t now = env_->NowMillis();
+      std::uint64_t due = last == 0 ? now + snapshot_ms_ : last + snapshot_ms_;
+      auto delay = std::chrono::milliseconds(due > now ? due - now : 0);
+      if (!maintenance_cv_.wait_for(lock, delay, wake)) {
+        lock.unlock();
+        RunMaintenance(/*snapshot=*/true);
+        lock.lock();
+        continue;
+      }
+    }
     if (maintenance_stop_) return;
     lock.unlock();
-    try {
-      Generation* g = current_.load(std::memory_order_acquire);
-      bool grow = g->index.used() * 2 > g->index.slot_count();
-      std::uint64_t slots = g->index.slot_count();
-      if (!Compact(grow ? "index half full" : "over half of the log is dead", grow ? slots * 2 : 0)) {
-        // Another process holds the COMPACT lock (and will do the work).
-        compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
-      }
-    } catch (const std::exception& e) {
-      logger_->error("background compaction failed: {}", e.what());
-      compact_backoff_until_.store(env_->MonotonicNanos() + 1'000'000'000, std::memory_order_relaxed);
-    }
+    RunMaintenance(/*snapshot=*/false);
     lock.lock();
     maintenance_requested_.store(false, std::memory_order_relaxed);
+  }
+}
+
+void Cache::Impl::RunMaintenance(bool snapshot) {
+  try {
+    if (snapshot) {
+      ReattachIfForked();
+      Compactor(*this).Run("snapshot", 0, nullptr, snapshot_ms_);
+      return;
+    }
+    Generation* g = current_.load(std::memory_order_acquire);
+    bool grow = g->index.used() * 2 > g->index.slot_count();
+    std::uint64_t slots = g->index.slot_count();
+    if (!Compact(grow ? "index half full" : "over half of the log is dead", grow ? slots * 2 : 0)) {
+      // Another process holds the COMPACT lock (and will do the work).
+      compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
+    }
+  } catch (const std::exception& e) {
+    logger_->error("background {} failed: {}", snapshot ? "snapshot" : "compaction", e.what());
+    compact_backoff_until_.store(env_->MonotonicNanos() + 1'000'000'000, std::memory_order_relaxed);
   }
 }
 
@@ -647,6 +694,9 @@ Stats Cache::Impl::GetStats() {
   st.sets = rd(h.retired_sets);
   st.deletes = rd(h.retired_deletes);
   st.expired = rd(h.retired_expired);
+  st.compactions = rd(h.compactions);
+  st.snapshots = rd(h.snapshots);
+  st.last_snapshot_ms = rd(h.last_snapshot_ms);
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
     ProcessSlot& s = meta_->slot(i);
     st.hits += rd(s.hits);

@@ -50,6 +50,8 @@ class Cache::Impl {
   void ForEach(std::string_view prefix,
                const std::function<bool(std::string_view, std::string_view)>& fn);
   Stats GetStats();
+  // msync of the log written so far, the index and the meta file.
+  void Sync();
   // Runs a generation switch now (compaction); false if another process holds
   // the COMPACT lock.
   bool Compact(const char* reason, std::uint64_t min_slots = 0,
@@ -99,6 +101,8 @@ class Cache::Impl {
   // set() pays for a compaction (unless the index is completely full).
   void RequestMaintenance();
   void MaintenanceLoop();
+  void RunMaintenance(bool snapshot);
+  void StartMaintenanceThread();
   void StopMaintenance();
   void CountHit(bool hit, bool expired);
 

@@ -65,16 +65,23 @@ class Builder {
     CopyAndInstall(rec, hash, p);
   }
 
-  // Seals the files and renames them into place (not yet durable: Sync()).
-  void Finish() {
-    auto& h = g_.data.header();
-    std::uint64_t tail = Shared(h.tail).load(std::memory_order_relaxed);
-    Shared(h.verified_upto).store(tail, std::memory_order_relaxed);
+  // Gives the files their final names (NAME.G.data/.index). Harmless before
+  // the switch: until meta says G, such files are strays that the next
+  // compactor deletes.
+  void Rename() {
     Env* env = c_.env();
     for (auto [tmp, final] : {std::pair{c_.paths().data(number_) + ".tmp", c_.paths().data(number_)},
                               std::pair{c_.paths().index(number_) + ".tmp", c_.paths().index(number_)}}) {
       if (env->Rename(tmp.c_str(), final.c_str()) != 0) ThrowErrno("cannot rename", tmp);
     }
+    renamed_ = true;
+  }
+
+  // Marks everything written as checked (the compactor verified each record).
+  void Seal() {
+    auto& h = g_.data.header();
+    Shared(h.verified_upto).store(Shared(h.tail).load(std::memory_order_relaxed),
+                                  std::memory_order_relaxed);
     finished_ = true;
   }
 
@@ -87,8 +94,9 @@ class Builder {
 
   void Discard() {
     g_.Close();
-    c_.env()->Unlink((c_.paths().data(number_) + ".tmp").c_str());
-    c_.env()->Unlink((c_.paths().index(number_) + ".tmp").c_str());
+    std::string suffix = renamed_ ? "" : ".tmp";
+    c_.env()->Unlink((c_.paths().data(number_) + suffix).c_str());
+    c_.env()->Unlink((c_.paths().index(number_) + suffix).c_str());
   }
 
   std::uint64_t tail() { return Shared(g_.data.header().tail).load(std::memory_order_relaxed); }
@@ -100,6 +108,7 @@ class Builder {
   std::uint64_t number_;
   Generation g_;
   bool finished_ = false;
+  bool renamed_ = false;
   std::uint64_t records_ = 0;
 };
 
@@ -198,7 +207,8 @@ void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, st
 
 }  // namespace
 
-bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResult* result) {
+bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResult* result,
+                    std::uint64_t snapshot_interval_ms) {
   // An explicit compact() waits for this process's own background compaction
   // to finish, then does its own; automatic ones give way.
   std::unique_lock<std::mutex> in_process(c_.compact_mutex(), std::defer_lock);
@@ -210,6 +220,12 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
   Env* env = c_.env();
   FileLock lock = FileLock::TryAcquire(env, c_.meta().file(), kCompactLockByte);
   if (!lock.held()) return false;
+  auto& meta = c_.meta().header();
+  auto last_snapshot = Shared(meta.last_snapshot_ms);
+  if (snapshot_interval_ms != 0 &&
+      env->NowMillis() + 50 < last_snapshot.load(std::memory_order_relaxed) + snapshot_interval_ms) {
+    return false;  // another process took this interval's snapshot
+  }
   const std::uint64_t start_ns = env->MonotonicNanos();
   c_.Refresh();
   Generation* old = c_.Pin();
@@ -226,7 +242,6 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
       }
     }
   } unpin{c_, old};
-  auto& meta = c_.meta().header();
   auto state = Shared(meta.writer_state);
   if (old->number != Shared(meta.generation).load(std::memory_order_acquire)) return false;
   // A compactor that died may have left the pause on; we hold COMPACT now.
@@ -274,6 +289,10 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
     CatchUp(c_, *old, b, done, t);
     done = t;
   }
+  // Durable under their final names before the switch, so that the meta
+  // page naming G+1 can never reach the disk before the files it names.
+  b.Rename();
+  b.Sync();
   // 4. Pause writers for the last bit and the switch.
   const std::uint64_t pause_ns = env->MonotonicNanos();
   state.fetch_or(kSwitchingBit, std::memory_order_seq_cst);
@@ -286,14 +305,20 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
     return false;
   }
   CatchUp(c_, *old, b, done, tail.load(std::memory_order_seq_cst));
-  b.Finish();
+  b.Seal();
   // Release: a process that reads the new number finds the renamed files.
   Shared(meta.generation).store(old->number + 1, std::memory_order_release);
   Shared(meta.compactions).fetch_add(1, std::memory_order_relaxed);
   state.fetch_and(~kSwitchingBit, std::memory_order_seq_cst);
   const std::uint64_t paused_us = (env->MonotonicNanos() - pause_ns) / 1000;
-  // 5. Durable, then the old files go (processes that map them keep them).
+  // 5. The last records and the new generation number durable, then the old
+  // files go (processes that still map them keep their pages).
   b.Sync();
+  c_.meta().Sync();
+  if (snapshot_interval_ms != 0 || result != nullptr) {
+    last_snapshot.store(env->NowMillis(), std::memory_order_relaxed);
+    Shared(meta.snapshots).fetch_add(1, std::memory_order_relaxed);
+  }
   RemoveStrayFiles(c_, old->number + 1);
   c_.logger().info(
       "compacted ({}): generation {} -> {}, {} records, {} -> {} bytes, index {} slots, "
@@ -394,12 +419,14 @@ void Compactor::RecoverAlone() {
     std::uint64_t hash = log::HashKey(r.key(), c_.salt());
     b.CopyAndInstall(r, hash, b.Find(r.key(), hash));
   }
-  b.Finish();
+  b.Seal();
+  b.Rename();
   b.Sync();
   auto next = Shared(meta.next_seq);
   if (next.load(std::memory_order_relaxed) <= max_seq) next.store(max_seq + 1, std::memory_order_relaxed);
   Shared(meta.generation).store(gen + 1, std::memory_order_release);
   Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
+  c_.meta().Sync();
   g.Close();
   RemoveStrayFiles(c_, gen + 1);
   c_.logger().warn("recovered: {} valid records, {} damaged regions skipped, {} live keys kept",

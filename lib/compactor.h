@@ -35,7 +35,11 @@ class Compactor {
 
   // Returns false without doing anything if another process (or thread)
   // holds the COMPACT lock. `min_slots`: lower bound of the new index size.
-  bool Run(const char* reason, std::uint64_t min_slots, CompactionResult* result = nullptr);
+  // With snapshot_interval_ms != 0, does nothing (returns false) unless the
+  // last snapshot of any process is at least that old: one per interval.
+  // A completed Run with a result or an interval counts as a snapshot.
+  bool Run(const char* reason, std::uint64_t min_slots, CompactionResult* result = nullptr,
+           std::uint64_t snapshot_interval_ms = 0);
 
   // At open, when no other process has the cache open; caller holds INIT.
   void RecoverAlone();

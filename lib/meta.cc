@@ -1,6 +1,7 @@
 #include "meta.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -113,6 +114,10 @@ bool Meta::SlotAlive(std::size_t i) const {
   int r = env_->IsLocked(file_.fd(), SlotLockByte(i), 1);
   if (r < 0) ThrowErrno("cannot test locks of", path());
   return r == 1;
+}
+
+void Meta::Sync() {
+  if (env_->Msync(map_.data(), kMetaFileSize, MS_SYNC) != 0) ThrowErrno("msync", path());
 }
 
 void Meta::Close() {

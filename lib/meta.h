@@ -19,7 +19,7 @@
 namespace lilcache {
 
 inline constexpr char kMetaMagic[8] = {'L', 'I', 'L', 'C', 'M', 'E', 'T', 'A'};
-inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::uint32_t kFormatVersion = 2;  // docs/format.md
 inline constexpr std::size_t kHeaderSize = 4096;
 inline constexpr std::size_t kMaxProcesses = 1024;
 inline constexpr std::size_t kSlotSize = 128;
@@ -44,7 +44,7 @@ struct MetaHeader {
   std::uint64_t purge_seq;      // atomic
   std::uint32_t writer_state;   // atomic: bit 0 epoch, bit 1 kSwitchingBit
   std::uint32_t flags;          // atomic
-  std::uint64_t reserved0;
+  std::uint64_t last_snapshot_ms;  // atomic; written under the COMPACT lock
   // Cache line 1: drawn from by every write; alone so that it does not
   // evict line 0 from the readers' caches.
   std::uint64_t next_seq;  // atomic
@@ -53,10 +53,12 @@ struct MetaHeader {
   char boot_id[40];
   std::uint64_t retired_hits, retired_misses, retired_sets, retired_deletes, retired_expired;
   std::uint64_t compactions;  // atomic
+  std::uint64_t snapshots;    // atomic
 };
 static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, purge_seq) == 40);
 static_assert(offsetof(MetaHeader, writer_state) == 48 && offsetof(MetaHeader, next_seq) == 64);
 static_assert(offsetof(MetaHeader, boot_id) == 128 && offsetof(MetaHeader, compactions) == 208);
+static_assert(offsetof(MetaHeader, last_snapshot_ms) == 56 && offsetof(MetaHeader, snapshots) == 216);
 inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
 inline constexpr std::uint32_t kEpochBit = 1;
 inline constexpr std::uint32_t kSwitchingBit = 2;
@@ -107,6 +109,8 @@ class Meta {
   // True if the process owning slot i is alive (holds its SLOT lock).
   bool SlotAlive(std::size_t i) const;
 
+  // msync(MS_SYNC) of the whole file: makes the generation number durable.
+  void Sync();
   void Close();
   // In a fork child: drops this process's view without unlocking, since the
   // parent shares the descriptor and so its locks.

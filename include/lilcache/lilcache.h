@@ -13,8 +13,8 @@
 //    the values, never a mix. pop() hands each value to exactly one caller.
 //  * A process killed at any instruction (SIGKILL included) loses only its own
 //    in-flight operation; every write acknowledged to any process survives and
-//    the cache reopens. Power loss: only what a completed snapshot made
-//    durable survives (snapshots are not built yet: see README, "Durability").
+//    the cache reopens. Power loss: a write survives once a snapshot
+//    (Options::snapshot, Cache::snapshot()) or a sync() completed after it.
 //  * get(), contains() and size() take no lock and never wait for a writer.
 //    set() and pop() take no lock on the hot path; they make a system call
 //    only when the log must grow.
@@ -60,7 +60,11 @@ struct Options {
   std::string root{};
 
   // Interval between snapshots (durable, compacted points in time), e.g.
-  // "120s". "" (default) = no periodic snapshot. Parsed and validated at open.
+  // "120s" (at least "1s"). "" (default) = no periodic snapshot. Every
+  // process that opens the cache with an interval runs a background thread;
+  // per interval, exactly one of them (whichever takes the COMPACT lock
+  // first once the last snapshot of any process is an interval old) writes
+  // the snapshot. The thread stops when the handle closes.
   std::string snapshot{};
 
   // Default time-to-live of every key set through this handle without its own
@@ -96,6 +100,9 @@ struct Stats {
   std::uint64_t index_slots = 0;  // capacity of the hash index
   std::uint64_t index_used = 0;   // occupied index slots (live + dead keys)
   std::uint64_t processes = 0;    // processes that have the cache open now
+  std::uint64_t compactions = 0;  // generation switches since the cache was created
+  std::uint64_t snapshots = 0;    // snapshots (periodic or snapshot()/compact()) since then
+  std::uint64_t last_snapshot_ms = 0;  // wall clock of the last one (0 = none)
 };
 
 // What one compaction did (Cache::compact()).
@@ -182,6 +189,16 @@ class Cache {
   // process; returns compacted=false at once if another process is compacting. Throws Error on I/O failure, leaving the cache
   // as it was.
   CompactionResult compact();
+
+  // Takes a snapshot now: a compaction whose result, and everything written
+  // before it, is on disk (fsync) when it returns. The same as what the
+  // periodic snapshots of Options::snapshot do. Returns compacted=false if
+  // another process is compacting (its result is not yet known durable).
+  CompactionResult snapshot();
+
+  // Makes every write that returned before this call durable (msync of the
+  // log, fsync of the index and meta file) without compacting. Throws Error.
+  void sync();
 
   // The cache's name and the directory holding its files.
   const std::string& name() const;
