@@ -137,6 +137,12 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     }
   }
   level_ = ParseLogLevel(options.loglevel);
+  max_bytes_ = options.max_bytes;
+  if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
+    throw Error("invalid compact_dead_ratio " + std::to_string(options.compact_dead_ratio) +
+                ": must be in [0, 1)");
+  }
+  dead_ratio_ = options.compact_dead_ratio;
   paths_.root = ResolveRoot(options.root);
   paths_.name = std::string(name);
   EnsureRootDirectory(env_, paths_.root);
@@ -466,8 +472,10 @@ void Cache::Impl::AfterWrite() {
   std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
   std::uint64_t dead = Shared(dh.dead_bytes).load(std::memory_order_relaxed);
   bool grow = g->index.used() * 2 > g->index.slot_count();
-  bool reclaim = tail > (64u << 20) && dead * 2 > tail;
-  if (!grow && !reclaim) return;
+  bool reclaim = dead_ratio_ > 0 && tail > (64u << 20) &&
+                 static_cast<double>(dead) > dead_ratio_ * static_cast<double>(tail);
+  bool evict = max_bytes_ != 0 && tail - std::min(tail, dead + kHeaderSize) > max_bytes_;
+  if (!grow && !reclaim && !evict) return;
   if (env_->MonotonicNanos() < compact_backoff_until_.load(std::memory_order_relaxed)) return;
   RequestMaintenance();
 }
@@ -538,7 +546,7 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
     Generation* g = current_.load(std::memory_order_acquire);
     bool grow = g->index.used() * 2 > g->index.slot_count();
     std::uint64_t slots = g->index.slot_count();
-    if (!Compact(grow ? "index half full" : "over half of the log is dead", grow ? slots * 2 : 0)) {
+    if (!Compact(grow ? "index half full" : "dead space or max_bytes", grow ? slots * 2 : 0)) {
       // Another process holds the COMPACT lock (and will do the work).
       compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
     }
@@ -697,6 +705,7 @@ Stats Cache::Impl::GetStats() {
   st.compactions = rd(h.compactions);
   st.snapshots = rd(h.snapshots);
   st.last_snapshot_ms = rd(h.last_snapshot_ms);
+  st.evictions = rd(h.evictions);
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
     ProcessSlot& s = meta_->slot(i);
     st.hits += rd(s.hits);

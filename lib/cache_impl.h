@@ -60,6 +60,7 @@ class Cache::Impl {
   const std::string& name() const { return paths_.name; }
   const std::string& root() const { return paths_.root; }
   std::uint64_t default_ttl_ms() const { return default_ttl_ms_; }
+  std::uint64_t max_bytes() const { return max_bytes_; }
 
   // ---- used by WriterSection, Pin and Compactor ----
   Meta& meta() { return *meta_; }
@@ -110,6 +111,8 @@ class Cache::Impl {
   CachePaths paths_;
   std::uint64_t default_ttl_ms_ = 0;
   std::uint64_t snapshot_ms_ = 0;
+  std::uint64_t max_bytes_ = 0;
+  double dead_ratio_ = 0.5;
   spdlog::level::level_enum level_;
   std::shared_ptr<spdlog::logger> logger_;
   std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see ReattachIfForked

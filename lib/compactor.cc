@@ -207,6 +207,24 @@ void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, st
 
 }  // namespace
 
+std::uint64_t Compactor::Evict(Roaring64Map& live, std::uint64_t& live_bytes, Generation& g) {
+  std::uint64_t limit = c_.max_bytes();
+  if (limit == 0 || live_bytes <= limit) return 0;
+  // Down to 90% of the limit, so that the next eviction is not one write away.
+  std::uint64_t target = limit / 10 * 9, evicted = 0;
+  Roaring64Map gone;
+  for (std::uint64_t off8 : live) {  // oldest first: the head of the log
+    if (live_bytes <= target) break;
+    live_bytes -= g.Record(off8 * log::kAlign).size();
+    gone.add(off8);
+    ++evicted;
+  }
+  live -= gone;
+  Shared(c_.meta().header().evictions).fetch_add(evicted, std::memory_order_relaxed);
+  c_.logger().info("evicting {} keys to keep the live data under max_bytes = {}", evicted, limit);
+  return evicted;
+}
+
 bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResult* result,
                     std::uint64_t snapshot_interval_ms) {
   // An explicit compact() waits for this process's own background compaction
@@ -268,6 +286,7 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
     live.add(Index::OffsetOf(v) / log::kAlign);
     live_bytes += rec.size();
   }
+  std::uint64_t evicted = Evict(live, live_bytes, *old);
   std::uint64_t slots = std::max(min_slots, Index::SlotsFor(live.cardinality() * 2));
   Builder b(c_, old->number + 1, slots, live_bytes + kHeaderSize + (1 << 20));
   for (std::uint64_t off8 : live) {
@@ -333,6 +352,7 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
     result->keys_live = b.records();
     result->keys_expired = expired;
     result->keys_deleted = deleted;
+    result->keys_evicted = evicted;
     result->duration = std::chrono::microseconds((env->MonotonicNanos() - start_ns) / 1000);
     result->writer_pause = std::chrono::microseconds(paused_us);
   }

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <roaring/roaring64map.hh>
 
 #include "cache_impl.h"
 
@@ -45,6 +46,9 @@ class Compactor {
   void RecoverAlone();
 
  private:
+  // Drops the oldest records of `live` while live_bytes > Options::max_bytes.
+  std::uint64_t Evict(Roaring64Map& live, std::uint64_t& live_bytes, Generation& g);
+
   Cache::Impl& c_;
 };
 

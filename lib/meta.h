@@ -54,11 +54,13 @@ struct MetaHeader {
   std::uint64_t retired_hits, retired_misses, retired_sets, retired_deletes, retired_expired;
   std::uint64_t compactions;  // atomic
   std::uint64_t snapshots;    // atomic
+  std::uint64_t evictions;    // atomic
 };
 static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, purge_seq) == 40);
 static_assert(offsetof(MetaHeader, writer_state) == 48 && offsetof(MetaHeader, next_seq) == 64);
 static_assert(offsetof(MetaHeader, boot_id) == 128 && offsetof(MetaHeader, compactions) == 208);
 static_assert(offsetof(MetaHeader, last_snapshot_ms) == 56 && offsetof(MetaHeader, snapshots) == 216);
+static_assert(offsetof(MetaHeader, evictions) == 224);
 inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
 inline constexpr std::uint32_t kEpochBit = 1;
 inline constexpr std::uint32_t kSwitchingBit = 2;

@@ -301,3 +301,24 @@ TEST_CASE("a handle opened before a compaction by another handle keeps working")
   REQUIRE(b.compact().compacted);
   CHECK(a.size() == 500);
 }
+
+TEST_CASE("max_bytes: compaction evicts the least recently stored keys first, and counts them") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path(), .max_bytes = 100'000});
+  char key[16];
+  for (int i = 0; i < 1000; ++i) {
+    std::snprintf(key, sizeof key, "k%04d", i);
+    c.set(key, std::string(155, 'v'));  // 40 + 5 + 155 = 200 bytes per record
+  }
+  c.set("k0000", std::string(155, 'w'));  // stored again: now among the most recent
+  c.compact();
+  auto st = c.stats();
+  CHECK(st.bytes_live <= 100'000);
+  CHECK(st.bytes_live >= 80'000);
+  CHECK(st.evictions >= 500);
+  CHECK(c.get("k0000") == std::string(155, 'w'));
+  CHECK(c.get("k0999"));
+  CHECK(!c.get("k0001"));  // the oldest go first
+  CHECK(!c.get("k0400"));
+  CHECK_THROWS_AS(Cache::open("t", {.root = dir.path(), .compact_dead_ratio = 1.5}), Error);
+}

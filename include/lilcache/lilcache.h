@@ -78,6 +78,18 @@ struct Options {
   // "critical" "off", any case. "" (default) = "info" (or $LILCACHE_LOGLEVEL).
   std::string loglevel{};
 
+  // Size limit of the live data, in bytes of log records (key + value + 40
+  // bytes of header, rounded up to 8). 0 (default) = unlimited. When the live
+  // data of the log passes it, a background compaction evicts the least
+  // recently stored keys (the head of the log) until it is 90% of the limit;
+  // evictions are counted in Stats. This is a cache, not a database.
+  std::uint64_t max_bytes = 0;
+
+  // Automatic compaction: starts when dead bytes exceed this fraction of a
+  // log of more than 64 MiB. 0 = never on dead space (index growth and
+  // max_bytes still compact). Default 0.5.
+  double compact_dead_ratio = 0.5;
+
   // Operating-system seam: files, maps, locks and clocks. nullptr (default) =
   // Env::Default(). Tests pass a fault-injecting Env or a fake clock. The Env
   // must outlive every Cache opened with it.
@@ -103,6 +115,7 @@ struct Stats {
   std::uint64_t compactions = 0;  // generation switches since the cache was created
   std::uint64_t snapshots = 0;    // snapshots (periodic or snapshot()/compact()) since then
   std::uint64_t last_snapshot_ms = 0;  // wall clock of the last one (0 = none)
+  std::uint64_t evictions = 0;    // keys dropped to keep under Options::max_bytes
 };
 
 // What one compaction did (Cache::compact()).
@@ -114,6 +127,7 @@ struct CompactionResult {
   std::uint64_t keys_live = 0;       // records copied (live, unexpired keys)
   std::uint64_t keys_expired = 0;    // keys dropped because their TTL had passed
   std::uint64_t keys_deleted = 0;    // deleted keys whose tombstones were dropped
+  std::uint64_t keys_evicted = 0;    // live keys dropped to keep under Options::max_bytes
   std::chrono::microseconds duration{0};      // whole compaction
   std::chrono::microseconds writer_pause{0};  // how long writers were held for the switch
 };
