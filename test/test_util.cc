@@ -1,14 +1,20 @@
 #include "test_util.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -83,6 +89,150 @@ pid_t spawn(const std::vector<std::string>& argv) {
     _exit(127);
   }
   return pid;
+}
+
+double stress_seconds(double default_seconds) {
+  const char* s = std::getenv("LILCACHE_STRESS_SECONDS");
+  if (s != nullptr && *s != '\0') {
+    char* end = nullptr;
+    double v = std::strtod(s, &end);
+    if (end != s && v > 0) return v;
+  }
+  return default_seconds;
+}
+
+std::optional<int> try_wait_child(pid_t pid) {
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == 0) return std::nullopt;
+    if (r == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    if (errno == EINTR) continue;
+    return -1;
+  }
+}
+
+Children::~Children() { kill_all(); }
+
+pid_t Children::add(pid_t pid) {
+  pids_.push_back(pid);
+  return pid;
+}
+
+void Children::forget(pid_t pid) {
+  pids_.erase(std::remove(pids_.begin(), pids_.end(), pid), pids_.end());
+}
+
+int Children::wait(pid_t pid, std::chrono::milliseconds timeout) {
+  int status = wait_child(pid, timeout);
+  forget(pid);
+  return status;
+}
+
+int Children::kill_and_wait(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  int r;
+  do {
+    r = waitpid(pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  forget(pid);
+  if (r != pid) return -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+void Children::kill_all() {
+  while (!pids_.empty()) kill_and_wait(pids_.back());
+}
+
+Pipe::Pipe() {
+  if (pipe2(fds_, O_CLOEXEC) != 0) {
+    throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+  }
+}
+
+Pipe::~Pipe() {
+  close_read();
+  close_write();
+}
+
+void Pipe::close_read() {
+  if (fds_[0] >= 0) ::close(fds_[0]);
+  fds_[0] = -1;
+}
+
+void Pipe::close_write() {
+  if (fds_[1] >= 0) ::close(fds_[1]);
+  fds_[1] = -1;
+}
+
+void Pipe::send(std::uint64_t v) {
+  for (;;) {
+    ssize_t n = ::write(fds_[1], &v, sizeof v);
+    if (n == static_cast<ssize_t>(sizeof v)) return;
+    if (n < 0 && errno == EINTR) continue;
+    throw std::runtime_error(std::string("pipe write: ") + std::strerror(errno));
+  }
+}
+
+std::optional<std::uint64_t> Pipe::recv(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  unsigned char buf[8];
+  std::size_t got = 0;
+  while (got < sizeof buf) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) throw std::runtime_error("pipe read: timed out");
+    pollfd p{fds_[0], POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+    if (r == 0) continue;
+    ssize_t n = ::read(fds_[0], buf + got, sizeof buf - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw std::runtime_error(std::string("pipe read: ") + std::strerror(errno));
+    if (n == 0) {
+      if (got == 0) return std::nullopt;
+      throw std::runtime_error("pipe read: torn message");
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  std::uint64_t v;
+  std::memcpy(&v, buf, sizeof v);
+  return v;
+}
+
+void StartGate::wait() {
+  pipe_.close_write();
+  if (pipe_.recv(std::chrono::seconds(60)).has_value()) {
+    throw std::runtime_error("start gate: unexpected message");
+  }
+}
+
+void StartGate::open() { pipe_.close_write(); }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::vector<AckRecord> read_acks(const std::string& path) {
+  std::string bytes = read_file(path);
+  std::vector<AckRecord> acks(bytes.size() / sizeof(AckRecord));
+  if (!acks.empty()) std::memcpy(acks.data(), bytes.data(), acks.size() * sizeof(AckRecord));
+  for (const auto& a : acks) {
+    if (a.magic != AckRecord{}.magic) throw std::runtime_error("corrupt ack file " + path);
+  }
+  return acks;
 }
 
 }  // namespace lilcache::test
