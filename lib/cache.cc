@@ -40,10 +40,13 @@ std::size_t Cache::size() { return Checked(impl_).Size(); }
 std::vector<std::string> Cache::keys(std::string_view prefix, std::size_t limit) {
   std::vector<std::string> out;
   if (limit == 0) return out;
-  Checked(impl_).ForEach(prefix, [&](std::string_view k, std::string_view) {
-    out.emplace_back(k);
-    return out.size() < limit;
-  });
+  Checked(impl_).ForEach(
+      prefix,
+      [&](std::string_view k, std::string_view) {
+        out.emplace_back(k);
+        return out.size() < limit;
+      },
+      /*verify=*/false);
   return out;
 }
 

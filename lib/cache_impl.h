@@ -47,8 +47,11 @@ class Cache::Impl {
   bool Contains(std::string_view key);
   void Purge();
   std::size_t Size();
+  // Calls fn for each live key with the prefix; `verify` checks each value's
+  // checksum first (when values are handed out), throwing Error on a bad one.
   void ForEach(std::string_view prefix,
-               const std::function<bool(std::string_view, std::string_view)>& fn);
+               const std::function<bool(std::string_view, std::string_view)>& fn,
+               bool verify = true);
   Stats GetStats();
   // msync of the log written so far, the index and the meta file.
   void Sync();

@@ -288,7 +288,7 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
   }
   std::uint64_t evicted = Evict(live, live_bytes, *old);
   std::uint64_t slots = std::max(min_slots, Index::SlotsFor(live.cardinality() * 2));
-  Builder b(c_, old->number + 1, slots, live_bytes + kHeaderSize + (1 << 20));
+  Builder b(c_, old->number + 1, slots, live_bytes + kHeaderSize);
   for (std::uint64_t off8 : live) {
     log::RecordView rec = old->Record(off8 * log::kAlign);
     if (!old->ChecksumOk(rec)) {
@@ -433,7 +433,7 @@ void Compactor::RecoverAlone() {
     live.add(off / log::kAlign);
     bytes += r.size();
   }
-  Builder b(c_, gen + 1, Index::SlotsFor(live.cardinality() * 2), bytes + kHeaderSize + (1 << 20));
+  Builder b(c_, gen + 1, Index::SlotsFor(live.cardinality() * 2), bytes + kHeaderSize);
   for (std::uint64_t off8 : live) {
     log::RecordView r = g.Record(off8 * log::kAlign);
     std::uint64_t hash = log::HashKey(r.key(), c_.salt());

@@ -131,13 +131,20 @@ const log::RecordHeader* PlausibleRecord(std::span<const char> region, std::uint
 
 const char* RecordStateName(RecordState s) {
   switch (s) {
-    case RecordState::kLive: return "live";
-    case RecordState::kDead: return "dead";
-    case RecordState::kExpired: return "expired";
-    case RecordState::kTombstone: return "tombstone";
-    case RecordState::kPurged: return "purged";
-    case RecordState::kDamaged: return "damaged";
-    case RecordState::kUnknown: return "unknown";
+    case RecordState::kLive:
+      return "live";
+    case RecordState::kDead:
+      return "dead";
+    case RecordState::kExpired:
+      return "expired";
+    case RecordState::kTombstone:
+      return "tombstone";
+    case RecordState::kPurged:
+      return "purged";
+    case RecordState::kDamaged:
+      return "damaged";
+    case RecordState::kUnknown:
+      return "unknown";
   }
   return "?";
 }
@@ -230,6 +237,7 @@ void Inspector::Impl::ReadMetaHeader() {
   m.boot_id = CString(h.boot_id, sizeof(h.boot_id));
   m.compactions = Load(h.compactions);
   m.snapshots = Load(h.snapshots);
+  m.evictions = Load(h.evictions);
   salt_ = m.salt;
   m.valid = true;
   if (std::memcmp(h.magic, kMetaMagic, sizeof(kMetaMagic)) != 0) {
@@ -413,8 +421,8 @@ IndexStats Inspector::Impl::ComputeIndexStats() const {
     if (header.data.valid) ProbeSlot(i, v, st, sum);
   }
   if (st.bad_slots > kMaxSlotProblems) {
-    st.problems.push_back({header.index.path, std::to_string(st.bad_slots - kMaxSlotProblems) +
-                                                  " more bad slots"});
+    st.problems.push_back(
+        {header.index.path, std::to_string(st.bad_slots - kMaxSlotProblems) + " more bad slots"});
   }
   st.load = static_cast<double>(st.occupied) / static_cast<double>(st.slot_count);
   std::uint64_t probed = st.occupied - st.bad_slots;
@@ -469,7 +477,9 @@ std::uint64_t Inspector::Impl::SkipDamage(std::span<const char> region, std::uin
     if (next == log::Damage::kNone || next == log::Damage::kBadChecksum) break;
   }
   off = std::min<std::uint64_t>(off, region.size());
-  DamagedRegion r{.offset = start, .end = off, .damage = d,
+  DamagedRegion r{.offset = start,
+                  .end = off,
+                  .damage = d,
                   .zeros = AllZero(region.subspan(start, off - start))};
   (r.zeros ? sum.holes : sum.damaged_regions) += 1;
   (r.zeros ? sum.hole_bytes : sum.damaged_bytes) += off - start;

@@ -47,6 +47,7 @@ struct InspectMeta {
   std::string boot_id;
   std::uint64_t compactions = 0;
   std::uint64_t snapshots = 0;
+  std::uint64_t evictions = 0;
   std::uint64_t processes = 0;  // process slots whose owner holds its SLOT lock now
 };
 
@@ -115,17 +116,17 @@ struct InspectRecord {
 // position to where scanning resynchronized (the next valid or plausible
 // record, or the end of the scan).
 struct DamagedRegion {
-  std::uint64_t offset = 0;  // where the damage starts
-  std::uint64_t end = 0;     // where scanning resumed
+  std::uint64_t offset = 0;                     // where the damage starts
+  std::uint64_t end = 0;                        // where scanning resumed
   log::Damage damage = log::Damage::kBadMagic;  // why the record at `offset` is invalid
   bool zeros = false;  // all zero: a hole left by a writer killed mid-write, not corruption
 };
 
 // Totals of a scan of the log.
 struct LogSummary {
-  std::uint64_t scanned_from = 0, scanned_to = 0;     // byte range scanned
-  std::array<std::uint64_t, kRecordStates> records{};  // per RecordState
-  std::array<std::uint64_t, kRecordStates> bytes{};    // per RecordState
+  std::uint64_t scanned_from = 0, scanned_to = 0;        // byte range scanned
+  std::array<std::uint64_t, kRecordStates> records{};    // per RecordState
+  std::array<std::uint64_t, kRecordStates> bytes{};      // per RecordState
   std::uint64_t damaged_regions = 0, damaged_bytes = 0;  // corruption (not zeros)
   std::uint64_t holes = 0, hole_bytes = 0;               // zero regions
   std::uint64_t count(RecordState s) const { return records[static_cast<std::size_t>(s)]; }
@@ -135,13 +136,13 @@ struct LogSummary {
 // The index's load and probe lengths (1 = the key sits in its home slot).
 struct IndexStats {
   std::uint64_t slot_count = 0;
-  std::uint64_t occupied = 0;  // non-empty slots counted (the header says used_slots)
+  std::uint64_t occupied = 0;   // non-empty slots counted (the header says used_slots)
   std::uint64_t bad_slots = 0;  // slots pointing at no record of their key
   double load = 0;              // occupied / slot_count
   std::uint64_t max_probe = 0;
   double mean_probe = 0;
   std::map<std::uint64_t, std::uint64_t> probe_histogram;  // probe length -> slots
-  std::vector<InspectProblem> problems;  // the first few bad slots
+  std::vector<InspectProblem> problems;                    // the first few bad slots
 };
 
 // A read-only view of the files of one cache: NAME.meta and the generation it

@@ -107,7 +107,7 @@ struct Stats {
   std::uint64_t keys = 0;        // live, unexpired keys now (like size())
   std::uint64_t bytes_live = 0;  // log bytes of the records those keys use
   std::uint64_t bytes_dead = 0;  // log bytes of overwritten/deleted/expired records
-  std::uint64_t bytes_file = 0;  // bytes appended to the log of this generation
+  std::uint64_t bytes_file = 0;  // size of this generation's log up to its end (4 KiB header included)
   std::uint64_t generation = 0;  // log generation (bumped by compaction/rebuild)
   std::uint64_t index_slots = 0;  // capacity of the hash index
   std::uint64_t index_used = 0;   // occupied index slots (live + dead keys)
@@ -126,7 +126,7 @@ struct CompactionResult {
   std::uint64_t bytes_after = 0;     // log bytes of the new one
   std::uint64_t keys_live = 0;       // records copied (live, unexpired keys)
   std::uint64_t keys_expired = 0;    // keys dropped because their TTL had passed
-  std::uint64_t keys_deleted = 0;    // deleted keys whose tombstones were dropped
+  std::uint64_t keys_deleted = 0;    // deleted (or purged) keys whose records were dropped
   std::uint64_t keys_evicted = 0;    // live keys dropped to keep under Options::max_bytes
   std::chrono::microseconds duration{0};      // whole compaction
   std::chrono::microseconds writer_pause{0};  // how long writers were held for the switch
