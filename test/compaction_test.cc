@@ -1,0 +1,370 @@
+// Compaction under concurrent multi-process load, and compactors killed with
+// SIGKILL at random points (docs/concurrency.md, "Generation switch").
+#include <dirent.h>
+#include <doctest/doctest.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lilcache/lilcache.h"
+#include "test_util.h"
+
+using lilcache::Cache;
+using lilcache::test::Children;
+using lilcache::test::Pipe;
+using lilcache::test::StartGate;
+using lilcache::test::TempDir;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// A self-checking value: key + "#" + version + "|", repeated and cut to
+// `size` bytes. A torn value, another key's value or another version of this
+// key all differ from it.
+std::string expected_value(const std::string& key, std::uint64_t version, std::size_t size) {
+  std::string unit = key + "#" + std::to_string(version) + "|";
+  std::string v;
+  v.reserve(size + unit.size());
+  while (v.size() < size) v += unit;
+  v.resize(size);
+  return v;
+}
+
+// Value sizes derived from (key index, version) so that a checker can rebuild
+// them without storing them.
+std::size_t size_of(std::uint64_t index, std::uint64_t version) {
+  return 40 + static_cast<std::size_t>((index * 131 + version * 17) % 360);
+}
+
+std::string describe(const std::optional<std::string>& v) {
+  if (!v) return "<absent>";
+  std::string head = v->substr(0, 40);
+  return "\"" + head + (v->size() > 40 ? "...\"" : "\"") + " (" + std::to_string(v->size()) +
+         " bytes)";
+}
+
+// Names of the files in `dir` that end with ".tmp".
+std::vector<std::string> tmp_files(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (const dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() >= 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) out.push_back(n);
+  }
+  closedir(d);
+  return out;
+}
+
+// ---- Test 1: a writer process that owns its keys ---------------------------
+
+constexpr int kWriters = 4;
+constexpr std::uint64_t kOwnKeys = 64;
+
+std::string own_key(int writer, std::uint64_t i) {
+  return "w" + std::to_string(writer) + "-" + std::to_string(i);
+}
+
+// Expected state of one own key: the version of the last acknowledged set, or
+// nullopt after an acknowledged pop (or before any write).
+using Expected = std::vector<std::optional<std::uint64_t>>;
+
+std::optional<std::string> expected_of(int writer, std::uint64_t i, const Expected& exp) {
+  if (!exp[i]) return std::nullopt;
+  return expected_value(own_key(writer, i), *exp[i], size_of(i, *exp[i]));
+}
+
+// Runs in a forked child: sets, overwrites and pops its own keys until
+// `deadline`, checking every read against its own acknowledged history.
+// Writes the final expected state to `state_path`. Returns 0, or 3 on a check
+// failure (described on stderr).
+int own_keys_writer(const std::string& root, int writer, Clock::time_point deadline,
+                    const std::string& state_path, StartGate& gate) {
+  std::mt19937_64 rng(0x1234567ull + static_cast<std::uint64_t>(writer) * 7919 +
+                      static_cast<std::uint64_t>(getpid()));
+  auto cache = Cache::open("c", {.root = root});
+  Expected exp(kOwnKeys);
+  std::uint64_t next_version = 1;
+  std::uint64_t ops = 0, sets = 0, pops = 0, reads = 0;
+  auto fail = [&](const std::string& what, std::uint64_t i, const std::optional<std::string>& got) {
+    std::fprintf(stderr, "writer %d: %s: key %s after %llu ops: expected %s, got %s\n", writer,
+                 what.c_str(), own_key(writer, i).c_str(), static_cast<unsigned long long>(ops),
+                 describe(expected_of(writer, i, exp)).c_str(), describe(got).c_str());
+    return 3;
+  };
+  auto check = [&](const std::string& what, std::uint64_t i) -> bool {
+    auto got = cache.get(own_key(writer, i));
+    ++reads;
+    if (got != expected_of(writer, i, exp)) {
+      fail(what, i, got);
+      return false;
+    }
+    return true;
+  };
+  gate.wait();
+  while (Clock::now() < deadline) {
+    std::uint64_t i = rng() % kOwnKeys;
+    std::string key = own_key(writer, i);
+    if (rng() % 100 < 65) {
+      std::uint64_t v = next_version++;
+      cache.set(key, expected_value(key, v, size_of(i, v)));
+      exp[i] = v;  // acknowledged
+      ++sets;
+    } else {
+      auto got = cache.pop(key);
+      if (got != expected_of(writer, i, exp)) return fail("pop returned a wrong value", i, got);
+      exp[i] = std::nullopt;  // acknowledged
+      ++pops;
+    }
+    ++ops;
+    if (!check("read-back of the key just written", i)) return 3;
+    if (!check("read of another own key", rng() % kOwnKeys)) return 3;
+  }
+  for (std::uint64_t i = 0; i < kOwnKeys; ++i) {
+    if (!check("final check", i)) return 3;
+  }
+  std::ofstream out(state_path);
+  for (std::uint64_t i = 0; i < kOwnKeys; ++i)
+    out << (exp[i] ? static_cast<long long>(*exp[i]) : -1) << "\n";
+  out.close();
+  if (!out) {
+    std::fprintf(stderr, "writer %d: cannot write %s\n", writer, state_path.c_str());
+    return 5;
+  }
+  std::fprintf(stderr, "writer %d: %llu ops (%llu sets, %llu pops, %llu reads)\n", writer,
+               static_cast<unsigned long long>(ops), static_cast<unsigned long long>(sets),
+               static_cast<unsigned long long>(pops), static_cast<unsigned long long>(reads));
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "compaction while 4 processes write and read loses no acknowledged write and resurrects no "
+    "deleted key") {
+  TempDir dir;
+  TempDir state_dir;
+  const auto run_for = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::duration<double>(lilcache::test::stress_seconds(5.0)));
+  std::uint64_t compactions_before = 0;
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    // Some unrelated bulk so that each compaction copies a real amount of data.
+    for (int i = 0; i < 5000; ++i) {
+      std::string k = "bulk-" + std::to_string(i);
+      c.set(k, expected_value(k, 0, 200));
+    }
+    compactions_before = c.stats().compactions;
+  }
+
+  Children kids;
+  StartGate gate;
+  std::vector<pid_t> pids;
+  auto deadline = Clock::now() + 500ms + run_for;  // children start after the gate opens
+  for (int w = 0; w < kWriters; ++w) {
+    std::string state = state_dir.file("state-" + std::to_string(w));
+    pids.push_back(kids.add(lilcache::test::fork_child(
+        [&, w, state] { return own_keys_writer(dir.path(), w, deadline, state, gate); })));
+  }
+
+  auto c = Cache::open("c", {.root = dir.path()});
+  gate.open();
+  std::uint64_t compacted = 0, skipped = 0;
+  std::chrono::microseconds max_pause{0}, total{0};
+  std::vector<std::optional<int>> status(kWriters);
+  auto hard_stop = deadline + 20s;
+  for (;;) {
+    bool all_done = true;
+    for (int w = 0; w < kWriters; ++w) {
+      if (!status[w]) {
+        status[w] = lilcache::test::try_wait_child(pids[w]);
+        if (status[w]) kids.forget(pids[w]);
+      }
+      if (!status[w]) all_done = false;
+    }
+    if (all_done || Clock::now() > hard_stop) break;
+    auto r = c.compact();
+    if (r.compacted) {
+      ++compacted;
+      total += r.duration;
+      if (r.writer_pause > max_pause) max_pause = r.writer_pause;
+    } else {
+      ++skipped;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  for (int w = 0; w < kWriters; ++w) {
+    INFO("writer " << w);
+    REQUIRE(status[w].has_value());  // ended before the hard stop
+    CHECK(*status[w] == 0);
+  }
+  auto st = c.stats();
+  MESSAGE("compactions by the parent: "
+          << compacted << " (skipped " << skipped << "), mean duration "
+          << (compacted ? total.count() / compacted : 0) << " us, max writer pause "
+          << max_pause.count() << " us; stats().compactions grew by "
+          << st.compactions - compactions_before);
+  CHECK(st.compactions - compactions_before >= 10);
+  CHECK(compacted >= 10);
+
+  // A fresh handle sees every writer's final state, and the bulk keys.
+  { Cache moved = std::move(c); }
+  auto fresh = Cache::open("c", {.root = dir.path()});
+  for (int w = 0; w < kWriters; ++w) {
+    std::ifstream in(state_dir.file("state-" + std::to_string(w)));
+    REQUIRE(in.good());
+    for (std::uint64_t i = 0; i < kOwnKeys; ++i) {
+      long long v = -2;
+      in >> v;
+      REQUIRE(v >= -1);
+      std::string key = own_key(w, i);
+      std::optional<std::string> want;
+      if (v >= 0) {
+        auto ver = static_cast<std::uint64_t>(v);
+        want = expected_value(key, ver, size_of(i, ver));
+      }
+      auto got = fresh.get(key);
+      INFO("key " << key << ": expected " << describe(want) << ", got " << describe(got));
+      CHECK(got == want);
+    }
+  }
+  for (int i = 0; i < 5000; i += 97) {
+    std::string k = "bulk-" + std::to_string(i);
+    CHECK(fresh.get(k) == expected_value(k, 0, 200));
+  }
+}
+
+// ---- Test 2: compactors killed at random points ------------------------------
+
+TEST_CASE(
+    "a compactor killed with SIGKILL at random points leaves a cache that opens with all data") {
+  TempDir dir;
+  constexpr std::uint64_t kKeys = 20000;
+  constexpr std::size_t kSize = 200;
+  const int max_rounds = 30;
+  const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::duration<double>(lilcache::test::stress_seconds(20.0)));
+  auto key_of = [](std::uint64_t i) { return "k" + std::to_string(i); };
+  std::vector<std::uint64_t> version(kKeys, 0);
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    for (std::uint64_t i = 0; i < kKeys; ++i) c.set(key_of(i), expected_value(key_of(i), 0, kSize));
+    // Overwrites: dead space for the compactions to drop.
+    for (std::uint64_t i = 0; i < kKeys; i += 2) {
+      version[i] = 1;
+      c.set(key_of(i), expected_value(key_of(i), 1, kSize));
+    }
+  }
+
+  std::mt19937_64 rng(20261124);
+  auto start = Clock::now();
+  int rounds = 0, kills = 0, exited = 0;
+  std::uint64_t child_switches = 0, parent_sets = 0;
+  int tmp_after_kill = 0, tmp_after_open = 0, rounds_with_switch = 0;
+  std::chrono::microseconds max_set{0};
+  for (; rounds < max_rounds && Clock::now() - start < budget; ++rounds) {
+    CAPTURE(rounds);
+    Children kids;
+    Pipe ready;
+    pid_t pid = kids.add(lilcache::test::fork_child([&] {
+      ready.close_read();
+      auto c = Cache::open("c", {.root = dir.path()});
+      ready.send(1);
+      auto stop = Clock::now() + 10s;
+      while (Clock::now() < stop) c.compact();
+      return 0;
+    }));
+    ready.close_write();
+    auto w = Cache::open("c", {.root = dir.path()});
+    std::uint64_t gen_before = w.stats().generation;
+    REQUIRE(ready.recv(10s) == 1u);  // the child has opened the cache
+    // Acknowledged writes while the child compacts, until the random kill.
+    // Mostly 0-50 ms (mid-copy, mid-catch-up); every third round up to 300 ms
+    // so that some kills land in or after a switch (a compaction of this
+    // cache takes ~50-150 ms on a loaded 2-core machine).
+    auto delay = std::chrono::microseconds(rng() % (rounds % 3 == 2 ? 300001 : 50001));
+    auto kill_at = Clock::now() + delay;
+    do {
+      std::uint64_t i = rng() % kKeys;
+      std::uint64_t v = version[i] + 1;
+      w.set(key_of(i), expected_value(key_of(i), v, kSize));
+      version[i] = v;
+      ++parent_sets;
+    } while (Clock::now() < kill_at);
+    int status = kids.kill_and_wait(pid);
+    if (!tmp_files(dir.path()).empty()) ++tmp_after_kill;
+    if (status == 137) {
+      ++kills;
+    } else {
+      ++exited;
+      INFO("compactor child exited with status " << status << " before the kill");
+      CHECK(status == 0);
+    }
+
+    // A writer is not held by a pause the dead compactor may have left.
+    {
+      std::uint64_t i = rng() % kKeys;
+      std::uint64_t v = version[i] + 1;
+      auto t0 = Clock::now();
+      w.set(key_of(i), expected_value(key_of(i), v, kSize));
+      auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+      version[i] = v;
+      if (took > max_set) max_set = took;
+      CHECK(took < 2s);
+    }
+    std::uint64_t gen_after_kill = w.stats().generation;
+    child_switches += gen_after_kill - gen_before;
+    if (gen_after_kill != gen_before) ++rounds_with_switch;
+    { Cache closing = std::move(w); }
+
+    // The cache opens, holds every acknowledged value, and the next
+    // compaction removes the dead compactor's leftovers.
+    std::optional<Cache> c;
+    REQUIRE_NOTHROW(c.emplace(Cache::open("c", {.root = dir.path()})));
+    if (!tmp_files(dir.path()).empty()) ++tmp_after_open;
+    std::uint64_t wrong = 0;
+    for (std::uint64_t i = 0; i < kKeys; ++i) {
+      auto got = c->get(key_of(i));
+      auto want = expected_value(key_of(i), version[i], kSize);
+      if (got != want) {
+        if (wrong < 5) {
+          FAIL_CHECK("key " << key_of(i) << ": expected " << describe(want) << ", got "
+                            << describe(got));
+        }
+        ++wrong;
+      }
+    }
+    CHECK(wrong == 0);
+    CHECK(c->size() == kKeys);
+    auto r = c->compact();
+    CHECK(r.compacted);
+    CHECK(r.keys_live == kKeys);
+    auto left = tmp_files(dir.path());
+    INFO("leftover .tmp files: " << left.size() << (left.empty() ? "" : " e.g. " + left[0]));
+    CHECK(left.empty());
+    if (wrong != 0) break;
+  }
+  MESSAGE(
+      rounds << " rounds in "
+             << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()
+             << " ms: " << kills << " compactors killed by SIGKILL, " << exited
+             << " exited first; generation switches completed by the killed compactors: "
+             << child_switches << " (in " << rounds_with_switch << " rounds); .tmp files left "
+             << "by the kill in " << tmp_after_kill << " rounds, still there after the "
+             << "parent's open in " << tmp_after_open << "; " << parent_sets
+             << " acknowledged sets during compactions; slowest set after a kill "
+             << max_set.count() << " us");
+  CHECK(rounds >= 10);
+  CHECK(kills >= rounds / 2);
+}
