@@ -507,32 +507,34 @@ void Cache::Impl::Sync() {
 }
 
 void Cache::Impl::MaintenanceLoop() {
+  // A cache that never had a snapshot gets its first one an interval after
+  // this thread started (in whichever process gets there first).
+  const std::uint64_t first_due = env_->NowMillis() + snapshot_ms_;
+  auto snapshot_due_at = [&] {
+    std::uint64_t last = Shared(meta_->header().last_snapshot_ms).load(std::memory_order_relaxed);
+    return last == 0 ? first_due : last + snapshot_ms_;
+  };
+  auto wake = [&] {
+    return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
+  };
   std::unique_lock<std::mutex> lock(maintenance_mu_);
   for (;;) {
-    auto wake = [&] {
-      return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
-    };
     if (snapshot_ms_ == 0) {
       maintenance_cv_.wait(lock, wake);
     } else {
-      // Sleep until the last snapshot of any process is one interval old.
-      std::uint64_t last =
-          Shared(meta_->header().last_snapshot_ms).load(std::memory_order_relaxed);
-      std::uint64_t now = env_->NowMillis();
-      std::uint64_t due = last == 0 ? now + snapshot_ms_ : last + snapshot_ms_;
-      auto delay = std::chrono::milliseconds(due > now ? due - now : 0);
-      if (!maintenance_cv_.wait_for(lock, delay, wake)) {
-        lock.unlock();
-        RunMaintenance(/*snapshot=*/true);
-        lock.lock();
-        continue;
-      }
+      std::uint64_t now = env_->NowMillis(), due = snapshot_due_at();
+      maintenance_cv_.wait_for(lock, std::chrono::milliseconds(due > now ? due - now : 0), wake);
     }
     if (maintenance_stop_) return;
+    // Requests from writers must not starve the snapshot: check both.
+    const bool requested = maintenance_requested_.load(std::memory_order_relaxed);
     lock.unlock();
-    RunMaintenance(/*snapshot=*/false);
+    if (snapshot_ms_ != 0 && env_->NowMillis() + 50 >= snapshot_due_at()) {
+      RunMaintenance(/*snapshot=*/true);
+    }
+    if (requested) RunMaintenance(/*snapshot=*/false);
     lock.lock();
-    maintenance_requested_.store(false, std::memory_order_relaxed);
+    if (requested) maintenance_requested_.store(false, std::memory_order_relaxed);
   }
 }
 

@@ -35,8 +35,8 @@ TEST_CASE("with snapshot=1s and 3 processes, exactly one snapshot is taken per i
   auto st = Cache::open("s", {.root = dir.path()}).stats();
   MESSAGE("snapshots in " << run_for.count() << " ms with 3 processes: " << st.snapshots);
   // Intervals start at the first open with snapshot set: 5 whole intervals
-  // fit in 5.5 s; three processes must not make that 15.
-  CHECK(st.snapshots >= 4);
+  // fit in 5.5 s; three processes must not make that 15 (or even 7).
+  CHECK(st.snapshots >= 3);  // a loaded machine may delay a thread past one deadline
   CHECK(st.snapshots <= 6);
   CHECK(st.keys == 301);
 }
@@ -64,4 +64,17 @@ TEST_CASE("the snapshot thread stops cleanly when the handle closes") {
     c.set("a", "b");
   }
   CHECK(std::chrono::steady_clock::now() - start < 5s);  // no wait for the hour
+}
+
+TEST_CASE("periodic snapshots are taken while a writer never stops") {
+  TempDir dir;
+  auto c = Cache::open("s", {.root = dir.path(), .snapshot = "1s"});
+  auto end = std::chrono::steady_clock::now() + 4500ms;
+  for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
+    c.set("k" + std::to_string(i % 2000), std::string(100, 'v'));  // overwrites: compactions wanted too
+    if (i % 100 == 0) std::this_thread::sleep_for(1ms);  // busy, but not a disk-bandwidth flood
+  }
+  auto st = c.stats();
+  MESSAGE("snapshots in 4.5 s of continuous writes: " << st.snapshots);
+  CHECK(st.snapshots >= 2);
 }
