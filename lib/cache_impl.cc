@@ -605,7 +605,7 @@ void Cache::Impl::CountHit(bool hit, bool expired) {
   if (expired) Shared(s.expired).fetch_add(1, std::memory_order_relaxed);
 }
 
-std::optional<std::string> Cache::Impl::Get(std::string_view key) {
+std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value) {
   CheckKey(key);
   ReattachIfForked();
   const std::uint64_t hash = log::HashKey(key, salt_);
@@ -626,40 +626,22 @@ std::optional<std::string> Cache::Impl::Get(std::string_view key) {
     if (p.value != 0) {
       log::RecordView rec = g.Record(Index::OffsetOf(p.value));
       if (Visible(rec, &expired)) {
-        CheckIntegrity(g, rec);
-        out.emplace(rec.value());
+        if (copy_value) CheckIntegrity(g, rec);
+        out.emplace(copy_value ? rec.value() : std::string_view());
       }
     }
     if (g.number != gen.load(std::memory_order_acquire)) continue;
     CountHit(out.has_value(), expired);
     if (logger_->should_log(spdlog::level::debug)) {
-      logger_->debug("get key of {} bytes: {}", key.size(),
+      logger_->debug("{} key of {} bytes: {}", copy_value ? "get" : "contains", key.size(),
                      out ? "hit" : (expired ? "expired" : "miss"));
     }
     return out;
   }
 }
 
-bool Cache::Impl::Contains(std::string_view key) {
-  CheckKey(key);
-  ReattachIfForked();
-  const std::uint64_t hash = log::HashKey(key, salt_);
-  auto gen = Shared(meta_->header().generation);
-  for (;;) {
-    PinGuard pin(Pin());
-    Generation& g = *pin.get();
-    if (g.number != gen.load(std::memory_order_acquire)) {
-      Refresh();
-      continue;
-    }
-    Index::Probe p = g.Find(key, hash);
-    bool found = false, expired = false;
-    if (p.value != 0) found = Visible(g.Record(Index::OffsetOf(p.value)), &expired);
-    if (g.number != gen.load(std::memory_order_acquire)) continue;
-    CountHit(found, expired);
-    return found;
-  }
-}
+std::optional<std::string> Cache::Impl::Get(std::string_view key) { return Lookup(key, true); }
+bool Cache::Impl::Contains(std::string_view key) { return Lookup(key, false).has_value(); }
 
 void Cache::Impl::ForEach(std::string_view prefix,
                           const std::function<bool(std::string_view, std::string_view)>& fn,

@@ -109,6 +109,8 @@ class Cache::Impl {
   void StartMaintenanceThread();
   void StopMaintenance();
   void CountHit(bool hit, bool expired);
+  // get() and contains(): the value (or "" when !copy_value) if visible.
+  std::optional<std::string> Lookup(std::string_view key, bool copy_value);
 
   Env* env_;
   CachePaths paths_;
