@@ -13,12 +13,18 @@
 // rounds); LILCACHE_STRESS_SECONDS=N runs each stress loop N seconds (and
 // scales the kill counts and rounds with it).
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -288,12 +294,17 @@ std::uint64_t check_writer(lilcache::Cache& cache, const Incarnation& inc, Failu
     std::string where = who + " slot " + std::to_string(slot) + " (" +
                         (again == got ? "the same on a second get" : "a second get differs") +
                         ", generation " + std::to_string(cache.stats().generation) + ")";
-    if (inc.retired) {
-      if (got) fail.add("ERASE undone: " + where + " was erased by the test but holds " + held);
-      continue;
-    }
     bool inflight_here = inflight && *inflight % inc.keys == slot && info &&
                          info->writer == inc.id && info->seq == *inflight;
+    if (inc.retired) {
+      if (got) {
+        fail.add("ERASE undone: " + where + " was erased by the test but holds " + held +
+                 (inflight_here ? " - the unacknowledged write the writer had in flight when "
+                                  "it was killed, resurrected after the erase"
+                                : ""));
+      }
+      continue;
+    }
     if (it != last.end()) {
       std::string want = make_value(key, inc.id, it->second.first, it->second.second);
       if (!got) {
@@ -346,8 +357,10 @@ const char* kind_name(AckKind k) {
 //    popped value is back in the cache;
 //  * every value in the cache is intact and belongs to its key; size() agrees
 //    with for_each.
+// Retired writers are skipped unless `recheck_retired` (their acks were
+// checked when they retired; this checks that their keys stay erased).
 Summary verify(lilcache::Cache& cache, const Fleet& fleet,
-               const std::map<std::string, std::string>& extra = {}) {
+               const std::map<std::string, std::string>& extra = {}, bool recheck_retired = true) {
   Summary sum;
   Failures fail;
   INFO(log_excerpt(fleet.root(), Fleet::kName));      // only built if a check fails
@@ -361,6 +374,7 @@ Summary verify(lilcache::Cache& cache, const Fleet& fleet,
       fail.add("verify() while worker " + std::to_string(inc.id) + " runs");
       continue;
     }
+    if (inc.retired && !recheck_retired) continue;
     std::vector<AckRecord> acks = read_acks(inc.ack);
     for (const AckRecord& a : acks) {
       if (a.kind == AckKind::kOpen) {
@@ -519,6 +533,90 @@ lilcache::Cache open_timed(const Fleet& fleet, std::uint64_t* took_ns) {
   return cache;
 }
 
+// Leaves in the files of a cache exactly what a writer killed at a chosen
+// instruction leaves (docs/format.md, version 2): it draws a seq and reserves
+// log space as a writer does, then writes a record - complete, or torn - and
+// never publishes it in the index. This makes rare crash states
+// deterministic.
+class KilledWriter {
+ public:
+  KilledWriter(const std::string& root, const std::string& name) {
+    meta_ = map(root + "/" + name + ".meta", 4096, &meta_len_);
+    REQUIRE_MESSAGE(std::memcmp(meta_, "LILCMETA", 8) == 0, "not a lilcache meta file");
+    REQUIRE_MESSAGE(field<std::uint32_t>(meta_, 8) == 2,
+                    "KilledWriter writes format version 2: update it to docs/format.md");
+    salt_ = field<std::uint64_t>(meta_, 16);
+    std::uint64_t gen = std::atomic_ref<std::uint64_t>(at<std::uint64_t>(meta_, 32)).load();
+    data_ = map(root + "/" + name + "." + std::to_string(gen) + ".data", 0, &data_len_);
+    REQUIRE_MESSAGE(std::memcmp(data_, "LILCDATA", 8) == 0, "not a lilcache data file");
+  }
+  ~KilledWriter() {
+    munmap(meta_, meta_len_);
+    munmap(data_, data_len_);
+  }
+  KilledWriter(const KilledWriter&) = delete;
+  KilledWriter& operator=(const KilledWriter&) = delete;
+
+  // A SET record of key = value, written completely (valid checksum) or with
+  // its last byte missing (killed mid-copy), never published.
+  void append_set(std::string_view key, std::string_view value, bool complete) {
+    append(1, key, value, complete);
+  }
+  // The TOMBSTONE record of a pop or erase of key, complete, never published.
+  void append_tombstone(std::string_view key) { append(2, key, {}, true); }
+
+ private:
+  void append(char type, std::string_view key, std::string_view value, bool complete) {
+    std::size_t len = 40 + key.size() + value.size();
+    std::size_t size = (len + 7) & ~std::size_t{7};
+    std::uint64_t seq = std::atomic_ref<std::uint64_t>(at<std::uint64_t>(meta_, 64)).fetch_add(1);
+    std::uint64_t off =
+        std::atomic_ref<std::uint64_t>(at<std::uint64_t>(data_, 64)).fetch_add(size);
+    std::uint64_t capacity = std::atomic_ref<std::uint64_t>(at<std::uint64_t>(data_, 72)).load();
+    REQUIRE(off + size <= std::min<std::uint64_t>(capacity, data_len_));
+    std::string rec(size, '\0');
+    std::uint32_t magic = 0x4352434C, klen = static_cast<std::uint32_t>(key.size()),
+                  vlen = static_cast<std::uint32_t>(value.size());
+    std::memcpy(&rec[8], &magic, 4);
+    rec[12] = type;
+    std::memcpy(&rec[16], &klen, 4);
+    std::memcpy(&rec[20], &vlen, 4);
+    std::memcpy(&rec[24], &seq, 8);
+    std::memcpy(&rec[40], key.data(), key.size());
+    std::memcpy(&rec[40 + key.size()], value.data(), value.size());
+    std::uint64_t sum = XXH3_64bits_withSeed(rec.data() + 8, len - 8, salt_);
+    std::memcpy(&rec[0], &sum, 8);
+    std::memcpy(static_cast<char*>(data_) + off, rec.data(), complete ? size : len - 1);
+  }
+
+  template <typename T>
+  static T& at(void* base, std::size_t off) {
+    return *reinterpret_cast<T*>(static_cast<char*>(base) + off);
+  }
+  template <typename T>
+  static T field(void* base, std::size_t off) {
+    T v;
+    std::memcpy(&v, static_cast<char*>(base) + off, sizeof v);
+    return v;
+  }
+  static void* map(const std::string& path, std::size_t len, std::size_t* mapped) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE_MESSAGE(fd >= 0, "cannot open ", path);
+    struct stat st;
+    REQUIRE(fstat(fd, &st) == 0);
+    *mapped = len != 0 ? len : static_cast<std::size_t>(st.st_size);
+    void* p = mmap(nullptr, *mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    REQUIRE_MESSAGE(p != MAP_FAILED, "cannot map ", path);
+    return p;
+  }
+
+  void* meta_ = nullptr;
+  void* data_ = nullptr;
+  std::size_t meta_len_ = 0, data_len_ = 0;
+  std::uint64_t salt_ = 0;
+};
+
 }  // namespace
 
 TEST_SUITE("process") {
@@ -658,6 +756,7 @@ TEST_SUITE("process") {
     std::mt19937_64 rng(std::random_device{}());
     std::map<std::string, std::string> own;  // acknowledged to this process
     std::uint64_t max_open_ns = 0;
+    Failures live_failures;
     for (int round = 0; round < rounds; ++round) {
       CAPTURE(round);
       std::vector<Incarnation*> incs = {
@@ -680,12 +779,79 @@ TEST_SUITE("process") {
         }
         max_open_ns = std::max(max_open_ns, open_ns);
         CHECK(cache->stats().processes == 1);
-        verify(*cache, fleet, own);
+        verify(*cache, fleet, own, round == rounds - 1);
+        // Keeps each round's cost flat: checks and erases the writers' keys.
+        fleet.retire_finished(*cache, live_failures, 0);
         std::string key = "parent-" + std::to_string(round);
         cache->set(key, parent_value(key, static_cast<std::uint64_t>(round)));
         own[key] = parent_value(key, static_cast<std::uint64_t>(round));
       }
     }
     MESSAGE(rounds, " rounds, ", fleet.kills(), " kills; slowest reopen ", ms(max_open_ns));
+  }
+
+  TEST_CASE(
+      "a write in flight in a killed process does not reappear after its key was erased and the "
+      "cache reopened" *
+      doctest::should_fail()) {
+    // Deterministic version of a state the torture reaches by chance: a writer
+    // killed after writing its record but before publishing it, another killed
+    // mid-append (a torn record, so that the next lone open recovers). A live
+    // process then finds the key absent and erases it (acknowledged). Nobody
+    // sets it again, so it must stay absent after every process closes and
+    // the cache is reopened.
+    TempDir dir;
+    const std::string root = dir.file("cache");
+    const std::string ghost("ghost\0key", 9), value = make_value(ghost, 7, 7, 100);
+    {
+      lilcache::Cache c = lilcache::Cache::open(Fleet::kName, options(root));
+      c.set("before", "x");
+      {
+        KilledWriter killed(root, Fleet::kName);
+        killed.append_set(ghost, value, /*complete=*/true);
+        killed.append_set("torn", std::string(200, 't'), /*complete=*/false);
+      }
+      CHECK_FALSE(c.get(ghost).has_value());
+      CHECK_FALSE(c.contains(ghost));
+      CHECK_FALSE(c.erase(ghost));
+      c.set("after", "y");
+    }
+    lilcache::Cache c = lilcache::Cache::open(Fleet::kName, options(root));
+    INFO(log_excerpt(root, Fleet::kName));
+    CHECK(c.get("before") == std::string("x"));
+    CHECK(c.get("after") == std::string("y"));
+    std::optional<std::string> got = c.get(ghost);
+    CHECK_MESSAGE(!got.has_value(), "the reopen published the killed writer's record: get returns ",
+                  got ? std::to_string(got->size()) + " bytes" : "");
+    CHECK(c.size() == 2);
+  }
+
+  // KNOWN BUG (see the closing note of the engine issue): recovery by log replay
+  // publishes records a killed process never published. should_fail() keeps the
+  // test running and visible; remove it when RecoverAlone stops replaying such
+  // records, and the test must then pass.
+  TEST_CASE("a pop in flight in a killed process does not remove the value at a later reopen" *
+            doctest::should_fail()) {
+    // A popper killed after writing its tombstone but before publishing it:
+    // its pop never returned, the value stays visible to every live process.
+    // The value was acknowledged to its writer and no acknowledged operation
+    // removed it, so it must survive the next (recovering) open.
+    TempDir dir;
+    const std::string root = dir.file("cache");
+    const std::string key("popped\0key", 10), value = make_value(key, 8, 8, 100);
+    {
+      lilcache::Cache c = lilcache::Cache::open(Fleet::kName, options(root));
+      c.set(key, value);
+      {
+        KilledWriter killed(root, Fleet::kName);
+        killed.append_tombstone(key);
+        killed.append_set("torn", std::string(200, 't'), /*complete=*/false);
+      }
+      CHECK(c.get(key) == value);
+      CHECK(c.contains(key));
+    }
+    lilcache::Cache c = lilcache::Cache::open(Fleet::kName, options(root));
+    INFO(log_excerpt(root, Fleet::kName));
+    CHECK_MESSAGE(c.get(key) == value, "the acknowledged value is gone after the reopen");
   }
 }
