@@ -62,7 +62,6 @@ class Cache::Impl {
 
   const std::string& name() const { return paths_.name; }
   const std::string& root() const { return paths_.root; }
-  std::uint64_t default_ttl_ms() const { return default_ttl_ms_; }
   std::uint64_t max_bytes() const { return max_bytes_; }
 
   // ---- used by WriterSection, Pin and Compactor ----

@@ -59,12 +59,6 @@ class Builder {
     ++records_;
   }
 
-  void CopyIfNewer(const log::RecordView& rec, std::uint64_t hash) {
-    Index::Probe p = Find(rec.key(), hash);
-    if (p.value != 0 && Record(Index::OffsetOf(p.value)).seq() >= rec.seq()) return;
-    CopyAndInstall(rec, hash, p);
-  }
-
   // Gives the files their final names (NAME.G.data/.index). Harmless before
   // the switch: until meta says G, such files are strays that the next
   // compactor deletes.
