@@ -64,8 +64,9 @@ class Builder {
   // compactor deletes.
   void Rename() {
     Env* env = c_.env();
-    for (auto [tmp, final] : {std::pair{c_.paths().data(number_) + ".tmp", c_.paths().data(number_)},
-                              std::pair{c_.paths().index(number_) + ".tmp", c_.paths().index(number_)}}) {
+    for (auto [tmp, final] :
+         {std::pair{c_.paths().data(number_) + ".tmp", c_.paths().data(number_)},
+          std::pair{c_.paths().index(number_) + ".tmp", c_.paths().index(number_)}}) {
       if (env->Rename(tmp.c_str(), final.c_str()) != 0) ThrowErrno("cannot rename", tmp);
     }
     renamed_ = true;
@@ -74,8 +75,8 @@ class Builder {
   // Marks everything written as checked (the compactor verified each record).
   void Seal() {
     auto& h = g_.data.header();
-    Shared(h.verified_upto).store(Shared(h.tail).load(std::memory_order_relaxed),
-                                  std::memory_order_relaxed);
+    Shared(h.verified_upto)
+        .store(Shared(h.tail).load(std::memory_order_relaxed), std::memory_order_relaxed);
     finished_ = true;
   }
 
@@ -178,25 +179,19 @@ void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, st
   old.data.EnsureMapped(to);
   std::span<const char> region = old.data.Region(to);
   std::uint64_t now = c.env()->NowMillis();
-  for (std::uint64_t off = from; off < to;) {
-    log::RecordView r;
-    if (log::CheckRecord(region, off, c.salt(), &r) != log::Damage::kNone) {
-      off += log::kAlign;  // a hole left by a writer that died: resynchronize
-      continue;
-    }
-    off += r.size();
+  log::ForEachValidRecord(region, from, to, c.salt(), [&](std::uint64_t, log::RecordView r) {
     std::uint64_t hash = log::HashKey(r.key(), c.salt());
     Index::Probe gp = old.Find(r.key(), hash);
-    if (gp.value == 0) continue;  // never published (its writer died)
+    if (gp.value == 0) return;  // never published (its writer died)
     log::RecordView cur = old.Record(Index::OffsetOf(gp.value));
     Index::Probe np = b.Find(r.key(), hash);
     if (np.value != 0) {
-      if (b.Record(Index::OffsetOf(np.value)).seq() >= cur.seq()) continue;
+      if (b.Record(Index::OffsetOf(np.value)).seq() >= cur.seq()) return;
     } else if (!VisibleForCopy(c, cur, now)) {
-      continue;  // deleted/expired and absent from the new generation: nothing to keep
+      return;  // deleted/expired and absent from the new generation: nothing to keep
     }
     b.CopyAndInstall(cur, hash, np);
-  }
+  });
 }
 
 }  // namespace
@@ -235,7 +230,8 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
   auto& meta = c_.meta().header();
   auto last_snapshot = Shared(meta.last_snapshot_ms);
   if (snapshot_interval_ms != 0 &&
-      env->NowMillis() + 50 < last_snapshot.load(std::memory_order_relaxed) + snapshot_interval_ms) {
+      env->NowMillis() + 50 <
+          last_snapshot.load(std::memory_order_relaxed) + snapshot_interval_ms) {
     return false;  // another process took this interval's snapshot
   }
   const std::uint64_t start_ns = env->MonotonicNanos();
@@ -400,25 +396,14 @@ void Compactor::RecoverAlone() {
   const std::uint64_t end = g.data.file_size();
   std::span<const char> region(g.data.base(), end);
   std::unordered_map<std::string_view, std::uint64_t> latest;
-  std::uint64_t max_seq = 0, skipped = 0, records = 0;
-  bool in_damage = false;
-  for (std::uint64_t off = kHeaderSize; off < end;) {
-    log::RecordView r;
-    if (log::CheckRecord(region, off, c_.salt(), &r) != log::Damage::kNone) {
-      bool zero = std::all_of(region.data() + off, region.data() + std::min(off + 8, end),
-                              [](char ch) { return ch == 0; });
-      if (!zero && !in_damage) ++skipped;
-      in_damage = !zero;
-      off += log::kAlign;
-      continue;
-    }
-    in_damage = false;
-    ++records;
-    max_seq = std::max(max_seq, r.seq());
-    auto [it, fresh] = latest.try_emplace(r.key(), off);
-    if (!fresh && g.Record(it->second).seq() < r.seq()) it->second = off;
-    off += r.size();
-  }
+  std::uint64_t max_seq = 0, records = 0;
+  std::uint64_t skipped = log::ForEachValidRecord(
+      region, kHeaderSize, end, c_.salt(), [&](std::uint64_t off, log::RecordView r) {
+        ++records;
+        max_seq = std::max(max_seq, r.seq());
+        auto [it, fresh] = latest.try_emplace(r.key(), off);
+        if (!fresh && g.Record(it->second).seq() < r.seq()) it->second = off;
+      });
   Roaring64Map live;
   std::uint64_t bytes = 0, now = env->NowMillis();
   for (const auto& [key, off] : latest) {
@@ -437,7 +422,8 @@ void Compactor::RecoverAlone() {
   b.Rename();
   b.Sync();
   auto next = Shared(meta.next_seq);
-  if (next.load(std::memory_order_relaxed) <= max_seq) next.store(max_seq + 1, std::memory_order_relaxed);
+  if (next.load(std::memory_order_relaxed) <= max_seq)
+    next.store(max_seq + 1, std::memory_order_relaxed);
   Shared(meta.generation).store(gen + 1, std::memory_order_release);
   Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
   c_.meta().Sync();

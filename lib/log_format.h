@@ -2,6 +2,7 @@
 // encoding, validation and the key hash. Pure functions over bytes; no I/O.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -49,7 +50,9 @@ struct RecordView {
             header->value_len};
   }
   RecordType type() const { return static_cast<RecordType>(header->type); }
-  bool is_tombstone() const { return header->type == static_cast<std::uint8_t>(RecordType::kTombstone); }
+  bool is_tombstone() const {
+    return header->type == static_cast<std::uint8_t>(RecordType::kTombstone);
+  }
   std::uint64_t seq() const { return header->seq; }
   std::uint64_t expires_ms() const { return header->expires_ms; }
   std::size_t size() const { return RecordSize(header->key_len, header->value_len); }
@@ -78,11 +81,11 @@ void EncodeRecord(const NewRecord& rec, std::uint64_t salt, std::span<char> out)
 
 // Why a record at some offset is not valid.
 enum class Damage {
-  kNone,          // valid
-  kTruncated,     // the header or the body runs past the end of the region
-  kBadMagic,      // not a record start (zeros of a hole, or garbage)
-  kBadHeader,     // bad type, flags or lengths
-  kBadChecksum,   // torn or corrupted
+  kNone,         // valid
+  kTruncated,    // the header or the body runs past the end of the region
+  kBadMagic,     // not a record start (zeros of a hole, or garbage)
+  kBadHeader,    // bad type, flags or lengths
+  kBadChecksum,  // torn or corrupted
 };
 const char* DamageName(Damage d);
 
@@ -90,5 +93,33 @@ const char* DamageName(Damage d);
 // without reading outside `region`. On kNone, *out views it.
 Damage CheckRecord(std::span<const char> region, std::size_t offset, std::uint64_t salt,
                    RecordView* out);
+
+// Calls fn(offset, record) for each valid record in region[from, to), in log
+// order. Damage (a hole or torn record left by a writer that died, or a
+// corrupt one) is skipped by resynchronizing on the next 8-byte boundary, so
+// it costs only itself. Returns the number of damaged regions passed over:
+// stretches between valid records that hold a non-zero byte (all-zero
+// stretches are unused or never-written space, not damage).
+template <typename Fn>
+std::uint64_t ForEachValidRecord(std::span<const char> region, std::size_t from, std::size_t to,
+                                 std::uint64_t salt, Fn&& fn) {
+  std::uint64_t damaged = 0;
+  bool garbage = false;  // the stretch since the last valid record holds non-zero bytes
+  for (std::size_t off = from; off < to;) {
+    RecordView r;
+    if (CheckRecord(region, off, salt, &r) != Damage::kNone) {
+      std::size_t n = std::min<std::size_t>(kAlign, region.size() - off);
+      garbage = garbage || std::any_of(region.data() + off, region.data() + off + n,
+                                       [](char c) { return c != 0; });
+      off += kAlign;
+      continue;
+    }
+    damaged += garbage ? 1 : 0;
+    garbage = false;
+    fn(off, r);
+    off += r.size();
+  }
+  return damaged + (garbage ? 1 : 0);
+}
 
 }  // namespace lilcache::log
