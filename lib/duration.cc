@@ -39,8 +39,9 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     if (!IsDigit(text[i])) Bad(text, "expected a number");
     std::uint64_t n = 0;
     for (; i < text.size() && IsDigit(text[i]); ++i) {
-      if (n > (kMax - 9) / 10) Bad(text, "too large");
-      n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+      const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+      if (n > (kMax - digit) / 10) Bad(text, "too large");
+      n = n * 10 + digit;
     }
     std::size_t start = i;
     while (i < text.size() && IsAlpha(text[i])) ++i;

@@ -21,6 +21,17 @@ TEST_CASE("compound durations add up") {
   CHECK(parse_duration("1d2h3m4s5ms") == milliseconds(86'400'000 + 7'200'000 + 180'000 + 4'000 + 5));
 }
 
+TEST_CASE("the largest duration, INT64_MAX milliseconds, parses; one more is too large") {
+  // Found by test/fuzz/fuzz_parsers: numbers above (INT64_MAX - 9) / 10 were
+  // refused before their last digit was looked at.
+  CHECK(parse_duration("9223372036854775807ms") == milliseconds::max());
+  CHECK(parse_duration("9223372036854775800ms") == milliseconds(9223372036854775800));
+  CHECK(parse_duration("9223372036854775s807ms") == milliseconds::max());
+  CHECK_THROWS_AS(parse_duration("9223372036854775808ms"), Error);
+  CHECK_THROWS_AS(parse_duration("9223372036854775807ms1ms"), Error);
+  CHECK_THROWS_AS(parse_duration("9223372036854776s"), Error);
+}
+
 TEST_CASE("bad durations give an Error quoting the input") {
   for (const char* bad : {"", "12x", "-1s", "s", "1", "1.5s", " 1s", "1s ", "1S", "1hm",
                           "99999999999999999999s", "9223372036854775807w"}) {
