@@ -76,6 +76,16 @@ void Meta::Validate() const {
   if (Shared(h.generation).load(std::memory_order_acquire) == 0) {
     throw Error("corrupt meta file " + path() + ": generation 0");
   }
+  // Purge() draws its mark from next_seq, so the mark is always below it;
+  // otherwise every write would be hidden by the purge as soon as it returns.
+  // Acquire, purge_seq first: both only grow, so this order never sees a
+  // false violation while other processes purge and write.
+  std::uint64_t purge = Shared(h.purge_seq).load(std::memory_order_acquire);
+  std::uint64_t next = Shared(h.next_seq).load(std::memory_order_acquire);
+  if (next == 0 || purge >= next) {
+    throw Error("corrupt meta file " + path() + ": purge mark " + std::to_string(purge) +
+                " is not below the next sequence number " + std::to_string(next));
+  }
 }
 
 std::size_t Meta::ClaimSlot(std::uint64_t pid) {

@@ -128,6 +128,24 @@ TEST_CASE("files of an unknown format version are refused, naming the file") {
                        Error);
 }
 
+TEST_CASE("a meta file whose purge mark is not below its next sequence number is refused") {
+  // Found by test/fuzz/fuzz_recovery: such a cache opened, and every set()
+  // returned but was hidden at once by the purge mark.
+  constexpr off_t kPurgeSeq = 40, kNextSeq = 64;  // docs/format.md, NAME.meta
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  const std::uint64_t next = RawFile(dir.file("t.meta")).U64(kNextSeq);
+  RawFile(dir.file("t.meta")).PutU64(kPurgeSeq, next);
+  const std::string expected = "corrupt meta file " + dir.file("t.meta") + ": purge mark";
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}), doctest::Contains(expected.c_str()),
+                       Error);
+  RawFile(dir.file("t.meta")).PutU64(kPurgeSeq, next - 1);  // a purge after the last write
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK_FALSE(c.get("a").has_value());
+  c.set("a", "after");
+  CHECK(c.get("a") == "after");
+}
+
 TEST_CASE("files that are not lilcache's are refused, never overwritten") {
   TempDir dir;
   {
