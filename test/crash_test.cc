@@ -583,7 +583,7 @@ class KilledWriter {
     std::memcpy(&rec[20], &vlen, 4);
     std::memcpy(&rec[24], &seq, 8);
     std::memcpy(&rec[40], key.data(), key.size());
-    std::memcpy(&rec[40 + key.size()], value.data(), value.size());
+    if (!value.empty()) std::memcpy(&rec[40 + key.size()], value.data(), value.size());
     std::uint64_t sum = XXH3_64bits_withSeed(rec.data() + 8, len - 8, salt_);
     std::memcpy(&rec[0], &sum, 8);
     std::memcpy(static_cast<char*>(data_) + off, rec.data(), complete ? size : len - 1);
