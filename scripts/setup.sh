@@ -7,6 +7,7 @@
 # Environment:
 #   BUILD_DIR    build directory (default: build)
 #   MESON_ARGS   extra arguments for `meson setup`, e.g. "-Dbench=disabled"
+#   NINJA_TARGETS  build only these targets (e.g. "test/cache_test"); default: all
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,6 +19,7 @@ packages=(
   doctest-dev libcli11-dev nlohmann-json3-dev
   liblmdb-dev libsqlite3-dev libhiredis-dev libmemcached-dev redis-server memcached
   curl
+  clang-14 libclang-rt-14-dev  # ./build.sh test-tsan, test/fuzz/run.sh (libFuzzer)
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
@@ -57,4 +59,8 @@ if [[ -f $build_dir/meson-private/coredata.dat ]]; then
 else
   meson setup "${meson_args[@]}" "$build_dir"
 fi
-ninja -C "$build_dir"
+ninja_targets=()
+if [[ -n ${NINJA_TARGETS:-} ]]; then
+  read -r -a ninja_targets <<<"$NINJA_TARGETS"
+fi
+ninja -C "$build_dir" "${ninja_targets[@]}"
