@@ -9,6 +9,7 @@
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "log_format.h"
 #include "shared_atomic.h"
 
 namespace lilcache {
@@ -82,7 +83,11 @@ void Meta::Validate() const {
   // false violation while other processes purge and write.
   std::uint64_t purge = Shared(h.purge_seq).load(std::memory_order_acquire);
   std::uint64_t next = Shared(h.next_seq).load(std::memory_order_acquire);
-  if (next == 0 || purge >= next) {
+  if (next == 0 || next > log::kMaxSeq + 1) {
+    throw Error("corrupt meta file " + path() + ": next sequence number " + std::to_string(next) +
+                " is out of range");
+  }
+  if (purge >= next) {
     throw Error("corrupt meta file " + path() + ": purge mark " + std::to_string(purge) +
                 " is not below the next sequence number " + std::to_string(next));
   }

@@ -146,6 +146,28 @@ TEST_CASE("a meta file whose purge mark is not below its next sequence number is
   CHECK(c.get("a") == "after");
 }
 
+TEST_CASE("a meta file whose next sequence number is beyond 2^63 is refused") {
+  // Found by test/fuzz/fuzz_recovery: next_seq wrapped past 2^64 - 1 to 0
+  // after a few writes, and the cache then hid or refused every write.
+  constexpr off_t kNextSeq = 64;  // docs/format.md, NAME.meta
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  for (std::uint64_t bad : {0ull, (1ull << 63) + 1, ~0ull}) {
+    CAPTURE(bad);
+    RawFile(dir.file("t.meta")).PutU64(kNextSeq, bad);
+    const std::string expected = "corrupt meta file " + dir.file("t.meta") + ": next sequence";
+    CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}),
+                         doctest::Contains(expected.c_str()), Error);
+  }
+  RawFile(dir.file("t.meta")).PutU64(kNextSeq, (1ull << 63) - 1);  // one write left
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.set("a", "last");
+    CHECK(c.get("a") == "last");
+  }
+  CHECK(Cache::open("t", {.root = dir.path()}).get("a") == "last");
+}
+
 TEST_CASE("files that are not lilcache's are refused, never overwritten") {
   TempDir dir;
   {
