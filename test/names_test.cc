@@ -27,6 +27,14 @@ TEST_CASE("cache names with a slash, dot-dot, odd bytes or too long are refused"
   }
 }
 
+TEST_CASE("a bad name with NUL or control bytes is quoted escaped, so the message is whole") {
+  // Found by test/fuzz/fuzz_parsers (see quote.h).
+  CHECK_THROWS_WITH_AS(validate_name(std::string("a\0b\x1b", 4)),
+                       "invalid cache name \"a\\x00b\\x1b\": only letters, digits, '_', '-' and "
+                       "'.' are allowed",
+                       Error);
+}
+
 TEST_CASE("the root defaults to LILCACHE_ROOT, then XDG_CACHE_HOME, then HOME") {
   setenv("LILCACHE_ROOT", "/r1", 1);
   CHECK(lilcache::ResolveRoot("") == "/r1");

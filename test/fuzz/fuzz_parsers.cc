@@ -4,7 +4,9 @@
 //               milliseconds must fit in a signed 64-bit integer
 //   name     := 1..kMaxNameBytes of [A-Za-z0-9_.-], not "." or ".."
 // Either function must accept exactly what its model accepts (with the same
-// value), and reject anything else with a lilcache::Error that quotes the input.
+// value), and reject anything else with a lilcache::Error whose message is
+// whole (printable: nothing in the input can cut or garble it) and quotes
+// the input (lib/quote.h).
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -13,6 +15,7 @@
 
 #include "fuzz_util.h"
 #include "lilcache/lilcache.h"
+#include "quote.h"
 
 using namespace lilcache;
 
@@ -49,6 +52,20 @@ std::optional<std::int64_t> ModelDuration(std::string_view t) {
   return static_cast<std::int64_t>(total);
 }
 
+// The message of an Error about `in`, checked: printable ASCII only, quoting
+// `in` after `prefix`, and ending with `suffix` (so nothing cut it short).
+void CheckMessage(const Error& e, std::string_view in, const std::string& prefix,
+                  std::string_view suffix) {
+  std::string_view what = e.what();
+  for (char c : what) {
+    if (c < 0x20 || c > 0x7e) fuzz::Fail("an error message holds a non-printable byte");
+  }
+  if (!what.starts_with(prefix + lilcache::Quote(in))) {
+    fuzz::Fail("an error message does not quote its input: " + std::string(what));
+  }
+  if (!what.ends_with(suffix)) fuzz::Fail("an error message was cut: " + std::string(what));
+}
+
 bool ModelName(std::string_view n) {
   if (n.empty() || n.size() > kMaxNameBytes || n == "." || n == "..") return false;
   for (char c : n) {
@@ -73,9 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   } catch (const Error& e) {
     if (want) fuzz::Fail("parse_duration rejected a valid duration: " + std::string(e.what()));
-    if (std::string_view(e.what()).find(in) == std::string_view::npos) {
-      fuzz::Fail("parse_duration's error does not quote its input");
-    }
+    CheckMessage(e, in, "invalid duration ", "\"1h30m\")");
   }
   bool valid = ModelName(in);
   try {
@@ -83,9 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!valid) fuzz::Fail("validate_name accepted an invalid name");
   } catch (const Error& e) {
     if (valid) fuzz::Fail("validate_name rejected a valid name: " + std::string(e.what()));
-    if (std::string_view(e.what()).find(in) == std::string_view::npos) {
-      fuzz::Fail("validate_name's error does not quote its input");
-    }
+    CheckMessage(e, in, "invalid cache name ", "");
   }
   return 0;
 }
