@@ -57,7 +57,8 @@ max_len() {
 }
 
 run_one() {
-  local t=$1 log=$build/fuzz-logs/$t.log
+  local t=$1 log=$build/fuzz-logs/$1.log
+  shift
   mkdir -p "$build/corpus/$t" "$build/artifacts/$t" "$build/fuzz-logs"
   local rc=0
   "$build/test/fuzz/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
