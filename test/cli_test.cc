@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -83,50 +84,71 @@ class Pty {
   std::string slave_path_;
 };
 
+// The tool running as a child process; wait() collects its result.
+class Process {
+ public:
+  Process(const std::vector<std::string>& args, const Io& io) : stdout_tty_(io.stdout_tty) {
+    if (io.stdin_tty || io.stdout_tty) pty_.emplace();
+    if (io.stdin_bytes) {
+      std::ofstream(dir_.file("stdin"), std::ios::binary) << *io.stdin_bytes;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    const std::string in = io.stdin_tty     ? pty_->slave_path()
+                           : io.stdin_bytes ? dir_.file("stdin")
+                                            : "/dev/null";
+    posix_spawn_file_actions_addopen(&fa, 0, in.c_str(), O_RDWR | O_NOCTTY, 0);
+    const std::string out = io.stdout_tty             ? pty_->slave_path()
+                            : !io.stdout_path.empty() ? io.stdout_path
+                                                      : dir_.file("stdout");
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY,
+                                     0600);
+    posix_spawn_file_actions_addopen(&fa, 2, dir_.file("stderr").c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    std::vector<std::string> argv{CliPath()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    std::vector<std::string> env{};
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::string_view(*e).starts_with("LILCACHE_ROOT=")) continue;
+      env.emplace_back(*e);
+    }
+    env.insert(env.end(), io.env.begin(), io.env.end());
+    std::vector<char*> cenv;
+    for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
+    cenv.push_back(nullptr);
+
+    const int rc = posix_spawn(&pid_, cargv[0], &fa, nullptr, cargv.data(), cenv.data());
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + " failed");
+  }
+  ~Process() {
+    if (pid_ > 0) lilcache::test::wait_child(pid_, std::chrono::milliseconds(0));  // kills it
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  Result wait() {
+    Result r;
+    r.status = lilcache::test::wait_child(pid_, std::chrono::seconds(60));
+    pid_ = -1;
+    r.out = stdout_tty_ ? pty_->drain() : lilcache::test::read_file(dir_.file("stdout"));
+    r.err = lilcache::test::read_file(dir_.file("stderr"));
+    return r;
+  }
+
+ private:
+  TempDir dir_;
+  std::optional<Pty> pty_;
+  bool stdout_tty_;
+  pid_t pid_ = -1;
+};
+
 Result Run(const std::vector<std::string>& args, const Io& io = {}) {
-  TempDir dir;
-  const std::string in = dir.file("stdin"), out = dir.file("stdout"), err = dir.file("stderr");
-  std::optional<Pty> pty;
-  if (io.stdin_tty || io.stdout_tty) pty.emplace();
-  if (io.stdin_bytes) {
-    std::ofstream(in, std::ios::binary) << *io.stdin_bytes;
-  }
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  const std::string in_path = io.stdin_tty ? pty->slave_path() : io.stdin_bytes ? in : "/dev/null";
-  posix_spawn_file_actions_addopen(&fa, 0, in_path.c_str(), O_RDWR | O_NOCTTY, 0);
-  const std::string out_path = io.stdout_tty             ? pty->slave_path()
-                               : !io.stdout_path.empty() ? io.stdout_path
-                                                         : out;
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-  std::vector<std::string> argv{CliPath()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> cargv;
-  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  std::vector<std::string> env{};
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string_view(*e).starts_with("LILCACHE_ROOT=")) continue;
-    env.emplace_back(*e);
-  }
-  env.insert(env.end(), io.env.begin(), io.env.end());
-  std::vector<char*> cenv;
-  for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
-
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + " failed");
-  Result r;
-  r.status = lilcache::test::wait_child(pid, std::chrono::seconds(60));
-  r.out = io.stdout_tty ? pty->drain() : lilcache::test::read_file(out);
-  r.err = lilcache::test::read_file(err);
-  return r;
+  return Process(args, io).wait();
 }
 
 // Runs the tool on the cache root `root` (--root first).
@@ -170,6 +192,33 @@ TEST_CASE("the seed example works from three shells: set, then get, then pop") {
   CHECK(again.out.empty());
   CHECK(again.err.empty());
   CHECK_FALSE(Cache::open("default", {.root = root.path()}).contains("a"));
+}
+
+TEST_CASE("of 8 racing pop commands, exactly one gets the value") {
+  TempDir root;
+  for (int round = 0; round < 5; ++round) {
+    CAPTURE(round);
+    const std::string value = "job " + std::to_string(round);
+    REQUIRE(At(root.path(), {"set", "job", value}).status == 0);
+    std::vector<std::unique_ptr<Process>> pops;
+    for (int i = 0; i < 8; ++i) {
+      pops.push_back(std::make_unique<Process>(
+          std::vector<std::string>{"--root", root.path(), "pop", "job"}, Io{}));
+    }
+    int winners = 0;
+    for (auto& p : pops) {
+      Result r = p->wait();
+      CHECK((r.status == 0 || r.status == 1));
+      CHECK(r.err.empty());
+      if (r.status == 0) {
+        ++winners;
+        CHECK(r.out == value);
+      } else {
+        CHECK(r.out.empty());
+      }
+    }
+    CHECK(winners == 1);
+  }
 }
 
 TEST_CASE("a binary value round-trips through stdin and stdout byte for byte") {
