@@ -148,6 +148,7 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session() {
     worker_.sessions.erase(this);
     server_.connections_.fetch_sub(1, std::memory_order_relaxed);
+    if (worker_.stopping && worker_.sessions.empty()) worker_.sweep.cancel();  // run() may end
   }
 
   Session(const Session&) = delete;
@@ -178,7 +179,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Graceful stop: close now if between requests, else after the response.
   void Stop() {
-    if (state_ == State::kIdle) {
+    if (state_ == State::kIdle || state_ == State::kLinger) {
       Close();
     } else {
       connection_.CloseAfterResponse();
@@ -486,6 +487,7 @@ void Server::Impl::Stop() {
       w.stopping = true;
       std::vector<Session*> all(w.sessions.begin(), w.sessions.end());
       for (Session* s : all) s->Stop();
+      if (w.sessions.empty()) w.sweep.cancel();  // nothing left: let run() return
     });
   }
 }
