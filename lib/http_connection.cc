@@ -264,6 +264,10 @@ void HttpConnection::Respond(HttpResponse response, bool keep_alive, bool protoc
 
 void HttpConnection::LogDropped(std::string_view why) const {
   if (!log_.should_log(spdlog::level::warn)) return;
+  if (!started_) {
+    log_.warn("http {} dropped: {}", peer_, why);
+    return;
+  }
   const auto us =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
   log_.warn("http {} {} dropped after {}us: {}", peer_, LogPath(), us, why);

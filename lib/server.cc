@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -460,8 +461,20 @@ void Server::Impl::Run() {
     ran_ = running_ = true;
   }
   std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < workers_.size(); ++i) {
-    threads.emplace_back([this, i] { RunWorker(*workers_[i]); });
+  try {
+    for (std::size_t i = 1; i < workers_.size(); ++i) {
+      threads.emplace_back([this, i] { RunWorker(*workers_[i]); });
+    }
+  } catch (const std::system_error& e) {  // could not start a thread: undo, report
+    Stop();
+    RunWorker(*workers_[0]);
+    for (std::thread& t : threads) t.join();
+    {
+      std::lock_guard<std::mutex> lock(run_mu_);
+      running_ = false;
+    }
+    run_cv_.notify_all();
+    throw Error(std::string("cannot start the server's threads: ") + e.what());
   }
   RunWorker(*workers_[0]);
   for (std::thread& t : threads) t.join();
