@@ -7,7 +7,7 @@
 
 int main(int argc, char** argv) {
   namespace tools = lilcache::tools;
-  CLI::App app{"lilcache: use lilcache caches from the command line."};
+  CLI::App app{"lilcache: use and serve lilcache caches from the command line."};
   app.name("lilcache");
   app.set_version_flag("--version", "lilcache " + std::string(lilcache::version()));
   app.fallthrough();  // global options may also follow the subcommand
@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.add_option("--name", context.name, "Cache name")->capture_default_str();
 
   tools::AddDataCommands(app, context);
+  tools::AddServeCommand(app, context);
 
   if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
   return context.status;

@@ -81,4 +81,7 @@ std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv);
 // `lilcache get|set|pop|delete|contains|keys|purge|stats`: tools/lilcache_data.cc.
 void AddDataCommands(CLI::App& app, CliContext& context);
 
+// `lilcache serve`: tools/lilcache_serve.cc.
+void AddServeCommand(CLI::App& app, CliContext& context);
+
 }  // namespace lilcache::tools
