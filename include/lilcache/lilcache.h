@@ -27,7 +27,8 @@
 //  * A process killed at any instruction (SIGKILL included) loses only its own
 //    in-flight operation; every write acknowledged to any process survives and
 //    the cache reopens. Power loss: a write survives once a snapshot
-//    (Options::snapshot, Cache::snapshot()) or a sync() completed after it.
+//    (Options::snapshot, Cache::snapshot()) or a sync() completed after it,
+//    or as soon as it returns with Options::sync = "always".
 //  * get(), contains() and size() take no lock and never wait for a writer.
 //    set() and pop() take no lock on the hot path; they make a system call
 //    only when the log must grow.
@@ -212,30 +213,35 @@ struct CompactionResult {
 // handle opened with Options::snapshot, since threads do not survive fork()).
 class Cache {
  public:
-  // Opens (creating if needed) the cache `name` under options.root: creates
-  // the root directory and the files if missing, maps them, claims a process
-  // slot, and starts the snapshot thread if options.snapshot is set.
+  // Opens the cache `name` under options.root: creates the root directory and
+  // the files if missing (unless options.create_if_missing is false), maps
+  // them, claims a process slot, and starts the background thread if
+  // options.snapshot or an interval options.sync is set.
   // Names: 1..kMaxNameBytes of [A-Za-z0-9_.-], not "." or "..".
   //
-  // If the cache was last used in another boot, or the log written since the
-  // last check is damaged, and no other process has the cache open, open()
-  // first replays the log into a new generation (time proportional to the log
-  // size; a torn or corrupted record costs only itself). It may also wait
-  // while another process does so.
+  // If no other process has the cache open, open() first checks the log
+  // written since the last check and, if needed, rebuilds the cache into a
+  // new generation: from the index after a process was killed in the middle
+  // of a write (its unfinished operation does not take effect), or by
+  // replaying the log after a reboot, a truncated file or a reported checksum
+  // error (a torn or corrupted record costs only itself). That takes time
+  // proportional to the log size, once. open() may also wait while another
+  // process initializes or rebuilds the cache.
   //
-  // Throws Error on a bad name or option (naming it), on a root that cannot be
-  // created or is not a directory, when 1,024 handles already have the cache
-  // open, on files that are corrupt, of an unknown format version or not
-  // lilcache files (the message names the file and what is wrong), and on a
-  // failing system call. Safe to call concurrently from any threads and
-  // processes, for the same or different caches.
+  // Throws Error on a bad name or option (naming it), "no such cache" when
+  // options.create_if_missing is false and the cache does not exist, on a
+  // root that cannot be created or is not a directory, when 1,024 handles
+  // already have the cache open, on files that are corrupt, of an unknown
+  // format version or not lilcache files (the message names the file and
+  // what is wrong), and on a failing system call. Safe to call concurrently
+  // from any threads and processes, for the same or different caches.
   static Cache open(std::string_view name = "default", const Options& options = {});
 
   Cache(Cache&&) noexcept;
   Cache& operator=(Cache&&) noexcept;
 
   // Closes the handle: stops this handle's background thread (waiting for a
-  // compaction or snapshot it is running to finish), unmaps the files and
+  // compaction, snapshot or sync it is running to finish), unmaps the files and
   // releases its process slot and locks. The data stays: other handles and
   // later opens see every write. Must not run while another thread is still
   // calling this handle. Never throws.
@@ -245,15 +251,20 @@ class Cache {
   // Options::expires (if set) or forever. Keys are 1..kMaxKeyBytes arbitrary
   // bytes, values 0..kMaxValueBytes arbitrary bytes; both are copied.
   // When it returns, the value is visible to every process, and survives the
-  // crash of any process (not power loss: see sync()).
+  // crash of any process; it survives power loss once on disk (see
+  // Options::sync: with "always", set() writes its record to disk before it
+  // returns).
   //
   // Usually returns without waiting for anyone; it waits while a compaction
-  // switches generations (the writer pause, see CompactionResult) and, when
-  // the index is full, while it is grown.
+  // switches generations (the writer pause, see CompactionResult), sleeps
+  // about 50 us while a compaction that is not keeping up throttles writers,
+  // and, when the index is full, waits while it is grown.
   //
   // Throws Error on a key or value outside the limits, when the log cannot
   // grow (the message says "no space left" on ENOSPC; the cache stays usable
-  // and holds every earlier write), and on a failing system call.
+  // and holds every earlier write), and on a failing system call (with
+  // Options::sync = "always", a failed msync: the value is then visible but
+  // maybe not on disk).
   void set(std::string_view key, std::string_view value);
 
   // As above, expiring after ttl (> 0; rounded to whole milliseconds) instead
@@ -269,7 +280,8 @@ class Cache {
   // Removes key and returns its value (a copy), or nullopt if it was absent
   // (or expired, or purged). Among any number of racing pop() calls, in any
   // processes and threads, exactly one gets a given value. Errors as set()
-  // (a pop appends a tombstone to the log) and get().
+  // (a pop appends a tombstone to the log) and get(); with Options::sync =
+  // "always", a failed msync throws after the key was removed.
   std::optional<std::string> pop(std::string_view key);
 
   // Removes key. Returns whether a live value was removed (false: it was
