@@ -22,7 +22,9 @@ std::optional<lilcache::Cache> CliContext::open_existing() const {
     if (errno == ENOENT) return std::nullopt;
     throw lilcache::Error("cannot stat " + meta + ": " + std::strerror(errno));
   }
-  return open();
+  lilcache::Options o = options();
+  o.create_if_missing = false;  // nothing is created even if it vanished meanwhile
+  return lilcache::Cache::open(name, o);
 }
 
 std::string OneLine(std::string_view text) {

@@ -36,9 +36,10 @@ struct CliContext {
   // The cache, created if it does not exist yet. Throws lilcache::Error.
   lilcache::Cache open() const { return lilcache::Cache::open(name, options()); }
 
-  // The cache if it exists, nullopt if not (then nothing is created: reading
-  // commands treat a cache that was never written as empty). Throws
-  // lilcache::Error on a bad name or an unusable root.
+  // The cache if it exists, nullopt if not; never creates anything
+  // (Options::create_if_missing = false): reading commands treat a cache
+  // that was never written as empty. Throws lilcache::Error on a bad name or
+  // an unusable root.
   std::optional<lilcache::Cache> open_existing() const;
 
   // The root directory the cache lives in (--root, else the default root).
