@@ -4,7 +4,8 @@
 #   1. g++ with `pkg-config --cflags --libs lilcache` (liblilcache.so);
 #   2. g++ with `pkg-config --static --libs lilcache` and liblilcache.a, which
 #      checks that lilcache.pc lists the private dependencies;
-#   3. a CMake project (test/consumer/CMakeLists.txt, pkg_check_modules).
+#   3. a CMake project (test/consumer/CMakeLists.txt, pkg_check_modules);
+#   4. examples/06_rest.cc with `pkg-config --cflags --libs lilcache-server`.
 # Also checks the installed headers, the three tools (`--version` reports the
 # project version, and `lilcache` reads what the consumer wrote) and their man
 # pages.
@@ -31,6 +32,7 @@ meson install -C "$build" --no-rebuild --destdir "$dest" >"$tmp/install.log" 2>&
   { cat "$tmp/install.log" >&2; fail "meson install"; }
 pc=$(find "$dest" -name lilcache.pc)
 [[ -n $pc ]] || fail "no lilcache.pc installed"
+[[ -f $(dirname "$pc")/lilcache-server.pc ]] || fail "no lilcache-server.pc installed"
 libdir=$(dirname "$(dirname "$pc")")
 prefix_in_dest=$(dirname "$(find "$dest" -type d -path '*/include/lilcache')")
 prefix_in_dest=$(dirname "$prefix_in_dest")
@@ -39,19 +41,21 @@ mandir=$prefix_in_dest/share/man/man1
 step "installed under $prefix_in_dest (libdir $libdir)"
 
 for f in "$prefix_in_dest/include/lilcache/lilcache.h" "$prefix_in_dest/include/lilcache/env.h" \
-  "$libdir/liblilcache.a" "$libdir/liblilcache.so"; do
+  "$prefix_in_dest/include/lilcache/server.h" "$libdir/liblilcache.a" "$libdir/liblilcache.so" \
+  "$libdir/liblilcache_server.so"; do
   [[ -e $f ]] || fail "$f was not installed"
 done
 [[ ! -e $bindir/lilcache-demo ]] || fail "lilcache-demo is installed (it is not a tool)"
 
-# The installed lilcache.pc says prefix=/usr/local (or the configured
-# prefix): where the files will be after a real install. Everything else in
-# it is relative to ${prefix}, so a copy whose prefix is the staging
-# directory describes the staged files exactly as the original will the
-# installed ones.
-grep -q '^prefix=' "$pc" || fail "$pc has no prefix= line"
+# The installed .pc files say prefix=/usr/local (or the configured prefix):
+# where the files will be after a real install. Everything else in them is
+# relative to ${prefix}, so copies whose prefix is the staging directory
+# describe the staged files exactly as the originals will the installed ones.
 mkdir "$tmp/pkgconfig"
-sed "s|^prefix=.*|prefix=$prefix_in_dest|" "$pc" >"$tmp/pkgconfig/lilcache.pc"
+for f in "$(dirname "$pc")"/*.pc; do
+  grep -q '^prefix=' "$f" || fail "$f has no prefix= line"
+  sed "s|^prefix=.*|prefix=$prefix_in_dest|" "$f" >"$tmp/pkgconfig/$(basename "$f")"
+done
 export PKG_CONFIG_PATH=$tmp/pkgconfig
 [[ $(pkg-config --modversion lilcache) == "$version" ]] ||
   fail "pkg-config --modversion lilcache: $(pkg-config --modversion lilcache), not $version"
@@ -87,6 +91,14 @@ cmake --build "$tmp/cmake" >>"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; fail "cmake --build"; }
 LD_LIBRARY_PATH=$libdir "$tmp/cmake/consumer" "$tmp/root3" "$version" || fail "CMake consumer"
 step "CMake + pkg_check_modules: ok"
+
+# ---- 4. the REST server library -------------------------------------------------
+cd "$tmp/app"
+# shellcheck disable=SC2046
+g++ -std=c++20 -pthread -I"$here/../examples" -o rest_example "$here/../examples/06_rest.cc" \
+  $(pkg-config --cflags --libs lilcache-server)
+LD_LIBRARY_PATH=$libdir ./rest_example "$tmp/root4" >/dev/null || fail "examples/06_rest.cc"
+step "g++ + pkg-config lilcache-server (examples/06_rest.cc): ok"
 
 # ---- the tools and their man pages ---------------------------------------------
 for tool in lilcache lilcache-dump lilcache-compact; do
