@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <thread>
@@ -358,4 +359,20 @@ TEST_CASE("max_bytes: compaction evicts the least recently stored keys first, an
   CHECK(!c.get("k0001"));  // the oldest go first
   CHECK(!c.get("k0400"));
   CHECK_THROWS_AS(Cache::open("t", {.root = dir.path(), .compact_dead_ratio = 1.5}), Error);
+}
+
+TEST_CASE("create_if_missing = false: opening a missing cache is an Error and creates nothing") {
+  TempDir dir;
+  const std::string root = dir.path() + "/not-yet";
+  CHECK_THROWS_WITH_AS(Cache::open("c", {.root = root, .create_if_missing = false}),
+                       doctest::Contains("no such cache"), Error);
+  CHECK_FALSE(std::filesystem::exists(root));
+  Cache::open("c", {.root = root}).set("k", "v");
+  CHECK_THROWS_WITH_AS(Cache::open("other", {.root = root, .create_if_missing = false}),
+                       doctest::Contains("no such cache"), Error);
+  CHECK(lilcache::list_caches(root) == std::vector<std::string>{"c"});
+  CHECK(std::filesystem::exists(root + "/c.log"));
+  CHECK_FALSE(std::filesystem::exists(root + "/other.log"));
+  auto c = Cache::open("c", {.root = root, .create_if_missing = false});
+  CHECK(c.get("k") == "v");
 }
