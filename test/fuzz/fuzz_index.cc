@@ -15,6 +15,8 @@
 //          generation 1), leaving slot_count and used_slots to the input
 //   bit 2  the meta file's boot id is another boot's: full replay from the
 //          log (the index is still opened and checked first)
+//   bit 3  the log ends with a torn record (a writer killed mid-append): the
+//          open rebuilds from the records the index publishes
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -48,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   meta.next_seq = fx.next_seq;
   if ((flags & 4) != 0) meta.boot_id = "another-boot";
   fuzz::WriteFile(std::string(fuzz::kName) + ".meta", fuzz::MakeMeta(meta));
-  fuzz::WriteFile(std::string(fuzz::kName) + ".1.data", fx.data);
+  fuzz::WriteFile(std::string(fuzz::kName) + ".1.data", (flags & 8) != 0 ? fx.data_torn : fx.data);
   fuzz::WriteFile(std::string(fuzz::kName) + ".1.index", file);
   const Options options{.root = fuzz::Root(), .loglevel = "off", .env = fuzz::env()};
   std::map<std::string, std::string> before;

@@ -200,7 +200,12 @@ const IndexFixture& IndexData() {
     add(false, std::string_view("k5\0bin", 6), "");
     for (int i = 6; i < 12; ++i) add(false, "k" + std::to_string(i), "v" + std::to_string(i));
     f.data = MakeData(1, records);
-    f.next_seq = seq;
+    std::string torn = Record(false, "k6", "torn value", seq);
+    torn[torn.size() - 9] ^= 1;  // the last value byte: the checksum fails
+    f.data_torn = MakeData(1, records + torn);
+    std::uint64_t verified = kHeaderSize + records.size();
+    std::memcpy(f.data_torn.data() + offsetof(DataHeader, verified_upto), &verified, 8);
+    f.next_seq = seq + 1;
     for (const auto& [k, vs] : f.written) f.keys.push_back(k);
     f.keys.push_back("absent");
     return f;

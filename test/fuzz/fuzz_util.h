@@ -85,6 +85,10 @@ std::map<std::string, std::string> Contents(Cache& cache);
 // every value written per key.
 struct IndexFixture {
   std::string data;
+  // The same log with a torn record (bad checksum) after the others, past
+  // verified_upto, as a writer killed mid-append leaves it: the next lone open
+  // rebuilds from the index it trusts.
+  std::string data_torn;
   std::uint64_t next_seq = 0;
   Written written;
   std::vector<std::string> keys;

@@ -102,7 +102,42 @@ int main(int argc, char** argv) {
   Seed("fuzz_index", "index-2048",
        std::string(1, '\0') + compact_index(fuzz::MakeIndex(1, fx.data, 2048)));
   Seed("fuzz_index", "empty", std::string(1, '\0') + compact_index(fuzz::MakeIndex(1, "")));
+  Seed("fuzz_index", "torn-tail",
+       std::string(1, '\x08') + compact_index(fuzz::MakeIndex(1, fx.data)));
   Seed("fuzz_index", "replay", std::string(1, '\x04') + compact_index(fuzz::MakeIndex(1, fx.data)));
+
+  // fuzz_http: flags (bit 0: token "tok" required; bit 1: small limits), then
+  // what a client sends.
+  auto req = [](const std::string& method, const std::string& target, const std::string& body = "",
+                const std::string& fields = "") {
+    std::string r = method + " " + target + " HTTP/1.1\r\nHost: x\r\n" + fields;
+    if (!body.empty() || method == "PUT")
+      r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    return r + "\r\n" + body;
+  };
+  Seed("fuzz_http", "set-get",
+       std::string(1, '\0') + req("GET", "/set?key=a&value=b&ttl=5s") + req("GET", "/get?key=a") +
+           req("GET", "/contains?key=a") + req("GET", "/pop?key=a") + req("GET", "/delete?key=a"));
+  Seed("fuzz_http", "keys",
+       std::string(1, '\0') + req("PUT", "/keys/k%00x?ttl=1h", "value") +
+           req("GET", "/keys/k%00x") + req("GET", "/keys?prefix=k&limit=5") +
+           req("DELETE", "/keys/k%00x") + req("GET", "/stats") + req("POST", "/purge") +
+           req("DELETE", "/keys") + req("GET", "/health"));
+  Seed("fuzz_http", "auth",
+       std::string(1, '\1') + req("GET", "/health", "", "Authorization: Bearer tok\r\n") +
+           req("GET", "/health", "", "Authorization: Bearer nope\r\n") + req("GET", "/health"));
+  Seed("fuzz_http", "continue-small-limits",
+       std::string(1, '\2') +
+           req("PUT", "/keys/big", std::string(100, 'v'), "Expect: 100-continue\r\n"));
+  Seed("fuzz_http", "chunked-close",
+       std::string(1, '\0') +
+           "PUT /keys/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "3\r\nabc\r\n0\r\n\r\n" +
+           req("GET", "/keys/c", "", "Connection: close\r\n") + req("GET", "/health"));
+  Seed("fuzz_http", "errors",
+       std::string(1, '\0') + req("HEAD", "/get?key=a") + req("POST", "/get?key=a") +
+           req("GET", "/nope") + req("GET", "/get") + req("GET", "/get?key=a&key=b") +
+           "GET /get?key=a HTTP/1.0\r\n\r\n" + "BAD REQUEST\r\n\r\n");
 
   // fuzz_parsers: the raw text.
   int i = 0;

@@ -4,7 +4,7 @@
 #
 #   test/fuzz/run.sh TARGET|all SECONDS [libFuzzer options...]
 #
-# TARGET: fuzz_record, fuzz_recovery, fuzz_index, fuzz_parsers. Each run
+# TARGET: fuzz_record, fuzz_recovery, fuzz_index, fuzz_parsers, fuzz_http. Each run
 # starts from the checked-in seeds (test/fuzz/corpus/TARGET) plus what earlier
 # runs found (build-fuzz/corpus/TARGET, where new inputs go; the source tree is
 # never written). A crash, hang (-timeout, 10 s), leak, sanitizer report or
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-targets_all=(fuzz_record fuzz_recovery fuzz_index fuzz_parsers)
+targets_all=(fuzz_record fuzz_recovery fuzz_index fuzz_parsers fuzz_http)
 if (($# < 2)); then
   sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
@@ -51,6 +51,7 @@ fi
 max_len() {
   case $1 in
     fuzz_index) echo 20000 ;;      # a 1,024-slot index is 8 KiB of slots
+    fuzz_http) echo 16384 ;;
     fuzz_recovery) echo 16384 ;;
     *) echo 4096 ;;
   esac
