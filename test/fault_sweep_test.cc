@@ -436,3 +436,83 @@ TEST_CASE(
           total.errors, " reported as Error, ", total.succeeded, " harmless)");
   CHECK(total.faults > 0);
 }
+
+TEST_CASE(
+    "a fork child whose re-attach fails gets an Error, never a crash, and re-attaches once the "
+    "fault is gone") {
+  // The first call of a fork child re-attaches (docs/concurrency.md, "fork()"):
+  // each of its Env calls fails in turn, in a fresh child each time.
+  TempDir dir;
+  const std::string root = dir.file("root");
+  Acked acked;
+  prepare_base(root, acked);
+  FaultEnv env;
+  Cache c = Cache::open(kName, {.root = root, .env = &env});
+  const std::string want = acked.at("k20");
+  constexpr std::uint64_t kFirstOk = 1, kFirstError = 2, kThenOk = 4, kThenError = 8;
+  // In a child: fails call k (0 = none) of the first get, then checks the
+  // handle works without faults. Sends (calls made, outcome bits).
+  auto child = [&](std::uint64_t k, int err, lilcache::test::Pipe& pipe) {
+    return lilcache::test::fork_child([&, k, err] {
+      pipe.close_read();
+      std::uint64_t outcome = 0;
+      if (k == 0) {
+        env.begin();
+      } else {
+        env.arm(k, err);
+      }
+      try {
+        outcome |= c.get("k20") == want ? kFirstOk : 0;
+      } catch (const Error&) {
+        outcome |= kFirstError;
+      }
+      std::uint64_t calls = env.total();
+      env.end();
+      try {
+        std::string v = value_of("child", 50);
+        c.set("child", v);
+        if (c.get("k20") == want && c.get("child") == v) outcome |= kThenOk;
+      } catch (const Error& e) {
+        std::fprintf(stderr, "child after the fault: %s\n", e.what());
+        outcome |= kThenError;
+      }
+      pipe.send(calls);
+      pipe.send(outcome);
+      return 0;
+    });
+  };
+  std::uint64_t calls = 0;
+  {
+    lilcache::test::Pipe pipe;
+    pid_t pid = child(0, 0, pipe);
+    pipe.close_write();
+    calls = pipe.recv().value();
+    CHECK(pipe.recv().value() == (kFirstOk | kThenOk));
+    CHECK(lilcache::test::wait_child(pid) == 0);
+  }
+  REQUIRE(calls > 0);
+  std::uint64_t faults = 0, errors = 0;
+  for (int err : {ENOSPC, EIO, EINTR, EFBIG}) {
+    for (std::uint64_t k = 1; k <= calls; ++k) {
+      CAPTURE(k);
+      CAPTURE(err);
+      lilcache::test::Pipe pipe;
+      pid_t pid = child(k, err, pipe);
+      pipe.close_write();
+      std::optional<std::uint64_t> n = pipe.recv(), outcome = pipe.recv();
+      int status = lilcache::test::wait_child(pid);
+      CHECK_MESSAGE(status == 0, "the child died (status ", status, ")");
+      REQUIRE(n.has_value());
+      REQUIRE(outcome.has_value());
+      ++faults;
+      if ((*outcome & kFirstError) != 0) ++errors;
+      bool first_ok = (*outcome & (kFirstOk | kFirstError)) != 0;
+      bool then_ok = (*outcome & kThenOk) != 0;
+      CHECK_MESSAGE(first_ok, "the first get returned a wrong value");
+      CHECK_MESSAGE(then_ok, "the child's handle does not work once the fault is gone");
+    }
+  }
+  MESSAGE("re-attach: ", calls, " Env calls; ", faults, " faults injected, ", errors,
+          " reported as Error");
+  CHECK(c.get("k20") == want);
+}
