@@ -6,6 +6,14 @@
 // (-1 on failure) and leaves the cause in errno. The library turns failures
 // into lilcache::Error with the call, the path and strerror.
 //
+// Signals: Env::Default() restarts every call that a signal interrupts
+// (EINTR), so a signal handler in the application never fails an operation.
+// A subclass that returns -1 with EINTR reports a call that failed: the
+// library handles it like any other error (an Error, nothing lost). A
+// failure of Close, Munmap or Unlock is ignored (the resource is gone either
+// way), as is a failed Unlink of a leftover file; any other failure is
+// reported.
+//
 // Thread-safety: Env::Default() is stateless and safe from any thread. A
 // subclass used by a Cache must be thread-safe as far as that Cache is used
 // from several threads, and must outlive every Cache opened with it.
