@@ -476,7 +476,7 @@ TEST_SUITE("process") {
       }
     }
     munmap(mem, sizeof(SharedLog));
-    MESSAGE(histories, " histories checked",
+    MESSAGE(checked, " histories checked",
             std::string(strict ? " (strict: a dead process's op completes when its death is seen)"
                                : ""),
             ": ", ops, " ops on ", keys, " registers, ", with_compaction, " with a compaction, ",
