@@ -5,6 +5,9 @@
 #   ./build.sh test  [ARGS]   set up, build, run every test (ARGS go to `meson test`);
 #                             the last line is "N passed, N failed"
 #   ./build.sh bench [ARGS]   set up, build, run bench/lilcache-bench
+#   ./build.sh serve [ARGS]   set up, build, serve the default cache over HTTP on
+#                             127.0.0.1:5001 until Ctrl-C (`lilcache serve ARGS`,
+#                             docs/rest.md); prints curl lines to try first
 #
 # "Set up" is scripts/setup.sh: install missing Debian packages, meson setup, ninja.
 # Environment: BUILD_DIR (default: build), MESON_ARGS (extra `meson setup` arguments).
@@ -14,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 export BUILD_DIR=${BUILD_DIR:-build}
 
 usage() {
-  sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -98,6 +101,20 @@ case $cmd in
       exit 1
     fi
     exec "$bench" "$@"
+    ;;
+  serve)
+    setup
+    cat <<'EOF'
+Serving the default cache on http://127.0.0.1:5001 (Ctrl-C stops it; see docs/rest.md).
+Try, from another terminal:
+  curl 'http://127.0.0.1:5001/set?key=a&value=b'        # OK
+  curl 'http://127.0.0.1:5001/get?key=a'                # b
+  curl -X PUT --data-binary @README.md http://127.0.0.1:5001/keys/readme
+  curl 'http://127.0.0.1:5001/keys?prefix=re'           # ["readme"]
+  curl http://127.0.0.1:5001/stats
+  curl -X POST http://127.0.0.1:5001/purge
+EOF
+    exec "$BUILD_DIR/tools/lilcache" serve "$@"
     ;;
   *)
     usage

@@ -72,6 +72,7 @@ class WriterSection {
  public:
   explicit WriterSection(Cache::Impl& c) : c_(c) {
     auto state = Shared(c.meta().header().writer_state);
+    bool throttled = false;
     for (;;) {
       // seq_cst on the state loads and the counter updates: the Dekker-style
       // handshake with a compactor (it flips/sets the state, then reads the
@@ -80,6 +81,11 @@ class WriterSection {
       if ((s & kSwitchingBit) != 0) {
         c.WaitWhileSwitching();
         c.Refresh();
+        continue;
+      }
+      if ((s & kThrottleBit) != 0 && !throttled) {
+        c.Throttled();  // once per write, before it counts as in flight
+        throttled = true;
         continue;
       }
       epoch_ = static_cast<int>(s & kEpochBit);
@@ -136,6 +142,19 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
       throw Error("invalid snapshot interval \"" + options.snapshot + "\": at least 1s");
     }
   }
+  if (options.sync == "always") {
+    sync_always_ = true;
+  } else if (!options.sync.empty()) {
+    std::chrono::milliseconds ms;
+    try {
+      ms = parse_duration(options.sync);
+    } catch (const Error& e) {
+      throw Error("invalid sync \"" + options.sync + "\": \"always\" or a duration (" +
+                  e.what() + ")");
+    }
+    if (ms.count() == 0) throw Error("invalid sync \"" + options.sync + "\": must be > 0");
+    sync_ms_ = static_cast<std::uint64_t>(ms.count());
+  }
   level_ = ParseLogLevel(options.loglevel);
   max_bytes_ = options.max_bytes;
   if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
@@ -145,7 +164,12 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
   dead_ratio_ = options.compact_dead_ratio;
   paths_.root = ResolveRoot(options.root);
   paths_.name = std::string(name);
-  EnsureRootDirectory(env_, paths_.root);
+  create_ = options.create_if_missing;
+  if (create_) {
+    EnsureRootDirectory(env_, paths_.root);
+  } else {
+    Meta().Open(env_, paths_.meta(), /*create=*/false);  // before the log file is made
+  }
   logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
   InstallForkHandler();
   Attach();
@@ -168,12 +192,15 @@ void Cache::Impl::Attach() {
   fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
   reset_epoch_ = fork_epoch_;
   meta_ = std::make_unique<Meta>();
-  meta_->Open(env_, paths_.meta());
+  meta_->Open(env_, paths_.meta(), create_);
   FileLock init = FileLock::Acquire(env_, meta_->file(), kInitLockByte);
   OpenLocked();
 }
 
 void Cache::Impl::OpenLocked() {
+  if (meta_->IsBlank() && !create_) {
+    throw Error("no such cache (" + paths_.meta() + " was never initialized)");
+  }
   if (meta_->IsBlank()) {
     std::uint64_t salt = RandomSalt();
     std::uint64_t now = env_->NowMillis();
@@ -195,7 +222,7 @@ void Cache::Impl::OpenLocked() {
   logger_->info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
                 g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
                 g->index.slot_count(), slot_);
-  if (snapshot_ms_ != 0) StartMaintenanceThread();
+  if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }
 
 void Cache::Impl::ReattachIfForked() {
@@ -230,7 +257,7 @@ void Cache::Impl::ReattachIfForked() {
   std::shared_ptr<spdlog::logger> logger =
       MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
   auto meta = std::make_unique<Meta>();
-  meta->Open(env_, paths_.meta());
+  meta->Open(env_, paths_.meta(), /*create=*/false);
   const std::size_t slot = meta->ClaimSlot(static_cast<std::uint64_t>(getpid()));
   meta_->CloseInForkChild();
   meta_ = std::move(meta);
@@ -240,7 +267,7 @@ void Cache::Impl::ReattachIfForked() {
   for (auto& g : generations_) g->data.set_logger(logger_.get());
   fork_epoch_ = epoch;
   logger_->info("re-attached after fork (process slot {})", slot_);
-  if (snapshot_ms_ != 0) StartMaintenanceThread();
+  if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }
 
 // ---- generations ------------------------------------------------------------
@@ -313,17 +340,36 @@ void Cache::Impl::WaitWhileSwitching() {
     std::uint64_t waited = env_->MonotonicNanos() - start;
     if (waited < next_check) continue;
     next_check = waited + 5'000'000;
-    // Is a compactor alive? If we can take the COMPACT lock, none is: the
-    // pause was left by a compactor that died. Our own compactor thread, if
-    // any, holds compact_mu_.
-    std::unique_lock<std::mutex> mine(compact_mu_, std::try_to_lock);
-    if (!mine.owns_lock()) continue;
-    FileLock lock = FileLock::TryAcquire(env_, meta_->file(), kCompactLockByte);
-    if (!lock.held()) continue;
-    // seq_cst: part of the writer handshake (see WriterSection).
-    if ((state.fetch_and(~kSwitchingBit, std::memory_order_seq_cst) & kSwitchingBit) != 0) {
-      logger_->warn("cleared a writer pause left by a compactor that died");
-    }
+    ClearPauseIfCompactorDied();
+  }
+}
+
+void Cache::Impl::Throttled() {
+  env_->SleepMicros(kThrottleMicros);
+  // Every 5 ms of throttling in this process, check the compactor is alive.
+  std::uint64_t now = env_->MonotonicNanos();
+  std::uint64_t due = throttle_check_at_.load(std::memory_order_relaxed);
+  if (due == 0) {
+    throttle_check_at_.compare_exchange_strong(due, now + 5'000'000, std::memory_order_relaxed);
+  } else if (now >= due && throttle_check_at_.compare_exchange_strong(
+                               due, 0, std::memory_order_relaxed)) {
+    ClearPauseIfCompactorDied();
+  }
+}
+
+void Cache::Impl::ClearPauseIfCompactorDied() {
+  // Is a compactor alive? If we can take the COMPACT lock, none is: the
+  // pause was left by a compactor that died. Our own compactor thread, if
+  // any, holds compact_mu_.
+  std::unique_lock<std::mutex> mine(compact_mu_, std::try_to_lock);
+  if (!mine.owns_lock()) return;
+  FileLock lock = FileLock::TryAcquire(env_, meta_->file(), kCompactLockByte);
+  if (!lock.held()) return;
+  auto state = Shared(meta_->header().writer_state);
+  // seq_cst: part of the writer handshake (see WriterSection).
+  std::uint32_t old = state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
+  if ((old & (kSwitchingBit | kThrottleBit)) != 0) {
+    logger_->warn("cleared a writer pause left by a compactor that died");
   }
 }
 
@@ -337,11 +383,21 @@ log::NewRecord Cache::Impl::Sequenced(log::NewRecord rec) {
   return rec;
 }
 
-std::uint64_t Cache::Impl::Append(Generation& g, const log::NewRecord& rec) {
+std::uint64_t Cache::Impl::Append(Generation& g, const log::NewRecord& rec, Written& w) {
   std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
   std::uint64_t off = g.data.Reserve(size, &meta_->file());
   log::EncodeRecord(rec, salt_, std::span<char>(g.data.base() + off, size));
+  w.Add(off, size);
   return off;
+}
+
+void Cache::Impl::SyncWritten(Generation& g, const Written& w) {
+  if (!sync_always_ || w.end == 0) return;
+  static const std::uint64_t page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  std::uint64_t begin = w.begin / page * page;
+  if (env_->Msync(g.data.base() + begin, w.end - begin, MS_SYNC) != 0) {
+    ThrowErrno("msync", g.data.path());
+  }
 }
 
 static void AddDead(Generation& g, std::uint64_t bytes) {
@@ -350,10 +406,10 @@ static void AddDead(Generation& g, std::uint64_t bytes) {
 }
 
 Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec,
-                                         std::uint64_t hash) {
+                                         std::uint64_t hash, Written& w) {
   const std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
   log::NewRecord mine = Sequenced(rec);
-  std::uint64_t slot_value = Index::Pack(hash, Append(g, mine));
+  std::uint64_t slot_value = Index::Pack(hash, Append(g, mine, w));
   for (;;) {
     Index::Probe p = g.Find(rec.key, hash);
     if (p.full) {
@@ -373,7 +429,7 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec
         // A newer delete: it observed the value before ours, so ours must
         // come after it, with a newer seq.
         mine = Sequenced(rec);
-        slot_value = Index::Pack(hash, Append(g, mine));
+        slot_value = Index::Pack(hash, Append(g, mine, w));
       }
       // acq_rel: release publishes our record; acquire (p.value on failure)
       // lets us read the record that beat us.
@@ -398,7 +454,11 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
     std::uint64_t slots;
     {
       WriterSection w(*this);
-      if (SetIn(w.gen(), rec, hash) == Outcome::kDone) break;
+      Written written;
+      if (SetIn(w.gen(), rec, hash, written) == Outcome::kDone) {
+        SyncWritten(w.gen(), written);
+        break;
+      }
       slots = w.gen().index.slot_count();
     }
     // The index is full: grow it (or wait for whoever is growing it).
@@ -414,7 +474,7 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
 
 std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view key,
                                               std::uint64_t hash, bool want_value,
-                                              bool* found) {
+                                              bool* found, Written& w) {
   Index::Probe p = g.Find(key, hash);
   if (p.full || p.value == 0) return std::nullopt;
   const std::size_t tomb_size = log::RecordSize(key.size(), 0);
@@ -431,7 +491,7 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
     if (tomb_slot == 0 || cur.seq() > tomb_seq) {
       if (tomb_slot != 0) AddDead(g, tomb_size);
       log::NewRecord t = Sequenced({log::RecordType::kTombstone, key, {}, 0, 0});
-      tomb_slot = Index::Pack(hash, Append(g, t));
+      tomb_slot = Index::Pack(hash, Append(g, t, w));
       tomb_seq = t.seq;
     }
     // acq_rel as in SetIn. Only the pop whose CAS moves the slot off this
@@ -454,7 +514,9 @@ std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_valu
   std::optional<std::string> out;
   {
     WriterSection w(*this);
-    out = PopIn(w.gen(), key, hash, want_value, &found);
+    Written written;
+    out = PopIn(w.gen(), key, hash, want_value, &found, written);
+    if (found) SyncWritten(w.gen(), written);
   }
   CountHit(found, false);
   if (found) Shared(my_slot().deletes).fetch_add(1, std::memory_order_relaxed);
@@ -474,6 +536,7 @@ void Cache::Impl::Purge() {
   // seq_cst: a get that begins after purge() returns must see the new mark.
   while (cur < s && !purge.compare_exchange_weak(cur, s, std::memory_order_seq_cst)) {
   }
+  if (sync_always_) meta_->Sync();
   logger_->info("purged (every record with seq <= {} is gone)", s);
 }
 
@@ -485,7 +548,7 @@ void Cache::Impl::AfterWrite() {
   std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
   std::uint64_t dead = Shared(dh.dead_bytes).load(std::memory_order_relaxed);
   bool grow = g->index.used() * 2 > g->index.slot_count();
-  bool reclaim = dead_ratio_ > 0 && tail > (64u << 20) &&
+  bool reclaim = dead_ratio_ > 0 && tail > kMinReclaimTail &&
                  static_cast<double>(dead) > dead_ratio_ * static_cast<double>(tail);
   bool evict = max_bytes_ != 0 && tail - std::min(tail, dead + kHeaderSize) > max_bytes_;
   if (!grow && !reclaim && !evict) return;
@@ -527,15 +590,18 @@ void Cache::Impl::MaintenanceLoop() {
     std::uint64_t last = Shared(meta_->header().last_snapshot_ms).load(std::memory_order_relaxed);
     return last == 0 ? first_due : last + snapshot_ms_;
   };
+  std::uint64_t sync_due = env_->NowMillis() + sync_ms_;
   auto wake = [&] {
     return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
   };
   std::unique_lock<std::mutex> lock(maintenance_mu_);
   for (;;) {
-    if (snapshot_ms_ == 0) {
+    if (snapshot_ms_ == 0 && sync_ms_ == 0) {
       maintenance_cv_.wait(lock, wake);
     } else {
-      std::uint64_t now = env_->NowMillis(), due = snapshot_due_at();
+      std::uint64_t due = std::min(snapshot_ms_ != 0 ? snapshot_due_at() : UINT64_MAX,
+                                   sync_ms_ != 0 ? sync_due : UINT64_MAX);
+      std::uint64_t now = env_->NowMillis();
       maintenance_cv_.wait_for(lock, std::chrono::milliseconds(due > now ? due - now : 0), wake);
     }
     if (maintenance_stop_) return;
@@ -546,8 +612,20 @@ void Cache::Impl::MaintenanceLoop() {
       RunMaintenance(/*snapshot=*/true);
     }
     if (requested) RunMaintenance(/*snapshot=*/false);
+    if (sync_ms_ != 0 && env_->NowMillis() >= sync_due) {
+      PeriodicSync();
+      sync_due = env_->NowMillis() + sync_ms_;
+    }
     lock.lock();
     if (requested) maintenance_requested_.store(false, std::memory_order_relaxed);
+  }
+}
+
+void Cache::Impl::PeriodicSync() {
+  try {
+    Sync();
+  } catch (const std::exception& e) {
+    logger_->error("periodic sync failed: {}", e.what());
   }
 }
 

@@ -16,6 +16,7 @@
 
 #include <spdlog/logger.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -83,19 +84,39 @@ class Cache::Impl {
   // Blocks while a compactor has writers paused; clears the pause if the
   // compactor died (its COMPACT lock is free).
   void WaitWhileSwitching();
+  // A write begins while a compactor asks writers to slow down (THROTTLE):
+  // sleeps kThrottleMicros; clears a throttle left by a dead compactor.
+  void Throttled();
+  static constexpr std::uint64_t kThrottleMicros = 50;
+  // Dead space is reclaimed automatically (Options::compact_dead_ratio) only
+  // in logs longer than this: smaller ones are not worth a compaction.
+  static constexpr std::uint64_t kMinReclaimTail = 4u << 20;
 
  private:
+  // Clears SWITCHING/THROTTLE if no compactor holds the COMPACT lock.
+  void ClearPauseIfCompactorDied();
   enum class Outcome { kDone, kIndexFull };
+  // The log bytes one write appended, to msync with Options::sync = "always".
+  struct Written {
+    std::uint64_t begin = UINT64_MAX;
+    std::uint64_t end = 0;
+    void Add(std::uint64_t off, std::uint64_t size) {
+      begin = std::min(begin, off);
+      end = std::max(end, off + size);
+    }
+  };
 
   void Attach();             // open meta, claim a slot, recover if alone, map
   void ReattachIfForked();   // cheap check; re-attaches in a fork child
   void OpenLocked();         // under the INIT lock
   void RetireUnpinned();     // unmaps retired generations nobody pins
-  std::uint64_t Append(Generation& g, const log::NewRecord& rec);
+  std::uint64_t Append(Generation& g, const log::NewRecord& rec, Written& w);
   log::NewRecord Sequenced(log::NewRecord rec);
-  Outcome SetIn(Generation& g, const log::NewRecord& rec, std::uint64_t hash);
+  Outcome SetIn(Generation& g, const log::NewRecord& rec, std::uint64_t hash, Written& w);
   std::optional<std::string> PopIn(Generation& g, std::string_view key, std::uint64_t hash,
-                                   bool want_value, bool* found);
+                                   bool want_value, bool* found, Written& w);
+  // With Options::sync = "always": msyncs what a write appended.
+  void SyncWritten(Generation& g, const Written& w);
   // Visible to readers: a SET newer than the last purge and not expired.
   bool Visible(const log::RecordView& rec, bool* expired);
   void CheckIntegrity(Generation& g, const log::RecordView& rec);
@@ -105,6 +126,7 @@ class Cache::Impl {
   void RequestMaintenance();
   void MaintenanceLoop();
   void RunMaintenance(bool snapshot);
+  void PeriodicSync();  // Options::sync as an interval; logs failures
   void StartMaintenanceThread();
   void StopMaintenance();
   void CountHit(bool hit, bool expired);
@@ -115,8 +137,11 @@ class Cache::Impl {
   CachePaths paths_;
   std::uint64_t default_ttl_ms_ = 0;
   std::uint64_t snapshot_ms_ = 0;
+  bool create_ = true;         // Options::create_if_missing
+  bool sync_always_ = false;   // Options::sync == "always"
+  std::uint64_t sync_ms_ = 0;  // Options::sync as an interval; 0 = none
   std::uint64_t max_bytes_ = 0;
-  double dead_ratio_ = 0.5;
+  double dead_ratio_ = 0.4;
   spdlog::level::level_enum level_;
   std::shared_ptr<spdlog::logger> logger_;
   std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see ReattachIfForked
@@ -135,6 +160,9 @@ class Cache::Impl {
   // (another process holds the COMPACT lock, or a try was abandoned).
   // Relaxed: a hint between threads of this process.
   std::atomic<std::uint64_t> compact_backoff_until_{0};
+  // When this process next checks that a throttling compactor is alive
+  // (monotonic ns; 0 = not throttled lately). Relaxed: a heuristic.
+  std::atomic<std::uint64_t> throttle_check_at_{0};
 
   // Relaxed: set by writers, cleared by the maintenance thread; the mutex
   // and condition variable carry the actual hand-over.

@@ -16,8 +16,8 @@ namespace lilcache {
 namespace {
 
 constexpr std::uint64_t kDrainTimeoutNs = 5'000'000'000;  // a stopped writer aborts the switch
-constexpr std::uint64_t kCatchUpThreshold = 256 << 10;    // pause when less than this is left
-constexpr int kMaxCatchUpRounds = 8;
+constexpr std::uint64_t kCatchUpThreshold = 32 << 10;  // pause when less than this is left
+constexpr int kMaxCatchUpRounds = 64;   // then pause whatever is left
 
 // A new generation being written by one thread, under .tmp names.
 class Builder {
@@ -51,6 +51,10 @@ class Builder {
       // Relaxed is enough: nobody else can see this index before the rename
       // and the release store of the new generation number.
       g_.index.slot(p.pos).store(value, std::memory_order_relaxed);
+      // The copy it replaces (catch-up) is dead space of the new generation.
+      auto dead = Shared(g_.data.header().dead_bytes);
+      dead.store(dead.load(std::memory_order_relaxed) + Record(Index::OffsetOf(p.value)).size(),
+                 std::memory_order_relaxed);
     }
     if (g_.index.used() * 4 > g_.index.slot_count() * 3) {
       throw Error("compaction: new index of " + std::to_string(g_.index.slot_count()) +
@@ -194,7 +198,55 @@ void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, st
   });
 }
 
+// THROTTLE in writer_state while engaged (docs/format.md); cleared on every
+// exit. seq_cst like every writer_state update (the writer handshake).
+class Throttle {
+ public:
+  explicit Throttle(std::atomic_ref<std::uint32_t> state) : state_(state) {}
+  ~Throttle() {
+    if (engaged_) state_.fetch_and(~kThrottleBit, std::memory_order_seq_cst);
+  }
+  Throttle(const Throttle&) = delete;
+  Throttle& operator=(const Throttle&) = delete;
+  void Engage() {
+    if (!engaged_) state_.fetch_or(kThrottleBit, std::memory_order_seq_cst);
+    engaged_ = true;
+  }
+  bool engaged() const { return engaged_; }
+
+ private:
+  std::atomic_ref<std::uint32_t> state_;
+  bool engaged_ = false;
+};
+
+// Rounds of flip + drain + catch-up until less than kCatchUpThreshold is left
+// (or kMaxCatchUpRounds). Writers are throttled from the first round whose
+// backlog is not at most half the previous one: catching up must converge,
+// and every byte written meanwhile is copied again (space and time). Returns the number of rounds, -1 if a
+// writer did not finish in time.
+int CatchUpRounds(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t& done,
+                  Throttle& throttle) {
+  auto tail = Shared(old.data.header().tail);
+  std::uint64_t previous = UINT64_MAX;
+  for (int round = 0; round < kMaxCatchUpRounds; ++round) {
+    std::uint64_t t = tail.load(std::memory_order_seq_cst);
+    std::uint64_t backlog = t - done;
+    if (backlog < kCatchUpThreshold) return round;
+    if (backlog > previous / 2) throttle.Engage();
+    previous = backlog;
+    if (!FlipAndDrain(c)) return -1;
+    CatchUp(c, old, b, done, t);
+    done = t;
+  }
+  return kMaxCatchUpRounds;
+}
+
 }  // namespace
+
+bool Compactor::Abandon(const char* reason) {
+  c_.logger().warn("compaction ({}) abandoned: a writer did not finish in time", reason);
+  return false;
+}
 
 std::uint64_t Compactor::Evict(Roaring64Map& live, std::uint64_t& live_bytes, Generation& g) {
   std::uint64_t limit = c_.max_bytes();
@@ -253,15 +305,12 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
   auto state = Shared(meta.writer_state);
   if (old->number != Shared(meta.generation).load(std::memory_order_acquire)) return false;
   // A compactor that died may have left the pause on; we hold COMPACT now.
-  state.fetch_and(~kSwitchingBit, std::memory_order_seq_cst);
+  state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
   RemoveStrayFiles(c_, old->number);
 
   auto tail = Shared(old->data.header().tail);
   std::uint64_t t1 = tail.load(std::memory_order_seq_cst);
-  if (!FlipAndDrain(c_)) {
-    c_.logger().warn("compaction ({}) abandoned: a writer did not finish in time", reason);
-    return false;
-  }
+  if (!FlipAndDrain(c_)) return Abandon(reason);
   // 2. Live records below t1, in log order.
   Roaring64Map live;
   std::uint64_t live_bytes = 0, now = env->NowMillis(), expired = 0, deleted = 0;
@@ -277,6 +326,14 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
     live_bytes += rec.size();
   }
   std::uint64_t evicted = Evict(live, live_bytes, *old);
+  // Writers slow down for the whole switch when the log is already more than
+  // 1.5 times its live data: a log that must not grow much further (as when
+  // reclaiming dead space) cannot take in a compaction's worth of writes at
+  // full speed, and each of them would be copied again.
+  Throttle throttle{state};
+  if (tail.load(std::memory_order_relaxed) > (live_bytes + kHeaderSize) / 2 * 3) {
+    throttle.Engage();
+  }
   // Room for every key the old generation has held, not only the live ones:
   // after a purge or mass delete few are live, but the writes the catch-up
   // copies may bring as many back.
@@ -293,19 +350,19 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
     std::uint64_t hash = log::HashKey(rec.key(), c_.salt());
     b.CopyAndInstall(rec, hash, b.Find(rec.key(), hash));
   }
-  // 3. Catch up while writers run.
-  std::uint64_t done = t1;
-  for (int round = 0; round < kMaxCatchUpRounds; ++round) {
-    std::uint64_t t = tail.load(std::memory_order_seq_cst);
-    if (t - done < kCatchUpThreshold) break;
-    if (!FlipAndDrain(c_)) return false;
-    CatchUp(c_, *old, b, done, t);
-    done = t;
-  }
-  // Durable under their final names before the switch, so that the meta
-  // page naming G+1 can never reach the disk before the files it names.
+  // 3. Make the new files durable under their final names, so that the meta
+  // page naming G+1 can never reach the disk before the files it names. That
+  // is the slow part: if writers are busy, slow them down meanwhile, since
+  // everything they write now will be copied again. Then catch up on what
+  // they wrote (rounds that must converge, see CatchUpRounds).
+  const std::uint64_t copied_ns = env->MonotonicNanos();
+  if (tail.load(std::memory_order_relaxed) - t1 >= kCatchUpThreshold) throttle.Engage();
   b.Rename();
   b.Sync();
+  const std::uint64_t synced_ns = env->MonotonicNanos();
+  std::uint64_t done = t1;
+  int rounds = CatchUpRounds(c_, *old, b, done, throttle);
+  if (rounds < 0) return Abandon(reason);
   // 4. Pause writers for the last bit and the switch.
   const std::uint64_t pause_ns = env->MonotonicNanos();
   state.fetch_or(kSwitchingBit, std::memory_order_seq_cst);
@@ -313,16 +370,13 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
     std::atomic_ref<std::uint32_t> s;
     ~Resume() { s.fetch_and(~kSwitchingBit, std::memory_order_seq_cst); }
   } resume{state};
-  if (!Drain(c_, -1)) {
-    c_.logger().warn("compaction ({}) abandoned: a writer did not finish in time", reason);
-    return false;
-  }
+  if (!Drain(c_, -1)) return Abandon(reason);
   CatchUp(c_, *old, b, done, tail.load(std::memory_order_seq_cst));
   b.Seal();
   // Release: a process that reads the new number finds the renamed files.
   Shared(meta.generation).store(old->number + 1, std::memory_order_release);
   Shared(meta.compactions).fetch_add(1, std::memory_order_relaxed);
-  state.fetch_and(~kSwitchingBit, std::memory_order_seq_cst);
+  state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
   const std::uint64_t paused_us = (env->MonotonicNanos() - pause_ns) / 1000;
   // 5. The last records and the new generation number durable, then the old
   // files go (processes that still map them keep their pages).
@@ -335,9 +389,12 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
   RemoveStrayFiles(c_, old->number + 1);
   c_.logger().info(
       "compacted ({}): generation {} -> {}, {} records, {} -> {} bytes, index {} slots, "
-      "writers paused {} us, took {} ms",
+      "writers paused {} us, took {} ms (copy {} ms, fsync {} ms, {} catch-up rounds {} ms, "
+      "writers {}throttled)",
       reason, old->number, old->number + 1, b.records(), tail.load(std::memory_order_relaxed),
-      b.tail(), b.slots(), paused_us, (env->MonotonicNanos() - start_ns) / 1'000'000);
+      b.tail(), b.slots(), paused_us, (env->MonotonicNanos() - start_ns) / 1'000'000,
+      (copied_ns - start_ns) / 1'000'000, (synced_ns - copied_ns) / 1'000'000, rounds,
+      (pause_ns - synced_ns) / 1'000'000, throttle.engaged() ? "" : "not ");
   if (result != nullptr) {
     result->compacted = true;
     result->generation = old->number + 1;
@@ -353,6 +410,56 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
   return true;
 }
 
+namespace {
+
+// The newest valid record of each key in the log (the whole file, not just to
+// its recorded tail: after a power loss the header may be older than the
+// records). Keys are views into the mapped log.
+struct LogScan {
+  std::unordered_map<std::string_view, std::uint64_t> latest;  // key -> offset
+  std::uint64_t max_seq = 0;
+  std::uint64_t records = 0;
+  std::uint64_t damaged = 0;  // damaged regions skipped
+};
+
+LogScan ScanLog(Generation& g) {
+  LogScan s;
+  const std::uint64_t end = g.data.file_size();
+  std::span<const char> region(g.data.base(), end);
+  s.damaged = log::ForEachValidRecord(region, kHeaderSize, end, g.salt,
+                                      [&](std::uint64_t off, log::RecordView r) {
+                                        ++s.records;
+                                        s.max_seq = std::max(s.max_seq, r.seq());
+                                        auto [it, fresh] = s.latest.try_emplace(r.key(), off);
+                                        if (!fresh && g.Record(it->second).seq() < r.seq()) {
+                                          it->second = off;
+                                        }
+                                      });
+  return s;
+}
+
+// The records the index publishes, each checked (inside the log, a valid
+// record, of the key the slot's tag says). False if any is not: the index
+// cannot be trusted and the caller replays the log instead.
+bool PublishedRecords(Generation& g, Roaring64Map* out) {
+  const std::uint64_t tail = Shared(g.data.header().tail).load(std::memory_order_relaxed);
+  std::span<const char> region = g.data.Region(std::min(tail, g.data.mapped()));
+  for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {
+    std::uint64_t v = g.index.slot(i).load(std::memory_order_relaxed);
+    if (v == 0) continue;
+    std::uint64_t off = Index::OffsetOf(v);
+    log::RecordView r;
+    if (off < kHeaderSize || log::CheckRecord(region, off, g.salt, &r) != log::Damage::kNone ||
+        !Index::TagMatches(v, log::HashKey(r.key(), g.salt))) {
+      return false;
+    }
+    out->add(off / log::kAlign);
+  }
+  return true;
+}
+
+}  // namespace
+
 void Compactor::RecoverAlone() {
   Env* env = c_.env();
   auto& meta = c_.meta().header();
@@ -363,6 +470,9 @@ void Compactor::RecoverAlone() {
   g.Open(env, c_.paths(), gen, c_.salt());
   std::string boot = env->BootId();
   std::string why;
+  // Only a damaged record of a process killed this boot leaves the index
+  // trustworthy: the kernel kept every store to the shared mappings.
+  bool index_trusted = false;
   if (!c_.meta().BootIdIs(boot)) {
     why = "first open since a reboot";
   } else if ((Shared(meta.flags).load(std::memory_order_relaxed) & kFlagNeedsRebuild) != 0) {
@@ -382,6 +492,7 @@ void Compactor::RecoverAlone() {
       if (d != log::Damage::kNone) {
         why = std::string("damaged record (") + log::DamageName(d) + ") at offset " +
               std::to_string(off);
+        index_trusted = true;
         break;
       }
       off += r.size();
@@ -393,30 +504,45 @@ void Compactor::RecoverAlone() {
     RemoveStrayFiles(c_, gen);
     return;
   }
-  c_.logger().warn("recovering {}: {}; rebuilding from the log", g.data.path(), why);
-  // Replay: the highest-seq valid record of each key wins.
-  // Scan the whole file, not just to `tail`: after a power loss the header
-  // may be older than the records.
-  const std::uint64_t end = g.data.file_size();
-  std::span<const char> region(g.data.base(), end);
-  std::unordered_map<std::string_view, std::uint64_t> latest;
-  std::uint64_t max_seq = 0, records = 0;
-  std::uint64_t skipped = log::ForEachValidRecord(
-      region, kHeaderSize, end, c_.salt(), [&](std::uint64_t off, log::RecordView r) {
-        ++records;
-        max_seq = std::max(max_seq, r.seq());
-        auto [it, fresh] = latest.try_emplace(r.key(), off);
-        if (!fresh && g.Record(it->second).seq() < r.seq()) it->second = off;
-      });
+  Rebuild(g, why, index_trusted);
+}
+
+// Writes generation g+1 holding the live records of g: those its index
+// publishes when `index_trusted` (a record a killed writer wrote but never
+// published must not take effect), else the newest valid record of each key
+// in the log (replay).
+void Compactor::Rebuild(Generation& g, const std::string& why, bool index_trusted) {
+  Env* env = c_.env();
+  auto& meta = c_.meta().header();
+  LogScan scan = ScanLog(g);
+  Roaring64Map candidates;
+  if (index_trusted && !PublishedRecords(g, &candidates)) {
+    c_.logger().warn("recovery: the index of {} points at a damaged record; replaying the log",
+                     g.data.path());
+    candidates.clear();
+    index_trusted = false;
+  }
+  c_.logger().warn("recovering {}: {}; rebuilding from the {}", g.data.path(), why,
+                   index_trusted ? "index" : "log");
+  std::uint64_t unpublished = 0;
+  if (index_trusted) {
+    for (std::uint64_t off8 : candidates) {
+      log::RecordView r = g.Record(off8 * log::kAlign);
+      auto it = scan.latest.find(r.key());
+      if (it != scan.latest.end() && it->second != off8 * log::kAlign) ++unpublished;
+    }
+  } else {
+    for (const auto& [key, off] : scan.latest) candidates.add(off / log::kAlign);
+  }
   Roaring64Map live;
   std::uint64_t bytes = 0, now = env->NowMillis();
-  for (const auto& [key, off] : latest) {
-    log::RecordView r = g.Record(off);
+  for (std::uint64_t off8 : candidates) {
+    log::RecordView r = g.Record(off8 * log::kAlign);
     if (!VisibleForCopy(c_, r, now)) continue;
-    live.add(off / log::kAlign);
+    live.add(off8);
     bytes += r.size();
   }
-  Builder b(c_, gen + 1, Index::SlotsFor(live.cardinality() * 2), bytes + kHeaderSize);
+  Builder b(c_, g.number + 1, Index::SlotsFor(live.cardinality() * 2), bytes + kHeaderSize);
   for (std::uint64_t off8 : live) {
     log::RecordView r = g.Record(off8 * log::kAlign);
     std::uint64_t hash = log::HashKey(r.key(), c_.salt());
@@ -426,15 +552,19 @@ void Compactor::RecoverAlone() {
   b.Rename();
   b.Sync();
   auto next = Shared(meta.next_seq);
-  if (next.load(std::memory_order_relaxed) <= max_seq)
-    next.store(max_seq + 1, std::memory_order_relaxed);
-  Shared(meta.generation).store(gen + 1, std::memory_order_release);
+  if (next.load(std::memory_order_relaxed) <= scan.max_seq) {
+    next.store(scan.max_seq + 1, std::memory_order_relaxed);
+  }
+  Shared(meta.generation).store(g.number + 1, std::memory_order_release);
   Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
   c_.meta().Sync();
+  const std::uint64_t old = g.number;
   g.Close();
-  RemoveStrayFiles(c_, gen + 1);
-  c_.logger().warn("recovered: {} valid records, {} damaged regions skipped, {} live keys kept",
-                   records, skipped, b.records());
+  RemoveStrayFiles(c_, old + 1);
+  c_.logger().warn(
+      "recovered: {} valid records, {} damaged regions skipped, {} live keys kept, {} keys "
+      "whose newest record was never published (a killed writer's) kept their published one",
+      scan.records, scan.damaged, b.records(), unpublished);
 }
 
 }  // namespace lilcache

@@ -7,24 +7,32 @@
 //     epoch is in flight: every record below t1 is now published.
 //  2. Collect the live records below t1 from the index into a CRoaring
 //     bitmap of offsets; copy them in log order into NAME.G+1.*.tmp.
-//  3. Catch up on records appended since (rounds of flip + drain + copy):
-//     for each key seen there, copy what the OLD index says is current.
+//  3. Rename the files into place and fsync them (throttling writers
+//     meanwhile if they are busy: all they write is copied again). Catch up
+//     on records appended since (rounds of flip + drain + copy): for each key
+//     seen there, copy what the OLD index says is current; throttle writers
+//     (THROTTLE) if the backlog does not shrink on its own.
 //  4. Pause writers (SWITCHING), drain both epochs, catch up the last bit,
-//     rename the files into place, publish G+1 in the meta file, resume.
+//     publish G+1 in the meta file, resume.
 //  5. fsync, delete the old generation's files (mapped ones live on).
 // A compactor that dies at any point leaves the old generation intact and
 // usable; its .tmp files are deleted by the next compactor; writers paused by
 // it notice (they can take the COMPACT lock) and resume.
 //
 // Offline recovery (RecoverAlone), by a lone opener holding the INIT lock:
-// checks the log written since the last check; if anything is wrong (torn
-// or corrupt records, a truncated file, a new boot, a flagged checksum
-// error) it replays the whole log, keeping the highest-seq record of each
-// key, into a new generation.
+// checks the log written since the last check; if anything is wrong it
+// writes a new generation. After a damaged (torn) record in the same boot,
+// a process was killed mid-write: the index, which the kernel kept intact,
+// says what was published, so the new generation holds the records the index
+// points at (a record written but never published by a killed writer must
+// not take effect). After a new boot, a truncated file, a flagged checksum
+// error, or an index pointing at a bad record, the index cannot be trusted
+// and the log is replayed instead: the highest-seq valid record of each key.
 #pragma once
 
 #include <cstdint>
 #include <roaring/roaring64map.hh>
+#include <string>
 
 #include "cache_impl.h"
 
@@ -46,6 +54,10 @@ class Compactor {
   void RecoverAlone();
 
  private:
+  // Logs why a compaction gives up; returns false.
+  bool Abandon(const char* reason);
+  // Writes a new generation from g's index (when trusted) or its log.
+  void Rebuild(Generation& g, const std::string& why, bool index_trusted);
   // Drops the oldest records of `live` while live_bytes > Options::max_bytes.
   std::uint64_t Evict(Roaring64Map& live, std::uint64_t& live_bytes, Generation& g);
 

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string_view>
 
@@ -13,9 +14,14 @@
 
 namespace lilcache {
 
-void Meta::Open(Env* env, const std::string& path) {
+void Meta::Open(Env* env, const std::string& path, bool create) {
   env_ = env;
-  file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT);
+  if (!create) {
+    int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0 && errno == ENOENT) throw Error("no such cache (" + path + " does not exist)");
+    if (fd >= 0) env->Close(fd);
+  }
+  file_ = FileHandle::Open(env, path, O_RDWR | (create ? O_CREAT : 0));
   off_t size = file_.Size();
   if (size == 0) {
     // Growing a zero-length file is idempotent, so racing creators are fine;

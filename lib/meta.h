@@ -19,7 +19,7 @@
 namespace lilcache {
 
 inline constexpr char kMetaMagic[8] = {'L', 'I', 'L', 'C', 'M', 'E', 'T', 'A'};
-inline constexpr std::uint32_t kFormatVersion = 2;  // docs/format.md
+inline constexpr std::uint32_t kFormatVersion = 3;  // docs/format.md
 inline constexpr std::size_t kHeaderSize = 4096;
 inline constexpr std::size_t kMaxProcesses = 1024;
 inline constexpr std::size_t kSlotSize = 128;
@@ -42,7 +42,7 @@ struct MetaHeader {
   std::uint64_t created_ms;
   std::uint64_t generation;     // atomic
   std::uint64_t purge_seq;      // atomic
-  std::uint32_t writer_state;   // atomic: bit 0 epoch, bit 1 kSwitchingBit
+  std::uint32_t writer_state;   // atomic: bit 0 epoch, bit 1 kSwitchingBit, bit 2 kThrottleBit
   std::uint32_t flags;          // atomic
   std::uint64_t last_snapshot_ms;  // atomic; written under the COMPACT lock
   // Cache line 1: drawn from by every write; alone so that it does not
@@ -64,6 +64,7 @@ static_assert(offsetof(MetaHeader, evictions) == 224);
 inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
 inline constexpr std::uint32_t kEpochBit = 1;
 inline constexpr std::uint32_t kSwitchingBit = 2;
+inline constexpr std::uint32_t kThrottleBit = 4;
 
 struct ProcessSlot {
   std::uint64_t inflight[2];  // atomic: writes in flight per writer epoch
@@ -82,9 +83,10 @@ class Meta {
   Meta(const Meta&) = delete;
   Meta& operator=(const Meta&) = delete;
 
-  // Opens (or creates, zero-filled and sized) NAME.meta and maps it. Does not
-  // validate the header: the caller does that under the INIT lock.
-  void Open(Env* env, const std::string& path);
+  // Opens (or, with `create`, creates zero-filled and sized) NAME.meta and
+  // maps it. Does not validate the header: the caller does that under the
+  // INIT lock. Without `create`, a missing file is an Error "no such cache".
+  void Open(Env* env, const std::string& path, bool create);
   // True if the file was just created (all zero): the caller initializes it.
   bool IsBlank() const;
   // Writes a fresh header (generation 1). Caller holds the INIT lock.

@@ -16,9 +16,14 @@ packages=(
   g++ meson ninja-build pkg-config
   libxxhash-dev libroaring-dev libspdlog-dev libfmt-dev
   doctest-dev libcli11-dev nlohmann-json3-dev
+  libboost1.81-dev libboost-url1.81-dev
   liblmdb-dev libsqlite3-dev libhiredis-dev libmemcached-dev redis-server memcached
-  curl
+  curl wrk redis-tools
 )
+# libboost1.81-dev: Beast, Asio and Boost.URL for the HTTP server (Debian's
+# default libboost-dev, 1.74, predates Boost.URL; installing 1.81 replaces a
+# 1.74 -dev package if one is present). wrk and redis-tools (redis-benchmark):
+# bench/rest_bench.sh.
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "setup.sh: dpkg-query not found; this script supports Debian/Ubuntu only." >&2

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <set>
 #include <string>
@@ -359,4 +360,20 @@ TEST_CASE("a compaction right after a purge absorbs as many new keys as the cach
   CHECK(c.size() == 3000);
   CHECK(c.get("new2999") == "y");
   CHECK_FALSE(c.get("old1").has_value());
+}
+
+TEST_CASE("create_if_missing = false: opening a missing cache is an Error and creates nothing") {
+  TempDir dir;
+  const std::string root = dir.path() + "/not-yet";
+  CHECK_THROWS_WITH_AS(Cache::open("c", {.root = root, .create_if_missing = false}),
+                       doctest::Contains("no such cache"), Error);
+  CHECK_FALSE(std::filesystem::exists(root));
+  Cache::open("c", {.root = root}).set("k", "v");
+  CHECK_THROWS_WITH_AS(Cache::open("other", {.root = root, .create_if_missing = false}),
+                       doctest::Contains("no such cache"), Error);
+  CHECK(lilcache::list_caches(root) == std::vector<std::string>{"c"});
+  CHECK(std::filesystem::exists(root + "/c.log"));
+  CHECK_FALSE(std::filesystem::exists(root + "/other.log"));
+  auto c = Cache::open("c", {.root = root, .create_if_missing = false});
+  CHECK(c.get("k") == "v");
 }

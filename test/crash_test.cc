@@ -534,7 +534,7 @@ lilcache::Cache open_timed(const Fleet& fleet, std::uint64_t* took_ns) {
 }
 
 // Leaves in the files of a cache exactly what a writer killed at a chosen
-// instruction leaves (docs/format.md, version 2): it draws a seq and reserves
+// instruction leaves (docs/format.md, version 3): it draws a seq and reserves
 // log space as a writer does, then writes a record - complete, or torn - and
 // never publishes it in the index. This makes rare crash states
 // deterministic.
@@ -543,8 +543,8 @@ class KilledWriter {
   KilledWriter(const std::string& root, const std::string& name) {
     meta_ = map(root + "/" + name + ".meta", 4096, &meta_len_);
     REQUIRE_MESSAGE(std::memcmp(meta_, "LILCMETA", 8) == 0, "not a lilcache meta file");
-    REQUIRE_MESSAGE(field<std::uint32_t>(meta_, 8) == 2,
-                    "KilledWriter writes format version 2: update it to docs/format.md");
+    REQUIRE_MESSAGE(field<std::uint32_t>(meta_, 8) == 3,
+                    "KilledWriter writes format version 3: update it to docs/format.md");
     salt_ = field<std::uint64_t>(meta_, 16);
     std::uint64_t gen = std::atomic_ref<std::uint64_t>(at<std::uint64_t>(meta_, 32)).load();
     data_ = map(root + "/" + name + "." + std::to_string(gen) + ".data", 0, &data_len_);
@@ -792,8 +792,7 @@ TEST_SUITE("process") {
 
   TEST_CASE(
       "a write in flight in a killed process does not reappear after its key was erased and the "
-      "cache reopened" *
-      doctest::should_fail()) {
+      "cache reopened") {
     // Deterministic version of a state the torture reaches by chance: a writer
     // killed after writing its record but before publishing it, another killed
     // mid-append (a torn record, so that the next lone open recovers). A live
@@ -826,12 +825,7 @@ TEST_SUITE("process") {
     CHECK(c.size() == 2);
   }
 
-  // KNOWN BUG (see the closing note of the engine issue): recovery by log replay
-  // publishes records a killed process never published. should_fail() keeps the
-  // test running and visible; remove it when RecoverAlone stops replaying such
-  // records, and the test must then pass.
-  TEST_CASE("a pop in flight in a killed process does not remove the value at a later reopen" *
-            doctest::should_fail()) {
+  TEST_CASE("a pop in flight in a killed process does not remove the value at a later reopen") {
     // A popper killed after writing its tombstone but before publishing it:
     // its pop never returned, the value stays visible to every live process.
     // The value was acknowledged to its writer and no acknowledged operation

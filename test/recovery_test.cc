@@ -172,3 +172,25 @@ TEST_CASE("leftovers of a crashed compaction are removed at the next lone open")
   CHECK(!std::filesystem::exists(dir.file("t.2.index.tmp")));
   CHECK(!std::filesystem::exists(dir.file("t.0.data")));
 }
+
+TEST_CASE("a writer pause or throttle left by a compactor that died is cleared by the writers") {
+  constexpr off_t kWriterState = 48;  // docs/format.md, NAME.meta header
+  constexpr std::uint32_t kSwitching = 2, kThrottle = 4;
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  c.set("k", "before");
+  for (std::uint32_t bits : {kThrottle, kSwitching, kSwitching | kThrottle}) {
+    CAPTURE(bits);
+    RawFile meta(dir.file("t.meta"));
+    std::uint32_t state = 0;
+    REQUIRE(::pread(meta.fd, &state, 4, kWriterState) == 4);
+    meta.PutU32(kWriterState, state | bits);  // as a compactor killed mid-switch leaves it
+    // Throttled writes sleep ~50 us each and check for a live compactor every
+    // 5 ms; a paused one checks after 1 ms: a few hundred writes clear it.
+    for (int i = 0; i < 2000; ++i) c.set("k" + std::to_string(i), "v");
+    REQUIRE(::pread(meta.fd, &state, 4, kWriterState) == 4);
+    CHECK((state & (kSwitching | kThrottle)) == 0);
+  }
+  CHECK(c.get("k1999") == "v");
+  CHECK(c.get("k") == "before");
+}

@@ -576,7 +576,7 @@ TEST_CASE("compact with an unreadable root exits 1 with the reason on stderr") {
     std::ofstream(dir.file("file")) << "x";
     Result r = Compact({"--root", dir.file("file"), "c"});
     CHECK(r.status == 1);
-    CHECK(Contains(r.err, "lilcache-compact: c: cannot stat "));
+    CHECK(Contains(r.err, "lilcache-compact: c: cannot open "));
     CHECK(Contains(r.err, "Not a directory"));
   }
   if (::geteuid() != 0) {  // root reads any directory
@@ -656,4 +656,27 @@ TEST_CASE("compact --quiet prints nothing on success and only the errors otherwi
   CHECK(bad.out.empty());
   CHECK(bad.err ==
         "lilcache-compact: nope: no such cache (" + dir.path() + "/nope.meta does not exist)\n");
+}
+
+TEST_CASE("compact --max-bytes evicts the least recently stored keys and reports them") {
+  TempDir dir;
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    // 100 records of 40 + 4 + 1000 bytes, rounded up: 1,048 bytes each.
+    for (int i = 0; i < 100; ++i) c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
+  }
+  Result r = Compact({"--root", dir.path(), "c", "--max-bytes", "20960"});
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 0);
+  // 90% of 20,960 bytes holds 18 records: the 82 oldest go.
+  CHECK(Contains(r.out, " 18 live, 0 expired, 0 deleted, 82 evicted keys, "));
+  auto c = Cache::open("c", {.root = dir.path()});
+  CHECK(c.size() == 18);
+  CHECK(!c.get("k00"));
+  CHECK(!c.get("k81"));
+  CHECK(c.get("k82"));
+  CHECK(c.get("k99"));
+  CHECK(c.stats().evictions == 82);
+  CHECK(Compact({"--root", dir.path(), "c", "--max-bytes", "0"}).status == 2);
+  CHECK(Compact({"--root", dir.path(), "c", "--max-bytes", "lots"}).status == 2);
 }

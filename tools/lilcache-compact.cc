@@ -34,6 +34,7 @@ struct CompactOptions {
   std::string root;
   std::vector<std::string> names;
   bool all = false, dry_run = false, quiet = false;
+  std::uint64_t max_bytes = 0;  // Options::max_bytes of the compacting handle
 };
 
 std::string Millis(std::chrono::microseconds us) {
@@ -43,7 +44,8 @@ std::string Millis(std::chrono::microseconds us) {
   return s.str();
 }
 
-// Throws Error unless root/NAME.meta exists: Cache::open would create it.
+// Throws Error unless root/NAME.meta exists (for --dry-run, which does not
+// open the cache).
 void RequireExisting(const std::string& root, const std::string& name) {
   std::string meta = lilcache::CachePaths{root, name}.meta();
   struct stat st;
@@ -86,8 +88,10 @@ class Reporter {
   bool quiet_;
 };
 
-void Compact(const std::string& root, const std::string& name, const Reporter& out) {
-  auto cache = lilcache::Cache::open(name, {.root = root});
+void Compact(const CompactOptions& o, const std::string& root, const std::string& name,
+             const Reporter& out) {
+  auto cache = lilcache::Cache::open(
+      name, {.root = root, .max_bytes = o.max_bytes, .create_if_missing = false});
   lilcache::CompactionResult r = cache.compact();
   if (r.compacted) {
     out.Compacted(name, r);
@@ -109,12 +113,12 @@ void DryRun(const std::string& root, const std::string& name, const Reporter& ou
 // Returns false (after saying why on stderr) if the cache failed.
 bool CompactOne(const CompactOptions& o, const std::string& root, const std::string& name) {
   try {
-    RequireExisting(root, name);
     Reporter out(o.quiet);
     if (o.dry_run) {
+      RequireExisting(root, name);
       DryRun(root, name, out);
     } else {
-      Compact(root, name, out);
+      Compact(o, root, name, out);
     }
     return true;
   } catch (const std::exception& e) {
@@ -148,6 +152,10 @@ void AddOptions(CLI::App& app, CompactOptions& o) {
   app.add_flag("--dry-run", o.dry_run,
                "Only print what would be compacted (sizes, live and dead bytes, keys); "
                "reads the files without opening the cache");
+  app.add_option("--max-bytes", o.max_bytes,
+                 "Evict the least recently stored keys until the live data (bytes of log "
+                 "records) is under 90% of this (Options::max_bytes); default: no eviction")
+      ->check(CLI::PositiveNumber);
   app.add_flag("-q,--quiet", o.quiet, "Print only errors");
   app.set_version_flag("--version", "lilcache-compact " + std::string(lilcache::version()));
   app.footer(kExitStatusHelp);

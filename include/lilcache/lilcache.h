@@ -67,6 +67,20 @@ struct Options {
   // the snapshot. The thread stops when the handle closes.
   std::string snapshot{};
 
+  // Durability against power loss and kernel crashes. (Against the crash or
+  // SIGKILL of any process, every write is durable as soon as it returns,
+  // whatever this says: the kernel owns the shared pages.)
+  //   "" (default): a write is durable once a snapshot (periodic, snapshot()
+  //       or compact()) or a sync() completed after it.
+  //   "always": set/pop/erase write their record to disk (msync MS_SYNC of
+  //       its pages) before they return, purge() the meta page. Costs a disk
+  //       flush per write; bench/README.md has the measured cost.
+  //   a duration, e.g. "100ms" (at least "1ms"): this handle's background
+  //       thread calls sync() at that interval, so a write is durable at most
+  //       about that long after it returns.
+  // Applies to the writes of this handle (another handle's choice is its own).
+  std::string sync{};
+
   // Default time-to-live of every key set through this handle without its own
   // ttl, e.g. "1d". "" (default) = keys never expire.
   // Durations: a sequence of <integer><unit> with unit one of ms s m h d w,
@@ -85,10 +99,20 @@ struct Options {
   // evictions are counted in Stats. This is a cache, not a database.
   std::uint64_t max_bytes = 0;
 
-  // Automatic compaction: starts when dead bytes exceed this fraction of a
-  // log of more than 64 MiB. 0 = never on dead space (index growth and
-  // max_bytes still compact). Default 0.5.
-  double compact_dead_ratio = 0.5;
+  // Automatic compaction: starts when dead bytes (overwritten, deleted and
+  // expired records) exceed this fraction of a log of more than 4 MiB, so the
+  // file stays within about 1 / (1 - ratio) times the live data. 0 = never on
+  // dead space (index growth and max_bytes still compact). Default 0.4: at
+  // most ~1.7x plus what is written during the compaction; while the log is
+  // over 1.5x its live data, a compaction throttles writers (~50 us per
+  // write) so that they cannot outrun it.
+  double compact_dead_ratio = 0.4;
+
+  // Whether open() creates a cache (and its root directory) that does not
+  // exist. false: opening a missing cache is an Error "no such cache" and
+  // creates no file at all (what tools that inspect or maintain existing
+  // caches want). Default true.
+  bool create_if_missing = true;
 
   // Operating-system seam: files, maps, locks and clocks. nullptr (default) =
   // Env::Default(). Tests pass a fault-injecting Env or a fake clock. The Env

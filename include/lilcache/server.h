@@ -1,0 +1,161 @@
+// lilcache/server.h: the RESTful front end. Serves one lilcache::Cache over
+// HTTP/1.1 so that programs in any language (or curl) can use it:
+//
+//   lilcache::init("foo_cache");
+//   lilcache::start("127.0.0.1", 5001);   // blocks until SIGINT or SIGTERM
+//
+//   $ curl 'localhost:5001/set?key=a&value=b'   ->  OK
+//   $ curl 'localhost:5001/get?key=a'           ->  b
+//
+// Every endpoint, status code, limit and the authentication are documented in
+// docs/rest.md. In short:
+//   GET  /get?key=K                 200 the raw value (application/octet-stream), 404 missing
+//   GET  /set?key=K&value=V[&ttl=D] 200 "OK" (ttl a duration such as "120s", see parse_duration)
+//   GET  /pop?key=K                 200 the value (removed), 404 missing
+//   GET  /delete?key=K              200 "OK" (removed), 404 missing
+//   GET  /contains?key=K            200 "true" or "false"
+//   GET | PUT | DELETE /keys/{key}  the same on a resource; PUT stores the raw request body (?ttl=)
+//   GET  /keys?prefix=P&limit=N     200 a JSON array of keys
+//   GET  /stats                     200 a JSON object (the cache's Stats)
+//   GET  /health                    200 "OK"
+//   POST /purge, DELETE /keys       200 "OK": remove every key (never a GET)
+// Query values are percent-decoded, and '+' in a query is a space
+// (application/x-www-form-urlencoded): send a literal '+' as %2B. In a path
+// (/keys/{key}) '+' is literal.
+//
+// Any number of servers and library users may share one cache at once, in
+// any processes: a value set over HTTP is at once visible to Cache::get in
+// every process, and the reverse (the cache's own guarantees, lilcache.h).
+//
+// This API lives in its own library, liblilcache_server (Boost.Beast, Asio
+// and Boost.URL 1.81); liblilcache itself does not need Boost.
+//
+// Logging: the server appends to the cache's log file, <root>/<name>.log,
+// at ServerOptions::loglevel. Every request is logged at debug level (method,
+// path without the query, status, microseconds); protocol errors, refused
+// authentication, refused connections, timeouts and 5xx at warn.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "lilcache/lilcache.h"
+
+namespace lilcache {
+
+// How a Server serves. A plain aggregate: ServerOptions{.token = "s3cret"}.
+// Sizes and durations of 0 are invalid except where 0 has a stated meaning.
+struct ServerOptions {
+  // Bearer token. Non-empty: every request must carry the header
+  // "Authorization: Bearer <token>" (compared in constant time), else 401.
+  // "" (default) = $LILCACHE_TOKEN if set and non-empty, else no
+  // authentication. Serving a non-loopback address without a token logs a
+  // loud warning at startup.
+  std::string token{};
+
+  // Threads serving requests, each with its own event loop (io_context);
+  // connections are spread over them. 0 (default) = the number of hardware
+  // threads (std::thread::hardware_concurrency()).
+  unsigned threads = 0;
+
+  // Per-request deadline: from the first byte of a request until its response
+  // is written. A client that is slower (slowloris) is disconnected without
+  // an answer. Default 10 s.
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(10)};
+
+  // How long a keep-alive connection may wait for the first byte of its next
+  // request before it is closed. Default 30 s.
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+
+  // Open connections at most. One more is answered "503 Service Unavailable"
+  // and closed. Each connection holds a file descriptor: keep it under the
+  // process's RLIMIT_NOFILE (ulimit -n). Default 1000.
+  std::size_t max_connections = 1000;
+
+  // Largest request body (PUT /keys/{key}): a larger one is refused with 413
+  // before it is read. Default kMaxValueBytes (64 MiB), so that any value
+  // the cache accepts can be stored.
+  std::size_t max_body_bytes = kMaxValueBytes;
+
+  // Largest request line plus header fields. Over it: 414 if the request line
+  // alone is too long, else 431. Default 8 KiB. Since /set carries the value
+  // in the URL, this also bounds the values /set can store: use PUT
+  // /keys/{key} for larger ones.
+  std::size_t max_header_bytes = 8 * 1024;
+
+  // How many keys GET /keys lists when the request has no ?limit=. Default 1000.
+  std::size_t keys_limit = 1000;
+
+  // Log level of the server's lines in <root>/<name>.log ("trace" ...
+  // "off", as Options::loglevel). "" (default) = $LILCACHE_LOGLEVEL or "info".
+  std::string loglevel{};
+
+  // Also write the server's log lines to stderr (the `lilcache serve` tool
+  // sets this). Default false: the library never prints.
+  bool log_to_stderr = false;
+};
+
+// An HTTP server for one Cache. The constructor binds and listens; run()
+// serves until stop(). Not copyable or movable. The Cache must outlive it.
+//
+// Thread-safety: stop() and the accessors may be called from any thread, at
+// any time; run() from one thread.
+class Server {
+ public:
+  // Binds host:port and listens. host: an IPv4 or IPv6 address ("127.0.0.1",
+  // "0.0.0.0", "::1") or a name, resolved now (its first address). port 0
+  // picks a free port: see port(). Throws Error on an invalid option, a host
+  // that does not resolve, or a failed bind/listen (the message names the
+  // address and the system's reason, e.g. "Address already in use").
+  Server(Cache& cache, std::string_view host = "127.0.0.1", std::uint16_t port = 5001,
+         const ServerOptions& options = {});
+
+  // Stops the server (as stop()) and, if run() is executing in another
+  // thread, waits for it to return.
+  ~Server();
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The port bound (the chosen one when constructed with port 0).
+  std::uint16_t port() const;
+
+  // The address bound, e.g. "127.0.0.1" or "::1".
+  std::string address() const;
+
+  // "http://<address>:<port>" ("http://[::1]:5001" for IPv6).
+  std::string url() const;
+
+  // Serves until stop(): runs ServerOptions::threads threads (the calling one
+  // among them) and returns when every one has finished. Throws Error if
+  // called a second time.
+  void run();
+
+  // run(), and SIGINT or SIGTERM call stop() (through an asio::signal_set;
+  // the default dispositions are restored when it returns).
+  void run_until_signal();
+
+  // Graceful stop: no new connections are accepted; idle keep-alive
+  // connections are closed; a request in progress is finished (within its
+  // deadline) and answered with "Connection: close". run() then returns.
+  // Returns at once; callable before run() (run() then returns at once) and
+  // any number of times.
+  void stop();
+
+  class Impl;  // lib/server.cc
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Serves the process's default cache (the one lilcache::init() selected, see
+// default_cache()) on host:port until SIGINT or SIGTERM, which stop it
+// gracefully. Blocks. Throws Error as Server's constructor does.
+void start(std::string_view host = "127.0.0.1", std::uint16_t port = 5001,
+           const ServerOptions& options = {});
+
+}  // namespace lilcache

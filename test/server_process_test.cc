@@ -1,0 +1,310 @@
+// The RESTful front end as separate processes: `lilcache serve` ($LILCACHE_CLI)
+// on port 0, driven by curl and by test/http_client.h, sharing its cache with
+// library users in other processes; signals; usage errors; lilcache::start().
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_client.h"
+#include "lilcache/lilcache.h"
+#include "lilcache/server.h"
+#include "test_util.h"
+
+namespace {
+
+using lilcache::Cache;
+using lilcache::test::Children;
+using lilcache::test::Fetch;
+using lilcache::test::HttpConn;
+using lilcache::test::HttpReply;
+using lilcache::test::MakeRequest;
+using lilcache::test::read_file;
+using lilcache::test::TempDir;
+using namespace std::chrono_literals;
+
+std::string CliPath() {
+  const char* p = std::getenv("LILCACHE_CLI");
+  if (p == nullptr || *p == '\0') throw std::runtime_error("LILCACHE_CLI is not set");
+  return p;
+}
+
+// Starts argv with stdout and stderr going to files in `io`.
+pid_t SpawnLogged(const std::vector<std::string>& argv, const TempDir& io) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  const std::string out = io.file("stdout"), err = io.file("stderr");
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + " failed");
+  return pid;
+}
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs argv to its end, capturing stdout and stderr.
+Result Run(const std::vector<std::string>& argv) {
+  TempDir io;
+  const pid_t pid = SpawnLogged(argv, io);
+  Result r;
+  r.status = lilcache::test::wait_child(pid, 120s);
+  r.out = read_file(io.file("stdout"));
+  r.err = read_file(io.file("stderr"));
+  return r;
+}
+
+// Waits for `text` to match `pattern` (polling `read`), up to 30 s.
+std::smatch WaitFor(const std::function<std::string()>& read, const std::regex& pattern,
+                    const std::function<bool()>& gave_up) {
+  for (int i = 0; i < 600; ++i) {
+    static std::string text;
+    text = read();
+    std::smatch m;
+    if (std::regex_search(text, m, pattern)) return m;
+    if (gave_up()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  throw std::runtime_error("timed out waiting for " + read());
+}
+
+// `lilcache serve --port 0 ARGS...` over the cache `name` under `root`.
+class Served {
+ public:
+  Served(Children& children, const std::string& root, std::vector<std::string> args = {},
+         const std::string& name = "default")
+      : children_(children) {
+    std::vector<std::string> argv = {CliPath(), "serve", "--root", root,
+                                     "--name",  name,    "--port", "0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = children.add(SpawnLogged(argv, io_));
+    const std::smatch m =
+        WaitFor([this] { return stdout_text(); },
+                std::regex("serving cache \"[^\"]+\" \\(root [^)]*\\) on "
+                           "http://127\\.0\\.0\\.1:([0-9]+)\n"),
+                [this] { return lilcache::test::try_wait_child(pid_).has_value(); });
+    port_ = static_cast<std::uint16_t>(std::stoi(m[1].str()));
+  }
+  ~Served() {
+    if (pid_ > 0) children_.kill_and_wait(pid_);
+  }
+  Served(const Served&) = delete;
+  Served& operator=(const Served&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  std::string url(const std::string& target) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + target;
+  }
+  std::string stdout_text() const { return read_file(io_.file("stdout")); }
+  std::string stderr_text() const { return read_file(io_.file("stderr")); }
+  // Sends sig and waits for the exit status.
+  int Signal(int sig) {
+    ::kill(pid_, sig);
+    const int status = children_.wait(pid_, 60s);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  Children& children_;
+  TempDir io_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+Result Curl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/curl", "-sS", "--max-time", "30"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Run(argv);
+}
+
+}  // namespace
+
+TEST_CASE("lilcache serve --port 0 prints its address; curl sets and gets") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  Served s(children, root.path(), {"--snapshot", "1s", "--expires", "1d"});
+  CHECK(s.stdout_text() == "lilcache: serving cache \"default\" (root " + root.path() +
+                               ") on http://127.0.0.1:" + std::to_string(s.port()) + "\n");
+
+  Result set = Curl({s.url("/set?key=a&value=b")});
+  CHECK(set.status == 0);
+  CHECK(set.out == "OK");
+  Result get = Curl({s.url("/get?key=a")});
+  CHECK(get.out == "b");
+  Result miss = Curl({"-o", "/dev/null", "-w", "%{http_code}", s.url("/get?key=zz")});
+  CHECK(miss.out == "404");
+  Result put = Curl({"-X", "PUT", "--data-binary", "raw body", s.url("/keys/r%20k")});
+  CHECK(put.out == "OK");
+  CHECK(Curl({s.url("/keys/r%20k")}).out == "raw body");
+  CHECK(Curl({"-o", "/dev/null", "-w", "%{http_code}", s.url("/purge")}).out == "405");
+  CHECK(Curl({"-X", "POST", s.url("/purge")}).out == "OK");
+  CHECK(Curl({s.url("/contains?key=a")}).out == "false");
+
+  // --snapshot 1s: the server's handle takes periodic snapshots.
+  bool snapshot = false;
+  for (int i = 0; i < 300 && !snapshot; ++i) {
+    auto stats = nlohmann::json::parse(Curl({s.url("/stats")}).out);
+    snapshot = stats["snapshots"].get<std::uint64_t>() >= 1;
+    if (!snapshot) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(snapshot);
+}
+
+TEST_CASE("a value set over HTTP is at once visible to get in another process, and back") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  Served s(children, root.path());
+  const std::string dir = root.path();
+  for (int i = 0; i < 20; ++i) {
+    const std::string k = "k" + std::to_string(i), v = "http value " + std::to_string(i);
+    REQUIRE(Fetch(s.port(), "PUT", "/keys/" + k, v).status == 200);
+    // A library user in another process reads it, then sets the reply.
+    const pid_t child = children.add(lilcache::test::fork_child([&] {
+      Cache c = Cache::open("default", {.root = dir});
+      if (c.get(k) != v) return 1;
+      c.set("reply-" + k, "library " + v);
+      return 0;
+    }));
+    REQUIRE(children.wait(child) == 0);
+    CHECK(Fetch(s.port(), "GET", "/get?key=reply-" + k).body == "library " + v);
+  }
+}
+
+TEST_CASE("two servers in two processes and library users share one cache") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  Served a(children, root.path(), {}, "shared");
+  Served b(children, root.path(), {}, "shared");
+  Cache lib = Cache::open("shared", {.root = root.path()});
+  CHECK(Fetch(a.port(), "GET", "/set?key=x&value=1").status == 200);
+  CHECK(Fetch(b.port(), "GET", "/get?key=x").body == "1");
+  CHECK(lib.get("x") == "1");
+  lib.set("y", "2");
+  CHECK(Fetch(a.port(), "GET", "/pop?key=y").body == "2");
+  CHECK(Fetch(b.port(), "GET", "/pop?key=y").status == 404);
+  CHECK(nlohmann::json::parse(Fetch(a.port(), "GET", "/stats").body)["processes"] >= 3);
+}
+
+TEST_CASE("--token and $LILCACHE_TOKEN make lilcache serve require the bearer token") {
+  TempDir root;
+  Children children;
+  ::unsetenv("LILCACHE_TOKEN");
+  {
+    Served s(children, root.path(), {"--token", "opt-token"});
+    Result none = Curl({"-o", "/dev/null", "-w", "%{http_code}", s.url("/health")});
+    CHECK(none.out == "401");
+    Result ok = Curl({"-H", "Authorization: Bearer opt-token", s.url("/health")});
+    CHECK(ok.out == "OK");
+  }
+  ::setenv("LILCACHE_TOKEN", "env-token", 1);
+  Served s(children, root.path());
+  ::unsetenv("LILCACHE_TOKEN");
+  CHECK(Curl({"-o", "/dev/null", "-w", "%{http_code}", s.url("/health")}).out == "401");
+  CHECK(Curl({"-H", "Authorization: Bearer env-token", s.url("/health")}).out == "OK");
+}
+
+TEST_CASE("SIGTERM and SIGINT stop lilcache serve gracefully: the request in progress completes") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  for (int sig : {SIGTERM, SIGINT}) {
+    Served s(children, root.path(), {"--threads", "1"});
+    HttpConn idle(s.port());
+    REQUIRE(idle.Send(MakeRequest("GET", "/health")));
+    REQUIRE(idle.Read());
+    HttpConn busy(s.port());
+    REQUIRE(busy.Send("PUT /keys/sig HTTP/1.1\r\nContent-Length: 8\r\n\r\nhalf"));
+    REQUIRE(Fetch(s.port(), "GET", "/health").status == 200);  // busy's header is in
+
+    ::kill(s.pid(), sig);
+    CHECK(idle.WaitClosed(30s));  // one thread: the stop has reached busy's connection too
+    REQUIRE(busy.Send("done"));
+    std::optional<HttpReply> r = busy.Read();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->header("connection") == "close");
+    CHECK(s.Signal(0) == 0);  // exits 0 by itself
+    CHECK(Cache::open("default", {.root = root.path()}).get("sig") == "halfdone");
+    CHECK(s.stderr_text().find("signal " + std::to_string(sig) + " received") != std::string::npos);
+  }
+}
+
+TEST_CASE("lilcache serve: bad usage exits 2, an address in use exits 1, each with one line") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"serve", "--port", "70000"},
+           {"serve", "--snapshot", "12x"},
+           {"serve", "--expires", "-1s"},
+           {"serve", "--loglevel", "loud"},
+           {"serve", "--name", "../x"},
+           {"serve", "--no-such-option"},
+           {},
+       }) {
+    std::vector<std::string> argv = {CliPath(), "--root", root.path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Result r = Run(argv);
+    CHECK_MESSAGE(r.status == 2, r.err);
+    CHECK(!r.err.empty());
+    CHECK(r.out.empty());
+  }
+  Served s(children, root.path());
+  Result busy =
+      Run({CliPath(), "serve", "--root", root.path(), "--port", std::to_string(s.port())});
+  CHECK(busy.status == 1);
+  CHECK(busy.err.find("lilcache serve: cannot listen on 127.0.0.1:" + std::to_string(s.port())) !=
+        std::string::npos);
+  CHECK(busy.err.find("in use") != std::string::npos);
+  Result help = Run({CliPath(), "serve", "--help"});
+  CHECK(help.status == 0);
+  CHECK(help.out.find("--token") != std::string::npos);
+}
+
+TEST_CASE("lilcache::start() serves the cache init() selected until SIGTERM") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  const std::string dir = root.path();
+  const pid_t child = children.add(lilcache::test::fork_child([&] {
+    lilcache::init("foo_cache", {.root = dir});
+    lilcache::start("127.0.0.1", 0);  // port 0: the log names the port
+    return 0;
+  }));
+  const std::smatch m =
+      WaitFor([&] { return read_file(root.file("foo_cache.log")); },
+              std::regex("serving cache \"foo_cache\" .* on http://127\\.0\\.0\\.1:([0-9]+) "),
+              [&] { return lilcache::test::try_wait_child(child).has_value(); });
+  const auto port = static_cast<std::uint16_t>(std::stoi(m[1].str()));
+  CHECK(Fetch(port, "GET", "/set?key=a&value=b").body == "OK");
+  CHECK(Cache::open("foo_cache", {.root = dir}).get("a") == "b");
+  ::kill(child, SIGTERM);
+  CHECK(children.wait(child) == 0);
+}

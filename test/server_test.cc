@@ -1,0 +1,953 @@
+// The RESTful front end in-process: lilcache::Server on port 0 with real
+// connections (test/http_client.h), every endpoint of docs/rest.md, every
+// status code and limit, authentication, deadlines, the connection cap, a
+// bounded fuzz, graceful stop; and HandleRawHttp(), the socket-free entry
+// point that fuzz targets use.
+#include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_client.h"
+#include "http_connection.h"
+#include "http_handler.h"
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
+#include "lilcache/server.h"
+#include "test_util.h"
+
+namespace {
+
+using lilcache::Cache;
+using lilcache::Server;
+using lilcache::ServerOptions;
+using lilcache::test::Fetch;
+using lilcache::test::HttpConn;
+using lilcache::test::HttpReply;
+using lilcache::test::MakeRequest;
+using lilcache::test::PercentEncode;
+using lilcache::test::TempDir;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// A Server on 127.0.0.1, port 0, over a fresh cache "default", run by a
+// thread; stopped and joined on destruction. No $LILCACHE_TOKEN unless the
+// test sets one.
+class TestServer {
+ public:
+  explicit TestServer(ServerOptions so = {}, lilcache::Options co = {}) {
+    if (so.threads == 0) so.threads = 2;
+    co.root = dir_.path();
+    cache_ = std::make_unique<Cache>(Cache::open("default", co));
+    server_ = std::make_unique<Server>(*cache_, "127.0.0.1", 0, so);
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  ~TestServer() { Stop(); }
+  TestServer(const TestServer&) = delete;
+  TestServer& operator=(const TestServer&) = delete;
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    server_->stop();
+    thread_.join();
+  }
+  std::uint16_t port() const { return server_->port(); }
+  Cache& cache() { return *cache_; }
+  Server& server() { return *server_; }
+  const TempDir& dir() const { return dir_; }
+  std::string log() const { return lilcache::test::read_file(dir_.file("default.log")); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Cache> cache_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+};
+
+struct NoEnvToken {
+  NoEnvToken() { ::unsetenv("LILCACHE_TOKEN"); }
+};
+
+class FakeClockEnv : public lilcache::Env {
+ public:
+  std::uint64_t NowMillis() override { return now.load(); }
+  std::atomic<std::uint64_t> now{1'700'000'000'000};
+};
+
+HttpReply Get(std::uint16_t port, const std::string& target, std::string_view headers = {}) {
+  return Fetch(port, "GET", target, {}, headers);
+}
+
+// Every response in `bytes` must be well-formed enough to start with a
+// status line; returns how many status lines there are.
+int CountStatusLines(const std::string& bytes) {
+  int n = 0;
+  for (std::size_t at = bytes.find("HTTP/1.1 "); at != std::string::npos;
+       at = bytes.find("HTTP/1.1 ", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+bool StartsWithStatusLine(const std::string& bytes) {
+  if (bytes.size() < 12 || bytes.compare(0, 9, "HTTP/1.1 ") != 0) return false;
+  const int status = std::atoi(bytes.substr(9, 3).c_str());
+  return status >= 100 && status <= 599;
+}
+
+}  // namespace
+
+// ---- the seed's endpoints ---------------------------------------------------------
+
+TEST_CASE("GET /set stores a value that GET /get returns raw; a missing key is 404") {
+  NoEnvToken no_token;
+  TestServer s;
+  HttpReply set = Get(s.port(), "/set?key=a&value=b");
+  CHECK(set.status == 200);
+  CHECK(set.body == "OK");
+  HttpReply get = Get(s.port(), "/get?key=a");
+  CHECK(get.status == 200);
+  CHECK(get.body == "b");
+  CHECK(get.header("content-type") == "application/octet-stream");
+  CHECK(s.cache().get("a") == "b");  // the same data as the library's
+
+  HttpReply miss = Get(s.port(), "/get?key=nope");
+  CHECK(miss.status == 404);
+  CHECK(miss.body == "not found\n");
+}
+
+TEST_CASE("a value set by the library is served, and the reverse") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("lib", "from the library");
+  CHECK(Get(s.port(), "/get?key=lib").body == "from the library");
+  Cache other = Cache::open("default", {.root = s.dir().path()});
+  CHECK(Get(s.port(), "/set?key=http&value=over+http").status == 200);
+  CHECK(other.get("http") == "over http");
+}
+
+TEST_CASE("/pop returns the value once, then 404") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("k", "v");
+  HttpReply pop = Get(s.port(), "/pop?key=k");
+  CHECK(pop.status == 200);
+  CHECK(pop.body == "v");
+  CHECK(Get(s.port(), "/pop?key=k").status == 404);
+  CHECK(!s.cache().get("k"));
+}
+
+TEST_CASE("/delete answers 200 when it removed a value, 404 when there was none") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("k", "v");
+  HttpReply del = Get(s.port(), "/delete?key=k");
+  CHECK(del.status == 200);
+  CHECK(del.body == "OK");
+  CHECK(!s.cache().contains("k"));
+  CHECK(Get(s.port(), "/delete?key=k").status == 404);
+}
+
+TEST_CASE("/contains answers true or false") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("k", "v");
+  HttpReply yes = Get(s.port(), "/contains?key=k");
+  CHECK(yes.status == 200);
+  CHECK(yes.body == "true");
+  HttpReply no = Get(s.port(), "/contains?key=other");
+  CHECK(no.status == 200);
+  CHECK(no.body == "false");
+}
+
+TEST_CASE("query values are percent-decoded; '+' is a space, %2B a plus") {
+  NoEnvToken no_token;
+  TestServer s;
+  CHECK(Get(s.port(), "/set?key=greeting&value=hello%20world").status == 200);
+  CHECK(s.cache().get("greeting") == "hello world");
+  CHECK(Get(s.port(), "/set?key=plus&value=a+b").status == 200);
+  CHECK(s.cache().get("plus") == "a b");
+  CHECK(Get(s.port(), "/set?key=literal&value=a%2Bb").status == 200);
+  CHECK(s.cache().get("literal") == "a+b");
+  CHECK(Get(s.port(), "/set?key=my+key&value=x").status == 200);
+  CHECK(s.cache().get("my key") == "x");
+
+  // Any bytes, NUL included, round-trip when percent-encoded.
+  const std::string key("k\0/&=?#%\xff", 9);
+  const std::string value("v\0\r\n&=+%\x80 ", 11);
+  CHECK(Get(s.port(), "/set?key=" + PercentEncode(key) + "&value=" + PercentEncode(value)).status ==
+        200);
+  CHECK(s.cache().get(key) == value);
+  CHECK(Get(s.port(), "/get?key=" + PercentEncode(key)).body == value);
+
+  // An empty value is a value.
+  CHECK(Get(s.port(), "/set?key=empty&value=").status == 200);
+  HttpReply empty = Get(s.port(), "/get?key=empty");
+  CHECK(empty.status == 200);
+  CHECK(empty.body.empty());
+}
+
+TEST_CASE("/set with ttl: the key expires; a bad ttl is 400") {
+  NoEnvToken no_token;
+  FakeClockEnv env;
+  TestServer s({}, {.env = &env});
+  CHECK(Get(s.port(), "/set?key=t&value=v&ttl=2s").status == 200);
+  env.now += 1999;
+  CHECK(Get(s.port(), "/get?key=t").status == 200);
+  env.now += 1;
+  CHECK(Get(s.port(), "/get?key=t").status == 404);
+
+  HttpReply bad = Get(s.port(), "/set?key=t&value=v&ttl=12x");
+  CHECK(bad.status == 400);
+  CHECK(bad.body.find("bad ttl") != std::string::npos);
+  CHECK(Get(s.port(), "/set?key=t&value=v&ttl=0s").status == 400);
+  CHECK(Get(s.port(), "/set?key=t&value=v&ttl=").status == 400);
+}
+
+// ---- resource style ---------------------------------------------------------------
+
+TEST_CASE("PUT, GET and DELETE /keys/{key} store, read and remove binary values") {
+  NoEnvToken no_token;
+  FakeClockEnv env;
+  TestServer s({}, {.env = &env});
+  std::string value(1 << 20, '\0');  // 1 MiB, NULs and every byte value
+  for (std::size_t i = 0; i < value.size(); ++i) value[i] = static_cast<char>(i * 7 % 251);
+
+  HttpReply put = Fetch(s.port(), "PUT", "/keys/blob", value);
+  CHECK(put.status == 200);
+  CHECK(put.body == "OK");
+  CHECK(s.cache().get("blob") == value);
+  HttpReply get = Get(s.port(), "/keys/blob");
+  CHECK(get.status == 200);
+  CHECK(get.body == value);
+  CHECK(get.header("content-type") == "application/octet-stream");
+
+  // The key is the rest of the path, percent-decoded; '+' is literal there.
+  CHECK(Fetch(s.port(), "PUT", "/keys/a/b%20c+d%00e", "x").status == 200);
+  CHECK(s.cache().get(std::string("a/b c+d\0e", 9)) == "x");
+
+  CHECK(Fetch(s.port(), "PUT", "/keys/empty", "").status == 200);
+  CHECK(s.cache().get("empty") == "");
+
+  CHECK(Fetch(s.port(), "PUT", "/keys/short?ttl=1s", "v").status == 200);
+  env.now += 1000;
+  CHECK(Get(s.port(), "/keys/short").status == 404);
+
+  CHECK(Fetch(s.port(), "DELETE", "/keys/blob").status == 200);
+  CHECK(!s.cache().contains("blob"));
+  CHECK(Fetch(s.port(), "DELETE", "/keys/blob").status == 404);
+  CHECK(Get(s.port(), "/keys/blob").status == 404);
+}
+
+TEST_CASE("GET /keys lists keys as JSON, with prefix and limit") {
+  NoEnvToken no_token;
+  TestServer s;
+  for (const char* k : {"user:1", "user:2", "user:3", "other"}) s.cache().set(k, "v");
+
+  HttpReply all = Get(s.port(), "/keys");
+  CHECK(all.status == 200);
+  CHECK(all.header("content-type") == "application/json");
+  std::set<std::string> keys;
+  for (const auto& k : json::parse(all.body)) keys.insert(k.get<std::string>());
+  CHECK(keys == std::set<std::string>{"user:1", "user:2", "user:3", "other"});
+
+  json users = json::parse(Get(s.port(), "/keys?prefix=user%3A").body);
+  CHECK(users.size() == 3);
+  for (const auto& k : users) CHECK(k.get<std::string>().rfind("user:", 0) == 0);
+  CHECK(json::parse(Get(s.port(), "/keys?prefix=user:&limit=2").body).size() == 2);
+  CHECK(json::parse(Get(s.port(), "/keys?limit=0").body).empty());
+  CHECK(Get(s.port(), "/keys?limit=ten").status == 400);
+  CHECK(Get(s.port(), "/keys?limit=-1").status == 400);
+}
+
+TEST_CASE("GET /keys lists at most ServerOptions::keys_limit keys without ?limit=") {
+  NoEnvToken no_token;
+  TestServer s({.keys_limit = 5});
+  for (int i = 0; i < 20; ++i) s.cache().set("k" + std::to_string(i), "v");
+  CHECK(json::parse(Get(s.port(), "/keys").body).size() == 5);
+  CHECK(json::parse(Get(s.port(), "/keys?limit=20").body).size() == 20);
+}
+
+TEST_CASE("GET /stats is the cache's Stats as JSON; GET /health is OK") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("a", "1");
+  s.cache().set("b", "2");
+  Get(s.port(), "/get?key=a");
+  Get(s.port(), "/get?key=zzz");
+  HttpReply stats = Get(s.port(), "/stats");
+  CHECK(stats.status == 200);
+  CHECK(stats.header("content-type") == "application/json");
+  json j = json::parse(stats.body);
+  CHECK(j["name"] == "default");
+  CHECK(j["keys"] == 2);
+  CHECK(j["sets"] == 2);
+  CHECK(j["hits"].get<std::uint64_t>() >= 1);
+  CHECK(j["misses"].get<std::uint64_t>() >= 1);
+  for (const char* field :
+       {"deletes", "expired", "bytes_live", "bytes_dead", "bytes_file", "generation", "index_slots",
+        "index_used", "processes", "compactions", "snapshots", "last_snapshot_ms", "evictions"}) {
+    CHECK_MESSAGE(j.contains(field), field);
+  }
+  HttpReply health = Get(s.port(), "/health");
+  CHECK(health.status == 200);
+  CHECK(health.body == "OK");
+}
+
+TEST_CASE("purge only by POST /purge or DELETE /keys; GET /purge is 405 and purges nothing") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("a", "1");
+  HttpReply get_purge = Get(s.port(), "/purge");
+  CHECK(get_purge.status == 405);
+  CHECK(get_purge.header("allow") == "POST");
+  CHECK(s.cache().contains("a"));
+
+  CHECK(Fetch(s.port(), "POST", "/purge").status == 200);
+  CHECK(!s.cache().contains("a"));
+  s.cache().set("b", "2");
+  CHECK(Fetch(s.port(), "DELETE", "/keys").status == 200);
+  CHECK(s.cache().size() == 0);
+}
+
+// ---- bad requests -------------------------------------------------------------------
+
+TEST_CASE("a missing or empty key is 400 with a message; a repeated parameter is 400") {
+  NoEnvToken no_token;
+  TestServer s;
+  for (const char* target : {"/get", "/pop", "/delete", "/contains", "/set?value=v"}) {
+    HttpReply r = Get(s.port(), target);
+    CHECK_MESSAGE(r.status == 400, target);
+    CHECK(r.body == "missing parameter: key\n");
+  }
+  HttpReply empty = Get(s.port(), "/get?key=");
+  CHECK(empty.status == 400);
+  CHECK(empty.body == "empty key\n");
+  CHECK(Get(s.port(), "/get?key").status == 400);
+  CHECK(Get(s.port(), "/keys/").status == 400);
+  CHECK(Fetch(s.port(), "PUT", "/keys/", "v").status == 400);
+  HttpReply no_value = Get(s.port(), "/set?key=a");
+  CHECK(no_value.status == 400);
+  CHECK(no_value.body == "missing parameter: value\n");
+  HttpReply twice = Get(s.port(), "/set?key=a&key=b&value=v");
+  CHECK(twice.status == 400);
+  CHECK(twice.body.find("twice") != std::string::npos);
+  CHECK(s.cache().size() == 0);
+  // Unknown parameters are ignored.
+  CHECK(Get(s.port(), "/set?key=a&value=v&_=12345").status == 200);
+}
+
+TEST_CASE("a key over kMaxKeyBytes or a value over kMaxValueBytes is 413") {
+  NoEnvToken no_token;
+  // Bodies a little over the value limit are read, so that the cache's
+  // limit (not the body limit) answers.
+  TestServer s({.max_body_bytes = lilcache::kMaxValueBytes + 1024});
+  const std::string long_key(lilcache::kMaxKeyBytes + 1, 'k');
+  HttpReply r = Get(s.port(), "/get?key=" + long_key);
+  CHECK(r.status == 413);
+  CHECK(r.body.find("4096") != std::string::npos);
+  CHECK(Get(s.port(), "/set?key=" + long_key + "&value=v").status == 413);
+  CHECK(Fetch(s.port(), "PUT", "/keys/" + long_key, "v").status == 413);
+  const std::string max_key(lilcache::kMaxKeyBytes, 'k');
+  CHECK(Fetch(s.port(), "PUT", "/keys/" + max_key, "v").status == 200);
+
+  const std::string big(lilcache::kMaxValueBytes + 1, 'v');
+  HttpReply too_big = Fetch(s.port(), "PUT", "/keys/big", big);
+  CHECK(too_big.status == 413);
+  CHECK(too_big.body.find("value of") != std::string::npos);
+  CHECK(!s.cache().contains("big"));
+}
+
+TEST_CASE("a body over max_body_bytes is refused with 413 before it is sent") {
+  NoEnvToken no_token;
+  TestServer s({.max_body_bytes = 1000});
+  HttpConn c(s.port());
+  // Only the header: the answer must not wait for the 2000 bytes announced.
+  REQUIRE(c.Send("PUT /keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"));
+  std::optional<HttpReply> r = c.Read();
+  REQUIRE(r);
+  CHECK(r->status == 413);
+  CHECK(r->header("connection") == "close");
+  CHECK(c.WaitClosed(10s));
+  CHECK(Fetch(s.port(), "PUT", "/keys/k", std::string(1000, 'x')).status == 200);
+
+  // Chunked bodies too.
+  HttpConn chunked(s.port());
+  std::string req = "PUT /keys/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 3; ++i) req += "200\r\n" + std::string(512, 'y') + "\r\n";
+  REQUIRE(chunked.Send(req));
+  r = chunked.Read();
+  REQUIRE(r);
+  CHECK(r->status == 413);
+  CHECK(!s.cache().contains("c"));
+}
+
+TEST_CASE("a request line over max_header_bytes is 414; header fields over it 431") {
+  NoEnvToken no_token;
+  TestServer s;
+  HttpReply uri = Get(s.port(), "/get?key=" + std::string(9000, 'a'));
+  CHECK(uri.status == 414);
+  CHECK(uri.header("connection") == "close");
+  HttpReply fields = Get(s.port(), "/get?key=a", "X-Big: " + std::string(9000, 'b') + "\r\n");
+  CHECK(fields.status == 431);
+  std::string many;
+  for (int i = 0; i < 600; ++i) many += "X-" + std::to_string(i) + ": 0123456789\r\n";
+  CHECK(Get(s.port(), "/get?key=a", many).status == 431);
+  // Just under the limit is fine.
+  CHECK(Get(s.port(), "/get?key=a", "X-Big: " + std::string(7000, 'b') + "\r\n").status == 404);
+}
+
+TEST_CASE("an unknown path is 404; a wrong method is 405 with Allow") {
+  NoEnvToken no_token;
+  TestServer s;
+  CHECK(Get(s.port(), "/").status == 404);
+  CHECK(Get(s.port(), "/nope?key=a").status == 404);
+  CHECK(Get(s.port(), "/get/").status == 404);
+  HttpReply post_get = Fetch(s.port(), "POST", "/get?key=a");
+  CHECK(post_get.status == 405);
+  CHECK(post_get.header("allow") == "GET");
+  CHECK(Fetch(s.port(), "PUT", "/keys", "x").header("allow") == "GET, DELETE");
+  CHECK(Fetch(s.port(), "POST", "/keys/k", "x").header("allow") == "GET, PUT, DELETE");
+  CHECK(Fetch(s.port(), "DELETE", "/stats").status == 405);
+  CHECK(Fetch(s.port(), "BREW", "/health").status == 405);
+}
+
+TEST_CASE("HEAD gets 405 without a body and the connection goes on") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("a", "b");
+  HttpConn c(s.port());
+  REQUIRE(c.Send(MakeRequest("HEAD", "/get?key=a")));
+  std::optional<HttpReply> head = c.Read(true);
+  REQUIRE(head);
+  CHECK(head->status == 405);
+  CHECK(head->body.empty());
+  REQUIRE(c.Send(MakeRequest("GET", "/get?key=a")));
+  std::optional<HttpReply> get = c.Read();
+  REQUIRE(get);
+  CHECK(get->body == "b");
+}
+
+TEST_CASE("malformed HTTP is 400 and closes the connection") {
+  NoEnvToken no_token;
+  TestServer s;
+  for (const char* bytes : {
+           "GARBAGE\r\n\r\n",
+           "GET /health HTTP/9.9\r\n\r\n",
+           "GET /health HTTP/1.1\r\nno colon here\r\n\r\n",
+           "GET /health HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+           "GET /health HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+           "PUT /keys/k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+           "GET  /health HTTP/1.1\r\n\r\n",
+           "GET /health\rHTTP/1.1\r\n\r\n",
+       }) {
+    HttpConn c(s.port());
+    REQUIRE(c.Send(bytes));
+    std::optional<HttpReply> r = c.Read();
+    REQUIRE_MESSAGE(r, bytes);
+    CHECK_MESSAGE(r->status == 400, bytes);
+    CHECK(r->header("connection") == "close");
+    CHECK(c.WaitClosed(10s));
+  }
+  // A target that is not an origin-form URI, or a bad percent-escape.
+  CHECK(Get(s.port(), "http://example.com/get?key=a").status == 400);
+  CHECK(Get(s.port(), "/get?key=%zz").status == 400);
+  CHECK(Get(s.port(), "*").status == 400);
+  CHECK(Get(s.port(), "/health").status == 200);
+}
+
+// ---- authentication --------------------------------------------------------------
+
+TEST_CASE("with a token every request needs 'Authorization: Bearer <token>', else 401") {
+  NoEnvToken no_token;
+  TestServer s({.token = "s3cret-token"});
+  for (const std::string target :
+       {"/get?key=a", "/set?key=a&value=b", "/health", "/stats", "/keys", "/nope", "/purge"}) {
+    HttpReply none = Get(s.port(), target);
+    CHECK_MESSAGE(none.status == 401, target);
+    CHECK(none.header("www-authenticate").rfind("Bearer", 0) == 0);
+  }
+  CHECK(Get(s.port(), "/health", "Authorization: Bearer wrong\r\n").status == 401);
+  CHECK(Get(s.port(), "/health", "Authorization: Bearer s3cret-token-and-more\r\n").status == 401);
+  CHECK(Get(s.port(), "/health", "Authorization: Bearer s3cret-toke\r\n").status == 401);
+  CHECK(Get(s.port(), "/health", "Authorization: Basic czNjcmV0LXRva2Vu\r\n").status == 401);
+  CHECK(Get(s.port(), "/health", "Authorization: s3cret-token\r\n").status == 401);
+  CHECK(s.cache().size() == 0);
+
+  const std::string auth = "Authorization: Bearer s3cret-token\r\n";
+  CHECK(Get(s.port(), "/set?key=a&value=b", auth).status == 200);
+  CHECK(Get(s.port(), "/get?key=a", auth).body == "b");
+  CHECK(Get(s.port(), "/health", "authorization: bearer  s3cret-token\r\n").status == 200);
+  // A refused request with a body is answered without reading the body.
+  HttpConn c(s.port());
+  REQUIRE(c.Send("PUT /keys/k HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"));
+  std::optional<HttpReply> r = c.Read();
+  REQUIRE(r);
+  CHECK(r->status == 401);
+  CHECK(!s.cache().contains("k"));
+}
+
+TEST_CASE("without ServerOptions::token, $LILCACHE_TOKEN is the token") {
+  ::setenv("LILCACHE_TOKEN", "from-env", 1);
+  TestServer s;
+  ::unsetenv("LILCACHE_TOKEN");
+  CHECK(Get(s.port(), "/health").status == 401);
+  CHECK(Get(s.port(), "/health", "Authorization: Bearer from-env\r\n").status == 200);
+}
+
+TEST_CASE("ConstantTimeEquals compares whole strings") {
+  using lilcache::ConstantTimeEquals;
+  CHECK(ConstantTimeEquals("abc", "abc"));
+  CHECK(ConstantTimeEquals("", ""));
+  CHECK(!ConstantTimeEquals("abc", "abd"));
+  CHECK(!ConstantTimeEquals("ab", "abc"));
+  CHECK(!ConstantTimeEquals("abcd", "abc"));
+  CHECK(!ConstantTimeEquals("", "abc"));
+  CHECK(!ConstantTimeEquals("abc", ""));
+  CHECK(!ConstantTimeEquals(std::string("ab\0", 3), "ab"));
+}
+
+// ---- connections -----------------------------------------------------------------
+
+TEST_CASE("keep-alive: many requests on one connection; HTTP/1.0 closes unless asked") {
+  NoEnvToken no_token;
+  TestServer s;
+  HttpConn c(s.port());
+  for (int i = 0; i < 100; ++i) {
+    const std::string k = std::to_string(i);
+    REQUIRE(c.Send(MakeRequest("GET", "/set?key=" + k + "&value=v" + k)));
+    std::optional<HttpReply> set = c.Read();
+    REQUIRE(set);
+    CHECK(set->keep_alive);
+    REQUIRE(c.Send(MakeRequest("GET", "/get?key=" + k)));
+    std::optional<HttpReply> get = c.Read();
+    REQUIRE(get);
+    CHECK(get->body == "v" + k);
+  }
+  HttpConn old(s.port());
+  REQUIRE(old.Send("GET /health HTTP/1.0\r\n\r\n"));
+  std::optional<HttpReply> r = old.Read();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->header("connection") == "close");
+  CHECK(old.WaitClosed(10s));
+
+  HttpConn old_alive(s.port());
+  REQUIRE(old_alive.Send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  r = old_alive.Read();
+  REQUIRE(r);
+  CHECK(r->header("connection") == "keep-alive");
+  REQUIRE(old_alive.Send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  CHECK(old_alive.Read());
+
+  HttpConn close(s.port());
+  REQUIRE(close.Send(MakeRequest("GET", "/health", {}, "Connection: close\r\n")));
+  r = close.Read();
+  REQUIRE(r);
+  CHECK(r->header("connection") == "close");
+  CHECK(close.WaitClosed(10s));
+}
+
+TEST_CASE("pipelined requests are answered in order") {
+  NoEnvToken no_token;
+  TestServer s;
+  HttpConn c(s.port());
+  std::string batch;
+  for (int i = 0; i < 20; ++i) {
+    batch += MakeRequest("GET", "/set?key=p" + std::to_string(i) + "&value=" + std::to_string(i));
+    batch += MakeRequest("GET", "/get?key=p" + std::to_string(i));
+  }
+  batch += MakeRequest("PUT", "/keys/body", "payload");
+  batch += MakeRequest("GET", "/keys/body");
+  REQUIRE(c.Send(batch));
+  for (int i = 0; i < 20; ++i) {
+    std::optional<HttpReply> set = c.Read();
+    REQUIRE(set);
+    CHECK(set->body == "OK");
+    std::optional<HttpReply> get = c.Read();
+    REQUIRE(get);
+    CHECK(get->body == std::to_string(i));
+  }
+  REQUIRE(c.Read());
+  std::optional<HttpReply> body = c.Read();
+  REQUIRE(body);
+  CHECK(body->body == "payload");
+}
+
+TEST_CASE("Expect: 100-continue is answered before the body is sent") {
+  NoEnvToken no_token;
+  TestServer s({.token = "t"});
+  HttpConn c(s.port());
+  REQUIRE(
+      c.Send("PUT /keys/k HTTP/1.1\r\nAuthorization: Bearer t\r\nExpect: 100-continue\r\n"
+             "Content-Length: 5\r\n\r\n"));
+  std::optional<HttpReply> interim = c.Read();
+  REQUIRE(interim);
+  CHECK(interim->status == 100);
+  REQUIRE(c.Send("hello"));
+  std::optional<HttpReply> done = c.Read();
+  REQUIRE(done);
+  CHECK(done->status == 200);
+  CHECK(s.cache().get("k") == "hello");
+
+  // Without the token: 401 at once, no 100.
+  HttpConn refused(s.port());
+  REQUIRE(
+      refused.Send("PUT /keys/k HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  std::optional<HttpReply> r = refused.Read();
+  REQUIRE(r);
+  CHECK(r->status == 401);
+}
+
+TEST_CASE("many clients on many threads at once see their own writes") {
+  NoEnvToken no_token;
+  TestServer s({.threads = 2});
+  std::atomic<int> failures{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t) {
+    clients.emplace_back([&, t] {
+      try {
+        HttpConn c(s.port());
+        for (int i = 0; i < 100; ++i) {
+          const std::string k = "t" + std::to_string(t) + "-" + std::to_string(i % 10);
+          const std::string v = std::to_string(t * 1000 + i);
+          if (!c.Send(MakeRequest("PUT", "/keys/" + k, v))) ++failures;
+          auto put = c.Read();
+          if (!put || put->status != 200) ++failures;
+          if (!c.Send(MakeRequest("GET", "/keys/" + k))) ++failures;
+          auto get = c.Read();
+          if (!get || get->body != v) ++failures;
+        }
+      } catch (const std::exception&) {
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  CHECK(failures == 0);
+  CHECK(s.cache().size() == 80);
+}
+
+TEST_CASE("a slowloris client is dropped at the deadline without delaying other clients") {
+  NoEnvToken no_token;
+  const auto deadline = 2s;
+  TestServer s({.threads = 2, .request_timeout = deadline});
+  s.cache().set("a", "b");
+  // More slow clients than threads: a thread-per-connection server would starve.
+  constexpr int kSlow = 8;
+  std::atomic<int> dropped{0};
+  std::atomic<long> longest_ms{0};
+  std::vector<std::thread> slow;
+  for (int i = 0; i < kSlow; ++i) {
+    slow.emplace_back([&] {
+      HttpConn c(s.port());
+      const std::string req = MakeRequest("GET", "/get?key=a", {}, "X-Padding: 0123456789\r\n");
+      const auto start = Clock::now();
+      for (char byte : req) {  // one byte a second
+        if (!c.Send(std::string_view(&byte, 1))) break;
+        if (c.WaitClosed(1s)) {
+          ++dropped;
+          const long ms = static_cast<long>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+          long prev = longest_ms.load();
+          while (ms > prev && !longest_ms.compare_exchange_weak(prev, ms)) {
+          }
+          return;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);  // the slow clients are connected and trickling
+  // Meanwhile other clients are served, each well within the deadline.
+  long worst_ms = 0;
+  for (int i = 0; i < 40; ++i) {
+    const auto start = Clock::now();
+    HttpReply r = Get(s.port(), "/get?key=a");
+    const long ms = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+    worst_ms = std::max(worst_ms, ms);
+    CHECK(r.status == 200);
+    std::this_thread::sleep_for(50ms);
+  }
+  for (auto& t : slow) t.join();
+  CHECK(dropped == kSlow);
+  MESSAGE("slowest other request: " << worst_ms << " ms; slow clients dropped after at most "
+                                    << longest_ms.load() << " ms (deadline 2000 ms)");
+  CHECK(worst_ms < 2000);                  // never held up until the slow clients' deadline
+  CHECK(longest_ms.load() < 2000 + 8000);  // dropped at the deadline (+ generous slack)
+  CHECK(s.log().find("request deadline (2000 ms) passed") != std::string::npos);
+}
+
+TEST_CASE("idle keep-alive connections, and connections that never send, are closed") {
+  NoEnvToken no_token;
+  TestServer s({.idle_timeout = 300ms});
+  HttpConn used(s.port());
+  REQUIRE(used.Send(MakeRequest("GET", "/health")));
+  REQUIRE(used.Read());
+  HttpConn silent(s.port());
+  CHECK(used.WaitClosed(10s));
+  CHECK(silent.WaitClosed(10s));
+}
+
+TEST_CASE("over max_connections a connection gets 503; a freed slot is reused") {
+  NoEnvToken no_token;
+  TestServer s({.max_connections = 3});
+  std::vector<std::unique_ptr<HttpConn>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<HttpConn>(s.port()));
+    REQUIRE(open.back()->Send(MakeRequest("GET", "/health")));
+    REQUIRE(open.back()->Read());
+  }
+  HttpConn extra(s.port());
+  extra.Send(MakeRequest("GET", "/health"));
+  std::optional<HttpReply> r = extra.Read();
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(extra.WaitClosed(10s));
+  // The open ones still work.
+  REQUIRE(open[0]->Send(MakeRequest("GET", "/health")));
+  REQUIRE(open[0]->Read());
+  // Free one slot: a new connection is served (once the server has seen the close).
+  open.pop_back();
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    served = Get(s.port(), "/health").status == 200;
+    if (!served) std::this_thread::sleep_for(50ms);
+  }
+  CHECK(served);
+  CHECK(s.log().find("refusing connection") != std::string::npos);
+}
+
+TEST_CASE("1,000 random malformed requests leave the server answering") {
+  NoEnvToken no_token;
+  TestServer s({.request_timeout = 2s});
+  s.cache().set("a", "b");
+  std::mt19937_64 rng(20261124);
+  auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
+  const std::vector<std::string> seeds = {
+      MakeRequest("GET", "/get?key=a"),
+      MakeRequest("GET", "/set?key=f&value=hello%20world&ttl=10s"),
+      MakeRequest("PUT", "/keys/f", "body bytes"),
+      MakeRequest("DELETE", "/keys/f"),
+      MakeRequest("POST", "/purge"),
+      "PUT /keys/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      MakeRequest("GET", "/keys?prefix=a&limit=3", {}, "Expect: 100-continue\r\n"),
+  };
+  const std::string alphabet =
+      "\r\n :/?&=%+#\0\x7f\xff"
+      "0123456789abcdefGET";
+  int answered = 0, failures = 0;
+  for (int i = 0; i < 1000; ++i) {
+    std::string req = seeds[pick(seeds.size())];
+    switch (pick(4)) {
+      case 0:  // random bytes
+        req.assign(pick(300), '\0');
+        for (char& c : req) c = static_cast<char>(rng());
+        break;
+      case 1:  // a few random byte flips
+        for (std::size_t n = 1 + pick(4); n > 0; --n)
+          req[pick(req.size())] = static_cast<char>(rng());
+        break;
+      case 2:  // insertions of protocol-ish characters, a truncation
+        for (std::size_t n = 1 + pick(6); n > 0; --n) {
+          req.insert(pick(req.size() + 1), 1, alphabet[pick(alphabet.size())]);
+        }
+        req.resize(pick(req.size() + 1));
+        break;
+      default:  // hostile framing
+        req = std::vector<std::string>{
+            "GET /get?key=a HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "GET /get?key=a HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "PUT /keys/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+            "PUT /keys/x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /get?key=" + std::string(pick(20000), '%') + " HTTP/1.1\r\n\r\n",
+            "GET /" + std::string(1, '\0') + " HTTP/1.1\r\n\r\n",
+            std::string(pick(10000), '\n'),
+            "GET /get?key=a HTTP/1.1\r\n" + std::string(pick(3000), ' ') + "\r\n\r\n",
+        }[pick(8)];
+    }
+    try {
+      HttpConn c(s.port(), 10s);
+      c.Send(req);
+      c.ShutdownWrite();
+      const std::string out = c.ReadAll();
+      if (!out.empty()) {
+        ++answered;
+        if (!StartsWithStatusLine(out)) {
+          ++failures;
+          MESSAGE("bad answer to request " << i << ": " << out.substr(0, 80));
+        }
+      }
+    } catch (const std::exception& e) {
+      ++failures;
+      MESSAGE("request " << i << ": " << e.what());
+    }
+    if (i % 100 == 99) {  // (the seeds include purges)
+      REQUIRE(Get(s.port(), "/set?key=probe&value=" + std::to_string(i)).status == 200);
+      REQUIRE(Get(s.port(), "/get?key=probe").body == std::to_string(i));
+    }
+  }
+  MESSAGE(answered << " of 1000 malformed requests were answered");
+  CHECK(failures == 0);
+  CHECK(answered > 500);
+  CHECK(Get(s.port(), "/health").status == 200);
+}
+
+TEST_CASE("stop() is graceful: idle connections close, a request in progress completes") {
+  NoEnvToken no_token;
+  TestServer s({.threads = 1});
+  HttpConn idle(s.port());
+  REQUIRE(idle.Send(MakeRequest("GET", "/health")));
+  REQUIRE(idle.Read());
+  HttpConn busy(s.port());
+  REQUIRE(busy.Send("PUT /keys/inflight HTTP/1.1\r\nContent-Length: 10\r\n\r\nhalf-"));
+  std::this_thread::sleep_for(200ms);  // the server has read the first half
+
+  s.server().stop();
+  CHECK(idle.WaitClosed(10s));       // one thread: the stop has reached busy's too
+  CHECK_THROWS(HttpConn(s.port()));  // no longer accepting
+  REQUIRE(busy.Send("done!"));
+  std::optional<HttpReply> r = busy.Read();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->header("connection") == "close");
+  s.Stop();  // run() returns
+  CHECK(s.cache().get("inflight") == "half-done!");
+}
+
+TEST_CASE("stop() before run() makes run() return at once; run() twice throws") {
+  NoEnvToken no_token;
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path()});
+  Server server(cache, "127.0.0.1", 0, {.threads = 2});
+  CHECK(server.port() != 0);
+  server.stop();
+  server.run();
+  CHECK_THROWS_AS(server.run(), lilcache::Error);
+}
+
+TEST_CASE("port 0 picks a free port; a port in use throws Error naming the address") {
+  NoEnvToken no_token;
+  TestServer s;
+  CHECK(s.port() != 0);
+  CHECK(s.server().address() == "127.0.0.1");
+  CHECK(s.server().url() == "http://127.0.0.1:" + std::to_string(s.port()));
+  try {
+    Server second(s.cache(), "127.0.0.1", s.port());
+    FAIL("bound a port in use");
+  } catch (const lilcache::Error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("127.0.0.1:" + std::to_string(s.port())) != std::string::npos);
+    CHECK(what.find("in use") != std::string::npos);
+  }
+  CHECK_THROWS_AS(Server(s.cache(), "no-such-host.invalid", 0), lilcache::Error);
+  CHECK_THROWS_AS(Server(s.cache(), "127.0.0.1", 0, {.max_connections = 0}), lilcache::Error);
+  CHECK_THROWS_AS(Server(s.cache(), "127.0.0.1", 0, {.loglevel = "loud"}), lilcache::Error);
+  Server v6(s.cache(), "::1", 0);
+  CHECK(v6.url() == "http://[::1]:" + std::to_string(v6.port()));
+}
+
+TEST_CASE("a non-loopback address without a token logs a loud warning") {
+  NoEnvToken no_token;
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path()});
+  const std::string log = dir.file("default.log");
+  { Server local(cache, "127.0.0.1", 0); }
+  CHECK(lilcache::test::read_file(log).find("WITHOUT A TOKEN") == std::string::npos);
+  { Server open(cache, "0.0.0.0", 0, {.token = "t"}); }
+  CHECK(lilcache::test::read_file(log).find("WITHOUT A TOKEN") == std::string::npos);
+  { Server open(cache, "0.0.0.0", 0); }
+  const std::string text = lilcache::test::read_file(log);
+  const std::size_t warning = text.find("WITHOUT A TOKEN");
+  REQUIRE(warning != std::string::npos);
+  CHECK(text.rfind(" warning lilcache.default.http: ", warning) != std::string::npos);
+}
+
+TEST_CASE("each request is logged at debug without its query; errors at warn") {
+  NoEnvToken no_token;
+  TestServer s({.loglevel = "debug"});
+  Get(s.port(), "/set?key=the-key&value=supersecret");
+  Fetch(s.port(), "PUT", "/keys/k2", "secretbody");
+  HttpConn bad(s.port());
+  bad.Send("NOT HTTP\r\n\r\n");
+  bad.Read();
+  s.Stop();
+  const std::string log = s.log();
+  CHECK(log.find("debug lilcache.default.http: http 127.0.0.1:") != std::string::npos);
+  CHECK(log.find("GET /set 200 ") != std::string::npos);
+  CHECK(log.find("PUT /keys/k2 200 ") != std::string::npos);
+  CHECK(log.find("us") != std::string::npos);
+  CHECK(log.find("supersecret") == std::string::npos);
+  CHECK(log.find("the-key") == std::string::npos);
+  CHECK(log.find("secretbody") == std::string::npos);
+  CHECK(log.find("warning lilcache.default.http: http 127.0.0.1:") != std::string::npos);
+  CHECK(log.find(" 400 ") != std::string::npos);
+}
+
+// ---- HandleRawHttp: the socket-free entry point --------------------------------
+
+TEST_CASE("HandleRawHttp answers every complete request of a buffer, in order") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path()});
+  lilcache::HttpHandler handler(cache, "", 100);
+  const std::string out = lilcache::HandleRawHttp(
+      handler, MakeRequest("GET", "/set?key=a&value=b") + MakeRequest("GET", "/get?key=a") +
+                   "GET /get?key=a HTTP/1.1\r\n");  // the last one is incomplete
+  CHECK(CountStatusLines(out) == 2);
+  CHECK(out.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(out.size() >= 1);
+  CHECK(out.substr(out.size() - 1) == "b");
+  CHECK(cache.get("a") == "b");
+
+  const std::string bad =
+      lilcache::HandleRawHttp(handler, "BAD\r\n\r\n" + MakeRequest("GET", "/health"));
+  CHECK(CountStatusLines(bad) == 1);  // the connection closes after the 400
+  CHECK(bad.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0);
+  CHECK(bad.find("Connection: close\r\n") != std::string::npos);
+  CHECK(lilcache::HandleRawHttp(handler, "").empty());
+}
+
+TEST_CASE("HandleRawHttp survives 20,000 random inputs with well-formed answers") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path()});
+  lilcache::HttpHandler handler(cache, "tok", 100);
+  std::mt19937_64 rng(7);
+  const std::string base =
+      MakeRequest("PUT", "/keys/k?ttl=5s", "value", "Authorization: Bearer tok\r\n") +
+      MakeRequest("GET", "/get?key=k", {}, "Authorization: Bearer tok\r\n");
+  int answered = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string in = base;
+    for (int n = 1 + static_cast<int>(rng() % 5); n > 0; --n) {
+      const std::size_t at = rng() % (in.size() + 1);
+      switch (rng() % 3) {
+        case 0:
+          if (at < in.size()) in[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          in.insert(at, 1, static_cast<char>(rng()));
+          break;
+        default:
+          in.erase(at, rng() % 8);
+      }
+    }
+    const std::string out =
+        lilcache::HandleRawHttp(handler, in, {.max_header_bytes = 512, .max_body_bytes = 64});
+    if (!out.empty()) {
+      ++answered;
+      REQUIRE_MESSAGE(StartsWithStatusLine(out), out.substr(0, 60));
+    }
+  }
+  CHECK(answered > 10000);
+}
