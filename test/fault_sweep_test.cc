@@ -124,6 +124,7 @@ struct Scenario {
   std::function<void(Cache&, const Acked&, Effects&)> op;
   // Scenarios documented to make no system call at all.
   bool expect_no_calls = false;
+  std::string sync;  // Options::sync of the handle the operation runs on
 };
 
 struct Outcome {
@@ -174,7 +175,7 @@ std::uint64_t run_once(const Scenario& s, const std::string& tmpl, const Acked& 
     std::optional<Cache> other;
     if (s.other_handle) other.emplace(Cache::open(kName, {.root = root}));
     std::optional<Cache> c;
-    if (!s.is_open) c.emplace(Cache::open(kName, {.root = root, .env = &env}));
+    if (!s.is_open) c.emplace(Cache::open(kName, {.root = root, .sync = s.sync, .env = &env}));
     if (k == 0) {
       env.begin();
     } else {
@@ -365,6 +366,30 @@ std::vector<Scenario> scenarios() {
     s.op = [](Cache& c, const Acked&, Effects& eff) {
       eff["huge"] = value_of("huge", 3 << 20);
       c.set("huge", *eff["huge"]);
+    };
+  });
+  add("set with sync=always (an msync per write)", [](Scenario& s) {
+    s.prepare = prepare_base;
+    s.sync = "always";
+    s.op = [](Cache& c, const Acked&, Effects& eff) {
+      eff["durable"] = value_of("durable", 500);
+      c.set("durable", *eff["durable"]);
+    };
+  });
+  add("pop with sync=always", [](Scenario& s) {
+    s.prepare = prepare_base;
+    s.sync = "always";
+    s.op = [](Cache& c, const Acked&, Effects& eff) {
+      eff["k30"] = std::nullopt;
+      if (!c.pop("k30").has_value()) FAIL_CHECK("k30 was not there to pop");
+    };
+  });
+  add("purge with sync=always (an msync of the meta page)", [](Scenario& s) {
+    s.prepare = prepare_base;
+    s.sync = "always";
+    s.op = [](Cache& c, const Acked& acked, Effects& eff) {
+      for (const auto& kv : acked) eff[kv.first] = std::nullopt;
+      c.purge();
     };
   });
   add("compact", [](Scenario& s) {
