@@ -190,6 +190,7 @@ Cache::Impl::~Impl() {
 
 void Cache::Impl::Attach() {
   fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
+  reset_epoch_ = fork_epoch_;
   meta_ = std::make_unique<Meta>();
   meta_->Open(env_, paths_.meta(), create_);
   FileLock init = FileLock::Acquire(env_, meta_->file(), kInitLockByte);
@@ -225,34 +226,46 @@ void Cache::Impl::OpenLocked() {
 }
 
 void Cache::Impl::ReattachIfForked() {
-  if (g_fork_epoch.load(std::memory_order_relaxed) == fork_epoch_) [[likely]] {
+  const std::uint64_t epoch = g_fork_epoch.load(std::memory_order_relaxed);
+  if (epoch == fork_epoch_) [[likely]] {
     return;
   }
-  // In a fork child. Mutexes may have been copied while held by a parent
-  // thread that does not exist here: start them afresh.
-  new (&refresh_mu_) std::mutex;
-  new (&compact_mu_) std::mutex;
-  new (&attach_mu_) std::mutex;
-  new (&maintenance_mu_) std::mutex;
-  new (&maintenance_cv_) std::condition_variable;
-  // The parent's maintenance thread does not exist here; forget it (its
-  // handle is only a copy) and start our own when needed.
-  new (&maintenance_) std::thread();
-  maintenance_requested_.store(false, std::memory_order_relaxed);
+  if (reset_epoch_ != epoch) {
+    // First call in a fork child. Mutexes may have been copied while held by
+    // a parent thread that does not exist here: start them afresh (once: a
+    // re-attach that fails is retried by the next call, maybe from a thread
+    // that holds one of them by then).
+    new (&refresh_mu_) std::mutex;
+    new (&compact_mu_) std::mutex;
+    new (&attach_mu_) std::mutex;
+    new (&maintenance_mu_) std::mutex;
+    new (&maintenance_cv_) std::condition_variable;
+    // The parent's maintenance thread does not exist here; forget it (its
+    // handle is only a copy) and start our own when needed.
+    new (&maintenance_) std::thread();
+    maintenance_requested_.store(false, std::memory_order_relaxed);
+    reset_epoch_ = epoch;
+  }
   std::lock_guard<std::mutex> lock(attach_mu_);
-  if (g_fork_epoch.load(std::memory_order_relaxed) == fork_epoch_) return;
+  if (epoch == fork_epoch_) return;
   // Our descriptors are shared with the parent, and so are their OFD locks:
-  // get a descriptor, and a process slot, of our own.
-  meta_->CloseInForkChild();
+  // get a descriptor, and a process slot, of our own. Everything that can
+  // fail comes first: if it throws, the handle is unchanged and the next call
+  // tries again.
   // The old logger's lock may be held by a parent thread: keep it alive
   // (nothing will use it) and log through a new one.
+  std::shared_ptr<spdlog::logger> logger =
+      MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  auto meta = std::make_unique<Meta>();
+  meta->Open(env_, paths_.meta(), /*create=*/false);
+  const std::size_t slot = meta->ClaimSlot(static_cast<std::uint64_t>(getpid()));
+  meta_->CloseInForkChild();
+  meta_ = std::move(meta);
+  slot_ = slot;
   retired_loggers_.push_back(logger_);
-  logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  logger_ = std::move(logger);
   for (auto& g : generations_) g->data.set_logger(logger_.get());
-  fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
-  meta_ = std::make_unique<Meta>();
-  meta_->Open(env_, paths_.meta(), /*create=*/false);
-  slot_ = meta_->ClaimSlot(static_cast<std::uint64_t>(getpid()));
+  fork_epoch_ = epoch;
   logger_->info("re-attached after fork (process slot {})", slot_);
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }

@@ -148,7 +148,8 @@ class Cache::Impl {
   std::unique_ptr<Meta> meta_;
   std::size_t slot_ = 0;
   std::uint64_t salt_ = 0;
-  std::uint64_t fork_epoch_ = 0;
+  std::uint64_t fork_epoch_ = 0;   // fork epoch this handle is attached in
+  std::uint64_t reset_epoch_ = 0;  // fork epoch whose mutexes were reset
 
   std::atomic<Generation*> current_{nullptr};
   std::vector<std::unique_ptr<Generation>> generations_;  // current and retired

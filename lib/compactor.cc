@@ -334,7 +334,11 @@ bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResul
   if (tail.load(std::memory_order_relaxed) > (live_bytes + kHeaderSize) / 2 * 3) {
     throttle.Engage();
   }
-  std::uint64_t slots = std::max(min_slots, Index::SlotsFor(live.cardinality() * 2));
+  // Room for every key the old generation has held, not only the live ones:
+  // after a purge or mass delete few are live, but the writes the catch-up
+  // copies may bring as many back.
+  std::uint64_t slots = std::max({min_slots, Index::SlotsFor(live.cardinality() * 2),
+                                  Index::SlotsFor(old->index.used())});
   Builder b(c_, old->number + 1, slots, live_bytes + kHeaderSize);
   for (std::uint64_t off8 : live) {
     log::RecordView rec = old->Record(off8 * log::kAlign);

@@ -10,6 +10,18 @@
 
 namespace lilcache {
 
+namespace {
+// Restarts a call that a signal interrupted (-1 with EINTR).
+template <typename F>
+int RestartOnEintr(F call) {
+  int rc;
+  do {
+    rc = call();
+  } while (rc < 0 && errno == EINTR);
+  return rc;
+}
+}  // namespace
+
 Env* Env::Default() {
   static Env env;
   return &env;
@@ -24,7 +36,9 @@ int Env::Open(const char* path, int flags, mode_t mode) {
 }
 int Env::Close(int fd) { return ::close(fd); }
 int Env::Fstat(int fd, struct stat* st) { return ::fstat(fd, st); }
-int Env::Ftruncate(int fd, off_t length) { return ::ftruncate(fd, length); }
+int Env::Ftruncate(int fd, off_t length) {
+  return RestartOnEintr([&] { return ::ftruncate(fd, length); });
+}
 
 int Env::Fallocate(int fd, off_t offset, off_t length) {
   int rc;
@@ -38,15 +52,17 @@ int Env::Fallocate(int fd, off_t offset, off_t length) {
   return 0;
 }
 
-int Env::Fsync(int fd) { return ::fsync(fd); }
+int Env::Fsync(int fd) {
+  return RestartOnEintr([&] { return ::fsync(fd); });
+}
 int Env::Rename(const char* from, const char* to) { return ::rename(from, to); }
 int Env::Unlink(const char* path) { return ::unlink(path); }
 int Env::Mkdir(const char* path, mode_t mode) { return ::mkdir(path, mode); }
 
 int Env::FsyncDir(const char* path) {
-  int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = RestartOnEintr([&] { return ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
   if (fd < 0) return -1;
-  int rc = ::fsync(fd);
+  int rc = RestartOnEintr([&] { return ::fsync(fd); });
   int saved = errno;
   ::close(fd);
   errno = saved;
@@ -80,12 +96,12 @@ int Env::Lock(int fd, off_t start, off_t length, bool exclusive, bool wait) {
 
 int Env::Unlock(int fd, off_t start, off_t length) {
   struct flock fl = MakeFlock(F_UNLCK, start, length);
-  return ::fcntl(fd, F_OFD_SETLK, &fl);
+  return RestartOnEintr([&] { return ::fcntl(fd, F_OFD_SETLK, &fl); });
 }
 
 int Env::IsLocked(int fd, off_t start, off_t length) {
   struct flock fl = MakeFlock(F_WRLCK, start, length);
-  if (::fcntl(fd, F_OFD_GETLK, &fl) < 0) return -1;
+  if (RestartOnEintr([&] { return ::fcntl(fd, F_OFD_GETLK, &fl); }) < 0) return -1;
   return fl.l_type == F_UNLCK ? 0 : 1;
 }
 

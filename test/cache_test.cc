@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "test_util.h"
 
@@ -359,6 +362,41 @@ TEST_CASE("max_bytes: compaction evicts the least recently stored keys first, an
   CHECK(!c.get("k0001"));  // the oldest go first
   CHECK(!c.get("k0400"));
   CHECK_THROWS_AS(Cache::open("t", {.root = dir.path(), .compact_dead_ratio = 1.5}), Error);
+}
+
+TEST_CASE("a compaction right after a purge absorbs as many new keys as the cache had before") {
+  // The new generation's index was sized from the live keys only: after a
+  // purge (or any mass delete) that is next to nothing, and the keys written
+  // while the compaction copied did not fit ("new index ... filled up during
+  // catch-up": every snapshot failed while a cache refilled). Here 3,000 new
+  // keys are written while the compaction syncs its new files, before its
+  // last catch-up. (Keys that arrive during one compaction beyond what the
+  // old generation held can still fill it: the new index cannot grow.)
+  struct WritesDuringSync : lilcache::Env {
+    std::function<void()> hook;
+    std::thread::id in;  // only in this thread's compaction (not a background one)
+    int Fsync(int fd) override {
+      if (hook && std::this_thread::get_id() == in) std::exchange(hook, nullptr)();
+      return Env::Fsync(fd);
+    }
+  } env;
+  env.in = std::this_thread::get_id();
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path(), .env = &env});
+  for (int i = 0; i < 10000; ++i) c.set("old" + std::to_string(i), "x");
+  c.purge();
+  env.hook = [&] {
+    std::thread writer([&] {
+      for (int i = 0; i < 3000; ++i) c.set("new" + std::to_string(i), "y");
+    });
+    writer.join();
+  };
+  lilcache::CompactionResult r;
+  CHECK_NOTHROW(r = c.compact());
+  CHECK(r.compacted);
+  CHECK(c.size() == 3000);
+  CHECK(c.get("new2999") == "y");
+  CHECK_FALSE(c.get("old1").has_value());
 }
 
 TEST_CASE("create_if_missing = false: opening a missing cache is an Error and creates nothing") {

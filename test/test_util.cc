@@ -20,9 +20,10 @@
 
 namespace lilcache::test {
 
-TempDir::TempDir(bool create) {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/lilcache-test-XXXXXX";
+TempDir::TempDir(bool create, const std::string& base) {
+  const char* env = std::getenv("TMPDIR");
+  std::string dir = !base.empty() ? base : env && *env ? env : "/tmp";
+  std::string tmpl = dir + "/lilcache-test-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
   if (!create) std::filesystem::remove(path_);
@@ -31,6 +32,10 @@ TempDir::TempDir(bool create) {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string tmpfs_dir() {
+  return ::access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "";
 }
 
 pid_t fork_child(const std::function<int()>& fn) {
@@ -233,6 +238,43 @@ std::string read_file(const std::string& path) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+std::string ProcessResources::describe() const {
+  return std::to_string(fds) + " fds (" + std::to_string(fds_under) + " of the cache), " +
+         std::to_string(maps) + " mappings (" + std::to_string(maps_under) + " of cache files, " +
+         std::to_string(reservations) + " address reservations)";
+}
+
+ProcessResources process_resources(const std::string& dir) {
+  ProcessResources r;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    ++r.fds;
+    if (dir.empty()) continue;
+    std::error_code lec;
+    std::string target = std::filesystem::read_symlink(e.path(), lec).string();
+    if (!lec && target.rfind(dir + "/", 0) == 0) ++r.fds_under;
+  }
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    ++r.maps;
+    // "start-end perms offset dev inode   path"
+    unsigned long long start = 0, end = 0;
+    char perms[8] = {};
+    unsigned long long offset = 0, inode = 0;
+    char dev[16] = {};
+    int consumed = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %15s %llu %n", &start, &end, perms, &offset,
+                    dev, &inode, &consumed) < 6) {
+      continue;
+    }
+    std::string path = consumed > 0 ? line.substr(static_cast<std::size_t>(consumed)) : "";
+    if (!dir.empty() && path.rfind(dir + "/", 0) == 0) ++r.maps_under;
+    if (inode == 0 && path.empty() && end - start >= (1ull << 30)) ++r.reservations;
+  }
+  return r;
 }
 
 std::vector<AckRecord> read_acks(const std::string& path) {

@@ -14,11 +14,12 @@
 
 namespace lilcache::test {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents on
-// destruction. path() does not exist yet when `create` is false.
+// A fresh directory under `base` (default: $TMPDIR, or /tmp), removed with
+// its contents on destruction. path() does not exist yet when `create` is
+// false.
 class TempDir {
  public:
-  explicit TempDir(bool create = true);
+  explicit TempDir(bool create = true, const std::string& base = {});
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
@@ -28,6 +29,11 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A directory on tmpfs (/dev/shm) if there is a writable one, else "" (the
+// TempDir default). For suites that open thousands of caches: fsync costs
+// nothing there.
+std::string tmpfs_dir();
 
 // Runs fn in a forked child; the child exits with fn's return value (or 99 on
 // an exception, after printing it to stderr). Returns the child's pid.
@@ -118,6 +124,21 @@ class StartGate {
 
 // The whole content of a file ("" if it does not exist).
 std::string read_file(const std::string& path);
+
+// ---- Resources of this process (/proc/self) -----------------------------------
+// What a closed Cache must have given back: descriptors and mappings.
+struct ProcessResources {
+  std::size_t fds = 0;          // open descriptors (/proc/self/fd)
+  std::size_t fds_under = 0;    // ... whose target lies under the directory asked about
+  std::size_t maps = 0;         // mappings (/proc/self/maps lines)
+  std::size_t maps_under = 0;   // ... of files under that directory (deleted ones too)
+  std::size_t reservations = 0; // anonymous mappings of 1 GiB or more (the library
+                                // reserves address space for its files this way)
+  std::string describe() const;
+};
+// Counts the resources of this process; `dir` ("" = none) selects the
+// *_under counts.
+ProcessResources process_resources(const std::string& dir = {});
 
 // ---- Self-checking values ---------------------------------------------------
 // Header-only (inline) so that lilcache-test-worker, which does not link

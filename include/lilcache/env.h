@@ -24,6 +24,14 @@
 // strerror(errno). The default implementations retry on EINTR where POSIX allows it (Open,
 // Fallocate, Lock, SleepMicros).
 //
+// Signals: Env::Default() restarts every call that a signal interrupts
+// (EINTR), so a signal handler in the application never fails an operation.
+// A subclass that returns -1 with EINTR reports a call that failed: the
+// library handles it like any other error (an Error, nothing lost). A
+// failure of Close, Munmap or Unlock is ignored (the resource is gone either
+// way), as is a failed Unlink of a leftover file; any other failure is
+// reported.
+//
 // Thread-safety: Env::Default() is stateless and safe from any thread. A
 // subclass used by a Cache is called from every thread that uses that Cache
 // and from its background compaction and snapshot threads, so it must be

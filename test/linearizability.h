@@ -1,0 +1,87 @@
+// A linearizability checker for histories of lilcache operations, after Wing
+// & Gong's search with Lowe's memoization (the algorithm of knossos and
+// porcupine).
+//
+// Model: one register per key. set(v) stores v; get returns the value or
+// none; pop returns the value or none and leaves none (a get and a delete in
+// one atomic step); purge leaves none in every key.
+//
+// A history is a list of operations, each with its invoke and complete times
+// (CLOCK_MONOTONIC nanoseconds, one clock for all processes on the machine).
+// It is linearizable if every operation can be given a point between its
+// invoke and complete times such that the operations, in the order of those
+// points, are a legal sequential run of the model. An operation whose
+// process died before it returned (returned = false) may have taken effect or
+// not, with any result; its complete time is kNever (it may take effect at
+// any point after its invoke) or, stricter, the time its death was seen (a
+// dead process does nothing more).
+//
+// Partitioning: a register's operations do not constrain another's, so each
+// key's sub-history is checked on its own; every purge belongs to every
+// key's sub-history (which checks each key's projection of a purge - a
+// necessary condition, not the atomicity of a purge across keys).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lilcache::test::lin {
+
+enum class Kind : std::uint8_t { kSet, kGet, kPop, kPurge };
+
+inline constexpr std::uint64_t kNone = 0;       // a get/pop that found nothing
+inline constexpr std::uint64_t kNever = ~0ull;  // complete time of an op that never returned
+
+struct Op {
+  Kind kind = Kind::kGet;
+  std::string key;                  // "" for purge
+  std::uint64_t value = 0;          // set: the value stored (ids >= 1); get/pop: the result
+                                    // (kNone: found nothing); ignored if !returned
+  std::uint64_t invoke = 0;         // ns
+  std::uint64_t complete = kNever;  // ns, >= invoke, or kNever
+  bool returned = true;             // false: its process died first
+  std::uint32_t process = 0;
+  std::uint32_t thread = 0;
+};
+
+struct Options {
+  // Bound on the states (linearized set, register value) a key's search may
+  // visit; beyond it the check gives up (Result::gave_up).
+  std::uint64_t max_states = 2'000'000;
+  // Shrink a failing key's history to a minimal one that still fails.
+  bool minimize = true;
+};
+
+struct Result {
+  bool linearizable = true;
+  bool gave_up = false;      // some key's search hit max_states (not a failure)
+  std::string key;           // the first key that is not linearizable
+  std::vector<Op> history;   // that key's whole sub-history
+  std::vector<Op> minimal;   // a minimal sub-history of it that is not linearizable
+  std::uint64_t keys = 0;    // keys checked
+  std::uint64_t ops = 0;     // operations checked (purges counted once per key)
+  std::uint64_t states = 0;  // search states visited, all keys
+};
+
+// Checks one register (every op is on the same key, or a purge).
+// `states` (optional) receives the number of states visited; `gave_up` is set
+// when max_states was reached (the result is then true).
+bool CheckRegister(const std::vector<Op>& ops, const Options& options = {},
+                   std::uint64_t* states = nullptr, bool* gave_up = nullptr);
+
+// Checks a whole history, key by key.
+Result Check(const std::vector<Op>& history, const Options& options = {});
+
+// A smallest-found sub-history of a non-linearizable `ops` that is still not
+// linearizable: ops are dropped one at a time while the rest fails, never
+// dropping the set of a value that a remaining get or pop returned (so the
+// result explains itself). 1-minimal: dropping any one more op either makes
+// it linearizable or orphans a value.
+std::vector<Op> Minimize(const std::vector<Op>& ops, const Options& options = {});
+
+// One line per op, in invoke order, times in microseconds from the first
+// invoke: "[   12.3 ..    15.0] p1 t0 set(k) = #5".
+std::string Format(const std::vector<Op>& ops);
+
+}  // namespace lilcache::test::lin

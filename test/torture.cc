@@ -1,0 +1,1136 @@
+// lilcache-torture: crash torture at scale. N worker processes x M threads
+// do random set / TTL set / get / pop / erase / purge / compact / snapshot on
+// one cache (periodic snapshots on, automatic compaction on) while this
+// supervisor SIGKILLs a random worker every --kill-interval-ms (and, now and
+// then, all of them at once) and restarts it. At the end it stops the
+// workers, reopens the cache alone and verifies:
+//
+//  * 0 acknowledged writes lost. Each worker thread owns a key space (slots
+//    "o<writer>\0<slot>") that only it writes, across its incarnations, and
+//    keeps the last acknowledged state of each slot in a journal file it
+//    maps MAP_SHARED (it survives the SIGKILL in the page cache): the slot's
+//    value is then exactly known, up to purges that may have run after it,
+//    TTLs that may have passed, and the one operation the thread had in
+//    flight when it was killed (either outcome). A restarted thread first
+//    reads that slot and records which outcome it sees; the other outcome
+//    must never show up later (a dead process's write appearing, or its pop
+//    removing a value, after the fact).
+//  * 0 torn values: every value is self-checking (make_value); every read
+//    is checked, live and at the end.
+//  * pop hands out each value at most once: the threads also set and pop
+//    values on shared keys "s\0<i>" and journal every value they pop; no
+//    value is popped twice and no popped value is in the cache at the end.
+//  * 0 failed opens, 0 worker crashes, 0 Errors from operations.
+//  * every worker that exits cleanly has released every descriptor and
+//    mapping of the cache (/proc/self/fd and /proc/self/maps before the open
+//    and after closing).
+//
+// Prints one summary line (kills, operations, verified counts); exit status
+// 0 if every check passed, 1 if one failed (details on stderr), 2 bad usage.
+//
+//   lilcache-torture --processes 4 --threads 4 --seconds 600 --kill-interval-ms 300
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lilcache/lilcache.h"
+#include "test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using lilcache::test::check_value;
+using lilcache::test::make_value;
+
+constexpr const char* kName = "torture";
+constexpr std::uint32_t kMaxProcesses = 64;
+constexpr std::uint32_t kMaxThreads = 64;
+constexpr std::uint32_t kMaxSlots = 1024;
+constexpr std::uint32_t kMaxFailures = 64;
+
+struct Config {
+  std::uint32_t processes = 4;
+  std::uint32_t threads = 4;
+  double seconds = 60;
+  std::uint32_t kill_interval_ms = 300;
+  std::uint32_t mass_kill_every = 25;  // every Nth kill kills every worker at once
+  std::uint32_t slots = 64;            // own key slots per thread
+  std::uint32_t shared_keys = 32;
+  std::string root;
+  bool keep = false;
+  std::uint64_t seed = 0;
+};
+
+std::uint64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+std::uint64_t wall_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 +
+         static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
+template <typename T>
+std::atomic_ref<T> A(T& x) {
+  return std::atomic_ref<T>(x);
+}
+
+// ---- The control page: shared by the supervisor and every worker ------------
+
+enum Counter {
+  kOps,
+  kSets,
+  kTtlSets,
+  kOwnGets,
+  kOwnPops,
+  kErases,
+  kSharedSets,
+  kSharedGets,
+  kSharedPops,
+  kSharedPopHits,
+  kPurges,
+  kCompactions,
+  kSnapshots,
+  kForEach,
+  kOpens,
+  kResolvedInDoubt,
+  kInDoubtTookEffect,
+  kInDoubtDidNot,
+  kNumCounters
+};
+constexpr const char* kCounterNames[kNumCounters] = {"ops",
+                                                     "sets",
+                                                     "ttl sets",
+                                                     "own gets",
+                                                     "own pops",
+                                                     "erases",
+                                                     "shared sets",
+                                                     "shared gets",
+                                                     "shared pops",
+                                                     "values popped",
+                                                     "purges",
+                                                     "compactions",
+                                                     "snapshots",
+                                                     "for_each",
+                                                     "opens",
+                                                     "in-doubt ops resolved",
+                                                     "in-doubt ops that took effect",
+                                                     "in-doubt ops that did not"};
+
+enum Failure {
+  kLost,
+  kTorn,
+  kWrong,
+  kResurrected,
+  kPoppedTwice,
+  kPoppedBack,
+  kOpenFailed,
+  kOpError,
+  kLeak,
+  kCrash,
+  kHung,
+  kNumFailures
+};
+constexpr const char* kFailureNames[kNumFailures] = {
+    "lost",         "torn",      "wrong", "resurrected", "popped twice", "popped back",
+    "failed opens", "op errors", "leaks", "crashes",     "hung"};
+
+struct ProcessState {
+  std::uint64_t pid;
+  std::uint64_t exit_requested;  // atomic: finish and exit cleanly
+  std::uint64_t incarnation;
+  std::uint64_t purges_in_flight;  // atomic
+  std::uint64_t clean_exits;       // by the supervisor
+};
+
+struct Control {
+  std::uint64_t stop;  // atomic: 1 = workers finish their op and exit
+  std::uint64_t purge_started, purge_ok, purge_resolved;  // atomic
+  std::uint64_t counters[kNumCounters];                   // atomic
+  std::uint64_t failures[kNumFailures];                   // atomic
+  std::uint64_t messages;                                 // atomic: next message slot
+  char message[kMaxFailures][1024];
+  ProcessState procs[kMaxProcesses];
+};
+
+Control* g_control = nullptr;
+
+void count(Counter c, std::uint64_t n = 1) {
+  A(g_control->counters[c]).fetch_add(n, std::memory_order_relaxed);
+}
+
+// Records a failure; the first kMaxFailures messages are kept for the report.
+void fail(Failure f, const std::string& what) {
+  A(g_control->failures[f]).fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t i = A(g_control->messages).fetch_add(1, std::memory_order_relaxed);
+  std::string line = std::string(kFailureNames[f]) + ": " + what;
+  if (i < kMaxFailures) {
+    std::snprintf(g_control->message[i], sizeof g_control->message[i], "%s", line.c_str());
+  }
+  std::fprintf(stderr, "lilcache-torture[%d]: %s\n", getpid(), line.c_str());
+}
+
+// purge_ok + purge_resolved: purges that can no longer take effect later.
+std::uint64_t purges_done() {
+  return A(g_control->purge_ok).load(std::memory_order_seq_cst) +
+         A(g_control->purge_resolved).load(std::memory_order_seq_cst);
+}
+std::uint64_t purges_started() {
+  return A(g_control->purge_started).load(std::memory_order_seq_cst);
+}
+
+// ---- The journal of one worker thread (one file per (process, thread)) ------
+
+enum class SlotState : std::uint32_t { kAbsent = 0, kSet = 1 };
+
+// What an own slot holds after an acknowledged (or observed) operation.
+struct Entry {
+  SlotState state;
+  std::uint32_t len;
+  std::uint64_t seq;
+  std::uint64_t ttl_ms;          // 0 = none
+  std::uint64_t invoke_wall_ms;  // of the set that stored the value (TTL window)
+  std::uint64_t ack_wall_ms;
+  std::uint64_t purges_done_before;    // purges_done() before the op began
+  std::uint64_t purges_started_after;  // purges_started() after it returned
+  // A killed incarnation's op on this slot that was then observed NOT to
+  // have taken effect: it must never take effect later. 0 = none.
+  std::uint64_t ghost_seq;
+  std::uint32_t ghost_len;
+  std::uint32_t ghost_is_pop;  // 1: a pop/erase (the value must not vanish)
+  std::uint64_t ghost_seen_ns;
+};
+
+// The journal's state machine. kInvoked: the op described by inflight_* is
+// being called (its outcome is in doubt if the process dies now). kCommit:
+// pending_entry is being copied to entries[pending_slot] (copied again by
+// whoever finds this state, so a kill mid-copy tears nothing).
+enum class InFlight : std::uint64_t { kIdle = 0, kInvoked = 1, kCommit = 3 };
+constexpr std::uint64_t kUnknownYet = ~0ull;  // an Entry field of an op that has not returned
+enum class OpKind : std::uint32_t { kSet = 1, kPop = 2, kErase = 3 };
+
+struct Journal {
+  std::uint64_t magic;
+  std::uint64_t next_seq;  // of this writer's values, never reused
+  std::uint64_t inflight;  // atomic InFlight
+  std::uint32_t inflight_slot;
+  OpKind inflight_kind;
+  std::uint64_t inflight_invoke_ns;
+  Entry inflight_entry;  // the slot's state if the op takes effect
+  std::uint32_t pending_slot;
+  std::uint32_t pad;
+  Entry pending_entry;
+  Entry entries[kMaxSlots];
+};
+constexpr std::uint64_t kJournalMagic = 0x4c4e524a54524f54ull;
+
+// Maps `path` (created zeroed if missing) MAP_SHARED; never unmapped.
+template <typename T>
+T* map_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  if (::ftruncate(fd, sizeof(T)) != 0) throw std::runtime_error("ftruncate " + path);
+  void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw std::runtime_error("mmap " + path);
+  return static_cast<T*>(p);
+}
+
+std::uint32_t writer_id(std::uint32_t p, std::uint32_t t) { return p * kMaxThreads + t + 1; }
+std::string own_key(std::uint32_t writer, std::uint32_t slot) {
+  return "o" + std::to_string(writer) + std::string("\0", 1) + std::to_string(slot);
+}
+std::string shared_key(std::uint32_t i) { return std::string("s\0", 2) + std::to_string(i); }
+
+std::string describe_value(std::string_view key, const std::optional<std::string>& v) {
+  if (!v) return "nothing";
+  std::string why;
+  auto info = check_value(key, *v, &why);
+  if (!info) return "a bad value (" + why + ")";
+  return "writer " + std::to_string(info->writer) + " seq " + std::to_string(info->seq) + " (" +
+         std::to_string(info->length) + " bytes)";
+}
+
+std::string describe_entry(const Entry& e) {
+  std::string s = e.state == SlotState::kSet
+                      ? "seq " + std::to_string(e.seq) + " (" + std::to_string(e.len) + " bytes" +
+                            (e.ttl_ms ? ", ttl " + std::to_string(e.ttl_ms) + " ms" : "") + ")"
+                      : std::string("absent");
+  s += ", purges done before " + std::to_string(e.purges_done_before) + ", started after " +
+       std::to_string(e.purges_started_after);
+  if (e.ghost_seq != 0) {
+    s += std::string("; a killed incarnation's ") + (e.ghost_is_pop ? "pop/erase" : "set") +
+         " (seq " + std::to_string(e.ghost_seq) + ") was observed not to have taken effect";
+  }
+  return s;
+}
+
+// When an observation of a slot (a get, a pop) happened, as far as purges
+// and TTLs go: what surely happened before it began, what may have happened
+// by the time it ended.
+struct Window {
+  std::uint64_t ok_before = 0;  // purges completed before it began
+  std::uint64_t wall_before = 0;
+  std::uint64_t started_after = 0;  // purges begun by the time it ended
+  std::uint64_t wall_after = 0;
+};
+Window begin_window() {
+  Window w;
+  w.ok_before = A(g_control->purge_ok).load(std::memory_order_seq_cst);
+  w.wall_before = wall_ms();
+  return w;
+}
+void end_window(Window& w) {
+  w.started_after = purges_started();
+  w.wall_after = wall_ms();
+}
+
+// What an own slot may hold when observed in window w, given its entry.
+struct Allowed {
+  bool value = false;   // the entry's value
+  bool absent = false;  // nothing
+};
+Allowed allowed(const Entry& e, const Window& w) {
+  Allowed a;
+  if (e.state == SlotState::kAbsent) {
+    a.absent = true;
+    return a;
+  }
+  a.value = true;
+  // A purge begun after the entry's op began may have removed it; one begun
+  // after the op returned and completed before the observation did.
+  bool may_purge = w.started_after > e.purges_done_before;
+  bool purged = e.purges_started_after != kUnknownYet && w.ok_before > e.purges_started_after;
+  // Its expiry time lies in [invoke + ttl, ack + ttl] (the library stamps it).
+  bool may_expire = e.ttl_ms != 0 && w.wall_after + 1 >= e.invoke_wall_ms + e.ttl_ms;
+  bool expired =
+      e.ttl_ms != 0 && e.ack_wall_ms != kUnknownYet && w.wall_before > e.ack_wall_ms + e.ttl_ms + 1;
+  a.absent = may_purge || may_expire;
+  if (purged || expired) {
+    a.value = false;
+    a.absent = true;
+  }
+  return a;
+}
+
+// Classifies `got` for an own slot: "" if allowed, else why not.
+std::string check_own(const std::string& key, std::uint32_t writer, const Entry& e,
+                      const std::optional<std::string>& got, const Allowed& a, Failure* kind) {
+  if (!got) {
+    if (a.absent) return "";
+    *kind = kLost;
+    return "missing; should hold " + describe_entry(e);
+  }
+  std::string why;
+  auto info = check_value(key, *got, &why);
+  if (!info) {
+    *kind = kTorn;
+    return "holds a bad value: " + why;
+  }
+  if (a.value && info->writer == writer && info->seq == e.seq && info->length == e.len) return "";
+  if (e.ghost_seq != 0 && !e.ghost_is_pop && info->writer == writer && info->seq == e.ghost_seq) {
+    *kind = kResurrected;
+    return "holds the value of a set a killed incarnation had in flight (seq " +
+           std::to_string(e.ghost_seq) +
+           "), which a live read had seen NOT take effect; should hold " + describe_entry(e);
+  }
+  *kind = kWrong;
+  return "holds " + describe_value(key, got) + "; should hold " + describe_entry(e) +
+         (a.value ? "" : " (purged or expired by now)");
+}
+
+// ---- A worker process ---------------------------------------------------------
+
+struct WorkerContext {
+  const Config& cfg;
+  std::uint32_t p;
+  std::uint64_t incarnation;
+  lilcache::Cache* cache;
+  std::string journal_dir;
+};
+
+class WorkerThread {
+ public:
+  WorkerThread(WorkerContext& ctx, std::uint32_t t)
+      : ctx_(ctx),
+        t_(t),
+        writer_(writer_id(ctx.p, t)),
+        rng_(ctx.cfg.seed ^ (std::uint64_t{ctx.p} << 48) ^ (ctx.incarnation << 20) ^ t ^
+             mono_ns()) {
+    std::string base = ctx.journal_dir + "/p" + std::to_string(ctx.p) + "t" + std::to_string(t);
+    j_ = map_file<Journal>(base + ".journal");
+    pops_fd_ = ::open((base + ".pops").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (pops_fd_ < 0) throw std::runtime_error("open pops journal");
+  }
+  ~WorkerThread() {
+    munmap(j_, sizeof(Journal));
+    ::close(pops_fd_);
+  }
+
+  // Finishes the journal of the previous incarnation: an op acknowledged
+  // but not yet copied is copied; an op in doubt is resolved by reading.
+  void Adopt() {
+    if (j_->magic != kJournalMagic) {
+      std::memset(j_, 0, sizeof(Journal));
+      j_->magic = kJournalMagic;
+      j_->next_seq = 1;
+      return;
+    }
+    auto state = static_cast<InFlight>(A(j_->inflight).load(std::memory_order_acquire));
+    if (state == InFlight::kInvoked) {
+      Commit(j_->inflight_slot, Resolve());
+      count(kResolvedInDoubt);
+    } else if (state == InFlight::kCommit) {
+      j_->entries[j_->pending_slot] = j_->pending_entry;
+      SetState(InFlight::kIdle);
+    }
+  }
+
+  void Run() {
+    auto& stop = g_control->stop;
+    auto& exit = g_control->procs[ctx_.p].exit_requested;
+    while (A(stop).load(std::memory_order_relaxed) == 0 &&
+           A(exit).load(std::memory_order_relaxed) == 0) {
+      Step();
+      count(kOps);
+    }
+  }
+
+ private:
+  std::uint64_t Rand(std::uint64_t n) { return rng_() % n; }
+
+  void SetState(InFlight st) {
+    A(j_->inflight).store(static_cast<std::uint64_t>(st), std::memory_order_release);
+  }
+  // Makes `e` the state of `slot`, so that a kill at any point leaves
+  // either the old entry or the new one.
+  void Commit(std::uint32_t slot, const Entry& e) {
+    j_->pending_slot = slot;
+    j_->pending_entry = e;
+    SetState(InFlight::kCommit);
+    j_->entries[slot] = e;
+    SetState(InFlight::kIdle);
+  }
+
+  std::size_t Length() {
+    if (Rand(1000) == 0) return 65536 + Rand(1 << 20);  // grows the log now and then
+    return 32 + Rand(1000);
+  }
+
+  // The op a killed incarnation had in flight: reads the slot to see whether
+  // it took effect; returns the slot's entry from now on.
+  Entry Resolve() {
+    const std::uint32_t slot = j_->inflight_slot;
+    Entry e = j_->entries[slot];
+    const Entry next = j_->inflight_entry;
+    const std::string key = own_key(writer_, slot);
+    std::uint64_t done_before = purges_done();
+    std::uint64_t t0 = mono_ns();
+    Window w = begin_window();
+    std::optional<std::string> got = ctx_.cache->get(key);
+    end_window(w);
+    const std::uint64_t started_after = w.started_after;
+    Allowed old_ok = allowed(e, w);
+    Allowed new_ok = allowed(next, w);
+    auto matches = [&](const Entry& x) {
+      if (!got || x.state != SlotState::kSet) return false;
+      auto info = check_value(key, *got, nullptr);
+      return info && info->writer == writer_ && info->seq == x.seq && info->length == x.len;
+    };
+    if (matches(next) && new_ok.value) {
+      count(kInDoubtTookEffect);
+      e = next;  // it took effect
+      e.ack_wall_ms = wall_ms();
+      e.purges_started_after = started_after;
+    } else if (matches(e) && old_ok.value) {
+      // It did not: a pop/erase that left the value, or a set that did not land.
+      count(kInDoubtDidNot);
+      e.ghost_seq = next.state == SlotState::kSet ? next.seq : e.seq;
+      e.ghost_len = next.len;
+      e.ghost_is_pop = next.state == SlotState::kAbsent;
+      e.ghost_seen_ns = t0;
+      e.purges_done_before = done_before;
+      e.purges_started_after = started_after;
+    } else if (!got) {
+      if (!old_ok.absent && !new_ok.absent) {
+        fail(kLost, "slot " + std::to_string(slot) + " of writer " + std::to_string(writer_) +
+                        " is missing after a kill; it held " + describe_entry(e) +
+                        " and the killed op would leave " + describe_entry(next));
+      }
+      Entry absent{};
+      absent.state = SlotState::kAbsent;
+      if (next.state == SlotState::kSet) {  // a set that did not land must never land
+        absent.ghost_seq = next.seq;
+        absent.ghost_len = next.len;
+        absent.ghost_seen_ns = t0;
+      }
+      e = absent;
+    } else {
+      Failure kind = kWrong;
+      std::string why = check_own(key, writer_, e, got, old_ok, &kind);
+      fail(kind == kLost ? kWrong : kind,
+           "slot " + std::to_string(slot) + " of writer " + std::to_string(writer_) +
+               " after a kill: " + (why.empty() ? "unexpected value" : why) +
+               "; the killed op would leave " + describe_entry(next));
+      Entry seen{};  // go on from what is there, so that one fault is reported once
+      seen.state = SlotState::kAbsent;
+      if (auto info = check_value(key, *got, nullptr); info && info->writer == writer_) {
+        seen.state = SlotState::kSet;
+        seen.seq = info->seq;
+        seen.len = info->length;
+      }
+      seen.purges_done_before = done_before;
+      seen.purges_started_after = started_after;
+      e = seen;
+    }
+    return e;
+  }
+
+  // One operation on an own slot, journaled around the call.
+  void OwnWrite(OpKind kind) {
+    const std::uint32_t slot = static_cast<std::uint32_t>(Rand(ctx_.cfg.slots));
+    const std::string key = own_key(writer_, slot);
+    Entry& cur = j_->entries[slot];
+    Entry next{};
+    std::string value;
+    std::uint64_t ttl = 0;
+    if (kind == OpKind::kSet) {
+      next.state = SlotState::kSet;
+      next.seq = j_->next_seq;
+      A(j_->next_seq).store(next.seq + 1, std::memory_order_release);
+      next.len = static_cast<std::uint32_t>(Length());
+      if (Rand(8) == 0) ttl = Rand(2) == 0 ? 50 + Rand(3000) : 3'600'000;
+      next.ttl_ms = ttl;
+      value = make_value(key, writer_, next.seq, next.len);
+    } else {
+      next.state = SlotState::kAbsent;
+    }
+    next.purges_done_before = purges_done();
+    next.invoke_wall_ms = wall_ms();
+    next.ack_wall_ms = kUnknownYet;
+    next.purges_started_after = kUnknownYet;
+    j_->inflight_slot = slot;
+    j_->inflight_kind = kind;
+    j_->inflight_invoke_ns = mono_ns();
+    j_->inflight_entry = next;
+    SetState(InFlight::kInvoked);
+    Window w = begin_window();
+    std::optional<std::string> popped;
+    bool erased = false;
+    try {
+      if (kind == OpKind::kSet) {
+        if (ttl != 0) {
+          ctx_.cache->set(key, value, std::chrono::milliseconds(ttl));
+          count(kTtlSets);
+        } else {
+          ctx_.cache->set(key, value);
+          count(kSets);
+        }
+      } else if (kind == OpKind::kPop) {
+        popped = ctx_.cache->pop(key);
+        count(kOwnPops);
+      } else {
+        erased = ctx_.cache->erase(key);
+        count(kErases);
+      }
+    } catch (const lilcache::Error& e) {
+      fail(kOpError, std::string("own write: ") + e.what());
+      SetState(InFlight::kIdle);
+      return;
+    }
+    end_window(w);
+    next.ack_wall_ms = w.wall_after;
+    next.purges_started_after = w.started_after;
+    const Allowed before = allowed(cur, w);
+    // A pop/erase reports what the slot held: check it.
+    if (kind == OpKind::kPop) {
+      Failure f = kWrong;
+      std::string why = check_own(key, writer_, cur, popped, before, &f);
+      if (!why.empty()) {
+        fail(f, "pop of own slot " + std::to_string(slot) + " of writer " +
+                    std::to_string(writer_) + ": " + why);
+      }
+    } else if (kind == OpKind::kErase && !erased && !before.absent) {
+      fail(kLost, "erase of own slot " + std::to_string(slot) + " of writer " +
+                      std::to_string(writer_) + " found nothing; it held " + describe_entry(cur));
+    }
+    Commit(slot, next);  // the acknowledgement
+  }
+
+  void OwnGet() {
+    const std::uint32_t slot = static_cast<std::uint32_t>(Rand(ctx_.cfg.slots));
+    const std::string key = own_key(writer_, slot);
+    Entry& cur = j_->entries[slot];
+    std::uint64_t done_before = purges_done();
+    Window w = begin_window();
+    std::optional<std::string> got = ctx_.cache->get(key);
+    end_window(w);
+    count(kOwnGets);
+    Allowed a = allowed(cur, w);
+    Failure f = kWrong;
+    std::string why = check_own(key, writer_, cur, got, a, &f);
+    if (!why.empty()) {
+      fail(f, "get of own slot " + std::to_string(slot) + " of writer " + std::to_string(writer_) +
+                  ": " + why);
+    }
+    if (!got && cur.state == SlotState::kSet) {
+      // Purged or expired: from now on the slot is known to be empty.
+      Entry e = cur;
+      e.state = SlotState::kAbsent;
+      e.purges_done_before = done_before;
+      if (e.ghost_is_pop) e.ghost_seq = 0;  // the value a killed pop left is gone anyway
+      Commit(slot, e);
+    }
+  }
+
+  void Shared(int what) {
+    const std::string key = shared_key(static_cast<std::uint32_t>(Rand(ctx_.cfg.shared_keys)));
+    if (what == 0) {
+      std::uint64_t seq = j_->next_seq;
+      A(j_->next_seq).store(seq + 1, std::memory_order_release);
+      ctx_.cache->set(key, make_value(key, writer_, seq, Length()));
+      count(kSharedSets);
+      return;
+    }
+    std::optional<std::string> got = what == 1 ? ctx_.cache->get(key) : ctx_.cache->pop(key);
+    count(what == 1 ? kSharedGets : kSharedPops);
+    if (!got) return;
+    std::string why;
+    auto info = check_value(key, *got, &why);
+    if (!info) {
+      fail(kTorn, std::string(what == 1 ? "get" : "pop") + " of a shared key: " + why);
+      return;
+    }
+    if (what == 2) {
+      count(kSharedPopHits);
+      std::uint64_t rec[2] = {info->writer, info->seq};
+      if (::write(pops_fd_, rec, sizeof rec) != static_cast<ssize_t>(sizeof rec)) {
+        fail(kOpError, "cannot journal a pop");
+      }
+    }
+  }
+
+  void Step() {
+    std::uint64_t dice = Rand(1'000'000);
+    try {
+      if (dice < 300'000) {
+        OwnWrite(OpKind::kSet);
+      } else if (dice < 500'000) {
+        OwnGet();
+      } else if (dice < 540'000) {
+        OwnWrite(OpKind::kPop);
+      } else if (dice < 570'000) {
+        OwnWrite(OpKind::kErase);
+      } else if (dice < 800'000) {
+        Shared(0);
+      } else if (dice < 930'000) {
+        Shared(1);
+      } else if (dice < 999'950) {
+        Shared(2);
+      } else if (dice < 999'960) {  // rare: about one per second in all
+        Purge();
+      } else if (dice < 999'980) {
+        if (ctx_.cache->compact().compacted) count(kCompactions);
+      } else if (dice < 999'990) {
+        if (ctx_.cache->snapshot().compacted) count(kSnapshots);
+      } else {
+        ForEach();
+      }
+    } catch (const lilcache::Error& e) {
+      fail(kOpError, e.what());
+    }
+  }
+
+  void Purge() {
+    ProcessState& ps = g_control->procs[ctx_.p];
+    A(ps.purges_in_flight).fetch_add(1, std::memory_order_seq_cst);
+    A(g_control->purge_started).fetch_add(1, std::memory_order_seq_cst);
+    ctx_.cache->purge();
+    A(g_control->purge_ok).fetch_add(1, std::memory_order_seq_cst);
+    A(ps.purges_in_flight).fetch_sub(1, std::memory_order_seq_cst);
+    count(kPurges);
+  }
+
+  void ForEach() {
+    ctx_.cache->for_each([&](std::string_view k, std::string_view v) {
+      std::string why;
+      if (!check_value(k, v, &why)) fail(kTorn, "for_each: " + why);
+      return true;
+    });
+    count(kForEach);
+  }
+
+  WorkerContext& ctx_;
+  std::uint32_t t_;
+  std::uint32_t writer_;
+  std::mt19937_64 rng_;
+  Journal* j_ = nullptr;
+  int pops_fd_ = -1;
+};
+
+lilcache::Options cache_options(const Config& cfg) {
+  lilcache::Options o;
+  o.root = cfg.root + "/cache";
+  o.snapshot = "1s";
+  o.compact_dead_ratio = 0.25;
+  return o;
+}
+
+// Exit status: 0 clean, 4 open failed, 5 leaked descriptors or mappings,
+// 6 other error.
+int worker_main(const Config& cfg, std::uint32_t p, std::uint64_t incarnation) {
+  const std::string cache_dir = cfg.root + "/cache";
+  const auto before = lilcache::test::process_resources(cache_dir);
+  {
+    std::optional<lilcache::Cache> cache;
+    try {
+      cache.emplace(lilcache::Cache::open(kName, cache_options(cfg)));
+    } catch (const lilcache::Error& e) {
+      fail(kOpenFailed, "process " + std::to_string(p) + ": " + e.what());
+      return 4;
+    }
+    count(kOpens);
+    WorkerContext ctx{cfg, p, incarnation, &*cache, cfg.root + "/journal"};
+    std::vector<std::unique_ptr<WorkerThread>> workers;
+    for (std::uint32_t t = 0; t < cfg.threads; ++t) {
+      workers.push_back(std::make_unique<WorkerThread>(ctx, t));
+    }
+    for (auto& w : workers) w->Adopt();
+    std::vector<std::thread> threads;
+    for (auto& w : workers) threads.emplace_back([&w] { w->Run(); });
+    for (auto& th : threads) th.join();
+    workers.clear();
+  }
+  const auto after = lilcache::test::process_resources(cache_dir);
+  if (after.fds_under != 0 || after.maps_under != 0 || after.fds != before.fds ||
+      after.reservations != before.reservations) {
+    fail(kLeak, "process " + std::to_string(p) + " after closing the cache: " + after.describe() +
+                    "; before opening it: " + before.describe());
+    return 5;
+  }
+  return 0;
+}
+
+// ---- The supervisor ---------------------------------------------------------
+
+struct Worker {
+  pid_t pid = -1;
+  std::uint64_t incarnation = 0;
+};
+
+class Supervisor {
+ public:
+  explicit Supervisor(Config cfg) : cfg_(std::move(cfg)), rng_(cfg_.seed) {}
+
+  int Run() {
+    fs::create_directories(cfg_.root + "/journal");
+    fs::create_directories(cfg_.root + "/cache");
+    g_control = static_cast<Control*>(
+        mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    if (g_control == MAP_FAILED) throw std::runtime_error("mmap control");
+    std::memset(g_control, 0, sizeof(Control));
+    workers_.resize(cfg_.processes);
+    for (std::uint32_t p = 0; p < cfg_.processes; ++p) Start(p);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto end = t0 + std::chrono::milliseconds(static_cast<std::int64_t>(cfg_.seconds * 1000));
+    auto next_kill = t0 + Interval();
+    while (std::chrono::steady_clock::now() < end) {
+      Reap();
+      if (std::chrono::steady_clock::now() >= next_kill) {
+        if (cfg_.mass_kill_every != 0 && ++kill_rounds_ % cfg_.mass_kill_every == 0) {
+          for (std::uint32_t p = 0; p < cfg_.processes; ++p) Kill(p);
+          ++mass_kills_;
+        } else if (rng_() % 8 == 0) {
+          // Now and then a clean exit instead: the worker checks that it
+          // released every descriptor and mapping of the cache.
+          Retire(static_cast<std::uint32_t>(rng_() % cfg_.processes));
+        } else {
+          Kill(static_cast<std::uint32_t>(rng_() % cfg_.processes));
+        }
+        for (std::uint32_t p = 0; p < cfg_.processes; ++p) {
+          if (workers_[p].pid < 0) Start(p);
+        }
+        // On schedule, however long this round took (a clean exit waits for
+        // the worker's snapshot in progress, a restart after killing all
+        // for a recovery).
+        next_kill = std::max(next_kill + Interval(),
+                             std::chrono::steady_clock::now() - std::chrono::seconds(1));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    Stop();
+    return Verify();
+  }
+
+ private:
+  std::chrono::milliseconds Interval() {
+    std::uint64_t k = cfg_.kill_interval_ms;
+    return std::chrono::milliseconds(k / 2 + rng_() % (k + 1));
+  }
+
+  void Start(std::uint32_t p) {
+    Worker& w = workers_[p];
+    ++w.incarnation;
+    A(g_control->procs[p].exit_requested).store(0);
+    std::fflush(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    if (pid == 0) {
+      int rc = 6;
+      try {
+        rc = worker_main(cfg_, p, w.incarnation);
+      } catch (const std::exception& e) {
+        fail(kOpError, std::string("worker: ") + e.what());
+      }
+      std::fflush(nullptr);
+      _exit(rc);
+    }
+    w.pid = pid;
+    A(g_control->procs[p].pid).store(static_cast<std::uint64_t>(pid));
+    ++starts_;
+  }
+
+  // After a worker ended: a purge it had in flight can no longer happen.
+  void Ended(std::uint32_t p) {
+    std::uint64_t n = A(g_control->procs[p].purges_in_flight).exchange(0);
+    A(g_control->purge_resolved).fetch_add(n, std::memory_order_seq_cst);
+    workers_[p].pid = -1;
+  }
+
+  void Kill(std::uint32_t p) {
+    Worker& w = workers_[p];
+    if (w.pid < 0) return;
+    ::kill(w.pid, SIGKILL);
+    int status = 0;
+    while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+      ++kills_;
+    } else {
+      Judge(p, status);
+    }
+    Ended(p);
+  }
+
+  // Asks worker p to finish and exit, and waits for it.
+  void Retire(std::uint32_t p) {
+    Worker& w = workers_[p];
+    if (w.pid < 0) return;
+    A(g_control->procs[p].exit_requested).store(1);
+    int status = 0;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (waitpid(w.pid, &status, WNOHANG) != w.pid) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        fail(kHung, "worker " + std::to_string(p) + " did not exit within 60 s when asked");
+        ::kill(w.pid, SIGKILL);
+        waitpid(w.pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    Judge(p, status);
+    Ended(p);
+    ++retired_;
+  }
+
+  // A worker that ended on its own during the run.
+  void Reap() {
+    for (std::uint32_t p = 0; p < cfg_.processes; ++p) {
+      Worker& w = workers_[p];
+      if (w.pid < 0) continue;
+      int status = 0;
+      if (waitpid(w.pid, &status, WNOHANG) != w.pid) continue;
+      Judge(p, status);
+      Ended(p);
+      Start(p);
+    }
+  }
+
+  void Judge(std::uint32_t p, int status) {
+    if (WIFEXITED(status)) {
+      int rc = WEXITSTATUS(status);
+      if (rc == 0) {
+        ++g_control->procs[p].clean_exits;
+        return;
+      }
+      if (rc == 4 || rc == 5) return;  // counted by the worker (failed open, leak)
+      fail(kCrash, "worker " + std::to_string(p) + " exited with status " + std::to_string(rc));
+    } else if (WIFSIGNALED(status)) {
+      fail(kCrash, "worker " + std::to_string(p) + " died of signal " +
+                       std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")");
+    }
+  }
+
+  void Stop() {
+    A(g_control->stop).store(1);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    for (std::uint32_t p = 0; p < cfg_.processes; ++p) {
+      Worker& w = workers_[p];
+      if (w.pid < 0) continue;
+      int status = 0;
+      for (;;) {
+        pid_t r = waitpid(w.pid, &status, WNOHANG);
+        if (r == w.pid) break;
+        if (std::chrono::steady_clock::now() > deadline) {
+          fail(kHung, "worker " + std::to_string(p) + " did not stop within 120 s");
+          ::kill(w.pid, SIGKILL);
+          waitpid(w.pid, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      Judge(p, status);
+      Ended(p);
+    }
+  }
+
+  // Checks every journal against the cache, reopened by this process alone.
+  int Verify() {
+    const std::string cache_dir = cfg_.root + "/cache";
+    const std::string evidence = cfg_.root + "/cache-before-final-open";
+    fs::remove_all(evidence);
+    fs::copy(cache_dir, evidence, fs::copy_options::recursive);
+    const auto before = lilcache::test::process_resources(cache_dir);
+    std::uint64_t own_present = 0, own_absent = 0, shared_checked = 0, popped_total = 0, listed = 0,
+                  in_doubt = 0;
+    {
+      std::optional<lilcache::Cache> cache;
+      try {
+        cache.emplace(lilcache::Cache::open(kName, cache_options(cfg_)));
+      } catch (const lilcache::Error& e) {
+        fail(kOpenFailed, std::string("final open: ") + e.what());
+      }
+      if (cache) {
+        std::vector<std::uint64_t> popped;  // writer << 40 | seq
+        for (std::uint32_t p = 0; p < cfg_.processes; ++p) {
+          for (std::uint32_t t = 0; t < cfg_.threads; ++t) {
+            const std::uint32_t writer = writer_id(p, t);
+            std::string base =
+                cfg_.root + "/journal/p" + std::to_string(p) + "t" + std::to_string(t);
+            if (!fs::exists(base + ".journal")) continue;
+            Journal* j = map_file<Journal>(base + ".journal");
+            auto state = static_cast<InFlight>(A(j->inflight).load());
+            if (state == InFlight::kCommit) {
+              j->entries[j->pending_slot] = j->pending_entry;
+              state = InFlight::kIdle;
+            }
+            for (std::uint32_t slot = 0; slot < cfg_.slots; ++slot) {
+              const std::string key = own_key(writer, slot);
+              const Entry& e = j->entries[slot];
+              Window w = begin_window();
+              std::optional<std::string> got = cache->get(key);
+              end_window(w);
+              got ? ++own_present : ++own_absent;
+              Allowed a = allowed(e, w);
+              Failure f = kWrong;
+              std::string why = check_own(key, writer, e, got, a, &f);
+              if (!why.empty() && state == InFlight::kInvoked && j->inflight_slot == slot) {
+                // The op the last incarnation had in flight: either outcome.
+                ++in_doubt;
+                Allowed b = allowed(j->inflight_entry, w);
+                Failure f2 = kWrong;
+                if (check_own(key, writer, j->inflight_entry, got, b, &f2).empty()) why.clear();
+              }
+              if (!why.empty()) {
+                fail(f, "final check: own slot " + std::to_string(slot) + " of writer " +
+                            std::to_string(writer) + " (process " + std::to_string(p) + " thread " +
+                            std::to_string(t) + "): " + why);
+              }
+            }
+            munmap(j, sizeof(Journal));
+            std::string pops = lilcache::test::read_file(base + ".pops");
+            for (std::size_t at = 0; at + 16 <= pops.size(); at += 16) {
+              std::uint64_t rec[2];
+              std::memcpy(rec, pops.data() + at, 16);
+              popped.push_back(rec[0] << 40 | rec[1]);
+            }
+          }
+        }
+        popped_total = popped.size();
+        std::sort(popped.begin(), popped.end());
+        for (std::size_t i = 1; i < popped.size(); ++i) {
+          if (popped[i] == popped[i - 1]) {
+            fail(kPoppedTwice, "writer " + std::to_string(popped[i] >> 40) + " seq " +
+                                   std::to_string(popped[i] & ((1ull << 40) - 1)) +
+                                   " was popped twice");
+          }
+        }
+        for (std::uint32_t i = 0; i < cfg_.shared_keys; ++i) {
+          const std::string key = shared_key(i);
+          std::optional<std::string> got = cache->get(key);
+          ++shared_checked;
+          if (!got) continue;
+          std::string why;
+          auto info = check_value(key, *got, &why);
+          if (!info) {
+            fail(kTorn, "final check: shared key " + std::to_string(i) + ": " + why);
+          } else if (std::binary_search(popped.begin(), popped.end(),
+                                        std::uint64_t{info->writer} << 40 | info->seq)) {
+            fail(kPoppedBack, "final check: shared key " + std::to_string(i) + " holds writer " +
+                                  std::to_string(info->writer) + " seq " +
+                                  std::to_string(info->seq) + ", which was popped");
+          }
+        }
+        cache->for_each([&](std::string_view k, std::string_view v) {
+          ++listed;
+          std::string why;
+          if (!check_value(k, v, &why)) fail(kTorn, "final for_each: " + why);
+          return true;
+        });
+        final_stats_ = cache->stats();
+        std::size_t size = cache->size();
+        if (size != listed) {
+          fail(kWrong, "size() " + std::to_string(size) + " != " + std::to_string(listed) +
+                           " keys listed by for_each");
+        }
+      }
+    }
+    const auto after = lilcache::test::process_resources(cache_dir);
+    if (after.fds_under != 0 || after.maps_under != 0 || after.fds != before.fds) {
+      fail(kLeak, "the verifying process after closing: " + after.describe());
+    }
+    std::uint64_t failures = 0;
+    for (int f = 0; f < kNumFailures; ++f) failures += A(g_control->failures[f]).load();
+    std::uint64_t clean = 0;
+    for (std::uint32_t p = 0; p < cfg_.processes; ++p) clean += g_control->procs[p].clean_exits;
+    std::uint64_t recoveries = 0;
+    {
+      std::string log = lilcache::test::read_file(cache_dir + "/" + kName + ".log");
+      for (std::size_t at = 0; (at = log.find("recovering ", at)) != std::string::npos; ++at) {
+        ++recoveries;
+      }
+    }
+    // The summary line.
+    auto c = [&](Counter k) { return std::to_string(A(g_control->counters[k]).load()); };
+    auto u = [](std::uint64_t x) { return std::to_string(x); };
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.0f", run_seconds_);
+    std::string line =
+        "torture: " + u(cfg_.processes) + " processes x " + u(cfg_.threads) + " threads, " + secs +
+        " s, kill interval " + u(cfg_.kill_interval_ms) + " ms: " + u(kills_) + " kills (" +
+        u(mass_kills_) + " rounds killing all), " + u(retired_) + " clean restarts, " + u(starts_) +
+        " starts, " + u(clean) + " clean exits checked for leaks, " + u(recoveries) +
+        " recoveries; ops " + c(kOps) + " (sets " + c(kSets) + ", ttl sets " + c(kTtlSets) +
+        ", own gets " + c(kOwnGets) + ", own pops " + c(kOwnPops) + ", erases " + c(kErases) +
+        ", shared sets " + c(kSharedSets) + ", shared gets " + c(kSharedGets) + ", shared pops " +
+        c(kSharedPops) + " hitting " + c(kSharedPopHits) + ", purges " + c(kPurges) +
+        ", compact() " + c(kCompactions) + ", snapshot() " + c(kSnapshots) + ", for_each " +
+        c(kForEach) + "); generations " + u(final_stats_.generation) + " (compactions " +
+        u(final_stats_.compactions) + ", snapshots " + u(final_stats_.snapshots) +
+        "); in-doubt ops of killed threads " + c(kResolvedInDoubt) + " (took effect " +
+        c(kInDoubtTookEffect) + ", did not " + c(kInDoubtDidNot) +
+        "); verified: " + u(own_present + own_absent) + " own slots (" + u(own_present) +
+        " present, " + u(own_absent) + " absent, " + u(in_doubt) + " in doubt at the end), " +
+        u(shared_checked) + " shared keys, " + u(popped_total) + " pops unique, " + u(listed) +
+        " live keys intact;";
+    for (int f = 0; f < kNumFailures; ++f) {
+      line += std::string(" ") + kFailureNames[f] + " " + u(A(g_control->failures[f]).load()) +
+              (f + 1 < kNumFailures ? "," : "");
+    }
+    line += failures == 0 ? " => PASS" : " => FAIL";
+    std::printf("%s\n", line.c_str());
+    if (failures != 0) {
+      std::uint64_t n = std::min<std::uint64_t>(A(g_control->messages).load(), kMaxFailures);
+      std::fprintf(stderr, "lilcache-torture: %llu failures; the first %llu:\n",
+                   static_cast<unsigned long long>(failures), static_cast<unsigned long long>(n));
+      for (std::uint64_t i = 0; i < n; ++i) std::fprintf(stderr, "  %s\n", g_control->message[i]);
+      std::fprintf(stderr,
+                   "lilcache-torture: files kept in %s (the cache as the workers left it: "
+                   "%s; inspect with lilcache-dump --root DIR %s --records)\n",
+                   cfg_.root.c_str(), evidence.c_str(), kName);
+    }
+    std::fflush(stdout);
+    return failures == 0 ? 0 : 1;
+  }
+
+  Config cfg_;
+  std::mt19937_64 rng_;
+  std::vector<Worker> workers_;
+  std::uint64_t kills_ = 0, mass_kills_ = 0, kill_rounds_ = 0, starts_ = 0, retired_ = 0;
+  lilcache::Stats final_stats_{};
+  double run_seconds_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  CLI::App app(
+      "lilcache-torture: SIGKILL torture of N processes x M threads on one cache, "
+      "then a check that nothing acknowledged was lost and nothing torn was read");
+  app.add_option("--processes", cfg.processes, "worker processes")
+      ->check(CLI::Range(1u, kMaxProcesses));
+  app.add_option("--threads", cfg.threads, "threads per worker")
+      ->check(CLI::Range(1u, kMaxThreads));
+  app.add_option("--seconds", cfg.seconds, "duration of the kill loop")->check(CLI::PositiveNumber);
+  app.add_option("--kill-interval-ms", cfg.kill_interval_ms,
+                 "mean time between kills (uniform in [k/2, 3k/2])")
+      ->check(CLI::Range(1u, 3'600'000u));
+  app.add_option("--mass-kill-every", cfg.mass_kill_every,
+                 "every Nth kill kills every worker at once (0 = never)");
+  app.add_option("--slots", cfg.slots, "own key slots per thread")
+      ->check(CLI::Range(1u, kMaxSlots));
+  app.add_option("--shared-keys", cfg.shared_keys, "shared keys for set/pop")
+      ->check(CLI::Range(1u, 100000u));
+  app.add_option("--root", cfg.root,
+                 "directory for the cache and the journals (default: a new "
+                 "temporary directory, removed if every check passes)");
+  app.add_flag("--keep", cfg.keep, "keep the directory even if every check passes");
+  app.add_option("--seed", cfg.seed, "random seed (default: random)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (cfg.seed == 0) cfg.seed = std::random_device{}() ^ mono_ns();
+  bool temporary = cfg.root.empty();
+  if (temporary) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/lilcache-torture-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      std::fprintf(stderr, "lilcache-torture: mkdtemp: %s\n", std::strerror(errno));
+      return 1;
+    }
+    cfg.root = tmpl;
+  } else if (fs::exists(cfg.root) && !fs::is_empty(cfg.root)) {
+    std::fprintf(stderr, "lilcache-torture: --root %s is not empty\n", cfg.root.c_str());
+    return 2;
+  }
+  std::printf("lilcache-torture: seed %llu, root %s\n", static_cast<unsigned long long>(cfg.seed),
+              cfg.root.c_str());
+  std::fflush(stdout);
+  int rc = 1;
+  try {
+    rc = Supervisor(cfg).Run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lilcache-torture: %s\n", e.what());
+    return 1;
+  }
+  if (rc == 0 && temporary && !cfg.keep) fs::remove_all(cfg.root);
+  return rc;
+}
