@@ -67,8 +67,14 @@ void DataFile::Open(Env* env, const std::string& path, std::uint64_t generation,
   if (h.salt != salt) throw Error("corrupt log " + path + ": salt does not match its meta file");
   // Acquire: pairs with the release store of a grower.
   std::uint64_t cap = Shared(header().capacity).load(std::memory_order_acquire);
-  truncated_ = size < cap || cap < kHeaderSize ||
-               Shared(header().tail).load(std::memory_order_acquire) > std::max(cap, size);
+  std::uint64_t tail = Shared(header().tail).load(std::memory_order_acquire);
+  std::uint64_t verified = Shared(header().verified_upto).load(std::memory_order_relaxed);
+  // Records start at multiples of 8 between the header and the tail: a header
+  // saying otherwise is corrupt, and appending at its tail would misplace
+  // every record after it.
+  truncated_ = size < cap || cap < kHeaderSize || tail > std::max(cap, size) ||
+               tail < kHeaderSize || tail % log::kAlign != 0 || verified > tail ||
+               verified % log::kAlign != 0;
 }
 
 std::uint64_t DataFile::Reserve(std::uint64_t len, const FileHandle* meta) {

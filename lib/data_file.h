@@ -54,7 +54,10 @@ class DataFile {
   void Create(Env* env, const std::string& path, std::uint64_t generation, std::uint64_t salt,
               std::uint64_t capacity, std::uint64_t now_ms);
   // Opens an existing log and checks its header. A file shorter than its
-  // recorded capacity (truncated) is mapped as far as it goes; truncated() says so.
+  // recorded capacity (truncated) is mapped as far as it goes; truncated() says
+  // so, and also when the header's tail or verified_upto is impossible (not a
+  // multiple of 8, before the first record, past the end): either way the
+  // header cannot be trusted, and a lone opener replays the whole file.
   void Open(Env* env, const std::string& path, std::uint64_t generation, std::uint64_t salt);
 
   DataHeader& header() const { return *reinterpret_cast<DataHeader*>(map_.data()); }
