@@ -8,16 +8,23 @@
 #   ./build.sh serve [ARGS]   set up, build, serve the default cache over HTTP on
 #                             127.0.0.1:5001 until Ctrl-C (`lilcache serve ARGS`,
 #                             docs/rest.md); prints curl lines to try first
+#   ./build.sh test-asan [ARGS]  every test under AddressSanitizer + UBSan (build-asan/)
+#   ./build.sh test-tsan [ARGS]  the threaded and multi-process suites under
+#                             ThreadSanitizer (build-tsan/); ARGS = test names
+#   ./build.sh fuzz [SECONDS]    every libFuzzer target for SECONDS (default 30)
+#                             each (test/fuzz/run.sh, clang, build-fuzz/)
 #
 # "Set up" is scripts/setup.sh: install missing Debian packages, meson setup, ninja.
-# Environment: BUILD_DIR (default: build), MESON_ARGS (extra `meson setup` arguments).
+# Environment: BUILD_DIR (default: build), ASAN_BUILD_DIR (build-asan),
+# TSAN_BUILD_DIR (build-tsan), MESON_ARGS (extra `meson setup` arguments).
+# Sanitizer runs: any report fails the run (docs/testing.md).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export BUILD_DIR=${BUILD_DIR:-build}
 
 usage() {
-  sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -29,13 +36,18 @@ setup() { bash scripts/setup.sh; }
 # line(s); an executable that crashed or timed out after reporting no failure
 # adds 1 failed; a test that prints no doctest summary (the examples) counts as
 # 1 passed or 1 failed by its meson result. Skipped tests count as neither.
+# Sanitizer runs: a test whose output holds a sanitizer report fails; with a
+# second argument, a directory of report files (one per reporting process,
+# see sanitizer_env), each file adds 1 failed and is printed to stderr.
 # Exits 1 if anything failed.
 summarize() {
-  python3 - "$1" <<'PY'
-import json, re, sys
+  python3 - "$@" <<'PY'
+import json, os, re, sys
 
 summary = re.compile(r"\[doctest\] test cases:\s*\d+\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed")
 ansi = re.compile(r"\x1b\[[0-9;]*m")
+sanitizer = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|"
+                       r":\d+:\d+: runtime error: ")
 passed = failed = 0
 with open(sys.argv[1], encoding="utf-8", errors="replace") as log:
     for line in log:
@@ -48,6 +60,11 @@ with open(sys.argv[1], encoding="utf-8", errors="replace") as log:
         ok = result in ("OK", "EXPECTEDFAIL")
         out = ansi.sub("", (test.get("stdout") or "") + "\n" + (test.get("stderr") or ""))
         counts = summary.findall(out)
+        if sanitizer.search(out):
+            # A report on stderr (gcc's UBSan cannot log to a file), from the
+            # test or from a child that inherited its stderr.
+            print(f"{test.get('name', '?')}: sanitizer report in its output", file=sys.stderr)
+            ok = False
         if counts:
             p = sum(int(c[0]) for c in counts)
             f = sum(int(c[1]) for c in counts)
@@ -59,12 +76,24 @@ with open(sys.argv[1], encoding="utf-8", errors="replace") as log:
             print(f"{test.get('name', '?')}: {result}", file=sys.stderr)
         passed += p
         failed += f
+if len(sys.argv) > 2 and os.path.isdir(sys.argv[2]):
+    for name in sorted(os.listdir(sys.argv[2])):
+        path = os.path.join(sys.argv[2], name)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+        print(f"sanitizer report {path}:", file=sys.stderr)
+        for line in lines[:80]:
+            print("  " + line, file=sys.stderr)
+        failed += 1
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
 }
 
+# run_tests [REPORT_DIR] -- [meson test ARGS]
 run_tests() {
+  local reports=$1
+  shift 2
   if ! setup; then
     echo "build.sh: setup/build failed; no test ran" >&2
     echo "0 passed, 1 failed"
@@ -79,9 +108,30 @@ run_tests() {
     echo "0 passed, 1 failed"
     return 1
   fi
-  summarize "$log" || rc=1
+  summarize "$log" $reports || rc=1
   return "$rc"
 }
+
+# Sanitizer runs. ASan, LSan and TSan write the report of every process
+# (test, forked child, exec'd worker) to its own file $reports/<tool>.<pid>
+# instead of stderr, so that no report is lost in a child whose output nobody
+# reads; gcc's UBSan ignores log_path and reports on stderr, which every test
+# child inherits and summarize scans. Each report fails the run.
+# halt_on_error: the first report ends the process.
+sanitizer_env() {
+  local reports=$1
+  rm -rf "$reports"
+  mkdir -p "$reports"
+  export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0:log_path=$reports/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+  # die_after_fork=0: the process suites fork children of threaded parents;
+  # history_size: longer histories for the reports' second stack.
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:die_after_fork=0:log_path=$reports/tsan${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+}
+
+# The suites with threads or processes, run under ThreadSanitizer.
+tsan_tests=(cache_test fault_test multiprocess_test crash_test snapshot_test compaction_test
+            server_test example_01_multiprocess)
 
 cmd=${1:-}
 (($# > 0)) && shift
@@ -91,7 +141,41 @@ case $cmd in
     exec "$BUILD_DIR/tools/lilcache-demo" "$@"
     ;;
   test)
-    run_tests "$@"
+    run_tests "" -- "$@"
+    ;;
+  test-asan)
+    export BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
+    export MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled ${MESON_ARGS:-}"
+    sanitizer_env "$PWD/$BUILD_DIR/sanitizer-reports"
+    # Sanitized code runs several times slower (test_util.h, slowdown()).
+    export LILCACHE_SLOWDOWN=${LILCACHE_SLOWDOWN:-2}
+    run_tests "$PWD/$BUILD_DIR/sanitizer-reports" -- --timeout-multiplier=3 "$@"
+    ;;
+  test-tsan)
+    export BUILD_DIR=${TSAN_BUILD_DIR:-build-tsan}
+    # clang's TSan: gcc 12's aborts a forked child that starts a thread when
+    # its parent had threads ("dup thread with used id"), which the process
+    # suites do. werror off: clang warns where gcc does not (the gcc build
+    # enforces it).
+    export CXX=${TSAN_CXX:-clang++-14}
+    export MESON_ARGS="-Db_sanitize=thread -Db_lundef=false -Dbench=disabled -Dwerror=false ${MESON_ARGS:-}"
+    (($# > 0)) || set -- "${tsan_tests[@]}"
+    # Build only what those tests need.
+    targets=()
+    for t in "$@"; do
+      case $t in
+        example_*) targets+=("examples/$t") ;;
+        -*) ;;
+        *) targets+=("test/$t") ;;
+      esac
+    done
+    export NINJA_TARGETS="${targets[*]} test/lilcache-test-worker"
+    sanitizer_env "$PWD/$BUILD_DIR/sanitizer-reports"
+    export LILCACHE_SLOWDOWN=${LILCACHE_SLOWDOWN:-4}
+    run_tests "$PWD/$BUILD_DIR/sanitizer-reports" -- --no-rebuild --timeout-multiplier=4 "$@"
+    ;;
+  fuzz)
+    exec bash test/fuzz/run.sh all "${1:-30}"
     ;;
   bench)
     setup

@@ -541,8 +541,14 @@ void Cache::Impl::Purge() {
 }
 
 void Cache::Impl::AfterWrite() {
-  Generation* g = current_.load(std::memory_order_acquire);
-  if (g == nullptr || maintenance_requested_.load(std::memory_order_relaxed)) return;
+  if (current_.load(std::memory_order_acquire) == nullptr ||
+      maintenance_requested_.load(std::memory_order_relaxed)) {
+    return;
+  }
+  // Pinned: another thread's Refresh() may retire (unmap) the generation
+  // that was current a moment ago.
+  PinGuard pin(Pin());
+  Generation* g = pin.get();
   auto& dh = g->data.header();
   // Relaxed: heuristics only.
   std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
@@ -636,9 +642,13 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
       Compactor(*this).Run("snapshot", 0, nullptr, snapshot_ms_);
       return;
     }
-    Generation* g = current_.load(std::memory_order_acquire);
-    bool grow = g->index.used() * 2 > g->index.slot_count();
-    std::uint64_t slots = g->index.slot_count();
+    bool grow;
+    std::uint64_t slots;
+    {
+      PinGuard pin(Pin());  // as in AfterWrite()
+      grow = pin.get()->index.used() * 2 > pin.get()->index.slot_count();
+      slots = pin.get()->index.slot_count();
+    }
     if (!Compact(grow ? "index half full" : "dead space or max_bytes", grow ? slots * 2 : 0)) {
       // Another process holds the COMPACT lock (and will do the work).
       compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);

@@ -5,12 +5,13 @@
 #include <string>
 
 #include "lilcache/lilcache.h"
+#include "quote.h"
 
 namespace lilcache {
 namespace {
 
 [[noreturn]] void Bad(std::string_view text, std::string_view why) {
-  throw Error("invalid duration \"" + std::string(text) + "\": " + std::string(why) +
+  throw Error("invalid duration " + Quote(text) + ": " + std::string(why) +
               " (expected e.g. \"500ms\", \"120s\", \"5m\", \"2h\", \"1d\", \"1w\", \"1h30m\")");
 }
 
@@ -39,14 +40,15 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     if (!IsDigit(text[i])) Bad(text, "expected a number");
     std::uint64_t n = 0;
     for (; i < text.size() && IsDigit(text[i]); ++i) {
-      if (n > (kMax - 9) / 10) Bad(text, "too large");
-      n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+      const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+      if (n > (kMax - digit) / 10) Bad(text, "too large");
+      n = n * 10 + digit;
     }
     std::size_t start = i;
     while (i < text.size() && IsAlpha(text[i])) ++i;
     if (start == i) Bad(text, "missing unit");
     std::uint64_t unit = UnitMillis(text.substr(start, i - start));
-    if (unit == 0) Bad(text, "unknown unit \"" + std::string(text.substr(start, i - start)) + "\"");
+    if (unit == 0) Bad(text, "unknown unit " + Quote(text.substr(start, i - start)));
     if (n > (kMax - total) / unit) Bad(text, "too large");
     total += n * unit;
   }

@@ -59,7 +59,7 @@ Damage CheckRecord(std::span<const char> region, std::size_t offset, std::uint64
   bool type_ok = h->type == static_cast<std::uint8_t>(RecordType::kSet) ||
                  h->type == static_cast<std::uint8_t>(RecordType::kTombstone);
   if (!type_ok || h->flags != 0 || h->reserved != 0 || h->key_len == 0 ||
-      h->key_len > kMaxKeyBytes || h->value_len > kMaxValueBytes ||
+      h->key_len > kMaxKeyBytes || h->value_len > kMaxValueBytes || h->seq > kMaxSeq ||
       (h->type == static_cast<std::uint8_t>(RecordType::kTombstone) && h->value_len != 0)) {
     return Damage::kBadHeader;
   }

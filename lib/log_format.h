@@ -14,6 +14,10 @@ namespace lilcache::log {
 inline constexpr std::uint32_t kRecordMagic = 0x4352434C;  // "LCRC"
 inline constexpr std::size_t kRecordHeaderSize = 40;
 inline constexpr std::size_t kAlign = 8;
+// Sequence numbers are 1..kMaxSeq (2^63 - 1: 292 years at 10^9 writes per
+// second), so that next_seq never wraps around; a record claiming a larger
+// one is corrupt.
+inline constexpr std::uint64_t kMaxSeq = (1ull << 63) - 1;
 
 enum class RecordType : std::uint8_t { kSet = 1, kTombstone = 2 };
 
@@ -84,7 +88,7 @@ enum class Damage {
   kNone,         // valid
   kTruncated,    // the header or the body runs past the end of the region
   kBadMagic,     // not a record start (zeros of a hole, or garbage)
-  kBadHeader,    // bad type, flags or lengths
+  kBadHeader,    // bad type, flags, lengths or sequence number
   kBadChecksum,  // torn or corrupted
 };
 const char* DamageName(Damage d);

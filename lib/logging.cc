@@ -10,6 +10,7 @@
 #include "file_lock.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "quote.h"
 
 namespace lilcache {
 
@@ -27,8 +28,8 @@ spdlog::level::level_enum ParseLogLevel(std::string_view name) {
   for (int i = 0; i < 7; ++i) {
     if (lower == kNames[i]) return static_cast<spdlog::level::level_enum>(i);
   }
-  throw Error("invalid log level \"" + n +
-              "\" (expected trace, debug, info, warn, error, critical or off)");
+  throw Error("invalid log level " + Quote(n) +
+              " (expected trace, debug, info, warn, error, critical or off)");
 }
 
 std::shared_ptr<spdlog::logger> MakeCacheLogger(Env* env, const std::string& path,

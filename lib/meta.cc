@@ -10,6 +10,7 @@
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "log_format.h"
 #include "shared_atomic.h"
 
 namespace lilcache {
@@ -81,6 +82,20 @@ void Meta::Validate() const {
   }
   if (Shared(h.generation).load(std::memory_order_acquire) == 0) {
     throw Error("corrupt meta file " + path() + ": generation 0");
+  }
+  // Purge() draws its mark from next_seq, so the mark is always below it;
+  // otherwise every write would be hidden by the purge as soon as it returns.
+  // Acquire, purge_seq first: both only grow, so this order never sees a
+  // false violation while other processes purge and write.
+  std::uint64_t purge = Shared(h.purge_seq).load(std::memory_order_acquire);
+  std::uint64_t next = Shared(h.next_seq).load(std::memory_order_acquire);
+  if (next == 0 || next > log::kMaxSeq + 1) {
+    throw Error("corrupt meta file " + path() + ": next sequence number " + std::to_string(next) +
+                " is out of range");
+  }
+  if (purge >= next) {
+    throw Error("corrupt meta file " + path() + ": purge mark " + std::to_string(purge) +
+                " is not below the next sequence number " + std::to_string(next));
   }
 }
 

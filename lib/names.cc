@@ -12,12 +12,13 @@
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "quote.h"
 
 namespace lilcache {
 
 void validate_name(std::string_view name) {
   auto bad = [&](const std::string& why) {
-    throw Error("invalid cache name \"" + std::string(name) + "\": " + why);
+    throw Error("invalid cache name " + Quote(name) + ": " + why);
   };
   if (name.empty()) bad("empty");
   if (name.size() > kMaxNameBytes) bad("longer than " + std::to_string(kMaxNameBytes) + " bytes");

@@ -7,6 +7,7 @@
 # Environment:
 #   BUILD_DIR    build directory (default: build)
 #   MESON_ARGS   extra arguments for `meson setup`, e.g. "-Dbench=disabled"
+#   NINJA_TARGETS  build only these targets (e.g. "test/cache_test"); default: all
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +20,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev
   liblmdb-dev libsqlite3-dev libhiredis-dev libmemcached-dev redis-server memcached
   curl wrk redis-tools
+  clang-14 libclang-rt-14-dev  # ./build.sh test-tsan, test/fuzz/run.sh (libFuzzer)
 )
 # libboost1.81-dev: Beast, Asio and Boost.URL for the HTTP server (Debian's
 # default libboost-dev, 1.74, predates Boost.URL; installing 1.81 replaces a
@@ -62,4 +64,8 @@ if [[ -f $build_dir/meson-private/coredata.dat ]]; then
 else
   meson setup "${meson_args[@]}" "$build_dir"
 fi
-ninja -C "$build_dir"
+ninja_targets=()
+if [[ -n ${NINJA_TARGETS:-} ]]; then
+  read -r -a ninja_targets <<<"$NINJA_TARGETS"
+fi
+ninja -C "$build_dir" "${ninja_targets[@]}"

@@ -156,7 +156,8 @@ TEST_CASE(
   TempDir dir;
   TempDir state_dir;
   const auto run_for = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::duration<double>(lilcache::test::stress_seconds(5.0)));
+      std::chrono::duration<double>(lilcache::test::stress_seconds(5.0) *
+                                    lilcache::test::slowdown()));  // >= 10 compactions
   std::uint64_t compactions_before = 0;
   {
     auto c = Cache::open("c", {.root = dir.path()});

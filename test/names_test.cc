@@ -2,6 +2,8 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "lilcache/lilcache.h"
@@ -25,6 +27,14 @@ TEST_CASE("cache names with a slash, dot-dot, odd bytes or too long are refused"
     CAPTURE(bad);
     CHECK_THROWS_AS(validate_name(bad), Error);
   }
+}
+
+TEST_CASE("a bad name with NUL or control bytes is quoted escaped, so the message is whole") {
+  // Found by test/fuzz/fuzz_parsers (see quote.h).
+  CHECK_THROWS_WITH_AS(validate_name(std::string("a\0b\x1b", 4)),
+                       "invalid cache name \"a\\x00b\\x1b\": only letters, digits, '_', '-' and "
+                       "'.' are allowed",
+                       Error);
 }
 
 TEST_CASE("the root defaults to LILCACHE_ROOT, then XDG_CACHE_HOME, then HOME") {
@@ -66,7 +76,11 @@ TEST_CASE("list_caches names every cache under a root, sorted, and nothing else"
   lilcache::test::TempDir dir;
   lilcache::Cache::open("zeta", {.root = dir.path()});
   lilcache::Cache::open("alpha", {.root = dir.path()});
-  REQUIRE(std::system(("touch " + dir.file("notes.txt") + " " + dir.file("bad name.meta")).c_str()) == 0);
+  // Not caches: another file, and a .meta file whose name is not a cache name.
+  for (const char* f : {"notes.txt", "bad name.meta"}) {
+    std::ofstream(dir.file(f)) << "x";
+    REQUIRE(std::filesystem::exists(dir.file(f)));
+  }
   CHECK(lilcache::list_caches(dir.path()) == std::vector<std::string>{"alpha", "zeta"});
   CHECK_THROWS_AS(lilcache::list_caches(dir.file("missing")), Error);
 }

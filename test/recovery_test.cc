@@ -128,6 +128,46 @@ TEST_CASE("files of an unknown format version are refused, naming the file") {
                        Error);
 }
 
+TEST_CASE("a meta file whose purge mark is not below its next sequence number is refused") {
+  // Found by test/fuzz/fuzz_recovery: such a cache opened, and every set()
+  // returned but was hidden at once by the purge mark.
+  constexpr off_t kPurgeSeq = 40, kNextSeq = 64;  // docs/format.md, NAME.meta
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  const std::uint64_t next = RawFile(dir.file("t.meta")).U64(kNextSeq);
+  RawFile(dir.file("t.meta")).PutU64(kPurgeSeq, next);
+  const std::string expected = "corrupt meta file " + dir.file("t.meta") + ": purge mark";
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}), doctest::Contains(expected.c_str()),
+                       Error);
+  RawFile(dir.file("t.meta")).PutU64(kPurgeSeq, next - 1);  // a purge after the last write
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK_FALSE(c.get("a").has_value());
+  c.set("a", "after");
+  CHECK(c.get("a") == "after");
+}
+
+TEST_CASE("a meta file whose next sequence number is beyond 2^63 is refused") {
+  // Found by test/fuzz/fuzz_recovery: next_seq wrapped past 2^64 - 1 to 0
+  // after a few writes, and the cache then hid or refused every write.
+  constexpr off_t kNextSeq = 64;  // docs/format.md, NAME.meta
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  for (std::uint64_t bad : {0ull, (1ull << 63) + 1, ~0ull}) {
+    CAPTURE(bad);
+    RawFile(dir.file("t.meta")).PutU64(kNextSeq, bad);
+    const std::string expected = "corrupt meta file " + dir.file("t.meta") + ": next sequence";
+    CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}),
+                         doctest::Contains(expected.c_str()), Error);
+  }
+  RawFile(dir.file("t.meta")).PutU64(kNextSeq, (1ull << 63) - 1);  // one write left
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.set("a", "last");
+    CHECK(c.get("a") == "last");
+  }
+  CHECK(Cache::open("t", {.root = dir.path()}).get("a") == "last");
+}
+
 TEST_CASE("files that are not lilcache's are refused, never overwritten") {
   TempDir dir;
   {

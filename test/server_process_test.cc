@@ -256,7 +256,7 @@ TEST_CASE("SIGTERM and SIGINT stop lilcache serve gracefully: the request in pro
   }
 }
 
-TEST_CASE("lilcache serve: bad usage exits 2, an address in use exits 1, each with one line") {
+TEST_CASE("lilcache serve: bad usage exits 2, an address in use exits 3, each with one line") {
   ::unsetenv("LILCACHE_TOKEN");
   TempDir root;
   Children children;
@@ -273,15 +273,17 @@ TEST_CASE("lilcache serve: bad usage exits 2, an address in use exits 1, each wi
     argv.insert(argv.end(), args.begin(), args.end());
     Result r = Run(argv);
     CHECK_MESSAGE(r.status == 2, r.err);
-    CHECK(!r.err.empty());
+    CHECK(r.err.starts_with("lilcache: "));
+    CHECK(r.err.find('\n') == r.err.size() - 1);  // one line
     CHECK(r.out.empty());
   }
   Served s(children, root.path());
   Result busy =
       Run({CliPath(), "serve", "--root", root.path(), "--port", std::to_string(s.port())});
-  CHECK(busy.status == 1);
-  CHECK(busy.err.find("lilcache serve: cannot listen on 127.0.0.1:" + std::to_string(s.port())) !=
-        std::string::npos);
+  CHECK(busy.status == 3);
+  CHECK(busy.err.starts_with("lilcache: serve: cannot listen on 127.0.0.1:" +
+                             std::to_string(s.port())));
+  CHECK(busy.err.find('\n') == busy.err.size() - 1);  // one line
   CHECK(busy.err.find("in use") != std::string::npos);
   Result help = Run({CliPath(), "serve", "--help"});
   CHECK(help.status == 0);

@@ -106,6 +106,16 @@ double stress_seconds(double default_seconds) {
   return default_seconds;
 }
 
+double slowdown() {
+  const char* s = std::getenv("LILCACHE_SLOWDOWN");
+  if (s != nullptr && *s != '\0') {
+    char* end = nullptr;
+    double v = std::strtod(s, &end);
+    if (end != s && v >= 1) return v;
+  }
+  return 1;
+}
+
 std::optional<int> try_wait_child(pid_t pid) {
   for (;;) {
     int status = 0;

@@ -55,6 +55,12 @@ pid_t spawn(const std::vector<std::string>& argv);
 // `default_seconds`. Tests scale their iteration counts with it.
 double stress_seconds(double default_seconds);
 
+// How many times slower than a plain build this build runs: $LILCACHE_SLOWDOWN
+// (>= 1; ./build.sh test-asan and test-tsan set it, docs/testing.md), else 1.
+// The process suites multiply their latency bounds by it, and the durations
+// of runs that must get a given amount of work done.
+double slowdown();
+
 // Exit status of pid if it has ended (as wait_child returns it), nullopt if it
 // is still running. Never blocks.
 std::optional<int> try_wait_child(pid_t pid);

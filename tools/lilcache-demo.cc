@@ -131,6 +131,7 @@ int main(int argc, char** argv) try {
   std::string root_dir;
   app.add_option("--root", root_dir,
                  "cache root (default: a temporary directory, removed at exit)");
+  app.set_version_flag("--version", "lilcache-demo " + std::string(lilcache::version()));
   CLI11_PARSE(app, argc, argv);
 
   const Root root(root_dir);

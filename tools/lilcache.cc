@@ -1,8 +1,7 @@
-// lilcache: the command-line tool. Global options and the list of
-// subcommands; each subcommand lives in its own tools/lilcache_*.cc.
+// lilcache: the command-line tool (docs/lilcache.1). Global options and the
+// list of subcommands; each group of subcommands lives in a tools/lilcache_*.cc.
 #include <string>
 
-#include "cli_util.h"
 #include "lilcache/lilcache.h"
 #include "lilcache_cli.h"
 
@@ -10,9 +9,12 @@ int main(int argc, char** argv) {
   namespace tools = lilcache::tools;
   CLI::App app{"lilcache: use and serve lilcache caches from the command line."};
   app.name("lilcache");
-  app.set_version_flag("--version", std::string(lilcache::version()));
+  app.set_version_flag("--version", "lilcache " + std::string(lilcache::version()));
   app.fallthrough();  // global options may also follow the subcommand
   app.require_subcommand(1);
+  app.footer(
+      "Exit status: 0 ok; 1 the key is missing (get, pop, contains); 2 bad usage; 3 any other "
+      "error (one line on stderr). See man lilcache.");
 
   tools::CliContext context;
   app.add_option("--root", context.root,
@@ -21,8 +23,9 @@ int main(int argc, char** argv) {
       ->envname("LILCACHE_ROOT");
   app.add_option("--name", context.name, "Cache name")->capture_default_str();
 
+  tools::AddDataCommands(app, context);
   tools::AddServeCommand(app, context);
 
-  if (auto status = tools::Parse(app, argc, argv)) return *status;
+  if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
   return context.status;
 }

@@ -2,14 +2,14 @@
 // (lilcache::Server, include/lilcache/server.h; endpoints in docs/rest.md).
 // Prints one line on stdout once listening:
 //   lilcache: serving cache "NAME" (root DIR) on http://HOST:PORT
-// Exit status: 0 after a graceful stop, 1 if the cache cannot be opened or
-// the address cannot be bound (one line on stderr), 2 on bad usage.
+// Exit status (as every lilcache command, tools/lilcache_cli.h): 0 after a
+// graceful stop, 3 if the cache cannot be opened or the address cannot be
+// bound, 2 on bad usage; each error is one line on stderr.
 #include <cstdint>
 #include <iostream>
 #include <memory>
 #include <string>
 
-#include "cli_util.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
 #include "lilcache_cli.h"
@@ -32,9 +32,8 @@ struct ServeArgs {
 };
 
 int ServeUsageError(const std::string& what) {
-  std::cerr << "lilcache serve: " << what
-            << "\nRun 'lilcache serve --help' for more information.\n";
-  return kExitUsage;
+  PrintError("serve", what + " (see 'lilcache serve --help')");
+  return kExitBadUsage;
 }
 
 int Serve(const CliContext& context, const ServeArgs& args) {
@@ -66,10 +65,10 @@ int Serve(const CliContext& context, const ServeArgs& args) {
     std::cout << "lilcache: serving cache \"" << cache.name() << "\" (root " << cache.root()
               << ") on " << server.url() << std::endl;
     server.run_until_signal();
-    return kExitOk;
+    return 0;
   } catch (const Error& e) {
-    std::cerr << "lilcache serve: " << e.what() << "\n";
-    return kExitFailed;
+    PrintError("serve", e.what());
+    return kExitError;
   }
 }
 
@@ -81,7 +80,7 @@ void AddServeCommand(CLI::App& app, CliContext& context) {
       "serve",
       "Serve the cache over HTTP until SIGINT or SIGTERM (endpoints: docs/rest.md). Prints "
       "'lilcache: serving cache \"NAME\" (root DIR) on http://HOST:PORT' once listening. "
-      "Exit status: 0 after a graceful stop, 1 if the cache cannot be opened or the address "
+      "Exit status: 0 after a graceful stop, 3 if the cache cannot be opened or the address "
       "cannot be bound, 2 on bad usage.");
   serve
       ->add_option("--host", args->host,

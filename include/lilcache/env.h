@@ -1,10 +1,28 @@
 // lilcache::Env: every operating-system call the library makes (files, maps,
 // byte-range locks, clocks) goes through this interface, so that tests can
-// inject faults (ENOSPC, EIO, EINTR, ...) and a fake clock.
+// inject faults (ENOSPC, EIO, EINTR, ...) and a fake clock. Applications
+// never need it: Options::env = nullptr uses Env::Default().
+//
+// To inject a fault, subclass Env, override the calls of interest and
+// forward the others to the base class (whose methods are the POSIX
+// implementation):
+//
+//   class FullDisk : public lilcache::Env {
+//    public:
+//     int Fallocate(int fd, off_t offset, off_t length) override {
+//       errno = ENOSPC;
+//       return -1;
+//     }
+//   };
+//   FullDisk env;
+//   auto cache = lilcache::Cache::open("t", {.root = dir, .env = &env});
+//   cache.set("k", big_value);  // throws lilcache::Error "... no space left ..."
 //
 // Each file method mirrors its POSIX call: it returns what the call returns
-// (-1 on failure) and leaves the cause in errno. The library turns failures
-// into lilcache::Error with the call, the path and strerror.
+// (-1 on failure; Mmap: MAP_FAILED) and leaves the cause in errno. The
+// library turns failures into lilcache::Error with the call, the path and
+// strerror(errno). The default implementations retry on EINTR where POSIX allows it (Open,
+// Fallocate, Lock, SleepMicros).
 //
 // Signals: Env::Default() restarts every call that a signal interrupts
 // (EINTR), so a signal handler in the application never fails an operation.
@@ -15,8 +33,11 @@
 // reported.
 //
 // Thread-safety: Env::Default() is stateless and safe from any thread. A
-// subclass used by a Cache must be thread-safe as far as that Cache is used
-// from several threads, and must outlive every Cache opened with it.
+// subclass used by a Cache is called from every thread that uses that Cache
+// and from its background compaction and snapshot threads, so it must be
+// thread-safe; it must outlive every Cache opened with it. Every process
+// uses its own Env: the data is shared through the files, so a fake clock
+// in one process is not seen by the others.
 #pragma once
 
 #include <sys/stat.h>
@@ -32,15 +53,20 @@ class Env {
  public:
   virtual ~Env() = default;
 
-  // The process-wide POSIX implementation. Never deleted.
+  // The process-wide POSIX implementation. Never deleted by the library.
   static Env* Default();
 
   // ---- files ----
+  // The library opens the cache's files with O_CLOEXEC | O_NOFOLLOW and
+  // creates them with mode 0600, and directories with mode 0700. (The text
+  // log is created through Open, then appended to by spdlog directly.)
   virtual int Open(const char* path, int flags, mode_t mode);
   virtual int Close(int fd);
   virtual int Fstat(int fd, struct stat* st);
   virtual int Ftruncate(int fd, off_t length);
-  // posix_fallocate(fd, offset, length), but -1/errno like the others.
+  // posix_fallocate(fd, offset, length), but -1/errno like the others. Every
+  // growth of a log goes through it, so that a full disk is an ENOSPC Error
+  // from set() and never a SIGBUS when the mapping is written.
   virtual int Fallocate(int fd, off_t offset, off_t length);
   virtual int Fsync(int fd);
   virtual int Rename(const char* from, const char* to);
@@ -49,6 +75,7 @@ class Env {
   virtual int FsyncDir(const char* path);  // open(O_DIRECTORY) + fsync + close
 
   // ---- memory maps ----
+  // Mmap returns MAP_FAILED (not nullptr) on failure, as mmap(2) does.
   virtual void* Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset);
   virtual int Munmap(void* addr, std::size_t length);
   virtual int Msync(void* addr, std::size_t length, int flags);
@@ -56,6 +83,8 @@ class Env {
   // ---- open-file-description (OFD) byte-range locks, fcntl(F_OFD_*) ----
   // Locks [start, start+length) of fd: exclusive or shared; `wait` blocks
   // (F_OFD_SETLKW) instead of failing with EAGAIN/EACCES (F_OFD_SETLK).
+  // The kernel releases them when the holder's descriptor closes, which is
+  // how the library notices that a process died (docs/format.md, lock bytes).
   virtual int Lock(int fd, off_t start, off_t length, bool exclusive, bool wait);
   virtual int Unlock(int fd, off_t start, off_t length);
   // F_OFD_GETLK: 1 if another open file description holds a lock that
@@ -68,8 +97,9 @@ class Env {
   virtual std::uint64_t NowMillis();
   // Monotonic nanoseconds (CLOCK_MONOTONIC), for intervals and timeouts.
   virtual std::uint64_t MonotonicNanos();
-  // An id that changes at every boot (/proc/sys/kernel/random/boot_id):
-  // a cache last used in another boot may have lost unsynced pages.
+  // An id that changes at every boot (/proc/sys/kernel/random/boot_id; ""
+  // if unreadable): a cache last used in another boot may have lost unsynced
+  // pages, so its next lone opener replays the log (docs/concurrency.md).
   virtual std::string BootId();
   // Sleeps about `micros` microseconds (backoff while waiting for a peer).
   virtual void SleepMicros(std::uint64_t micros);

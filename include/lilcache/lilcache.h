@@ -4,8 +4,21 @@
 // A cache is a set of files under a root directory (see docs/format.md): an
 // append-only log of set/delete records, mmapped MAP_SHARED by every process
 // that opens it, and a shared hash index mapping each key to its newest record.
-// Every operation below is safe to call from any number of threads and
-// processes at once.
+// Keys and values are arbitrary bytes (NULs included).
+//
+//   #include <lilcache/lilcache.h>
+//
+//   lilcache::Cache cache = lilcache::Cache::open("sessions", {.root = "/var/cache/app"});
+//   cache.set("a", "b");                                  // visible to every process now
+//   std::optional<std::string> v = cache.get("a");        // "b", in any process
+//   std::optional<std::string> once = cache.pop("a");     // one caller in all gets "b"
+//
+// Thread-safety: every function in this header is safe to call from any
+// number of threads at once (but a Cache must not be destroyed or assigned
+// to while another thread uses it), and every Cache operation from any
+// number of processes at once (each process opens the cache itself; handles
+// are never shared across processes except by fork(), see Cache). No
+// function is async-signal-safe.
 //
 // Guarantees (see README.md, "Guarantees", and docs/concurrency.md):
 //  * Linearizable per key: once set() returns, every get() in any process
@@ -14,14 +27,28 @@
 //  * A process killed at any instruction (SIGKILL included) loses only its own
 //    in-flight operation; every write acknowledged to any process survives and
 //    the cache reopens. Power loss: a write survives once a snapshot
-//    (Options::snapshot, Cache::snapshot()) or a sync() completed after it.
+//    (Options::snapshot, Cache::snapshot()) or a sync() completed after it,
+//    or as soon as it returns with Options::sync = "always".
 //  * get(), contains() and size() take no lock and never wait for a writer.
 //    set() and pop() take no lock on the hot path; they make a system call
 //    only when the log must grow.
 //
 // Errors: every failure throws lilcache::Error, whose what() names the cause
 // (bad argument, the limit exceeded, the file and what is wrong with it, or
-// the failing system call and errno).
+// the failing system call and errno). A "miss" (absent, expired or purged
+// key) is not an error: it is an empty std::optional or false. std::bad_alloc
+// may also escape, as from any C++ library.
+//
+// Lifetimes: every value and key the library returns is an owning copy
+// (std::string, std::vector), valid after the cache is closed and unaffected
+// by later writes. The exceptions say so: the std::string_view arguments of
+// for_each()'s callback (valid during that call), Cache::name() and root()
+// (valid as long as the handle), default_cache() (until the next init()).
+// The library keeps no pointer to any argument after a call returns, except
+// Options::env.
+//
+// Logging: the library never prints. Each cache logs to <root>/<name>.log
+// (spdlog; level Options::loglevel).
 #pragma once
 
 #include <chrono>
@@ -39,24 +66,31 @@ namespace lilcache {
 class Env;
 
 // Every failure of the library: bad argument, I/O error, corruption, limits.
+// what() names the cause (and the file, for I/O errors and corruption).
+// There are no error codes: a caller that must tell causes apart checks its
+// arguments first (validate_name(), kMaxKeyBytes, ...).
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-// Hard limits, enforced by set() and pop() with an Error naming the limit.
+// Hard limits. A key outside 1..kMaxKeyBytes bytes makes every keyed
+// operation throw Error naming the limit; a value over kMaxValueBytes makes
+// set() throw. Names are checked by validate_name() and Cache::open().
 inline constexpr std::size_t kMaxKeyBytes = 4096;                 // 1..4096 bytes
 inline constexpr std::size_t kMaxValueBytes = 64u * 1024 * 1024;  // 0..64 MiB
 inline constexpr std::size_t kMaxNameBytes = 100;                 // cache names
 
 // How a cache is opened. A plain aggregate: Options{.root = "/x", .expires = "1d"}.
 // Options are per handle: two processes may open one cache with different
-// `expires` or `loglevel`; they share the data.
+// `expires` or `loglevel`; they share the data. Cache::open() validates every
+// field and throws Error naming the field on a bad value; it keeps no
+// reference to the Options (but keeps `env`).
 struct Options {
   // Directory holding the cache's files. Created (with parents) mode 0700 if
   // missing; files inside are created mode 0600.
   // "" (default) = $LILCACHE_ROOT, else $XDG_CACHE_HOME/lilcache, else
-  // $HOME/.cache/lilcache.
+  // $HOME/.cache/lilcache (read at each open).
   std::string root{};
 
   // Interval between snapshots (durable, compacted points in time), e.g.
@@ -64,7 +98,9 @@ struct Options {
   // process that opens the cache with an interval runs a background thread;
   // per interval, exactly one of them (whichever takes the COMPACT lock
   // first once the last snapshot of any process is an interval old) writes
-  // the snapshot. The thread stops when the handle closes.
+  // the snapshot. The first is due one interval after the open if the cache
+  // never had one. The thread stops when the handle closes. Failures of a
+  // background snapshot are logged (level error), not thrown.
   std::string snapshot{};
 
   // Durability against power loss and kernel crashes. (Against the crash or
@@ -85,18 +121,22 @@ struct Options {
   // ttl, e.g. "1d". "" (default) = keys never expire.
   // Durations: a sequence of <integer><unit> with unit one of ms s m h d w,
   // e.g. "500ms", "120s", "1h30m". Expiry uses the wall clock (CLOCK_REALTIME)
-  // so that all processes agree on it.
+  // so that all processes agree on it: setting the clock forward expires keys
+  // early, setting it back keeps them longer.
   std::string expires{};
 
   // Log level of <root>/<name>.log: "trace" "debug" "info" "warn" "error"
   // "critical" "off", any case. "" (default) = "info" (or $LILCACHE_LOGLEVEL).
+  // The log file is shared by every process and handle of the cache.
   std::string loglevel{};
 
   // Size limit of the live data, in bytes of log records (key + value + 40
   // bytes of header, rounded up to 8). 0 (default) = unlimited. When the live
   // data of the log passes it, a background compaction evicts the least
   // recently stored keys (the head of the log) until it is 90% of the limit;
-  // evictions are counted in Stats. This is a cache, not a database.
+  // evictions are counted in Stats. This is a cache, not a database. The
+  // limit is enforced by the handles that set it, when they compact: between
+  // compactions the live data may exceed it.
   std::uint64_t max_bytes = 0;
 
   // Automatic compaction: starts when dead bytes (overwritten, deleted and
@@ -114,14 +154,16 @@ struct Options {
   // caches want). Default true.
   bool create_if_missing = true;
 
-  // Operating-system seam: files, maps, locks and clocks. nullptr (default) =
-  // Env::Default(). Tests pass a fault-injecting Env or a fake clock. The Env
-  // must outlive every Cache opened with it.
+  // Operating-system seam: files, maps, locks and clocks (lilcache/env.h).
+  // nullptr (default) = Env::Default(). Tests pass a fault-injecting Env or a
+  // fake clock. Not owned: the Env must outlive every Cache opened with it.
   Env* env = nullptr;
 };
 
 // Counters of one cache, summed over every process that has used it since it
 // was created (purge() does not reset them), plus sizes of the current log.
+// A snapshot-free sum: counters of operations running during stats() may or
+// may not be included.
 struct Stats {
   std::uint64_t hits = 0;        // get/pop/contains that found a live key
   std::uint64_t misses = 0;      // ... that found nothing (or an expired key)
@@ -135,7 +177,7 @@ struct Stats {
   std::uint64_t generation = 0;  // log generation (bumped by compaction/rebuild)
   std::uint64_t index_slots = 0;  // capacity of the hash index
   std::uint64_t index_used = 0;   // occupied index slots (live + dead keys)
-  std::uint64_t processes = 0;    // processes that have the cache open now
+  std::uint64_t processes = 0;    // open handles now, in all processes (the caller's included)
   std::uint64_t compactions = 0;  // generation switches since the cache was created
   std::uint64_t snapshots = 0;    // snapshots (periodic or snapshot()/compact()) since then
   std::uint64_t last_snapshot_ms = 0;  // wall clock of the last one (0 = none)
@@ -157,88 +199,152 @@ struct CompactionResult {
 };
 
 // A handle to one named cache. Cheap to move, not copyable. Thread-safe: one
-// Cache may be used by any number of threads at once. Handles in different
-// processes (or several in one process) share the same data.
+// Cache may be used by any number of threads at once (no external locking).
+// Handles in different processes (or several in one process) share the same
+// data; each open handle holds one of the cache's 1,024 process slots until it
+// is destroyed.
+//
+// A moved-from Cache may only be destroyed or assigned to; any other call
+// throws Error.
 //
 // fork(): a child may keep using a Cache opened by its parent; the handle
 // notices the new pid and re-attaches (new descriptors and locks) on its
-// first call in the child.
+// first call in the child (which also restarts the snapshot thread of a
+// handle opened with Options::snapshot, since threads do not survive fork()).
 class Cache {
  public:
-  // Opens (creating if needed) the cache `name` under options.root.
+  // Opens the cache `name` under options.root: creates the root directory and
+  // the files if missing (unless options.create_if_missing is false), maps
+  // them, claims a process slot, and starts the background thread if
+  // options.snapshot or an interval options.sync is set.
   // Names: 1..kMaxNameBytes of [A-Za-z0-9_.-], not "." or "..".
-  // Throws Error on a bad name or option, on an unusable root, and on files
-  // that are corrupt, of an unknown format version or not lilcache files (the
-  // message names the file and what is wrong). A damaged log tail (a torn or
-  // corrupted last record) is repaired, losing only the damaged record.
+  //
+  // If no other process has the cache open, open() first checks the log
+  // written since the last check and, if needed, rebuilds the cache into a
+  // new generation: from the index after a process was killed in the middle
+  // of a write (its unfinished operation does not take effect), or by
+  // replaying the log after a reboot, a truncated file or a reported checksum
+  // error (a torn or corrupted record costs only itself). That takes time
+  // proportional to the log size, once. open() may also wait while another
+  // process initializes or rebuilds the cache.
+  //
+  // Throws Error on a bad name or option (naming it), "no such cache" when
+  // options.create_if_missing is false and the cache does not exist, on a
+  // root that cannot be created or is not a directory, when 1,024 handles
+  // already have the cache open, on files that are corrupt, of an unknown
+  // format version or not lilcache files (the message names the file and
+  // what is wrong), and on a failing system call. Safe to call concurrently
+  // from any threads and processes, for the same or different caches.
   static Cache open(std::string_view name = "default", const Options& options = {});
 
   Cache(Cache&&) noexcept;
   Cache& operator=(Cache&&) noexcept;
+
+  // Closes the handle: stops this handle's background thread (waiting for a
+  // compaction, snapshot or sync it is running to finish), unmaps the files and
+  // releases its process slot and locks. The data stays: other handles and
+  // later opens see every write. Must not run while another thread is still
+  // calling this handle. Never throws.
   ~Cache();
 
   // Stores value under key, replacing any previous value. The key lives for
   // Options::expires (if set) or forever. Keys are 1..kMaxKeyBytes arbitrary
-  // bytes, values 0..kMaxValueBytes arbitrary bytes. Throws Error on a limit
-  // or when the log cannot grow (the message says "no space left" on ENOSPC).
-  // When it returns, the value is visible to every process.
+  // bytes, values 0..kMaxValueBytes arbitrary bytes; both are copied.
+  // When it returns, the value is visible to every process, and survives the
+  // crash of any process; it survives power loss once on disk (see
+  // Options::sync: with "always", set() writes its record to disk before it
+  // returns).
+  //
+  // Usually returns without waiting for anyone; it waits while a compaction
+  // switches generations (the writer pause, see CompactionResult), sleeps
+  // about 50 us while a compaction that is not keeping up throttles writers,
+  // and, when the index is full, waits while it is grown.
+  //
+  // Throws Error on a key or value outside the limits, when the log cannot
+  // grow (the message says "no space left" on ENOSPC; the cache stays usable
+  // and holds every earlier write), and on a failing system call (with
+  // Options::sync = "always", a failed msync: the value is then visible but
+  // maybe not on disk).
   void set(std::string_view key, std::string_view value);
 
-  // As above, expiring after ttl (> 0; rounded to whole milliseconds).
+  // As above, expiring after ttl (> 0; rounded to whole milliseconds) instead
+  // of Options::expires. Also throws Error if ttl <= 0.
   void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl);
 
-  // The value of key, or nullopt if absent or expired.
+  // The value of key (a copy), or nullopt if it is absent, expired or purged.
+  // Never waits for writers. Throws Error on a key outside the limits, and
+  // if the record's checksum does not match (a corrupt file: the message
+  // names it; the next open by a lone process rebuilds the cache from the log).
   std::optional<std::string> get(std::string_view key);
 
-  // Removes key and returns its value, or nullopt if it was absent. Among any
-  // number of racing pop() calls, in any processes, exactly one gets a value.
+  // Removes key and returns its value (a copy), or nullopt if it was absent
+  // (or expired, or purged). Among any number of racing pop() calls, in any
+  // processes and threads, exactly one gets a given value. Errors as set()
+  // (a pop appends a tombstone to the log) and get(); with Options::sync =
+  // "always", a failed msync throws after the key was removed.
   std::optional<std::string> pop(std::string_view key);
 
-  // Removes key. Returns whether a live value was removed.
+  // Removes key. Returns whether a live value was removed (false: it was
+  // absent, expired or purged). Errors as pop().
   bool erase(std::string_view key);
 
-  // Whether key holds a live, unexpired value.
+  // Whether key holds a live, unexpired value. Like get() without copying
+  // (or checksumming) the value. Throws Error on a key outside the limits.
   bool contains(std::string_view key);
 
   // Removes every key, for every process, at once: a get() that starts after
   // purge() returns, in any process, finds nothing older than the purge.
+  // O(1): the space is reclaimed by the next compaction. Keys set
+  // concurrently with purge() may or may not survive it.
   void purge();
 
-  // Number of live, unexpired keys. O(index size): it scans the index.
+  // Number of live, unexpired keys. O(index size): it scans the index, with
+  // the consistency of keys().
   std::size_t size();
 
   // Keys with the given prefix (all keys for ""), at most `limit`, in no
-  // particular order. A snapshot-free scan: keys set or removed during the
-  // call may or may not be listed.
+  // particular order (which `limit` keys is unspecified). A snapshot-free
+  // scan: keys set or removed during the call may or may not be listed.
+  // O(index size). Returns copies.
   std::vector<std::string> keys(std::string_view prefix = {},
                                 std::size_t limit = SIZE_MAX);
 
-  // Calls fn(key, value) for every live key until fn returns false. The views
-  // are valid only during that call of fn. Same consistency as keys().
+  // Calls fn(key, value) for every live key, in no particular order, until fn
+  // returns false. The views are valid only during that call of fn: copy what
+  // you keep. Same consistency as keys(). fn may call any method of this
+  // Cache, writes included (keys it writes may or may not be visited).
+  // Throws Error if a visited record fails its checksum (see get()); an
+  // exception thrown by fn stops the scan and propagates.
   void for_each(const std::function<bool(std::string_view key, std::string_view value)>& fn);
 
-  // Counters and sizes (see Stats). O(index size).
+  // Counters and sizes (see Stats). O(index size). Throws Error on a failing
+  // system call.
   Stats stats();
 
   // Compacts the log now, in the calling thread: copies the live records into
   // a new generation and switches every process to it (docs/concurrency.md).
   // Other processes keep reading and writing meanwhile; writers pause only
-  // for the final switch. Waits for a compaction by another thread of this
-  // process; returns compacted=false at once if another process is compacting. Throws Error on I/O failure, leaving the cache
-  // as it was.
+  // for the final switch. The new generation is on disk (fsync) when it
+  // returns: a compaction is also a snapshot. Waits for a compaction by
+  // another thread of this process; returns compacted=false at once if
+  // another process is compacting. Throws Error on I/O failure (e.g. ENOSPC
+  // for the new files), leaving the cache as it was.
   CompactionResult compact();
 
   // Takes a snapshot now: a compaction whose result, and everything written
   // before it, is on disk (fsync) when it returns. The same as what the
   // periodic snapshots of Options::snapshot do. Returns compacted=false if
   // another process is compacting (its result is not yet known durable).
+  // Errors as compact().
   CompactionResult snapshot();
 
   // Makes every write that returned before this call durable (msync of the
-  // log, fsync of the index and meta file) without compacting. Throws Error.
+  // log, fsync of the index and meta file) without compacting. Cost
+  // proportional to the dirty pages. Throws Error if a sync fails (EIO).
   void sync();
 
-  // The cache's name and the directory holding its files.
+  // The cache's name and the directory holding its files (Options::root
+  // resolved). The references are valid as long as the handle.
   const std::string& name() const;
   const std::string& root() const;
 
@@ -250,9 +356,13 @@ class Cache {
 };
 
 // ---- Module-level functions mirroring the seed design ------------------------
-// A process-wide default cache. init() selects it (closing any previous one);
-// without init(), the first call opens the cache "default" under the default
-// root. Thread-safe. Errors as in Cache.
+// A process-wide default cache. init() opens the cache `name` and makes it
+// the default (closing the previous default once no call is still using it);
+// errors as Cache::open(), after which the previous default stays. Without
+// init(), the first call opens the cache "default" under the default root.
+// set/get/pop/contains/purge behave and fail as the Cache methods of the same
+// name, on the default cache. All are thread-safe; init() may run while
+// other threads use the default cache (their calls finish on the old one).
 void init(std::string_view name = "default", const Options& options = {});
 void set(std::string_view key, std::string_view value);
 void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl);
@@ -260,22 +370,26 @@ std::optional<std::string> get(std::string_view key);
 std::optional<std::string> pop(std::string_view key);
 bool contains(std::string_view key);
 void purge();
-// The default cache itself (opening it if needed), for everything else.
+// The default cache itself (opening it if needed), for everything else. The
+// reference is valid until the next init() in any thread: do not keep it
+// across an init().
 Cache& default_cache();
 
 // Parses a duration such as "500ms", "120s", "5m", "2h", "1d", "1w", "1h30m".
 // Throws Error quoting the input on anything else ("", "12x", "-1s", overflow).
+// "0s" parses to 0, which set() and Options refuse.
 std::chrono::milliseconds parse_duration(std::string_view text);
 
 // Throws Error if `name` is not a valid cache name (see Cache::open).
 void validate_name(std::string_view name);
 
 // Names of the caches under `root` ("" = the default root, as in Options),
-// sorted: every valid name N with a file N.meta there. Throws Error if the
-// directory cannot be read.
+// sorted: every valid name N with a file N.meta there. Opens no cache.
+// Throws Error if the directory cannot be read (e.g. it does not exist).
 std::vector<std::string> list_caches(std::string_view root = {});
 
-// The library's version, e.g. "0.1.0".
+// The library's version, e.g. "0.1.0" (the project version in meson.build).
+// The view refers to static storage: valid for the life of the program.
 std::string_view version();
 
 }  // namespace lilcache

@@ -1,0 +1,31 @@
+// A program outside the lilcache project, built against an installed
+// lilcache by test/install_test.sh (with g++ and pkg-config, and as a CMake
+// project). Usage: consumer ROOT VERSION. Exits 0 if the library works and
+// reports VERSION.
+#include <lilcache/lilcache.h>
+
+#include <cstdio>
+#include <string>
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: consumer ROOT VERSION\n");
+    return 2;
+  }
+  try {
+    auto cache = lilcache::Cache::open("consumer", {.root = argv[1]});
+    cache.set("a", "b");
+    if (cache.get("a") != "b") throw lilcache::Error("get('a') is not 'b'");
+    if (cache.pop("a") != "b" || cache.contains("a")) throw lilcache::Error("pop('a') failed");
+    cache.set("from-consumer", "hello");  // the installed `lilcache` tool reads it
+    if (lilcache::version() != argv[2]) {
+      throw lilcache::Error("version() is " + std::string(lilcache::version()) + ", not " +
+                            argv[2]);
+    }
+    std::printf("consumer: lilcache %s works\n", std::string(lilcache::version()).c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "consumer: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,107 @@
+// libFuzzer target: the REST server's request handling, socket-free
+// (lib/http_connection.h, HandleRawHttp): any bytes, as if a client sent them
+// and closed its end. Properties (docs/rest.md):
+//  * it never crashes, hangs or throws;
+//  * what it writes is a sequence of complete responses, each a status line
+//    "HTTP/1.1 NNN Reason", header fields, one Content-Length, and exactly
+//    that many body bytes (none for 100 Continue, nor for the answer to HEAD);
+//  * every status is one docs/rest.md lists, and never 500: the cache is
+//    healthy, so no request may make it fail;
+//  * every error body (4xx) is one line of text ending in a newline.
+//
+// Input: byte 0 flags (bit 0: the server requires the token "tok"; bit 1:
+// small limits, 256-byte header and 64-byte body, instead of 8 KiB and
+// 64 KiB), then the bytes the client sends. The cache is purged before each
+// input, so that each input starts from an empty cache.
+#include <charconv>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "fuzz_util.h"
+#include "http_connection.h"
+#include "http_handler.h"
+
+using namespace lilcache;
+
+namespace {
+
+struct Server {
+  Server()
+      : cache(Cache::open(fuzz::kName, {.root = fuzz::Root(), .loglevel = "off"})),
+        open(cache, "", 100),
+        authenticated(cache, "tok", 100) {}
+  Cache cache;
+  HttpHandler open, authenticated;
+};
+
+// Checks that `out` is a sequence of well-formed responses.
+void CheckResponses(std::string_view out) {
+  static const std::set<unsigned> kStatuses = {100, 200, 400, 401, 404, 405, 413, 414, 431, 503};
+  while (!out.empty()) {
+    if (!out.starts_with("HTTP/1.1 ") || out.size() < 13 || out[12] != ' ') {
+      fuzz::Fail("not a status line: " + std::string(out.substr(0, 40)));
+    }
+    unsigned status = 0;
+    auto [p, ec] = std::from_chars(out.data() + 9, out.data() + 12, status);
+    if (ec != std::errc() || p != out.data() + 12) fuzz::Fail("bad status code");
+    if (kStatuses.count(status) == 0) {
+      fuzz::Fail("status " + std::to_string(status) + ": " + std::string(out.substr(0, 200)));
+    }
+    std::size_t end = out.find("\r\n\r\n");
+    if (end == std::string_view::npos) fuzz::Fail("a response header without its end");
+    std::string_view head = out.substr(0, end + 2);
+    out.remove_prefix(end + 4);
+    if (status == 100) continue;
+    std::size_t length = 0;
+    int lengths = 0;
+    for (std::size_t at = head.find("\r\n") + 2; at < head.size();) {
+      std::size_t eol = head.find("\r\n", at);
+      std::string_view field = head.substr(at, eol - at);
+      at = eol + 2;
+      if (field.starts_with("Content-Length: ")) {
+        ++lengths;
+        auto [q, ec2] = std::from_chars(field.data() + 16, field.data() + field.size(), length);
+        if (ec2 != std::errc() || q != field.data() + field.size()) fuzz::Fail("bad length");
+      }
+    }
+    if (lengths != 1) fuzz::Fail(std::to_string(lengths) + " Content-Length fields");
+    // The answer to a HEAD request (always an error: HEAD is not supported)
+    // has no body; its length is that of the body it would have. An error
+    // body is the server's text, never the start of a response.
+    if (status >= 400 && (out.empty() || out.starts_with("HTTP/1.1 "))) continue;
+    if (out.size() < length) fuzz::Fail("a body shorter than its Content-Length");
+    std::string_view body = out.substr(0, length);
+    out.remove_prefix(length);
+    if (status >= 400) {
+      if (body.empty() || body.back() != '\n' || body.find('\n') != body.size() - 1) {
+        fuzz::Fail("error body of status " + std::to_string(status) +
+                   " is not one line ending in a newline");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static Server* server = new Server();  // one cache for the whole run
+  if (size < 1) return 0;
+  const std::uint8_t flags = data[0];
+  const HttpHandler& handler = (flags & 1) != 0 ? server->authenticated : server->open;
+  const HttpLimits limits = (flags & 2) != 0
+                                ? HttpLimits{.max_header_bytes = 256, .max_body_bytes = 64}
+                                : HttpLimits{.max_header_bytes = 8192, .max_body_bytes = 65536};
+  server->cache.purge();
+  std::string_view raw(reinterpret_cast<const char*>(data) + 1, size - 1);
+  std::string out;
+  try {
+    out = HandleRawHttp(handler, raw, limits);
+  } catch (const std::exception& e) {
+    fuzz::Fail(std::string("HandleRawHttp threw: ") + e.what());
+  }
+  CheckResponses(out);
+  return 0;
+}

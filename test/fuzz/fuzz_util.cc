@@ -1,0 +1,292 @@
+#include "fuzz_util.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+
+#include "data_file.h"
+#include "index.h"
+#include "log_format.h"
+#include "meta.h"
+
+namespace lilcache::fuzz {
+
+Env* env() {
+  static FuzzEnv e;
+  return &e;
+}
+
+namespace {
+
+std::string MakeRoot() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/lilcache-fuzz-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) Fail("mkdtemp failed");
+  return tmpl;
+}
+
+template <typename T>
+void Put(std::string& bytes, std::size_t at, T v) {
+  std::memcpy(bytes.data() + at, &v, sizeof v);
+}
+
+template <typename T>
+T Get(std::string_view bytes, std::size_t at) {
+  T v;
+  std::memcpy(&v, bytes.data() + at, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+void Fail(const std::string& what) {
+  std::fprintf(stderr, "FUZZ FINDING: %s\n", what.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+const std::string& Root() {
+  // Never destroyed: the exit handler that removes it runs after static
+  // destructors of objects constructed later.
+  static const std::string* root = [] {
+    auto* r = new std::string(MakeRoot());
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(Root(), ec);
+    });
+    return r;
+  }();
+  return *root;
+}
+
+void ResetRoot() {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(Root(), ec)) {
+    std::filesystem::remove_all(e.path(), ec);
+  }
+}
+
+std::string PathOf(std::string_view file) { return Root() + "/" + std::string(file); }
+
+void WriteFile(std::string_view file, std::string_view bytes) {
+  std::string path = PathOf(file);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) Fail("cannot create " + path);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n <= 0) Fail("cannot write " + path);
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+}
+
+std::string MakeMeta(const MetaFields& m) {
+  std::string b(kMetaFileSize, '\0');
+  std::memcpy(b.data(), kMetaMagic, 8);
+  Put<std::uint32_t>(b, offsetof(MetaHeader, version), kFormatVersion);
+  Put<std::uint32_t>(b, offsetof(MetaHeader, header_size), kHeaderSize);
+  Put<std::uint64_t>(b, offsetof(MetaHeader, salt), kSalt);
+  Put<std::uint64_t>(b, offsetof(MetaHeader, created_ms), kNowMs - 1000);
+  Put<std::uint64_t>(b, offsetof(MetaHeader, generation), m.generation);
+  Put<std::uint64_t>(b, offsetof(MetaHeader, purge_seq), m.purge_seq);
+  Put<std::uint32_t>(b, offsetof(MetaHeader, flags), m.flags);
+  Put<std::uint64_t>(b, offsetof(MetaHeader, next_seq), m.next_seq);
+  std::memcpy(b.data() + offsetof(MetaHeader, boot_id), m.boot_id.data(),
+              std::min<std::size_t>(m.boot_id.size(), 39));
+  return b;
+}
+
+std::string MakeData(std::uint64_t gen, std::string_view records) {
+  std::string b(kHeaderSize, '\0');
+  b.append(records);
+  b.resize((b.size() + 4095) / 4096 * 4096, '\0');
+  std::memcpy(b.data(), kDataMagic, 8);
+  Put<std::uint32_t>(b, offsetof(DataHeader, version), kFormatVersion);
+  Put<std::uint32_t>(b, offsetof(DataHeader, header_size), kHeaderSize);
+  Put<std::uint64_t>(b, offsetof(DataHeader, generation), gen);
+  Put<std::uint64_t>(b, offsetof(DataHeader, salt), kSalt);
+  Put<std::uint64_t>(b, offsetof(DataHeader, created_ms), kNowMs - 1000);
+  Put<std::uint64_t>(b, offsetof(DataHeader, tail), kHeaderSize + records.size());
+  Put<std::uint64_t>(b, offsetof(DataHeader, capacity), b.size());
+  Put<std::uint64_t>(b, offsetof(DataHeader, verified_upto), kHeaderSize + records.size());
+  return b;
+}
+
+std::string Record(bool tombstone, std::string_view key, std::string_view value, std::uint64_t seq,
+                   std::uint64_t expires_ms) {
+  std::string b(log::RecordSize(key.size(), value.size()), '\0');
+  log::EncodeRecord({tombstone ? log::RecordType::kTombstone : log::RecordType::kSet, key, value,
+                     seq, expires_ms},
+                    kSalt, std::span<char>(b.data(), b.size()));
+  return b;
+}
+
+std::string MakeIndex(std::uint64_t gen, std::string_view data, std::uint64_t slots) {
+  std::string b(kHeaderSize + slots * 8, '\0');
+  std::memcpy(b.data(), kIndexMagic, 8);
+  Put<std::uint32_t>(b, offsetof(IndexHeader, version), kFormatVersion);
+  Put<std::uint32_t>(b, offsetof(IndexHeader, header_size), kHeaderSize);
+  Put<std::uint64_t>(b, offsetof(IndexHeader, generation), gen);
+  Put<std::uint64_t>(b, offsetof(IndexHeader, slot_count), slots);
+  std::map<std::string_view, std::pair<std::uint64_t, std::uint64_t>> latest;  // seq, offset
+  std::span<const char> region(data.data(), data.size());
+  std::uint64_t tail =
+      data.size() < kHeaderSize ? 0 : Get<std::uint64_t>(data, offsetof(DataHeader, tail));
+  log::ForEachValidRecord(region, kHeaderSize, std::min<std::uint64_t>(tail, data.size()), kSalt,
+                          [&](std::uint64_t off, log::RecordView r) {
+                            auto [it, fresh] = latest.try_emplace(r.key(), r.seq(), off);
+                            if (!fresh && it->second.first < r.seq()) it->second = {r.seq(), off};
+                          });
+  std::uint64_t used = 0;
+  for (const auto& [key, so] : latest) {
+    std::uint64_t h = log::HashKey(key, kSalt);
+    for (std::uint64_t pos = h & (slots - 1);; pos = (pos + 1) & (slots - 1)) {
+      if (Get<std::uint64_t>(b, kHeaderSize + pos * 8) != 0) continue;
+      Put<std::uint64_t>(b, kHeaderSize + pos * 8, Index::Pack(h, so.second));
+      ++used;
+      break;
+    }
+  }
+  Put<std::uint64_t>(b, offsetof(IndexHeader, used_slots), used);
+  return b;
+}
+
+void FixChecksums(std::string& bytes, std::size_t from) {
+  for (std::size_t off = from; off + log::kRecordHeaderSize <= bytes.size(); off += log::kAlign) {
+    auto magic = Get<std::uint32_t>(bytes, off + offsetof(log::RecordHeader, magic));
+    if (magic != log::kRecordMagic) continue;
+    auto key_len = Get<std::uint32_t>(bytes, off + offsetof(log::RecordHeader, key_len));
+    auto value_len = Get<std::uint32_t>(bytes, off + offsetof(log::RecordHeader, value_len));
+    if (key_len > kMaxKeyBytes || value_len > kMaxValueBytes) continue;
+    if (log::kRecordHeaderSize + key_len + value_len > bytes.size() - off) continue;
+    const auto* h = reinterpret_cast<const log::RecordHeader*>(bytes.data() + off);
+    Put<std::uint64_t>(bytes, off, log::RecordChecksum(h, kSalt));
+  }
+}
+
+std::map<std::string, std::string> Contents(Cache& cache) {
+  std::map<std::string, std::string> m;
+  cache.for_each([&](std::string_view k, std::string_view v) {
+    m.emplace(k, v);
+    return true;
+  });
+  return m;
+}
+
+const IndexFixture& IndexData() {
+  static const IndexFixture fixture = [] {
+    IndexFixture f;
+    std::string records;
+    std::uint64_t seq = 1;
+    auto add = [&](bool tomb, std::string_view k, std::string_view v, std::uint64_t exp = 0) {
+      records += Record(tomb, k, v, seq++, exp);
+      if (!tomb) f.written[std::string(k)].insert(std::string(v));
+      if (f.written.count(std::string(k)) == 0) f.written[std::string(k)];
+    };
+    add(false, "k0", "v0-old");
+    add(false, "k1", std::string(300, 'x'));
+    add(false, "k2", "v2 then deleted");
+    add(false, "k3", "v3 expired", kNowMs - 1);
+    add(false, "k0", "v0-new");
+    add(true, "k2", "");
+    add(false, "k4", "v4 expires later", kNowMs + 3'600'000);
+    add(false, std::string_view("k5\0bin", 6), "");
+    for (int i = 6; i < 12; ++i) add(false, "k" + std::to_string(i), "v" + std::to_string(i));
+    f.data = MakeData(1, records);
+    std::string torn = Record(false, "k6", "torn value", seq);
+    torn[torn.size() - 9] ^= 1;  // the last value byte: the checksum fails
+    f.data_torn = MakeData(1, records + torn);
+    std::uint64_t verified = kHeaderSize + records.size();
+    std::memcpy(f.data_torn.data() + offsetof(DataHeader, verified_upto), &verified, 8);
+    f.next_seq = seq + 1;
+    for (const auto& [k, vs] : f.written) f.keys.push_back(k);
+    f.keys.push_back("absent");
+    return f;
+  }();
+  return fixture;
+}
+
+bool Exercise(Cache& cache, const Written* written, const std::vector<std::string>& probe) {
+  auto check = [&](std::string_view key, std::string_view value, const char* how) {
+    if (written == nullptr) return;
+    auto it = written->find(std::string(key));
+    if (it == written->end() || it->second.count(std::string(value)) == 0) {
+      Fail(std::string(how) + " returned a value never written for key \"" + std::string(key) +
+           "\" (" + std::to_string(value.size()) + " bytes)");
+    }
+  };
+  try {
+    std::map<std::string, std::string> listed;
+    bool unique = true;
+    cache.for_each([&](std::string_view k, std::string_view v) {
+      check(k, v, "for_each");
+      unique = listed.emplace(k, v).second && unique;
+      return true;
+    });
+    std::vector<std::string> keys = cache.keys();
+    if (unique && keys.size() != listed.size()) {
+      Fail("keys() lists " + std::to_string(keys.size()) + " keys, for_each " +
+           std::to_string(listed.size()));
+    }
+    std::size_t size = cache.size();
+    Stats st = cache.stats();
+    if (unique && (size != listed.size() || st.keys != size)) {
+      Fail("size() " + std::to_string(size) + ", stats().keys " + std::to_string(st.keys) +
+           ", for_each " + std::to_string(listed.size()));
+    }
+    // Whether get() agrees with the scan: false only with a corrupt index
+    // (a slot off its key's probe chain), which the fast path cannot see.
+    bool consistent = unique;
+    std::vector<std::string> all = probe;
+    all.insert(all.end(), keys.begin(), keys.end());
+    for (const std::string& k : all) {
+      if (k.empty() || k.size() > kMaxKeyBytes) continue;
+      std::optional<std::string> v = cache.get(k);
+      if (v) check(k, *v, "get");
+      if (cache.contains(k) != v.has_value()) Fail("contains() disagrees with get()");
+      auto it = listed.find(k);
+      if (it == listed.end() ? v.has_value() : v != it->second) consistent = false;
+    }
+    // Writes: a value set is read back, popped once, then gone.
+    cache.set("fuzz-new-key", "fresh value");
+    if (cache.get("fuzz-new-key") != "fresh value") Fail("get after set of a new key");
+    if (cache.pop("fuzz-new-key") != "fresh value") Fail("pop after set of a new key");
+    if (cache.get("fuzz-new-key").has_value()) Fail("get after pop of a new key");
+    if (!keys.empty()) {
+      cache.set(keys.front(), "overwritten");
+      if (cache.get(keys.front()) != "overwritten") {
+        Fail("get after set of the existing key \"" + keys.front() + "\"");
+      }
+      if (consistent) listed[keys.front()] = "overwritten";
+    }
+    // A compaction keeps exactly the live keys (when the scan and the
+    // lookups agreed, i.e. the index was consistent).
+    CompactionResult r = cache.compact();
+    if (consistent && r.compacted) {
+      std::map<std::string, std::string> after;
+      cache.for_each([&](std::string_view k, std::string_view v) {
+        after.emplace(k, v);
+        return true;
+      });
+      if (after != listed) {
+        Fail("compaction changed the contents: " + std::to_string(listed.size()) +
+             " keys before, " + std::to_string(after.size()) + " after");
+      }
+      for (const auto& [k, v] : listed) {
+        if (cache.get(k) != v) Fail("get of \"" + k + "\" after compaction");
+      }
+    }
+  } catch (const Error&) {
+    return false;  // corruption detected late is fine, as long as it is an Error
+  }
+  return true;
+}
+
+}  // namespace lilcache::fuzz

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang++-14, ASan + UBSan, in build-fuzz/) and
+# runs one or all of them for a given time each.
+#
+#   test/fuzz/run.sh TARGET|all SECONDS [libFuzzer options...]
+#
+# TARGET: fuzz_record, fuzz_recovery, fuzz_index, fuzz_parsers, fuzz_http. Each run
+# starts from the checked-in seeds (test/fuzz/corpus/TARGET) plus what earlier
+# runs found (build-fuzz/corpus/TARGET, where new inputs go; the source tree is
+# never written). A crash, hang (-timeout, 10 s), leak, sanitizer report or
+# failed property check stops the run and leaves the input in
+# build-fuzz/artifacts/TARGET/ (reproduce: build-fuzz/test/fuzz/TARGET FILE).
+# Prints one line per target (executions, coverage, features, corpus size)
+# and ends with "N passed, N failed" (one per target). Exit 1 on a finding.
+#
+# Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (default 1:
+# runs of `all` in parallel), CXX (default clang++-14).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+targets_all=(fuzz_record fuzz_recovery fuzz_index fuzz_parsers fuzz_http)
+if (($# < 2)); then
+  sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+fi
+which=$1
+seconds=$2
+shift 2
+if [[ $which == all ]]; then
+  targets=("${targets_all[@]}")
+else
+  targets=("$which")
+fi
+build=${FUZZ_BUILD_DIR:-build-fuzz}
+export CXX=${CXX:-clang++-14}
+
+if [[ ! -f $build/meson-private/coredata.dat ]]; then
+  meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbench=disabled -Dwerror=false >/dev/null
+fi
+ninja -C "$build" "${targets[@]/#/test/fuzz/}" >/dev/null
+
+# halt_on_error: every UBSan report is a crash that libFuzzer records.
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+# The targets create caches in $TMPDIR: tmpfs if there is one.
+if [[ -z ${TMPDIR:-} && -d /dev/shm && -w /dev/shm ]]; then
+  export TMPDIR=/dev/shm
+fi
+
+max_len() {
+  case $1 in
+    fuzz_index) echo 20000 ;;      # a 1,024-slot index is 8 KiB of slots
+    fuzz_http) echo 16384 ;;
+    fuzz_recovery) echo 16384 ;;
+    *) echo 4096 ;;
+  esac
+}
+
+run_one() {
+  local t=$1 log=$build/fuzz-logs/$1.log
+  shift
+  mkdir -p "$build/corpus/$t" "$build/artifacts/$t" "$build/fuzz-logs"
+  local rc=0
+  "$build/test/fuzz/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -max_len="$(max_len "$t")" -print_final_stats=1 \
+    -artifact_prefix="$build/artifacts/$t/" "$@" \
+    "$build/corpus/$t" "test/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+  local execs cov ft corp
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  corp=$(grep -o 'corp: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  if ((rc == 0)); then
+    echo "$t: ok: ${execs:-?} executions in ${seconds}s, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?} ($log)"
+  else
+    echo "$t: FAILED (exit $rc) after ${execs:-?} executions; log $log, input in $build/artifacts/$t/"
+    grep -E -A40 'ERROR: |FUZZ FINDING|runtime error|Timeout|deadly signal' "$log" | head -60 >&2 || true
+  fi
+  return "$rc"
+}
+
+passed=0
+failed=0
+jobs=${FUZZ_JOBS:-1}
+if ((jobs > 1 && ${#targets[@]} > 1)); then
+  mkdir -p "$build/fuzz-logs"
+  for t in "${targets[@]}"; do
+    while (($(jobs -rp | wc -l) >= jobs)); do wait -n || true; done
+    rm -f "$build/fuzz-logs/$t.rc"
+    (
+      rc=0
+      run_one "$t" "$@" >"$build/fuzz-logs/$t.summary" 2>&1 || rc=$?
+      echo "$rc" >"$build/fuzz-logs/$t.rc"
+    ) &
+  done
+  wait
+  for t in "${targets[@]}"; do
+    cat "$build/fuzz-logs/$t.summary"
+    if [[ $(cat "$build/fuzz-logs/$t.rc" 2>/dev/null) == 0 ]]; then ((++passed)); else ((++failed)); fi
+  done
+else
+  for t in "${targets[@]}"; do
+    if run_one "$t" "$@"; then ((++passed)); else ((++failed)); fi
+  done
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
