@@ -19,6 +19,16 @@ constexpr std::uint64_t kDrainTimeoutNs = 5'000'000'000;  // a stopped writer ab
 constexpr std::uint64_t kCatchUpThreshold = 32 << 10;  // pause when less than this is left
 constexpr int kMaxCatchUpRounds = 64;   // then pause whatever is left
 
+// The new generation's index filled up during catch-up: more new keys
+// arrived during the compaction than it was sized for. Run() starts over.
+struct NewIndexFull : Error {
+  explicit NewIndexFull(std::uint64_t n)
+      : Error("compaction: new index of " + std::to_string(n) +
+              " slots filled up during catch-up"),
+        slots(n) {}
+  std::uint64_t slots;
+};
+
 // A new generation being written by one thread, under .tmp names.
 class Builder {
  public:
@@ -56,10 +66,7 @@ class Builder {
       dead.store(dead.load(std::memory_order_relaxed) + Record(Index::OffsetOf(p.value)).size(),
                  std::memory_order_relaxed);
     }
-    if (g_.index.used() * 4 > g_.index.slot_count() * 3) {
-      throw Error("compaction: new index of " + std::to_string(g_.index.slot_count()) +
-                  " slots filled up during catch-up");
-    }
+    if (g_.index.used() * 4 > g_.index.slot_count() * 3) throw NewIndexFull(g_.index.slot_count());
     ++records_;
   }
 
@@ -268,6 +275,22 @@ std::uint64_t Compactor::Evict(Roaring64Map& live, std::uint64_t& live_bytes, Ge
 
 bool Compactor::Run(const char* reason, std::uint64_t min_slots, CompactionResult* result,
                     std::uint64_t snapshot_interval_ms) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return RunOnce(reason, min_slots, result, snapshot_interval_ms);
+    } catch (const NewIndexFull& e) {
+      // Keys keep arriving faster than the sizing foresaw (a burst of new
+      // keys into a nearly empty cache): start over with four times the room.
+      if (attempt == 3) throw;
+      min_slots = std::max(min_slots, e.slots * 4);
+      c_.logger().info("compaction ({}): {}; starting over with {} slots", reason, e.what(),
+                       min_slots);
+    }
+  }
+}
+
+bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionResult* result,
+                        std::uint64_t snapshot_interval_ms) {
   // An explicit compact() waits for this process's own background compaction
   // to finish, then does its own; automatic ones give way.
   std::unique_lock<std::mutex> in_process(c_.compact_mutex(), std::defer_lock);

@@ -54,6 +54,10 @@ class Compactor {
   void RecoverAlone();
 
  private:
+  // One attempt of Run(); throws NewIndexFull (compactor.cc) if the new
+  // index turns out too small, which Run() retries with a bigger one.
+  bool RunOnce(const char* reason, std::uint64_t min_slots, CompactionResult* result,
+               std::uint64_t snapshot_interval_ms);
   // Logs why a compaction gives up; returns false.
   bool Abandon(const char* reason);
   // Writes a new generation from g's index (when trusted) or its log.

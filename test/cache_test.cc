@@ -370,8 +370,7 @@ TEST_CASE("a compaction right after a purge absorbs as many new keys as the cach
   // while the compaction copied did not fit ("new index ... filled up during
   // catch-up": every snapshot failed while a cache refilled). Here 3,000 new
   // keys are written while the compaction syncs its new files, before its
-  // last catch-up. (Keys that arrive during one compaction beyond what the
-  // old generation held can still fill it: the new index cannot grow.)
+  // last catch-up.
   struct WritesDuringSync : lilcache::Env {
     std::function<void()> hook;
     std::thread::id in;  // only in this thread's compaction (not a background one)
@@ -413,4 +412,35 @@ TEST_CASE("create_if_missing = false: opening a missing cache is an Error and cr
   CHECK_FALSE(std::filesystem::exists(root + "/other.log"));
   auto c = Cache::open("c", {.root = root, .create_if_missing = false});
   CHECK(c.get("k") == "v");
+}
+
+TEST_CASE("a compaction into which more new keys arrive than its index holds starts over") {
+  // A nearly empty cache, and a burst of 900 new keys while it compacts: the
+  // new index (1,024 slots, full at 768) fills up in the last catch-up; the
+  // compaction starts over with a bigger one instead of failing. (More than
+  // the old index's 1,024 slots cannot arrive: writers wait for its growth.)
+  struct WritesDuringSync : lilcache::Env {
+    std::function<void()> hook;
+    std::thread::id in;
+    int Fsync(int fd) override {
+      if (hook && std::this_thread::get_id() == in) std::exchange(hook, nullptr)();
+      return Env::Fsync(fd);
+    }
+  } env;
+  env.in = std::this_thread::get_id();
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path(), .env = &env});
+  for (int i = 0; i < 10; ++i) c.set("old" + std::to_string(i), "x");
+  REQUIRE(c.stats().index_slots == 1024);
+  env.hook = [&] {
+    std::thread writer([&] {
+      for (int i = 0; i < 900; ++i) c.set("new" + std::to_string(i), "y");
+    });
+    writer.join();
+  };
+  lilcache::CompactionResult r;
+  CHECK_NOTHROW(r = c.compact());
+  CHECK(r.compacted);
+  CHECK(c.size() == 910);
+  CHECK(c.stats().index_slots >= 4096);
 }
