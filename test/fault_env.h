@@ -10,6 +10,12 @@
 // does on EIO: the descriptor is gone either way). Clocks, the boot id and
 // sleeps are never failed; BootId() can be overridden (a "reboot").
 //
+// It also keeps track of the address-space reservations the library makes
+// (anonymous PROT_NONE maps, docs in lib/mapping.h) and releases through it:
+// reservations_held() must be 0 once every Cache using it is closed. (Counting
+// big anonymous maps in /proc/self/maps cannot tell them apart from a
+// sanitizer's allocator regions.) Tracking is on whether counting is or not.
+//
 // Thread-safe (one mutex); deterministic when one thread uses the cache.
 #pragma once
 
@@ -18,6 +24,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 
@@ -138,10 +145,27 @@ class FaultEnv : public Env {
   }
   int FsyncDir(const char* path) override { return hit(kFsyncDir) ? -1 : Env::FsyncDir(path); }
   void* Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset) override {
-    return hit(kMmap) ? MAP_FAILED : Env::Mmap(addr, length, prot, flags, fd, offset);
+    if (hit(kMmap)) return MAP_FAILED;
+    void* p = Env::Mmap(addr, length, prot, flags, fd, offset);
+    if (p != MAP_FAILED && prot == PROT_NONE && (flags & MAP_ANONYMOUS) != 0) {
+      std::lock_guard<std::mutex> l(mu_);
+      reservations_[p] = length;
+    }
+    return p;
   }
   int Munmap(void* addr, std::size_t length) override {
-    return release(kMunmap, Env::Munmap(addr, length));
+    int rc = Env::Munmap(addr, length);
+    if (rc == 0) {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = reservations_.find(addr);
+      if (it != reservations_.end() && it->second == length) reservations_.erase(it);
+    }
+    return release(kMunmap, rc);
+  }
+  // Reservations made through this Env and not unmapped yet.
+  std::size_t reservations_held() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return reservations_.size();
   }
   int Msync(void* addr, std::size_t length, int flags) override {
     return hit(kMsync) ? -1 : Env::Msync(addr, length, flags);
@@ -196,6 +220,7 @@ class FaultEnv : public Env {
   int injected_call_ = kNumCalls;
   std::uint64_t faults_ = 0;
   std::string boot_id_;
+  std::map<void*, std::size_t> reservations_;
 };
 
 }  // namespace lilcache::test

@@ -34,9 +34,7 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string tmpfs_dir() {
-  return ::access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "";
-}
+std::string tmpfs_dir() { return ::access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : ""; }
 
 pid_t fork_child(const std::function<int()>& fn) {
   std::fflush(nullptr);
@@ -242,8 +240,7 @@ std::string read_file(const std::string& path) {
 
 std::string ProcessResources::describe() const {
   return std::to_string(fds) + " fds (" + std::to_string(fds_under) + " of the cache), " +
-         std::to_string(maps) + " mappings (" + std::to_string(maps_under) + " of cache files, " +
-         std::to_string(reservations) + " address reservations)";
+         std::to_string(maps) + " mappings (" + std::to_string(maps_under) + " of cache files)";
 }
 
 ProcessResources process_resources(const std::string& dir) {
@@ -272,7 +269,6 @@ ProcessResources process_resources(const std::string& dir) {
     }
     std::string path = consumed > 0 ? line.substr(static_cast<std::size_t>(consumed)) : "";
     if (!dir.empty() && path.rfind(dir + "/", 0) == 0) ++r.maps_under;
-    if (inode == 0 && path.empty() && end - start >= (1ull << 30)) ++r.reservations;
   }
   return r;
 }

@@ -128,12 +128,10 @@ std::string read_file(const std::string& path);
 // ---- Resources of this process (/proc/self) -----------------------------------
 // What a closed Cache must have given back: descriptors and mappings.
 struct ProcessResources {
-  std::size_t fds = 0;          // open descriptors (/proc/self/fd)
-  std::size_t fds_under = 0;    // ... whose target lies under the directory asked about
-  std::size_t maps = 0;         // mappings (/proc/self/maps lines)
-  std::size_t maps_under = 0;   // ... of files under that directory (deleted ones too)
-  std::size_t reservations = 0; // anonymous mappings of 1 GiB or more (the library
-                                // reserves address space for its files this way)
+  std::size_t fds = 0;         // open descriptors (/proc/self/fd)
+  std::size_t fds_under = 0;   // ... whose target lies under the directory asked about
+  std::size_t maps = 0;        // mappings (/proc/self/maps lines)
+  std::size_t maps_under = 0;  // ... of files under that directory (deleted ones too)
   std::string describe() const;
 };
 // Counts the resources of this process; `dir` ("" = none) selects the

@@ -53,6 +53,7 @@
 #include <thread>
 #include <vector>
 
+#include "fault_env.h"
 #include "lilcache/lilcache.h"
 #include "test_util.h"
 
@@ -705,10 +706,13 @@ lilcache::Options cache_options(const Config& cfg) {
 int worker_main(const Config& cfg, std::uint32_t p, std::uint64_t incarnation) {
   const std::string cache_dir = cfg.root + "/cache";
   const auto before = lilcache::test::process_resources(cache_dir);
+  lilcache::test::FaultEnv env;  // never fails: tracks the library's address reservations
   {
     std::optional<lilcache::Cache> cache;
     try {
-      cache.emplace(lilcache::Cache::open(kName, cache_options(cfg)));
+      lilcache::Options o = cache_options(cfg);
+      o.env = &env;
+      cache.emplace(lilcache::Cache::open(kName, o));
     } catch (const lilcache::Error& e) {
       fail(kOpenFailed, "process " + std::to_string(p) + ": " + e.what());
       return 4;
@@ -726,10 +730,15 @@ int worker_main(const Config& cfg, std::uint32_t p, std::uint64_t incarnation) {
     workers.clear();
   }
   const auto after = lilcache::test::process_resources(cache_dir);
-  if (after.fds_under != 0 || after.maps_under != 0 || after.fds != before.fds ||
-      after.reservations != before.reservations) {
-    fail(kLeak, "process " + std::to_string(p) + " after closing the cache: " + after.describe() +
-                    "; before opening it: " + before.describe());
+  std::string leaked;
+  if (after.fds_under != 0 || after.maps_under != 0 || after.fds != before.fds) {
+    leaked = after.describe() + "; before opening it: " + before.describe();
+  }
+  if (env.reservations_held() != 0) {
+    leaked += std::to_string(env.reservations_held()) + " address reservations never released; ";
+  }
+  if (!leaked.empty()) {
+    fail(kLeak, "process " + std::to_string(p) + " after closing the cache: " + leaked);
     return 5;
   }
   return 0;
