@@ -20,9 +20,9 @@ std::uint64_t FileSizeFor(std::uint64_t slots) {
 }  // namespace
 
 std::uint64_t Index::SlotsFor(std::uint64_t keys) {
-  std::uint64_t want = std::bit_ceil(std::max<std::uint64_t>(keys * 4, kMinSlots));
-  if (want > kMaxSlots) throw Error("too many keys for one index: " + std::to_string(keys));
-  return want;
+  // Checked before multiplying: keys * 4 (and bit_ceil of it) must not wrap.
+  if (keys > kMaxSlots / 4) throw Error("too many keys for one index: " + std::to_string(keys));
+  return std::bit_ceil(std::max<std::uint64_t>(keys * 4, kMinSlots));
 }
 
 void Index::Create(Env* env, const std::string& path, std::uint64_t generation,

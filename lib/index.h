@@ -11,6 +11,7 @@
 // Compactor), which know the records.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -63,8 +64,11 @@ class Index {
   const FileHandle& file() const { return file_; }
   IndexHeader& header() const { return *reinterpret_cast<IndexHeader*>(map_.data()); }
   std::uint64_t slot_count() const { return mask_ + 1; }
+  // Slots claimed so far (a heuristic: when to grow, how big a compaction's
+  // index must be). Never more than slot_count(), even if a damaged file says
+  // so: a compaction rebuilds the counter from the slots it copies.
   std::uint64_t used() const {
-    return Shared(header().used_slots).load(std::memory_order_relaxed);
+    return std::min(Shared(header().used_slots).load(std::memory_order_relaxed), slot_count());
   }
   // Slot i, to load (acquire) or compare-exchange (acq_rel).
   std::atomic_ref<std::uint64_t> slot(std::uint64_t i) const { return Shared(slots_[i]); }

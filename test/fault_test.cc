@@ -144,7 +144,11 @@ TEST_CASE("Env::Default restarts a lock wait that signals interrupt") {
     pthread_kill(t.native_handle(), SIGUSR1);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  CHECK(caught >= 5);
+  // ThreadSanitizer defers a signal that arrives in a system call it does not
+  // intercept (fcntl) until the thread's next intercepted call, which this
+  // wait never makes: the handler may not run, though the wait is still
+  // interrupted. The lock semantics below are checked either way.
+  if (!lilcache::test::under_tsan()) CHECK(caught >= 5);
   CHECK_MESSAGE(rc == -2, "the lock wait returned while the lock was held (errno ",
                 std::strerror(errno), ")");
   REQUIRE(env->Unlock(holder, 0, 1) == 0);

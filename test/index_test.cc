@@ -5,6 +5,7 @@
 
 #include "index.h"
 #include "lilcache/env.h"
+#include "lilcache/lilcache.h"
 #include "test_util.h"
 
 using lilcache::Index;
@@ -23,6 +24,10 @@ TEST_CASE("index sizes are powers of two with room to spare") {
   CHECK(Index::SlotsFor(256) == 1024);
   CHECK(Index::SlotsFor(257) == 2048);
   CHECK(Index::SlotsFor(100'000) == 524288);
+  CHECK(Index::SlotsFor(lilcache::kMaxSlots / 4) == lilcache::kMaxSlots);
+  // A key count that would overflow is refused, not wrapped (fuzz_index).
+  CHECK_THROWS_AS(Index::SlotsFor(lilcache::kMaxSlots / 4 + 1), lilcache::Error);
+  CHECK_THROWS_AS(Index::SlotsFor(1ull << 62), lilcache::Error);
 }
 
 TEST_CASE("probing finds claimed keys, walks collisions, and reports a full table") {

@@ -10,11 +10,19 @@
 # project version, and `lilcache` reads what the consumer wrote) and their man
 # pages.
 #
-#   test/install_test.sh BUILD_DIR VERSION      (meson test runs it: suite install)
+#   test/install_test.sh BUILD_DIR VERSION [CXX [SANITIZE]]   (meson test runs it:
+#                                                             suite install)
+# CXX (default g++) builds the outside programs; SANITIZE (meson's b_sanitize,
+# default none) adds -fsanitize=SANITIZE to them: a library built with a
+# sanitizer links only into programs built with the same one.
 set -euo pipefail
 
 build=$(cd "$1" && pwd)
 version=$2
+cxx=${3:-g++}
+sanitize=${4:-none}
+san_flags=()
+[[ $sanitize == none ]] || san_flags=("-fsanitize=$sanitize")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/lilcache-install-test.XXXXXX")
@@ -68,7 +76,7 @@ done
 mkdir "$tmp/app"
 cd "$tmp/app"
 # shellcheck disable=SC2046  # pkg-config output is a list of flags
-g++ -std=c++20 -o consumer_shared "$here/consumer/main.cc" $(pkg-config --cflags --libs lilcache)
+"$cxx" "${san_flags[@]}" -std=c++20 -o consumer_shared "$here/consumer/main.cc" $(pkg-config --cflags --libs lilcache)
 loaded=$(LD_LIBRARY_PATH=$libdir ldd ./consumer_shared)
 [[ $loaded == *"$libdir/liblilcache.so"* ]] ||
   fail "consumer_shared does not load the installed liblilcache.so: $loaded"
@@ -78,14 +86,16 @@ step "g++ + pkg-config (shared): ok"
 # ---- 2. g++ and pkg-config --static, static library --------------------------
 # -l:liblilcache.a picks the archive although the .so is next to it.
 # shellcheck disable=SC2046
-g++ -std=c++20 -o consumer_static "$here/consumer/main.cc" $(pkg-config --cflags lilcache) \
+"$cxx" "${san_flags[@]}" -std=c++20 -o consumer_static "$here/consumer/main.cc" $(pkg-config --cflags lilcache) \
   ${static_libs/-llilcache/-l:liblilcache.a}
 [[ $(readelf -d ./consumer_static) != *liblilcache* ]] || fail "consumer_static needs liblilcache.so"
 ./consumer_static "$tmp/root2" "$version" || fail "consumer_static"
 step "g++ + pkg-config --static (liblilcache.a): ok"
 
 # ---- 3. CMake -----------------------------------------------------------------
-cmake -S "$here/consumer" -B "$tmp/cmake" >"$tmp/cmake.log" 2>&1 ||
+cmake -S "$here/consumer" -B "$tmp/cmake" -DCMAKE_CXX_COMPILER="$(command -v "$cxx")" \
+  -DCMAKE_CXX_FLAGS="${san_flags[*]}" -DCMAKE_EXE_LINKER_FLAGS="${san_flags[*]}" \
+  >"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; fail "cmake configure"; }
 cmake --build "$tmp/cmake" >>"$tmp/cmake.log" 2>&1 ||
   { cat "$tmp/cmake.log" >&2; fail "cmake --build"; }
@@ -95,7 +105,7 @@ step "CMake + pkg_check_modules: ok"
 # ---- 4. the REST server library -------------------------------------------------
 cd "$tmp/app"
 # shellcheck disable=SC2046
-g++ -std=c++20 -pthread -I"$here/../examples" -o rest_example "$here/../examples/06_rest.cc" \
+"$cxx" "${san_flags[@]}" -std=c++20 -pthread -I"$here/../examples" -o rest_example "$here/../examples/06_rest.cc" \
   $(pkg-config --cflags --libs lilcache-server)
 LD_LIBRARY_PATH=$libdir ./rest_example "$tmp/root4" >/dev/null || fail "examples/06_rest.cc"
 step "g++ + pkg-config lilcache-server (examples/06_rest.cc): ok"

@@ -190,6 +190,27 @@ TEST_CASE("a log header whose tail is not a multiple of 8 is not trusted: the op
   CHECK(c.get("after") == "works");
 }
 
+TEST_CASE("an index whose used-slot counter exceeds its slot count opens and compacts") {
+  // Found by test/fuzz/fuzz_index: compaction sized its new index from the
+  // counter, and a huge one overflowed (undefined behaviour) in SlotsFor.
+  constexpr off_t kUsedSlotsField = 64;  // docs/format.md, NAME.G.index header
+  TempDir dir;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    for (int i = 0; i < 10; ++i) c.set("k" + std::to_string(i), "v" + std::to_string(i));
+  }
+  RawFile(dir.file("t.1.index")).PutU64(kUsedSlotsField, 0x4000000000000000ull);
+  auto c = Cache::open("t", {.root = dir.path()});
+  for (int i = 0; i < 10; ++i) CHECK(c.get("k" + std::to_string(i)) == "v" + std::to_string(i));
+  c.set("after", "works");
+  lilcache::CompactionResult r = c.compact();
+  CHECK(r.compacted);
+  for (int i = 0; i < 10; ++i) CHECK(c.get("k" + std::to_string(i)) == "v" + std::to_string(i));
+  CHECK(c.get("after") == "works");
+  CHECK(RawFile(dir.file("t." + std::to_string(r.generation) + ".index")).U64(kUsedSlotsField) ==
+        11);
+}
+
 TEST_CASE("files that are not lilcache's are refused, never overwritten") {
   TempDir dir;
   {

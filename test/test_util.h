@@ -61,6 +61,22 @@ double stress_seconds(double default_seconds);
 // of runs that must get a given amount of work done.
 double slowdown();
 
+// Whether this build runs under ThreadSanitizer (clang: __has_feature; gcc:
+// __SANITIZE_THREAD__).
+constexpr bool under_tsan() {
+#if defined(__SANITIZE_THREAD__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
 // Exit status of pid if it has ended (as wait_child returns it), nullopt if it
 // is still running. Never blocks.
 std::optional<int> try_wait_child(pid_t pid);
