@@ -186,6 +186,11 @@ bool FlipAndDrain(Cache::Impl& c) {
 // For each record in [from, to) of the old generation, copies what the OLD
 // index says is current for its key, if newer than what the new one holds.
 void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, std::uint64_t to) {
+  // Every live writer that reserved below `to` has finished (drained), so
+  // space it took beyond the capacity belongs to a writer killed between its
+  // reservation and the growth of the file: a hole with nothing to copy.
+  // Acquire: pairs with the grower's release store.
+  to = std::min(to, Shared(old.data.header().capacity).load(std::memory_order_acquire));
   if (from >= to) return;
   old.data.EnsureMapped(to);
   std::span<const char> region = old.data.Region(to);
