@@ -236,7 +236,11 @@ std::uint64_t run_once(const Scenario& s, const std::string& tmpl, const Acked& 
       FAIL_CHECK("the cache does not reopen: ", e.what());
       return calls;
     }
-    for (const auto& [key, value] : acked) {
+    for (const auto& entry : acked) {
+      // Named copies, not a structured binding: doctest's CHECK_MESSAGE
+      // captures them in a lambda, which clang 14 refuses for bindings.
+      const std::string& key = entry.first;
+      const auto& value = entry.second;
       std::optional<std::string> got = c->get(key);
       auto eff = effects.find(key);
       if (eff == effects.end()) {
@@ -248,7 +252,9 @@ std::uint64_t run_once(const Scenario& s, const std::string& tmpl, const Acked& 
                       " holds neither its acknowledged value nor the failed operation's");
       }
     }
-    for (const auto& [key, value] : effects) {
+    for (const auto& entry : effects) {
+      const std::string& key = entry.first;
+      const auto& value = entry.second;
       if (acked.count(key) != 0) continue;
       std::optional<std::string> got = c->get(key);
       if (!out.failed) {
