@@ -53,6 +53,17 @@ pid_t fork_child(const std::function<int()>& fn) {
   return pid;
 }
 
+void dump_stacks(pid_t pid) {
+  // A hang is a bug to diagnose, not only to report: print where every
+  // thread of the stuck process is (gdb, when the machine has it).
+  if (::access("/usr/bin/gdb", X_OK) != 0) return;
+  std::fprintf(stderr, "process %d did not finish in time; its threads:\n", static_cast<int>(pid));
+  std::fflush(stderr);
+  std::string cmd = "timeout 60 /usr/bin/gdb -batch -nx -p " + std::to_string(pid) +
+                    " -ex 'thread apply all bt' 2>&1 | grep -v '^\\[New LWP' | head -300 >&2";
+  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "(gdb failed)\n");
+}
+
 int wait_child(pid_t pid, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
@@ -65,6 +76,7 @@ int wait_child(pid_t pid, std::chrono::milliseconds timeout) {
     }
     if (r < 0 && errno != EINTR) return -1;
     if (std::chrono::steady_clock::now() > deadline) {
+      dump_stacks(pid);
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       return -1;

@@ -39,6 +39,9 @@ std::string tmpfs_dir();
 // an exception, after printing it to stderr). Returns the child's pid.
 pid_t fork_child(const std::function<int()>& fn);
 
+// Prints the stack of every thread of `pid` to stderr (gdb), if possible.
+void dump_stacks(pid_t pid);
+
 // Waits for pid; returns its exit status, 128+signal if it was killed, or -1
 // if it did not end within `timeout` (then it is killed with SIGKILL).
 int wait_child(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(60));
