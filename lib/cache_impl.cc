@@ -162,6 +162,7 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
                 ": must be in [0, 1)");
   }
   dead_ratio_ = options.compact_dead_ratio;
+  backpressure_ratio_ = std::max(kBackpressureDeadRatio, dead_ratio_ + 0.05);
   paths_.root = ResolveRoot(options.root);
   paths_.name = std::string(name);
   create_ = options.create_if_missing;
@@ -541,10 +542,7 @@ void Cache::Impl::Purge() {
 }
 
 void Cache::Impl::AfterWrite() {
-  if (current_.load(std::memory_order_acquire) == nullptr ||
-      maintenance_requested_.load(std::memory_order_relaxed)) {
-    return;
-  }
+  if (current_.load(std::memory_order_acquire) == nullptr) return;
   // Pinned: another thread's Refresh() may retire (unmap) the generation
   // that was current a moment ago.
   PinGuard pin(Pin());
@@ -553,6 +551,14 @@ void Cache::Impl::AfterWrite() {
   // Relaxed: heuristics only.
   std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
   std::uint64_t dead = Shared(dh.dead_bytes).load(std::memory_order_relaxed);
+  if (dead_ratio_ > 0 && tail > kMinReclaimTail &&
+      static_cast<double>(dead) > backpressure_ratio_ * static_cast<double>(tail)) {
+    // Backpressure: writers outrun compaction (the log holds more dead space
+    // than the limit allows): each write pays a short sleep, after it is done
+    // and outside the writer section, until a compaction catches up.
+    env_->SleepMicros(kThrottleMicros);
+  }
+  if (maintenance_requested_.load(std::memory_order_relaxed)) return;
   bool grow = g->index.used() * 2 > g->index.slot_count();
   bool reclaim = dead_ratio_ > 0 && tail > kMinReclaimTail &&
                  static_cast<double>(dead) > dead_ratio_ * static_cast<double>(tail);

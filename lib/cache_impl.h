@@ -91,6 +91,11 @@ class Cache::Impl {
   // Dead space is reclaimed automatically (Options::compact_dead_ratio) only
   // in logs longer than this: smaller ones are not worth a compaction.
   static constexpr std::uint64_t kMinReclaimTail = 4u << 20;
+  // Writes sleep kThrottleMicros after they are done while dead bytes are
+  // over this fraction of the log (at least compact_dead_ratio + 0.05): the
+  // file stays within about 2x the live data even when writers outrun
+  // compaction (docs/concurrency.md, "Space").
+  static constexpr double kBackpressureDeadRatio = 0.45;
 
  private:
   // Clears SWITCHING/THROTTLE if no compactor holds the COMPACT lock.
@@ -142,6 +147,7 @@ class Cache::Impl {
   std::uint64_t sync_ms_ = 0;  // Options::sync as an interval; 0 = none
   std::uint64_t max_bytes_ = 0;
   double dead_ratio_ = 0.4;
+  double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio
   spdlog::level::level_enum level_;
   std::shared_ptr<spdlog::logger> logger_;
   std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see ReattachIfForked

@@ -145,7 +145,12 @@ struct Options {
   // dead space (index growth and max_bytes still compact). Default 0.4: at
   // most ~1.7x plus what is written during the compaction; while the log is
   // over 1.5x its live data, a compaction throttles writers (~50 us per
-  // write) so that they cannot outrun it.
+  // write) so that they cannot outrun it. Backpressure: while dead bytes are
+  // over max(0.45, ratio + 0.05) of the log, every write (set, pop, erase)
+  // sleeps ~50 us after it is done, so writers faster than compaction keep
+  // the file within about 2x the live data (1.9x by default) instead of
+  // growing it; if no compaction can run (disk full, another process holding
+  // the compaction lock for long), writers stay slowed until one does.
   double compact_dead_ratio = 0.4;
 
   // Whether open() creates a cache (and its root directory) that does not
