@@ -1,7 +1,6 @@
 #include "compactor.h"
 
 #include <dirent.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <charconv>
@@ -19,11 +18,6 @@ namespace {
 constexpr std::uint64_t kDrainTimeoutNs = 5'000'000'000;  // a stopped writer aborts the switch
 constexpr std::uint64_t kCatchUpThreshold = 32 << 10;  // pause when less than this is left
 constexpr int kMaxCatchUpRounds = 64;   // then pause whatever is left
-#ifdef MADV_POPULATE_WRITE
-constexpr int kMadvPopulateWrite = MADV_POPULATE_WRITE;
-#else
-constexpr int kMadvPopulateWrite = 23;  // Linux 5.14
-#endif
 
 // The new generation's index filled up during catch-up: more new keys
 // arrived during the compaction than it was sized for. Run() starts over.
@@ -45,10 +39,6 @@ class Builder {
     g_.data.Create(c.env(), c.paths().data(gen) + ".tmp", gen, c.salt(), capacity,
                    c.env()->NowMillis());
     g_.index.Create(c.env(), c.paths().index(gen) + ".tmp", gen, slots);
-    // The copy fills the new log front to back: fault its pages in for
-    // writing in one call instead of one write fault per page during the
-    // copy (Linux 5.14+; ignored elsewhere).
-    c.env()->Madvise(g_.data.base(), g_.data.mapped(), kMadvPopulateWrite);
   }
   ~Builder() {
     if (!finished_) Discard();

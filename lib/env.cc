@@ -74,9 +74,6 @@ void* Env::Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off
 }
 int Env::Munmap(void* addr, std::size_t length) { return ::munmap(addr, length); }
 int Env::Msync(void* addr, std::size_t length, int flags) { return ::msync(addr, length, flags); }
-int Env::Madvise(void* addr, std::size_t length, int advice) {
-  return ::madvise(addr, length, advice);
-}
 
 static struct flock MakeFlock(short type, off_t start, off_t length) {
   struct flock fl = {};

@@ -79,9 +79,6 @@ class Env {
   virtual void* Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset);
   virtual int Munmap(void* addr, std::size_t length);
   virtual int Msync(void* addr, std::size_t length, int flags);
-  // madvise(2). Advice only: the library ignores its failure (an older
-  // kernel may not know the advice).
-  virtual int Madvise(void* addr, std::size_t length, int advice);
 
   // ---- open-file-description (OFD) byte-range locks, fcntl(F_OFD_*) ----
   // Locks [start, start+length) of fd: exclusive or shared; `wait` blocks
