@@ -1096,7 +1096,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, kMaxProcesses));
   app.add_option("--threads", cfg.threads, "threads per worker")
       ->check(CLI::Range(1u, kMaxThreads));
-  app.add_option("--seconds", cfg.seconds, "duration of the kill loop")->check(CLI::PositiveNumber);
+  app.add_option("--seconds", cfg.seconds,
+                 "duration of the kill loop ($LILCACHE_TORTURE_SECONDS, if set, overrides it: "
+                 "./build.sh test-asan and test-tsan shorten the CI run so)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--kill-interval-ms", cfg.kill_interval_ms,
                  "mean time between kills (uniform in [k/2, 3k/2])")
       ->check(CLI::Range(1u, 3'600'000u));
@@ -1115,6 +1118,16 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (const char* env = std::getenv("LILCACHE_TORTURE_SECONDS"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    double v = std::strtod(env, &end);
+    if (end == env || *end != '\0' || !(v > 0)) {
+      std::fprintf(stderr, "lilcache-torture: LILCACHE_TORTURE_SECONDS=%s is not a positive number\n",
+                   env);
+      return 2;
+    }
+    cfg.seconds = v;
   }
   if (cfg.seed == 0) cfg.seed = std::random_device{}() ^ mono_ns();
   bool temporary = cfg.root.empty();
