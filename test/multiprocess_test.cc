@@ -776,7 +776,13 @@ TEST_SUITE("process") {
     constexpr int kProcs = 4, kThreads = 2, kKeys = 1000;
     const double seconds = stress_seconds(3);
     TempDir dir;
-    lilcache::Cache c = open_cache(dir);
+    // The parent's handle is closed while the children are forked: its
+    // background compaction thread (the index grows as the keys go in) may
+    // be inside malloc at the fork, and ASan's allocator (clang 14) is not
+    // fork-safe: the child then hangs in its first allocation. (glibc's
+    // malloc is; the library supports fork of a threaded process, tested
+    // elsewhere in this suite.)
+    std::optional<lilcache::Cache> c(open_cache(dir));
     auto start = Clock::now();
     int round = 0;
     for (; round < 3 || seconds_since(start) < seconds; ++round) {
@@ -785,10 +791,12 @@ TEST_SUITE("process") {
       auto key = [&](int i) {
         return "q" + std::to_string(round) + std::string(1, '\0') + std::to_string(i);
       };
+      if (!c) c.emplace(open_cache(dir));
       for (int i = 0; i < kKeys; ++i) {
-        c.set(key(i), make_value(key(i), 1, static_cast<std::uint64_t>(round * kKeys + i),
-                                 40 + static_cast<std::size_t>(i % 300)));
+        c->set(key(i), make_value(key(i), 1, static_cast<std::uint64_t>(round * kKeys + i),
+                                  40 + static_cast<std::size_t>(i % 300)));
       }
+      c.reset();
       StartGate gate;
       std::vector<pid_t> pids;
       for (int p = 0; p < kProcs; ++p) {
@@ -833,6 +841,7 @@ TEST_SUITE("process") {
       }
       gate.open();
       for (pid_t pid : pids) REQUIRE(children.wait(pid) == 0);
+      c.emplace(open_cache(dir));
       std::vector<int> count(kKeys, 0);
       for (int p = 0; p < kProcs; ++p) {
         std::string text = read_file(dir.file("pops-" + std::to_string(p)));
@@ -852,11 +861,11 @@ TEST_SUITE("process") {
           if (wrong++ < 10)
             FAIL_CHECK("key ", i, " was popped ", count[static_cast<std::size_t>(i)], " times");
         }
-        if (c.contains(key(i))) FAIL_CHECK("key ", i, " is still there after every pop");
+        if (c->contains(key(i))) FAIL_CHECK("key ", i, " is still there after every pop");
       }
       REQUIRE(wrong == 0);
     }
-    CHECK(c.size() == 0);
+    CHECK(c->size() == 0);
     MESSAGE(round, " rounds of ", kKeys, " keys");
   }
 
