@@ -835,13 +835,11 @@ class Supervisor {
     Worker& w = workers_[p];
     if (w.pid < 0) return;
     ::kill(w.pid, SIGKILL);
-    int status = 0;
-    while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+    int code = lilcache::test::wait_child(w.pid);
+    if (code == 128 + SIGKILL) {
       ++kills_;
     } else {
-      Judge(p, status);
+      Judge(p, code);
     }
     Ended(p);
   }
@@ -851,18 +849,7 @@ class Supervisor {
     Worker& w = workers_[p];
     if (w.pid < 0) return;
     A(g_control->procs[p].exit_requested).store(1);
-    int status = 0;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (waitpid(w.pid, &status, WNOHANG) != w.pid) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        fail(kHung, "worker " + std::to_string(p) + " did not exit within 60 s when asked");
-        ::kill(w.pid, SIGKILL);
-        waitpid(w.pid, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    Judge(p, status);
+    Judge(p, lilcache::test::wait_child(w.pid, std::chrono::seconds(60)));
     Ended(p);
     ++retired_;
   }
@@ -872,51 +859,46 @@ class Supervisor {
     for (std::uint32_t p = 0; p < cfg_.processes; ++p) {
       Worker& w = workers_[p];
       if (w.pid < 0) continue;
-      int status = 0;
-      if (waitpid(w.pid, &status, WNOHANG) != w.pid) continue;
-      Judge(p, status);
+      std::optional<int> code = lilcache::test::try_wait_child(w.pid);
+      if (!code) continue;
+      Judge(p, *code);
       Ended(p);
       Start(p);
     }
   }
 
-  void Judge(std::uint32_t p, int status) {
-    if (WIFEXITED(status)) {
-      int rc = WEXITSTATUS(status);
-      if (rc == 0) {
-        ++g_control->procs[p].clean_exits;
-        return;
-      }
-      if (rc == 4 || rc == 5) return;  // counted by the worker (failed open, leak)
-      fail(kCrash, "worker " + std::to_string(p) + " exited with status " + std::to_string(rc));
-    } else if (WIFSIGNALED(status)) {
-      fail(kCrash, "worker " + std::to_string(p) + " died of signal " +
-                       std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")");
+  // `code` as lilcache::test::wait_child gives it: the exit status,
+  // 128 + signal, or -1 for a worker that did not end in time (its threads'
+  // stacks are printed, then it is killed).
+  void Judge(std::uint32_t p, int code) {
+    const std::string who = "worker " + std::to_string(p);
+    if (code == 0) {
+      ++g_control->procs[p].clean_exits;
+    } else if (code == 4 || code == 5) {
+      // counted by the worker (failed open, leak)
+    } else if (code < 0) {
+      fail(kHung, who + " did not exit in time");
+    } else if (code >= 128) {
+      fail(kCrash, who + " died of signal " + std::to_string(code - 128) + " (" +
+                       strsignal(code - 128) + ")");
+    } else {
+      fail(kCrash, who + " exited with status " + std::to_string(code));
     }
   }
 
   void Stop() {
     A(g_control->stop).store(1);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     for (std::uint32_t p = 0; p < cfg_.processes; ++p) {
       Worker& w = workers_[p];
       if (w.pid < 0) continue;
-      int status = 0;
-      for (;;) {
-        pid_t r = waitpid(w.pid, &status, WNOHANG);
-        if (r == w.pid) break;
-        if (std::chrono::steady_clock::now() > deadline) {
-          fail(kHung, "worker " + std::to_string(p) + " did not stop within 120 s");
-          ::kill(w.pid, SIGKILL);
-          waitpid(w.pid, &status, 0);
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-      Judge(p, status);
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      Judge(p, lilcache::test::wait_child(w.pid, std::max(left, std::chrono::milliseconds(0))));
       Ended(p);
     }
   }
+
 
   // Checks every journal against the cache, reopened by this process alone.
   int Verify() {
