@@ -364,6 +364,31 @@ TEST_CASE("max_bytes: compaction evicts the least recently stored keys first, an
   CHECK_THROWS_AS(Cache::open("t", {.root = dir.path(), .compact_dead_ratio = 1.5}), Error);
 }
 
+namespace {
+
+// An Env whose first fsync in the constructing thread (a compaction run by
+// compact(), syncing its new files before its last catch-up; not a
+// background one) first lets another thread set `n` new keys "new<i>".
+struct WritesDuringSync : lilcache::Env {
+  lilcache::CompactionResult CompactWithBurst(Cache& c, int n) {
+    hook = [&c, n] {
+      std::thread writer([&c, n] {
+        for (int i = 0; i < n; ++i) c.set("new" + std::to_string(i), "y");
+      });
+      writer.join();
+    };
+    return c.compact();
+  }
+  int Fsync(int fd) override {
+    if (hook && std::this_thread::get_id() == in) std::exchange(hook, nullptr)();
+    return Env::Fsync(fd);
+  }
+  std::function<void()> hook;
+  std::thread::id in = std::this_thread::get_id();
+};
+
+}  // namespace
+
 TEST_CASE("a compaction right after a purge absorbs as many new keys as the cache had before") {
   // The new generation's index was sized from the live keys only: after a
   // purge (or any mass delete) that is next to nothing, and the keys written
@@ -371,27 +396,13 @@ TEST_CASE("a compaction right after a purge absorbs as many new keys as the cach
   // catch-up": every snapshot failed while a cache refilled). Here 3,000 new
   // keys are written while the compaction syncs its new files, before its
   // last catch-up.
-  struct WritesDuringSync : lilcache::Env {
-    std::function<void()> hook;
-    std::thread::id in;  // only in this thread's compaction (not a background one)
-    int Fsync(int fd) override {
-      if (hook && std::this_thread::get_id() == in) std::exchange(hook, nullptr)();
-      return Env::Fsync(fd);
-    }
-  } env;
-  env.in = std::this_thread::get_id();
+  WritesDuringSync env;
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path(), .env = &env});
   for (int i = 0; i < 10000; ++i) c.set("old" + std::to_string(i), "x");
   c.purge();
-  env.hook = [&] {
-    std::thread writer([&] {
-      for (int i = 0; i < 3000; ++i) c.set("new" + std::to_string(i), "y");
-    });
-    writer.join();
-  };
   lilcache::CompactionResult r;
-  CHECK_NOTHROW(r = c.compact());
+  CHECK_NOTHROW(r = env.CompactWithBurst(c, 3000));
   CHECK(r.compacted);
   CHECK(c.size() == 3000);
   CHECK(c.get("new2999") == "y");
@@ -419,27 +430,13 @@ TEST_CASE("a compaction into which more new keys arrive than its index holds sta
   // new index (1,024 slots, full at 768) fills up in the last catch-up; the
   // compaction starts over with a bigger one instead of failing. (More than
   // the old index's 1,024 slots cannot arrive: writers wait for its growth.)
-  struct WritesDuringSync : lilcache::Env {
-    std::function<void()> hook;
-    std::thread::id in;
-    int Fsync(int fd) override {
-      if (hook && std::this_thread::get_id() == in) std::exchange(hook, nullptr)();
-      return Env::Fsync(fd);
-    }
-  } env;
-  env.in = std::this_thread::get_id();
+  WritesDuringSync env;
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path(), .env = &env});
   for (int i = 0; i < 10; ++i) c.set("old" + std::to_string(i), "x");
   REQUIRE(c.stats().index_slots == 1024);
-  env.hook = [&] {
-    std::thread writer([&] {
-      for (int i = 0; i < 900; ++i) c.set("new" + std::to_string(i), "y");
-    });
-    writer.join();
-  };
   lilcache::CompactionResult r;
-  CHECK_NOTHROW(r = c.compact());
+  CHECK_NOTHROW(r = env.CompactWithBurst(c, 900));
   CHECK(r.compacted);
   CHECK(c.size() == 910);
   CHECK(c.stats().index_slots >= 4096);
