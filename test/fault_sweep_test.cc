@@ -400,20 +400,18 @@ std::vector<Scenario> scenarios() {
       c.purge();
     };
   });
+  static const auto compact_op = [](Cache& c, const Acked&, Effects&) {
+    bool compacted = c.compact().compacted;  // an Error propagates
+    CHECK(compacted);
+  };
   add("compact", [](Scenario& s) {
     s.prepare = prepare_base;
-    s.op = [](Cache& c, const Acked&, Effects&) {
-      bool compacted = c.compact().compacted;  // an Error propagates
-      CHECK(compacted);
-    };
+    s.op = compact_op;
   });
   add("compact while another handle has the cache open", [](Scenario& s) {
     s.prepare = prepare_base;
     s.other_handle = true;
-    s.op = [](Cache& c, const Acked&, Effects&) {
-      bool compacted = c.compact().compacted;  // an Error propagates
-      CHECK(compacted);
-    };
+    s.op = compact_op;
   });
   add("snapshot", [](Scenario& s) {
     s.prepare = prepare_base;
