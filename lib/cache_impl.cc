@@ -214,6 +214,10 @@ void Cache::Impl::OpenLocked() {
   }
   meta_->Validate();
   salt_ = meta_->header().salt;
+  if (max_bytes_ != 0) {
+    // Relaxed: see max_bytes().
+    Shared(meta_->header().max_bytes).store(max_bytes_, std::memory_order_relaxed);
+  }
   if (!meta_->OthersAlive()) {
     Compactor(*this).RecoverAlone();
   }
@@ -562,7 +566,8 @@ void Cache::Impl::AfterWrite() {
   bool grow = g->index.used() * 2 > g->index.slot_count();
   bool reclaim = dead_ratio_ > 0 && tail > kMinReclaimTail &&
                  static_cast<double>(dead) > dead_ratio_ * static_cast<double>(tail);
-  bool evict = max_bytes_ != 0 && tail - std::min(tail, dead + kHeaderSize) > max_bytes_;
+  const std::uint64_t limit = max_bytes();
+  bool evict = limit != 0 && tail - std::min(tail, dead + kHeaderSize) > limit;
   if (!grow && !reclaim && !evict) return;
   if (env_->MonotonicNanos() < compact_backoff_until_.load(std::memory_order_relaxed)) return;
   RequestMaintenance();
@@ -804,6 +809,7 @@ Stats Cache::Impl::GetStats() {
   st.snapshots = rd(h.snapshots);
   st.last_snapshot_ms = rd(h.last_snapshot_ms);
   st.evictions = rd(h.evictions);
+  st.max_bytes = rd(h.max_bytes);
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
     ProcessSlot& s = meta_->slot(i);
     st.hits += rd(s.hits);

@@ -34,6 +34,7 @@
 #include "lilcache/lilcache.h"
 #include "meta.h"
 #include "names.h"
+#include "shared_atomic.h"
 
 namespace lilcache {
 
@@ -63,7 +64,11 @@ class Cache::Impl {
 
   const std::string& name() const { return paths_.name; }
   const std::string& root() const { return paths_.root; }
-  std::uint64_t max_bytes() const { return max_bytes_; }
+  // The cache's size limit (meta max_bytes; 0 = none). Relaxed: a setting,
+  // no data depends on when a process sees it change.
+  std::uint64_t max_bytes() const {
+    return Shared(meta_->header().max_bytes).load(std::memory_order_relaxed);
+  }
 
   // ---- used by WriterSection, Pin and Compactor ----
   Meta& meta() { return *meta_; }
@@ -145,7 +150,7 @@ class Cache::Impl {
   bool create_ = true;         // Options::create_if_missing
   bool sync_always_ = false;   // Options::sync == "always"
   std::uint64_t sync_ms_ = 0;  // Options::sync as an interval; 0 = none
-  std::uint64_t max_bytes_ = 0;
+  std::uint64_t max_bytes_ = 0;  // Options::max_bytes: stored in the meta at open if not 0
   double dead_ratio_ = 0.4;
   double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio
   spdlog::level::level_enum level_;

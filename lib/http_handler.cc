@@ -162,7 +162,8 @@ nlohmann::json StatsJson(const Cache& cache, const Stats& s) {
           {"compactions", s.compactions},
           {"snapshots", s.snapshots},
           {"last_snapshot_ms", s.last_snapshot_ms},
-          {"evictions", s.evictions}};
+          {"evictions", s.evictions},
+          {"max_bytes", s.max_bytes}};
 }
 
 bool IEqualsPrefix(std::string_view s, std::string_view prefix) {

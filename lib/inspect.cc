@@ -238,6 +238,7 @@ void Inspector::Impl::ReadMetaHeader() {
   m.compactions = Load(h.compactions);
   m.snapshots = Load(h.snapshots);
   m.evictions = Load(h.evictions);
+  m.max_bytes = Load(h.max_bytes);
   salt_ = m.salt;
   m.valid = true;
   if (std::memcmp(h.magic, kMetaMagic, sizeof(kMetaMagic)) != 0) {

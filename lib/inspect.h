@@ -48,6 +48,7 @@ struct InspectMeta {
   std::uint64_t compactions = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t evictions = 0;
+  std::uint64_t max_bytes = 0;  // the cache's size limit (0 = none)
   std::uint64_t processes = 0;  // process slots whose owner holds its SLOT lock now
 };
 

@@ -19,7 +19,7 @@
 namespace lilcache {
 
 inline constexpr char kMetaMagic[8] = {'L', 'I', 'L', 'C', 'M', 'E', 'T', 'A'};
-inline constexpr std::uint32_t kFormatVersion = 3;  // docs/format.md
+inline constexpr std::uint32_t kFormatVersion = 4;  // docs/format.md
 inline constexpr std::size_t kHeaderSize = 4096;
 inline constexpr std::size_t kMaxProcesses = 1024;
 inline constexpr std::size_t kSlotSize = 128;
@@ -55,12 +55,13 @@ struct MetaHeader {
   std::uint64_t compactions;  // atomic
   std::uint64_t snapshots;    // atomic
   std::uint64_t evictions;    // atomic
+  std::uint64_t max_bytes;    // atomic: the cache's size limit (0 = none)
 };
 static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, purge_seq) == 40);
 static_assert(offsetof(MetaHeader, writer_state) == 48 && offsetof(MetaHeader, next_seq) == 64);
 static_assert(offsetof(MetaHeader, boot_id) == 128 && offsetof(MetaHeader, compactions) == 208);
 static_assert(offsetof(MetaHeader, last_snapshot_ms) == 56 && offsetof(MetaHeader, snapshots) == 216);
-static_assert(offsetof(MetaHeader, evictions) == 224);
+static_assert(offsetof(MetaHeader, evictions) == 224 && offsetof(MetaHeader, max_bytes) == 232);
 inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
 inline constexpr std::uint32_t kEpochBit = 1;
 inline constexpr std::uint32_t kSwitchingBit = 2;

@@ -364,6 +364,43 @@ TEST_CASE("max_bytes: compaction evicts the least recently stored keys first, an
   CHECK_THROWS_AS(Cache::open("t", {.root = dir.path(), .compact_dead_ratio = 1.5}), Error);
 }
 
+TEST_CASE(
+    "max_bytes is the cache's: 0 keeps it, a later opener's value replaces it, UINT64_MAX lifts "
+    "it") {
+  TempDir dir;
+  auto fill = [](Cache& c, int from, int n) {
+    char key[16];
+    for (int i = from; i < from + n; ++i) {
+      std::snprintf(key, sizeof key, "k%04d", i);
+      c.set(key, std::string(155, 'v'));  // 200 bytes per record
+    }
+  };
+  {
+    auto setter = Cache::open("t", {.root = dir.path(), .max_bytes = 100'000});
+    CHECK(setter.stats().max_bytes == 100'000);
+  }
+  // A handle that gives no limit works under the cache's.
+  auto plain = Cache::open("t", {.root = dir.path()});
+  CHECK(plain.stats().max_bytes == 100'000);
+  fill(plain, 0, 1000);
+  CHECK(plain.compact().keys_evicted >= 500);
+  CHECK(plain.stats().bytes_live <= 100'000);
+  CHECK(!plain.get("k0001"));
+  // A later opener's limit replaces it, for every handle.
+  auto bigger = Cache::open("t", {.root = dir.path(), .max_bytes = 150'000});
+  CHECK(plain.stats().max_bytes == 150'000);
+  fill(plain, 1000, 500);
+  plain.compact();
+  CHECK(plain.stats().bytes_live > 100'000);
+  CHECK(plain.stats().bytes_live <= 150'000);
+  // UINT64_MAX: no limit any more.
+  auto lift = Cache::open("t", {.root = dir.path(), .max_bytes = UINT64_MAX});
+  fill(plain, 1500, 1000);
+  lilcache::CompactionResult r = plain.compact();
+  CHECK(r.keys_evicted == 0);
+  CHECK(plain.stats().bytes_live > 250'000);
+}
+
 namespace {
 
 // An Env whose first fsync in the constructing thread (a compaction run by

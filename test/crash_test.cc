@@ -543,8 +543,8 @@ class KilledWriter {
   KilledWriter(const std::string& root, const std::string& name) {
     meta_ = map(root + "/" + name + ".meta", 4096, &meta_len_);
     REQUIRE_MESSAGE(std::memcmp(meta_, "LILCMETA", 8) == 0, "not a lilcache meta file");
-    REQUIRE_MESSAGE(field<std::uint32_t>(meta_, 8) == 3,
-                    "KilledWriter writes format version 3: update it to docs/format.md");
+    REQUIRE_MESSAGE(field<std::uint32_t>(meta_, 8) == 4,
+                    "KilledWriter writes format version 4: update it to docs/format.md");
     salt_ = field<std::uint64_t>(meta_, 16);
     std::uint64_t gen = std::atomic_ref<std::uint64_t>(at<std::uint64_t>(meta_, 32)).load();
     data_ = map(root + "/" + name + "." + std::to_string(gen) + ".data", 0, &data_len_);

@@ -700,6 +700,43 @@ TEST_SUITE("process") {
     }
   }
 
+  TEST_CASE("the size limit one process sets applies to the writes of another") {
+    // The parent opens the cache with max_bytes and only keeps it open; a
+    // child that gives no limit writes twice the limit: its own background
+    // compaction starts evicting, and its compact() brings the live data
+    // under the cache's limit.
+    TempDir dir;
+    Children children;
+    lilcache::Options o = options(dir.file("cache"));
+    o.max_bytes = 100'000;
+    lilcache::Cache limiter = lilcache::Cache::open(kName, o);
+    pid_t child = children.add(fork_child([&] {
+      lilcache::Cache c = open_cache(dir);
+      CHILD_CHECK(c.stats().max_bytes == 100'000u);
+      char key[16];
+      for (int i = 0; i < 1000; ++i) {
+        std::snprintf(key, sizeof key, "k%04d", i);
+        c.set(key, std::string(155, 'v'));  // 200 bytes per record
+      }
+      // Its own background compaction evicts by the cache's limit...
+      auto deadline = Clock::now() + 10s;
+      while (c.stats().evictions == 0 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+      }
+      CHILD_CHECK(c.stats().evictions > 0u);
+      // ... and so does its compact(), down to the limit.
+      c.compact();
+      lilcache::Stats st = c.stats();
+      CHILD_CHECK(st.evictions >= 500u);
+      CHILD_CHECK(st.bytes_live <= 100'000u);
+      CHILD_CHECK(!c.get("k0000"));
+      CHILD_CHECK(c.get("k0999").has_value());
+      return 0;
+    }));
+    CHECK(children.wait(child) == 0);
+    CHECK(limiter.stats().evictions >= 500);
+  }
+
   TEST_CASE("a forked child can keep using its parent's Cache") {
     // The parent opens a Cache and forks; the child uses the same handle (from
     // two threads, and a grandchild from a fork of the child), then drops it.

@@ -295,9 +295,9 @@ TEST_CASE("GET /stats is the cache's Stats as JSON; GET /health is OK") {
   CHECK(j["sets"] == 2);
   CHECK(j["hits"].get<std::uint64_t>() >= 1);
   CHECK(j["misses"].get<std::uint64_t>() >= 1);
-  for (const char* field :
-       {"deletes", "expired", "bytes_live", "bytes_dead", "bytes_file", "generation", "index_slots",
-        "index_used", "processes", "compactions", "snapshots", "last_snapshot_ms", "evictions"}) {
+  for (const char* field : {"deletes", "expired", "bytes_live", "bytes_dead", "bytes_file",
+                            "generation", "index_slots", "index_used", "processes", "compactions",
+                            "snapshots", "last_snapshot_ms", "evictions", "max_bytes"}) {
     CHECK_MESSAGE(j.contains(field), field);
   }
   HttpReply health = Get(s.port(), "/health");

@@ -153,8 +153,9 @@ void AddOptions(CLI::App& app, CompactOptions& o) {
                "Only print what would be compacted (sizes, live and dead bytes, keys); "
                "reads the files without opening the cache");
   app.add_option("--max-bytes", o.max_bytes,
-                 "Evict the least recently stored keys until the live data (bytes of log "
-                 "records) is under 90% of this (Options::max_bytes); default: no eviction")
+                 "Set the cache's size limit (Options::max_bytes, kept in the cache for every "
+                 "process) and evict the least recently stored keys until the live data (bytes "
+                 "of log records) is under 90% of it; default: the cache's own limit, if any")
       ->check(CLI::PositiveNumber);
   app.add_flag("-q,--quiet", o.quiet, "Print only errors");
   app.set_version_flag("--version", "lilcache-compact " + std::string(lilcache::version()));

@@ -188,6 +188,7 @@ void PrintMeta(std::ostream& out, const lilcache::InspectMeta& m) {
   Field(out, "compactions", m.compactions);
   Field(out, "snapshots", m.snapshots);
   Field(out, "evictions", m.evictions);
+  Field(out, "max_bytes", m.max_bytes == 0 ? std::string("none") : std::to_string(m.max_bytes));
   Field(out, "processes", m.processes);
 }
 
@@ -338,6 +339,7 @@ json HeaderJson(const InspectHeader& h) {
             {"compactions", m.compactions},
             {"snapshots", m.snapshots},
             {"evictions", m.evictions},
+            {"max_bytes", m.max_bytes},
             {"processes", m.processes}}},
           {"data",
            {{"path", d.path},

@@ -199,6 +199,7 @@ nlohmann::ordered_json StatsJson(const lilcache::Cache& cache, const lilcache::S
   j["deletes"] = s.deletes;
   j["expired"] = s.expired;
   j["evictions"] = s.evictions;
+  j["max_bytes"] = s.max_bytes;
   j["bytes_live"] = s.bytes_live;
   j["bytes_dead"] = s.bytes_dead;
   j["bytes_file"] = s.bytes_file;

@@ -130,13 +130,17 @@ struct Options {
   // The log file is shared by every process and handle of the cache.
   std::string loglevel{};
 
-  // Size limit of the live data, in bytes of log records (key + value + 40
-  // bytes of header, rounded up to 8). 0 (default) = unlimited. When the live
-  // data of the log passes it, a background compaction evicts the least
-  // recently stored keys (the head of the log) until it is 90% of the limit;
-  // evictions are counted in Stats. This is a cache, not a database. The
-  // limit is enforced by the handles that set it, when they compact: between
-  // compactions the live data may exceed it.
+  // Size limit of the cache's live data, in bytes of log records (key +
+  // value + 40 bytes of header, rounded up to 8). The limit belongs to the
+  // cache (it is stored in NAME.meta and applies to every process): 0
+  // (default) leaves it as it is (no limit for a new cache); any other value
+  // becomes the cache's limit (the last opener that gives one wins);
+  // UINT64_MAX lifts a limit. When the live data passes it, a background
+  // compaction (by whichever process writes next, a snapshot, or
+  // lilcache-compact) evicts the least recently stored keys (the head of the
+  // log) until it is 90% of the limit; evictions are counted in Stats. This
+  // is a cache, not a database: between compactions the live data may exceed
+  // the limit by what is written meanwhile.
   std::uint64_t max_bytes = 0;
 
   // Automatic compaction: starts when dead bytes (overwritten, deleted and
@@ -187,6 +191,7 @@ struct Stats {
   std::uint64_t snapshots = 0;    // snapshots (periodic or snapshot()/compact()) since then
   std::uint64_t last_snapshot_ms = 0;  // wall clock of the last one (0 = none)
   std::uint64_t evictions = 0;    // keys dropped to keep under Options::max_bytes
+  std::uint64_t max_bytes = 0;    // the cache's size limit (Options::max_bytes; 0 = none)
 };
 
 // What one compaction did (Cache::compact()).
