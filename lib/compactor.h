@@ -3,8 +3,10 @@
 // to reclaim dead space, and to recover a damaged log.
 //
 // Online protocol (Run), by the one process holding the COMPACT lock:
-//  1. t1 = tail; flip the writer epoch and wait until no write of the old
-//     epoch is in flight: every record below t1 is now published.
+//  1. Wait until no write of the epoch that is not current is in flight (a
+//     compactor that died after its flip left them undrained); t1 = tail;
+//     flip the writer epoch and wait until no write of the old epoch is in
+//     flight: every record below t1 is now published.
 //  2. Collect the live records below t1 from the index into a CRoaring
 //     bitmap of offsets; copy them in log order into NAME.G+1.*.tmp.
 //  3. Rename the files into place and fsync them (throttling writers

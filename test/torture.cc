@@ -1019,6 +1019,11 @@ class Supervisor {
       for (std::size_t at = 0; (at = log.find("recovering ", at)) != std::string::npos; ++at) {
         ++recoveries;
       }
+      // Debug builds check each online compaction's switch (compactor.cc, CheckSwitch).
+      for (std::size_t at = 0;
+           (at = log.find("compaction invariant violated", at)) != std::string::npos; ++at) {
+        fail(kLost, "the cache log says: " + log.substr(at, log.find('\n', at) - at));
+      }
     }
     // The summary line.
     auto c = [&](Counter k) { return std::to_string(A(g_control->counters[k]).load()); };
