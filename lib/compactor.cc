@@ -48,12 +48,23 @@ class Builder {
   Index::Probe Find(std::string_view key, std::uint64_t hash) { return g_.Find(key, hash); }
   log::RecordView Record(std::uint64_t off) { return g_.Record(off); }
 
-  // Appends a copy of `rec` (from the old generation) and points the key's
-  // slot at it. The caller has checked it is newer than what the slot holds.
-  void CopyAndInstall(const log::RecordView& rec, std::uint64_t hash, const Index::Probe& p) {
-    std::size_t size = rec.size();
-    std::uint64_t off = g_.data.Reserve(size, nullptr);
-    std::memcpy(g_.data.base() + off, rec.header, size);
+  // Appends `bytes` (whole records of the old generation, in log order) with
+  // one write to the file, not through its mapping: a page of a fresh
+  // mapping costs a fault and a zero-fill before the copy (measured on the
+  // dev VM: 512 MB in 1.3-1.8 s through the mapping, 0.14 s by pwrite).
+  // Returns their offset in the new log.
+  std::uint64_t AppendBytes(std::span<const char> bytes) {
+    std::uint64_t off = g_.data.Reserve(bytes.size(), nullptr);
+    if (c_.env()->PwriteAll(g_.data.file().fd(), bytes.data(), bytes.size(),
+                            static_cast<off_t>(off)) != 0) {
+      ThrowErrno("cannot write", g_.data.path());
+    }
+    return off;
+  }
+
+  // Points the key's slot (probe `p`) at the copy at `off`. The caller has
+  // checked it is newer than what the slot holds.
+  void Install(std::uint64_t off, std::uint64_t hash, const Index::Probe& p) {
     std::uint64_t value = Index::Pack(hash, off);
     if (p.value == 0) {
       std::uint64_t seen;
@@ -69,6 +80,12 @@ class Builder {
     }
     if (g_.index.used() * 4 > g_.index.slot_count() * 3) throw NewIndexFull(g_.index.slot_count());
     ++records_;
+  }
+
+  // Appends a copy of `rec` (from the old generation) and points the key's
+  // slot at it. The caller has checked it is newer than what the slot holds.
+  void CopyAndInstall(const log::RecordView& rec, std::uint64_t hash, const Index::Probe& p) {
+    Install(AppendBytes({reinterpret_cast<const char*>(rec.header), rec.size()}), hash, p);
   }
 
   // Gives the files their final names (NAME.G.data/.index). Harmless before
@@ -117,6 +134,42 @@ class Builder {
   bool finished_ = false;
   bool renamed_ = false;
   std::uint64_t records_ = 0;
+};
+
+// Copies records of the old generation, given in log order, into a Builder
+// whose index does not hold their keys yet: adjacent records go out as one
+// write of up to kMaxRunBytes.
+class RunCopier {
+ public:
+  static constexpr std::uint64_t kMaxRunBytes = 1 << 20;
+
+  RunCopier(Builder& b, std::uint64_t salt) : b_(b), salt_(salt) {}
+  ~RunCopier() = default;  // the caller Flush()es: a write may throw
+
+  void Add(std::uint64_t off, const log::RecordView& rec) {
+    if (!run_.empty() && (off != end_ || end_ - begin_ + rec.size() > kMaxRunBytes)) Flush();
+    if (run_.empty()) begin_ = off;
+    run_.push_back(rec);
+    end_ = off + rec.size();
+  }
+
+  void Flush() {
+    if (run_.empty()) return;
+    auto* start = reinterpret_cast<const char*>(run_.front().header);
+    std::uint64_t dst = b_.AppendBytes({start, static_cast<std::size_t>(end_ - begin_)});
+    for (const log::RecordView& r : run_) {
+      std::uint64_t hash = log::HashKey(r.key(), salt_);
+      b_.Install(dst + static_cast<std::uint64_t>(reinterpret_cast<const char*>(r.header) - start),
+                 hash, b_.Find(r.key(), hash));
+    }
+    run_.clear();
+  }
+
+ private:
+  Builder& b_;
+  std::uint64_t salt_;
+  std::vector<log::RecordView> run_;
+  std::uint64_t begin_ = 0, end_ = 0;
 };
 
 // Deletes every file of the cache that belongs to no live generation:
@@ -411,6 +464,7 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   std::uint64_t slots = std::max({min_slots, Index::SlotsFor(live.cardinality() * 2),
                                   Index::SlotsFor(old->index.used())});
   Builder b(c_, old->number + 1, slots, live_bytes + kHeaderSize);
+  RunCopier copier(b, c_.salt());
   for (std::uint64_t off8 : live) {
     log::RecordView rec = old->Record(off8 * log::kAlign);
     if (!old->ChecksumOk(rec)) {
@@ -418,9 +472,9 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
                         off8 * log::kAlign, old->data.path());
       continue;
     }
-    std::uint64_t hash = log::HashKey(rec.key(), c_.salt());
-    b.CopyAndInstall(rec, hash, b.Find(rec.key(), hash));
+    copier.Add(off8 * log::kAlign, rec);
   }
+  copier.Flush();
   // 3. Make the new files durable under their final names, so that the meta
   // page naming G+1 can never reach the disk before the files it names. That
   // is the slow part: if writers are busy, slow them down meanwhile, since
@@ -617,11 +671,9 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
     bytes += r.size();
   }
   Builder b(c_, g.number + 1, Index::SlotsFor(live.cardinality() * 2), bytes + kHeaderSize);
-  for (std::uint64_t off8 : live) {
-    log::RecordView r = g.Record(off8 * log::kAlign);
-    std::uint64_t hash = log::HashKey(r.key(), c_.salt());
-    b.CopyAndInstall(r, hash, b.Find(r.key(), hash));
-  }
+  RunCopier copier(b, c_.salt());
+  for (std::uint64_t off8 : live) copier.Add(off8 * log::kAlign, g.Record(off8 * log::kAlign));
+  copier.Flush();
   b.Seal();
   b.Rename();
   b.Sync();

@@ -40,6 +40,23 @@ int Env::Ftruncate(int fd, off_t length) {
   return RestartOnEintr([&] { return ::ftruncate(fd, length); });
 }
 
+int Env::PwriteAll(int fd, const void* buf, std::size_t length, off_t offset) {
+  const char* p = static_cast<const char*>(buf);
+  while (length > 0) {
+    ssize_t n = ::pwrite(fd, p, length, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) {
+      errno = EIO;
+      return -1;
+    }
+    p += n;
+    length -= static_cast<std::size_t>(n);
+    offset += n;
+  }
+  return 0;
+}
+
 int Env::Fallocate(int fd, off_t offset, off_t length) {
   int rc;
   do {

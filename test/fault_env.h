@@ -40,6 +40,7 @@ class FaultEnv : public Env {
     kFstat,
     kFtruncate,
     kFallocate,
+    kPwrite,
     kFsync,
     kRename,
     kUnlink,
@@ -55,8 +56,9 @@ class FaultEnv : public Env {
   };
   static const char* call_name(int c) {
     static const char* const names[kNumCalls] = {
-        "open",  "close",      "fstat", "ftruncate", "fallocate", "fsync", "rename", "unlink",
-        "mkdir", "fsync(dir)", "mmap",  "munmap",    "msync",     "lock",  "unlock", "is_locked"};
+        "open",   "close",  "fstat",  "ftruncate", "fallocate",  "pwrite",
+        "fsync",  "rename", "unlink", "mkdir",     "fsync(dir)", "mmap",
+        "munmap", "msync",  "lock",   "unlock",    "is_locked"};
     return c >= 0 && c < kNumCalls ? names[c] : "?";
   }
 
@@ -134,6 +136,9 @@ class FaultEnv : public Env {
   }
   int Fallocate(int fd, off_t offset, off_t length) override {
     return hit(kFallocate) ? -1 : Env::Fallocate(fd, offset, length);
+  }
+  int PwriteAll(int fd, const void* buf, std::size_t length, off_t offset) override {
+    return hit(kPwrite) ? -1 : Env::PwriteAll(fd, buf, length, offset);
   }
   int Fsync(int fd) override { return hit(kFsync) ? -1 : Env::Fsync(fd); }
   int Rename(const char* from, const char* to) override {

@@ -458,8 +458,9 @@ TEST_CASE(
   // later. (open, fstat and mmap failures are absorbed only when a compactor
   // moves its own process to the new generation after the switch: the next
   // operation retries that, which the probe after each fault exercises.)
-  for (int c : {FaultEnv::kFallocate, FaultEnv::kFsync, FaultEnv::kFsyncDir, FaultEnv::kMsync,
-                FaultEnv::kRename, FaultEnv::kLock, FaultEnv::kIsLocked, FaultEnv::kMkdir}) {
+  for (int c : {FaultEnv::kFallocate, FaultEnv::kPwrite, FaultEnv::kFsync, FaultEnv::kFsyncDir,
+                FaultEnv::kMsync, FaultEnv::kRename, FaultEnv::kLock, FaultEnv::kIsLocked,
+                FaultEnv::kMkdir}) {
     CHECK_MESSAGE(total.absorbed_by_call[c] == 0, "a failed ", FaultEnv::call_name(c),
                   " was ignored ", total.absorbed_by_call[c], " times");
   }

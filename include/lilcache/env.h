@@ -68,6 +68,10 @@ class Env {
   // growth of a log goes through it, so that a full disk is an ENOSPC Error
   // from set() and never a SIGBUS when the mapping is written.
   virtual int Fallocate(int fd, off_t offset, off_t length);
+  // Writes all `length` bytes at `offset` (pwrite(2), resumed after a short
+  // write or EINTR): 0, or -1/errno. A compactor writes the records it copies
+  // this way, not through a mapping of the new file.
+  virtual int PwriteAll(int fd, const void* buf, std::size_t length, off_t offset);
   virtual int Fsync(int fd);
   virtual int Rename(const char* from, const char* to);
   virtual int Unlink(const char* path);
