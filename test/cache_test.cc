@@ -383,7 +383,10 @@ TEST_CASE(
   auto plain = Cache::open("t", {.root = dir.path()});
   CHECK(plain.stats().max_bytes == 100'000);
   fill(plain, 0, 1000);
-  CHECK(plain.compact().keys_evicted >= 500);
+  plain.compact();
+  // Counted over every compaction: the handle's own background ones may
+  // have evicted some during the fill.
+  CHECK(plain.stats().evictions >= 500);
   CHECK(plain.stats().bytes_live <= 100'000);
   CHECK(!plain.get("k0001"));
   // A later opener's limit replaces it, for every handle.
