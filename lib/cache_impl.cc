@@ -455,6 +455,7 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
   log::NewRecord rec{log::RecordType::kSet, key, value, 0,
                      ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
   const std::uint64_t hash = log::HashKey(key, salt_);
+  WriteFollowUp follow_up;
   for (;;) {
     std::uint64_t slots;
     {
@@ -462,6 +463,7 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
       Written written;
       if (SetIn(w.gen(), rec, hash, written) == Outcome::kDone) {
         SyncWritten(w.gen(), written);
+        follow_up = AssessWrite(w.gen());
         break;
       }
       slots = w.gen().index.slot_count();
@@ -474,7 +476,7 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
     logger_->debug("set key of {} bytes, value of {} bytes, ttl {} ms", key.size(), value.size(),
                    ttl_ms);
   }
-  AfterWrite();
+  AfterWrite(follow_up);
 }
 
 std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view key,
@@ -517,16 +519,20 @@ std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_valu
   const std::uint64_t hash = log::HashKey(key, salt_);
   bool found = false;
   std::optional<std::string> out;
+  WriteFollowUp follow_up;
   {
     WriterSection w(*this);
     Written written;
     out = PopIn(w.gen(), key, hash, want_value, &found, written);
-    if (found) SyncWritten(w.gen(), written);
+    if (found) {
+      SyncWritten(w.gen(), written);
+      follow_up = AssessWrite(w.gen());
+    }
   }
   CountHit(found, false);
   if (found) Shared(my_slot().deletes).fetch_add(1, std::memory_order_relaxed);
   logger_->debug("pop key of {} bytes: {}", key.size(), found ? "removed" : "absent");
-  if (found) AfterWrite();
+  AfterWrite(follow_up);
   return out;
 }
 
@@ -545,30 +551,31 @@ void Cache::Impl::Purge() {
   logger_->info("purged (every record with seq <= {} is gone)", s);
 }
 
-void Cache::Impl::AfterWrite() {
-  if (current_.load(std::memory_order_acquire) == nullptr) return;
-  // Pinned: another thread's Refresh() may retire (unmap) the generation
-  // that was current a moment ago.
-  PinGuard pin(Pin());
-  Generation* g = pin.get();
-  auto& dh = g->data.header();
+Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
+  auto& dh = g.data.header();
   // Relaxed: heuristics only.
-  std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
-  std::uint64_t dead = Shared(dh.dead_bytes).load(std::memory_order_relaxed);
-  if (dead_ratio_ > 0 && tail > kMinReclaimTail &&
-      static_cast<double>(dead) > backpressure_ratio_ * static_cast<double>(tail)) {
-    // Backpressure: writers outrun compaction (the log holds more dead space
-    // than the limit allows): each write pays a short sleep, after it is done
-    // and outside the writer section, until a compaction catches up.
-    env_->SleepMicros(kThrottleMicros);
-  }
-  if (maintenance_requested_.load(std::memory_order_relaxed)) return;
-  bool grow = g->index.used() * 2 > g->index.slot_count();
-  bool reclaim = dead_ratio_ > 0 && tail > kMinReclaimTail &&
-                 static_cast<double>(dead) > dead_ratio_ * static_cast<double>(tail);
+  const std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
+  const std::uint64_t dead = Shared(dh.dead_bytes).load(std::memory_order_relaxed);
+  const auto dead_over = [&](double ratio) {
+    return dead_ratio_ > 0 && tail > kMinReclaimTail &&
+           static_cast<double>(dead) > ratio * static_cast<double>(tail);
+  };
+  WriteFollowUp f;
+  // Backpressure: writers outrun compaction (the log holds more dead space
+  // than the limit allows).
+  f.throttle = dead_over(backpressure_ratio_);
+  if (maintenance_requested_.load(std::memory_order_relaxed)) return f;
   const std::uint64_t limit = max_bytes();
-  bool evict = limit != 0 && tail - std::min(tail, dead + kHeaderSize) > limit;
-  if (!grow && !reclaim && !evict) return;
+  f.compact = g.index.used() * 2 > g.index.slot_count() || dead_over(dead_ratio_) ||
+              (limit != 0 && tail - std::min(tail, dead + kHeaderSize) > limit);
+  return f;
+}
+
+void Cache::Impl::AfterWrite(WriteFollowUp f) {
+  // The sleep comes after the write is done and outside the writer
+  // section, so that no compactor ever waits for it.
+  if (f.throttle) env_->SleepMicros(kThrottleMicros);
+  if (!f.compact || maintenance_requested_.load(std::memory_order_relaxed)) return;
   if (env_->MonotonicNanos() < compact_backoff_until_.load(std::memory_order_relaxed)) return;
   RequestMaintenance();
 }
@@ -656,7 +663,7 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
     bool grow;
     std::uint64_t slots;
     {
-      PinGuard pin(Pin());  // as in AfterWrite()
+      PinGuard pin(Pin());  // another thread's Refresh() may retire the generation
       grow = pin.get()->index.used() * 2 > pin.get()->index.slot_count();
       slots = pin.get()->index.slot_count();
     }

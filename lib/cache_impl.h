@@ -130,7 +130,17 @@ class Cache::Impl {
   // Visible to readers: a SET newer than the last purge and not expired.
   bool Visible(const log::RecordView& rec, bool* expired);
   void CheckIntegrity(Generation& g, const log::RecordView& rec);
-  void AfterWrite();
+  // What a finished write asks for: a backpressure sleep (Options::
+  // compact_dead_ratio), a background compaction (index half full, dead
+  // space, max_bytes). Judged by AssessWrite() inside the writer section,
+  // where the generation written to is pinned; carried out by AfterWrite()
+  // outside it.
+  struct WriteFollowUp {
+    bool throttle = false;
+    bool compact = false;
+  };
+  WriteFollowUp AssessWrite(Generation& g) const;
+  void AfterWrite(WriteFollowUp f);
   // Background maintenance: AfterWrite() asks, this thread compacts, so no
   // set() pays for a compaction (unless the index is completely full).
   void RequestMaintenance();
