@@ -404,3 +404,37 @@ TEST_CASE("lilcache::start() serves the cache init() selected until SIGTERM") {
   ::kill(child, SIGTERM);
   CHECK(children.wait(child) == 0);
 }
+
+TEST_CASE("lilcache::start() takes allowed hosts and origins and refuses the others") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  const std::string dir = root.path();
+  const pid_t child = children.add(lilcache::test::fork_child([&] {
+    lilcache::init("foo_cache", {.root = dir});
+    lilcache::start("127.0.0.1", 0,
+                    {.allowed_hosts = {"cache.lan"}, .allowed_origins = {"https://app.example"}});
+    return 0;
+  }));
+  const std::smatch m =
+      WaitFor([&] { return read_file(root.file("foo_cache.log")); },
+              std::regex("serving cache \"foo_cache\" .* on http://127\\.0\\.0\\.1:([0-9]+) "),
+              [&] { return lilcache::test::try_wait_child(child).has_value(); });
+  const auto port = static_cast<std::uint16_t>(std::stoi(m[1].str()));
+  auto raw = [&](const std::string& fields) {
+    HttpConn c(port);
+    REQUIRE(c.Send("GET /set?key=a&value=b HTTP/1.1\r\n" + fields + "\r\n"));
+    std::optional<HttpReply> r = c.Read();
+    REQUIRE(r.has_value());
+    return *r;
+  };
+  CHECK(raw("Host: rebind.evil.example\r\n").status == 403);
+  CHECK(raw("Host: 127.0.0.1\r\nOrigin: https://evil.example\r\n").status == 403);
+  CHECK_FALSE(Cache::open("foo_cache", {.root = dir}).contains("a"));
+  CHECK(raw("Host: cache.lan:5001\r\n").status == 200);
+  HttpReply cors = raw("Host: 127.0.0.1\r\nOrigin: https://app.example\r\n");
+  CHECK(cors.status == 200);
+  CHECK(cors.header("access-control-allow-origin") == "https://app.example");
+  ::kill(child, SIGTERM);
+  CHECK(children.wait(child) == 0);
+}
