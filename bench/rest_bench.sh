@@ -105,7 +105,7 @@ def pipeline(port, requests, answer, count):
 
 for start in range(0, keys, 2000):
     batch = [f"key:{i:012d}" for i in range(start, min(keys, start + 2000))]
-    pipeline(port, [f"GET /set?key={k}&value={value} HTTP/1.1\r\nHost: b\r\n\r\n" for k in batch],
+    pipeline(port, [f"GET /set?key={k}&value={value} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" for k in batch],
              b"HTTP/1.1 200 OK\r\n", len(batch))
     pipeline(redis_port,
              [f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n${len(value)}\r\n{value}\r\n" for k in batch],

@@ -106,7 +106,10 @@ void SerializeResponse(const HttpResponse& response, bool keep_alive, bool http1
   h += response.content_type;
   h += "\r\nContent-Length: ";
   AppendNumber(h, response.body.size());
-  h += "\r\n";
+  // No answer is worth keeping in a cache (values, stats, errors), and none
+  // is to be sniffed into HTML or script by a browser.
+  h += "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
+  h += response.fields;
   if (!response.allow.empty()) {
     h += "Allow: ";
     h += response.allow;
@@ -176,8 +179,9 @@ HttpConnection::Step HttpConnection::Process(std::string_view in, HttpOutput& ou
     if (parser_->is_header_done() && !route_) {
       std::variant<Route, HttpResponse> routed = handler_.RouteOf(parser_->get().base());
       if (auto* refused = std::get_if<HttpResponse>(&routed)) {
-        // The body was not read: the connection can go on only if there is none.
-        const bool complete = parser_->is_done();
+        // The body was not read: the connection can go on only if there is
+        // none (and the request's framing can be trusted).
+        const bool complete = parser_->is_done() && !refused->close;
         Respond(std::move(*refused), complete && parser_->keep_alive(), false, out);
         out.linger = !complete;
         step.ready = true;
@@ -238,14 +242,16 @@ void HttpConnection::Respond(HttpResponse response, bool keep_alive, bool protoc
   out.interim = false;
 
   const unsigned s = response.status;
-  const bool warn = protocol_error || s >= 500 || s == 401 || s == 413 || s == 414 || s == 431;
+  const bool warn =
+      protocol_error || s >= 500 || s == 401 || s == 403 || s == 413 || s == 414 || s == 431;
   const auto level = warn ? spdlog::level::warn : spdlog::level::debug;
   if (log_.should_log(level)) {
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_).count();
     if (warn && s != 401) {
       std::string why;
-      AppendPrintable(why, std::string_view(response.body).substr(0, 200));
+      const std::string_view text = response.detail.empty() ? response.body : response.detail;
+      AppendPrintable(why, text.substr(0, response.detail.empty() ? 200 : 1000));
       if (!why.empty() && why.size() >= 4 && why.substr(why.size() - 4) == "\\x0a") {
         why.resize(why.size() - 4);
       }

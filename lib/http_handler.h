@@ -4,18 +4,22 @@
 // docs/rest.md is the specification of every endpoint.
 //
 // A request is handled in two steps so that a connection can refuse a
-// request before reading its body: Route() looks at the header alone (401,
-// 400 malformed target, 404, 405), Execute() does the rest once the body is
-// there. Handle() does both. Thread-safe: one handler serves every thread.
+// request before reading its body: RouteOf() looks at the header alone
+// (framing, Host, Origin and Fetch-Metadata, CORS preflight, token, 400
+// malformed target, 404, 405), Execute() does the rest once the body is
+// there. Handle() does both. Thread-safe: one handler serves every thread;
+// it is immutable once constructed.
 #pragma once
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/url/url_view.hpp>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "lilcache/lilcache.h"
 
@@ -29,13 +33,19 @@ inline constexpr std::string_view kOctetStream = "application/octet-stream";
 inline constexpr std::string_view kJson = "application/json";
 
 // The status and content of a response; the connection adds the framing
-// (status line, Content-Length, Connection, Date).
+// (status line, Content-Length, Connection, Date) and the fields every
+// answer carries (Cache-Control: no-store, X-Content-Type-Options: nosniff).
 struct HttpResponse {
   unsigned status = 200;
   std::string body{};
   std::string_view content_type = kTextPlain;
   std::string_view allow{};  // 405: the methods the resource allows ("Allow")
   bool challenge = false;    // 401: send "WWW-Authenticate: Bearer"
+  std::string fields{};      // more header fields, each "Name: value\r\n" (CORS)
+  std::string detail{};      // what the log says instead of the body (500: the full
+                             // error, paths included, which the body never shows)
+  bool close = false;        // close the connection after it, even if the request was
+                             // complete (faulty framing: the bytes after it are no request)
 };
 
 // The endpoints of docs/rest.md.
@@ -52,26 +62,56 @@ enum class Endpoint {
   kPurge,     // POST /purge
 };
 
-// A request whose header was accepted: its endpoint and its parsed target
-// (a view of the request's target: valid while the request is).
+// A request whose header was accepted: its endpoint, its parsed target and
+// the Origin its answer names in CORS fields ("" = none). Both are views of
+// the request's header: valid while the request is.
 struct Route {
   Endpoint endpoint;
   boost::urls::url_view url;
+  std::string_view cors_origin{};
+};
+
+// Who may drive the cache (docs/rest.md, "Browsers and other web pages").
+struct HttpPolicy {
+  std::string token{};            // "" = no authentication
+  std::size_t keys_limit = 1000;  // GET /keys without ?limit=
+  // Host values accepted besides the defaults (ServerOptions::allowed_hosts);
+  // "*" accepts any Host.
+  std::vector<std::string> allowed_hosts{};
+  // Origins whose pages may send requests and read the answers (CORS).
+  std::vector<std::string> allowed_origins{};
+  // The address the server listens on, as bound ("127.0.0.1", "::", ...): a
+  // Host naming it is accepted; a wildcard (0.0.0.0, ::) accepts every IP
+  // literal. "" = none (only the loopback defaults).
+  std::string bound_address{};
+  // The host the server was asked to bind, when it is a name ("myhost.lan"):
+  // accepted as a Host too. "" or an address: nothing more.
+  std::string bound_name{};
 };
 
 class HttpHandler {
  public:
-  // token: "" = no authentication. keys_limit: GET /keys without ?limit=.
+  // Throws Error for an entry of allowed_hosts or allowed_origins that is
+  // not a host or an origin (the message names it).
+  HttpHandler(Cache& cache, HttpPolicy policy);
+  // The loopback defaults alone. token: "" = no authentication.
   HttpHandler(Cache& cache, std::string token, std::size_t keys_limit);
 
   // Step 1, from the header alone: the endpoint, or the response refusing
-  // the request (401 without the token, 400 for a target that is not an
-  // origin-form URI, 404 unknown path, 405 method not allowed there).
+  // the request, in this order: faulty framing (400 for Transfer-Encoding
+  // whose last coding is not chunked, or with Content-Length, or in
+  // HTTP/1.0; 501 for a coding before chunked: either closes the
+  // connection), Host (400 missing in HTTP/1.1, repeated or malformed; 403
+  // not allowed), 403 for an Origin not allowed or, without an allowed
+  // Origin, Sec-Fetch-Site: cross-site; the answer to a CORS preflight (200);
+  // 401 without the token; 400 for a target that is not an origin-form URI,
+  // 404 unknown path, 405 method not allowed there.
   std::variant<Route, HttpResponse> RouteOf(const HttpRequestHeader& header) const;
 
   // Step 2: runs the request on the cache. 400 for a missing or invalid
   // parameter, 413 for a key or value over the cache's limits, 500 if the
-  // cache throws (the message in the body).
+  // cache throws (a short cause in the body, without file paths; the whole
+  // message in detail, for the log).
   HttpResponse Execute(const Route& route, const HttpRequest& request) const;
 
   // Both steps.
@@ -80,13 +120,42 @@ class HttpHandler {
   Cache& cache() const { return cache_; }
 
  private:
+  struct HostPattern {
+    std::string host;  // lower case; IPv6 in brackets, in its canonical form
+    int port = -1;     // -1: any port
+  };
+
   HttpResponse Run(const Route& route, const HttpRequest& request) const;
+  // nullopt if the request may go on; else the refusal.
+  std::optional<HttpResponse> CheckFraming(const HttpRequestHeader& header) const;
+  std::optional<HttpResponse> CheckHost(const HttpRequestHeader& header) const;
+  // RouteOf() after the Host and Origin checks: preflight, token, routing.
+  std::variant<Route, HttpResponse> Dispatch(const HttpRequestHeader& header, bool cors) const;
+  bool OriginAllowed(std::string_view origin) const;
 
   Cache& cache_;
   std::string token_;
   std::size_t keys_limit_;
+  std::vector<HostPattern> hosts_;
+  std::vector<std::string> origins_;  // normalized: scheme://host[:port], lower case
+  bool any_host_ = false;             // "*" allowed
+  bool any_ip_literal_ = false;       // bound to a wildcard address
 };
 
+// Checks one entry of ServerOptions::allowed_hosts ("name", "name:port",
+// "127.0.0.1:5001", "[::1]", "::1", "*"); throws Error naming it if it is
+// none of these forms.
+void CheckAllowedHost(std::string_view host);
+
+// Checks one entry of ServerOptions::allowed_origins ("https://app.example",
+// "http://localhost:3000"): a scheme, a host and an optional port, nothing
+// else; "null" and "*" are refused. Throws Error naming it.
+void CheckAllowedOrigin(std::string_view origin);
+
+// An error message with every absolute file path in it replaced by "<path>"
+// (root: the cache's root directory, replaced first, since it may hold
+// spaces). For the bodies of 500 answers, which a client reads.
+std::string WithoutPaths(std::string_view message, std::string_view root);
 // Whether a == b, in a time that depends only on b's length (the secret's).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 

@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -72,10 +73,22 @@ std::string Millis(std::chrono::milliseconds d) { return std::to_string(d.count(
 
 // Options with the defaults and the environment applied, checked.
 ServerOptions Resolve(ServerOptions o) {
-  if (o.token.empty()) {
-    const char* env = std::getenv("LILCACHE_TOKEN");
-    if (env != nullptr) o.token = env;
+  if (o.token.has_value()) {
+    if (o.token->empty()) {
+      throw Error(
+          "ServerOptions.token is empty: an empty token would let anyone in; leave it unset "
+          "(std::nullopt) for no authentication");
+    }
+  } else if (const char* env = std::getenv("LILCACHE_TOKEN"); env != nullptr) {
+    if (*env == '\0') {
+      throw Error(
+          "$LILCACHE_TOKEN is set but empty: an empty token would let anyone in; unset it for "
+          "no authentication");
+    }
+    o.token = env;
   }
+  for (const std::string& h : o.allowed_hosts) CheckAllowedHost(h);
+  for (const std::string& origin : o.allowed_origins) CheckAllowedOrigin(origin);
   if (o.threads == 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
   auto positive = [](std::chrono::milliseconds d, const char* what) {
     if (d.count() <= 0) throw Error(std::string("ServerOptions.") + what + " must be positive");
@@ -112,7 +125,7 @@ class Server::Impl {
   Cache& cache_;
   const ServerOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  const HttpHandler handler_;
+  std::optional<HttpHandler> handler_;  // set in the constructor, once bound; then const
   const HttpLimits limits_;
   const Clock::duration tick_;
   std::atomic<std::size_t> connections_{0};  // sessions; before workers_ (see Worker)
@@ -144,7 +157,7 @@ class Session : public std::enable_shared_from_this<Session> {
       : server_(server),
         worker_(worker),
         socket_(std::move(socket)),
-        connection_(server.handler_, server.limits_, *server.log_, std::move(peer)) {}
+        connection_(*server.handler_, server.limits_, *server.log_, std::move(peer)) {}
 
   ~Session() {
     worker_.sessions.erase(this);
@@ -321,7 +334,6 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
                    const ServerOptions& options)
     : cache_(cache),
       options_(Resolve(options)),
-      handler_(cache, options_.token, options_.keys_limit),
       limits_{options_.max_header_bytes, options_.max_body_bytes},
       tick_(std::clamp<Clock::duration>(
           std::min(options_.request_timeout, options_.idle_timeout) / 8,
@@ -345,6 +357,7 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
   tcp::endpoint endpoint;
   error_code ec;
   const asio::ip::address address = asio::ip::make_address(host_text, ec);
+  const bool host_is_name = static_cast<bool>(ec);
   if (!ec) {
     endpoint = tcp::endpoint(address, port);
   } else {
@@ -372,10 +385,27 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
   bound_ = acceptor_.local_endpoint(ec);
   check("getsockname");
 
+  // The Host values served are known once bound (docs/rest.md, "Browsers").
+  handler_.emplace(cache, HttpPolicy{.token = options_.token.value_or(""),
+                                     .keys_limit = options_.keys_limit,
+                                     .allowed_hosts = options_.allowed_hosts,
+                                     .allowed_origins = options_.allowed_origins,
+                                     .bound_address = bound_.address().to_string(),
+                                     .bound_name = host_is_name ? host_text : std::string()});
+
   log_->info("serving cache \"{}\" (root {}) on http://{} with {} threads; authentication {}",
              cache.name(), cache.root(), EndpointText(bound_), options_.threads,
-             options_.token.empty() ? "off" : "on (bearer token)");
-  if (!bound_.address().is_loopback() && options_.token.empty()) {
+             options_.token ? "on (bearer token)" : "off");
+  if (!options_.allowed_hosts.empty() || !options_.allowed_origins.empty()) {
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (const std::string& e : v) s += (s.empty() ? "" : ", ") + e;
+      return s;
+    };
+    log_->info("allowed hosts besides the defaults: [{}]; allowed origins: [{}]",
+               join(options_.allowed_hosts), join(options_.allowed_origins));
+  }
+  if (!bound_.address().is_loopback() && !options_.token) {
     log_->warn(
         "!!! SERVING ON {}, A NON-LOOPBACK ADDRESS, WITHOUT A TOKEN !!! Anyone who can reach "
         "this address can read, overwrite and purge the cache. Set a token (--token, "

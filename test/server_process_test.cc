@@ -230,6 +230,99 @@ TEST_CASE("--token and $LILCACHE_TOKEN make lilcache serve require the bearer to
   CHECK(Curl({"-H", "Authorization: Bearer env-token", s.url("/health")}).out == "OK");
 }
 
+TEST_CASE("lilcache serve refuses the issue's web-page attacks with 4xx; curl's defaults work") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  Served s(children, root.path());
+  const std::string port = std::to_string(s.port());
+  Cache cache = Cache::open("default", {.root = root.path()});
+  cache.set("password", "hunter2");
+  cache.set("a", "b");
+
+  // CSRF: a cross-site form POST to /purge, verbatim but for the port.
+  Result purge =
+      Curl({"-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+            "Origin: https://evil.example", "-H", "Sec-Fetch-Site: cross-site", "-H",
+            "Content-Type: application/x-www-form-urlencoded", "--data", "x=1", s.url("/purge")});
+  CHECK(purge.out == "403");
+  // <img src=".../set?..."> and /pop, /delete of another site.
+  for (const char* target : {"/set?key=a&value=evil", "/pop?key=a", "/delete?key=a"}) {
+    CAPTURE(target);
+    CHECK(Curl({"-o", "/dev/null", "-w", "%{http_code}", "-H", "Sec-Fetch-Site: cross-site",
+                s.url(target)})
+              .out == "403");
+  }
+  // DNS rebinding, verbatim but for the port.
+  Result rebind = Curl({"-w", " %{http_code}", "-H", "Host: rebind.evil.example:" + port, "-H",
+                        "Origin: http://rebind.evil.example:" + port,
+                        "127.0.0.1:" + port + "/get?key=password"});
+  CHECK(rebind.out.ends_with(" 403"));
+  CHECK(rebind.out.find("hunter2") == std::string::npos);
+  CHECK(cache.get("password") == "hunter2");
+  CHECK(cache.get("a") == "b");
+
+  // curl's own Host (127.0.0.1:PORT, localhost:PORT) is served: the seed's
+  // `curl localhost:5001/get?key=a`.
+  CHECK(Curl({"localhost:" + port + "/get?key=a"}).out == "b");
+  CHECK(Curl({"127.0.0.1:" + port + "/get?key=password"}).out == "hunter2");
+  Result headers = Curl({"-D", "-", "-o", "/dev/null", s.url("/get?key=a")});
+  CHECK(headers.out.find("Cache-Control: no-store\r\n") != std::string::npos);
+  CHECK(headers.out.find("X-Content-Type-Options: nosniff\r\n") != std::string::npos);
+}
+
+TEST_CASE("lilcache serve --allow-host and --allow-origin let those clients in, and only those") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  Served s(children, root.path(),
+           {"--allow-host", "cache.lan", "--allow-host", "box:8080", "--allow-origin",
+            "https://app.example"});
+  auto code = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"-o", "/dev/null", "-w", "%{http_code}"});
+    args.push_back(s.url("/health"));
+    return Curl(args).out;
+  };
+  CHECK(code({"-H", "Host: cache.lan:5001"}) == "200");
+  CHECK(code({"-H", "Host: box:8080"}) == "200");
+  CHECK(code({"-H", "Host: box:9090"}) == "403");
+  CHECK(code({"-H", "Host: other.lan"}) == "403");
+  CHECK(code({"-H", "Origin: https://app.example", "-H", "Sec-Fetch-Site: cross-site"}) == "200");
+  CHECK(code({"-H", "Origin: https://other.example"}) == "403");
+  Result preflight =
+      Curl({"-D", "-", "-o", "/dev/null", "-X", "OPTIONS", "-H", "Origin: https://app.example",
+            "-H", "Access-Control-Request-Method: PUT", s.url("/keys/a")});
+  CHECK(preflight.out.starts_with("HTTP/1.1 200 "));
+  CHECK(preflight.out.find("Access-Control-Allow-Origin: https://app.example\r\n") !=
+        std::string::npos);
+  CHECK(preflight.out.find("Access-Control-Allow-Methods: ") != std::string::npos);
+}
+
+TEST_CASE("lilcache serve with an empty --token or $LILCACHE_TOKEN exits 2 and serves nothing") {
+  TempDir root;
+  ::unsetenv("LILCACHE_TOKEN");
+  Result empty_option =
+      Run({CliPath(), "serve", "--root", root.path(), "--port", "0", "--token", ""});
+  CHECK(empty_option.status == 2);
+  CHECK(empty_option.err.starts_with("lilcache: serve: --token is empty"));
+  CHECK(empty_option.err.find('\n') == empty_option.err.size() - 1);  // one line
+  CHECK(empty_option.out.empty());                                    // never "serving ..."
+  ::setenv("LILCACHE_TOKEN", "", 1);
+  Result empty_env = Run({CliPath(), "serve", "--root", root.path(), "--port", "0"});
+  ::unsetenv("LILCACHE_TOKEN");
+  CHECK(empty_env.status == 2);
+  CHECK(empty_env.err.starts_with("lilcache: serve: $LILCACHE_TOKEN is set but empty"));
+  CHECK(empty_env.out.empty());
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--allow-host", "a b"}, {"--allow-origin", "*"}, {"--allow-origin", "null"}}) {
+    std::vector<std::string> argv = {CliPath(), "serve", "--root", root.path(), "--port", "0"};
+    argv.insert(argv.end(), bad.begin(), bad.end());
+    Result r = Run(argv);
+    CHECK_MESSAGE(r.status == 2, r.err);
+    CHECK(r.out.empty());
+  }
+}
+
 TEST_CASE("SIGTERM and SIGINT stop lilcache serve gracefully: the request in progress completes") {
   ::unsetenv("LILCACHE_TOKEN");
   TempDir root;
@@ -240,7 +333,8 @@ TEST_CASE("SIGTERM and SIGINT stop lilcache serve gracefully: the request in pro
     REQUIRE(idle.Send(MakeRequest("GET", "/health")));
     REQUIRE(idle.Read());
     HttpConn busy(s.port());
-    REQUIRE(busy.Send("PUT /keys/sig HTTP/1.1\r\nContent-Length: 8\r\n\r\nhalf"));
+    REQUIRE(
+        busy.Send("PUT /keys/sig HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\nhalf"));
     REQUIRE(Fetch(s.port(), "GET", "/health").status == 200);  // busy's header is in
 
     ::kill(s.pid(), sig);
@@ -307,6 +401,40 @@ TEST_CASE("lilcache::start() serves the cache init() selected until SIGTERM") {
   const auto port = static_cast<std::uint16_t>(std::stoi(m[1].str()));
   CHECK(Fetch(port, "GET", "/set?key=a&value=b").body == "OK");
   CHECK(Cache::open("foo_cache", {.root = dir}).get("a") == "b");
+  ::kill(child, SIGTERM);
+  CHECK(children.wait(child) == 0);
+}
+
+TEST_CASE("lilcache::start() takes allowed hosts and origins and refuses the others") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  const std::string dir = root.path();
+  const pid_t child = children.add(lilcache::test::fork_child([&] {
+    lilcache::init("foo_cache", {.root = dir});
+    lilcache::start("127.0.0.1", 0,
+                    {.allowed_hosts = {"cache.lan"}, .allowed_origins = {"https://app.example"}});
+    return 0;
+  }));
+  const std::smatch m =
+      WaitFor([&] { return read_file(root.file("foo_cache.log")); },
+              std::regex("serving cache \"foo_cache\" .* on http://127\\.0\\.0\\.1:([0-9]+) "),
+              [&] { return lilcache::test::try_wait_child(child).has_value(); });
+  const auto port = static_cast<std::uint16_t>(std::stoi(m[1].str()));
+  auto raw = [&](const std::string& fields) {
+    HttpConn c(port);
+    REQUIRE(c.Send("GET /set?key=a&value=b HTTP/1.1\r\n" + fields + "\r\n"));
+    std::optional<HttpReply> r = c.Read();
+    REQUIRE(r.has_value());
+    return *r;
+  };
+  CHECK(raw("Host: rebind.evil.example\r\n").status == 403);
+  CHECK(raw("Host: 127.0.0.1\r\nOrigin: https://evil.example\r\n").status == 403);
+  CHECK_FALSE(Cache::open("foo_cache", {.root = dir}).contains("a"));
+  CHECK(raw("Host: cache.lan:5001\r\n").status == 200);
+  HttpReply cors = raw("Host: 127.0.0.1\r\nOrigin: https://app.example\r\n");
+  CHECK(cors.status == 200);
+  CHECK(cors.header("access-control-allow-origin") == "https://app.example");
   ::kill(child, SIGTERM);
   CHECK(children.wait(child) == 0);
 }

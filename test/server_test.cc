@@ -7,11 +7,13 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -374,7 +376,7 @@ TEST_CASE("a body over max_body_bytes is refused with 413 before it is sent") {
   TestServer s({.max_body_bytes = 1000});
   HttpConn c(s.port());
   // Only the header: the answer must not wait for the 2000 bytes announced.
-  REQUIRE(c.Send("PUT /keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"));
+  REQUIRE(c.Send("PUT /keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000\r\n\r\n"));
   std::optional<HttpReply> r = c.Read();
   REQUIRE(r);
   CHECK(r->status == 413);
@@ -384,7 +386,7 @@ TEST_CASE("a body over max_body_bytes is refused with 413 before it is sent") {
 
   // Chunked bodies too.
   HttpConn chunked(s.port());
-  std::string req = "PUT /keys/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string req = "PUT /keys/c HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 3; ++i) req += "200\r\n" + std::string(512, 'y') + "\r\n";
   REQUIRE(chunked.Send(req));
   r = chunked.Read();
@@ -491,7 +493,7 @@ TEST_CASE("with a token every request needs 'Authorization: Bearer <token>', els
   CHECK(Get(s.port(), "/health", "authorization: bearer  s3cret-token\r\n").status == 200);
   // A refused request with a body is answered without reading the body.
   HttpConn c(s.port());
-  REQUIRE(c.Send("PUT /keys/k HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"));
+  REQUIRE(c.Send("PUT /keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n"));
   std::optional<HttpReply> r = c.Read();
   REQUIRE(r);
   CHECK(r->status == 401);
@@ -590,7 +592,8 @@ TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   TestServer s({.token = "t"});
   HttpConn c(s.port());
   REQUIRE(
-      c.Send("PUT /keys/k HTTP/1.1\r\nAuthorization: Bearer t\r\nExpect: 100-continue\r\n"
+      c.Send("PUT /keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t\r\nExpect: "
+             "100-continue\r\n"
              "Content-Length: 5\r\n\r\n"));
   std::optional<HttpReply> interim = c.Read();
   REQUIRE(interim);
@@ -604,7 +607,8 @@ TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   // Without the token: 401 at once, no 100.
   HttpConn refused(s.port());
   REQUIRE(
-      refused.Send("PUT /keys/k HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+      refused.Send("PUT /keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: "
+                   "100-continue\r\nContent-Length: 5\r\n\r\n"));
   std::optional<HttpReply> r = refused.Read();
   REQUIRE(r);
   CHECK(r->status == 401);
@@ -741,8 +745,12 @@ TEST_CASE("1,000 random malformed requests leave the server answering") {
       MakeRequest("PUT", "/keys/f", "body bytes"),
       MakeRequest("DELETE", "/keys/f"),
       MakeRequest("POST", "/purge"),
-      "PUT /keys/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      "PUT /keys/c HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n",
       MakeRequest("GET", "/keys?prefix=a&limit=3", {}, "Expect: 100-continue\r\n"),
+      MakeRequest("OPTIONS", "/keys/f", {},
+                  "Origin: http://app.example\r\nAccess-Control-Request-Method: PUT\r\n"),
+      MakeRequest("GET", "/get?key=a", {}, "Origin: http://app.example\r\n"),
   };
   const std::string alphabet =
       "\r\n :/?&=%+#\0\x7f\xff"
@@ -775,7 +783,12 @@ TEST_CASE("1,000 random malformed requests leave the server answering") {
             "GET /" + std::string(1, '\0') + " HTTP/1.1\r\n\r\n",
             std::string(pick(10000), '\n'),
             "GET /get?key=a HTTP/1.1\r\n" + std::string(pick(3000), ' ') + "\r\n\r\n",
-        }[pick(8)];
+            "PUT /keys/x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n" +
+                MakeRequest("POST", "/purge"),
+            "PUT /keys/x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n"
+            "Content-Length: 5\r\n\r\nhello",
+            MakeRequest("GET", "/get?key=a", {}, "Host: rebind.example\r\n"),
+        }[pick(11)];
     }
     try {
       HttpConn c(s.port(), 10s);
@@ -811,7 +824,8 @@ TEST_CASE("stop() is graceful: idle connections close, a request in progress com
   REQUIRE(idle.Send(MakeRequest("GET", "/health")));
   REQUIRE(idle.Read());
   HttpConn busy(s.port());
-  REQUIRE(busy.Send("PUT /keys/inflight HTTP/1.1\r\nContent-Length: 10\r\n\r\nhalf-"));
+  REQUIRE(busy.Send(
+      "PUT /keys/inflight HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhalf-"));
   std::this_thread::sleep_for(200ms);  // the server has read the first half
 
   s.server().stop();
@@ -893,6 +907,389 @@ TEST_CASE("each request is logged at debug without its query; errors at warn") {
   CHECK(log.find("secretbody") == std::string::npos);
   CHECK(log.find("warning lilcache.default.http: http 127.0.0.1:") != std::string::npos);
   CHECK(log.find(" 400 ") != std::string::npos);
+}
+
+// ---- browsers and other web pages (docs/rest.md, "Browsers") -----------------------
+
+namespace {
+
+// One raw request (bytes as given, so that Host can be left out or repeated)
+// on a new connection; its answer.
+HttpReply Raw(std::uint16_t port, const std::string& bytes) {
+  HttpConn c(port);
+  REQUIRE(c.Send(bytes));
+  std::optional<HttpReply> r = c.Read();
+  REQUIRE(r.has_value());
+  return *r;
+}
+
+// "GET target HTTP/1.1" with exactly the header lines given.
+std::string RawGet(const std::string& target, const std::string& fields) {
+  return "GET " + target + " HTTP/1.1\r\n" + fields + "\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("a cross-site form POST to /purge is 403 and purges nothing") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("keep", "me");
+  // The issue's curl -X POST -H 'Origin: https://evil.example' -H 'Sec-Fetch-Site: cross-site'
+  // -H 'Content-Type: application/x-www-form-urlencoded' --data x=1 .../purge
+  HttpReply r = Fetch(s.port(), "POST", "/purge", "x=1",
+                      "Origin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n"
+                      "Content-Type: application/x-www-form-urlencoded\r\n");
+  CHECK(r.status == 403);
+  CHECK(r.header("access-control-allow-origin").empty());
+  CHECK(s.cache().get("keep") == "me");
+  // The same with an Origin alone, or Sec-Fetch-Site alone (no Origin).
+  CHECK(Fetch(s.port(), "POST", "/purge", "x=1", "Origin: https://evil.example\r\n").status == 403);
+  CHECK(Fetch(s.port(), "DELETE", "/keys", {}, "Origin: null\r\n").status == 403);
+  CHECK(Fetch(s.port(), "POST", "/purge", "x=1", "Sec-Fetch-Site: cross-site\r\n").status == 403);
+  CHECK(s.cache().get("keep") == "me");
+}
+
+TEST_CASE("<img src=.../set|pop|delete> from another site is 403 and changes nothing") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("a", "1");
+  // What a browser sends for an image of another site: no Origin, Sec-Fetch-Site.
+  const std::string img = "Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\n";
+  CHECK(Get(s.port(), "/set?key=a&value=evil", img).status == 403);
+  CHECK(Get(s.port(), "/set?key=b&value=evil", img).status == 403);
+  CHECK(Get(s.port(), "/pop?key=a", img).status == 403);
+  CHECK(Get(s.port(), "/delete?key=a", img).status == 403);
+  CHECK(Get(s.port(), "/get?key=a", img).status == 403);
+  CHECK(Fetch(s.port(), "PUT", "/keys/a", "evil", img).status == 403);
+  CHECK(s.cache().get("a") == "1");
+  CHECK_FALSE(s.cache().contains("b"));
+  // The user's own requests: typed in the address bar (none), or from a page
+  // of the same site (a local tool on another port) or origin, are served.
+  for (const char* site : {"none", "same-origin", "same-site", "Same-Site"}) {
+    const std::string fields = std::string("Sec-Fetch-Site: ") + site + "\r\n";
+    CHECK(Get(s.port(), "/get?key=a", fields).status == 200);
+  }
+  CHECK(Get(s.port(), "/set?key=a&value=2", "Sec-Fetch-Site: none\r\n").status == 200);
+  CHECK(s.cache().get("a") == "2");
+}
+
+TEST_CASE("a DNS-rebinding Host is 403 and reads nothing; HTTP/1.1 without Host is 400") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("password", "hunter2");
+  const std::string port = std::to_string(s.port());
+  // The issue's curl -H 'Host: rebind.evil.example:5001'
+  // -H 'Origin: http://rebind.evil.example:5001' '127.0.0.1:5001/get?key=password'
+  HttpReply rebound = Raw(
+      s.port(),
+      RawGet("/get?key=password", "Host: rebind.evil.example:" + port +
+                                      "\r\nOrigin: http://rebind.evil.example:" + port + "\r\n"));
+  CHECK(rebound.status == 403);
+  CHECK(rebound.body.find("hunter2") == std::string::npos);
+  HttpReply no_origin =
+      Raw(s.port(), RawGet("/get?key=password", "Host: rebind.evil.example:" + port + "\r\n"));
+  CHECK(no_origin.status == 403);
+  CHECK(no_origin.body.find("hunter2") == std::string::npos);
+  CHECK(Raw(s.port(), RawGet("/set?key=password&value=x", "Host: evil.example\r\n")).status == 403);
+  CHECK(Raw(s.port(), RawGet("/get?key=password", "Host: localhost.evil.example\r\n")).status ==
+        403);
+  // No Host, two Hosts, a malformed one: 400 (RFC 9112 3.2).
+  CHECK(Raw(s.port(), RawGet("/get?key=password", "")).status == 400);
+  CHECK(Raw(s.port(), RawGet("/get?key=password", "Host:\r\n")).status == 400);
+  CHECK(Raw(s.port(), RawGet("/get?key=password", "Host: 127.0.0.1\r\nHost: evil.example\r\n"))
+            .status == 400);
+  CHECK(Raw(s.port(), RawGet("/get?key=password", "Host: user@127.0.0.1\r\n")).status == 400);
+  CHECK(Raw(s.port(), RawGet("/get?key=password", "Host: 127.0.0.1:99999\r\n")).status == 400);
+  CHECK(s.cache().get("password") == "hunter2");
+  // HTTP/1.0 has no Host (and no browser sends it).
+  CHECK(Raw(s.port(), "GET /get?key=password HTTP/1.0\r\n\r\n").body == "hunter2");
+}
+
+TEST_CASE(
+    "loopback names and the bound address are allowed Hosts on any port; allowed_hosts adds") {
+  NoEnvToken no_token;
+  {
+    TestServer s;
+    for (const char* host :
+         {"localhost", "localhost:5001", "LocalHost:1", "localhost.", "127.0.0.1", "127.0.0.1:5001",
+          "[::1]", "[::1]:5001", "[0:0:0:0:0:0:0:1]:80"}) {
+      CAPTURE(host);
+      CHECK(Raw(s.port(), RawGet("/health", std::string("Host: ") + host + "\r\n")).status == 200);
+    }
+    // An address this server is not bound to, and other names, are not.
+    for (const char* host : {"10.1.2.3", "[fe80::1]", "cache.lan", "0x7f.1"}) {
+      CAPTURE(host);
+      CHECK(Raw(s.port(), RawGet("/health", std::string("Host: ") + host + "\r\n")).status == 403);
+    }
+  }
+  {
+    TestServer s({.allowed_hosts = {"cache.lan", "box:8080", "10.1.2.3"}});
+    CHECK(Raw(s.port(), RawGet("/health", "Host: cache.lan:5001\r\n")).status == 200);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: CACHE.LAN\r\n")).status == 200);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: box:8080\r\n")).status == 200);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: box:8081\r\n")).status == 403);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: box\r\n")).status == 403);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: 10.1.2.3\r\n")).status == 200);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: localhost\r\n")).status == 200);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: evil.example\r\n")).status == 403);
+  }
+  {
+    TestServer s({.allowed_hosts = {"*"}});
+    CHECK(Raw(s.port(), RawGet("/health", "Host: anything.example\r\n")).status == 200);
+    CHECK(Raw(s.port(), RawGet("/health", "")).status == 400);  // still required
+  }
+}
+
+TEST_CASE("bound to 0.0.0.0, every IP-address Host is allowed, names only if allowed") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path(), .loglevel = "off"});
+  Server server(cache, "0.0.0.0", 0, {.token = "t", .threads = 1, .loglevel = "off"});
+  std::thread t([&] { server.run(); });
+  const std::string auth = "Authorization: Bearer t\r\n";
+  for (const char* host :
+       {"10.1.2.3:5001", "192.168.7.7", "[fe80::1]:5001", "127.0.0.1", "localhost"}) {
+    CAPTURE(host);
+    CHECK(Raw(server.port(), RawGet("/health", std::string("Host: ") + host + "\r\n" + auth))
+              .status == 200);
+  }
+  CHECK(Raw(server.port(), RawGet("/health", "Host: myhost.lan\r\n" + auth)).status == 403);
+  CHECK(Raw(server.port(), RawGet("/health", "Host: rebind.evil.example\r\n" + auth)).status ==
+        403);
+  server.stop();
+  t.join();
+}
+
+TEST_CASE("an allowed origin gets CORS answers and preflights; the token still applies") {
+  NoEnvToken no_token;
+  TestServer s({.token = "t", .allowed_origins = {"https://app.example", "http://localhost:3000"}});
+  const std::string app = "Origin: https://app.example\r\n";
+  // The preflight of a PUT with Authorization: no token needed, CORS fields.
+  HttpReply pre = Fetch(s.port(), "OPTIONS", "/keys/a", {},
+                        app +
+                            "Access-Control-Request-Method: PUT\r\n"
+                            "Access-Control-Request-Headers: authorization, content-type\r\n");
+  CHECK(pre.status == 200);
+  CHECK(pre.header("access-control-allow-origin") == "https://app.example");
+  CHECK(pre.header("access-control-allow-methods").find("PUT") != std::string::npos);
+  CHECK(pre.header("access-control-allow-headers").find("Authorization") != std::string::npos);
+  CHECK(pre.header("access-control-max-age") == "600");
+  CHECK(pre.header("vary") == "Origin");
+  CHECK(pre.header("access-control-allow-private-network").empty());
+  HttpReply pna = Fetch(s.port(), "OPTIONS", "/keys/a", {},
+                        app +
+                            "Access-Control-Request-Method: GET\r\n"
+                            "Access-Control-Request-Private-Network: true\r\n");
+  CHECK(pna.header("access-control-allow-private-network") == "true");
+
+  // The request itself: the browser sends Sec-Fetch-Site: cross-site.
+  const std::string sent = app + "Sec-Fetch-Site: cross-site\r\n";
+  HttpReply put = Fetch(s.port(), "PUT", "/keys/a", "v", sent + "Authorization: Bearer t\r\n");
+  CHECK(put.status == 200);
+  CHECK(put.header("access-control-allow-origin") == "https://app.example");
+  CHECK(put.header("vary") == "Origin");
+  CHECK(s.cache().get("a") == "v");
+  HttpReply unauthorized = Fetch(s.port(), "PUT", "/keys/a", "w", sent);
+  CHECK(unauthorized.status == 401);
+  CHECK(unauthorized.header("access-control-allow-origin") == "https://app.example");
+  CHECK(s.cache().get("a") == "v");
+  // Equal origins are equal (case of scheme and host, default port).
+  CHECK(
+      Get(s.port(), "/get?key=a", "Origin: HTTPS://App.Example:443\r\nAuthorization: Bearer t\r\n")
+          .status == 200);
+  CHECK(Get(s.port(), "/get?key=a", "Origin: http://localhost:3000\r\nAuthorization: Bearer t\r\n")
+            .status == 200);
+
+  // Other origins: their preflights and requests are 403, without CORS fields.
+  for (const char* other : {"http://app.example", "https://app.example:8443",
+                            "https://evil.example", "http://localhost:3001", "null"}) {
+    CAPTURE(other);
+    const std::string origin = std::string("Origin: ") + other + "\r\n";
+    HttpReply refused = Fetch(s.port(), "OPTIONS", "/keys/a", {},
+                              origin + "Access-Control-Request-Method: PUT\r\n");
+    CHECK(refused.status == 403);
+    CHECK(refused.header("access-control-allow-origin").empty());
+    CHECK(Fetch(s.port(), "PUT", "/keys/a", "x", origin + "Authorization: Bearer t\r\n").status ==
+          403);
+  }
+  CHECK(Fetch(s.port(), "PUT", "/keys/a", "x",
+              "Origin: https://app.example\r\nOrigin: https://evil.example\r\n"
+              "Authorization: Bearer t\r\n")
+            .status == 403);
+  CHECK(s.cache().get("a") == "v");
+  // OPTIONS that is no preflight (no Origin) is an ordinary method: 405.
+  CHECK(Fetch(s.port(), "OPTIONS", "/keys/a", {}, "Authorization: Bearer t\r\n").status == 405);
+}
+
+TEST_CASE("every answer has Cache-Control: no-store and X-Content-Type-Options: nosniff") {
+  NoEnvToken no_token;
+  TestServer s({.max_header_bytes = 1024});
+  s.cache().set("a", "<script>alert(1)</script>");
+  std::vector<HttpReply> replies = {
+      Get(s.port(), "/get?key=a"),                                    // 200, a value
+      Get(s.port(), "/stats"),                                        // 200, JSON
+      Get(s.port(), "/get?key=nope"),                                 // 404
+      Get(s.port(), "/get"),                                          // 400
+      Fetch(s.port(), "GET", "/purge"),                               // 405
+      Get(s.port(), "/get?key=a", "Sec-Fetch-Site: cross-site\r\n"),  // 403
+      Raw(s.port(), "NOT HTTP\r\n\r\n"),                              // 400 malformed
+      Get(s.port(), "/get?key=" + std::string(2000, 'k')),            // 414
+  };
+  for (const HttpReply& r : replies) {
+    CAPTURE(r.status);
+    CHECK(r.header("cache-control") == "no-store");
+    CHECK(r.header("x-content-type-options") == "nosniff");
+  }
+}
+
+TEST_CASE("malformed allowed_hosts or allowed_origins, and origins null or *, throw Error") {
+  NoEnvToken no_token;
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path(), .loglevel = "off"});
+  for (const char* host : {"", "a b", "user@host", "host:99999", "host:port", "http://x"}) {
+    CAPTURE(host);
+    CHECK_THROWS_AS(Server(cache, "127.0.0.1", 0, {.allowed_hosts = {host}}), lilcache::Error);
+  }
+  for (const char* origin : {"null", "*", "", "app.example", "https://app.example/path",
+                             "https://app.example?q", "https://user@app.example", "https://"}) {
+    CAPTURE(origin);
+    CHECK_THROWS_AS(Server(cache, "127.0.0.1", 0, {.allowed_origins = {origin}}), lilcache::Error);
+  }
+  CHECK_NOTHROW(Server(cache, "127.0.0.1", 0,
+                       {.allowed_hosts = {"::1", "[::1]:5001", "h.example:80", "*"},
+                        .allowed_origins = {"https://app.example/", "http://[::1]:3000"}}));
+}
+
+TEST_CASE("an empty token, in ServerOptions or $LILCACHE_TOKEN, is an Error, never no auth") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path(), .loglevel = "off"});
+  ::unsetenv("LILCACHE_TOKEN");
+  CHECK_THROWS_WITH_AS(Server(cache, "127.0.0.1", 0, {.token = ""}), doctest::Contains("empty"),
+                       lilcache::Error);
+  ::setenv("LILCACHE_TOKEN", "", 1);
+  CHECK_THROWS_WITH_AS(Server(cache, "127.0.0.1", 0), doctest::Contains("LILCACHE_TOKEN"),
+                       lilcache::Error);
+  // An explicit token wins over the empty variable.
+  CHECK_NOTHROW(Server(cache, "127.0.0.1", 0, {.token = "t"}));
+  ::unsetenv("LILCACHE_TOKEN");
+  CHECK_NOTHROW(Server(cache, "127.0.0.1", 0));  // unset: no authentication
+}
+
+TEST_CASE("Transfer-Encoding not ending in chunked is 400 and closes: its body never runs") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path()});
+  lilcache::HttpHandler handler(cache, "", 100);
+  cache.set("keep", "me");
+  // Behind a proxy that frames by the other rule, the "body" is a second
+  // request: here a purge. It must never run.
+  const std::string smuggled = MakeRequest("POST", "/purge");
+  const std::string head = "PUT /keys/x HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  struct Case {
+    std::string fields;
+    unsigned status;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"Transfer-Encoding: gzip\r\n", 400},
+           {"Transfer-Encoding: chunked, gzip\r\n", 400},
+           {"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n", 400},
+           {"Transfer-Encoding: chunked, chunked\r\n", 400},
+           {"Transfer-Encoding: ,\r\n", 400},
+           {"Transfer-Encoding: gzip\r\nContent-Length: " + std::to_string(smuggled.size()) +
+                "\r\n",
+            400},
+           {"Transfer-Encoding: gzip, chunked\r\n", 501},
+           {"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", 501},
+       }) {
+    CAPTURE(c.fields);
+    const std::string out = lilcache::HandleRawHttp(handler, head + c.fields + "\r\n" + smuggled);
+    CHECK(out.rfind("HTTP/1.1 " + std::to_string(c.status) + " ", 0) == 0);
+    CHECK(CountStatusLines(out) == 1);
+    CHECK(out.find("Connection: close\r\n") != std::string::npos);
+    CHECK(cache.get("keep") == "me");
+    CHECK_FALSE(cache.contains("x"));
+  }
+  // HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 6.1).
+  const std::string old = lilcache::HandleRawHttp(
+      handler, "PUT /keys/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled);
+  CHECK(old.rfind("HTTP/1.1 400 ", 0) == 0);
+  CHECK(CountStatusLines(old) == 1);
+  // Plain chunked still works (any case), and the connection goes on.
+  const std::string ok = lilcache::HandleRawHttp(
+      handler, head + "Transfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
+                   MakeRequest("GET", "/keys/x"));
+  CHECK(CountStatusLines(ok) == 2);
+  CHECK(cache.get("x") == "abc");
+  CHECK(cache.get("keep") == "me");
+}
+
+TEST_CASE("a smuggled request behind Transfer-Encoding: gzip gets no answer over a socket") {
+  NoEnvToken no_token;
+  TestServer s;
+  s.cache().set("keep", "me");
+  HttpConn c(s.port());
+  REQUIRE(c.Send("POST /purge HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n" +
+                 MakeRequest("POST", "/purge")));
+  std::optional<HttpReply> r = c.Read();
+  REQUIRE(r.has_value());
+  CHECK(r->status == 400);
+  CHECK_FALSE(r->keep_alive);
+  CHECK(c.WaitClosed(
+      std::chrono::milliseconds(static_cast<int>(10000 * lilcache::test::slowdown()))));
+  CHECK(s.cache().get("keep") == "me");
+}
+
+namespace {
+// posix_fallocate fails with ENOSPC while `full` is set (a full disk).
+class FullDiskEnv : public lilcache::Env {
+ public:
+  int Fallocate(int fd, off_t offset, off_t length) override {
+    if (full.load()) {
+      errno = ENOSPC;
+      return -1;
+    }
+    return Env::Fallocate(fd, offset, length);
+  }
+  std::atomic<bool> full{false};
+};
+}  // namespace
+
+TEST_CASE("a 500 answer says the cause without file paths; the log has the whole error") {
+  NoEnvToken no_token;
+  FullDiskEnv env;
+  TestServer s({}, {.env = &env});
+  REQUIRE(Get(s.port(), "/set?key=a&value=b").status == 200);
+  env.full = true;
+  const std::string big(256 << 10, 'x');
+  HttpReply r;
+  for (int i = 0; i < 20 && r.status != 500; ++i) {  // the first 1 MiB of log fills up
+    r = Fetch(s.port(), "PUT", "/keys/big" + std::to_string(i), big);
+  }
+  env.full = false;
+  REQUIRE(r.status == 500);
+  CHECK(r.body.starts_with("cache error: "));
+  CHECK(r.body.find(s.dir().path()) == std::string::npos);
+  CHECK(r.body.find('/') == std::string::npos);
+  CHECK(r.body.find("<path>") != std::string::npos);
+  CHECK(r.body.find("no space left") != std::string::npos);
+  CHECK(r.body.find('\n') == r.body.size() - 1);
+  s.Stop();
+  const std::string log = s.log();
+  const std::size_t at = log.find(" 500 ");
+  REQUIRE(at != std::string::npos);
+  CHECK(log.find(s.dir().path(), at) != std::string::npos);  // the log has the paths
+}
+
+TEST_CASE("WithoutPaths replaces absolute paths, the root's spaces included") {
+  using lilcache::WithoutPaths;
+  CHECK(WithoutPaths("open /home/me/.cache/lilcache/a.meta: Permission denied", "") ==
+        "open <path>: Permission denied");
+  CHECK(WithoutPaths("no such cache (/r/x.meta was never initialized)", "/r") ==
+        "no such cache (<path> was never initialized)");
+  CHECK(WithoutPaths("log /my root/a.data is full", "/my root") == "log <path> is full");
+  CHECK(WithoutPaths("corrupt log \"/a/b\", \"/c d/e\"", "/c d") ==
+        "corrupt log \"<path>\", \"<path>\"");
+  CHECK(WithoutPaths("value too large: 5 bytes (limit 1/2)", "") ==
+        "value too large: 5 bytes (limit 1/2)");
+  CHECK(WithoutPaths("/x", "") == "<path>");
 }
 
 // ---- HandleRawHttp: the socket-free entry point --------------------------------

@@ -6,10 +6,14 @@
 // graceful stop, 3 if the cache cannot be opened or the address cannot be
 // bound, 2 on bad usage; each error is one line on stderr.
 #include <cstdint>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "http_handler.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
 #include "lilcache_cli.h"
@@ -21,7 +25,9 @@ namespace {
 struct ServeArgs {
   std::string host = "127.0.0.1";
   std::uint16_t port = 5001;
-  std::string token;
+  std::optional<std::string> token;  // set when --token was given, even as ''
+  std::vector<std::string> allowed_hosts;
+  std::vector<std::string> allowed_origins;
   std::string snapshot;
   std::string expires;
   std::string loglevel;
@@ -44,11 +50,23 @@ int Serve(const CliContext& context, const ServeArgs& args) {
 
   ServerOptions server_options;
   server_options.token = args.token;
+  server_options.allowed_hosts = args.allowed_hosts;
+  server_options.allowed_origins = args.allowed_origins;
   server_options.threads = args.threads;
   server_options.max_connections = args.max_connections;
   server_options.loglevel = args.loglevel;
   server_options.log_to_stderr = true;
+  // An empty token (--token "$UNSET", or LILCACHE_TOKEN= ) is a mistake, not
+  // a request to serve without authentication.
+  if (args.token && args.token->empty()) {
+    return ServeUsageError("--token is empty; omit it to serve without a token");
+  }
+  if (const char* env = std::getenv("LILCACHE_TOKEN"); !args.token && env && *env == '\0') {
+    return ServeUsageError("$LILCACHE_TOKEN is set but empty; unset it to serve without a token");
+  }
   try {
+    for (const std::string& h : args.allowed_hosts) CheckAllowedHost(h);
+    for (const std::string& o : args.allowed_origins) CheckAllowedOrigin(o);
     validate_name(context.name);
     if (!args.snapshot.empty()) parse_duration(args.snapshot);
     if (!args.expires.empty()) parse_duration(args.expires);
@@ -89,9 +107,23 @@ void AddServeCommand(CLI::App& app, CliContext& context) {
       ->capture_default_str();
   serve->add_option("--port", args->port, "TCP port; 0 picks a free one (printed)")
       ->capture_default_str();
-  serve->add_option("--token", args->token,
-                    "Require 'Authorization: Bearer TOKEN' on every request (default: "
-                    "$LILCACHE_TOKEN, which unlike this option is not visible in ps)");
+  serve->add_option_function<std::string>(
+      "--token", [args](const std::string& token) { args->token = token; },
+      "Require 'Authorization: Bearer TOKEN' on every request (default: $LILCACHE_TOKEN, "
+      "which unlike this option is not visible in ps); an empty token is an error");
+  serve
+      ->add_option("--allow-host", args->allowed_hosts,
+                   "Also serve requests whose Host is H (name[:port], address[:port], or *); "
+                   "repeatable. Default: localhost, 127.0.0.1, [::1] and the bound address "
+                   "(any IP address when bound to 0.0.0.0 or ::)")
+      ->expected(1)
+      ->take_all();
+  serve
+      ->add_option("--allow-origin", args->allowed_origins,
+                   "Let web pages of origin O (scheme://host[:port]) use the server from a "
+                   "browser (CORS); repeatable. Default: none, every cross-site request is 403")
+      ->expected(1)
+      ->take_all();
   serve->add_option("--snapshot", args->snapshot,
                     "Snapshot interval, e.g. 120s (Options::snapshot; default: none)");
   serve->add_option("--expires", args->expires,

@@ -30,18 +30,25 @@
 // This API lives in its own library, liblilcache_server (Boost.Beast, Asio
 // and Boost.URL 1.81); liblilcache itself does not need Boost.
 //
+// Browsers: every answer is "Cache-Control: no-store" and "X-Content-Type-
+// Options: nosniff"; requests from web pages of other sites and DNS-rebinding
+// names are refused (ServerOptions::allowed_hosts, allowed_origins).
+//
 // Logging: the server appends to the cache's log file, <root>/<name>.log,
 // at ServerOptions::loglevel. Every request is logged at debug level (method,
 // path without the query, status, microseconds); protocol errors, refused
-// authentication, refused connections, timeouts and 5xx at warn.
+// authentication, refused hosts and origins (403), refused connections,
+// timeouts and 5xx (with the whole error) at warn.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lilcache/lilcache.h"
 
@@ -50,12 +57,34 @@ namespace lilcache {
 // How a Server serves. A plain aggregate: ServerOptions{.token = "s3cret"}.
 // Sizes and durations of 0 are invalid except where 0 has a stated meaning.
 struct ServerOptions {
-  // Bearer token. Non-empty: every request must carry the header
+  // Bearer token: every request must carry the header
   // "Authorization: Bearer <token>" (compared in constant time), else 401.
-  // "" (default) = $LILCACHE_TOKEN if set and non-empty, else no
-  // authentication. Serving a non-loopback address without a token logs a
-  // loud warning at startup.
-  std::string token{};
+  // nullopt (default) = $LILCACHE_TOKEN if set, else no authentication. An
+  // empty token, here or in $LILCACHE_TOKEN (an unset variable in a script),
+  // is an Error, never "no authentication". Serving a non-loopback address
+  // without a token logs a loud warning at startup.
+  std::optional<std::string> token{};
+
+  // Host header values served besides the defaults, which are localhost,
+  // 127.0.0.1 and [::1] on any port and the address bound (or, bound to
+  // 0.0.0.0 or ::, every IP-address Host) and the host given to the Server
+  // if it is a name. Entries: "name", "name:port", "10.0.0.5", "[fe80::1]:5001"
+  // ("::1" too); without a port, any port. "*" accepts every Host (only
+  // behind a proxy that checks it). A request with another Host is 403, one
+  // without a Host (HTTP/1.1) is 400: a web page that rebinds its own DNS
+  // name to this machine cannot reach the cache (docs/rest.md, "Browsers").
+  // Throws Error (Server's constructor) for a malformed entry.
+  std::vector<std::string> allowed_hosts{};
+
+  // Origins of web pages that may drive the cache from a browser (CORS), as
+  // "scheme://host[:port]" ("https://app.example", "http://localhost:3000").
+  // A request whose Origin is another one is 403, and so is one with
+  // "Sec-Fetch-Site: cross-site" and no allowed Origin (an <img>, a form):
+  // by default no web page of any site can read or change the cache. An
+  // allowed origin gets CORS answers (Access-Control-Allow-Origin, preflight
+  // for PUT, DELETE and Authorization); the token, if set, still applies.
+  // "null" and "*" are refused (Error), as is a malformed entry.
+  std::vector<std::string> allowed_origins{};
 
   // Threads serving requests, each with its own event loop (io_context);
   // connections are spread over them. 0 (default) = the number of hardware

@@ -7,18 +7,25 @@
 //    that many body bytes (none for 100 Continue, nor for the answer to HEAD);
 //  * every status is one docs/rest.md lists, and never 500: the cache is
 //    healthy, so no request may make it fail;
-//  * every error body (4xx) is one line of text ending in a newline.
+//  * every error body (4xx) is one line of text ending in a newline;
+//  * every answer but 100 Continue has "Cache-Control: no-store" and
+//    "X-Content-Type-Options: nosniff", and names no origin in
+//    Access-Control-Allow-Origin but an allowed one (http://app.example).
 //
 // Input: byte 0 flags (bit 0: the server requires the token "tok"; bit 1:
 // small limits, 256-byte header and 64-byte body, instead of 8 KiB and
-// 64 KiB), then the bytes the client sends. The cache is purged before each
-// input, so that each input starts from an empty cache.
+// 64 KiB), then the bytes the client sends. The server allows the origin
+// http://app.example and the Host cache.lan besides the loopback defaults
+// (docs/rest.md, "Browsers"). The cache is purged before each input, so that
+// each input starts from an empty cache.
+#include <cctype>
 #include <charconv>
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "fuzz_util.h"
 #include "http_connection.h"
@@ -31,15 +38,23 @@ namespace {
 struct Server {
   Server()
       : cache(Cache::open(fuzz::kName, {.root = fuzz::Root(), .loglevel = "off"})),
-        open(cache, "", 100),
-        authenticated(cache, "tok", 100) {}
+        open(cache, Policy("")),
+        authenticated(cache, Policy("tok")) {}
+  static HttpPolicy Policy(std::string token) {
+    return {.token = std::move(token),
+            .keys_limit = 100,
+            .allowed_hosts = {"cache.lan"},
+            .allowed_origins = {"http://app.example"},
+            .bound_address = "127.0.0.1"};
+  }
   Cache cache;
   HttpHandler open, authenticated;
 };
 
 // Checks that `out` is a sequence of well-formed responses.
 void CheckResponses(std::string_view out) {
-  static const std::set<unsigned> kStatuses = {100, 200, 400, 401, 404, 405, 413, 414, 431, 503};
+  static const std::set<unsigned> kStatuses = {100, 200, 400, 401, 403, 404,
+                                               405, 413, 414, 431, 501, 503};
   while (!out.empty()) {
     if (!out.starts_with("HTTP/1.1 ") || out.size() < 13 || out[12] != ' ') {
       fuzz::Fail("not a status line: " + std::string(out.substr(0, 40)));
@@ -68,6 +83,21 @@ void CheckResponses(std::string_view out) {
       }
     }
     if (lengths != 1) fuzz::Fail(std::to_string(lengths) + " Content-Length fields");
+    if (head.find("\r\nCache-Control: no-store\r\n") == std::string_view::npos ||
+        head.find("\r\nX-Content-Type-Options: nosniff\r\n") == std::string_view::npos) {
+      fuzz::Fail("an answer without no-store or nosniff: " + std::string(head));
+    }
+    for (std::size_t at = head.find("\r\nAccess-Control-Allow-Origin: ");
+         at != std::string_view::npos;
+         at = head.find("\r\nAccess-Control-Allow-Origin: ", at + 1)) {
+      const std::size_t from = at + 31;
+      const std::string_view origin = head.substr(from, head.find("\r\n", from) - from);
+      std::string lower(origin);
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!lower.starts_with("http://app.example")) {
+        fuzz::Fail("CORS answer to a origin not allowed: " + std::string(origin));
+      }
+    }
     // The answer to a HEAD request (always an error: HEAD is not supported)
     // has no body; its length is that of the body it would have. An error
     // body is the server's text, never the start of a response.

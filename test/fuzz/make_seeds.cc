@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   // what a client sends.
   auto req = [](const std::string& method, const std::string& target, const std::string& body = "",
                 const std::string& fields = "") {
-    std::string r = method + " " + target + " HTTP/1.1\r\nHost: x\r\n" + fields;
+    std::string r = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + fields;
     if (!body.empty() || method == "PUT")
       r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
     return r + "\r\n" + body;
@@ -131,13 +131,52 @@ int main(int argc, char** argv) {
            req("PUT", "/keys/big", std::string(100, 'v'), "Expect: 100-continue\r\n"));
   Seed("fuzz_http", "chunked-close",
        std::string(1, '\0') +
-           "PUT /keys/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "PUT /keys/c HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
            "3\r\nabc\r\n0\r\n\r\n" +
            req("GET", "/keys/c", "", "Connection: close\r\n") + req("GET", "/health"));
   Seed("fuzz_http", "errors",
        std::string(1, '\0') + req("HEAD", "/get?key=a") + req("POST", "/get?key=a") +
            req("GET", "/nope") + req("GET", "/get") + req("GET", "/get?key=a&key=b") +
            "GET /get?key=a HTTP/1.0\r\n\r\n" + "BAD REQUEST\r\n\r\n");
+  // The server allows the origin http://app.example and the Host cache.lan.
+  auto raw = [](const std::string& target, const std::string& fields) {
+    return "GET " + target + " HTTP/1.1\r\n" + fields + "\r\n";
+  };
+  Seed("fuzz_http", "browser",
+       std::string(1, '\0') +
+           req("OPTIONS", "/keys/a", "",
+               "Origin: http://app.example\r\nAccess-Control-Request-Method: PUT\r\n"
+               "Access-Control-Request-Headers: authorization\r\n"
+               "Access-Control-Request-Private-Network: true\r\n") +
+           req("PUT", "/keys/a", "v",
+               "Origin: http://APP.example:80\r\nSec-Fetch-Site: cross-site\r\n") +
+           req("OPTIONS", "/keys/a", "",
+               "Origin: https://evil.example\r\nAccess-Control-Request-Method: PUT\r\n") +
+           req("POST", "/purge", "x=1",
+               "Origin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n"
+               "Content-Type: application/x-www-form-urlencoded\r\n") +
+           req("GET", "/set?key=a&value=b", "", "Sec-Fetch-Site: cross-site\r\n") +
+           req("GET", "/get?key=a", "", "Sec-Fetch-Site: same-site\r\nOrigin: null\r\n") +
+           raw("/get?key=a",
+               "Host: rebind.evil.example:5001\r\n"
+               "Origin: http://rebind.evil.example:5001\r\n") +
+           raw("/get?key=a", "Host: cache.lan:5001\r\n") +
+           raw("/get?key=a", "Host: [::1]:5001\r\n") + raw("/get?key=a", "") +
+           raw("/get?key=a", "Host: a\r\nHost: b\r\n"));
+  Seed("fuzz_http", "smuggling",
+       std::string(1, '\0') +
+           "PUT /keys/g HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n" +
+           req("POST", "/purge"));
+  Seed("fuzz_http", "smuggling-codings",
+       std::string(1, '\0') +
+           "PUT /keys/g HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n"
+           "\r\n3\r\nabc\r\n0\r\n\r\n" +
+           req("GET", "/health"));
+  Seed("fuzz_http", "smuggling-length",
+       std::string(1, '\0') +
+           "PUT /keys/g HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n"
+           "Content-Length: 3\r\n\r\nabc" +
+           "PUT /keys/h HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
 
   // fuzz_parsers: the raw text.
   int i = 0;
