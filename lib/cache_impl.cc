@@ -381,10 +381,11 @@ void Cache::Impl::ClearPauseIfCompactorDied() {
 // ---- writes -----------------------------------------------------------------
 
 log::NewRecord Cache::Impl::Sequenced(log::NewRecord rec) {
-  // seq_cst: seqs order records; a slot moves only to a higher seq, and the
-  // linearization argument (docs/concurrency.md) needs the seq of a record to
-  // be drawn after its writer began.
-  rec.seq = Shared(meta_->header().next_seq).fetch_add(1, std::memory_order_seq_cst);
+  // seq_cst (in DrawSeq): seqs order records; a slot moves only to a higher
+  // seq, and the linearization argument (docs/concurrency.md) needs the seq
+  // of a record to be drawn after its writer began. Throws Error (nothing
+  // written) when the range of seqs is used up.
+  rec.seq = meta_->DrawSeq();
   return rec;
 }
 
@@ -541,7 +542,8 @@ void Cache::Impl::Purge() {
   auto& h = meta_->header();
   // Every record with a seq up to s is now invisible: seqs are drawn from
   // the same counter, so records begun after this draw get higher ones.
-  std::uint64_t s = Shared(h.next_seq).fetch_add(1, std::memory_order_seq_cst);
+  // seq_cst (DrawSeq); an Error when the range of seqs is used up.
+  std::uint64_t s = meta_->DrawSeq();
   auto purge = Shared(h.purge_seq);
   std::uint64_t cur = purge.load(std::memory_order_seq_cst);
   // seq_cst: a get that begins after purge() returns must see the new mark.

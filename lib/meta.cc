@@ -99,6 +99,26 @@ void Meta::Validate() const {
   }
 }
 
+std::uint64_t Meta::DrawSeq() {
+  auto next = Shared(header().next_seq);
+  // Relaxed: only a first guess; the CAS below validates it.
+  std::uint64_t s = next.load(std::memory_order_relaxed);
+  do {
+    if (s == 0 || s > log::kMaxSeq) {
+      throw Error("the sequence numbers of " + path() + " are used up (next " + std::to_string(s) +
+                  ", the last one is 2^63 - 1): the cache can be read but not written; " +
+                  "delete it and create it again");
+    }
+    // seq_cst on success, as the fetch_add this replaces: seqs order records,
+    // a slot only moves to a higher seq, and the linearization argument
+    // (docs/concurrency.md) needs a seq to be drawn after its writer began.
+    // A successful CAS is one read-modify-write in the single total order,
+    // like fetch_add. Relaxed on failure: s is only a new guess.
+  } while (!next.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst,
+                                       std::memory_order_relaxed));
+  return s;
+}
+
 std::size_t Meta::ClaimSlot(std::uint64_t pid) {
   MetaHeader& h = header();
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
