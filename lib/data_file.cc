@@ -79,14 +79,36 @@ void DataFile::Open(Env* env, const std::string& path, std::uint64_t generation,
 
 std::uint64_t DataFile::Reserve(std::uint64_t len, const FileHandle* meta) {
   DataHeader& h = header();
-  // seq_cst: a compactor reads `tail` and then the writers' entered counters;
-  // the writer bumped `entered` before this, and the total order of seq_cst
-  // operations makes a record reserved before the compactor's read visible as
-  // an in-flight writer to it (docs/concurrency.md, "Generation switch").
-  std::uint64_t off = Shared(h.tail).fetch_add(len, std::memory_order_seq_cst);
-  std::uint64_t end = off + len;
-  if (end > Shared(h.capacity).load(std::memory_order_acquire)) Grow(end, meta);
-  EnsureMapped(end);
+  auto tail = Shared(h.tail);
+  // Only space inside the capacity is reserved: a record that does not fit
+  // grows the file first (under the GROW lock) and tries again, so a growth
+  // that fails (a full disk, kMaxDataBytes) leaves the tail where it was and
+  // the next write that fits succeeds. (Reserving first and growing after
+  // left the tail past the end of the file for good when the growth failed.)
+  // Relaxed: a first guess, which the compare-and-swap checks.
+  std::uint64_t off = tail.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::uint64_t end = off + len;
+    // Acquire: pairs with the grower's release store; the file is allocated
+    // up to any capacity we read.
+    if (end > Shared(h.capacity).load(std::memory_order_acquire)) {
+      Grow(end, meta);  // throws Error, and nothing was reserved
+      off = tail.load(std::memory_order_relaxed);
+      continue;
+    }
+    // seq_cst on success: a compactor reads `tail` and then the writers'
+    // in-flight counters; the writer bumped its counter (seq_cst) before
+    // this, and the single total order of seq_cst operations makes a record
+    // reserved before the compactor's read visible to it as an in-flight
+    // writer (docs/concurrency.md, "Generation switch"). The successful CAS
+    // is one read-modify-write in that order, as the fetch_add it replaces
+    // was; a failed one reserves nothing (relaxed: `off` is a new guess).
+    if (tail.compare_exchange_weak(off, end, std::memory_order_seq_cst,
+                                   std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  EnsureMapped(off + len);
   return off;
 }
 
