@@ -44,6 +44,22 @@ struct DataHeader {
 };
 static_assert(offsetof(DataHeader, tail) == 64 && offsetof(DataHeader, verified_upto) == 88);
 
+// Allocates [offset, offset + length) of `file` (Env::Fallocate, fallocate(2)
+// mode 0), extending it as needed. Throws Error "<what> <path>: <strerror>",
+// saying so when the disk is full or the file system cannot allocate
+// (EOPNOTSUPP: lilcache needs a local file system with fallocate).
+void AllocateRange(Env* env, const FileHandle& file, std::uint64_t offset, std::uint64_t length,
+                   const std::string& what);
+
+// Throws Error if `file` (in the cache's root) lies on a file system lilcache
+// cannot work on: a network file system (fstatfs(2): NFS, SMB/CIFS, 9p,
+// Ceph, AFS, Coda), whose shared mappings and byte-range locks are not
+// coherent between machines, or, with `probe`, one without fallocate(2):
+// probed over the first 4 KiB of the file, which were written (allocated)
+// already, so that the probe needs no free space. Any error of the probe is
+// an Error.
+void CheckFileSystem(Env* env, const FileHandle& file, bool probe);
+
 class DataFile {
  public:
   DataFile() = default;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "data_file.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "log_format.h"
@@ -27,10 +28,16 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
   if (size == 0) {
     // Growing a zero-length file is idempotent, so racing creators are fine;
     // the header is written later under the INIT lock.
-    if (env->Fallocate(file_.fd(), 0, kMetaFileSize) != 0) ThrowErrno("cannot allocate", path);
+    CheckFileSystem(env, file_, /*probe=*/false);  // the allocation below probes
+    AllocateRange(env, file_, 0, kMetaFileSize, "cannot allocate");
   } else if (size != static_cast<off_t>(kMetaFileSize)) {
     throw Error("not a lilcache meta file: " + path + " has size " + std::to_string(size) +
                 ", expected " + std::to_string(kMetaFileSize));
+  } else {
+    // A cache moved onto a network file system or one without fallocate(2)
+    // is refused here, not at its first growth. (Its header page is written,
+    // so the probe needs no free space: reads never do.)
+    CheckFileSystem(env, file_, /*probe=*/true);
   }
   map_.Map(env, file_.fd(), path, kMetaFileSize, kMetaFileSize + 4096 - kMetaFileSize % 4096);
 }

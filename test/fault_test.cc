@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,8 +20,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
@@ -30,11 +35,14 @@ using lilcache::Error;
 using lilcache::test::TempDir;
 
 namespace {
-// posix_fallocate fails with ENOSPC while `disk_full` is set.
+// While `disk_full` is set, fallocate fails with ENOSPC when it needs space
+// (it reaches past the end of the file), as on a real full disk; a range
+// already allocated is allocated again without any.
 class FullDiskEnv : public lilcache::Env {
  public:
   int Fallocate(int fd, off_t offset, off_t length) override {
-    if (disk_full.load()) {
+    struct stat st;
+    if (disk_full.load() && (Env::Fstat(fd, &st) != 0 || offset + length > st.st_size)) {
       ++refused;
       errno = ENOSPC;
       return -1;
@@ -177,6 +185,81 @@ bool mount_private_tmpfs(const std::string& dir, const std::string& size) {
 }
 
 }  // namespace
+
+namespace {
+// Records every fallocate; fails them with EOPNOTSUPP while `unsupported`
+// is set; says the file system is NFS while `nfs` is set.
+class FileSystemEnv : public lilcache::Env {
+ public:
+  int Fallocate(int fd, off_t offset, off_t length) override {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      calls.emplace_back(offset, length);
+    }
+    if (unsupported.load()) {
+      errno = EOPNOTSUPP;
+      return -1;
+    }
+    return Env::Fallocate(fd, offset, length);
+  }
+  int Fstatfs(int fd, struct statfs* st) override {
+    int rc = Env::Fstatfs(fd, st);
+    if (rc == 0 && nfs.load()) st->f_type = 0x6969;  // NFS_SUPER_MAGIC
+    return rc;
+  }
+  std::mutex mu;
+  std::vector<std::pair<off_t, off_t>> calls;
+  std::atomic<bool> unsupported{false}, nfs{false};
+};
+}  // namespace
+
+TEST_CASE("the log grows by allocating its new range only, never the whole file again") {
+  // Issue 11 item 9: posix_fallocate(fd, 0, target) covered [0, target); on a
+  // file system without fallocate, glibc's fallback rewrote a byte of every
+  // block of the whole file, racing with writers' stores into their maps.
+  TempDir dir;
+  FileSystemEnv env;
+  auto c = Cache::open("t", {.root = dir.path(), .env = &env});
+  c.set("a", "b");
+  {
+    std::lock_guard<std::mutex> lock(env.mu);
+    env.calls.clear();
+  }
+  const std::string big(3 << 20, 'v');  // the 1 MiB log grows to 4 MiB
+  c.set("big", big);
+  CHECK(c.get("big") == big);
+  std::lock_guard<std::mutex> lock(env.mu);
+  REQUIRE(env.calls.size() == 1);
+  CHECK(env.calls[0].first == 1 << 20);
+  CHECK(env.calls[0].first + env.calls[0].second == 4 << 20);
+}
+
+TEST_CASE("a file system without fallocate(2) is refused at open with a clear Error") {
+  TempDir dir;
+  FileSystemEnv env;
+  { Cache::open("old", {.root = dir.path()}).set("a", "b"); }
+  env.unsupported = true;
+  const char* why = "cannot allocate space with fallocate(2)";
+  CHECK_THROWS_WITH_AS(Cache::open("new", {.root = dir.path(), .env = &env}),
+                       doctest::Contains(why), Error);
+  // An existing cache moved there: refused at open, not at its first growth.
+  CHECK_THROWS_WITH_AS(Cache::open("old", {.root = dir.path(), .env = &env}),
+                       doctest::Contains(why), Error);
+  env.unsupported = false;
+  CHECK(Cache::open("old", {.root = dir.path(), .env = &env}).get("a") == "b");
+}
+
+TEST_CASE("a cache on a network file system (NFS) is refused at open with a clear Error") {
+  TempDir dir;
+  FileSystemEnv env;
+  { Cache::open("old", {.root = dir.path()}).set("a", "b"); }
+  env.nfs = true;
+  const char* why = "on a network file system (NFS)";
+  CHECK_THROWS_WITH_AS(Cache::open("new", {.root = dir.path(), .env = &env}),
+                       doctest::Contains(why), Error);
+  CHECK_THROWS_WITH_AS(Cache::open("old", {.root = dir.path(), .env = &env}),
+                       doctest::Contains(why), Error);
+}
 
 TEST_CASE("Env::Default restarts a lock wait that signals interrupt") {
   // A signal handler installed without SA_RESTART makes fcntl(F_OFD_SETLKW)
