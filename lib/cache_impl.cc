@@ -414,11 +414,20 @@ static void AddDead(Generation& g, std::uint64_t bytes) {
 Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec,
                                          std::uint64_t hash, Written& w) {
   const std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+  // Probe before appending: a new key that finds the index full must wait
+  // for a growth compaction (Set() retries), and appending first would cost
+  // a whole record per retry. So a writer appends at most once per
+  // generation while it waits: a second try in the same generation finds the
+  // index still full here. Using this probe after the append is sound: the
+  // claim or CAS below checks that the slot still holds what we saw, and a
+  // claimed slot never becomes empty again, so an empty slot found here is
+  // still the end of the key's chain if the claim succeeds.
+  Index::Probe p = g.Find(rec.key, hash);
+  if (p.full) return Outcome::kIndexFull;  // nothing appended
   log::NewRecord mine = Sequenced(rec);
   std::uint64_t slot_value = Index::Pack(hash, Append(g, mine, w));
-  for (;;) {
-    Index::Probe p = g.Find(rec.key, hash);
-    if (p.full) {
+  for (;; p = g.Find(rec.key, hash)) {
+    if (p.full) {  // filled up since our first probe: our record is dead
       AddDead(g, size);
       return Outcome::kIndexFull;
     }

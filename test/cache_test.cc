@@ -1,7 +1,10 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <set>
@@ -12,6 +15,7 @@
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "meta.h"
 #include "test_util.h"
 
 using lilcache::Cache;
@@ -134,6 +138,38 @@ TEST_CASE("the index grows past its first size without losing keys") {
   CHECK(st.keys == n);
   CHECK(st.index_slots >= 2 * n);
   CHECK(st.generation > 1);
+}
+
+TEST_CASE("a set waiting for the full index to grow appends its record at most once") {
+  // Issue 11 item 8: set() appended its record before probing the index and
+  // retried every millisecond while a growth compaction was due: the log
+  // grew by a whole record per millisecond of waiting.
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  // As if another process were compacting: nobody here can grow the index.
+  int fd = ::open(dir.file("t.meta").c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  lilcache::Env* env = lilcache::Env::Default();
+  REQUIRE(env->Lock(fd, lilcache::kCompactLockByte, 1, true, false) == 0);
+  for (int i = 0; i < 1024; ++i) c.set("key-" + std::to_string(i), "v");  // all 1,024 slots
+  REQUIRE(c.stats().index_used == 1024);
+  const std::uint64_t tail = c.stats().bytes_file;
+  const std::string value(64 << 10, 'w');
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    c.set("one more", value);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ~300 retries before the fix
+  CHECK_FALSE(done.load());
+  const std::uint64_t grown = c.stats().bytes_file - tail;
+  CHECK_MESSAGE(grown <= value.size() + 64, "the waiting set appended ", grown, " bytes");
+  REQUIRE(env->Unlock(fd, lilcache::kCompactLockByte, 1) == 0);
+  writer.join();
+  ::close(fd);
+  CHECK(c.get("one more") == value);
+  CHECK(c.stats().index_slots > 1024);
+  for (int i = 0; i < 1024; ++i) REQUIRE(c.get("key-" + std::to_string(i)) == "v");
 }
 
 TEST_CASE("overwrites do not grow the log without bound") {
