@@ -297,11 +297,32 @@ void Cache::Impl::Refresh() {
     std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
     Generation* cur = current_.load(std::memory_order_relaxed);
     if (cur != nullptr && cur->number == gen) return;
-    auto g = std::make_unique<Generation>();
+    // Reuse the object of a released generation (one per switch leaked
+    // otherwise: ~650 bytes per switch and process, forever). It cannot be
+    // freed: a thread in Pin() that loaded current_ before that generation
+    // was retired may still bump its `pins` and, seeing current_ changed,
+    // drop it again; both touch only `pins`, which is never reset, and if
+    // the object is current again by the time such a thread re-checks
+    // current_, it holds a valid pin on the new generation, opened before
+    // the seq_cst store below published it.
+    RetireUnpinned();  // first, so that what was retired last time is reusable now
+    Generation* g = nullptr;
+    for (auto& old : generations_) {
+      if (old->released) {
+        g = old.get();
+        break;
+      }
+    }
+    if (g == nullptr) {
+      generations_.push_back(std::make_unique<Generation>());
+      g = generations_.back().get();
+      g->released = true;  // not in use until opened below
+    }
     try {
       g->Open(env_, paths_, gen, salt_);
       g->data.set_logger(logger_.get());
     } catch (const Error&) {
+      g->Close();  // whatever was opened; the object stays released
       // A newer compaction may have replaced `gen` before we opened it.
       if (attempt < 100 &&
           Shared(meta_->header().generation).load(std::memory_order_acquire) != gen) {
@@ -309,8 +330,8 @@ void Cache::Impl::Refresh() {
       }
       throw;
     }
-    current_.store(g.get(), std::memory_order_seq_cst);
-    generations_.push_back(std::move(g));
+    g->released = false;
+    current_.store(g, std::memory_order_seq_cst);
     logger_->debug("now on generation {}", gen);
     RetireUnpinned();
     return;
@@ -323,6 +344,8 @@ void Cache::Impl::RetireNow() {
 }
 
 void Cache::Impl::RetireUnpinned() {
+  // A released object is reused by the next Refresh(): generations_ holds
+  // at most the generations pinned at once, plus the current one.
   Generation* cur = current_.load(std::memory_order_relaxed);
   for (auto& g : generations_) {
     if (g.get() == cur || g->released) continue;
