@@ -800,10 +800,14 @@ void Cache::Impl::ForEach(std::string_view prefix,
                           const std::function<bool(std::string_view, std::string_view)>& fn,
                           bool verify) {
   ReattachIfForked();
-  if (Shared(meta_->header().generation).load(std::memory_order_acquire) !=
-      current_.load(std::memory_order_acquire)->number) {
-    Refresh();
+  std::uint64_t mine;
+  {
+    // Pinned: an unpinned Generation object may be released and reopened
+    // for another generation at any time (Refresh).
+    PinGuard pin(Pin());
+    mine = pin.get()->number;
   }
+  if (Shared(meta_->header().generation).load(std::memory_order_acquire) != mine) Refresh();
   PinGuard pin(Pin());
   Generation& g = *pin.get();
   for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {
