@@ -297,11 +297,32 @@ void Cache::Impl::Refresh() {
     std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
     Generation* cur = current_.load(std::memory_order_relaxed);
     if (cur != nullptr && cur->number == gen) return;
-    auto g = std::make_unique<Generation>();
+    // Reuse the object of a released generation (one per switch leaked
+    // otherwise: ~650 bytes per switch and process, forever). It cannot be
+    // freed: a thread in Pin() that loaded current_ before that generation
+    // was retired may still bump its `pins` and, seeing current_ changed,
+    // drop it again; both touch only `pins`, which is never reset, and if
+    // the object is current again by the time such a thread re-checks
+    // current_, it holds a valid pin on the new generation, opened before
+    // the seq_cst store below published it.
+    RetireUnpinned();  // first, so that what was retired last time is reusable now
+    Generation* g = nullptr;
+    for (auto& old : generations_) {
+      if (old->released) {
+        g = old.get();
+        break;
+      }
+    }
+    if (g == nullptr) {
+      generations_.push_back(std::make_unique<Generation>());
+      g = generations_.back().get();
+      g->released = true;  // not in use until opened below
+    }
     try {
       g->Open(env_, paths_, gen, salt_);
       g->data.set_logger(logger_.get());
     } catch (const Error&) {
+      g->Close();  // whatever was opened; the object stays released
       // A newer compaction may have replaced `gen` before we opened it.
       if (attempt < 100 &&
           Shared(meta_->header().generation).load(std::memory_order_acquire) != gen) {
@@ -309,8 +330,8 @@ void Cache::Impl::Refresh() {
       }
       throw;
     }
-    current_.store(g.get(), std::memory_order_seq_cst);
-    generations_.push_back(std::move(g));
+    g->released = false;
+    current_.store(g, std::memory_order_seq_cst);
     logger_->debug("now on generation {}", gen);
     RetireUnpinned();
     return;
@@ -323,6 +344,8 @@ void Cache::Impl::RetireNow() {
 }
 
 void Cache::Impl::RetireUnpinned() {
+  // A released object is reused by the next Refresh(): generations_ holds
+  // at most the generations pinned at once, plus the current one.
   Generation* cur = current_.load(std::memory_order_relaxed);
   for (auto& g : generations_) {
     if (g.get() == cur || g->released) continue;
@@ -381,10 +404,11 @@ void Cache::Impl::ClearPauseIfCompactorDied() {
 // ---- writes -----------------------------------------------------------------
 
 log::NewRecord Cache::Impl::Sequenced(log::NewRecord rec) {
-  // seq_cst: seqs order records; a slot moves only to a higher seq, and the
-  // linearization argument (docs/concurrency.md) needs the seq of a record to
-  // be drawn after its writer began.
-  rec.seq = Shared(meta_->header().next_seq).fetch_add(1, std::memory_order_seq_cst);
+  // seq_cst (in DrawSeq): seqs order records; a slot moves only to a higher
+  // seq, and the linearization argument (docs/concurrency.md) needs the seq
+  // of a record to be drawn after its writer began. Throws Error (nothing
+  // written) when the range of seqs is used up.
+  rec.seq = meta_->DrawSeq();
   return rec;
 }
 
@@ -413,11 +437,20 @@ static void AddDead(Generation& g, std::uint64_t bytes) {
 Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec,
                                          std::uint64_t hash, Written& w) {
   const std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+  // Probe before appending: a new key that finds the index full must wait
+  // for a growth compaction (Set() retries), and appending first would cost
+  // a whole record per retry. So a writer appends at most once per
+  // generation while it waits: a second try in the same generation finds the
+  // index still full here. Using this probe after the append is sound: the
+  // claim or CAS below checks that the slot still holds what we saw, and a
+  // claimed slot never becomes empty again, so an empty slot found here is
+  // still the end of the key's chain if the claim succeeds.
+  Index::Probe p = g.Find(rec.key, hash);
+  if (p.full) return Outcome::kIndexFull;  // nothing appended
   log::NewRecord mine = Sequenced(rec);
   std::uint64_t slot_value = Index::Pack(hash, Append(g, mine, w));
-  for (;;) {
-    Index::Probe p = g.Find(rec.key, hash);
-    if (p.full) {
+  for (;; p = g.Find(rec.key, hash)) {
+    if (p.full) {  // filled up since our first probe: our record is dead
       AddDead(g, size);
       return Outcome::kIndexFull;
     }
@@ -541,7 +574,8 @@ void Cache::Impl::Purge() {
   auto& h = meta_->header();
   // Every record with a seq up to s is now invisible: seqs are drawn from
   // the same counter, so records begun after this draw get higher ones.
-  std::uint64_t s = Shared(h.next_seq).fetch_add(1, std::memory_order_seq_cst);
+  // seq_cst (DrawSeq); an Error when the range of seqs is used up.
+  std::uint64_t s = meta_->DrawSeq();
   auto purge = Shared(h.purge_seq);
   std::uint64_t cur = purge.load(std::memory_order_seq_cst);
   // seq_cst: a get that begins after purge() returns must see the new mark.
@@ -766,10 +800,14 @@ void Cache::Impl::ForEach(std::string_view prefix,
                           const std::function<bool(std::string_view, std::string_view)>& fn,
                           bool verify) {
   ReattachIfForked();
-  if (Shared(meta_->header().generation).load(std::memory_order_acquire) !=
-      current_.load(std::memory_order_acquire)->number) {
-    Refresh();
+  std::uint64_t mine;
+  {
+    // Pinned: an unpinned Generation object may be released and reopened
+    // for another generation at any time (Refresh).
+    PinGuard pin(Pin());
+    mine = pin.get()->number;
   }
+  if (Shared(meta_->header().generation).load(std::memory_order_acquire) != mine) Refresh();
   PinGuard pin(Pin());
   Generation& g = *pin.get();
   for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {

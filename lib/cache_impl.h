@@ -173,7 +173,9 @@ class Cache::Impl {
   std::uint64_t reset_epoch_ = 0;  // fork epoch whose mutexes were reset
 
   std::atomic<Generation*> current_{nullptr};
-  std::vector<std::unique_ptr<Generation>> generations_;  // current and retired
+  // Current, retired and released (reusable) generations; never shrinks
+  // while open (see Refresh), bounded by the generations pinned at once.
+  std::vector<std::unique_ptr<Generation>> generations_;
   std::mutex refresh_mu_;   // guards generations_ and swaps of current_
   std::mutex compact_mu_;   // one compactor per process
   std::mutex attach_mu_;    // re-attach after fork

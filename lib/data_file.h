@@ -1,8 +1,8 @@
 // data_file: one generation's log, NAME.G.data (docs/format.md). Records are
-// appended by reserving space with an atomic fetch_add on the shared `tail`,
-// then written in place; the file grows with posix_fallocate under the GROW
-// lock, and every process extends its own mapping when it meets an offset
-// beyond it.
+// appended by reserving space inside the capacity with a compare-and-swap on
+// the shared `tail`, then written in place; the file grows first (fallocate
+// of the new range) under the GROW lock, and every process extends its own
+// mapping when it meets an offset beyond it.
 //
 // Concurrency: Reserve(), EnsureMapped() and the accessors are safe from any
 // thread of any process. Growth is serialized by an in-process mutex plus the
@@ -44,6 +44,22 @@ struct DataHeader {
 };
 static_assert(offsetof(DataHeader, tail) == 64 && offsetof(DataHeader, verified_upto) == 88);
 
+// Allocates [offset, offset + length) of `file` (Env::Fallocate, fallocate(2)
+// mode 0), extending it as needed. Throws Error "<what> <path>: <strerror>",
+// saying so when the disk is full or the file system cannot allocate
+// (EOPNOTSUPP: lilcache needs a local file system with fallocate).
+void AllocateRange(Env* env, const FileHandle& file, std::uint64_t offset, std::uint64_t length,
+                   const std::string& what);
+
+// Throws Error if `file` (in the cache's root) lies on a file system lilcache
+// cannot work on: a network file system (fstatfs(2): NFS, SMB/CIFS, 9p,
+// Ceph, AFS, Coda), whose shared mappings and byte-range locks are not
+// coherent between machines, or, with `probe`, one without fallocate(2):
+// probed over the first 4 KiB of the file, which were written (allocated)
+// already, so that the probe needs no free space. Any error of the probe is
+// an Error.
+void CheckFileSystem(Env* env, const FileHandle& file, bool probe);
+
 class DataFile {
  public:
   DataFile() = default;
@@ -70,9 +86,11 @@ class DataFile {
   std::uint64_t file_size() const { return file_size_; }
 
   // Reserves `len` bytes (a multiple of 8) at the end of the log and returns
-  // their offset, growing the file if needed. `meta` (may be null for a file
-  // no other process can see yet) provides the GROW lock. Throws Error when
-  // the disk is full or the log reached kMaxDataBytes.
+  // their offset, growing the file first if they do not fit: the tail never
+  // passes the capacity. `meta` (may be null for a file no other process can
+  // see yet) provides the GROW lock. Throws Error when the disk is full or
+  // the log reached kMaxDataBytes; then nothing was reserved (the tail did
+  // not move), so a later write that fits succeeds.
   std::uint64_t Reserve(std::uint64_t len, const FileHandle* meta);
 
   // Makes sure [0, end) is mapped in this process. Throws Error if `end` lies

@@ -58,15 +58,11 @@ int Env::PwriteAll(int fd, const void* buf, std::size_t length, off_t offset) {
 }
 
 int Env::Fallocate(int fd, off_t offset, off_t length) {
-  int rc;
-  do {
-    rc = ::posix_fallocate(fd, offset, length);
-  } while (rc == EINTR);
-  if (rc != 0) {
-    errno = rc;
-    return -1;
-  }
-  return 0;
+  return RestartOnEintr([&] { return ::fallocate(fd, 0, offset, length); });
+}
+
+int Env::Fstatfs(int fd, struct statfs* st) {
+  return RestartOnEintr([&] { return ::fstatfs(fd, st); });
 }
 
 int Env::Fsync(int fd) {

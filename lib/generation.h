@@ -22,13 +22,25 @@ class Env;
 struct CachePaths;
 
 struct Generation {
+  Generation() { objects_.fetch_add(1, std::memory_order_relaxed); }
+  ~Generation() { objects_.fetch_sub(1, std::memory_order_relaxed); }
+  Generation(const Generation&) = delete;
+  Generation& operator=(const Generation&) = delete;
+  // Generation objects alive in this process (all caches, and a compactor's
+  // or recovery's own), for tests and the soak: a process that switches
+  // generations forever must keep this bounded. Relaxed: a statistic.
+  static std::int64_t Objects() { return objects_.load(std::memory_order_relaxed); }
+
   std::uint64_t number = 0;
   std::uint64_t salt = 0;
   DataFile data;
   Index index;
   // Threads of this process using this generation; see CacheImpl::Pin.
   std::atomic<std::int64_t> pins{0};
-  bool released = false;  // unmapped after being retired; guarded by CacheImpl::refresh_mu_
+  // Unmapped after being retired; guarded by CacheImpl::refresh_mu_. A
+  // released object is reused for a later generation, never freed while the
+  // cache is open: a thread in Pin() may still bump and drop its `pins`.
+  bool released = false;
 
   void Open(Env* env, const CachePaths& paths, std::uint64_t gen, std::uint64_t salt);
   void Close();
@@ -45,6 +57,9 @@ struct Generation {
   Index::Probe Find(std::string_view key, std::uint64_t hash) {
     return index.Find(hash, [&](std::uint64_t off) { return Record(off).key() == key; });
   }
+
+ private:
+  static inline std::atomic<std::int64_t> objects_{0};
 };
 
 }  // namespace lilcache

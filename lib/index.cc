@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 
+#include "data_file.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "meta.h"
@@ -33,9 +34,7 @@ void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
   env_ = env;
   file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT | O_TRUNC);
   std::uint64_t size = FileSizeFor(slot_count);
-  if (env->Fallocate(file_.fd(), 0, static_cast<off_t>(size)) != 0) {
-    ThrowErrno("cannot allocate", path);
-  }
+  AllocateRange(env, file_, 0, size, "cannot allocate");
   map_.Map(env, file_.fd(), path, size, size);
   IndexHeader& h = header();
   h.version = kFormatVersion;

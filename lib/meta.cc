@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "data_file.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "log_format.h"
@@ -27,10 +28,16 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
   if (size == 0) {
     // Growing a zero-length file is idempotent, so racing creators are fine;
     // the header is written later under the INIT lock.
-    if (env->Fallocate(file_.fd(), 0, kMetaFileSize) != 0) ThrowErrno("cannot allocate", path);
+    CheckFileSystem(env, file_, /*probe=*/false);  // the allocation below probes
+    AllocateRange(env, file_, 0, kMetaFileSize, "cannot allocate");
   } else if (size != static_cast<off_t>(kMetaFileSize)) {
     throw Error("not a lilcache meta file: " + path + " has size " + std::to_string(size) +
                 ", expected " + std::to_string(kMetaFileSize));
+  } else {
+    // A cache moved onto a network file system or one without fallocate(2)
+    // is refused here, not at its first growth. (Its header page is written,
+    // so the probe needs no free space: reads never do.)
+    CheckFileSystem(env, file_, /*probe=*/true);
   }
   map_.Map(env, file_.fd(), path, kMetaFileSize, kMetaFileSize + 4096 - kMetaFileSize % 4096);
 }
@@ -97,6 +104,26 @@ void Meta::Validate() const {
     throw Error("corrupt meta file " + path() + ": purge mark " + std::to_string(purge) +
                 " is not below the next sequence number " + std::to_string(next));
   }
+}
+
+std::uint64_t Meta::DrawSeq() {
+  auto next = Shared(header().next_seq);
+  // Relaxed: only a first guess; the CAS below validates it.
+  std::uint64_t s = next.load(std::memory_order_relaxed);
+  do {
+    if (s == 0 || s > log::kMaxSeq) {
+      throw Error("the sequence numbers of " + path() + " are used up (next " + std::to_string(s) +
+                  ", the last one is 2^63 - 1): the cache can be read but not written; " +
+                  "delete it and create it again");
+    }
+    // seq_cst on success, as the fetch_add this replaces: seqs order records,
+    // a slot only moves to a higher seq, and the linearization argument
+    // (docs/concurrency.md) needs a seq to be drawn after its writer began.
+    // A successful CAS is one read-modify-write in the single total order,
+    // like fetch_add. Relaxed on failure: s is only a new guess.
+  } while (!next.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst,
+                                       std::memory_order_relaxed));
+  return s;
 }
 
 std::size_t Meta::ClaimSlot(std::uint64_t pid) {

@@ -52,13 +52,14 @@ class FaultEnv : public Env {
     kLock,
     kUnlock,
     kIsLocked,
+    kFstatfs,
     kNumCalls
   };
   static const char* call_name(int c) {
     static const char* const names[kNumCalls] = {
         "open",   "close",  "fstat",  "ftruncate", "fallocate",  "pwrite",
         "fsync",  "rename", "unlink", "mkdir",     "fsync(dir)", "mmap",
-        "munmap", "msync",  "lock",   "unlock",    "is_locked"};
+        "munmap", "msync",  "lock",   "unlock",    "is_locked", "fstatfs"};
     return c >= 0 && c < kNumCalls ? names[c] : "?";
   }
 
@@ -136,6 +137,9 @@ class FaultEnv : public Env {
   }
   int Fallocate(int fd, off_t offset, off_t length) override {
     return hit(kFallocate) ? -1 : Env::Fallocate(fd, offset, length);
+  }
+  int Fstatfs(int fd, struct statfs* st) override {
+    return hit(kFstatfs) ? -1 : Env::Fstatfs(fd, st);
   }
   int PwriteAll(int fd, const void* buf, std::size_t length, off_t offset) override {
     return hit(kPwrite) ? -1 : Env::PwriteAll(fd, buf, length, offset);

@@ -168,6 +168,51 @@ TEST_CASE("a meta file whose next sequence number is beyond 2^63 is refused") {
   CHECK(Cache::open("t", {.root = dir.path()}).get("a") == "last");
 }
 
+TEST_CASE("a cache at the end of the sequence range refuses the write that would leave it, and reopens") {
+  // Found by CI's fuzz_recovery: a meta file that open() accepted let the
+  // counter run past 2^63, and the next open() refused the cache ("next
+  // sequence number 9223372036854775809 is out of range"). Each write draws
+  // one seq; the last one is 2^63 - 1.
+  constexpr off_t kNextSeq = 64;  // docs/format.md, NAME.meta
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  RawFile(dir.file("t.meta")).PutU64(kNextSeq, (1ull << 63) - 2);  // two seqs left
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.set("a", "next to last");
+    c.set("b", "last");
+    const char* used_up = "sequence numbers of";
+    CHECK_THROWS_WITH_AS(c.set("c", "one too many"), doctest::Contains(used_up), Error);
+    CHECK_THROWS_WITH_AS(c.pop("a"), doctest::Contains(used_up), Error);
+    CHECK_THROWS_WITH_AS(c.erase("b"), doctest::Contains(used_up), Error);
+    CHECK_THROWS_WITH_AS(c.purge(), doctest::Contains(used_up), Error);
+    CHECK(c.get("a") == "next to last");
+    CHECK(c.get("b") == "last");
+    CHECK_FALSE(c.contains("c"));
+    CHECK(RawFile(dir.file("t.meta")).U64(kNextSeq) == 1ull << 63);
+  }
+  auto c = Cache::open("t", {.root = dir.path()});  // a lone opener: checks and keeps the log
+  CHECK(c.get("a") == "next to last");
+  CHECK(c.get("b") == "last");
+  CHECK(c.size() == 2);
+}
+
+TEST_CASE("purge at the end of the sequence range takes the last seq and the cache reopens") {
+  constexpr off_t kNextSeq = 64;  // docs/format.md, NAME.meta
+  TempDir dir;
+  { Cache::open("t", {.root = dir.path()}).set("a", "b"); }
+  RawFile(dir.file("t.meta")).PutU64(kNextSeq, (1ull << 63) - 1);  // one seq left
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.purge();
+    CHECK_FALSE(c.contains("a"));
+    CHECK_THROWS_AS(c.purge(), Error);
+    CHECK_THROWS_AS(c.set("a", "c"), Error);
+  }
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(c.size() == 0);
+}
+
 TEST_CASE("a log header whose tail is not a multiple of 8 is not trusted: the open replays") {
   // Found by test/fuzz/fuzz_recovery: such a header was trusted, the next
   // record was written at a misaligned offset (undefined behaviour), and the
@@ -188,6 +233,34 @@ TEST_CASE("a log header whose tail is not a multiple of 8 is not trusted: the op
   for (int i = 0; i < 10; ++i) CHECK(c.get("k" + std::to_string(i)) == "v" + std::to_string(i));
   c.set("after", "works");
   CHECK(c.get("after") == "works");
+}
+
+TEST_CASE("a log whose tail is past its capacity (failed growths of older versions) is replayed at open") {
+  // Before reservations stayed inside the capacity, a growth that failed on a
+  // full disk left the tail past the end of the file. Such a header is not
+  // trusted: a lone opener replays the log, and nothing acknowledged is lost.
+  constexpr off_t kCapacityField = 72;  // docs/format.md, NAME.G.data header
+  TempDir dir;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.set("a", "1");
+    c.set("b", "2");
+  }
+  {
+    RawFile f(dir.file("t.1.data"));
+    f.PutU64(kTailField, f.U64(kCapacityField) + (52 << 20));
+  }
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    CHECK(c.get("a") == "1");
+    CHECK(c.get("b") == "2");
+    c.set("c", "3");
+    CHECK(c.get("c") == "3");
+    CHECK(c.stats().bytes_file < (1 << 20));
+  }
+  auto c = Cache::open("t", {.root = dir.path()});
+  CHECK(c.size() == 3);
+  CHECK(c.get("c") == "3");
 }
 
 TEST_CASE("an index whose used-slot counter exceeds its slot count opens and compacts") {

@@ -5,7 +5,9 @@
 // and a client process with --rest-clients keep-alive connections runs the
 // same mix through them (PUT/GET/DELETE /keys/{key}, GET /pop). This process
 // samples, every --interval seconds, for every one of those processes: RSS (VmRSS
-// and its anonymous part RssAnon, from /proc/PID/status), open descriptors
+// and its anonymous part RssAnon, from /proc/PID/status), the heap (bytes
+// malloc has handed out, mallinfo2, and the library's Generation objects,
+// both published by the process itself every 100 ms), open descriptors
 // (/proc/PID/fd), mappings (/proc/PID/maps lines) - both without the .tmp
 // files of a compaction in progress; and the sizes of the
 // cache's files. It prints them as a table, then judges whether they stayed
@@ -18,7 +20,11 @@
 //    next switch if one of its threads was using it at the last one; a leak
 //    of a generation per switch raises the floor by hundreds);
 //  * mappings: floor at most 8 higher;
-//  * RssAnon (the heap): floor at most 25% + 16 MiB higher;
+//  * RssAnon: floor at most 25% + 16 MiB higher;
+//  * the heap in use: floor at most 10% + 2 MiB higher (RssAnon hides a
+//    small leak: ~650 bytes per generation switch was one, issue 11 item 10);
+//  * Generation objects: floor at most 2 higher (one leaked per switch
+//    raises it by hundreds);
 //  * cache files (all workers): the peak of the last third at most twice
 //    the peak of the first (compaction keeps the log bounded when the live
 //    data is).
@@ -27,6 +33,7 @@
 // fails the run.
 //
 //   lilcache-soak --processes 4 --threads 2 --seconds 300 --interval 15
+#include <malloc.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -48,6 +55,7 @@
 #include <thread>
 #include <vector>
 
+#include "generation.h"
 #include "http_client.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
@@ -71,6 +79,7 @@ struct Config {
 };
 
 constexpr std::uint32_t kMaxServers = 16;
+constexpr std::uint32_t kMaxProcs = 64 + kMaxServers + 1;  // workers, servers, clients
 
 struct Shared {
   std::uint64_t stop;
@@ -80,6 +89,9 @@ struct Shared {
   std::uint64_t rest_ops;
   std::uint64_t rest_failures;  // connections lost, unexpected statuses
   std::uint64_t ports[kMaxServers];
+  // Published by each process (its index in the watcher's list) every 100 ms.
+  std::uint64_t heap_bytes[kMaxProcs];        // mallinfo2: uordblks + hblkhd
+  std::uint64_t generation_objects[kMaxProcs];  // lilcache::Generation::Objects()
 };
 Shared* g_shared = nullptr;
 
@@ -222,11 +234,26 @@ void rest_clients(const Config& cfg) {
 }
 
 struct ProcSample {
-  std::uint64_t rss_kb = 0, anon_kb = 0, fds = 0, maps = 0;
+  std::uint64_t rss_kb = 0, anon_kb = 0, fds = 0, maps = 0, heap_kb = 0, generations = 0;
 };
 
-ProcSample sample_process(pid_t pid) {
+// In each process of the soak: publishes what only the process itself can
+// see (its heap, its Generation objects) until the soak stops or `done`.
+void publish_heap(std::size_t index, const std::atomic<bool>& done) {
+  while (A(g_shared->stop).load(std::memory_order_relaxed) == 0 && !done.load()) {
+    struct mallinfo2 mi = mallinfo2();
+    A(g_shared->heap_bytes[index]).store(mi.uordblks + mi.hblkhd, std::memory_order_relaxed);
+    A(g_shared->generation_objects[index])
+        .store(static_cast<std::uint64_t>(lilcache::Generation::Objects()),
+               std::memory_order_relaxed);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+ProcSample sample_process(pid_t pid, std::size_t index) {
   ProcSample s;
+  s.heap_kb = A(g_shared->heap_bytes[index]).load(std::memory_order_relaxed) / 1024;
+  s.generations = A(g_shared->generation_objects[index]).load(std::memory_order_relaxed);
   std::string base = "/proc/" + std::to_string(pid);
   std::ifstream status(base + "/status");
   std::string line;
@@ -300,15 +327,20 @@ int main(int argc, char** argv) {
   std::vector<std::string> roles;
   auto spawn = [&](const std::string& role, const std::function<void()>& body) {
     std::fflush(nullptr);
+    const std::size_t index = pids.size();
     pid_t pid = fork();
     if (pid == 0) {
       int rc = 0;
+      std::atomic<bool> done{false};
+      std::thread publisher([index, &done] { publish_heap(index, done); });
       try {
         body();
       } catch (const std::exception& e) {
         std::fprintf(stderr, "lilcache-soak %s: %s\n", role.c_str(), e.what());
         rc = 1;
       }
+      done = true;
+      publisher.join();
       std::fflush(nullptr);
       _exit(rc);
     }
@@ -347,7 +379,7 @@ int main(int argc, char** argv) {
     last_ops = ops;
     last_rest = rest;
     last_t = now;
-    for (pid_t pid : pids) r.procs.push_back(sample_process(pid));
+    for (std::size_t p = 0; p < pids.size(); ++p) r.procs.push_back(sample_process(pids[p], p));
     for (const auto& e : fs::directory_iterator(cfg.root + "/cache")) {
       if (!e.is_regular_file()) continue;
       r.files_bytes += e.file_size();
@@ -402,6 +434,8 @@ int main(int argc, char** argv) {
       auto fds = [p](const Row& r) { return r.procs[p].fds; };
       auto maps = [p](const Row& r) { return r.procs[p].maps; };
       auto anon = [p](const Row& r) { return r.procs[p].anon_kb; };
+      auto heap = [p](const Row& r) { return r.procs[p].heap_kb; };
+      auto gens = [p](const Row& r) { return r.procs[p].generations; };
       if (floor_of(b, fds) > floor_of(a, fds) + 4) {
         problems.push_back(who + ": the floor of open descriptors rose from " +
                            std::to_string(floor_of(a, fds)) + " to " +
@@ -417,6 +451,16 @@ int main(int argc, char** argv) {
                            std::to_string(floor_of(a, anon)) + " kB to " +
                            std::to_string(floor_of(b, anon)) + " kB");
       }
+      if (floor_of(b, heap) > floor_of(a, heap) * 11 / 10 + 2 * 1024) {
+        problems.push_back(who + ": the floor of the heap in use rose from " +
+                           std::to_string(floor_of(a, heap)) + " kB to " +
+                           std::to_string(floor_of(b, heap)) + " kB");
+      }
+      if (floor_of(b, gens) > floor_of(a, gens) + 2) {
+        problems.push_back(who + ": the floor of Generation objects rose from " +
+                           std::to_string(floor_of(a, gens)) + " to " +
+                           std::to_string(floor_of(b, gens)));
+      }
     }
     std::uint64_t first = 0, last = 0;
     for (std::size_t i = a; i < a + third; ++i) first = std::max(first, rows[i].files_bytes);
@@ -427,14 +471,18 @@ int main(int argc, char** argv) {
     }
   }
   if (rows.size() > warm) {
-    std::printf("%-16s %22s %22s %14s %14s\n", "process", "rss MiB (warm -> end)",
-                "anon MiB (warm -> end)", "fds", "maps");
+    std::printf("%-16s %22s %22s %22s %10s %14s %14s\n", "process", "rss MiB (warm -> end)",
+                "anon MiB (warm -> end)", "heap MiB (warm -> end)", "gen objs", "fds", "maps");
     for (std::size_t p = 0; p < pids.size(); ++p) {
       const ProcSample& x = rows[warm].procs[p];
       const ProcSample& y = rows.back().procs[p];
-      std::printf("%-16s %10.1f -> %8.1f %10.1f -> %8.1f %6llu -> %4llu %6llu -> %4llu\n",
-                  roles[p].c_str(), x.rss_kb / 1024.0, y.rss_kb / 1024.0, x.anon_kb / 1024.0,
-                  y.anon_kb / 1024.0, static_cast<unsigned long long>(x.fds),
+      std::printf(
+          "%-16s %10.1f -> %8.1f %10.1f -> %8.1f %10.2f -> %8.2f %4llu -> %3llu %6llu -> %4llu "
+          "%6llu -> %4llu\n",
+          roles[p].c_str(), x.rss_kb / 1024.0, y.rss_kb / 1024.0, x.anon_kb / 1024.0,
+          y.anon_kb / 1024.0, x.heap_kb / 1024.0, y.heap_kb / 1024.0,
+          static_cast<unsigned long long>(x.generations),
+          static_cast<unsigned long long>(y.generations), static_cast<unsigned long long>(x.fds),
                   static_cast<unsigned long long>(y.fds), static_cast<unsigned long long>(x.maps),
                   static_cast<unsigned long long>(y.maps));
     }
@@ -456,7 +504,9 @@ int main(int argc, char** argv) {
       cfg.processes, cfg.threads, cfg.rest_servers, cfg.rest_servers ? cfg.rest_clients : 0,
       rows.empty() ? 0.0 : rows.back().t, static_cast<unsigned long long>(A(g_shared->ops).load()),
       static_cast<unsigned long long>(A(g_shared->rest_ops).load()), rows.size(),
-      problems.empty() ? "descriptors, mappings, RssAnon and file sizes stayed flat => PASS"
+      problems.empty()
+          ? "descriptors, mappings, RssAnon, heap, Generation objects and file sizes stayed flat "
+            "=> PASS"
                        : "NOT FLAT => FAIL");
   for (const auto& p : problems) std::printf("  %s\n", p.c_str());
   return problems.empty() ? 0 : 1;

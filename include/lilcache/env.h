@@ -22,7 +22,7 @@
 // (-1 on failure; Mmap: MAP_FAILED) and leaves the cause in errno. The
 // library turns failures into lilcache::Error with the call, the path and
 // strerror(errno). The default implementations retry on EINTR where POSIX allows it (Open,
-// Fallocate, Lock, SleepMicros).
+// Fallocate, Fstatfs, Lock, SleepMicros).
 //
 // Signals: Env::Default() restarts every call that a signal interrupts
 // (EINTR), so a signal handler in the application never fails an operation.
@@ -42,6 +42,7 @@
 
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/vfs.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -64,10 +65,19 @@ class Env {
   virtual int Close(int fd);
   virtual int Fstat(int fd, struct stat* st);
   virtual int Ftruncate(int fd, off_t length);
-  // posix_fallocate(fd, offset, length), but -1/errno like the others. Every
-  // growth of a log goes through it, so that a full disk is an ENOSPC Error
-  // from set() and never a SIGBUS when the mapping is written.
+  // fallocate(fd, 0, offset, length) (fallocate(2), mode 0: allocates
+  // [offset, offset + length) and extends the file size to cover it). Every
+  // growth of a log allocates only its new range this way, so that a full
+  // disk is an ENOSPC Error from set() and never a SIGBUS when the mapping
+  // is written. Not posix_fallocate: on a file system without fallocate,
+  // glibc's fallback writes a byte into every block of the range, racing
+  // with the processes that write records through their mappings; here such
+  // a file system is an EOPNOTSUPP Error instead (and refused at open).
   virtual int Fallocate(int fd, off_t offset, off_t length);
+  // fstatfs(2). The library checks at open that the cache's root is not on a
+  // network file system (NFS, SMB/CIFS, 9p, Ceph, AFS, Coda: their shared
+  // mappings and byte-range locks are not coherent between machines).
+  virtual int Fstatfs(int fd, struct statfs* st);
   // Writes all `length` bytes at `offset` (pwrite(2), resumed after a short
   // write or EINTR): 0, or -1/errno. A compactor writes the records it copies
   // this way, not through a mapping of the new file.
