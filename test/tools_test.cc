@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -450,6 +451,46 @@ TEST_CASE("dump of a missing cache exits 1 with the reason on stderr and creates
   CHECK(r.status == 1);
   CHECK(Contains(r.err, "lilcache-dump: nope: cannot open " + dir.path() + "/nope.meta"));
   CHECK(fs::is_empty(dir.path()));
+}
+
+TEST_CASE("dump escapes a boot id of invalid UTF-8 and terminal escapes, and --json stays valid") {
+  // Issue 12: --json aborted (uncaught type_error 316) and text mode printed
+  // the bytes as they were (terminal escape injection).
+  TempDir dir;
+  { Cache::open("c", {.root = dir.path()}).set("k", "v"); }
+  const std::string forged("\x1b]0;pwned\x07\xff\xfe\x1b[2J", 16);
+  WriteAt(dir.file("c.meta"), offsetof(lilcache::MetaHeader, boot_id), forged + '\0');
+  Result text = Dump({"--root", dir.path(), "c", "--header"});
+  CHECK(text.status == 0);
+  CHECK(text.out.find('\x1b') == std::string::npos);
+  CHECK(text.out.find('\xff') == std::string::npos);
+  CHECK(Contains(text.out, "  boot_id         \\x1b]0;pwned\\x07\\xff\\xfe\\x1b[2J\n"));
+  Result j = Dump({"--root", dir.path(), "c", "--header", "--json"});
+  CHECK(j.status == 0);
+  json doc = json::parse(j.out);  // throws if it is not JSON
+  CHECK(doc["header"]["meta"]["boot_id"] == "\\x1b]0;pwned\\x07\\xff\\xfe\\x1b[2J");
+}
+
+TEST_CASE("dump of a cache under a --root of invalid UTF-8 and control bytes prints it escaped") {
+  TempDir dir;
+  const std::string root = dir.file(std::string("r\xff\x1b[31m", 7));
+  { Cache::open("c", {.root = root}).set("k", "v"); }
+  Result text = Dump({"--root", root, "c"});
+  CHECK(text.status == 0);
+  CHECK(text.out.find('\x1b') == std::string::npos);
+  CHECK(text.out.find('\xff') == std::string::npos);
+  CHECK(Contains(text.out, "r\\xff\\x1b[31m/c.meta"));
+  Result j = Dump({"--root", root, "c", "--json", "--records"});
+  CHECK(j.status == 0);
+  json doc = json::parse(j.out);
+  CHECK(doc["records"].size() == 1);
+  CHECK(doc["root"] == dir.path() + "/r\xef\xbf\xbd\x1b[31m");  // U+FFFD for the bad byte
+  SUBCASE("and the error of a missing cache there too") {
+    Result missing = Dump({"--root", root, "nope", "--json"});
+    CHECK(missing.status == 1);
+    CHECK_NOTHROW(json::parse(missing.out));
+    CHECK(missing.err.find('\x1b') == std::string::npos);
+  }
 }
 
 TEST_CASE("dump exits 2 on bad usage and prints its version with --version") {
