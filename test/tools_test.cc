@@ -3,6 +3,7 @@
 // their exit statuses, and that dump never modifies anything.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -632,6 +634,49 @@ TEST_CASE("compact with an unreadable root exits 1 with the reason on stderr") {
       CHECK(Contains(r.err, "Permission denied"));
     }
   }
+}
+
+TEST_CASE("compact run by root on another user's cache exits 1 naming the owner, and changes nothing") {
+  // Issue 11: `sudo lilcache-compact` left root-owned 0600 files behind, and
+  // the owner's every get and set failed "Permission denied" after it.
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to create a cache as another user (uid 65534)");
+    return;
+  }
+  TempDir dir;
+  REQUIRE(::chmod(dir.path().c_str(), 0711) == 0);
+  const std::string root = dir.file("nobodys");
+  REQUIRE(::mkdir(root.c_str(), 0700) == 0);
+  REQUIRE(::chown(root.c_str(), 65534, 65534) == 0);
+  auto as_nobody = [](const std::function<int()>& fn) {
+    return lilcache::test::wait_child(lilcache::test::fork_child([&] {
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+          ::setresuid(65534, 65534, 65534) != 0) {
+        return 98;
+      }
+      return fn();
+    }));
+  };
+  REQUIRE(as_nobody([&] {
+            auto c = Cache::open("c", {.root = root});
+            for (int i = 0; i < 50; ++i) c.set("k" + std::to_string(i), "v");
+            return 0;
+          }) == 0);
+  auto before = Snapshot(root);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--root", root, "c"},
+        std::vector<std::string>{"--root", root, "--all"}}) {
+    Result r = Compact(args);
+    CHECK(r.status == 1);
+    CHECK(Contains(r.err, "lilcache-compact: c: refusing "));
+    CHECK(Contains(r.err, "owned by uid 65534"));
+  }
+  CheckUnchanged(before, root);
+  CHECK(as_nobody([&] {
+          auto c = Cache::open("c", {.root = root, .create_if_missing = false});
+          c.set("after", "yes");
+          return c.get("k7") == "v" && c.compact().compacted ? 0 : 1;
+        }) == 0);
 }
 
 TEST_CASE("compact exits 2 on bad usage: an unknown flag, no name, names with --all, a bad name") {
