@@ -14,6 +14,7 @@
 #include "lilcache/env.h"
 #include "logging.h"
 #include "shared_atomic.h"
+#include "trust.h"
 
 namespace lilcache {
 namespace {
@@ -170,6 +171,7 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     EnsureRootDirectory(env_, paths_.root);
   } else {
     Meta().Open(env_, paths_.meta(), /*create=*/false);  // before the log file is made
+    CheckRootDirectory(env_, paths_.root);
   }
   logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
   InstallForkHandler();

@@ -65,7 +65,10 @@ void DataFile::Create(Env* env, const std::string& path, std::uint64_t generatio
                       std::uint64_t salt, std::uint64_t capacity, std::uint64_t now_ms) {
   env_ = env;
   capacity = std::max<std::uint64_t>(RoundUp(capacity, kGrowQuantum), kGrowQuantum);
-  file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT | O_TRUNC);
+  // New means new: a leftover of a crashed creator or compactor is removed,
+  // and O_EXCL never truncates or writes through a file put there meanwhile.
+  env->Unlink(path.c_str());
+  file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT | O_EXCL);
   AllocateRange(env, file_, 0, capacity, "cannot allocate");
   map_.Map(env, file_.fd(), path, capacity, kMaxDataBytes);
   file_size_ = capacity;

@@ -66,7 +66,8 @@ class DataFile {
   DataFile(const DataFile&) = delete;
   DataFile& operator=(const DataFile&) = delete;
 
-  // Creates (truncating) a new, empty log at path with `capacity` bytes.
+  // Creates a new, empty log at path with `capacity` bytes (a file already
+  // there is unlinked first; the new one is created O_EXCL).
   void Create(Env* env, const std::string& path, std::uint64_t generation, std::uint64_t salt,
               std::uint64_t capacity, std::uint64_t now_ms);
   // Opens an existing log and checks its header. A file shorter than its

@@ -57,6 +57,22 @@ int Env::PwriteAll(int fd, const void* buf, std::size_t length, off_t offset) {
   return 0;
 }
 
+int Env::Append(int fd, const void* buf, std::size_t length) {
+  const char* p = static_cast<const char*>(buf);
+  while (length > 0) {
+    ssize_t n = ::write(fd, p, length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) {
+      errno = EIO;
+      return -1;
+    }
+    p += n;
+    length -= static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
 int Env::Fallocate(int fd, off_t offset, off_t length) {
   return RestartOnEintr([&] { return ::fallocate(fd, 0, offset, length); });
 }

@@ -8,6 +8,7 @@
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "trust.h"
 
 namespace lilcache {
 
@@ -36,7 +37,12 @@ FileHandle FileHandle::Open(Env* env, const std::string& path, int flags, mode_t
     }
     ThrowErrno("cannot open", path);
   }
-  return FileHandle(env, fd, path);
+  FileHandle f(env, fd, path);  // closes fd if a check below throws
+  // Checked on the descriptor, after open: what we use is what we checked.
+  struct stat st;
+  if (env->Fstat(fd, &st) != 0) ThrowErrno("fstat", path);
+  CheckCacheFile(st, path);
+  return f;
 }
 
 off_t FileHandle::Size() const {

@@ -31,7 +31,9 @@ class FileHandle {
   FileHandle& operator=(FileHandle&& o) noexcept;
   ~FileHandle() { Reset(); }
 
-  // Opens path with O_NOFOLLOW | O_CLOEXEC added to flags; throws Error.
+  // Opens path with O_NOFOLLOW | O_CLOEXEC added to flags, then checks with
+  // fstat that it is a cache file we may trust (CheckCacheFile: a regular
+  // file of ours, mode 0600); throws Error.
   static FileHandle Open(Env* env, const std::string& path, int flags, mode_t mode = 0600);
 
   int fd() const { return fd_; }

@@ -32,7 +32,10 @@ void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
     throw Error("bad index size " + std::to_string(slot_count));
   }
   env_ = env;
-  file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT | O_TRUNC);
+  // New means new: a leftover of a crashed creator or compactor is removed,
+  // and O_EXCL never truncates or writes through a file put there meanwhile.
+  env->Unlink(path.c_str());
+  file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT | O_EXCL);
   std::uint64_t size = FileSizeFor(slot_count);
   AllocateRange(env, file_, 0, size, "cannot allocate");
   map_.Map(env, file_.fd(), path, size, size);

@@ -1,7 +1,7 @@
 #include "names.h"
 
 #include <dirent.h>
-#include <sys/stat.h>
+#include <fcntl.h>
 
 #include <algorithm>
 #include <vector>
@@ -10,9 +10,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "file_lock.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "quote.h"
+#include "trust.h"
 
 namespace lilcache {
 
@@ -43,23 +45,25 @@ std::string ResolveRoot(std::string_view root) {
 }
 
 void EnsureRootDirectory(Env* env, const std::string& root) {
-  struct stat st;
-  if (::stat(root.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) throw Error("cache root \"" + root + "\" is not a directory");
-    return;
-  }
-  if (errno != ENOENT) {
-    throw Error("cache root \"" + root + "\": stat: " + std::strerror(errno));
-  }
-  // Create missing parents too, each 0700 (mkdir -p with a private mode).
-  for (std::size_t pos = 1; pos <= root.size(); ++pos) {
-    if (pos != root.size() && root[pos] != '/') continue;
-    std::string part = root.substr(0, pos);
-    if (env->Mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-      throw Error("cannot create cache root \"" + part + "\": " + std::strerror(errno));
+  int fd = env->Open(root.c_str(), O_PATH | O_CLOEXEC, 0);
+  if (fd >= 0) {
+    env->Close(fd);
+  } else if (errno != ENOENT) {
+    ThrowErrno("cannot open cache root", root);
+  } else {
+    // Create missing parents too, each 0700 (mkdir -p with a private mode).
+    // EEXIST is no error: another process may create a part between our
+    // open and mkdir, and whoever made the root, CheckRootDirectory judges
+    // it below. No chmod: the umask only ever removes bits from 0700.
+    for (std::size_t pos = 1; pos <= root.size(); ++pos) {
+      if (pos != root.size() && root[pos] != '/') continue;
+      std::string part = root.substr(0, pos);
+      if (env->Mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+        throw Error("cannot create cache root \"" + part + "\": " + std::strerror(errno));
+      }
     }
   }
-  ::chmod(root.c_str(), 0700);  // mkdir honours the umask; the root itself must be 0700
+  CheckRootDirectory(env, root);
 }
 
 }  // namespace lilcache

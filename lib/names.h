@@ -14,8 +14,9 @@ void validate_name(std::string_view name);
 // $XDG_CACHE_HOME/lilcache, else $HOME/.cache/lilcache. Throws Error if none.
 std::string ResolveRoot(std::string_view root);
 
-// Creates `root` (and missing parents) with mode 0700. Throws Error if it
-// exists and is not a directory (a symlink to a directory is accepted).
+// Creates `root` (and missing parents) with mode 0700 if it is missing, then
+// checks it (CheckRootDirectory, lib/trust.h: a directory of the caller's,
+// not writable by others). Throws Error.
 class Env;
 void EnsureRootDirectory(Env* env, const std::string& root);
 

@@ -291,6 +291,8 @@ TEST_CASE("files that are not lilcache's are refused, never overwritten") {
     std::fputs("my precious data", f);
     std::fclose(f);
   }
+  // Private, so that it is its content that is refused, not its mode.
+  REQUIRE(::chmod(dir.file("t.meta").c_str(), 0600) == 0);
   CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}), doctest::Contains("not a lilcache"),
                        Error);
   CHECK(std::filesystem::file_size(dir.file("t.meta")) == 16);

@@ -3,6 +3,7 @@
 // their exit statuses, and that dump never modifies anything.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -12,9 +13,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -452,6 +455,46 @@ TEST_CASE("dump of a missing cache exits 1 with the reason on stderr and creates
   CHECK(fs::is_empty(dir.path()));
 }
 
+TEST_CASE("dump escapes a boot id of invalid UTF-8 and terminal escapes, and --json stays valid") {
+  // Issue 12: --json aborted (uncaught type_error 316) and text mode printed
+  // the bytes as they were (terminal escape injection).
+  TempDir dir;
+  { Cache::open("c", {.root = dir.path()}).set("k", "v"); }
+  const std::string forged("\x1b]0;pwned\x07\xff\xfe\x1b[2J", 16);
+  WriteAt(dir.file("c.meta"), offsetof(lilcache::MetaHeader, boot_id), forged + '\0');
+  Result text = Dump({"--root", dir.path(), "c", "--header"});
+  CHECK(text.status == 0);
+  CHECK(text.out.find('\x1b') == std::string::npos);
+  CHECK(text.out.find('\xff') == std::string::npos);
+  CHECK(Contains(text.out, "  boot_id         \\x1b]0;pwned\\x07\\xff\\xfe\\x1b[2J\n"));
+  Result j = Dump({"--root", dir.path(), "c", "--header", "--json"});
+  CHECK(j.status == 0);
+  json doc = json::parse(j.out);  // throws if it is not JSON
+  CHECK(doc["header"]["meta"]["boot_id"] == "\\x1b]0;pwned\\x07\\xff\\xfe\\x1b[2J");
+}
+
+TEST_CASE("dump of a cache under a --root of invalid UTF-8 and control bytes prints it escaped") {
+  TempDir dir;
+  const std::string root = dir.file(std::string("r\xff\x1b[31m", 7));
+  { Cache::open("c", {.root = root}).set("k", "v"); }
+  Result text = Dump({"--root", root, "c"});
+  CHECK(text.status == 0);
+  CHECK(text.out.find('\x1b') == std::string::npos);
+  CHECK(text.out.find('\xff') == std::string::npos);
+  CHECK(Contains(text.out, "r\\xff\\x1b[31m/c.meta"));
+  Result j = Dump({"--root", root, "c", "--json", "--records"});
+  CHECK(j.status == 0);
+  json doc = json::parse(j.out);
+  CHECK(doc["records"].size() == 1);
+  CHECK(doc["root"] == dir.path() + "/r\xef\xbf\xbd\x1b[31m");  // U+FFFD for the bad byte
+  SUBCASE("and the error of a missing cache there too") {
+    Result missing = Dump({"--root", root, "nope", "--json"});
+    CHECK(missing.status == 1);
+    CHECK_NOTHROW(json::parse(missing.out));
+    CHECK(missing.err.find('\x1b') == std::string::npos);
+  }
+}
+
 TEST_CASE("dump exits 2 on bad usage and prints its version with --version") {
   CHECK(Dump({"--bogus", "c"}).status == 2);
   CHECK(Dump({}).status == 2);
@@ -591,6 +634,49 @@ TEST_CASE("compact with an unreadable root exits 1 with the reason on stderr") {
       CHECK(Contains(r.err, "Permission denied"));
     }
   }
+}
+
+TEST_CASE("compact run by root on another user's cache exits 1 naming the owner, and changes nothing") {
+  // Issue 11: `sudo lilcache-compact` left root-owned 0600 files behind, and
+  // the owner's every get and set failed "Permission denied" after it.
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to create a cache as another user (uid 65534)");
+    return;
+  }
+  TempDir dir;
+  REQUIRE(::chmod(dir.path().c_str(), 0711) == 0);
+  const std::string root = dir.file("nobodys");
+  REQUIRE(::mkdir(root.c_str(), 0700) == 0);
+  REQUIRE(::chown(root.c_str(), 65534, 65534) == 0);
+  auto as_nobody = [](const std::function<int()>& fn) {
+    return lilcache::test::wait_child(lilcache::test::fork_child([&] {
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+          ::setresuid(65534, 65534, 65534) != 0) {
+        return 98;
+      }
+      return fn();
+    }));
+  };
+  REQUIRE(as_nobody([&] {
+            auto c = Cache::open("c", {.root = root});
+            for (int i = 0; i < 50; ++i) c.set("k" + std::to_string(i), "v");
+            return 0;
+          }) == 0);
+  auto before = Snapshot(root);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--root", root, "c"},
+        std::vector<std::string>{"--root", root, "--all"}}) {
+    Result r = Compact(args);
+    CHECK(r.status == 1);
+    CHECK(Contains(r.err, "lilcache-compact: c: refusing "));
+    CHECK(Contains(r.err, "owned by uid 65534"));
+  }
+  CheckUnchanged(before, root);
+  CHECK(as_nobody([&] {
+          auto c = Cache::open("c", {.root = root, .create_if_missing = false});
+          c.set("after", "yes");
+          return c.get("k7") == "v" && c.compact().compacted ? 0 : 1;
+        }) == 0);
 }
 
 TEST_CASE("compact exits 2 on bad usage: an unknown flag, no name, names with --all, a bad name") {

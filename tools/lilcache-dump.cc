@@ -63,6 +63,10 @@ std::string Escape(std::string_view bytes, std::size_t max) {
   return out;
 }
 
+// A path or a message that may hold bytes from a file name or --root, shown
+// in text: escaped like keys, in full (no terminal escape gets through).
+std::string Shown(std::string_view text) { return Escape(text, 0); }
+
 // "2024-05-01T10:00:00.123Z", or "never" for 0.
 std::string FormatTime(std::uint64_t ms) {
   if (ms == 0) return "never";
@@ -171,7 +175,7 @@ void Field(std::ostream& out, std::string_view name, const auto& value) {
 }
 
 void PrintMeta(std::ostream& out, const lilcache::InspectMeta& m) {
-  out << "meta   " << m.path << "\n";
+  out << "meta   " << Shown(m.path) << "\n";
   Field(out, "version", m.version);
   Field(out, "size", m.file_size);
   Field(out, "salt", Hex(m.salt));
@@ -184,7 +188,8 @@ void PrintMeta(std::ostream& out, const lilcache::InspectMeta& m) {
             ((m.writer_state & 2) != 0 ? ", writers paused)" : ")"));
   Field(out, "flags", std::to_string(m.flags) + ((m.flags & 1) != 0 ? " (needs rebuild)" : ""));
   Field(out, "last_snapshot", FormatTime(m.last_snapshot_ms));
-  Field(out, "boot_id", m.boot_id.empty() ? "-" : m.boot_id);
+  // Bytes from the file: escaped (a boot id is ASCII, unless the file is damaged or forged).
+  Field(out, "boot_id", m.boot_id.empty() ? "-" : Escape(m.boot_id, 0));
   Field(out, "compactions", m.compactions);
   Field(out, "snapshots", m.snapshots);
   Field(out, "evictions", m.evictions);
@@ -193,7 +198,7 @@ void PrintMeta(std::ostream& out, const lilcache::InspectMeta& m) {
 }
 
 void PrintData(std::ostream& out, const lilcache::InspectData& d) {
-  out << "data   " << d.path << (d.present ? "" : " (unreadable)") << "\n";
+  out << "data   " << Shown(d.path) << (d.present ? "" : " (unreadable)") << "\n";
   if (!d.present) return;
   Field(out, "version", d.version);
   Field(out, "size", d.file_size);
@@ -206,7 +211,7 @@ void PrintData(std::ostream& out, const lilcache::InspectData& d) {
 }
 
 void PrintIndexHeader(std::ostream& out, const lilcache::InspectIndex& x) {
-  out << "index  " << x.path << (x.present ? "" : " (unreadable)") << "\n";
+  out << "index  " << Shown(x.path) << (x.present ? "" : " (unreadable)") << "\n";
   if (!x.present) return;
   Field(out, "version", x.version);
   Field(out, "size", x.file_size);
@@ -303,12 +308,14 @@ void PrintStats(std::ostream& out, const Dump& d) {
 
 void PrintProblems(std::ostream& out, const Dump& d) {
   out << "\nproblems" << (d.problems.empty() ? ": none" : "") << "\n";
-  for (const InspectProblem& p : d.problems) out << "  " << p.file << ": " << p.what << "\n";
+  for (const InspectProblem& p : d.problems) {
+    out << "  " << Shown(p.file) << ": " << Shown(p.what) << "\n";
+  }
   out << "status: " << (d.healthy() ? "healthy" : "NOT healthy") << "\n";
 }
 
 void PrintText(std::ostream& out, const Dump& d, const DumpOptions& o) {
-  out << "cache \"" << d.name << "\" in " << d.root << "\n";
+  out << "cache \"" << d.name << "\" in " << Shown(d.root) << "\n";
   if (o.header) PrintHeader(out, d);
   if (o.records && d.scanned) PrintRecords(out, d);
   if (o.index && d.indexed) PrintIndexStats(out, d.index);
@@ -335,7 +342,7 @@ json HeaderJson(const InspectHeader& h) {
             {"writer_state", m.writer_state},
             {"flags", m.flags},
             {"last_snapshot_ms", m.last_snapshot_ms},
-            {"boot_id", m.boot_id},
+            {"boot_id", Escape(m.boot_id, 0)},  // bytes from the file, escaped as keys are
             {"compactions", m.compactions},
             {"snapshots", m.snapshots},
             {"evictions", m.evictions},
@@ -429,6 +436,12 @@ json ToJson(const Dump& d, const DumpOptions& o) {
   return j;
 }
 
+// Always valid JSON: bytes of a path (--root, a file name) that are not UTF-8
+// become U+FFFD instead of an exception (nlohmann's type_error 316).
+std::string JsonText(const json& j, int indent) {
+  return j.dump(indent, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
+}
+
 // ---- main ------------------------------------------------------------------------
 
 void AddOptions(CLI::App& app, DumpOptions& o) {
@@ -454,12 +467,15 @@ int Run(const DumpOptions& o) {
   try {
     d = Collect(o);
   } catch (const lilcache::Error& e) {
-    if (o.json) std::cout << json{{"name", o.name}, {"root", o.root}, {"error", e.what()}} << "\n";
-    std::cerr << "lilcache-dump: " << o.name << ": " << e.what() << "\n";
+    if (o.json) {
+      std::cout << JsonText(json{{"name", o.name}, {"root", o.root}, {"error", e.what()}}, -1)
+                << "\n";
+    }
+    std::cerr << "lilcache-dump: " << o.name << ": " << Shown(e.what()) << "\n";
     return tools::kExitFailed;
   }
   if (o.json) {
-    std::cout << ToJson(d, o).dump(2) << "\n";
+    std::cout << JsonText(ToJson(d, o), 2) << "\n";
   } else {
     PrintText(std::cout, d, o);
   }

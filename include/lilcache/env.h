@@ -59,8 +59,9 @@ class Env {
 
   // ---- files ----
   // The library opens the cache's files with O_CLOEXEC | O_NOFOLLOW and
-  // creates them with mode 0600, and directories with mode 0700. (The text
-  // log is created through Open, then appended to by spdlog directly.)
+  // creates them with mode 0600, and directories with mode 0700, then checks
+  // each with Fstat (owner and mode, docs/operations.md). The text log is
+  // opened the same way (O_APPEND) and written with Append.
   virtual int Open(const char* path, int flags, mode_t mode);
   virtual int Close(int fd);
   virtual int Fstat(int fd, struct stat* st);
@@ -82,6 +83,9 @@ class Env {
   // write or EINTR): 0, or -1/errno. A compactor writes the records it copies
   // this way, not through a mapping of the new file.
   virtual int PwriteAll(int fd, const void* buf, std::size_t length, off_t offset);
+  // Appends all `length` bytes to fd, opened O_APPEND (write(2), resumed
+  // after a short write or EINTR): 0, or -1/errno. The text log's lines.
+  virtual int Append(int fd, const void* buf, std::size_t length);
   virtual int Fsync(int fd);
   virtual int Rename(const char* from, const char* to);
   virtual int Unlink(const char* path);

@@ -91,6 +91,13 @@ struct Options {
   // missing; files inside are created mode 0600.
   // "" (default) = $LILCACHE_ROOT, else $XDG_CACHE_HOME/lilcache, else
   // $HOME/.cache/lilcache (read at each open).
+  // A cache belongs to the user who owns its root, and only that user uses
+  // it: open() (the superuser's too) throws Error, naming the path, the owner
+  // or mode found and what to do, on a root not owned by the effective uid or
+  // writable by group or others, a root that is a symbolic link owned by
+  // another user (one of yours or root's is followed, and its target
+  // checked), and a cache file that is not a regular file of yours with mode
+  // 0600. See docs/operations.md, "Files and permissions".
   std::string root{};
 
   // Interval between snapshots (durable, compacted points in time), e.g.
@@ -240,7 +247,9 @@ class Cache {
   //
   // Throws Error on a bad name or option (naming it), "no such cache" when
   // options.create_if_missing is false and the cache does not exist, on a
-  // root that cannot be created or is not a directory, when 1,024 handles
+  // root that cannot be created, is not a directory, or is not to be
+  // trusted (Options::root), on a cache file of another user or open to
+  // other users, when 1,024 handles
   // already have the cache open, on files that are corrupt, of an unknown
   // format version or not lilcache files (the message names the file and
   // what is wrong), and on a failing system call. Safe to call concurrently
