@@ -192,10 +192,11 @@ void Cache::Impl::BeforeFork() { refresh_mu_.lock(); }
 void Cache::Impl::AfterForkInParent() { refresh_mu_.unlock(); }
 
 void Cache::Impl::AfterForkInChild() {
-  // The child's only thread (fork.h: no allocation, no lock, no Env). The
-  // parent's threads are gone with any mutex they held: start them afresh.
-  // refresh_mu_ was held by BeforeFork(), so generations_ is whole.
-  new (&refresh_mu_) std::mutex;
+  // The child's only thread (fork.h: no allocation, no lock, no Env). This
+  // thread holds refresh_mu_ (BeforeFork()), so generations_ is whole. The
+  // parent's other threads are gone with any other mutex they held: start
+  // those afresh.
+  refresh_mu_.unlock();
   new (&compact_mu_) std::mutex;
   new (&attach_mu_) std::mutex;
   new (&maintenance_mu_) std::mutex;
