@@ -12,24 +12,30 @@ std::atomic<std::uint64_t> g_fork_epoch{0};
 
 namespace {
 
-// Constant-initialized (constexpr constructors), so usable from any static
-// initializer; the handlers are installed when the library is loaded.
+// Constant-initialized (constexpr constructor; trivial destructor).
 std::mutex g_mu;
-std::vector<ForkHook*> g_hooks;  // guarded by g_mu
+// The registered hooks; guarded by g_mu (also its first use, so no fork
+// copies its initialization half done). Never destroyed: static destructors
+// run at exit() in no order across files, and a Cache destroyed then (the
+// default cache, a static one) unregisters itself.
+std::vector<ForkHook*>& Hooks() {
+  static auto* hooks = new std::vector<ForkHook*>();
+  return *hooks;
+}
 
 void Prepare() {
   g_mu.lock();
-  for (ForkHook* h : g_hooks) h->BeforeFork();
+  for (ForkHook* h : Hooks()) h->BeforeFork();
 }
 
 void Parent() {
-  for (ForkHook* h : g_hooks) h->AfterForkInParent();
+  for (ForkHook* h : Hooks()) h->AfterForkInParent();
   g_mu.unlock();
 }
 
 void Child() {
   internal::g_fork_epoch.fetch_add(1, std::memory_order_relaxed);
-  for (ForkHook* h : g_hooks) h->AfterForkInChild();
+  for (ForkHook* h : Hooks()) h->AfterForkInChild();
   g_mu.unlock();
 }
 
@@ -42,11 +48,11 @@ std::mutex& ForkMutex() {
   return g_mu;
 }
 
-void RegisterForkHookLocked(ForkHook* hook) { g_hooks.push_back(hook); }
+void RegisterForkHookLocked(ForkHook* hook) { Hooks().push_back(hook); }
 
 void UnregisterForkHookLocked(ForkHook* hook) {
-  auto it = std::find(g_hooks.begin(), g_hooks.end(), hook);
-  if (it != g_hooks.end()) g_hooks.erase(it);
+  auto it = std::find(Hooks().begin(), Hooks().end(), hook);
+  if (it != Hooks().end()) Hooks().erase(it);
 }
 
 }  // namespace lilcache
