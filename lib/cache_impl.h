@@ -189,7 +189,7 @@ class Cache::Impl : public ForkHook {
   double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio
   spdlog::level::level_enum level_;
   std::shared_ptr<spdlog::logger> logger_;
-  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see ReattachIfForked
+  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see Reattach
   std::unique_ptr<Meta> meta_;
   std::size_t slot_ = 0;
   std::uint64_t salt_ = 0;
