@@ -1,6 +1,5 @@
 #include "cache_impl.h"
 
-#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -18,16 +17,6 @@
 
 namespace lilcache {
 namespace {
-
-// Bumped in every fork child (pthread_atfork); a handle whose epoch differs
-// re-attaches. Relaxed: the child is single-threaded when it runs.
-std::atomic<std::uint64_t> g_fork_epoch{0};
-void OnForkChild() { g_fork_epoch.fetch_add(1, std::memory_order_relaxed); }
-
-void InstallForkHandler() {
-  static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, OnForkChild); });
-}
 
 std::uint64_t RandomSalt() {
   std::random_device rd;
@@ -174,26 +163,59 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     CheckRootDirectory(env_, paths_.root);
   }
   logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
-  InstallForkHandler();
   Attach();
 }
 
 Cache::Impl::~Impl() {
+  // In a fork child that never called this handle, the fork handlers have
+  // closed its descriptor of NAME.meta and forgotten its slot lock (the
+  // parent's), and reset its mutexes: closing it unmaps and closes files,
+  // and unlocks nothing. Its logger may be locked by a parent thread that is
+  // gone: only a handle attached in this process logs.
+  const bool attached_here = fork_epoch_.load(std::memory_order_relaxed) == ForkEpoch();
   StopMaintenance();
   try {
-    std::lock_guard<std::mutex> lock(refresh_mu_);
-    current_.store(nullptr, std::memory_order_seq_cst);
-    for (auto& g : generations_) g->Close();
+    {
+      std::lock_guard<std::mutex> lock(refresh_mu_);
+      current_.store(nullptr, std::memory_order_seq_cst);
+      for (auto& g : generations_) g->Close();
+    }
+    // Outside refresh_mu_: Close() takes ForkMutex(), which the fork prepare
+    // handler holds while it takes refresh_mu_.
     if (meta_) meta_->Close();
-    logger_->debug("closed");
+    if (attached_here) logger_->debug("closed");
   } catch (...) {
     // Destructors do not throw; the kernel drops our locks when the fds close.
   }
 }
 
+void Cache::Impl::BeforeFork() { refresh_mu_.lock(); }
+
+void Cache::Impl::AfterForkInParent() { refresh_mu_.unlock(); }
+
+void Cache::Impl::AfterForkInChild() {
+  // The child's only thread (fork.h: no allocation, no lock, no Env). This
+  // thread holds refresh_mu_ (BeforeFork()), so generations_ is whole. The
+  // parent's other threads are gone with any other mutex they held: start
+  // those afresh.
+  refresh_mu_.unlock();
+  new (&compact_mu_) std::mutex;
+  new (&attach_mu_) std::mutex;
+  new (&maintenance_mu_) std::mutex;
+  new (&maintenance_cv_) std::condition_variable;
+  for (auto& g : generations_) g->data.ResetAfterFork();
+  // The parent's maintenance thread does not exist here; forget it (the
+  // object is only a copy: never joined, never destroyed joinable) and start
+  // our own when needed. Relaxed: no other thread exists yet.
+  new (&maintenance_) std::thread();
+  maintenance_requested_.store(false, std::memory_order_relaxed);
+  compact_backoff_until_.store(0, std::memory_order_relaxed);
+  throttle_check_at_.store(0, std::memory_order_relaxed);
+}
+
 void Cache::Impl::Attach() {
-  fork_epoch_ = g_fork_epoch.load(std::memory_order_relaxed);
-  reset_epoch_ = fork_epoch_;
+  // Relaxed: the constructing thread is the only one using the handle yet.
+  fork_epoch_.store(ForkEpoch(), std::memory_order_relaxed);
   meta_ = std::make_unique<Meta>();
   meta_->Open(env_, paths_.meta(), create_);
   FileLock init = FileLock::Acquire(env_, meta_->file(), kInitLockByte);
@@ -232,47 +254,42 @@ void Cache::Impl::OpenLocked() {
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }
 
-void Cache::Impl::ReattachIfForked() {
-  const std::uint64_t epoch = g_fork_epoch.load(std::memory_order_relaxed);
-  if (epoch == fork_epoch_) [[likely]] {
-    return;
-  }
-  if (reset_epoch_ != epoch) {
-    // First call in a fork child. Mutexes may have been copied while held by
-    // a parent thread that does not exist here: start them afresh (once: a
-    // re-attach that fails is retried by the next call, maybe from a thread
-    // that holds one of them by then).
-    new (&refresh_mu_) std::mutex;
-    new (&compact_mu_) std::mutex;
-    new (&attach_mu_) std::mutex;
-    new (&maintenance_mu_) std::mutex;
-    new (&maintenance_cv_) std::condition_variable;
-    // The parent's maintenance thread does not exist here; forget it (its
-    // handle is only a copy) and start our own when needed.
-    new (&maintenance_) std::thread();
-    maintenance_requested_.store(false, std::memory_order_relaxed);
-    reset_epoch_ = epoch;
-  }
+void Cache::Impl::Reattach(std::uint64_t epoch) {
   std::lock_guard<std::mutex> lock(attach_mu_);
-  if (epoch == fork_epoch_) return;
-  // Our descriptors are shared with the parent, and so are their OFD locks:
-  // get a descriptor, and a process slot, of our own. Everything that can
-  // fail comes first: if it throws, the handle is unchanged and the next call
-  // tries again.
+  // Relaxed: attach_mu_ orders us after the thread that re-attached.
+  if (epoch == fork_epoch_.load(std::memory_order_relaxed)) return;
+  // First call in a fork child (or a grandchild...). The fork handlers have
+  // closed our copy of the parent's NAME.meta descriptor: get a descriptor,
+  // and a process slot, of our own. Everything that can fail comes first: if
+  // it throws, the handle is unchanged and the next call tries again.
   // The old logger's lock may be held by a parent thread: keep it alive
   // (nothing will use it) and log through a new one.
   std::shared_ptr<spdlog::logger> logger =
       MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
   auto meta = std::make_unique<Meta>();
   meta->Open(env_, paths_.meta(), /*create=*/false);
-  const std::size_t slot = meta->ClaimSlot(static_cast<std::uint64_t>(getpid()));
-  meta_->CloseInForkChild();
-  meta_ = std::move(meta);
+  std::size_t slot;
+  {
+    // Under the INIT lock, like an opener: a process that opens the cache
+    // alone holds INIT from its check that no slot is alive to the end of its
+    // recovery, which must not see a writer appear (ours would write into
+    // the generation it replaces). INIT also orders us after a lone opener
+    // that is recovering; our next operation then finds its new generation.
+    FileLock init = FileLock::Acquire(env_, meta->file(), kInitLockByte);
+    slot = meta->ClaimSlot(static_cast<std::uint64_t>(getpid()));
+  }
+  std::unique_ptr<Meta> parents = std::exchange(meta_, std::move(meta));
   slot_ = slot;
   retired_loggers_.push_back(logger_);
   logger_ = std::move(logger);
-  for (auto& g : generations_) g->data.set_logger(logger_.get());
-  fork_epoch_ = epoch;
+  {
+    std::lock_guard<std::mutex> refresh(refresh_mu_);
+    for (auto& g : generations_) g->data.set_logger(logger_.get());
+  }
+  // Unmaps only: its descriptor was closed in the fork handler.
+  parents->Close();
+  // Release: pairs with the acquire load in ReattachIfForked().
+  fork_epoch_.store(epoch, std::memory_order_release);
   logger_->info("re-attached after fork (process slot {})", slot_);
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }

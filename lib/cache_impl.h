@@ -11,7 +11,12 @@
 //  * Generation switches (index growth, compaction, recovery) are done by the
 //    process holding the COMPACT lock; writers pause only for the final swap.
 //  * Growth of the log takes the GROW lock (and an in-process mutex).
-//  * fork(): the first call in a child re-attaches (new descriptor, own slot).
+//  * fork(): the handle is a ForkHook (fork.h). In the child, before anything
+//    else runs, the fork handlers close its NAME.meta descriptor (Meta) and
+//    start its mutexes afresh; nothing is unlocked, so the parent keeps its
+//    locks and a dead parent's locks die with it. The first call in the child
+//    re-attaches (its own descriptor, and its own slot claimed under INIT);
+//    a handle the child never calls holds nothing of the parent's.
 #pragma once
 
 #include <spdlog/logger.h>
@@ -30,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "fork.h"
 #include "generation.h"
 #include "lilcache/lilcache.h"
 #include "meta.h"
@@ -38,10 +44,18 @@
 
 namespace lilcache {
 
-class Cache::Impl {
+class Cache::Impl : public ForkHook {
  public:
   Impl(std::string_view name, const Options& options);
   ~Impl();
+
+  // ForkHook: the prepare handler holds refresh_mu_ across the fork, so the
+  // child's copy of generations_ is whole; the child starts every mutex of the
+  // handle (and of its generations) afresh and forgets the parent's
+  // maintenance thread. Its Meta closes its own descriptor (meta.h).
+  void BeforeFork() override;
+  void AfterForkInParent() override;
+  void AfterForkInChild() override;
 
   void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
   std::optional<std::string> Get(std::string_view key);
@@ -117,7 +131,17 @@ class Cache::Impl {
   };
 
   void Attach();             // open meta, claim a slot, recover if alone, map
-  void ReattachIfForked();   // cheap check; re-attaches in a fork child
+  // The check at the start of every operation: one relaxed load of the
+  // process's fork epoch and one acquire load of the handle's. In a fork
+  // child the first call re-attaches (Reattach).
+  void ReattachIfForked() {
+    const std::uint64_t epoch = ForkEpoch();
+    if (epoch == fork_epoch_.load(std::memory_order_acquire)) [[likely]] {
+      return;
+    }
+    Reattach(epoch);
+  }
+  void Reattach(std::uint64_t epoch);
   void OpenLocked();         // under the INIT lock
   void RetireUnpinned();     // unmaps retired generations nobody pins
   std::uint64_t Append(Generation& g, const log::NewRecord& rec, Written& w);
@@ -165,12 +189,15 @@ class Cache::Impl {
   double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio
   spdlog::level::level_enum level_;
   std::shared_ptr<spdlog::logger> logger_;
-  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see ReattachIfForked
+  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see Reattach
   std::unique_ptr<Meta> meta_;
   std::size_t slot_ = 0;
   std::uint64_t salt_ = 0;
-  std::uint64_t fork_epoch_ = 0;   // fork epoch this handle is attached in
-  std::uint64_t reset_epoch_ = 0;  // fork epoch whose mutexes were reset
+  // The fork epoch (fork.h) this handle is attached in: it holds a descriptor
+  // of NAME.meta and a process slot of this process. Release store by
+  // Reattach() after meta_, slot_ and logger_ are set, acquire load in
+  // ReattachIfForked(): a thread that sees the epoch current sees them too.
+  std::atomic<std::uint64_t> fork_epoch_{0};
 
   std::atomic<Generation*> current_{nullptr};
   // Current, retired and released (reusable) generations; never shrinks
@@ -178,7 +205,7 @@ class Cache::Impl {
   std::vector<std::unique_ptr<Generation>> generations_;
   std::mutex refresh_mu_;   // guards generations_ and swaps of current_
   std::mutex compact_mu_;   // one compactor per process
-  std::mutex attach_mu_;    // re-attach after fork
+  std::mutex attach_mu_;    // serializes Reattach()
   // Monotonic ns before which AfterWrite() does not try to compact again
   // (another process holds the COMPACT lock, or a try was abandoned).
   // Relaxed: a hint between threads of this process.
@@ -194,6 +221,9 @@ class Cache::Impl {
   std::condition_variable maintenance_cv_;
   bool maintenance_stop_ = false;  // guarded by maintenance_mu_
   std::thread maintenance_;        // started on first request
+
+  // Last: registered once every member above exists, unregistered first.
+  ForkRegistration fork_registration_{this};
 };
 
 }  // namespace lilcache

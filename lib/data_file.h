@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <span>
 #include <string>
 
@@ -105,6 +106,10 @@ class DataFile {
   void Grow(std::uint64_t end, const FileHandle* meta);
 
   void Close();
+  // In a fork child (Cache::Impl's fork handler): the parent thread that may
+  // have held grow_mu_ (growing, or extending its mapping) does not exist
+  // here. The descriptor carries no lock (GROW is taken on NAME.meta's).
+  void ResetAfterFork() { new (&grow_mu_) std::mutex; }
   // Where growth is logged (info); null = nowhere.
   void set_logger(spdlog::logger* logger) { logger_ = logger; }
 

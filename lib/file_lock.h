@@ -4,8 +4,15 @@
 // description, not to the process: two descriptors from two open() calls
 // exclude each other even inside one process, closing an unrelated
 // descriptor never drops them, and the kernel drops them when the last
-// descriptor of the description is closed, i.e. when its process dies. That
-// last property is how lilcache detects dead processes.
+// reference to the description goes: its last descriptor, and also its last
+// MAP_SHARED mapping (a mapping holds the description), i.e. when its process
+// dies. That last property is how lilcache detects dead processes; so a file
+// that carries locks is mapped through another description (Meta::Open).
+//
+// fork() copies descriptors, not descriptions: a child's F_UNLCK drops the
+// parent's lock, and a child that lives on keeps a dead parent's locks. Every
+// descriptor that carries locks is closed in a fork child (lib/fork.h), never
+// unlocked there.
 //
 // Threads sharing ONE descriptor share its locks: a FileLock taken by one
 // thread does not exclude another thread using the same descriptor. Callers
@@ -41,6 +48,8 @@ class FileHandle {
   bool valid() const { return fd_ >= 0; }
   off_t Size() const;  // fstat; throws Error
   void Reset();
+  // Forgets the descriptor without closing it and returns it (-1 if none).
+  int Detach() { return std::exchange(fd_, -1); }
 
  private:
   Env* env_ = nullptr;
@@ -64,7 +73,7 @@ class FileLock {
   bool held() const { return fd_ >= 0; }
   void Release();
   // Stops tracking the lock without unlocking it (fork child: the lock is
-  // the parent's too).
+  // the parent's too, and unlocking would drop it for the parent).
   void Forget() { fd_ = -1; }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +17,8 @@
 
 namespace lilcache {
 
+Meta::~Meta() { Close(); }
+
 void Meta::Open(Env* env, const std::string& path, bool create) {
   env_ = env;
   if (!create) {
@@ -23,7 +26,13 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
     if (fd < 0 && errno == ENOENT) throw Error("no such cache (" + path + " does not exist)");
     if (fd >= 0) env->Close(fd);
   }
+  // Under ForkMutex(): a fork sees either no descriptor or a registered Meta
+  // that the child handler closes (an unregistered copy would carry the
+  // locks this process takes later into the child).
+  std::lock_guard<std::mutex> fork_lock(ForkMutex());
   file_ = FileHandle::Open(env, path, O_RDWR | (create ? O_CREAT : 0));
+  RegisterForkHookLocked(this);
+  registered_ = true;
   off_t size = file_.Size();
   if (size == 0) {
     // Growing a zero-length file is idempotent, so racing creators are fine;
@@ -39,7 +48,13 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
     // so the probe needs no free space: reads never do.)
     CheckFileSystem(env, file_, /*probe=*/true);
   }
-  map_.Map(env, file_.fd(), path, kMetaFileSize, kMetaFileSize + 4096 - kMetaFileSize % 4096);
+  // Mapped through a description of its own, closed once mapped: a mapping
+  // holds its description, and with it that description's OFD locks. Mapped
+  // through file_, the mapping a fork child inherits would keep the parent's
+  // locks alive after the parent died (fork.h). The file never grows, so the
+  // Mapping never uses the descriptor again.
+  FileHandle for_map = FileHandle::Open(env, path, O_RDWR);
+  map_.Map(env, for_map.fd(), path, kMetaFileSize, kMetaFileSize + 4096 - kMetaFileSize % 4096);
 }
 
 bool Meta::IsBlank() const {
@@ -169,20 +184,22 @@ void Meta::Sync() {
 }
 
 void Meta::Close() {
+  std::lock_guard<std::mutex> fork_lock(ForkMutex());
   slot_lock_.Release();
   map_.Unmap();
   file_.Reset();
+  if (registered_) UnregisterForkHookLocked(this);
+  registered_ = false;
 }
 
-}  // namespace lilcache
-
-
-namespace lilcache {
-
-void Meta::CloseInForkChild() {
+void Meta::AfterForkInChild() {
+  // The child's only thread; the parent's threads that held INIT, GROW or
+  // COMPACT on this descriptor do not exist here, and their FileLocks are
+  // never destroyed. Closing our copy of the descriptor drops no lock: the
+  // parent still holds the description. Unlocking would drop the parent's.
   slot_lock_.Forget();
-  map_.Unmap();
-  file_.Reset();  // closing our copy does not drop the parent's OFD locks
+  int fd = file_.Detach();
+  if (fd >= 0) ::close(fd);
 }
 
 }  // namespace lilcache

@@ -7,6 +7,15 @@
 // fields are accessed through Shared() (atomic_ref) with the order stated at
 // each access. A Meta object itself is owned by one Cache handle; its
 // methods are thread-safe except Create/Open/Close.
+//
+// fork(): the descriptor file() carries this process's OFD locks (its SLOT
+// lock, and INIT, GROW or COMPACT while some thread holds them). A Meta is a
+// ForkHook (lib/fork.h): in a fork child it closes its copy of that
+// descriptor and forgets its slot lock, without unlocking anything, so that
+// the child can neither drop the parent's locks nor keep them alive after the
+// parent dies. The mapping stays (it is made through another description,
+// which carries no lock): header() and slot() remain readable in the child,
+// but the locking methods are not usable there; the Cache opens a new Meta.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +23,7 @@
 #include <string>
 
 #include "file_lock.h"
+#include "fork.h"
 #include "mapping.h"
 
 namespace lilcache {
@@ -78,15 +88,17 @@ static_assert(sizeof(ProcessSlot) == kSlotSize && offsetof(ProcessSlot, hits) ==
 
 class Env;
 
-class Meta {
+class Meta : public ForkHook {
  public:
   Meta() = default;
   Meta(const Meta&) = delete;
   Meta& operator=(const Meta&) = delete;
+  ~Meta();
 
   // Opens (or, with `create`, creates zero-filled and sized) NAME.meta and
   // maps it. Does not validate the header: the caller does that under the
   // INIT lock. Without `create`, a missing file is an Error "no such cache".
+  // Called once per Meta.
   void Open(Env* env, const std::string& path, bool create);
   // True if the file was just created (all zero): the caller initializes it.
   bool IsBlank() const;
@@ -122,16 +134,21 @@ class Meta {
 
   // msync(MS_SYNC) of the whole file: makes the generation number durable.
   void Sync();
+  // Releases the slot lock (if this process claimed it), unmaps, closes. In
+  // a fork child, after AfterForkInChild(), only unmaps: nothing is unlocked.
   void Close();
-  // In a fork child: drops this process's view without unlocking, since the
-  // parent shares the descriptor and so its locks.
-  void CloseInForkChild();
+
+  // ForkHook: in the child, closes the locking descriptor (close(2), not the
+  // Env: see fork.h) and forgets the slot lock. The parent's description and
+  // its locks stay the parent's.
+  void AfterForkInChild() override;
 
  private:
   Env* env_ = nullptr;
-  FileHandle file_;
-  Mapping map_;
+  FileHandle file_;  // carries the OFD locks; changed under ForkMutex()
+  Mapping map_;      // made through a descriptor of its own, closed at once
   FileLock slot_lock_;
+  bool registered_ = false;  // a ForkHook; guarded by ForkMutex()
 };
 
 }  // namespace lilcache

@@ -103,6 +103,9 @@ class Env {
   // (F_OFD_SETLKW) instead of failing with EAGAIN/EACCES (F_OFD_SETLK).
   // The kernel releases them when the holder's descriptor closes, which is
   // how the library notices that a process died (docs/format.md, lock bytes).
+  // In a fork child the library closes its copies of the locking descriptors
+  // with close(2) directly, not through Close(): a pthread_atfork child
+  // handler may only make async-signal-safe calls (docs/concurrency.md).
   virtual int Lock(int fd, off_t start, off_t length, bool exclusive, bool wait);
   virtual int Unlock(int fd, off_t start, off_t length);
   // F_OFD_GETLK: 1 if another open file description holds a lock that

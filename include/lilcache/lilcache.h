@@ -225,9 +225,11 @@ struct CompactionResult {
 // throws Error.
 //
 // fork(): a child may keep using a Cache opened by its parent; the handle
-// notices the new pid and re-attaches (new descriptors and locks) on its
+// re-attaches (a descriptor, locks and a process slot of its own) on its
 // first call in the child (which also restarts the snapshot thread of a
 // handle opened with Options::snapshot, since threads do not survive fork()).
+// A child that never calls it holds nothing of the parent's: it may destroy
+// it (exit), exec, or outlive the parent without affecting anyone.
 class Cache {
  public:
   // Opens the cache `name` under options.root: creates the root directory and
