@@ -2,6 +2,8 @@
 // wrote, and it reports the states that break "a slot only moves to a higher
 // seq" (docs/concurrency.md), built here directly in the files.
 #include <doctest/doctest.h>
+#include <signal.h>
+#include <spdlog/logger.h>
 
 #include <chrono>
 #include <optional>
@@ -202,3 +204,15 @@ TEST_CASE("the audit reports a key of the log without a slot, a slot pointing at
   CHECK_MESSAGE(text.find("key \"j\" has no slot") != std::string::npos, text);
   CHECK(r.violations.size() == 3);
 }
+
+#ifndef NDEBUG
+TEST_CASE("debug builds abort when a slot moves to a record that is not newer") {
+  pid_t pid = lilcache::test::fork_child([] {
+    spdlog::logger quiet("audit_test");  // no sinks
+    lilcache::CheckSlotMove(quiet, "test", "k", 7, 8);  // newer: fine
+    lilcache::CheckSlotMove(quiet, "test", "k", 8, 7);  // older: aborts
+    return 0;
+  });
+  CHECK(lilcache::test::wait_child(pid) == 128 + SIGABRT);
+}
+#endif
