@@ -140,20 +140,19 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   }
   const std::span<const char> region = data.bytes(tail);
   std::unordered_map<std::string_view, Newest> newest;
-  rep.damaged = log::ForEachValidRecord(region, kHeaderSize, tail, salt,
-                                        [&](std::uint64_t off, const log::RecordView& r) {
-                                          ++rep.records;
-                                          Newest& n = newest[r.key()];
-                                          if (n.offset == 0 || r.seq() > n.seq) {
-                                            n.offset = off;
-                                            n.seq = r.seq();
-                                          }
-                                          if (!r.is_tombstone() &&
-                                              (n.set_offset == 0 || r.seq() > n.set_seq)) {
-                                            n.set_offset = off;
-                                            n.set_seq = r.seq();
-                                          }
-                                        });
+  rep.damaged = log::ForEachValidRecord(
+      region, kHeaderSize, tail, salt, [&](std::uint64_t off, const log::RecordView& r) {
+        ++rep.records;
+        Newest& n = newest[r.key()];
+        if (n.offset == 0 || r.seq() > n.seq) {
+          n.offset = off;
+          n.seq = r.seq();
+        }
+        if (!r.is_tombstone() && (n.set_offset == 0 || r.seq() > n.set_seq)) {
+          n.set_offset = off;
+          n.set_seq = r.seq();
+        }
+      });
   rep.keys = newest.size();
 
   // Every slot against it.
@@ -170,8 +169,8 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
     ++rep.slots;
     const std::uint64_t off = Index::OffsetOf(v);
     log::RecordView r;
-    log::Damage d = off < kHeaderSize ? log::Damage::kBadMagic
-                                      : log::CheckRecord(region, off, salt, &r);
+    log::Damage d =
+        off < kHeaderSize ? log::Damage::kBadMagic : log::CheckRecord(region, off, salt, &r);
     if (d != log::Damage::kNone) {
       violation("slot " + std::to_string(i) + " points at offset " + std::to_string(off) +
                 ", which holds no valid record below the tail (" + log::DamageName(d) + ")");

@@ -36,10 +36,10 @@ class Env;
 
 struct AuditReport {
   std::uint64_t generation = 0;
-  std::uint64_t records = 0;     // valid records in the log below the tail
-  std::uint64_t keys = 0;        // distinct keys among them
-  std::uint64_t slots = 0;       // non-empty index slots
-  std::uint64_t damaged = 0;     // damaged regions skipped in the log (holes, torn records)
+  std::uint64_t records = 0;            // valid records in the log below the tail
+  std::uint64_t keys = 0;               // distinct keys among them
+  std::uint64_t slots = 0;              // non-empty index slots
+  std::uint64_t damaged = 0;            // damaged regions skipped in the log (holes, torn records)
   std::vector<std::string> violations;  // one message each (the first kMaxMessages, then a count)
   bool ok() const { return violations.empty(); }
   // Summary and violations, one per line.

@@ -39,8 +39,8 @@ struct Files {
   Files(const std::string& root, const std::string& name) {
     auto in = lilcache::Inspector::Open(root, name);
     salt = in.header().meta.salt;
-    g.Open(lilcache::Env::Default(), lilcache::CachePaths{root, name},
-           in.header().meta.generation, salt);
+    g.Open(lilcache::Env::Default(), lilcache::CachePaths{root, name}, in.header().meta.generation,
+           salt);
   }
   ~Files() { g.Close(); }
 
@@ -62,8 +62,8 @@ struct Files {
     g.index.slot(p.pos).store(Index::Pack(hash(key), off));
   }
   // Appends a record below a new tail, published in no slot.
-  std::uint64_t append(lilcache::log::RecordType type, std::string_view key,
-                       std::string_view value, std::uint64_t seq) {
+  std::uint64_t append(lilcache::log::RecordType type, std::string_view key, std::string_view value,
+                       std::uint64_t seq) {
     std::size_t size = lilcache::log::RecordSize(key.size(), value.size());
     std::uint64_t off = g.data.Reserve(size, nullptr);
     lilcache::log::EncodeRecord({type, key, value, seq, 0}, salt,
@@ -79,8 +79,9 @@ std::string all(const lilcache::AuditReport& r) { return r.Describe(); }
 
 }  // namespace
 
-TEST_CASE("the audit finds nothing wrong in a cache written by sets, pops, erases, TTLs, a "
-          "purge and a compaction") {
+TEST_CASE(
+    "the audit finds nothing wrong in a cache written by sets, pops, erases, TTLs, a "
+    "purge and a compaction") {
   lilcache::test::TempDir dir;
   {
     auto c = lilcache::Cache::open("a", options(dir));
@@ -106,8 +107,9 @@ TEST_CASE("the audit finds nothing wrong in a cache written by sets, pops, erase
   CHECK(r.slots >= 1);
 }
 
-TEST_CASE("the audit reports a slot moved back from a value to an older tombstone (a pop "
-          "installing its stale tombstone after a failed CAS)") {
+TEST_CASE(
+    "the audit reports a slot moved back from a value to an older tombstone (a pop "
+    "installing its stale tombstone after a failed CAS)") {
   lilcache::test::TempDir dir;
   {
     auto c = lilcache::Cache::open("a", options(dir));
@@ -141,8 +143,9 @@ TEST_CASE("the audit reports a slot moved back from a value to an older tombston
   }
 }
 
-TEST_CASE("the audit reports a slot moved back past a value even when a newer tombstone "
-          "follows it") {
+TEST_CASE(
+    "the audit reports a slot moved back past a value even when a newer tombstone "
+    "follows it") {
   lilcache::test::TempDir dir;
   {
     auto c = lilcache::Cache::open("a", options(dir));
@@ -162,8 +165,9 @@ TEST_CASE("the audit reports a slot moved back past a value even when a newer to
   CHECK_MESSAGE(r.violations[0].find("moved back past it") != std::string::npos, all(r));
 }
 
-TEST_CASE("the audit accepts the newer tombstone of a pop that lost its race, and reports one "
-          "that would delete a visible value") {
+TEST_CASE(
+    "the audit accepts the newer tombstone of a pop that lost its race, and reports one "
+    "that would delete a visible value") {
   lilcache::test::TempDir dir;
   {
     auto c = lilcache::Cache::open("a", options(dir));
@@ -183,8 +187,9 @@ TEST_CASE("the audit accepts the newer tombstone of a pop that lost its race, an
         std::string::npos);
 }
 
-TEST_CASE("the audit reports a key of the log without a slot, a slot pointing at no record, "
-          "and a slot of another key's tag") {
+TEST_CASE(
+    "the audit reports a key of the log without a slot, a slot pointing at no record, "
+    "and a slot of another key's tag") {
   lilcache::test::TempDir dir;
   {
     auto c = lilcache::Cache::open("a", options(dir));
@@ -208,7 +213,7 @@ TEST_CASE("the audit reports a key of the log without a slot, a slot pointing at
 #ifndef NDEBUG
 TEST_CASE("debug builds abort when a slot moves to a record that is not newer") {
   pid_t pid = lilcache::test::fork_child([] {
-    spdlog::logger quiet("audit_test");  // no sinks
+    spdlog::logger quiet("audit_test");                 // no sinks
     lilcache::CheckSlotMove(quiet, "test", "k", 7, 8);  // newer: fine
     lilcache::CheckSlotMove(quiet, "test", "k", 8, 7);  // older: aborts
     return 0;

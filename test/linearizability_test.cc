@@ -553,8 +553,8 @@ TEST_SUITE("process") {
                                : ""),
             ": ", ops, " ops on ", keys, " registers, ", with_compaction, " with a compaction, ",
             with_kill, " with a SIGKILL (", killed, " ops in flight at a kill), ", with_replay,
-            " with a replay of the log half way; ", states,
-            " search states; ", gave_up, " searches gave up");
+            " with a replay of the log half way; ", states, " search states; ", gave_up,
+            " searches gave up");
     CHECK(gave_up == 0);
   }
 }

@@ -914,8 +914,9 @@ TEST_SUITE("process") {
     MESSAGE(round, " rounds of ", kKeys, " keys");
   }
 
-  TEST_CASE("sets racing pops in 4 processes leave an index that a replay of the log agrees "
-            "with") {
+  TEST_CASE(
+      "sets racing pops in 4 processes leave an index that a replay of the log agrees "
+      "with") {
     // Rounds: 4 processes x 2 threads released at once walk the same fresh
     // keys in the same order, each doing a set or a pop of each key (so they
     // collide on it). A pop whose CAS fails because a set got in first must
