@@ -59,6 +59,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -74,7 +75,7 @@
 #include <vector>
 
 #include "audit.h"
-#include "fault_env.h"
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "test_util.h"
 
@@ -939,12 +940,68 @@ lilcache::Options cache_options(const Config& cfg) {
   return o;
 }
 
+// The workers' Env: Env::Default() plus a record of the address-space
+// reservations the library makes (anonymous PROT_NONE maps, lib/mapping.h)
+// and releases, so that a worker can check it released them all (big
+// anonymous maps in /proc/self/maps cannot be told apart from a sanitizer's
+// allocator regions). Lock-free, unlike test/fault_env.h's FaultEnv: a fork
+// child must never find a lock held by a thread of its parent that does not
+// exist in it (a child hung so in FaultEnv's mutex).
+class TrackingEnv : public lilcache::Env {
+ public:
+  void* Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset) override {
+    void* p = Env::Mmap(addr, length, prot, flags, fd, offset);
+    if (p != MAP_FAILED && prot == PROT_NONE && (flags & MAP_ANONYMOUS) != 0) {
+      for (Entry& e : table_) {
+        std::uintptr_t free = 0;
+        // Relaxed: each entry is one process's own bookkeeping; the count
+        // is read after every thread using the cache has been joined.
+        if (e.addr.compare_exchange_strong(free, reinterpret_cast<std::uintptr_t>(p),
+                                           std::memory_order_relaxed)) {
+          e.length.store(length, std::memory_order_relaxed);
+          return p;
+        }
+      }
+      overflow_.store(true, std::memory_order_relaxed);
+    }
+    return p;
+  }
+  int Munmap(void* addr, std::size_t length) override {
+    int rc = Env::Munmap(addr, length);
+    if (rc != 0) return rc;
+    for (Entry& e : table_) {
+      std::uintptr_t a = reinterpret_cast<std::uintptr_t>(addr);
+      if (e.addr.load(std::memory_order_relaxed) == a &&
+          e.length.load(std::memory_order_relaxed) == length &&
+          e.addr.compare_exchange_strong(a, 0, std::memory_order_relaxed)) {
+        break;
+      }
+    }
+    return rc;
+  }
+  // Reservations made and not unmapped yet (SIZE_MAX: too many to track).
+  std::size_t reservations_held() const {
+    if (overflow_.load(std::memory_order_relaxed)) return SIZE_MAX;
+    std::size_t n = 0;
+    for (const Entry& e : table_) n += e.addr.load(std::memory_order_relaxed) != 0 ? 1 : 0;
+    return n;
+  }
+
+ private:
+  struct Entry {
+    std::atomic<std::uintptr_t> addr{0};
+    std::atomic<std::size_t> length{0};
+  };
+  std::array<Entry, 4096> table_;
+  std::atomic<bool> overflow_{false};
+};
+
 // Exit status: 0 clean, 4 open failed, 5 leaked descriptors or mappings,
 // 6 other error.
 int worker_main(const Config& cfg, std::uint32_t p, std::uint64_t incarnation) {
   const std::string cache_dir = cfg.root + "/cache";
   const auto before = lilcache::test::process_resources(cache_dir);
-  lilcache::test::FaultEnv env;  // never fails: tracks the library's address reservations
+  TrackingEnv env;
   {
     std::optional<lilcache::Cache> cache;
     try {
