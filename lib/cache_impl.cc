@@ -492,6 +492,7 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec
       // lets us read the record that beat us.
       if (g.index.slot(p.pos).compare_exchange_strong(p.value, slot_value,
                                                       std::memory_order_acq_rel)) {
+        CheckSlotMove(*logger_, "set", rec.key, cur.seq(), mine.seq);
         AddDead(g, cur.size());
         return Outcome::kDone;
       }
@@ -557,6 +558,7 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
     // record gets its value: that is what makes pop hand it out once.
     if (g.index.slot(p.pos).compare_exchange_strong(p.value, tomb_slot,
                                                     std::memory_order_acq_rel)) {
+      CheckSlotMove(*logger_, "pop", key, cur.seq(), tomb_seq);
       AddDead(g, cur.size());
       *found = true;
       return want_value ? std::optional<std::string>(std::string(cur.value()))

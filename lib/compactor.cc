@@ -73,6 +73,11 @@ class Builder {
       // Relaxed is enough: nobody else can see this index before the rename
       // and the release store of the new generation number.
       g_.index.slot(p.pos).store(value, std::memory_order_relaxed);
+#ifndef NDEBUG
+      const log::RecordView now = Record(off);
+      CheckSlotMove(c_.logger(), "compaction", now.key(), Record(Index::OffsetOf(p.value)).seq(),
+                    now.seq());
+#endif
       // The copy it replaces (catch-up) is dead space of the new generation.
       auto dead = Shared(g_.data.header().dead_bytes);
       dead.store(dead.load(std::memory_order_relaxed) + Record(Index::OffsetOf(p.value)).size(),

@@ -2,13 +2,17 @@
 
 #include <fcntl.h>
 
+#include <spdlog/logger.h>
+
 #include <bit>
+#include <cstdlib>
 #include <cstring>
 
 #include "data_file.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "meta.h"
+#include "quote.h"
 
 namespace lilcache {
 namespace {
@@ -91,6 +95,19 @@ bool Index::Claim(std::uint64_t pos, std::uint64_t value, std::uint64_t* seen) c
   *seen = expected;
   return false;
 }
+
+#ifndef NDEBUG
+void CheckSlotMove(spdlog::logger& logger, const char* where, std::string_view key,
+                   std::uint64_t replaced_seq, std::uint64_t installed_seq) {
+  if (installed_seq > replaced_seq) return;
+  logger.error(
+      "index invariant violated: {} moved the slot of key {} from seq {} to seq {} (a slot only "
+      "moves to a higher seq); aborting",
+      where, Quote(key.substr(0, 64)), replaced_seq, installed_seq);
+  logger.flush();
+  std::abort();
+}
+#endif
 
 void Index::Close() {
   map_.Unmap();

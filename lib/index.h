@@ -20,9 +20,28 @@
 #include "mapping.h"
 #include "shared_atomic.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace lilcache {
 
 class Env;
+
+// Debug builds (no NDEBUG): called after every successful move of a slot
+// from one record to another (SetIn's and PopIn's CAS, the compactor's
+// Install), with the seqs of the record replaced and the record installed.
+// Unless installed > replaced, logs "index invariant violated" at error
+// level (with `where` and the key) and aborts: the rule of
+// docs/concurrency.md, "The one invariant", was broken, and a replay of the
+// log would no longer agree with the index. Release builds: nothing.
+#ifdef NDEBUG
+inline void CheckSlotMove(spdlog::logger&, const char*, std::string_view, std::uint64_t,
+                          std::uint64_t) {}
+#else
+void CheckSlotMove(spdlog::logger& logger, const char* where, std::string_view key,
+                   std::uint64_t replaced_seq, std::uint64_t installed_seq);
+#endif
 
 inline constexpr char kIndexMagic[8] = {'L', 'I', 'L', 'C', 'I', 'N', 'D', 'X'};
 inline constexpr std::uint64_t kMinSlots = 1024;

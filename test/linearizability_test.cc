@@ -13,6 +13,12 @@
 // process reopens the cache alone and reads every key: those reads are part
 // of the history.
 //
+// Half of the other histories have a replay step half way: every worker
+// closes its cache, the test process audits the index against the log
+// (lib/audit.h), forces a replay (needs_rebuild) and reopens the cache alone,
+// reads every key (part of the history), and the workers go on. Every
+// history without a kill is audited at the end.
+//
 // LILCACHE_LIN_HISTORIES=N checks N histories (default 300).
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -223,6 +229,10 @@ struct ThreadLog {
 };
 struct SharedLog {
   ThreadLog logs[kMaxProcesses][kMaxThreads];
+  // The replay step (Plan::replay): workers that closed their cache at half
+  // way, and 1 once the test process has replayed the log. Atomic (seq_cst).
+  std::uint32_t closed;
+  std::uint32_t resume;
 };
 
 std::uint64_t now_ns() {
@@ -246,15 +256,22 @@ struct Plan {
   std::uint32_t keys = 2;
   bool compact = false;  // one thread compacts mid-way
   bool kill = false;     // one worker is SIGKILLed mid-way
+  // Half way, every worker closes its cache; the test process audits it,
+  // forces a replay of the log (needs_rebuild), reopens it alone (the
+  // replay), reads every key, closes it; then the workers reopen the cache
+  // and go on. Not with `kill`: a replay keeps a killed writer's record it
+  // never published, which a strict history (LILCACHE_LIN_STRICT) forbids.
+  bool replay = false;
   std::uint64_t seed = 0;
 };
 
 // A worker thread: `ops` random operations, each recorded around its call.
-void work(Cache& c, const Plan& plan, std::uint32_t p, std::uint32_t t, ThreadLog& log) {
-  std::mt19937_64 rng(plan.seed * 1000003 + p * 31 + t);
+// Operations [from, to) of the thread; `rng` carries over between calls.
+void work(Cache& c, const Plan& plan, std::uint32_t p, std::uint32_t t, ThreadLog& log,
+          std::mt19937_64& rng, std::uint32_t from, std::uint32_t to) {
   const std::uint32_t writer = p * kMaxThreads + t + 1;
   const std::uint32_t compact_at = plan.compact && p == 0 && t == 0 ? plan.ops / 2 : ~0u;
-  for (std::uint32_t i = 0; i < plan.ops; ++i) {
+  for (std::uint32_t i = from; i < to; ++i) {
     if (i == compact_at) c.compact();
     Rec& r = log.recs[i];
     std::uint32_t dice = static_cast<std::uint32_t>(rng() % 100);
@@ -312,6 +329,8 @@ struct HistoryOutcome {
   bool bad_value = false;
   bool worker_failed = false;
   std::string failure;
+  std::string audit;      // the audit's report ("" = the index agrees with the log)
+  bool replayed = false;  // the replay step ran (a new generation from the log)
 };
 
 HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
@@ -330,13 +349,36 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
       plan.kill ? static_cast<std::uint32_t>(rng() % plan.processes) : plan.processes;
   const std::uint64_t kill_at = 1 + rng() % (std::uint64_t{plan.threads} * plan.ops);
   std::vector<pid_t> pids;
+  const std::uint32_t half = plan.replay ? plan.ops / 2 : 0;  // ops before the replay step
   for (std::uint32_t p = 0; p < plan.processes; ++p) {
     pids.push_back(children.add(lilcache::test::fork_child([&, p] {
-      Cache c = Cache::open("lin", {.root = root});
+      std::optional<Cache> c(Cache::open("lin", {.root = root}));
       gate.wait();
+      std::vector<std::mt19937_64> rngs;
+      for (std::uint32_t t = 0; t < plan.threads; ++t) {
+        rngs.emplace_back(plan.seed * 1000003 + p * 31 + t);
+      }
+      auto run = [&](std::uint32_t from, std::uint32_t to) {
+        std::vector<std::thread> threads;
+        for (std::uint32_t t = 0; t < plan.threads; ++t) {
+          threads.emplace_back(
+              [&, t] { work(*c, plan, p, t, shared.logs[p][t], rngs[t], from, to); });
+        }
+        for (auto& th : threads) th.join();
+      };
+      if (plan.replay) {
+        run(0, half);
+        c.reset();
+        std::atomic_ref<std::uint32_t>(shared.closed).fetch_add(1);
+        while (std::atomic_ref<std::uint32_t>(shared.resume).load() == 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        c.emplace(Cache::open("lin", {.root = root}));
+      }
       std::vector<std::thread> threads;
       for (std::uint32_t t = 0; t < plan.threads; ++t) {
-        threads.emplace_back([&, t] { work(c, plan, p, t, shared.logs[p][t]); });
+        threads.emplace_back(
+            [&, t] { work(*c, plan, p, t, shared.logs[p][t], rngs[t], half, plan.ops); });
       }
       if (p == victim) {
         threads.emplace_back([&] {
@@ -355,6 +397,46 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
     })));
   }
   gate.open();
+  // Every key read by the test process, as part of the history.
+  std::vector<lin::Op> h;
+  auto read_all = [&](Cache& c) {
+    for (std::uint32_t k = 0; k < plan.keys; ++k) {
+      lin::Op o;
+      o.kind = lin::Kind::kGet;
+      o.key = key_name(k);
+      o.process = plan.processes;
+      o.invoke = now_ns();
+      std::optional<std::string> got = c.get(o.key);
+      o.complete = now_ns();
+      if (got) {
+        auto info = lilcache::test::check_value(o.key, *got, nullptr);
+        if (!info) {
+          out.bad_value = true;
+          continue;
+        }
+        o.value = id_of(info->writer, info->seq);
+      }
+      h.push_back(o);
+    }
+  };
+  if (plan.replay) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::atomic_ref<std::uint32_t>(shared.closed).load() < plan.processes &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (std::atomic_ref<std::uint32_t>(shared.closed).load() < plan.processes) {
+      out.worker_failed = true;
+      out.failure = "the workers did not all close their cache at half way";
+    } else {
+      out.audit = lilcache::test::audit_cache(root, "lin");
+      lilcache::test::force_replay(root, "lin");
+      Cache c = Cache::open("lin", {.root = root});  // alone: replays the log
+      out.replayed = c.stats().generation > 1;
+      read_all(c);
+    }
+    std::atomic_ref<std::uint32_t>(shared.resume).store(1);
+  }
   std::vector<std::uint64_t> death(plan.processes, lin::kNever);
   std::vector<bool> reaped(plan.processes, false);
   if (plan.kill) {
@@ -374,7 +456,9 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
       out.failure = "worker " + std::to_string(p) + " exited with " + std::to_string(st);
     }
   }
-  std::vector<lin::Op> h;
+  // Every process is done: the index must agree with the log, unless a
+  // writer was killed (its record may be in the log, never published).
+  if (!plan.kill && out.audit.empty()) out.audit = lilcache::test::audit_cache(root, "lin");
   for (std::uint32_t p = 0; p < plan.processes; ++p) {
     for (std::uint32_t t = 0; t < plan.threads; ++t) {
       const ThreadLog& log = shared.logs[p][t];
@@ -404,24 +488,7 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
   // mid-append) and reads every key.
   {
     Cache c = Cache::open("lin", {.root = root});
-    for (std::uint32_t k = 0; k < plan.keys; ++k) {
-      lin::Op o;
-      o.kind = lin::Kind::kGet;
-      o.key = key_name(k);
-      o.process = plan.processes;
-      o.invoke = now_ns();
-      std::optional<std::string> got = c.get(o.key);
-      o.complete = now_ns();
-      if (got) {
-        auto info = lilcache::test::check_value(o.key, *got, nullptr);
-        if (!info) {
-          out.bad_value = true;
-          continue;
-        }
-        o.value = id_of(info->writer, info->seq);
-      }
-      h.push_back(o);
-    }
+    read_all(c);
   }
   out.ops = h.size();
   out.result = lin::Check(h);
@@ -442,7 +509,7 @@ TEST_SUITE("process") {
     SharedLog& shared = *static_cast<SharedLog*>(mem);
     std::mt19937_64 rng(std::random_device{}());
     std::uint64_t ops = 0, states = 0, keys = 0, killed = 0, with_kill = 0, with_compaction = 0,
-                  gave_up = 0;
+                  with_replay = 0, gave_up = 0;
     int failures = 0, checked = 0;
     for (int i = 0; i < histories && failures < 3; ++i, ++checked) {
       Plan plan;
@@ -453,6 +520,7 @@ TEST_SUITE("process") {
       plan.ops = 8 + static_cast<std::uint32_t>((plan.seed >> 24) % 25);    // 8..32
       plan.compact = (plan.seed >> 32) % 3 == 0;
       plan.kill = (plan.seed >> 40) % 3 == 0;
+      plan.replay = !plan.kill && (plan.seed >> 48) % 2 == 0;
       HistoryOutcome h = run_history(plan, shared, strict);
       CAPTURE(plan.seed);
       ops += h.ops;
@@ -461,6 +529,9 @@ TEST_SUITE("process") {
       killed += h.killed_ops;
       with_kill += plan.kill;
       with_compaction += plan.compact;
+      with_replay += h.replayed;
+      CHECK_MESSAGE(h.replayed == plan.replay, "the replay step did not replay the log");
+      CHECK_MESSAGE(h.audit.empty(), h.audit);
       gave_up += h.result.gave_up;
       CHECK_MESSAGE(!h.worker_failed, h.failure);
       CHECK_MESSAGE(!h.bad_value, "a torn or foreign value was read (see stderr)");
@@ -470,6 +541,7 @@ TEST_SUITE("process") {
                    " threads x ", plan.ops, " ops on ", plan.keys, " keys",
                    std::string(plan.compact ? ", a compaction" : ""),
                    std::string(plan.kill ? ", a SIGKILL" : ""),
+                   std::string(plan.replay ? ", a replay half way" : ""),
                    ") is not linearizable on key number ", h.result.key.substr(4), " (",
                    h.result.history.size(), " ops); a minimal history that is not:\n",
                    lin::Format(h.result.minimal));
@@ -480,8 +552,9 @@ TEST_SUITE("process") {
             std::string(strict ? " (strict: a dead process's op completes when its death is seen)"
                                : ""),
             ": ", ops, " ops on ", keys, " registers, ", with_compaction, " with a compaction, ",
-            with_kill, " with a SIGKILL (", killed, " ops in flight at a kill); ", states,
-            " search states; ", gave_up, " searches gave up");
+            with_kill, " with a SIGKILL (", killed, " ops in flight at a kill), ", with_replay,
+            " with a replay of the log half way; ", states, " search states; ", gave_up,
+            " searches gave up");
     CHECK(gave_up == 0);
   }
 }

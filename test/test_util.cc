@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,7 +19,28 @@
 #include <stdexcept>
 #include <thread>
 
+#include "audit.h"
+#include "meta.h"
+#include "shared_atomic.h"
+
 namespace lilcache::test {
+
+std::string audit_cache(const std::string& root, const std::string& name) {
+  AuditReport r = AuditIndex(root, name);
+  return r.ok() ? std::string() : r.Describe();
+}
+
+void force_replay(const std::string& root, const std::string& name) {
+  const std::string path = root + "/" + name + ".meta";
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  void* p = mmap(nullptr, kHeaderSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) throw std::runtime_error("mmap " + path);
+  // seq_cst like every other test-side poke: nobody relies on its order.
+  Shared(static_cast<MetaHeader*>(p)->flags).fetch_or(kFlagNeedsRebuild, std::memory_order_seq_cst);
+  munmap(p, kHeaderSize);
+}
 
 TempDir::TempDir(bool create, const std::string& base) {
   const char* env = std::getenv("TMPDIR");

@@ -144,6 +144,16 @@ class StartGate {
 // The whole content of a file ("" if it does not exist).
 std::string read_file(const std::string& path);
 
+// ---- The index-vs-log audit (lib/audit.h) -------------------------------------
+// Audits the live generation of a quiescent cache: "" if the index agrees
+// with the log, else the audit's report (every violation, one per line).
+std::string audit_cache(const std::string& root, const std::string& name);
+
+// Sets the needs_rebuild flag of a cache's NAME.meta (as a get that found a
+// bad checksum does): the next process that opens the cache alone replays
+// the log into a new generation instead of trusting the index.
+void force_replay(const std::string& root, const std::string& name);
+
 // ---- Resources of this process (/proc/self) -----------------------------------
 // What a closed Cache must have given back: descriptors and mappings.
 struct ProcessResources {

@@ -24,6 +24,24 @@
 //  * every worker that exits cleanly has released every descriptor and
 //    mapping of the cache (/proc/self/fd and /proc/self/maps before the open
 //    and after closing).
+//  * fork children (--fork-interval-ms): thread 0 of each worker forks now
+//    and then a child that stays idle (and often outlives its parent's
+//    SIGKILL), one that destroys its inherited handle and exits at once, or
+//    one that uses the inherited handle (set/get/pop on the shared keys,
+//    counted and journaled like the workers' ops). Each must end in time
+//    and cleanly; no lock of the cache may outlive a dead parent in a child
+//    (a watchdog fails the run when no operation completes for 20 s).
+//  * the full-disk phase (--disk-mib; needs root): the cache lives on a
+//    small tmpfs; mid-run a filler file holds it full for a while (no kills
+//    then): writes are refused with an Error (ENOSPC), not acknowledged, and
+//    must not take effect; reads go on; after the filler is deleted, writes
+//    must be acknowledged again. Skipped, with a message, if the tmpfs
+//    cannot be mounted.
+//  * the index agrees with the log (lib/audit.h): the last part of the run
+//    (the calm phase) has no kills and begins with a compaction (whose
+//    generation holds no record of a killed writer); then, every 300 ms,
+//    every worker thread parks between operations and the live generation
+//    is audited; once more after the run.
 //
 // Prints one summary line (kills, operations, verified counts); exit status
 // 0 if every check passed, 1 if one failed (details on stderr), 2 bad usage.
@@ -32,6 +50,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,6 +59,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -53,7 +74,8 @@
 #include <thread>
 #include <vector>
 
-#include "fault_env.h"
+#include "audit.h"
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "test_util.h"
 
@@ -68,6 +90,22 @@ constexpr std::uint32_t kMaxProcesses = 64;
 constexpr std::uint32_t kMaxThreads = 64;
 constexpr std::uint32_t kMaxSlots = 1024;
 constexpr std::uint32_t kMaxFailures = 64;
+constexpr std::uint32_t kMaxForkChildren = 256;      // alive at once, all workers
+constexpr std::uint32_t kMaxIdleChildren = 1;        // per worker process
+constexpr std::uint32_t kForkWriterBase = 1u << 20;  // writer ids of fork children
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LILCACHE_TORTURE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(LILCACHE_TORTURE_ASAN)
+// ASan's allocator (clang 14) is not fork-safe: a child of a process with
+// threads may hang in its first allocation. Under ASan, fork children stay
+// idle (they allocate nothing).
+constexpr bool kIdleChildrenOnly = true;
+#else
+constexpr bool kIdleChildrenOnly = false;
+#endif
 
 struct Config {
   std::uint32_t processes = 4;
@@ -80,6 +118,10 @@ struct Config {
   std::string root;
   bool keep = false;
   std::uint64_t seed = 0;
+  std::uint32_t fork_interval_ms = 300;  // thread 0 of each worker forks a child (0 = never)
+  std::uint32_t disk_mib = 256;          // tmpfs of the cache for the full-disk phase (0 = none)
+  double full_seconds = 0;               // length of the full-disk phase (0 = auto)
+  double calm_seconds = 0;               // final phase without kills, then the audit (0 = auto)
 };
 
 std::uint64_t mono_ns() {
@@ -121,6 +163,14 @@ enum Counter {
   kResolvedInDoubt,
   kInDoubtTookEffect,
   kInDoubtDidNot,
+  kForkIdle,
+  kForkExit,
+  kForkUse,
+  kForkOps,
+  kNoSpace,
+  kNoSpaceOutside,
+  kGetsWhileFull,
+  kSetsWhileFull,
   kNumCounters
 };
 constexpr const char* kCounterNames[kNumCounters] = {"ops",
@@ -140,7 +190,15 @@ constexpr const char* kCounterNames[kNumCounters] = {"ops",
                                                      "opens",
                                                      "in-doubt ops resolved",
                                                      "in-doubt ops that took effect",
-                                                     "in-doubt ops that did not"};
+                                                     "in-doubt ops that did not",
+                                                     "idle fork children",
+                                                     "fork children that exit",
+                                                     "fork children using the cache",
+                                                     "ops of fork children",
+                                                     "writes refused for lack of space",
+                                                     "... of them outside the full-disk phase",
+                                                     "gets while the disk was full",
+                                                     "sets acknowledged while the disk was full"};
 
 enum Failure {
   kLost,
@@ -154,11 +212,12 @@ enum Failure {
   kLeak,
   kCrash,
   kHung,
+  kAudit,
   kNumFailures
 };
 constexpr const char* kFailureNames[kNumFailures] = {
     "lost",         "torn",      "wrong", "resurrected", "popped twice", "popped back",
-    "failed opens", "op errors", "leaks", "crashes",     "hung"};
+    "failed opens", "op errors", "leaks", "crashes",     "hung",         "audit violations"};
 
 struct ProcessState {
   std::uint64_t pid;
@@ -166,6 +225,7 @@ struct ProcessState {
   std::uint64_t incarnation;
   std::uint64_t purges_in_flight;  // atomic
   std::uint64_t clean_exits;       // by the supervisor
+  std::uint64_t idle_children;     // atomic: idle fork children alive, of every incarnation
 };
 
 struct Control {
@@ -176,6 +236,15 @@ struct Control {
   std::uint64_t messages;                                 // atomic: next message slot
   char message[kMaxFailures][1024];
   ProcessState procs[kMaxProcesses];
+  // Fork children alive: 0 = free, 1 = claimed by a forking thread, else the
+  // child's pid (stored by the child, cleared by it just before it exits).
+  std::uint64_t fork_children[kMaxForkChildren];  // atomic
+  std::uint64_t fork_seq;                         // atomic: seqs of fork children's values
+  std::uint64_t disk_full;  // atomic: 1 while the full-disk phase holds the disk full
+  // The calm phase's audits: while `pause` is 1, worker threads park between
+  // operations (`paused` counts them): no write is in flight.
+  std::uint64_t pause;   // atomic
+  std::uint64_t paused;  // atomic
 };
 
 Control* g_control = nullptr;
@@ -193,6 +262,18 @@ void fail(Failure f, const std::string& what) {
     std::snprintf(g_control->message[i], sizeof g_control->message[i], "%s", line.c_str());
   }
   std::fprintf(stderr, "lilcache-torture[%d]: %s\n", getpid(), line.c_str());
+}
+
+bool disk_full() { return A(g_control->disk_full).load(std::memory_order_relaxed) != 0; }
+
+// An Error of a write refused because the disk is full (ENOSPC, from the
+// growth of the log or a compaction's new files): not acknowledged, so not
+// a failure; counted.
+bool no_space(const lilcache::Error& e) {
+  if (std::strstr(e.what(), std::strerror(ENOSPC)) == nullptr) return false;
+  count(kNoSpace);
+  if (!disk_full()) count(kNoSpaceOutside);
+  return true;
 }
 
 // purge_ok + purge_resolved: purges that can no longer take effect later.
@@ -372,6 +453,7 @@ struct WorkerContext {
   std::uint64_t incarnation;
   lilcache::Cache* cache;
   std::string journal_dir;
+  std::optional<lilcache::Cache>* holder;  // owns *cache (a fork child destroys its copy)
 };
 
 class WorkerThread {
@@ -414,15 +496,166 @@ class WorkerThread {
   void Run() {
     auto& stop = g_control->stop;
     auto& exit = g_control->procs[ctx_.p].exit_requested;
+    const bool forks = t_ == 0 && ctx_.cfg.fork_interval_ms != 0;
+    std::uint64_t next_fork = forks ? mono_ns() + ForkInterval() : 0;
     while (A(stop).load(std::memory_order_relaxed) == 0 &&
            A(exit).load(std::memory_order_relaxed) == 0) {
       Step();
       count(kOps);
+      if (forks && mono_ns() >= next_fork) {
+        Fork();
+        next_fork = mono_ns() + ForkInterval();
+      }
+      if (A(g_control->pause).load(std::memory_order_seq_cst) != 0) Park();
     }
+  }
+
+  // Parks between operations while the supervisor audits. seq_cst: the
+  // supervisor reads `paused`, then the cache's files.
+  void Park() {
+    auto& stop = g_control->stop;
+    auto& exit = g_control->procs[ctx_.p].exit_requested;
+    A(g_control->paused).fetch_add(1, std::memory_order_seq_cst);
+    while (A(g_control->pause).load(std::memory_order_seq_cst) != 0 &&
+           A(stop).load(std::memory_order_relaxed) == 0 &&
+           A(exit).load(std::memory_order_relaxed) == 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    A(g_control->paused).fetch_sub(1, std::memory_order_seq_cst);
   }
 
  private:
   std::uint64_t Rand(std::uint64_t n) { return rng_() % n; }
+
+  std::uint64_t ForkInterval() {
+    const std::uint64_t k = ctx_.cfg.fork_interval_ms;
+    return (k / 2 + Rand(k + 1)) * 1'000'000;
+  }
+
+  // ---- Fork children ----
+  // A child forked from this thread, with the worker's handle inherited:
+  //  * idle: never touches the cache; sleeps 0.5-5 s (or until the run
+  //    stops), often outliving this process when it is SIGKILLed. It must
+  //    keep no lock of the cache (a dead parent's COMPACT, GROW or SLOT lock
+  //    kept alive by it would stall every writer: the watchdog's "hung");
+  //  * exit: destroys the inherited handle at once and exits. That must not
+  //    drop any lock of this (live) process;
+  //  * use: set/get/pop on the shared keys through the inherited handle
+  //    (values of writer kForkWriterBase + this writer, seqs from
+  //    Control::fork_seq; pops journaled like ours), then destroys it and
+  //    exits.
+  // This thread waits for the last two (a deadline: "hung"); the supervisor,
+  // a child subreaper, reaps the children of dead workers.
+  enum class ForkKind { kIdle, kExit, kUse };
+
+  void Fork() {
+    ProcessState& ps = g_control->procs[ctx_.p];
+    auto kind = kIdleChildrenOnly ? ForkKind::kIdle : static_cast<ForkKind>(Rand(3));
+    if (kIdleChildrenOnly && A(ps.idle_children).load() >= kMaxIdleChildren) return;
+    if (kind == ForkKind::kIdle && A(ps.idle_children).load() >= kMaxIdleChildren) {
+      kind = ForkKind::kExit;
+    }
+    std::uint32_t slot = 0;
+    for (;; ++slot) {
+      if (slot == kMaxForkChildren) return;  // enough children for now
+      std::uint64_t free = 0;
+      if (A(g_control->fork_children[slot]).compare_exchange_strong(free, 1)) break;
+    }
+    if (kind == ForkKind::kIdle) A(ps.idle_children).fetch_add(1);
+    // Idle children keep the generations mapped at the fork (deleted files
+    // whose space the tmpfs of the full-disk phase gets back only when they
+    // exit): a few seconds each, one per worker at a time.
+    const std::uint64_t idle_ns = (500 + Rand(4'500)) * 1'000'000;
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      fail(kOpError, std::string("fork: ") + std::strerror(errno));
+      if (kind == ForkKind::kIdle) A(ps.idle_children).fetch_sub(1);
+      A(g_control->fork_children[slot]).store(0);
+      return;
+    }
+    if (pid == 0) {
+      A(g_control->fork_children[slot]).store(static_cast<std::uint64_t>(getpid()));
+      int rc = 0;
+      try {
+        rc = ChildMain(kind, idle_ns);
+      } catch (const std::exception& e) {
+        fail(kOpError, std::string("fork child: ") + e.what());
+        rc = 6;
+      }
+      if (kind == ForkKind::kIdle) A(ps.idle_children).fetch_sub(1);
+      A(g_control->fork_children[slot]).store(0);
+      _exit(rc);  // no fflush: a stdio lock may have been held by another thread at the fork
+    }
+    count(kind == ForkKind::kIdle ? kForkIdle : kind == ForkKind::kExit ? kForkExit : kForkUse);
+    if (kind == ForkKind::kIdle) return;
+    const char* what =
+        kind == ForkKind::kExit ? "a fork child that exits" : "a fork child using the cache";
+    const int code = lilcache::test::wait_child(
+        pid,
+        std::chrono::milliseconds(static_cast<std::int64_t>(20'000 * lilcache::test::slowdown())));
+    A(g_control->fork_children[slot]).store(0);  // if it was killed
+    if (code < 0) {
+      fail(kHung, std::string(what) + " (pid " + std::to_string(pid) + ") did not exit in time");
+    } else if (code != 0) {
+      fail(kCrash, std::string(what) + " ended with " +
+                       (code >= 128 ? std::string("signal ") + strsignal(code - 128)
+                                    : "status " + std::to_string(code)));
+    }
+  }
+
+  int ChildMain(ForkKind kind, std::uint64_t idle_ns) {
+    if (kind == ForkKind::kIdle) {
+      const std::uint64_t until = mono_ns() + idle_ns;
+      while (mono_ns() < until && A(g_control->stop).load(std::memory_order_relaxed) == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      return 0;
+    }
+    if (kind == ForkKind::kUse) {
+      const std::uint32_t writer = kForkWriterBase + writer_;
+      const std::uint64_t ops = 50 + Rand(200);
+      for (std::uint64_t i = 0; i < ops; ++i) {
+        const std::string key = shared_key(static_cast<std::uint32_t>(Rand(ctx_.cfg.shared_keys)));
+        const std::uint64_t dice = Rand(3);
+        try {
+          if (dice == 0) {
+            std::uint64_t seq = A(g_control->fork_seq).fetch_add(1) + 1;
+            ctx_.cache->set(key, make_value(key, writer, seq, Length()));
+            count(kSharedSets);
+          } else {
+            std::optional<std::string> got =
+                dice == 1 ? ctx_.cache->get(key) : ctx_.cache->pop(key);
+            count(dice == 1 ? kSharedGets : kSharedPops);
+            if (got) Observed(key, *got, dice == 2);
+          }
+        } catch (const lilcache::Error& e) {
+          if (!no_space(e)) fail(kOpError, std::string("fork child: ") + e.what());
+        }
+        count(kOps);
+        count(kForkOps);
+      }
+    }
+    ctx_.holder->reset();  // destroys the inherited handle, as exit() would
+    return 0;
+  }
+
+  // A value a get or pop of a shared key returned: intact; a popped one is
+  // journaled (popped at most once).
+  void Observed(const std::string& key, const std::string& got, bool popped) {
+    std::string why;
+    auto info = check_value(key, got, &why);
+    if (!info) {
+      fail(kTorn, std::string(popped ? "pop" : "get") + " of a shared key: " + why);
+      return;
+    }
+    if (!popped) return;
+    count(kSharedPopHits);
+    std::uint64_t rec[2] = {info->writer, info->seq};
+    if (::write(pops_fd_, rec, sizeof rec) != static_cast<ssize_t>(sizeof rec)) {
+      fail(kOpError, "cannot journal a pop");
+    }
+  }
 
   void SetState(InFlight st) {
     A(j_->inflight).store(static_cast<std::uint64_t>(st), std::memory_order_release);
@@ -442,9 +675,10 @@ class WorkerThread {
     return 32 + Rand(1000);
   }
 
-  // The op a killed incarnation had in flight: reads the slot to see whether
-  // it took effect; returns the slot's entry from now on.
-  Entry Resolve() {
+  // The op a killed incarnation had in flight (or one refused with an
+  // Error): reads the slot to see whether it took effect; returns the slot's
+  // entry from now on. *set_took_effect: it was a set, and it did.
+  Entry Resolve(bool* set_took_effect = nullptr) {
     const std::uint32_t slot = j_->inflight_slot;
     Entry e = j_->entries[slot];
     const Entry next = j_->inflight_entry;
@@ -464,6 +698,7 @@ class WorkerThread {
     };
     if (matches(next) && new_ok.value) {
       count(kInDoubtTookEffect);
+      if (set_took_effect != nullptr) *set_took_effect = true;
       e = next;  // it took effect
       e.ack_wall_ms = wall_ms();
       e.purges_started_after = started_after;
@@ -559,10 +794,25 @@ class WorkerThread {
         count(kErases);
       }
     } catch (const lilcache::Error& e) {
+      if (no_space(e)) {
+        // Refused: it must not have taken effect. Read the slot as for a
+        // killed op; the value must then never show up later (ghost).
+        bool took_effect = false;
+        Entry now = Resolve(&took_effect);
+        if (took_effect) {
+          fail(kWrong, "own slot " + std::to_string(slot) + " of writer " +
+                           std::to_string(writer_) + ": a " +
+                           (kind == OpKind::kSet ? "set" : "pop/erase") + " refused with \"" +
+                           e.what() + "\" took effect");
+        }
+        Commit(slot, now);
+        return;
+      }
       fail(kOpError, std::string("own write: ") + e.what());
       SetState(InFlight::kIdle);
       return;
     }
+    if (kind == OpKind::kSet && disk_full()) count(kSetsWhileFull);
     end_window(w);
     next.ack_wall_ms = w.wall_after;
     next.purges_started_after = w.started_after;
@@ -591,6 +841,7 @@ class WorkerThread {
     std::optional<std::string> got = ctx_.cache->get(key);
     end_window(w);
     count(kOwnGets);
+    if (disk_full()) count(kGetsWhileFull);
     Allowed a = allowed(cur, w);
     Failure f = kWrong;
     std::string why = check_own(key, writer_, cur, got, a, &f);
@@ -619,20 +870,8 @@ class WorkerThread {
     }
     std::optional<std::string> got = what == 1 ? ctx_.cache->get(key) : ctx_.cache->pop(key);
     count(what == 1 ? kSharedGets : kSharedPops);
-    if (!got) return;
-    std::string why;
-    auto info = check_value(key, *got, &why);
-    if (!info) {
-      fail(kTorn, std::string(what == 1 ? "get" : "pop") + " of a shared key: " + why);
-      return;
-    }
-    if (what == 2) {
-      count(kSharedPopHits);
-      std::uint64_t rec[2] = {info->writer, info->seq};
-      if (::write(pops_fd_, rec, sizeof rec) != static_cast<ssize_t>(sizeof rec)) {
-        fail(kOpError, "cannot journal a pop");
-      }
-    }
+    if (what == 1 && disk_full()) count(kGetsWhileFull);
+    if (got) Observed(key, *got, what == 2);
   }
 
   void Step() {
@@ -662,7 +901,7 @@ class WorkerThread {
         ForEach();
       }
     } catch (const lilcache::Error& e) {
-      fail(kOpError, e.what());
+      if (!no_space(e)) fail(kOpError, e.what());
     }
   }
 
@@ -701,12 +940,68 @@ lilcache::Options cache_options(const Config& cfg) {
   return o;
 }
 
+// The workers' Env: Env::Default() plus a record of the address-space
+// reservations the library makes (anonymous PROT_NONE maps, lib/mapping.h)
+// and releases, so that a worker can check it released them all (big
+// anonymous maps in /proc/self/maps cannot be told apart from a sanitizer's
+// allocator regions). Lock-free, unlike test/fault_env.h's FaultEnv: a fork
+// child must never find a lock held by a thread of its parent that does not
+// exist in it (a child hung so in FaultEnv's mutex).
+class TrackingEnv : public lilcache::Env {
+ public:
+  void* Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset) override {
+    void* p = Env::Mmap(addr, length, prot, flags, fd, offset);
+    if (p != MAP_FAILED && prot == PROT_NONE && (flags & MAP_ANONYMOUS) != 0) {
+      for (Entry& e : table_) {
+        std::uintptr_t free = 0;
+        // Relaxed: each entry is one process's own bookkeeping; the count
+        // is read after every thread using the cache has been joined.
+        if (e.addr.compare_exchange_strong(free, reinterpret_cast<std::uintptr_t>(p),
+                                           std::memory_order_relaxed)) {
+          e.length.store(length, std::memory_order_relaxed);
+          return p;
+        }
+      }
+      overflow_.store(true, std::memory_order_relaxed);
+    }
+    return p;
+  }
+  int Munmap(void* addr, std::size_t length) override {
+    int rc = Env::Munmap(addr, length);
+    if (rc != 0) return rc;
+    for (Entry& e : table_) {
+      std::uintptr_t a = reinterpret_cast<std::uintptr_t>(addr);
+      if (e.addr.load(std::memory_order_relaxed) == a &&
+          e.length.load(std::memory_order_relaxed) == length &&
+          e.addr.compare_exchange_strong(a, 0, std::memory_order_relaxed)) {
+        break;
+      }
+    }
+    return rc;
+  }
+  // Reservations made and not unmapped yet (SIZE_MAX: too many to track).
+  std::size_t reservations_held() const {
+    if (overflow_.load(std::memory_order_relaxed)) return SIZE_MAX;
+    std::size_t n = 0;
+    for (const Entry& e : table_) n += e.addr.load(std::memory_order_relaxed) != 0 ? 1 : 0;
+    return n;
+  }
+
+ private:
+  struct Entry {
+    std::atomic<std::uintptr_t> addr{0};
+    std::atomic<std::size_t> length{0};
+  };
+  std::array<Entry, 4096> table_;
+  std::atomic<bool> overflow_{false};
+};
+
 // Exit status: 0 clean, 4 open failed, 5 leaked descriptors or mappings,
 // 6 other error.
 int worker_main(const Config& cfg, std::uint32_t p, std::uint64_t incarnation) {
   const std::string cache_dir = cfg.root + "/cache";
   const auto before = lilcache::test::process_resources(cache_dir);
-  lilcache::test::FaultEnv env;  // never fails: tracks the library's address reservations
+  TrackingEnv env;
   {
     std::optional<lilcache::Cache> cache;
     try {
@@ -718,7 +1013,7 @@ int worker_main(const Config& cfg, std::uint32_t p, std::uint64_t incarnation) {
       return 4;
     }
     count(kOpens);
-    WorkerContext ctx{cfg, p, incarnation, &*cache, cfg.root + "/journal"};
+    WorkerContext ctx{cfg, p, incarnation, &*cache, cfg.root + "/journal", &cache};
     std::vector<std::unique_ptr<WorkerThread>> workers;
     for (std::uint32_t t = 0; t < cfg.threads; ++t) {
       workers.push_back(std::make_unique<WorkerThread>(ctx, t));
@@ -751,25 +1046,79 @@ struct Worker {
   std::uint64_t incarnation = 0;
 };
 
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds ms_of(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
 class Supervisor {
  public:
   explicit Supervisor(Config cfg) : cfg_(std::move(cfg)), rng_(cfg_.seed) {}
+  ~Supervisor() { UnmountDisk(); }
 
+  // The run: [t0, full_at) kills; [full_at, full_end) the full-disk phase
+  // (no kills: the disk is held full, writes are refused, reads go on);
+  // [full_end, calm_at) kills again; [calm_at, end) the calm phase: no
+  // kills, every worker alive, a compaction started after the last kill
+  // (its generation holds only published records: no record of a killed
+  // writer), then the workers and their fork children go on until the end.
+  // Then the audit of the index against the log (lib/audit.h), and Verify.
   int Run() {
     fs::create_directories(cfg_.root + "/journal");
     fs::create_directories(cfg_.root + "/cache");
+    // Fork children of dead workers are reparented to us: we reap them.
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+      std::fprintf(stderr, "lilcache-torture: PR_SET_CHILD_SUBREAPER: %s\n", std::strerror(errno));
+    }
+    MountDisk();
     g_control = static_cast<Control*>(
         mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
     if (g_control == MAP_FAILED) throw std::runtime_error("mmap control");
     std::memset(g_control, 0, sizeof(Control));
     workers_.resize(cfg_.processes);
     for (std::uint32_t p = 0; p < cfg_.processes; ++p) Start(p);
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto end = t0 + std::chrono::milliseconds(static_cast<std::int64_t>(cfg_.seconds * 1000));
+    const auto t0 = Clock::now();
+    const auto end = t0 + ms_of(cfg_.seconds);
+    calm_len_ =
+        cfg_.calm_seconds > 0 ? cfg_.calm_seconds : std::clamp(cfg_.seconds / 10, 2.0, 30.0);
+    calm_len_ = std::min(calm_len_, cfg_.seconds / 2);
+    const auto calm_at = end - ms_of(calm_len_);
+    full_len_ = !disk_mounted_          ? 0
+                : cfg_.full_seconds > 0 ? cfg_.full_seconds
+                                        : std::clamp(cfg_.seconds / 10, 2.0, 20.0);
+    full_len_ = std::min(full_len_, std::chrono::duration<double>(calm_at - t0).count() / 2);
+    const auto full_at = t0 + (calm_at - t0) / 2 - ms_of(full_len_ / 2);
+    const auto full_end = full_at + ms_of(full_len_);
+    bool full_done = !disk_mounted_, calm = false;
+    auto next_top_up = t0, next_audit = t0;
+    last_progress_ = t0;
     auto next_kill = t0 + Interval();
-    while (std::chrono::steady_clock::now() < end) {
+    while (Clock::now() < end) {
       Reap();
-      if (std::chrono::steady_clock::now() >= next_kill) {
+      ReapOrphans();
+      Watchdog();
+      const auto now = Clock::now();
+      if (!full_done && !full_ && now >= full_at) BeginFull();
+      if (full_ && now >= full_end) {
+        EndFull();
+        full_done = true;
+      }
+      if (full_ && now >= next_top_up) {
+        TopUp();
+        next_top_up = now + std::chrono::milliseconds(50);
+      }
+      CheckResumed();
+      if (!calm && now >= calm_at) {
+        calm = true;
+        Calm();
+        next_audit = Clock::now() + std::chrono::milliseconds(200);
+      }
+      if (calm && calm_compacted_ && Clock::now() >= next_audit) {
+        AuditPaused();
+        next_audit = Clock::now() + std::chrono::milliseconds(300);
+      }
+      if (!full_ && !calm && Clock::now() >= next_kill) {
         if (cfg_.mass_kill_every != 0 && ++kill_rounds_ % cfg_.mass_kill_every == 0) {
           for (std::uint32_t p = 0; p < cfg_.processes; ++p) Kill(p);
           ++mass_kills_;
@@ -791,9 +1140,17 @@ class Supervisor {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
+    if (full_) EndFull();
     run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     Stop();
-    return Verify();
+    WaitForkChildren();
+    if (resume_pending_) {
+      fail(kHung, "no write was acknowledged after the full-disk phase (until the end of the run)");
+    }
+    Audit();
+    int rc = Verify();
+    UnmountDisk();
+    return rc;
   }
 
  private:
@@ -822,6 +1179,263 @@ class Supervisor {
     w.pid = pid;
     A(g_control->procs[p].pid).store(static_cast<std::uint64_t>(pid));
     ++starts_;
+  }
+
+  // ---- The full-disk phase ----
+
+  // The cache's directory becomes a small tmpfs, which the full-disk phase
+  // fills with a filler file. Needs root (CAP_SYS_ADMIN); skipped if not.
+  void MountDisk() {
+    if (cfg_.disk_mib == 0) {
+      disk_note_ = "full-disk phase off (--disk-mib 0)";
+      return;
+    }
+    const std::string dir = cfg_.root + "/cache";
+    const std::string opts = "size=" + std::to_string(cfg_.disk_mib) + "m,mode=0700";
+    if (mount("lilcache-torture", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
+      disk_note_ = "full-disk phase SKIPPED: cannot mount a " + std::to_string(cfg_.disk_mib) +
+                   " MiB tmpfs at " + dir + ": " + std::strerror(errno) +
+                   " (it needs root or CAP_SYS_ADMIN)";
+      std::printf("lilcache-torture: %s\n", disk_note_.c_str());
+      std::fflush(stdout);
+      return;
+    }
+    disk_mounted_ = true;
+  }
+
+  void UnmountDisk() {
+    if (!disk_mounted_) return;
+    const std::string dir = cfg_.root + "/cache";
+    if (umount2(dir.c_str(), MNT_DETACH) != 0) {
+      std::fprintf(stderr, "lilcache-torture: umount %s: %s\n", dir.c_str(), std::strerror(errno));
+    }
+    disk_mounted_ = false;
+  }
+
+  void BeginFull() {
+    full_ = true;
+    full_began_at_ = Clock::now();
+    A(g_control->disk_full).store(1);
+    const std::string path = cfg_.root + "/cache/filler";
+    filler_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (filler_fd_ < 0) {
+      std::fprintf(stderr, "lilcache-torture: open %s: %s\n", path.c_str(), std::strerror(errno));
+      return;
+    }
+    TopUp();
+  }
+
+  // Writes to the filler until the disk is full (compactions that finish
+  // free space: taken back at once).
+  void TopUp() {
+    if (filler_fd_ < 0) return;
+    static const std::string chunk(1 << 20, 'F');
+    for (std::size_t size = chunk.size(); size >= 4096;) {
+      ssize_t n = ::write(filler_fd_, chunk.data(), size);
+      if (n > 0) {
+        filler_bytes_ += static_cast<std::uint64_t>(n);
+        filler_max_ = std::max(filler_max_, filler_bytes_);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      size /= 16;
+    }
+  }
+
+  void EndFull() {
+    full_held_s_ = std::chrono::duration<double>(Clock::now() - full_began_at_).count();
+    if (filler_fd_ >= 0) {
+      ::close(filler_fd_);
+      ::unlink((cfg_.root + "/cache/filler").c_str());
+      filler_fd_ = -1;
+    }
+    A(g_control->disk_full).store(0);
+    full_ = false;
+    filler_bytes_ = 0;
+    writes_at_full_end_ = Writes();
+    full_ended_at_ = Clock::now();
+    resume_pending_ = true;
+  }
+
+  std::uint64_t Writes() {
+    return A(g_control->counters[kSets]).load() + A(g_control->counters[kTtlSets]).load() +
+           A(g_control->counters[kSharedSets]).load();
+  }
+
+  // After the phase, writes must be acknowledged again.
+  void CheckResumed() {
+    if (!resume_pending_) return;
+    if (Writes() > writes_at_full_end_) {
+      resume_pending_ = false;
+      resumed_after_ms_ = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - full_ended_at_)
+              .count());
+      return;
+    }
+    if (Clock::now() - full_ended_at_ > ms_of(30 * lilcache::test::slowdown())) {
+      resume_pending_ = false;
+      fail(kHung, "no write was acknowledged within 30 s after the disk had space again");
+    }
+  }
+
+  // ---- The calm phase, fork children, the watchdog ----
+
+  // Every worker alive, then a compaction that starts after the last kill.
+  void Calm() {
+    for (std::uint32_t p = 0; p < cfg_.processes; ++p) {
+      if (workers_[p].pid < 0) Start(p);
+    }
+    const auto deadline = Clock::now() + ms_of(60 * lilcache::test::slowdown());
+    try {
+      lilcache::Cache c = lilcache::Cache::open(kName, cache_options(cfg_));
+      while (!calm_compacted_ && Clock::now() < deadline) {
+        try {
+          calm_compacted_ = c.compact().compacted;  // false: another process is compacting
+        } catch (const lilcache::Error& e) {
+          if (!no_space(e)) fail(kOpError, std::string("calm phase: compact: ") + e.what());
+        }
+        if (!calm_compacted_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    } catch (const lilcache::Error& e) {
+      fail(kOpenFailed, std::string("calm phase: open: ") + e.what());
+      return;
+    }
+    if (!calm_compacted_) {
+      fail(kHung, "the calm phase found no compaction able to complete within 60 s");
+    }
+  }
+
+  // Fail once when no operation completes for 20 s (x slowdown): writers
+  // blocked, e.g. by a lock a dead process's fork child keeps alive.
+  void Watchdog() {
+    const std::uint64_t ops = A(g_control->counters[kOps]).load(std::memory_order_relaxed);
+    const auto now = Clock::now();
+    if (ops != last_ops_) {
+      last_ops_ = ops;
+      last_progress_ = now;
+      stalled_ = false;
+      return;
+    }
+    const double limit = 20 * lilcache::test::slowdown();
+    if (!stalled_ && now - last_progress_ > ms_of(limit)) {
+      stalled_ = true;
+      fail(kHung, "no operation completed for " + std::to_string(static_cast<int>(limit)) +
+                      " s (every worker blocked)");
+    }
+  }
+
+  // Reaps the fork children of dead workers (we are their subreaper).
+  void ReapOrphans() {
+    for (;;) {
+      siginfo_t info{};
+      if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) return;
+      for (const Worker& w : workers_) {
+        if (w.pid == info.si_pid) return;  // a worker: Reap() judges it
+      }
+      int st = 0;
+      if (waitpid(info.si_pid, &st, 0) != info.si_pid) return;
+      ++orphans_;
+      if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+        fail(kCrash,
+             "a fork child of a dead worker exited with status " + std::to_string(WEXITSTATUS(st)));
+      } else if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL) {
+        fail(kCrash, std::string("a fork child of a dead worker died of signal ") +
+                         strsignal(WTERMSIG(st)));
+      }
+    }
+  }
+
+  // After the workers: every fork child ends (idle ones see `stop`).
+  void WaitForkChildren() {
+    const auto deadline = Clock::now() + ms_of(60 * lilcache::test::slowdown());
+    auto alive = [&] {
+      std::vector<pid_t> pids;
+      for (auto& slot : g_control->fork_children) {
+        std::uint64_t v = A(slot).load();
+        if (v > 1) pids.push_back(static_cast<pid_t>(v));  // 1: claimed by a worker killed
+      }                                                    // before it forked
+      return pids;
+    };
+    while (!alive().empty() && Clock::now() < deadline) {
+      ReapOrphans();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    for (pid_t pid : alive()) {
+      fail(kHung, "fork child " + std::to_string(pid) + " did not exit after the run stopped");
+      lilcache::test::dump_stacks(pid);
+      ::kill(pid, SIGKILL);
+    }
+    // Every process left is a child of ours: reap them all.
+    for (auto until = Clock::now() + std::chrono::seconds(10); Clock::now() < until;) {
+      ReapOrphans();
+      int st = 0;
+      pid_t r = waitpid(-1, &st, WNOHANG);
+      if (r < 0 && errno == ECHILD) break;
+      if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  // ---- The audit ----
+
+  // Audits the live generation of the quiescent cache. A compaction (of a
+  // maintenance thread) may replace it meanwhile: the generation read stays
+  // frozen, but its files may be gone before the audit opens them: retried.
+  void AuditNow() {
+    for (int attempt = 1;; ++attempt) {
+      try {
+        lilcache::AuditReport r = lilcache::AuditIndex(cfg_.root + "/cache", kName);
+        ++audits_;
+        audit_records_ += r.records;
+        audit_keys_ += r.keys;
+        audit_max_records_ = std::max(audit_max_records_, r.records);
+        audit_violations_ += r.violations.size();
+        for (const auto& v : r.violations)
+          fail(kAudit, "generation " + std::to_string(r.generation) + ": " + v);
+        return;
+      } catch (const lilcache::Error& e) {
+        if (attempt < 10) continue;
+        fail(kAudit, std::string("the audit could not run: ") + e.what());
+        return;
+      }
+    }
+  }
+
+  // In the calm phase: every worker thread parks between operations, then
+  // the audit of the generation they wrote to.
+  void AuditPaused() {
+    A(g_control->pause).store(1, std::memory_order_seq_cst);
+    const std::uint64_t all = std::uint64_t{cfg_.processes} * cfg_.threads;
+    const auto deadline = Clock::now() + ms_of(30 * lilcache::test::slowdown());
+    while (A(g_control->paused).load(std::memory_order_seq_cst) < all && Clock::now() < deadline) {
+      Reap();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (A(g_control->paused).load(std::memory_order_seq_cst) < all) {
+      fail(kHung, "the workers did not all pause for an audit within 30 s");
+    } else {
+      AuditNow();
+    }
+    A(g_control->pause).store(0, std::memory_order_seq_cst);
+  }
+
+  // After the run, every process gone.
+  void Audit() {
+    if (!calm_compacted_) {
+      audit_note_ = "audits skipped (no compaction in the calm phase)";
+      return;
+    }
+    AuditNow();
+    char buf[256];
+    std::snprintf(
+        buf, sizeof buf,
+        "%llu audits (paused workers, then after the run) of generations of up to %llu "
+        "records (mean %.0f records of %.0f keys), %llu violations",
+        static_cast<unsigned long long>(audits_),
+        static_cast<unsigned long long>(audit_max_records_),
+        audits_ ? static_cast<double>(audit_records_) / static_cast<double>(audits_) : 0.0,
+        audits_ ? static_cast<double>(audit_keys_) / static_cast<double>(audits_) : 0.0,
+        static_cast<unsigned long long>(audit_violations_));
+    audit_note_ = buf;
   }
 
   // After a worker ended: a purge it had in flight can no longer happen.
@@ -1042,16 +1656,35 @@ class Supervisor {
         ", compact() " + c(kCompactions) + ", snapshot() " + c(kSnapshots) + ", for_each " +
         c(kForEach) + "); generations " + u(final_stats_.generation) + " (compactions " +
         u(final_stats_.compactions) + ", snapshots " + u(final_stats_.snapshots) +
-        "); in-doubt ops of killed threads " + c(kResolvedInDoubt) + " (took effect " +
-        c(kInDoubtTookEffect) + ", did not " + c(kInDoubtDidNot) +
-        "); verified: " + u(own_present + own_absent) + " own slots (" + u(own_present) +
-        " present, " + u(own_absent) + " absent, " + u(in_doubt) + " in doubt at the end), " +
-        u(shared_checked) + " shared keys, " + u(popped_total) + " pops unique, " + u(listed) +
-        " live keys intact;";
+        "); in-doubt ops of killed threads " + c(kResolvedInDoubt) +
+        " (with refused writes: took effect " + c(kInDoubtTookEffect) + ", did not " +
+        c(kInDoubtDidNot) + "); verified: " + u(own_present + own_absent) + " own slots (" +
+        u(own_present) + " present, " + u(own_absent) + " absent, " + u(in_doubt) +
+        " in doubt at the end), " + u(shared_checked) + " shared keys, " + u(popped_total) +
+        " pops unique, " + u(listed) + " live keys intact;";
     for (int f = 0; f < kNumFailures; ++f) {
       line += std::string(" ") + kFailureNames[f] + " " + u(A(g_control->failures[f]).load()) +
               (f + 1 < kNumFailures ? "," : "");
     }
+    char full[512];
+    if (disk_mounted_ || full_len_ > 0) {
+      std::snprintf(full, sizeof full,
+                    "; full disk (%u MiB tmpfs): %.1f s held full by a filler of up to %.1f MiB, "
+                    "writes refused %s (outside the phase %s), gets while full %s, sets "
+                    "acknowledged while full %s, writes resumed %s",
+                    cfg_.disk_mib, full_held_s_, static_cast<double>(filler_max_) / (1 << 20),
+                    c(kNoSpace).c_str(), c(kNoSpaceOutside).c_str(), c(kGetsWhileFull).c_str(),
+                    c(kSetsWhileFull).c_str(),
+                    resumed_after_ms_ == UINT64_MAX
+                        ? "never"
+                        : ("after " + u(resumed_after_ms_) + " ms").c_str());
+    } else {
+      std::snprintf(full, sizeof full, "; %s", disk_note_.c_str());
+    }
+    line += std::string(full) + "; fork children: " + c(kForkIdle) + " idle, " + c(kForkExit) +
+            " exiting, " + c(kForkUse) + " using the cache (" + c(kForkOps) + " ops), " +
+            u(orphans_) + " reaped after their worker died; calm phase " +
+            std::to_string(static_cast<int>(calm_len_)) + " s, " + audit_note_;
     line += failures == 0 ? " => PASS" : " => FAIL";
     std::printf("%s\n", line.c_str());
     if (failures != 0) {
@@ -1074,6 +1707,23 @@ class Supervisor {
   std::uint64_t kills_ = 0, mass_kills_ = 0, kill_rounds_ = 0, starts_ = 0, retired_ = 0;
   lilcache::Stats final_stats_{};
   double run_seconds_ = 0;
+  // Full-disk phase.
+  bool disk_mounted_ = false, full_ = false, resume_pending_ = false;
+  std::string disk_note_;
+  double full_len_ = 0, full_held_s_ = 0;
+  Clock::time_point full_began_at_;
+  int filler_fd_ = -1;
+  std::uint64_t filler_bytes_ = 0, filler_max_ = 0, writes_at_full_end_ = 0;
+  std::uint64_t resumed_after_ms_ = UINT64_MAX;
+  Clock::time_point full_ended_at_;
+  // Calm phase, audit, fork children, watchdog.
+  double calm_len_ = 0;
+  bool calm_compacted_ = false, stalled_ = false;
+  std::string audit_note_;
+  std::uint64_t orphans_ = 0, last_ops_ = 0;
+  std::uint64_t audits_ = 0, audit_records_ = 0, audit_keys_ = 0, audit_max_records_ = 0,
+                audit_violations_ = 0;
+  Clock::time_point last_progress_;
 };
 
 }  // namespace
@@ -1105,6 +1755,17 @@ int main(int argc, char** argv) {
                  "temporary directory, removed if every check passes)");
   app.add_flag("--keep", cfg.keep, "keep the directory even if every check passes");
   app.add_option("--seed", cfg.seed, "random seed (default: random)");
+  app.add_option("--fork-interval-ms", cfg.fork_interval_ms,
+                 "thread 0 of each worker forks a child (idle, exiting or using the cache) every "
+                 "so often, uniform in [k/2, 3k/2] (0 = never)");
+  app.add_option("--disk-mib", cfg.disk_mib,
+                 "the cache lives on a tmpfs of this size, filled up in the full-disk phase "
+                 "(0 = no tmpfs, no full-disk phase; needs root)");
+  app.add_option("--full-seconds", cfg.full_seconds,
+                 "length of the full-disk phase (default: a tenth of the run, 2-20 s)");
+  app.add_option("--calm-seconds", cfg.calm_seconds,
+                 "final phase without kills, before the audit (default: a tenth of the run, "
+                 "2-30 s)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
