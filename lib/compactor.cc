@@ -598,13 +598,26 @@ void Compactor::RecoverAlone() {
   Shared(meta.writer_state).store(0, std::memory_order_seq_cst);
   std::uint64_t gen = Shared(meta.generation).load(std::memory_order_acquire);
   Generation g;
-  g.Open(env, c_.paths(), gen, c_.salt());
+  g.number = gen;
+  g.salt = c_.salt();
+  // The log first: it is the data. A log that cannot be opened is an Error.
+  g.data.Open(env, c_.paths().data(gen), gen, c_.salt());
   std::string boot = env->BootId();
   std::string why;
+  // The index is derived from the log: one that cannot be opened or
+  // validated (missing, too short, bad magic, wrong generation or slot
+  // count) is a reason to replay the log, never an unopenable cache.
+  try {
+    g.index.Open(env, c_.paths().index(gen), gen);
+  } catch (const Error& e) {
+    why = std::string("the index cannot be used (") + e.what() + ")";
+  }
   // Only a damaged record of a process killed this boot leaves the index
   // trustworthy: the kernel kept every store to the shared mappings.
   bool index_trusted = false;
-  if (!c_.meta().BootIdIs(boot)) {
+  if (!why.empty()) {
+    // Replay.
+  } else if (!c_.meta().BootIdIs(boot)) {
     why = "first open since a reboot";
   } else if ((Shared(meta.flags).load(std::memory_order_relaxed) & kFlagNeedsRebuild) != 0) {
     why = "a checksum error was reported";
@@ -630,19 +643,24 @@ void Compactor::RecoverAlone() {
     }
     if (why.empty()) Shared(dh.verified_upto).store(tail, std::memory_order_relaxed);
   }
-  c_.meta().SetBootId(boot);
   if (why.empty()) {
+    // The boot id matches (else `why` would say so): nothing to record.
     RemoveStrayFiles(c_, gen);
     return;
   }
-  Rebuild(g, why, index_trusted);
+  // The boot id is stored by Rebuild, with the rebuilt generation, once that
+  // is durable: an opener killed before (a slow replay, Ctrl-C) leaves the
+  // old one, and the next opener replays again instead of trusting an index
+  // that the power loss left stale.
+  Rebuild(g, why, index_trusted, boot);
 }
 
 // Writes generation g+1 holding the live records of g: those its index
 // publishes when `index_trusted` (a record a killed writer wrote but never
 // published must not take effect), else the newest valid record of each key
 // in the log (replay).
-void Compactor::Rebuild(Generation& g, const std::string& why, bool index_trusted) {
+void Compactor::Rebuild(Generation& g, const std::string& why, bool index_trusted,
+                        const std::string& boot) {
   Env* env = c_.env();
   auto& meta = c_.meta().header();
   LogScan scan = ScanLog(g);
@@ -684,8 +702,14 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
   if (next.load(std::memory_order_relaxed) <= scan.max_seq) {
     next.store(scan.max_seq + 1, std::memory_order_relaxed);
   }
+  // The files of g+1 are durable (Sync above) before the meta page names
+  // them. What recovery did is recorded only now that it is done: the new
+  // generation, the flag cleared, the boot id of this boot, all in the one
+  // meta page, synced at once (if it never reaches the disk, the next boot
+  // replays g again: the same result).
   Shared(meta.generation).store(g.number + 1, std::memory_order_release);
   Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
+  c_.meta().SetBootId(boot);
   c_.meta().Sync();
   const std::uint64_t old = g.number;
   g.Close();

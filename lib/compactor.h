@@ -30,6 +30,10 @@
 // not take effect). After a new boot, a truncated file, a flagged checksum
 // error, or an index pointing at a bad record, the index cannot be trusted
 // and the log is replayed instead: the highest-seq valid record of each key.
+// So is an index that cannot be opened (missing, too short, bad header): it
+// is derived data, rebuilt from the log. The boot id and the cleared
+// needs_rebuild flag are stored only once the new generation is durable and
+// named by the meta file: a recovery that is interrupted is done again.
 #pragma once
 
 #include <cstdint>
@@ -62,8 +66,9 @@ class Compactor {
                std::uint64_t snapshot_interval_ms);
   // Logs why a compaction gives up; returns false.
   bool Abandon(const char* reason);
-  // Writes a new generation from g's index (when trusted) or its log.
-  void Rebuild(Generation& g, const std::string& why, bool index_trusted);
+  // Writes a new generation from g's index (when trusted) or its log, then
+  // records it (and `boot`, the boot it recovered from) in the meta file.
+  void Rebuild(Generation& g, const std::string& why, bool index_trusted, const std::string& boot);
   // Drops the oldest records of `live` while live_bytes > Options::max_bytes.
   std::uint64_t Evict(Roaring64Map& live, std::uint64_t& live_bytes, Generation& g);
 
