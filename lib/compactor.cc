@@ -1,6 +1,8 @@
 #include "compactor.h"
 
 #include <dirent.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -113,11 +115,29 @@ class Builder {
     finished_ = true;
   }
 
+  // Everything written so far durable: both files and their names.
   void Sync() {
     Env* env = c_.env();
+    const std::uint64_t end = tail();
     if (env->Fsync(g_.data.file().fd()) != 0) ThrowErrno("fsync", c_.paths().data(number_));
     if (env->Fsync(g_.index.file().fd()) != 0) ThrowErrno("fsync", c_.paths().index(number_));
     if (env->FsyncDir(c_.paths().root.c_str()) != 0) ThrowErrno("fsync", c_.paths().root);
+    synced_ = std::max(synced_, end);
+  }
+
+  // The records copied since the last sync durable (msync of their pages,
+  // which also makes the file size durable, as fdatasync does): the
+  // catch-up copies, which go through the mapping. The index and the log
+  // header need not be: after a power loss the log is replayed.
+  void SyncRecords() {
+    static const std::uint64_t page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+    const std::uint64_t end = tail();
+    if (end <= synced_) return;
+    const std::uint64_t begin = synced_ / page * page;
+    if (c_.env()->Msync(g_.data.base() + begin, end - begin, MS_SYNC) != 0) {
+      ThrowErrno("msync", c_.paths().data(number_));
+    }
+    synced_ = end;
   }
 
   void Discard() {
@@ -138,6 +158,7 @@ class Builder {
   bool finished_ = false;
   bool renamed_ = false;
   std::uint64_t records_ = 0;
+  std::uint64_t synced_ = 0;  // the log is durable below this offset
 };
 
 // Copies records of the old generation, given in log order, into a Builder
@@ -491,6 +512,9 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   std::uint64_t done = t1;
   int rounds = CatchUpRounds(c_, *old, b, done, throttle);
   if (rounds < 0) return Abandon(reason);
+  // Their copies durable while writers run: the pause syncs only the last
+  // round's (docs/concurrency.md, "Durability").
+  b.SyncRecords();
   // 4. Pause writers for the last bit and the switch.
   const std::uint64_t pause_ns = env->MonotonicNanos();
   state.fetch_or(kSwitchingBit, std::memory_order_seq_cst);
@@ -501,15 +525,23 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   if (!Drain(c_, -1)) return Abandon(reason);
   CatchUp(c_, *old, b, done, tail.load(std::memory_order_seq_cst));
   b.Seal();
+  // Every record of G+1 durable BEFORE the store that names G+1: the kernel
+  // may write the meta page back at any moment after it (or another
+  // process's sync() or purge() flush it), and a meta page naming G+1 on
+  // disk without all of G+1's records would lose acknowledged writes that
+  // were durable in G.
+  b.SyncRecords();
   // Release: a process that reads the new number finds the renamed files.
   Shared(meta.generation).store(old->number + 1, std::memory_order_release);
   Shared(meta.compactions).fetch_add(1, std::memory_order_relaxed);
   state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
   const std::uint64_t paused_us = (env->MonotonicNanos() - pause_ns) / 1000;
-  // 5. The last records and the new generation number durable, then the old
-  // files go (processes that still map them keep their pages).
+  // 5. The new generation number durable (a sync = "always" writer in G+1
+  // does not count on it: it syncs the meta page itself unless its process
+  // knows G+1 durable), the index and log header too, then the old files go
+  // (processes that still map them keep their pages).
+  c_.SyncMeta();
   b.Sync();
-  c_.meta().Sync();
   if (snapshot_interval_ms != 0 || result != nullptr) {
     last_snapshot.store(env->NowMillis(), std::memory_order_relaxed);
     Shared(meta.snapshots).fetch_add(1, std::memory_order_relaxed);
@@ -710,7 +742,7 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
   Shared(meta.generation).store(g.number + 1, std::memory_order_release);
   Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
   c_.meta().SetBootId(boot);
-  c_.meta().Sync();
+  c_.SyncMeta();
   const std::uint64_t old = g.number;
   g.Close();
   RemoveStrayFiles(c_, old + 1);

@@ -13,10 +13,12 @@
 //     meanwhile if they are busy: all they write is copied again). Catch up
 //     on records appended since (rounds of flip + drain + copy): for each key
 //     seen there, copy what the OLD index says is current; throttle writers
-//     (THROTTLE) if the backlog does not shrink on its own.
+//     (THROTTLE) if the backlog does not shrink on its own. msync the copies.
 //  4. Pause writers (SWITCHING), drain both epochs, catch up the last bit,
-//     publish G+1 in the meta file, resume.
-//  5. fsync, delete the old generation's files (mapped ones live on).
+//     msync it (every record of G+1 is durable before the meta page may name
+//     G+1), publish G+1 in the meta file, resume.
+//  5. msync the meta file, fsync, delete the old generation's files (mapped
+//     ones live on). (docs/concurrency.md, "Durability".)
 // A compactor that dies at any point leaves the old generation intact and
 // usable; its .tmp files are deleted by the next compactor; writers paused by
 // it notice (they can take the COMPACT lock) and resume.
