@@ -69,6 +69,19 @@ class PowerEnv : public Env {
     names_[key(dir)] = list(dir);
   }
 
+  // What BootId() reports ("" = the real boot id): a reboot after the loss.
+  void set_boot_id(std::string id) {
+    std::lock_guard<std::mutex> l(mu_);
+    boot_id_ = std::move(id);
+  }
+  std::string BootId() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!boot_id_.empty()) return boot_id_;
+    }
+    return Env::BootId();
+  }
+
   // Counts calls from 1 and runs `hook` before each.
   void start(Hook hook) {
     std::lock_guard<std::mutex> l(mu_);
@@ -282,6 +295,7 @@ class PowerEnv : public Env {
   std::mutex mu_;
   Hook hook_;
   std::uint64_t calls_ = 0;
+  std::string boot_id_;
   std::map<ino_t, int> fds_;                                   // our descriptors, by inode
   std::map<ino_t, std::string> durable_;                       // durable content, by inode
   std::map<std::string, std::map<std::string, ino_t>> names_;  // durable entries, by directory
