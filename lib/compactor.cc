@@ -524,13 +524,13 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   } resume{state};
   if (!Drain(c_, -1)) return Abandon(reason);
   CatchUp(c_, *old, b, done, tail.load(std::memory_order_seq_cst));
-  b.Seal();
   // Every record of G+1 durable BEFORE the store that names G+1: the kernel
   // may write the meta page back at any moment after it (or another
   // process's sync() or purge() flush it), and a meta page naming G+1 on
   // disk without all of G+1's records would lose acknowledged writes that
-  // were durable in G.
+  // were durable in G. (If it fails, G stays and G+1 is discarded.)
   b.SyncRecords();
+  b.Seal();
   // Release: a process that reads the new number finds the renamed files.
   Shared(meta.generation).store(old->number + 1, std::memory_order_release);
   Shared(meta.compactions).fetch_add(1, std::memory_order_relaxed);
