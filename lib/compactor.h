@@ -13,12 +13,13 @@
 //     meanwhile if they are busy: all they write is copied again). Catch up
 //     on records appended since (rounds of flip + drain + copy): for each key
 //     seen there, copy what the OLD index says is current; throttle writers
-//     (THROTTLE) if the backlog does not shrink on its own. msync the copies.
+//     (THROTTLE) if the backlog does not shrink on its own.
 //  4. Pause writers (SWITCHING), drain both epochs, catch up the last bit,
-//     msync it (every record of G+1 is durable before the meta page may name
-//     G+1), publish G+1 in the meta file, resume.
+//     publish G+1 in the meta file, resume.
 //  5. msync the meta file, fsync, delete the old generation's files (mapped
-//     ones live on). (docs/concurrency.md, "Durability".)
+//     ones live on) and fsync the directory. Until then, a boot after a power
+//     loss replays G's log with G+1's: the catch-up copies are not synced
+//     before the meta page may name G+1 (docs/concurrency.md, "Durability").
 // A compactor that dies at any point leaves the old generation intact and
 // usable; its .tmp files are deleted by the next compactor; writers paused by
 // it notice (they can take the COMPACT lock) and resume.
@@ -33,7 +34,8 @@
 // error, or an index pointing at a bad record, the index cannot be trusted
 // and the log is replayed instead: the highest-seq valid record of each key.
 // So is an index that cannot be opened (missing, too short, bad header): it
-// is derived data, rebuilt from the log. The boot id and the cleared
+// is derived data, rebuilt from the log. After a reboot, the previous
+// generation's log is replayed too if it is still there (see step 5). The boot id and the cleared
 // needs_rebuild flag are stored only once the new generation is durable and
 // named by the meta file: a recovery that is interrupted is done again.
 #pragma once
@@ -70,7 +72,9 @@ class Compactor {
   bool Abandon(const char* reason);
   // Writes a new generation from g's index (when trusted) or its log, then
   // records it (and `boot`, the boot it recovered from) in the meta file.
-  void Rebuild(Generation& g, const std::string& why, bool index_trusted, const std::string& boot);
+  // `previous`: the previous generation's log, to replay too (may be null).
+  void Rebuild(Generation& g, const std::string& why, bool index_trusted, const std::string& boot,
+               DataFile* previous);
   // Drops the oldest records of `live` while live_bytes > Options::max_bytes.
   std::uint64_t Evict(Roaring64Map& live, std::uint64_t& live_bytes, Generation& g);
 

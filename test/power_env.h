@@ -9,9 +9,9 @@
 //  * Msync(addr, len, MS_SYNC): the synced pages of the mapped file (and its
 //    size, as fdatasync does); bytes never synced read as zeros;
 // and the durable names of a directory are its entries at the last
-// FsyncDir. A Rename or a new file is not durable before that; an Unlink is
-// taken as durable at once (the adversarial case: a name reaching the disk
-// late or a removal reaching it early both lose data).
+// FsyncDir: a new file, a Rename or an Unlink is not durable before that
+// (an unlinked file that comes back may be replayed: lilcache unlinks only
+// files it no longer needs, so the adversarial case is their return).
 //
 // crash_image(dir, to, meta_now) writes to `to` the files of `dir` as a
 // power loss NOW would leave them. The meta file (NAME.meta) is special: the
@@ -155,14 +155,7 @@ class PowerEnv : public Env {
   }
   int Unlink(const char* path) override {
     counted("unlink");
-    int rc = Env::Unlink(path);
-    if (rc == 0) {
-      std::string p = path;
-      std::lock_guard<std::mutex> l(mu_);
-      auto slash = p.rfind('/');
-      names_[key(p.substr(0, slash))].erase(p.substr(slash + 1));
-    }
-    return rc;
+    return Env::Unlink(path);
   }
   int FsyncDir(const char* path) override {
     counted("fsync(dir)");
