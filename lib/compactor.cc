@@ -4,6 +4,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <roaring/roaring64map.hh>
@@ -703,6 +704,7 @@ void Compactor::RecoverAlone() {
   if (!c_.meta().BootIdIs(boot) && gen > 1) {
     const std::string path = c_.paths().data(gen - 1);
     const int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0 && errno != ENOENT) ThrowErrno("cannot open", path);  // it may be needed
     if (fd >= 0) {
       env->Close(fd);
       try {
