@@ -781,8 +781,7 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
   Roaring64Map live = visible(g.data, candidates);
   Roaring64Map prev_live;
   if (previous != nullptr) prev_live = visible(*previous, prev_candidates);
-  Builder b(c_, g.number + 1,
-            Index::SlotsFor((live.cardinality() + prev_live.cardinality()) * 2),
+  Builder b(c_, g.number + 1, Index::SlotsFor((live.cardinality() + prev_live.cardinality()) * 2),
             bytes + kHeaderSize);
   {
     RunCopier copier(b, c_.salt());
@@ -820,8 +819,8 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
       "recovered: {} valid records, {} damaged regions skipped, {} live keys kept, {} keys "
       "whose newest record was never published (a killed writer's) kept their published one, "
       "{} keys taken from the previous generation's log",
-      scan.records + prev_scan.records, scan.damaged + prev_scan.damaged, b.records(),
-      unpublished, prev_live.cardinality());
+      scan.records + prev_scan.records, scan.damaged + prev_scan.damaged, b.records(), unpublished,
+      prev_live.cardinality());
 }
 
 }  // namespace lilcache

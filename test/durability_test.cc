@@ -145,7 +145,8 @@ bool writers_paused(const std::string& root) {
 
 }  // namespace
 
-TEST_CASE("sync = always: an acknowledged write survives a power loss at any instant of a compaction") {
+TEST_CASE(
+    "sync = always: an acknowledged write survives a power loss at any instant of a compaction") {
   // One handle compacts; before each of its Env calls, another handle (sync =
   // "always") writes - unless writers are paused for the switch - so writes
   // land in the old generation at every stage of the compaction (copied by
@@ -183,8 +184,8 @@ TEST_CASE("sync = always: an acknowledged write survives a power loss at any ins
     std::string call_name;
     {
       auto compactor = Cache::open("t", {.root = root, .env = &env});
-      auto writer = Cache::open(
-          "t", {.root = root, .sync = "always", .compact_dead_ratio = 0, .env = &env});
+      auto writer =
+          Cache::open("t", {.root = root, .sync = "always", .compact_dead_ratio = 0, .env = &env});
       env.checkpoint(root);
       // A delete and a set that are not synced (the set also keeps the
       // writer's msyncs off the delete's page): they may be lost until the
@@ -266,7 +267,8 @@ TEST_CASE("sync = always: an acknowledged write survives a power loss at any ins
   for (std::uint64_t k = 1; k <= calls; ++k) run(k);
 }
 
-TEST_CASE("sync = always: the first write after a generation switch also syncs the meta page naming it") {
+TEST_CASE(
+    "sync = always: the first write after a generation switch also syncs the meta page naming it") {
   // After a power loss only the generation named by the meta file on disk
   // is replayed: a write acknowledged in a newer one must not count on the
   // compactor having synced the meta page yet (docs/concurrency.md).
@@ -288,7 +290,9 @@ TEST_CASE("sync = always: the first write after a generation switch also syncs t
   CHECK(env.syncs == before + 1);
 }
 
-TEST_CASE("a power loss at any instant of the replay after a reboot leaves a cache that the next boot replays") {
+TEST_CASE(
+    "a power loss at any instant of the replay after a reboot leaves a cache that the next boot "
+    "replays") {
   // The first open after a reboot replays the log into a new generation;
   // the power fails again before each of its Env calls. What it recorded
   // must never make the next boot skip the replay or lose a record.

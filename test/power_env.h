@@ -108,8 +108,8 @@ class PowerEnv : public Env {
         bytes = it->second;
       }
       int fd = ::open((to + "/" + name).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (fd < 0 || ::pwrite(fd, bytes.data(), bytes.size(), 0) !=
-                        static_cast<ssize_t>(bytes.size())) {
+      if (fd < 0 ||
+          ::pwrite(fd, bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) {
         throw std::runtime_error("power_env: cannot write the image of " + name);
       }
       ::close(fd);

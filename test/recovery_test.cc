@@ -283,7 +283,8 @@ TEST_CASE("a writer pause or throttle left by a compactor that died is cleared b
   CHECK(c.get("k") == "before");
 }
 
-TEST_CASE("a recovery that fails mid-rebuild is not recorded: the next opener replays the log again") {
+TEST_CASE(
+    "a recovery that fails mid-rebuild is not recorded: the next opener replays the log again") {
   // A power loss kept the log's last record (written with sync = "always")
   // but not the index page pointing at it. The first open after the reboot
   // must replay the log; if it is interrupted (a failure here, SIGKILL or
@@ -343,7 +344,8 @@ TEST_CASE("a damaged or missing index is rebuilt from the log: the cache opens w
     std::function<void(const std::string& path)> apply;
   };
   const std::vector<Damage> damages = {
-      {"truncated to 0 bytes", [](const std::string& p) { REQUIRE(::truncate(p.c_str(), 0) == 0); }},
+      {"truncated to 0 bytes",
+       [](const std::string& p) { REQUIRE(::truncate(p.c_str(), 0) == 0); }},
       {"truncated to 100 bytes",
        [](const std::string& p) { REQUIRE(::truncate(p.c_str(), 100) == 0); }},
       {"cut in the middle of its slots",
@@ -382,7 +384,8 @@ TEST_CASE("a damaged or missing index is rebuilt from the log: the cache opens w
       CHECK(c.size() == 99);
       CHECK(c.get("k3") == "newer");
       CHECK_FALSE(c.get("k4").has_value());
-      for (int i = 5; i < 100; ++i) CHECK(c.get("k" + std::to_string(i)) == "v" + std::to_string(i));
+      for (int i = 5; i < 100; ++i)
+        CHECK(c.get("k" + std::to_string(i)) == "v" + std::to_string(i));
       c.set("after", "works");
     }
     // The damaged file is gone (a directory there is left alone: not ours).
@@ -393,7 +396,9 @@ TEST_CASE("a damaged or missing index is rebuilt from the log: the cache opens w
   }
 }
 
-TEST_CASE("a log truncated under a running process kills it with SIGBUS at its next access; the next open recovers") {
+TEST_CASE(
+    "a log truncated under a running process kills it with SIGBUS at its next access; the next "
+    "open recovers") {
   // Inherent to mmap (docs/operations.md): a mapped page past the end of
   // its file raises SIGBUS. Under ASan its SIGBUS handler would report it.
 #if defined(__SANITIZE_ADDRESS__)
@@ -431,7 +436,9 @@ TEST_CASE("a log truncated under a running process kills it with SIGBUS at its n
   CHECK_FALSE(c.get("big").has_value());
 }
 
-TEST_CASE("an index with garbage slots behind an intact header: reads throw, and removing the file repairs it") {
+TEST_CASE(
+    "an index with garbage slots behind an intact header: reads throw, and removing the file "
+    "repairs it") {
   // docs/operations.md: not detected at open (checking every slot at every
   // open would read the whole log); the operator's repair is to remove the
   // index while no process has the cache open.
@@ -442,7 +449,8 @@ TEST_CASE("an index with garbage slots behind an intact header: reads throw, and
   }
   {
     RawFile f(dir.file("t.1.index"));
-    for (off_t slot = 0; slot < 1024; ++slot) f.PutU64(4096 + 8 * slot, 0x0123456789abcdefull * (slot + 1));
+    for (off_t slot = 0; slot < 1024; ++slot)
+      f.PutU64(4096 + 8 * slot, 0x0123456789abcdefull * (slot + 1));
   }
   {
     auto c = Cache::open("t", {.root = dir.path()});
@@ -477,5 +485,6 @@ TEST_CASE("after a reboot, the previous generation's log is replayed too while i
     CHECK(c.stats().generation == 3);
   }
   CHECK(!std::filesystem::exists(dir.file("t.1.data")));
-  CHECK(Cache::open("t", {.root = dir.path(), .env = &rebooted}).get("k") == std::string(5000, 'K'));
+  CHECK(Cache::open("t", {.root = dir.path(), .env = &rebooted}).get("k") ==
+        std::string(5000, 'K'));
 }
