@@ -446,6 +446,31 @@ void Cache::Impl::SyncWritten(Generation& g, const Written& w) {
   if (env_->Msync(g.data.base() + begin, w.end - begin, MS_SYNC) != 0) {
     ThrowErrno("msync", g.data.path());
   }
+  // The record is durable, but after a power loss only the generation that
+  // the meta file on disk names is replayed: right after a switch that may
+  // still be the previous one (the compactor resumes writers before it
+  // syncs the meta page). Still inside the writer section, so g is current
+  // and no newer generation can be published meanwhile. Once per generation
+  // per handle; the first time also the directory, whose entries of a new
+  // cache nobody else fsyncs.
+  if (g.number > meta_synced_gen_.load(std::memory_order_relaxed)) {
+    if (meta_synced_gen_.load(std::memory_order_relaxed) == 0 &&
+        env_->FsyncDir(paths_.root.c_str()) != 0) {
+      ThrowErrno("fsync", paths_.root);
+    }
+    SyncMeta();
+  }
+}
+
+void Cache::Impl::SyncMeta() {
+  // Acquire: the number read is at most what the page holds when msync
+  // writes it (the generation only grows).
+  const std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
+  meta_->Sync();
+  std::uint64_t known = meta_synced_gen_.load(std::memory_order_relaxed);
+  while (known < gen &&
+         !meta_synced_gen_.compare_exchange_weak(known, gen, std::memory_order_relaxed)) {
+  }
 }
 
 static void AddDead(Generation& g, std::uint64_t bytes) {
@@ -602,7 +627,7 @@ void Cache::Impl::Purge() {
   // seq_cst: a get that begins after purge() returns must see the new mark.
   while (cur < s && !purge.compare_exchange_weak(cur, s, std::memory_order_seq_cst)) {
   }
-  if (sync_always_) meta_->Sync();
+  if (sync_always_) SyncMeta();
   logger_->info("purged (every record with seq <= {} is gone)", s);
 }
 
@@ -657,7 +682,7 @@ void Cache::Impl::Sync() {
   std::uint64_t end = std::min<std::uint64_t>(tail, g.data.mapped());
   if (env_->Msync(g.data.base(), end, MS_SYNC) != 0) ThrowErrno("msync", g.data.path());
   if (env_->Fsync(g.index.file().fd()) != 0) ThrowErrno("fsync", g.index.path());
-  meta_->Sync();
+  SyncMeta();
   logger_->debug("synced {} bytes of log", end);
 }
 

@@ -71,6 +71,8 @@ class Cache::Impl : public ForkHook {
   Stats GetStats();
   // msync of the log written so far, the index and the meta file.
   void Sync();
+  // msync of the meta file; notes the generation it named as durable.
+  void SyncMeta();
   // Runs a generation switch now (compaction); false if another process holds
   // the COMPACT lock.
   bool Compact(const char* reason, std::uint64_t min_slots = 0,
@@ -210,6 +212,12 @@ class Cache::Impl : public ForkHook {
   // (another process holds the COMPACT lock, or a try was abandoned).
   // Relaxed: a hint between threads of this process.
   std::atomic<std::uint64_t> compact_backoff_until_{0};
+  // The highest generation that a meta file synced by this process named:
+  // a sync = "always" write in a newer one syncs the meta file first (docs/
+  // concurrency.md, "Durability"). Relaxed: it is only raised after an msync
+  // has returned, so whichever value a thread reads was durable by then; a
+  // stale (lower) one costs an extra msync, never a lost write.
+  std::atomic<std::uint64_t> meta_synced_gen_{0};
   // When this process next checks that a throttling compactor is alive
   // (monotonic ns; 0 = not throttled lately). Relaxed: a heuristic.
   std::atomic<std::uint64_t> throttle_check_at_{0};

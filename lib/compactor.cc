@@ -1,8 +1,10 @@
 #include "compactor.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <roaring/roaring64map.hh>
@@ -118,6 +120,7 @@ class Builder {
     finished_ = true;
   }
 
+  // Everything written so far durable: both files and their names.
   void Sync() {
     Env* env = c_.env();
     if (env->Fsync(g_.data.file().fd()) != 0) ThrowErrno("fsync", c_.paths().data(number_));
@@ -184,11 +187,16 @@ class RunCopier {
 // Deletes every file of the cache that belongs to no live generation:
 // older generations and .tmp files of crashed compactions. The caller holds
 // COMPACT (or INIT with no other process alive).
-void RemoveStrayFiles(Cache::Impl& c, std::uint64_t live) {
+// `live_durable`: the live generation's files and the meta page naming it
+// are known synced; else they are synced before the previous generation's
+// log goes (a compactor that died after its switch left it, and it is all
+// that a power loss would leave of the catch-up copies: "Durability").
+void RemoveStrayFiles(Cache::Impl& c, std::uint64_t live, bool live_durable) {
   const std::string prefix = c.paths().name + ".";
   DIR* dir = opendir(c.paths().root.c_str());
   if (dir == nullptr) return;
   std::vector<std::string> doomed;
+  bool predecessor = false;
   while (const dirent* e = readdir(dir)) {
     std::string_view n = e->d_name;
     if (!n.starts_with(prefix)) continue;
@@ -199,11 +207,35 @@ void RemoveStrayFiles(Cache::Impl& c, std::uint64_t live) {
     std::string_view rest(p, static_cast<std::size_t>(n.data() + n.size() - p));
     bool ours = rest == ".data" || rest == ".index" || rest == ".data.tmp" || rest == ".index.tmp";
     if (ours && (gen != live || rest.ends_with(".tmp"))) doomed.emplace_back(e->d_name);
+    predecessor |= ours && gen + 1 == live && rest == ".data";
   }
   closedir(dir);
+  if (predecessor && !live_durable) {
+    Env* env = c.env();
+    for (const std::string& path : {c.paths().data(live), c.paths().index(live)}) {
+      int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+      if (fd < 0) ThrowErrno("cannot open", path);
+      int rc = env->Fsync(fd);
+      int e = errno;
+      env->Close(fd);
+      errno = e;
+      if (rc != 0) ThrowErrno("fsync", path);
+    }
+    c.SyncMeta();
+  }
+  bool removed = false;
   for (const auto& f : doomed) {
     std::string path = c.paths().root + "/" + f;
-    if (c.env()->Unlink(path.c_str()) == 0) c.logger().debug("removed stale file {}", path);
+    if (c.env()->Unlink(path.c_str()) == 0) {
+      c.logger().debug("removed stale file {}", path);
+      removed = true;
+    }
+  }
+  // Durably: after a reboot, a previous generation's log that is still there
+  // is replayed with the current one (docs/concurrency.md, "Durability"),
+  // which must not happen once the switch that retired it has completed.
+  if (removed && c.env()->FsyncDir(c.paths().root.c_str()) != 0) {
+    ThrowErrno("fsync", c.paths().root);
   }
 }
 
@@ -430,7 +462,7 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   if (old->number != Shared(meta.generation).load(std::memory_order_acquire)) return false;
   // A compactor that died may have left the pause on; we hold COMPACT now.
   state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
-  RemoveStrayFiles(c_, old->number);
+  RemoveStrayFiles(c_, old->number, /*live_durable=*/false);
 
   // Writes may still be in flight in the epoch that is not current: a
   // compactor that died (or gave up) right after its flip never waited for
@@ -506,20 +538,28 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   if (!Drain(c_, -1)) return Abandon(reason);
   CatchUp(c_, *old, b, done, tail.load(std::memory_order_seq_cst));
   b.Seal();
+  // The catch-up copies are not durable yet, and the kernel may write the
+  // meta page back at any moment after this store (or another process's
+  // sync() or purge() flush it): after a power loss the next boot may find
+  // a G+1 without its last records. It replays G's log with it, which this
+  // process unlinks only once G+1 is synced (step 5, RemoveStrayFiles):
+  // docs/concurrency.md, "Durability". So no disk flush in the pause.
   // Release: a process that reads the new number finds the renamed files.
   Shared(meta.generation).store(old->number + 1, std::memory_order_release);
   Shared(meta.compactions).fetch_add(1, std::memory_order_relaxed);
   state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
   const std::uint64_t paused_us = (env->MonotonicNanos() - pause_ns) / 1000;
-  // 5. The last records and the new generation number durable, then the old
-  // files go (processes that still map them keep their pages).
+  // 5. The new generation number durable (a sync = "always" writer in G+1
+  // does not count on it: it syncs the meta page itself unless its handle
+  // knows G+1 durable), then all of G+1, and only then the old files go,
+  // durably (processes that still map them keep their pages).
+  c_.SyncMeta();
   b.Sync();
-  c_.meta().Sync();
   if (snapshot_interval_ms != 0 || result != nullptr) {
     last_snapshot.store(env->NowMillis(), std::memory_order_relaxed);
     Shared(meta.snapshots).fetch_add(1, std::memory_order_relaxed);
   }
-  RemoveStrayFiles(c_, old->number + 1);
+  RemoveStrayFiles(c_, old->number + 1, /*live_durable=*/true);
   c_.logger().info(
       "compacted ({}): generation {} -> {}, {} records, {} -> {} bytes, index {} slots, "
       "writers paused {} us, took {} ms (copy {} ms, fsync {} ms, {} catch-up rounds {} ms, "
@@ -558,16 +598,22 @@ struct LogScan {
   std::uint64_t damaged = 0;  // damaged regions skipped
 };
 
-LogScan ScanLog(Generation& g) {
+log::RecordView RecordAt(const DataFile& d, std::uint64_t off) {
+  log::RecordView r;
+  r.header = reinterpret_cast<const log::RecordHeader*>(d.base() + off);
+  return r;
+}
+
+LogScan ScanLog(DataFile& d, std::uint64_t salt) {
   LogScan s;
-  const std::uint64_t end = g.data.file_size();
-  std::span<const char> region(g.data.base(), end);
-  s.damaged = log::ForEachValidRecord(region, kHeaderSize, end, g.salt,
+  const std::uint64_t end = d.file_size();
+  std::span<const char> region(d.base(), end);
+  s.damaged = log::ForEachValidRecord(region, kHeaderSize, end, salt,
                                       [&](std::uint64_t off, log::RecordView r) {
                                         ++s.records;
                                         s.max_seq = std::max(s.max_seq, r.seq());
                                         auto [it, fresh] = s.latest.try_emplace(r.key(), off);
-                                        if (!fresh && g.Record(it->second).seq() < r.seq()) {
+                                        if (!fresh && RecordAt(d, it->second).seq() < r.seq()) {
                                           it->second = off;
                                         }
                                       });
@@ -603,13 +649,26 @@ void Compactor::RecoverAlone() {
   Shared(meta.writer_state).store(0, std::memory_order_seq_cst);
   std::uint64_t gen = Shared(meta.generation).load(std::memory_order_acquire);
   Generation g;
-  g.Open(env, c_.paths(), gen, c_.salt());
+  g.number = gen;
+  g.salt = c_.salt();
+  // The log first: it is the data. A log that cannot be opened is an Error.
+  g.data.Open(env, c_.paths().data(gen), gen, c_.salt());
   std::string boot = env->BootId();
   std::string why;
+  // The index is derived from the log: one that cannot be opened or
+  // validated (missing, too short, bad magic, wrong generation or slot
+  // count) is a reason to replay the log, never an unopenable cache.
+  try {
+    g.index.Open(env, c_.paths().index(gen), gen);
+  } catch (const Error& e) {
+    why = std::string("the index cannot be used (") + e.what() + ")";
+  }
   // Only a damaged record of a process killed this boot leaves the index
   // trustworthy: the kernel kept every store to the shared mappings.
   bool index_trusted = false;
-  if (!c_.meta().BootIdIs(boot)) {
+  if (!why.empty()) {
+    // Replay.
+  } else if (!c_.meta().BootIdIs(boot)) {
     why = "first open since a reboot";
   } else if ((Shared(meta.flags).load(std::memory_order_relaxed) & kFlagNeedsRebuild) != 0) {
     why = "a checksum error was reported";
@@ -635,22 +694,49 @@ void Compactor::RecoverAlone() {
     }
     if (why.empty()) Shared(dh.verified_upto).store(tail, std::memory_order_relaxed);
   }
-  c_.meta().SetBootId(boot);
   if (why.empty()) {
-    RemoveStrayFiles(c_, gen);
+    // The boot id matches (else `why` would say so): nothing to record.
+    RemoveStrayFiles(c_, gen, /*live_durable=*/false);
     return;
   }
-  Rebuild(g, why, index_trusted);
+  // After a reboot, the previous generation's log is replayed too if it is
+  // still there: a compaction does not sync the last records it copies
+  // before the meta page may name the new generation, and it unlinks the
+  // old log (durably) only once the new one is synced (docs/concurrency.md,
+  // "Durability"). A log that cannot be opened is left out.
+  DataFile previous;
+  bool have_previous = false;
+  if (!c_.meta().BootIdIs(boot) && gen > 1) {
+    const std::string path = c_.paths().data(gen - 1);
+    const int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0 && errno != ENOENT) ThrowErrno("cannot open", path);  // it may be needed
+    if (fd >= 0) {
+      env->Close(fd);
+      try {
+        previous.Open(env, path, gen - 1, c_.salt());
+        have_previous = true;
+      } catch (const Error& e) {
+        c_.logger().warn("recovery: leaving out the previous generation's log: {}", e.what());
+      }
+    }
+  }
+  // The boot id is stored by Rebuild, with the rebuilt generation, once that
+  // is durable: an opener killed before (a slow replay, Ctrl-C) leaves the
+  // old one, and the next opener replays again instead of trusting an index
+  // that the power loss left stale.
+  Rebuild(g, why, index_trusted, boot, have_previous ? &previous : nullptr);
+  previous.Close();
 }
 
 // Writes generation g+1 holding the live records of g: those its index
 // publishes when `index_trusted` (a record a killed writer wrote but never
 // published must not take effect), else the newest valid record of each key
 // in the log (replay).
-void Compactor::Rebuild(Generation& g, const std::string& why, bool index_trusted) {
+void Compactor::Rebuild(Generation& g, const std::string& why, bool index_trusted,
+                        const std::string& boot, DataFile* previous) {
   Env* env = c_.env();
   auto& meta = c_.meta().header();
-  LogScan scan = ScanLog(g);
+  LogScan scan = ScanLog(g.data, g.salt);
   Roaring64Map candidates;
   if (index_trusted && !PublishedRecords(g, &candidates)) {
     c_.logger().warn("recovery: the index of {} points at a damaged record; replaying the log",
@@ -670,18 +756,51 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
   } else {
     for (const auto& [key, off] : scan.latest) candidates.add(off / log::kAlign);
   }
-  Roaring64Map live;
-  std::uint64_t bytes = 0, now = env->NowMillis();
-  for (std::uint64_t off8 : candidates) {
-    log::RecordView r = g.Record(off8 * log::kAlign);
-    if (!VisibleForCopy(c_, r, now)) continue;
-    live.add(off8);
-    bytes += r.size();
+  // The previous generation's log, when a power loss cut its compaction
+  // short (docs/concurrency.md, "Durability"): its newest record of a key
+  // wins where g has none or an older one (seqs are cache-wide).
+  LogScan prev_scan;
+  Roaring64Map prev_candidates;
+  if (previous != nullptr && !index_trusted) {
+    prev_scan = ScanLog(*previous, g.salt);
+    for (const auto& [key, off] : prev_scan.latest) {
+      auto it = scan.latest.find(key);
+      if (it != scan.latest.end()) {
+        if (RecordAt(g.data, it->second).seq() >= RecordAt(*previous, off).seq()) continue;
+        candidates.remove(it->second / log::kAlign);
+      }
+      prev_candidates.add(off / log::kAlign);
+    }
   }
-  Builder b(c_, g.number + 1, Index::SlotsFor(live.cardinality() * 2), bytes + kHeaderSize);
-  RunCopier copier(b, c_.salt());
-  for (std::uint64_t off8 : live) copier.Add(off8 * log::kAlign, g.Record(off8 * log::kAlign));
-  copier.Flush();
+  std::uint64_t bytes = 0, now = env->NowMillis();
+  auto visible = [&](const DataFile& d, const Roaring64Map& from) {
+    Roaring64Map live;
+    for (std::uint64_t off8 : from) {
+      log::RecordView r = RecordAt(d, off8 * log::kAlign);
+      if (!VisibleForCopy(c_, r, now)) continue;
+      live.add(off8);
+      bytes += r.size();
+    }
+    return live;
+  };
+  Roaring64Map live = visible(g.data, candidates);
+  Roaring64Map prev_live;
+  if (previous != nullptr) prev_live = visible(*previous, prev_candidates);
+  Builder b(c_, g.number + 1, Index::SlotsFor((live.cardinality() + prev_live.cardinality()) * 2),
+            bytes + kHeaderSize);
+  {
+    RunCopier copier(b, c_.salt());
+    for (std::uint64_t off8 : live) copier.Add(off8 * log::kAlign, g.Record(off8 * log::kAlign));
+    copier.Flush();
+  }
+  if (previous != nullptr) {  // keys distinct from the ones above
+    RunCopier copier(b, c_.salt());
+    for (std::uint64_t off8 : prev_live) {
+      copier.Add(off8 * log::kAlign, RecordAt(*previous, off8 * log::kAlign));
+    }
+    copier.Flush();
+  }
+  scan.max_seq = std::max(scan.max_seq, prev_scan.max_seq);
   b.Seal();
   b.Rename();
   b.Sync();
@@ -689,16 +808,24 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
   if (next.load(std::memory_order_relaxed) <= scan.max_seq) {
     next.store(scan.max_seq + 1, std::memory_order_relaxed);
   }
+  // The files of g+1 are durable (Sync above) before the meta page names
+  // them. What recovery did is recorded only now that it is done: the new
+  // generation, the flag cleared, the boot id of this boot, all in the one
+  // meta page, synced at once (if it never reaches the disk, the next boot
+  // replays g again: the same result).
   Shared(meta.generation).store(g.number + 1, std::memory_order_release);
   Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
-  c_.meta().Sync();
+  c_.meta().SetBootId(boot);
+  c_.SyncMeta();
   const std::uint64_t old = g.number;
   g.Close();
-  RemoveStrayFiles(c_, old + 1);
+  RemoveStrayFiles(c_, old + 1, /*live_durable=*/true);
   c_.logger().warn(
       "recovered: {} valid records, {} damaged regions skipped, {} live keys kept, {} keys "
-      "whose newest record was never published (a killed writer's) kept their published one",
-      scan.records, scan.damaged, b.records(), unpublished);
+      "whose newest record was never published (a killed writer's) kept their published one, "
+      "{} keys taken from the previous generation's log",
+      scan.records + prev_scan.records, scan.damaged + prev_scan.damaged, b.records(), unpublished,
+      prev_live.cardinality());
 }
 
 }  // namespace lilcache

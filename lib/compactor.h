@@ -16,7 +16,10 @@
 //     (THROTTLE) if the backlog does not shrink on its own.
 //  4. Pause writers (SWITCHING), drain both epochs, catch up the last bit,
 //     publish G+1 in the meta file, resume.
-//  5. fsync, delete the old generation's files (mapped ones live on).
+//  5. msync the meta file, fsync, delete the old generation's files (mapped
+//     ones live on) and fsync the directory. Until then, a boot after a power
+//     loss replays G's log with G+1's: the catch-up copies are not synced
+//     before the meta page may name G+1 (docs/concurrency.md, "Durability").
 // A compactor that dies at any point leaves the old generation intact and
 // usable; its .tmp files are deleted by the next compactor; writers paused by
 // it notice (they can take the COMPACT lock) and resume.
@@ -30,6 +33,11 @@
 // not take effect). After a new boot, a truncated file, a flagged checksum
 // error, or an index pointing at a bad record, the index cannot be trusted
 // and the log is replayed instead: the highest-seq valid record of each key.
+// So is an index that cannot be opened (missing, too short, bad header): it
+// is derived data, rebuilt from the log. After a reboot, the previous
+// generation's log is replayed too if it is still there (see step 5). The boot id and the cleared
+// needs_rebuild flag are stored only once the new generation is durable and
+// named by the meta file: a recovery that is interrupted is done again.
 #pragma once
 
 #include <cstdint>
@@ -62,8 +70,11 @@ class Compactor {
                std::uint64_t snapshot_interval_ms);
   // Logs why a compaction gives up; returns false.
   bool Abandon(const char* reason);
-  // Writes a new generation from g's index (when trusted) or its log.
-  void Rebuild(Generation& g, const std::string& why, bool index_trusted);
+  // Writes a new generation from g's index (when trusted) or its log, then
+  // records it (and `boot`, the boot it recovered from) in the meta file.
+  // `previous`: the previous generation's log, to replay too (may be null).
+  void Rebuild(Generation& g, const std::string& why, bool index_trusted, const std::string& boot,
+               DataFile* previous);
   // Drops the oldest records of `live` while live_bytes > Options::max_bytes.
   std::uint64_t Evict(Roaring64Map& live, std::uint64_t& live_bytes, Generation& g);
 

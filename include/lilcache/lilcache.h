@@ -116,8 +116,10 @@ struct Options {
   //   "" (default): a write is durable once a snapshot (periodic, snapshot()
   //       or compact()) or a sync() completed after it.
   //   "always": set/pop/erase write their record to disk (msync MS_SYNC of
-  //       its pages) before they return, purge() the meta page. Costs a disk
-  //       flush per write; bench/README.md has the measured cost.
+  //       its pages) before they return, purge() the meta page; the first
+  //       write after a compaction also the meta page naming the new
+  //       generation. Costs a disk flush per write; bench/README.md has the
+  //       measured cost.
   //   a duration, e.g. "100ms" (at least "1ms"): this handle's background
   //       thread calls sync() at that interval, so a write is durable at most
   //       about that long after it returns.
