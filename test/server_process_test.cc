@@ -357,7 +357,9 @@ AttackRun RunAttack(const Served& s, double seconds,
   return run;
 }
 
-constexpr std::uint64_t kMiB = 1024;  // in KiB, as /proc reports
+// In KiB, as /proc reports. The bounds hold for plain builds only (see
+// attack::MemoryIsMeasurable); sanitized builds check the rest.
+constexpr std::uint64_t kMiB = 1024;
 
 }  // namespace
 
@@ -376,8 +378,10 @@ TEST_CASE("lilcache serve's memory stays bounded under a chunk-extension or trai
     trailer.join();
     CHECK(c.cut > 0);  // the server cut them
   });
-  CHECK(run.peak.anon_kib < 64 * kMiB);
-  CHECK(run.peak.hwm_kib < 128 * kMiB);
+  if (attack::MemoryIsMeasurable()) {
+    CHECK(run.peak.anon_kib < 64 * kMiB);
+    CHECK(run.peak.hwm_kib < 128 * kMiB);
+  }
   CHECK(run.health == 200);
   CHECK(run.normal.errors == 0);
 }
@@ -395,8 +399,10 @@ TEST_CASE("lilcache serve's memory stays bounded with 16 unfinished 63 MiB bodie
     attack::UnfinishedBodies(attack::Target{s.port(), "", "127.0.0.2"}, 16, 63u << 20, stop, c);
   });
   CHECK(c.answers_503 > 0);
-  CHECK(run.peak.anon_kib < (256 + 64) * kMiB);
-  CHECK(run.peak.hwm_kib < (256 + 128) * kMiB);
+  if (attack::MemoryIsMeasurable()) {
+    CHECK(run.peak.anon_kib < (256 + 64) * kMiB);
+    CHECK(run.peak.hwm_kib < (256 + 128) * kMiB);
+  }
   CHECK(run.health == 200);
   CHECK(run.normal.errors == 0);
 }
@@ -416,8 +422,10 @@ TEST_CASE("lilcache serve's memory stays bounded with 16 non-readers of a 60 MiB
     attack::NonReadingClients(attack::Target{s.port(), "", "127.0.0.2"}, 16, "big", 10s, stop, c);
   });
   CHECK(c.connections == 16);
-  CHECK(run.peak.anon_kib < (256 + 2 * 64 + 64) * kMiB);
-  CHECK(run.peak.hwm_kib < (256 + 2 * 64 + 64 + 64) * kMiB);
+  if (attack::MemoryIsMeasurable()) {
+    CHECK(run.peak.anon_kib < (256 + 2 * 64 + 64) * kMiB);
+    CHECK(run.peak.hwm_kib < (256 + 2 * 64 + 64 + 64) * kMiB);
+  }
   CHECK(run.health == 200);
   CHECK(run.normal.errors == 0);
 }

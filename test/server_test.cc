@@ -517,6 +517,29 @@ TEST_CASE("a chunk header or trailer section over max_header_bytes is refused, n
   CHECK(cache.get("k") == "x");
 }
 
+TEST_CASE(
+    "HandleRawHttp with an exhausted memory budget: 503 with Retry-After for what it charges") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path()});
+  cache.set("a", "1");
+  lilcache::HttpHandler handler(cache, "", 100);
+  lilcache::MemoryBudget exhausted(0);
+  const lilcache::HttpLimits limits{.budget = &exhausted};
+  // Small bodies and answers are not charged; a pop is, whatever its size.
+  std::string out = lilcache::HandleRawHttp(
+      handler, MakeRequest("PUT", "/keys/s", "small") + MakeRequest("GET", "/pop?key=a"), limits);
+  CHECK(out.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(out.find("HTTP/1.1 503 Service Unavailable\r\n") != std::string::npos);
+  CHECK(out.find("Retry-After: 1\r\n") != std::string::npos);
+  CHECK(cache.get("a") == "1");
+  // A body announced over 64 KiB: refused from its header.
+  out = lilcache::HandleRawHttp(
+      handler, "PUT /keys/b HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n", limits);
+  CHECK(out.rfind("HTTP/1.1 503 ", 0) == 0);
+  CHECK(out.find("Connection: close\r\n") != std::string::npos);
+  CHECK(exhausted.used() == 0);
+}
+
 TEST_CASE("an endless chunk extension or trailer is cut after max_header_bytes") {
   NoEnvToken no_token;
   TestServer s;

@@ -74,6 +74,23 @@ struct NormalStats {
 void NormalClient(const Target& t, const std::string& key, std::chrono::milliseconds interval,
                   const std::atomic<bool>& stop, NormalStats& stats);
 
+// Whether memory figures of this build mean anything: ASan (its quarantine
+// keeps 256 MiB of freed memory, plus shadow memory) and TSan (shadow)
+// multiply a process's RSS. Tests assert their memory bounds only if so.
+constexpr bool MemoryIsMeasurable() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  return false;
+#else
+  return true;
+#endif
+#else
+  return true;
+#endif
+}
+
 // A process's memory, in KiB (/proc/PID/status).
 struct Memory {
   std::uint64_t rss_kib = 0;   // VmRSS: resident, file-backed (the cache's mapping) included
