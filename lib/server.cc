@@ -488,13 +488,9 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket, Worker& worker) {
   std::size_t from_client = 0;
   if (open < options_.max_connections) {
     std::lock_guard<std::mutex> lock(clients_mu_);
-    std::size_t& n = clients_[client];
+    std::size_t& n = clients_[client];  // max_connections_per_client >= 1: never left at 0
     from_client = n;
-    if (n < options_.max_connections_per_client) {
-      ++n;
-    } else if (n == 0) {
-      clients_.erase(client);
-    }
+    if (n < options_.max_connections_per_client) ++n;
   }
   const bool over_total = open >= options_.max_connections;
   if (over_total || from_client >= options_.max_connections_per_client) {
