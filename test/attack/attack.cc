@@ -24,10 +24,13 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 // A blocking TCP connection to 127.0.0.1:port from `source`, with send and
-// receive timeouts; -1 on failure.
-int Connect(std::uint16_t port, const std::string& source, std::chrono::milliseconds timeout) {
+// receive timeouts (and a receive buffer of `rcvbuf` bytes if not 0, set
+// before connecting so that the window stays small); -1 on failure.
+int Connect(std::uint16_t port, const std::string& source, std::chrono::milliseconds timeout,
+            int rcvbuf = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
+  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
   tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
@@ -194,12 +197,10 @@ void NonReadingClients(const Target& t, int connections, const std::string& key,
         conn.fd = -1;
       }
       if (conn.fd < 0 && !stop) {
-        conn.fd = Connect(t.port, t.source, 2s);
+        // A small receive buffer, never read: the response stays in the server.
+        conn.fd = Connect(t.port, t.source, 2s, 4096);
         if (conn.fd < 0) continue;
         ++c.connections;
-        // A small receive buffer, never read: the response stays in the server.
-        int small = 4096;
-        ::setsockopt(conn.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
         SendAll(conn.fd, request, &c);
         conn.until = Clock::now() + hold;
       }
