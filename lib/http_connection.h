@@ -5,6 +5,12 @@
 // answers "Expect: 100-continue", keeps the connection alive or not, frames
 // the responses of HttpHandler, and logs each request.
 //
+// Memory: the bytes it leaves unconsumed (an unfinished header, chunk header
+// or trailer section) never exceed max_header_bytes (else 414, 431 or 400);
+// a body or response of more than kUnchargedBytes is held from the server's
+// MemoryBudget for as long as it lives, and one that the budget cannot take
+// is refused with 503 and Retry-After (a body before it is read).
+//
 // lib/server.cc feeds it what a socket reads; HandleRawHttp() feeds it a
 // whole buffer at once (tests, and fuzz targets: any bytes are valid input).
 // One HttpConnection per connection; not thread-safe (a connection lives on
@@ -17,18 +23,68 @@
 #include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include "http_handler.h"
+#include "http_limits.h"
 
 namespace lilcache {
 
 struct HttpLimits {
-  std::size_t max_header_bytes = 8 * 1024;      // request line + fields; 414 / 431 over it
+  std::size_t max_header_bytes = 8 * 1024;      // request line + fields; 414 / 431 over it;
+                                                // also a chunk header and the trailer section
   std::size_t max_body_bytes = kMaxValueBytes;  // 413 over it, before reading the body
+  MemoryBudget* budget = nullptr;               // bodies and responses; nullptr = no limit
+};
+
+// The warn lines of the HTTP layer, at most `per_second` of each kind per
+// second (LineLimiter); an allowed line says how many of its kind were
+// suppressed before it, and Flush() writes a summary line for the kinds
+// whose floods stopped. Thread-safe: one per server.
+class HttpWarnings {
+ public:
+  enum Kind {
+    kAuth,         // 401, 403 (a token, Host or Origin refused)
+    kProtocol,     // malformed requests, 413, 414, 431
+    kBusy,         // 503: the memory budget
+    kServerError,  // 5xx from the cache
+    kDropped,      // requests dropped at their deadline or cut by the client
+    kRefused,      // connections refused: the server's cap, the per-client cap
+    kAccept,       // accept() failures
+    kKinds,
+  };
+
+  explicit HttpWarnings(spdlog::logger& log, unsigned per_second = 10);
+  HttpWarnings(const HttpWarnings&) = delete;
+  HttpWarnings& operator=(const HttpWarnings&) = delete;
+
+  spdlog::logger& log() const { return log_; }
+
+  template <typename... Args>
+  void Warn(Kind kind, fmt::format_string<Args...> format, Args&&... args) {
+    if (!log_.should_log(spdlog::level::warn)) return;
+    std::uint64_t suppressed = 0;
+    if (!limiters_[kind].Allow(LineLimiter::Clock::now(), &suppressed)) return;
+    std::string line = fmt::format(format, std::forward<Args>(args)...);
+    if (suppressed > 0) AppendSuppressed(line, suppressed);
+    log_.warn("{}", line);
+  }
+
+  // "http: N more lines of KIND suppressed" for each kind whose window ended
+  // with lines suppressed and not reported yet. Call it periodically.
+  void Flush();
+
+ private:
+  static void AppendSuppressed(std::string& line, std::uint64_t suppressed);
+
+  spdlog::logger& log_;
+  std::deque<LineLimiter> limiters_;  // one per Kind (a deque: LineLimiter cannot move)
 };
 
 // What the transport writes next, then does.
@@ -40,12 +96,13 @@ struct HttpOutput {
                          // then read and discard for a while before closing, so that the
                          // client reads this response rather than a TCP reset
   bool interim = false;  // "100 Continue": the same request continues afterwards
+  BudgetHold hold;       // the budget held for `body`: reset it once written
 };
 
 class HttpConnection {
  public:
   // peer: how the log names the client (e.g. "127.0.0.1:40312").
-  HttpConnection(const HttpHandler& handler, const HttpLimits& limits, spdlog::logger& log,
+  HttpConnection(const HttpHandler& handler, const HttpLimits& limits, HttpWarnings& warnings,
                  std::string peer);
 
   struct Step {
@@ -72,17 +129,27 @@ class HttpConnection {
   using Parser = boost::beast::http::request_parser<boost::beast::http::string_body>;
 
   void StartRequest();
+  // 503 with Retry-After: the memory budget cannot take `what`.
+  void RespondBusy(std::string_view what, bool keep_alive, HttpOutput& out);
+  // The refusal of input left unconsumed over max_header_bytes in the body
+  // phase: an endless chunk header (extensions) or trailer section.
+  void RespondPendingTooLong(std::string_view pending, HttpOutput& out);
+  // Holds enough budget for a chunked body that `incoming` more bytes may
+  // extend; false if the budget cannot give it.
+  bool HoldChunkedBody(std::size_t incoming);
   // The response to a request (or to a refused header); resets the parser.
   void Respond(HttpResponse response, bool keep_alive, bool protocol_error, HttpOutput& out);
   std::string LogPath() const;
 
   const HttpHandler& handler_;
   HttpLimits limits_;
+  HttpWarnings& warnings_;
   spdlog::logger& log_;
   std::string peer_;
 
   std::optional<Parser> parser_;
   std::optional<Route> route_;  // set once the header is accepted
+  BudgetHold body_hold_;        // the budget held for the body being received
   bool started_ = false;        // bytes of the current request arrived
   bool continued_ = false;      // 100 Continue sent for the current request
   bool closing_ = false;
@@ -91,9 +158,10 @@ class HttpConnection {
 };
 
 // Serializes the status line and header fields of a response, and appends
-// the body. keep_alive = false adds "Connection: close"; http10_keep_alive
-// adds "Connection: keep-alive". head_only omits the body (HEAD requests).
-void SerializeResponse(const HttpResponse& response, bool keep_alive, bool http10_keep_alive,
+// the body (moved into out.body when it is large). keep_alive = false adds
+// "Connection: close"; http10_keep_alive adds "Connection: keep-alive".
+// head_only omits the body (HEAD requests). A 503 gets "Retry-After: 1".
+void SerializeResponse(HttpResponse response, bool keep_alive, bool http10_keep_alive,
                        bool head_only, HttpOutput& out);
 
 // Runs every request in `raw` through an HttpConnection, as if a client had

@@ -11,6 +11,11 @@
 // response is being written, its idle deadline between requests), and a
 // periodic timer per worker closes the sessions past theirs. A slow client
 // therefore holds only its own connection, never a thread.
+//
+// Bounds (docs/rest.md): connections (max_connections, from RLIMIT_NOFILE),
+// connections per client address, the read buffer of a session (flat_buffer
+// max_size), and the memory of bodies and responses (MemoryBudget, shared by
+// every thread); warn lines are rate-limited per kind (HttpWarnings).
 #include "lilcache/server.h"
 
 #include <signal.h>
@@ -35,12 +40,14 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "http_connection.h"
 #include "http_handler.h"
+#include "http_limits.h"
 #include "lilcache/env.h"
 #include "logging.h"
 #include "names.h"
@@ -58,9 +65,6 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 // before closing (so that the client reads the answer, not a reset).
 constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr std::size_t kLingerBytes = 1 << 20;
-// Connections over max_connections get a 503 (as sessions that linger at
-// most kLingerTime); beyond this many more, they are closed unanswered.
-constexpr std::size_t kRejectSessions = 64;
 
 std::string EndpointText(const tcp::endpoint& ep) {
   const asio::ip::address a = ep.address();
@@ -95,10 +99,25 @@ ServerOptions Resolve(ServerOptions o) {
   };
   positive(o.request_timeout, "request_timeout");
   positive(o.idle_timeout, "idle_timeout");
-  if (o.max_connections == 0) throw Error("ServerOptions.max_connections must be positive");
   if (o.max_header_bytes < 64) throw Error("ServerOptions.max_header_bytes must be at least 64");
   if (o.threads > 1024) throw Error("ServerOptions.threads must be at most 1024");
+  if (o.memory_budget < kMaxValueBytes) {
+    throw Error("ServerOptions.memory_budget must be at least kMaxValueBytes (" +
+                std::to_string(kMaxValueBytes) + " bytes)");
+  }
   return o;
+}
+
+// The key of a client's address for the per-client cap: an IPv4 address (also
+// when mapped into IPv6), or the /64 prefix of an IPv6 one (what one host
+// usually has to itself).
+std::string ClientKey(const asio::ip::address& a) {
+  if (a.is_v4()) return a.to_v4().to_string();
+  const asio::ip::address_v6 v6 = a.to_v6();
+  if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
+  asio::ip::address_v6::bytes_type bytes = v6.to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return asio::ip::address_v6(bytes).to_string() + "/64";
 }
 
 }  // namespace
@@ -123,13 +142,23 @@ class Server::Impl {
   void Stop();
 
   Cache& cache_;
-  const ServerOptions options_;
+  ServerOptions options_;  // const after the constructor
+  ConnectionCaps caps_;    // likewise: the connection cap and refusal slots in force
   std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<HttpWarnings> warnings_;
   std::optional<HttpHandler> handler_;  // set in the constructor, once bound; then const
+  MemoryBudget budget_;
   const HttpLimits limits_;
   const Clock::duration tick_;
   std::atomic<std::size_t> connections_{0};  // sessions; before workers_ (see Worker)
   std::atomic<bool> stopping_{false};
+
+  // Open sessions per client address (ClientKey). Touched by the acceptor's
+  // thread (OnAccept) and by any worker's (a session's end): under clients_mu_.
+  std::mutex clients_mu_;
+  std::unordered_map<std::string, std::size_t> clients_;
+
+  void ReleaseClient(const std::string& key);
 
   std::vector<std::unique_ptr<Worker>> workers_;
   tcp::acceptor acceptor_;           // on workers_[0]; destroyed before them
@@ -153,13 +182,20 @@ class Server::Impl {
 // of its pending operations (shared_from_this).
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Server::Impl& server, Worker& worker, tcp::socket socket, std::string peer)
+  // client: its key in Impl::clients_, "" if it was not counted there.
+  Session(Server::Impl& server, Worker& worker, tcp::socket socket, std::string peer,
+          std::string client)
       : server_(server),
         worker_(worker),
         socket_(std::move(socket)),
-        connection_(*server.handler_, server.limits_, *server.log_, std::move(peer)) {}
+        // Unconsumed input stays under max_header_bytes (HttpConnection);
+        // one read adds kReadChunk.
+        buffer_(server.limits_.max_header_bytes + 2 * kReadChunk),
+        connection_(*server.handler_, server.limits_, *server.warnings_, std::move(peer)),
+        client_(std::move(client)) {}
 
   ~Session() {
+    if (!client_.empty()) server_.ReleaseClient(client_);
     worker_.sessions.erase(this);
     server_.connections_.fetch_sub(1, std::memory_order_relaxed);
     if (worker_.stopping && worker_.sessions.empty()) worker_.sweep.cancel();  // run() may end
@@ -177,14 +213,16 @@ class Session : public std::enable_shared_from_this<Session> {
     Read();
   }
 
-  // Answers 503 and closes: the server has max_connections open.
-  void Refuse() {
+  // Answers 503 and closes: the server has max_connections open, or the
+  // client its max_connections_per_client.
+  void Refuse(bool per_client) {
     worker_.sessions.insert(this);
     refused_ = true;
     HttpResponse r;
     r.status = 503;
-    r.body = "too many connections; retry later\n";
-    SerializeResponse(r, false, false, false, out_);
+    r.body = per_client ? "too many connections from your address; retry later\n"
+                        : "too many connections; retry later\n";
+    SerializeResponse(std::move(r), false, false, false, out_);
     out_.close = out_.linger = true;
     state_ = State::kRequest;
     deadline_ = Clock::now() + kLingerTime;
@@ -227,9 +265,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Read() {
+    boost::beast::flat_buffer::mutable_buffers_type space;
+    try {
+      space = buffer_.prepare(kReadChunk);
+    } catch (const std::length_error&) {  // cannot happen (see buffer_): a bug, not a client
+      server_.log_->error("http: the read buffer is full ({} bytes); closing the connection",
+                          buffer_.size());
+      return Close();
+    }
     socket_.async_read_some(
-        buffer_.prepare(kReadChunk),
-        [self = shared_from_this()](error_code ec, std::size_t n) { self->OnRead(ec, n); });
+        space, [self = shared_from_this()](error_code ec, std::size_t n) { self->OnRead(ec, n); });
   }
 
   void OnRead(error_code ec, std::size_t n) {
@@ -281,6 +326,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnWrite(error_code ec) {
+    out_.hold.Reset();              // the response is written (or never will be):
+    std::string().swap(out_.body);  // give its memory back now
     if (closed_) return;
     if (ec) {
       if (ec != asio::error::operation_aborted) {
@@ -326,6 +373,7 @@ class Session : public std::enable_shared_from_this<Session> {
   State state_ = State::kIdle;
   Clock::time_point deadline_{};
   std::size_t lingered_ = 0;
+  const std::string client_;
   bool refused_ = false;
   bool closed_ = false;
 };
@@ -334,7 +382,12 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
                    const ServerOptions& options)
     : cache_(cache),
       options_(Resolve(options)),
-      limits_{options_.max_header_bytes, options_.max_body_bytes},
+      caps_(CapsForDescriptors(SoftFileLimit(), options_.threads)),
+      log_(MakeCacheLogger(Env::Default(), CachePaths{cache.root(), cache.name()}.log(),
+                           cache.name() + ".http", ParseLogLevel(options_.loglevel))),
+      warnings_(std::make_unique<HttpWarnings>(*log_)),
+      budget_(options_.memory_budget),
+      limits_{options_.max_header_bytes, options_.max_body_bytes, &budget_},
       tick_(std::clamp<Clock::duration>(
           std::min(options_.request_timeout, options_.idle_timeout) / 8,
           std::chrono::milliseconds(5), std::chrono::milliseconds(500))),
@@ -345,8 +398,6 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
       }()),
       acceptor_(workers_[0]->ioc),
       accept_retry_(workers_[0]->ioc) {
-  log_ = MakeCacheLogger(Env::Default(), CachePaths{cache.root(), cache.name()}.log(),
-                         cache.name() + ".http", ParseLogLevel(options_.loglevel));
   if (options_.log_to_stderr) {
     auto err = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     err->set_pattern("%Y-%m-%d %H:%M:%S.%e %l %n: %v");
@@ -393,9 +444,28 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
                                      .bound_address = bound_.address().to_string(),
                                      .bound_name = host_is_name ? host_text : std::string()});
 
+  // The connection cap: what the descriptors allow (caps_), 1000 by default.
+  const std::uint64_t nofile = SoftFileLimit();
+  const std::size_t wanted = options.max_connections == 0 ? 1000 : options.max_connections;
+  options_.max_connections = std::min(wanted, caps_.connections);
+  if (options_.max_connections < wanted && options.max_connections != 0) {
+    log_->warn(
+        "max_connections {} lowered to {}: RLIMIT_NOFILE is {} and {} descriptors are kept for "
+        "the cache and the process, {} for refusals",
+        wanted, options_.max_connections, nofile, ReservedDescriptors(options_.threads),
+        caps_.refusals);
+  }
+  if (options_.max_connections_per_client == 0) {
+    options_.max_connections_per_client = std::max<std::size_t>(1, options_.max_connections / 4);
+  }
   log_->info("serving cache \"{}\" (root {}) on http://{} with {} threads; authentication {}",
              cache.name(), cache.root(), EndpointText(bound_), options_.threads,
              options_.token ? "on (bearer token)" : "off");
+  log_->info(
+      "limits: {} connections ({} per client address; RLIMIT_NOFILE {}), memory budget {} MiB "
+      "for bodies and responses, body {} bytes, header {} bytes",
+      options_.max_connections, options_.max_connections_per_client, nofile,
+      options_.memory_budget >> 20, options_.max_body_bytes, options_.max_header_bytes);
   if (!options_.allowed_hosts.empty() || !options_.allowed_origins.empty()) {
     auto join = [](const std::vector<std::string>& v) {
       std::string s;
@@ -429,7 +499,8 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket, Worker& worker) {
   if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;  // stopping
   if (ec) {
     // EMFILE, ENFILE, ENOBUFS...: wait a little rather than spin.
-    log_->warn("http: accept failed: {}; retrying in 100 ms", ec.message());
+    warnings_->Warn(HttpWarnings::kAccept, "http: accept failed: {}; retrying in 100 ms",
+                    ec.message());
     accept_retry_.expires_after(std::chrono::milliseconds(100));
     accept_retry_.async_wait([this](error_code e) {
       if (!e && acceptor_.is_open()) Accept();
@@ -441,24 +512,51 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket, Worker& worker) {
     return;
   }
   const std::size_t open = connections_.fetch_add(1, std::memory_order_relaxed);
-  std::string peer = EndpointText(socket.remote_endpoint(ec));
-  if (open >= options_.max_connections) {
-    log_->warn("http: refusing connection from {}: {} connections open (max_connections {})", peer,
-               open, options_.max_connections);
-    if (open >= options_.max_connections + kRejectSessions) {
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  std::string peer = EndpointText(remote);
+  std::string client = ec ? std::string("?") : ClientKey(remote.address());
+  std::size_t from_client = 0;
+  if (open < options_.max_connections) {
+    std::lock_guard<std::mutex> lock(clients_mu_);
+    std::size_t& n = clients_[client];  // max_connections_per_client >= 1: never left at 0
+    from_client = n;
+    if (n < options_.max_connections_per_client) ++n;
+  }
+  const bool over_total = open >= options_.max_connections;
+  if (over_total || from_client >= options_.max_connections_per_client) {
+    if (over_total) {
+      warnings_->Warn(HttpWarnings::kRefused,
+                      "http: refusing connection from {}: {} connections open (max_connections {})",
+                      peer, open, options_.max_connections);
+    } else {
+      warnings_->Warn(HttpWarnings::kRefused,
+                      "http: refusing connection from {}: {} connections open from {} "
+                      "(max_connections_per_client {})",
+                      peer, from_client, client, options_.max_connections_per_client);
+    }
+    if (open >= options_.max_connections + caps_.refusals) {
       connections_.fetch_sub(1, std::memory_order_relaxed);
       socket.close(ec);
     } else {
-      asio::post(worker.ioc, [this, &worker, s = std::move(socket), p = std::move(peer)]() mutable {
-        std::make_shared<Session>(*this, worker, std::move(s), std::move(p))->Refuse();
+      asio::post(worker.ioc, [this, &worker, over_total, s = std::move(socket),
+                              p = std::move(peer)]() mutable {
+        std::make_shared<Session>(*this, worker, std::move(s), std::move(p), std::string())
+            ->Refuse(!over_total);
       });
     }
   } else {
-    asio::post(worker.ioc, [this, &worker, s = std::move(socket), p = std::move(peer)]() mutable {
-      std::make_shared<Session>(*this, worker, std::move(s), std::move(p))->Start();
+    asio::post(worker.ioc, [this, &worker, s = std::move(socket), p = std::move(peer),
+                            c = std::move(client)]() mutable {
+      std::make_shared<Session>(*this, worker, std::move(s), std::move(p), std::move(c))->Start();
     });
   }
   Accept();
+}
+
+void Server::Impl::ReleaseClient(const std::string& key) {
+  std::lock_guard<std::mutex> lock(clients_mu_);
+  auto it = clients_.find(key);
+  if (it != clients_.end() && --it->second == 0) clients_.erase(it);
 }
 
 void Server::Impl::Sweep(Worker& w) {
@@ -468,6 +566,7 @@ void Server::Impl::Sweep(Worker& w) {
     const Clock::time_point now = Clock::now();
     std::vector<Session*> all(w.sessions.begin(), w.sessions.end());
     for (Session* s : all) s->ExpireIfDue(now);    // closing never destroys a session here
+    if (&w == workers_[0].get()) warnings_->Flush();
     if (w.stopping && w.sessions.empty()) return;  // nothing left: let run() return
     Sweep(w);
   });
@@ -581,6 +680,7 @@ void Server::run_until_signal() {
 void Server::stop() { impl_->Stop(); }
 
 void start(std::string_view host, std::uint16_t port, const ServerOptions& options) {
+  RaiseFileLimit();
   Server server(default_cache(), host, port, options);
   server.run_until_signal();
 }

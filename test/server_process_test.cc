@@ -6,12 +6,16 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
@@ -20,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "attack/attack.h"
 #include "http_client.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
@@ -435,6 +440,208 @@ TEST_CASE("lilcache::start() takes allowed hosts and origins and refuses the oth
   HttpReply cors = raw("Host: 127.0.0.1\r\nOrigin: https://app.example\r\n");
   CHECK(cors.status == 200);
   CHECK(cors.header("access-control-allow-origin") == "https://app.example");
+  ::kill(child, SIGTERM);
+  CHECK(children.wait(child) == 0);
+}
+
+// ---- bounded resources under attack (issue 12; test/attack/attack.h) ---------------
+
+namespace {
+
+namespace attack = lilcache::attack;
+
+struct AttackRun {
+  attack::Memory before, peak;
+  attack::NormalStats normal;
+  int health = -1;
+};
+
+// Runs `pattern` for `seconds` against s while a normal client gets the key
+// "small" every 20 ms; samples the server's memory meanwhile.
+AttackRun RunAttack(const Served& s, double seconds,
+                    const std::function<void(const std::atomic<bool>&)>& pattern) {
+  AttackRun run;
+  REQUIRE(Fetch(s.port(), "PUT", "/keys/small", "v").status == 200);
+  run.before = attack::ReadMemory(s.pid());
+  std::atomic<bool> stop{false};
+  std::thread sampler([&] { attack::SampleMemory(s.pid(), stop, run.peak); });
+  std::thread normal([&] {
+    attack::NormalClient(attack::Target{s.port(), "", "127.0.0.1"}, "small", 20ms, stop,
+                         run.normal);
+  });
+  std::thread attacker([&] { pattern(stop); });
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  attacker.join();
+  normal.join();
+  sampler.join();
+  run.health = attack::Request(s.port(), MakeRequest("GET", "/health"), 10s);
+  MESSAGE("server memory: before "
+          << run.before.rss_kib / 1024 << " MiB RSS, " << run.before.anon_kib / 1024
+          << " MiB anon; peak VmHWM " << run.peak.hwm_kib / 1024 << " MiB, peak RssAnon "
+          << run.peak.anon_kib / 1024 << " MiB; normal client " << run.normal.ok << " ok, "
+          << run.normal.errors << " errors, p99 " << run.normal.Percentile(99) / 1000 << " ms, max "
+          << run.normal.Percentile(100) / 1000 << " ms");
+  return run;
+}
+
+// In KiB, as /proc reports. The bounds hold for plain builds only (see
+// attack::MemoryIsMeasurable); sanitized builds check the rest.
+constexpr std::uint64_t kMiB = 1024;
+
+}  // namespace
+
+TEST_CASE("lilcache serve's memory stays bounded under a chunk-extension or trailer flood") {
+  ::unsetenv("LILCACHE_TOKEN");
+  ::signal(SIGPIPE, SIG_IGN);
+  TempDir root;
+  Children children;
+  Served s(children, root.path(), {"--threads", "2"});
+  const attack::Target t{s.port(), "", "127.0.0.2"};
+  // Before: 1.5 GB of chunk extension took the server from 6 MB to 1.54 GB.
+  AttackRun run = RunAttack(s, 3 * lilcache::test::slowdown(), [&](const std::atomic<bool>& stop) {
+    attack::Counters c;
+    std::thread trailer([&] { attack::TrailerFlood(t, 1536u << 20, stop, c); });
+    attack::ChunkExtensionFlood(t, 1536u << 20, stop, c);
+    trailer.join();
+    CHECK(c.cut > 0);  // the server cut them
+  });
+  if (attack::MemoryIsMeasurable()) {
+    CHECK(run.peak.anon_kib < 64 * kMiB);
+    CHECK(run.peak.hwm_kib < 128 * kMiB);
+  }
+  CHECK(run.health == 200);
+  CHECK(run.normal.errors == 0);
+}
+
+TEST_CASE("lilcache serve's memory stays bounded with 16 unfinished 63 MiB bodies") {
+  ::unsetenv("LILCACHE_TOKEN");
+  ::signal(SIGPIPE, SIG_IGN);
+  TempDir root;
+  Children children;
+  Served s(children, root.path(), {"--threads", "2"});  // memory budget 256 MiB
+  // Before: 16 such connections held 1.1 GB. Now 4 fit in the budget; the
+  // others get 503 before their body is read.
+  attack::Counters c;
+  AttackRun run = RunAttack(s, 4 * lilcache::test::slowdown(), [&](const std::atomic<bool>& stop) {
+    attack::UnfinishedBodies(attack::Target{s.port(), "", "127.0.0.2"}, 16, 63u << 20, stop, c);
+  });
+  CHECK(c.answers_503 > 0);
+  if (attack::MemoryIsMeasurable()) {
+    CHECK(run.peak.anon_kib < (256 + 64) * kMiB);
+    CHECK(run.peak.hwm_kib < (256 + 128) * kMiB);
+  }
+  CHECK(run.health == 200);
+  CHECK(run.normal.errors == 0);
+}
+
+TEST_CASE("lilcache serve's memory stays bounded with 16 non-readers of a 60 MiB value") {
+  ::unsetenv("LILCACHE_TOKEN");
+  ::signal(SIGPIPE, SIG_IGN);
+  TempDir root;
+  Children children;
+  Served s(children, root.path(), {"--threads", "2"});
+  REQUIRE(Fetch(s.port(), "PUT", "/keys/big", std::string(60u << 20, 'v')).status == 200);
+  // Before: 1.1 GB for 10 s per 40-byte request. Now at most 4 responses of
+  // 60 MiB are held (the budget); each thread may copy one more value while
+  // it answers, and the value's pages of the cache's mapping count in VmRSS.
+  attack::Counters c;
+  AttackRun run = RunAttack(s, 4 * lilcache::test::slowdown(), [&](const std::atomic<bool>& stop) {
+    attack::NonReadingClients(attack::Target{s.port(), "", "127.0.0.2"}, 16, "big", 10s, stop, c);
+  });
+  CHECK(c.connections == 16);
+  if (attack::MemoryIsMeasurable()) {
+    CHECK(run.peak.anon_kib < (256 + 2 * 64 + 64) * kMiB);
+    CHECK(run.peak.hwm_kib < (256 + 2 * 64 + 64 + 64) * kMiB);
+  }
+  CHECK(run.health == 200);
+  CHECK(run.normal.errors == 0);
+}
+
+TEST_CASE("serve --max-bytes sets the cache's limit; a cache without one gets 1 GiB at most") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  auto limit = [](std::uint16_t port) {
+    return nlohmann::json::parse(Fetch(port, "GET", "/stats").body)["max_bytes"]
+        .get<std::uint64_t>();
+  };
+  {
+    Served s(children, root.path(), {"--max-bytes", "3MiB"}, "given");
+    CHECK(limit(s.port()) == 3u << 20);
+  }
+  {
+    // A cache without a limit gets min(1 GiB, a quarter of the free space).
+    Served s(children, root.path(), {}, "fresh");
+    struct statvfs vfs {};
+    REQUIRE(::statvfs(root.path().c_str(), &vfs) == 0);
+    const std::uint64_t quarter = std::uint64_t{vfs.f_bavail} * vfs.f_frsize / 4;
+    const std::uint64_t got = limit(s.port());
+    CHECK(got <= (1u << 30));
+    CHECK(got >= std::min<std::uint64_t>(1u << 30, quarter) * 9 / 10);  // free space moves
+  }
+  {
+    // A limit the cache keeps (set by another process) is not overridden.
+    Cache::open("kept", {.root = root.path(), .max_bytes = 5u << 20});
+    Served s(children, root.path(), {}, "kept");
+    CHECK(limit(s.port()) == 5u << 20);
+  }
+  CHECK(Run({CliPath(), "serve", "--root", root.path(), "--max-bytes", "lots"}).status == 2);
+}
+
+TEST_CASE("start() derives the connection cap from RLIMIT_NOFILE, keeping descriptors in reserve") {
+  ::unsetenv("LILCACHE_TOKEN");
+  ::signal(SIGPIPE, SIG_IGN);
+  TempDir root;
+  Children children;
+  const std::string dir = root.path();
+  // 100 descriptors: 64 + 4 x 2 threads kept, 1 refusal slot, 27 connections.
+  // Before, the cap stayed 1,000: accept() and then the cache failed (EMFILE).
+  const pid_t child = children.add(lilcache::test::fork_child([&] {
+    rlimit rl{100, 100};
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return 98;
+    lilcache::init("limited", {.root = dir});
+    lilcache::start("127.0.0.1", 0, {.threads = 2, .max_connections_per_client = 1000});
+    return 0;
+  }));
+  const std::smatch m =
+      WaitFor([&] { return read_file(root.file("limited.log")); },
+              std::regex("serving cache \"limited\" .* on http://127\\.0\\.0\\.1:([0-9]+) "),
+              [&] { return lilcache::test::try_wait_child(child).has_value(); });
+  const auto port = static_cast<std::uint16_t>(std::stoi(m[1].str()));
+  CHECK(read_file(root.file("limited.log")).find("limits: 27 connections") != std::string::npos);
+
+  // Take every slot, and more.
+  std::vector<std::unique_ptr<HttpConn>> conns;
+  int served = 0, refused = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto c = std::make_unique<HttpConn>(port, 10s);
+    std::optional<HttpReply> r;
+    if (c->Send(MakeRequest("GET", "/health"))) r = c->Read();
+    if (r && r->status == 200) {
+      ++served;
+      conns.push_back(std::move(c));
+    } else {
+      ++refused;
+    }
+  }
+  CHECK(served == 27);
+  CHECK(refused == 13);
+  // The cache still has its descriptors: 3,000 keys through a held connection
+  // grow the index, which takes compactions (new files) in this process.
+  HttpConn& writer = *conns.front();
+  for (int i = 0; i < 3000; ++i) {
+    REQUIRE(writer.Send(MakeRequest("GET", "/set?key=k" + std::to_string(i) + "&value=v")));
+    std::optional<HttpReply> r = writer.Read();
+    REQUIRE(r);
+    REQUIRE_MESSAGE(r->status == 200, r->body);
+  }
+  REQUIRE(writer.Send(MakeRequest("GET", "/stats")));
+  std::optional<HttpReply> stats = writer.Read();
+  REQUIRE(stats);
+  CHECK(nlohmann::json::parse(stats->body)["compactions"].get<std::uint64_t>() >= 1);
+  conns.clear();
+  CHECK(read_file(root.file("limited.log")).find("accept failed") == std::string::npos);
   ::kill(child, SIGTERM);
   CHECK(children.wait(child) == 0);
 }

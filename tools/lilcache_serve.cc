@@ -5,6 +5,9 @@
 // Exit status (as every lilcache command, tools/lilcache_cli.h): 0 after a
 // graceful stop, 3 if the cache cannot be opened or the address cannot be
 // bound, 2 on bad usage; each error is one line on stderr.
+#include <sys/statvfs.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "http_handler.h"
+#include "http_limits.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
 #include "lilcache_cli.h"
@@ -32,10 +36,27 @@ struct ServeArgs {
   std::string expires;
   std::string loglevel;
   unsigned threads = 0;
-  std::size_t max_connections = ServerOptions{}.max_connections;
+  std::size_t max_connections = 0;
+  std::size_t max_connections_per_client = 0;
+  std::uint64_t memory_budget = ServerOptions{}.memory_budget;
+  std::uint64_t max_bytes = 0;
   std::string request_timeout = "10s";
   std::string idle_timeout = "30s";
 };
+
+constexpr std::uint64_t kDefaultMaxBytes = 1ull << 30;
+
+// The size limit serve gives a cache that has none: 1 GiB, or a quarter of
+// the space free for unprivileged users on the root's filesystem if that is
+// less (at least 1 MiB): a cache may take about 3 times its limit on disk
+// (dead records up to ~1.9x the live data, plus the copy a compaction
+// writes), so clients cannot fill the filesystem through it.
+std::uint64_t DefaultMaxBytes(const std::string& root) {
+  struct statvfs vfs {};
+  if (::statvfs(root.c_str(), &vfs) != 0) return kDefaultMaxBytes;
+  const std::uint64_t free_bytes = std::uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  return std::max<std::uint64_t>(1 << 20, std::min(kDefaultMaxBytes, free_bytes / 4));
+}
 
 int ServeUsageError(const std::string& what) {
   PrintError("serve", what + " (see 'lilcache serve --help')");
@@ -54,6 +75,9 @@ int Serve(const CliContext& context, const ServeArgs& args) {
   server_options.allowed_origins = args.allowed_origins;
   server_options.threads = args.threads;
   server_options.max_connections = args.max_connections;
+  server_options.max_connections_per_client = args.max_connections_per_client;
+  server_options.memory_budget = args.memory_budget;
+  options.max_bytes = args.max_bytes;
   server_options.loglevel = args.loglevel;
   server_options.log_to_stderr = true;
   // An empty token (--token "$UNSET", or LILCACHE_TOKEN= ) is a mistake, not
@@ -78,7 +102,14 @@ int Serve(const CliContext& context, const ServeArgs& args) {
   }
 
   try {
+    RaiseFileLimit();  // the connection cap follows RLIMIT_NOFILE
     Cache cache = Cache::open(context.name, options);
+    if (args.max_bytes == 0 && cache.stats().max_bytes == 0) {
+      // No limit given and none kept by the cache: serve's default becomes
+      // the cache's (another process's limit is never overridden).
+      options.max_bytes = DefaultMaxBytes(cache.root());
+      cache = Cache::open(context.name, options);
+    }
     Server server(cache, args.host, args.port, server_options);
     std::cout << "lilcache: serving cache \"" << cache.name() << "\" (root " << cache.root()
               << ") on " << server.url() << std::endl;
@@ -134,8 +165,23 @@ void AddServeCommand(CLI::App& app, CliContext& context) {
   serve->add_option("--threads", args->threads,
                     "Threads serving requests (default 0: one per hardware thread)");
   serve
-      ->add_option("--max-connections", args->max_connections,
-                   "Open connections at most; more get 503")
+      ->add_option("--max-bytes", args->max_bytes,
+                   "Size limit of the cache's live data (Options::max_bytes; the cache keeps "
+                   "it), e.g. 512MiB; the oldest keys are evicted over it. Default: the "
+                   "cache's own limit, or for a cache without one the smaller of 1GiB and a "
+                   "quarter of the free space of ROOT's filesystem")
+      ->transform(CLI::AsSizeValue(false));
+  serve->add_option("--max-connections", args->max_connections,
+                    "Open connections at most; more get 503 (default 0: 1000, or fewer if "
+                    "RLIMIT_NOFILE requires)");
+  serve->add_option("--max-connections-per-client", args->max_connections_per_client,
+                    "Open connections from one client address at most (IPv6: a /64); more "
+                    "get 503 (default 0: a quarter of --max-connections)");
+  serve
+      ->add_option("--memory-budget", args->memory_budget,
+                   "Memory for request bodies and responses over 64KiB, for the whole server, "
+                   "e.g. 512MiB (at least 64MiB); over it requests get 503 with Retry-After")
+      ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
   serve
       ->add_option("--request-timeout", args->request_timeout,

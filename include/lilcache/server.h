@@ -38,7 +38,8 @@
 // at ServerOptions::loglevel. Every request is logged at debug level (method,
 // path without the query, status, microseconds); protocol errors, refused
 // authentication, refused hosts and origins (403), refused connections,
-// timeouts and 5xx (with the whole error) at warn.
+// timeouts and 5xx (with the whole error) at warn, at most 10 lines a second
+// of each kind (then "N more ... lines suppressed").
 #pragma once
 
 #include <chrono>
@@ -101,9 +102,33 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
 
   // Open connections at most. One more is answered "503 Service Unavailable"
-  // and closed. Each connection holds a file descriptor: keep it under the
-  // process's RLIMIT_NOFILE (ulimit -n). Default 1000.
-  std::size_t max_connections = 1000;
+  // and closed. Each connection holds a file descriptor, so the cap is also
+  // bounded by the process's soft RLIMIT_NOFILE (ulimit -n) when the server
+  // starts: connections + refusal slots (503 answers, at most 64) + 64 + 4
+  // per thread descriptors kept for the cache and the process <= the limit
+  // (docs/rest.md). 0 (default) = 1000, or less if the limit requires; a
+  // value over what the limit allows is lowered to it (logged at warn).
+  // lilcache::start() and `lilcache serve` first raise the soft limit to the
+  // hard one.
+  std::size_t max_connections = 0;
+
+  // Open connections from one client address at most (IPv6: one /64
+  // prefix); one more is answered 503 and closed, so that one client cannot
+  // hold every connection. 0 (default) = a quarter of max_connections (at
+  // least 1). On a loopback address every client is 127.0.0.1 (or ::1): the
+  // limit then bounds all local clients together.
+  std::size_t max_connections_per_client = 0;
+
+  // Memory for request bodies being received and responses being sent, for
+  // the whole server: each body or response over 64 KiB is held from it
+  // while it lives. A request whose body the budget cannot take is refused
+  // with 503 and "Retry-After: 1" before its body is read (the connection
+  // closes); a response it cannot take (a large value) is replaced by a 503
+  // (the connection goes on). At least kMaxValueBytes (64 MiB), so that any
+  // value can be stored and served. Default 256 MiB: with the value copy each
+  // thread makes while it answers, the server's heap stays under about
+  // memory_budget + threads * 64 MiB + 64 KiB per connection.
+  std::size_t memory_budget = 256u * 1024 * 1024;
 
   // Largest request body (PUT /keys/{key}): a larger one is refused with 413
   // before it is read. Default kMaxValueBytes (64 MiB), so that any value
@@ -183,7 +208,8 @@ class Server {
 
 // Serves the process's default cache (the one lilcache::init() selected, see
 // default_cache()) on host:port until SIGINT or SIGTERM, which stop it
-// gracefully. Blocks. Throws Error as Server's constructor does.
+// gracefully. Blocks. Throws Error as Server's constructor does. First raises
+// the process's soft RLIMIT_NOFILE to its hard limit (see max_connections).
 void start(std::string_view host = "127.0.0.1", std::uint16_t port = 5001,
            const ServerOptions& options = {});
 

@@ -10,11 +10,15 @@
 //  * every error body (4xx) is one line of text ending in a newline;
 //  * every answer but 100 Continue has "Cache-Control: no-store" and
 //    "X-Content-Type-Options: nosniff", and names no origin in
-//    Access-Control-Allow-Origin but an allowed one (http://app.example).
+//    Access-Control-Allow-Origin but an allowed one (http://app.example);
+//  * a 503 (the memory budget) carries "Retry-After: 1".
 //
 // Input: byte 0 flags (bit 0: the server requires the token "tok"; bit 1:
 // small limits, 256-byte header and 64-byte body, instead of 8 KiB and
-// 64 KiB), then the bytes the client sends. The server allows the origin
+// 64 KiB; bit 2: an exhausted memory budget, so that every body or response
+// over 64 KiB, a Content-Length announcing one, and every pop get 503), then
+// the bytes the client sends. Chunk headers and trailer sections are bounded
+// by the header limit (400, 431). The server allows the origin
 // http://app.example and the Host cache.lan besides the loopback defaults
 // (docs/rest.md, "Browsers"). The cache is purged before each input, so that
 // each input starts from an empty cache.
@@ -30,6 +34,7 @@
 #include "fuzz_util.h"
 #include "http_connection.h"
 #include "http_handler.h"
+#include "http_limits.h"
 
 using namespace lilcache;
 
@@ -98,6 +103,9 @@ void CheckResponses(std::string_view out) {
         fuzz::Fail("CORS answer to a origin not allowed: " + std::string(origin));
       }
     }
+    if (status == 503 && head.find("\r\nRetry-After: 1\r\n") == std::string_view::npos) {
+      fuzz::Fail("a 503 without Retry-After");
+    }
     // The answer to a HEAD request (always an error: HEAD is not supported)
     // has no body; its length is that of the body it would have. An error
     // body is the server's text, never the start of a response.
@@ -121,9 +129,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 1) return 0;
   const std::uint8_t flags = data[0];
   const HttpHandler& handler = (flags & 1) != 0 ? server->authenticated : server->open;
-  const HttpLimits limits = (flags & 2) != 0
-                                ? HttpLimits{.max_header_bytes = 256, .max_body_bytes = 64}
-                                : HttpLimits{.max_header_bytes = 8192, .max_body_bytes = 65536};
+  static MemoryBudget exhausted(0);
+  HttpLimits limits = (flags & 2) != 0
+                          ? HttpLimits{.max_header_bytes = 256, .max_body_bytes = 64}
+                          : HttpLimits{.max_header_bytes = 8192, .max_body_bytes = 65536};
+  if ((flags & 4) != 0) {
+    limits.budget = &exhausted;
+    limits.max_body_bytes = 1 << 20;  // bodies over 64 KiB reach the budget
+  }
   server->cache.purge();
   std::string_view raw(reinterpret_cast<const char*>(data) + 1, size - 1);
   std::string out;

@@ -106,8 +106,8 @@ int main(int argc, char** argv) {
        std::string(1, '\x08') + compact_index(fuzz::MakeIndex(1, fx.data)));
   Seed("fuzz_index", "replay", std::string(1, '\x04') + compact_index(fuzz::MakeIndex(1, fx.data)));
 
-  // fuzz_http: flags (bit 0: token "tok" required; bit 1: small limits), then
-  // what a client sends.
+  // fuzz_http: flags (bit 0: token "tok" required; bit 1: small limits; bit 2:
+  // an exhausted memory budget), then what a client sends.
   auto req = [](const std::string& method, const std::string& target, const std::string& body = "",
                 const std::string& fields = "") {
     std::string r = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + fields;
@@ -177,6 +177,19 @@ int main(int argc, char** argv) {
            "PUT /keys/g HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n"
            "Content-Length: 3\r\n\r\nabc" +
            "PUT /keys/h HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  const std::string chunked =
+      "PUT /keys/c HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  Seed("fuzz_http", "chunk-extension-long",
+       std::string(1, '\2') + chunked + "1;" + std::string(300, 'a') + "\r\nx\r\n0\r\n\r\n");
+  Seed("fuzz_http", "trailer-long",
+       std::string(1, '\2') + chunked + "1;e=v\r\nx\r\n0\r\nX-T: " + std::string(300, 't') +
+           "\r\n\r\n");
+  Seed("fuzz_http", "budget",
+       std::string(1, '\4') + req("GET", "/pop?key=a") + req("PUT", "/keys/s", "small") +
+           "PUT /keys/b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 70000\r\n\r\n");
+  Seed("fuzz_http", "budget-chunked",
+       std::string(1, '\4') + chunked + "10000\r\n" + std::string(65536, 'c') + "\r\n" + "10\r\n" +
+           std::string(16, 'c') + "\r\n0\r\n\r\n");
 
   // fuzz_parsers: the raw text.
   int i = 0;
