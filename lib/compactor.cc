@@ -14,6 +14,7 @@
 #include "lilcache/env.h"
 #include "quote.h"
 #include "shared_atomic.h"
+#include "trust.h"
 
 namespace lilcache {
 namespace {
@@ -660,6 +661,8 @@ void Compactor::RecoverAlone() {
   // count) is a reason to replay the log, never an unopenable cache.
   try {
     g.index.Open(env, c_.paths().index(gen), gen);
+  } catch (const UntrustedFile&) {
+    throw;  // another user's file, or one others can write: refused, not rebuilt over
   } catch (const Error& e) {
     why = std::string("the index cannot be used (") + e.what() + ")";
   }

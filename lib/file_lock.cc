@@ -33,7 +33,7 @@ FileHandle FileHandle::Open(Env* env, const std::string& path, int flags, mode_t
   int fd = env->Open(path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) {
     if (errno == ELOOP) {
-      throw Error("refusing to open " + path + ": it is a symbolic link");
+      throw UntrustedFile("refusing to open " + path + ": it is a symbolic link");
     }
     ThrowErrno("cannot open", path);
   }

@@ -63,9 +63,10 @@ void CheckRootDirectory(Env* env, const std::string& root) {
   if (StatOpen(env, root, O_PATH | O_NOFOLLOW, &st) != 0)
     ThrowErrno("cannot open cache root", root);
   if (S_ISLNK(st.st_mode) && st.st_uid != me && st.st_uid != 0) {
-    throw Error("refusing cache root \"" + root + "\": it is a symbolic link owned by " +
-                DescribeUid(st.st_uid) + ", who could point it anywhere; use the directory it " +
-                "points to, or a root of your own");
+    throw UntrustedFile("refusing cache root \"" + root + "\": it is a symbolic link owned by " +
+                        DescribeUid(st.st_uid) +
+                        ", who could point it anywhere; use the directory it " +
+                        "points to, or a root of your own");
   }
   // Then the directory (the link's target).
   if (StatOpen(env, root, O_RDONLY | O_DIRECTORY, &st) != 0) {
@@ -73,27 +74,30 @@ void CheckRootDirectory(Env* env, const std::string& root) {
     ThrowErrno("cannot open cache root", root);
   }
   if (st.st_uid != me) {
-    throw Error("refusing cache root \"" + root + "\": it is owned by " + DescribeUid(st.st_uid) +
-                ", not by you (" + DescribeUid(me) + "); " + RunAsOwner(st.st_uid));
+    throw UntrustedFile("refusing cache root \"" + root + "\": it is owned by " +
+                        DescribeUid(st.st_uid) + ", not by you (" + DescribeUid(me) + "); " +
+                        RunAsOwner(st.st_uid));
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    throw Error("refusing cache root \"" + root + "\": its mode " + Octal(st.st_mode) +
-                " lets other users replace the cache's files; if you trust what is in it, " +
-                "chmod go-w it (lilcache creates roots 0700)");
+    throw UntrustedFile(
+        "refusing cache root \"" + root + "\": its mode " + Octal(st.st_mode) +
+        " lets other users replace the cache's files; if you trust what is in it, " +
+        "chmod go-w it (lilcache creates roots 0700)");
   }
 }
 
 void CheckCacheFile(const struct stat& st, const std::string& path) {
   const uid_t me = geteuid();
-  if (!S_ISREG(st.st_mode)) throw Error("refusing to use " + path + ": not a regular file");
+  if (!S_ISREG(st.st_mode)) throw UntrustedFile("refusing to use " + path + ": not a regular file");
   if (st.st_uid != me) {
-    throw Error("refusing to use " + path + ": it is owned by " + DescribeUid(st.st_uid) +
-                ", not by you (" + DescribeUid(me) + "); " + RunAsOwner(st.st_uid));
+    throw UntrustedFile("refusing to use " + path + ": it is owned by " + DescribeUid(st.st_uid) +
+                        ", not by you (" + DescribeUid(me) + "); " + RunAsOwner(st.st_uid));
   }
   if ((st.st_mode & 077) != 0) {
-    throw Error("refusing to use " + path + ": its mode " + Octal(st.st_mode) +
-                " gives other users access (cache files are 0600); if you trust its content, " +
-                "chmod 600 it");
+    throw UntrustedFile(
+        "refusing to use " + path + ": its mode " + Octal(st.st_mode) +
+        " gives other users access (cache files are 0600); if you trust its content, " +
+        "chmod 600 it");
   }
 }
 

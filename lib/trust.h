@@ -20,20 +20,30 @@
 
 #include <string>
 
+#include "lilcache/lilcache.h"
+
 namespace lilcache {
 
 class Env;
 
+// What CheckRootDirectory and CheckCacheFile throw: a refusal, not damage.
+// Code that treats a file it cannot open as damaged and rebuilds it (a lone
+// opener's recovery of the index) rethrows this one: a file another user owns
+// or can write is refused, never repaired over.
+struct UntrustedFile : Error {
+  using Error::Error;
+};
+
 // "uid 65534 (nobody)", or "uid 4242" if the uid has no name.
 std::string DescribeUid(uid_t uid);
 
-// Throws Error unless `root` is a directory (or a symbolic link, owned by
+// Throws UntrustedFile unless `root` is a directory (or a symbolic link, owned by
 // the caller or the superuser, to one) owned by the caller's effective uid
 // and not writable by group or others. The message names the path, the
 // owner or mode found, and what to do.
 void CheckRootDirectory(Env* env, const std::string& root);
 
-// Throws Error unless `st` (fstat of the open file `path`) is a regular file
+// Throws UntrustedFile unless `st` (fstat of the open file `path`) is a regular file
 // owned by the caller's effective uid without group or other permission bits.
 void CheckCacheFile(const struct stat& st, const std::string& path);
 
