@@ -20,6 +20,26 @@ int RestartOnEintr(F call) {
   } while (rc < 0 && errno == EINTR);
   return rc;
 }
+
+// Writes all `length` bytes of buf with write_some(p, n) (a write(2) or
+// pwrite(2) of at most n bytes from p, returning what it does), resumed after
+// a short write or EINTR: 0, or -1 with errno (EIO for a write of nothing).
+template <typename F>
+int WriteAll(const void* buf, std::size_t length, F write_some) {
+  const char* p = static_cast<const char*>(buf);
+  while (length > 0) {
+    const ssize_t n = write_some(p, length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) {
+      errno = EIO;
+      return -1;
+    }
+    p += n;
+    length -= static_cast<std::size_t>(n);
+  }
+  return 0;
+}
 }  // namespace
 
 Env* Env::Default() {
@@ -41,36 +61,15 @@ int Env::Ftruncate(int fd, off_t length) {
 }
 
 int Env::PwriteAll(int fd, const void* buf, std::size_t length, off_t offset) {
-  const char* p = static_cast<const char*>(buf);
-  while (length > 0) {
-    ssize_t n = ::pwrite(fd, p, length, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -1;
-    if (n == 0) {
-      errno = EIO;
-      return -1;
-    }
-    p += n;
-    length -= static_cast<std::size_t>(n);
-    offset += n;
-  }
-  return 0;
+  return WriteAll(buf, length, [&](const char* p, std::size_t n) {
+    ssize_t r = ::pwrite(fd, p, n, offset);
+    if (r > 0) offset += r;
+    return r;
+  });
 }
 
 int Env::Append(int fd, const void* buf, std::size_t length) {
-  const char* p = static_cast<const char*>(buf);
-  while (length > 0) {
-    ssize_t n = ::write(fd, p, length);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -1;
-    if (n == 0) {
-      errno = EIO;
-      return -1;
-    }
-    p += n;
-    length -= static_cast<std::size_t>(n);
-  }
-  return 0;
+  return WriteAll(buf, length, [&](const char* p, std::size_t n) { return ::write(fd, p, n); });
 }
 
 int Env::Fallocate(int fd, off_t offset, off_t length) {

@@ -54,23 +54,6 @@ lilcache::Options options(const TempDir& dir, lilcache::Env* env = nullptr) {
   return o;
 }
 
-// Memory shared by the test process and every process forked after it.
-template <typename T>
-class Shared {
- public:
-  Shared() {
-    void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
-    obj_ = new (p) T();
-  }
-  ~Shared() { munmap(obj_, sizeof(T)); }
-  Shared(const Shared&) = delete;
-  Shared& operator=(const Shared&) = delete;
-  T* operator->() const { return obj_; }
-
- private:
-  T* obj_;
-};
 
 // In a child: throws (fork_child prints it and exits 99) when cond is false.
 #define CHILD_CHECK(cond)                                                             \
@@ -221,7 +204,7 @@ TEST_SUITE("process") {
     // throughout, as seen by another process; so does C's not being there.
     TempDir dir;
     Children children;
-    Shared<Control> ctl;
+    SharedMemory<Control> ctl;
     pid_t p = children.add(fork_child([&] {
       g_static_cache.emplace(Cache::open(kName, options(dir)));
       lilcache::init(kName, options(dir));
@@ -272,7 +255,7 @@ TEST_SUITE("process") {
     // write: the write is then in the new generation, never lost in the old.
     TempDir dir;
     Children children;
-    Shared<Control> ctl;
+    SharedMemory<Control> ctl;
     const std::string old_value(100, 'o'), new_value = big_value('n');
     pid_t p = children.add(fork_child([&] {
       BlockingEnv env(ctl.operator->(), BlockingEnv::Where::kGrowth);
@@ -322,7 +305,7 @@ TEST_SUITE("process") {
     become_subreaper();
     TempDir dir;
     Children children;
-    Shared<Control> ctl;
+    SharedMemory<Control> ctl;
     Orphan sleeper;
     pid_t p = children.add(fork_child([&] {
       BlockingEnv env(ctl.operator->(), BlockingEnv::Where::kSwitch);
@@ -358,7 +341,7 @@ TEST_SUITE("process") {
     become_subreaper();
     TempDir dir;
     Children children;
-    Shared<Control> ctl;
+    SharedMemory<Control> ctl;
     Orphan idle;
     // Q: opened before P stops; waits for `go`, then writes and compacts.
     pid_t q = children.add(fork_child([&] {
@@ -417,7 +400,7 @@ TEST_SUITE("process") {
     // for P's GROW lock and then goes through.
     TempDir dir;
     Children children;
-    Shared<Control> ctl;
+    SharedMemory<Control> ctl;
     pid_t p = children.add(fork_child([&] {
       BlockingEnv env(ctl.operator->(), BlockingEnv::Where::kGrowth);
       Cache c = Cache::open(kName, options(dir, &env));
@@ -449,13 +432,13 @@ TEST_SUITE("process") {
     constexpr int kThreads = 4, kKeys = 200;
     TempDir dir;
     Children children;
-    Shared<Control> ctl;
+    SharedMemory<Control> ctl;
     Cache c = Cache::open(kName, options(dir));
     for (int i = 0; i < kKeys; ++i) c.set("pop-" + std::to_string(i), "v" + std::to_string(i));
     struct Pops {
       std::atomic<int> count[kKeys];
     };
-    Shared<Pops> pops;
+    SharedMemory<Pops> pops;
     auto work = [&](const std::string& who) {
       for (int i = 0; i < kKeys; ++i) {
         std::string k = who + "-" + std::to_string(i);
@@ -508,7 +491,7 @@ TEST_SUITE("process") {
     // child's first call must not claim a slot until T lets go.
     TempDir dir;
     Children children;
-    Shared<Control> ctl;
+    SharedMemory<Control> ctl;
     std::optional<Cache> c(Cache::open(kName, options(dir)));
     pid_t child = children.add(fork_child([&] {
       while (ctl->go == 0) ::usleep(100);

@@ -88,24 +88,6 @@ std::string show(const std::optional<std::string>& v, std::string_view key) {
          std::to_string(info->length) + " bytes";
 }
 
-// Memory shared by the parent and every child forked after its creation.
-template <typename T>
-class Shared {
- public:
-  Shared() {
-    void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
-    obj_ = new (p) T();
-  }
-  ~Shared() { munmap(obj_, sizeof(T)); }
-  Shared(const Shared&) = delete;
-  Shared& operator=(const Shared&) = delete;
-  T* operator->() const { return obj_; }
-  T& operator*() const { return *obj_; }
-
- private:
-  T* obj_;
-};
 
 // Failures of the threads of one child: the first few messages are kept.
 class ThreadFailures {
@@ -408,7 +390,7 @@ TEST_SUITE("process") {
       std::atomic<std::uint64_t> acked[kWriters * kKeysPer];
       std::atomic<bool> stop{false};
     };
-    Shared<Board> board;
+    SharedMemory<Board> board;
     auto key = [](int k) { return std::string("lin\0", 4) + std::to_string(k); };
     std::vector<pid_t> writers, readers;
     for (int w = 0; w < kWriters; ++w) {
@@ -485,7 +467,7 @@ TEST_SUITE("process") {
         return 0;
       })));
     }
-    Shared<std::atomic<bool>> done;
+    SharedMemory<std::atomic<bool>> done;
     pid_t reader = children.add(fork_child([&] {
       lilcache::Cache c = open_cache(dir);
       gate.wait();
@@ -533,7 +515,7 @@ TEST_SUITE("process") {
       std::atomic<std::uint64_t> before_purge{0};
       std::atomic<bool> stop{false};
     };
-    Shared<Board> board;
+    SharedMemory<Board> board;
     const std::string ckey("c\0key", 5);
     Pipe ab, ba;
     pid_t cpid = children.add(fork_child([&] {

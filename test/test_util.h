@@ -1,18 +1,43 @@
 // Helpers shared by the test suites: temporary roots and child processes.
 #pragma once
 
+#include <sys/mman.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace lilcache::test {
+
+// A T in memory shared (MAP_SHARED | MAP_ANONYMOUS) by the test process and
+// every process forked after its creation: counters and flags the children
+// and the parent both see. T must be usable across processes without a
+// constructor or destructor run in each (atomics, plain data).
+template <typename T>
+class SharedMemory {
+ public:
+  SharedMemory() {
+    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap of shared test memory failed");
+    value_ = new (p) T();
+  }
+  ~SharedMemory() { ::munmap(value_, sizeof(T)); }
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  T* operator->() const { return value_; }
+  T& operator*() const { return *value_; }
+
+ private:
+  T* value_;
+};
 
 // A fresh directory under `base` (default: $TMPDIR, or /tmp), removed with
 // its contents on destruction. path() does not exist yet when `create` is

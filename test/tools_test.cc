@@ -37,6 +37,7 @@
 namespace {
 
 using lilcache::Cache;
+using lilcache::test::SharedMemory;
 using lilcache::test::TempDir;
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -192,23 +193,6 @@ std::string Normalize(const std::string& text, const std::string& root) {
   return out;
 }
 
-// A few words of memory shared with forked children.
-template <typename T>
-class SharedMemory {
- public:
-  SharedMemory() {
-    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
-    value_ = new (p) T();
-  }
-  ~SharedMemory() { ::munmap(value_, sizeof(T)); }
-  SharedMemory(const SharedMemory&) = delete;
-  SharedMemory& operator=(const SharedMemory&) = delete;
-  T* operator->() const { return value_; }
-
- private:
-  T* value_;
-};
 
 // A forked child killed (SIGKILL) and reaped if the test ends without waiting for it.
 class ChildGuard {
