@@ -119,14 +119,17 @@ void check_image(const std::string& root, const Model& model, const Model& maybe
   rebooted.set_boot_id(boot);
   auto c = Cache::open("t", {.root = root, .env = &rebooted});
   std::size_t extra = 0;
-  for (const auto& [key, value] : model) {
+  // Not structured bindings: clang 14 cannot capture them in CAPTURE's lambda.
+  for (const auto& kv : model) {
+    const std::string& key = kv.first;
     CAPTURE(key);
-    CHECK(c.get(key) == value);
+    CHECK(c.get(key) == kv.second);
   }
-  for (const auto& [key, value] : maybe) {
+  for (const auto& kv : maybe) {
+    const std::string& key = kv.first;
     CAPTURE(key);
     std::optional<std::string> got = c.get(key);
-    CHECK((!got || *got == value));
+    CHECK((!got || *got == kv.second));
     extra += got.has_value();
   }
   CHECK(c.size() == model.size() + extra);
