@@ -77,13 +77,18 @@ class RotatingLogSink final : public spdlog::sinks::base_sink<std::mutex> {
     if (!Writable()) return;
     // A failed write is dropped: the library never prints, and a log line is
     // not worth failing an operation for.
-    env_->Append(file_.fd(), line.data(), line.size());
+    if (env_->Append(file_.fd(), line.data(), line.size()) == 0) unchecked_ += line.size();
   }
   void flush_() override {}
 
  private:
   bool Writable() {
     if (!file_.valid()) return Reopen();
+    // The size is looked at (an fstat) only after this process appended
+    // 1/256 of the cap since it last looked, not before every line: a file
+    // passes the cap by at most that much per writing process, plus a line.
+    if (unchecked_ < check_every_) return true;
+    unchecked_ = 0;
     struct stat st;
     if (env_->Fstat(file_.fd(), &st) != 0) return false;
     if (static_cast<std::uint64_t>(st.st_size) < max_bytes_) return true;
@@ -96,6 +101,7 @@ class RotatingLogSink final : public spdlog::sinks::base_sink<std::mutex> {
     } catch (const Error&) {
       return false;
     }
+    unchecked_ = check_every_;  // a fresh file: look at the next line again
     return Reopen();
   }
 
@@ -122,6 +128,10 @@ class RotatingLogSink final : public spdlog::sinks::base_sink<std::mutex> {
   Env* env_;
   std::string path_;
   std::uint64_t max_bytes_;
+  // Bytes this process appended since it last looked at the file's size;
+  // starts "due", so that the first line looks.
+  std::uint64_t check_every_ = std::min<std::uint64_t>(64 << 10, max_bytes_ / 256);
+  std::uint64_t unchecked_ = check_every_;
   FileHandle file_;
 };
 
