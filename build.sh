@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # lilcache build entry point.
 #
-#   ./build.sh demo  [ARGS]   set up, build, run tools/lilcache-demo (seed requirement 1)
+#   ./build.sh demo  [ARGS]   set up, build, run examples/lilcache-demo (seed requirement 1)
 #   ./build.sh test  [ARGS]   set up, build, run every test (ARGS go to `meson test`);
 #                             the last line is "N passed, N failed"
 #   ./build.sh bench [ARGS]   set up, build, run bench/lilcache-bench
@@ -145,7 +145,7 @@ cmd=${1:-}
 case $cmd in
   demo)
     setup
-    exec "$BUILD_DIR/tools/lilcache-demo" "$@"
+    exec "$BUILD_DIR/examples/lilcache-demo" "$@"
     ;;
   test)
     run_tests "" -- "$@"

@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "cli_util.h"
-#include "inspect.h"
+#include "inspect/inspect.h"
 #include "lilcache/lilcache.h"
-#include "meta.h"
-#include "names.h"
+#include "engine/meta.h"
+#include "util/names.h"
 
 namespace {
 

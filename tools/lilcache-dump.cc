@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "cli_util.h"
-#include "inspect.h"
+#include "inspect/inspect.h"
 #include "lilcache/lilcache.h"
 
 namespace {

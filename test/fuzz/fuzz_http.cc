@@ -32,9 +32,9 @@
 #include <utility>
 
 #include "fuzz_util.h"
-#include "http_connection.h"
-#include "http_handler.h"
-#include "http_limits.h"
+#include "server/http_connection.h"
+#include "server/http_handler.h"
+#include "server/http_limits.h"
 
 using namespace lilcache;
 

@@ -22,8 +22,8 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "index.h"
-#include "meta.h"
+#include "engine/index.h"
+#include "engine/meta.h"
 
 using namespace lilcache;
 

@@ -15,7 +15,7 @@
 
 #include "fuzz_util.h"
 #include "lilcache/lilcache.h"
-#include "quote.h"
+#include "util/quote.h"
 
 using namespace lilcache;
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "log_format.h"
+#include "format/record.h"
 
 using namespace lilcache;
 

@@ -19,9 +19,9 @@
 #include <map>
 #include <string>
 
-#include "data_file.h"
+#include "engine/data_file.h"
 #include "fuzz_util.h"
-#include "meta.h"
+#include "engine/meta.h"
 
 using namespace lilcache;
 

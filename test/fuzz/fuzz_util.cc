@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <optional>
 
-#include "data_file.h"
-#include "index.h"
-#include "log_format.h"
-#include "meta.h"
+#include "engine/data_file.h"
+#include "engine/index.h"
+#include "format/record.h"
+#include "engine/meta.h"
 
 namespace lilcache::fuzz {
 

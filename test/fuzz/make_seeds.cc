@@ -12,10 +12,10 @@
 #include <fstream>
 #include <string>
 
-#include "data_file.h"
+#include "engine/data_file.h"
 #include "fuzz_util.h"
-#include "index.h"
-#include "meta.h"
+#include "engine/index.h"
+#include "engine/meta.h"
 
 using namespace lilcache;
 using fuzz::Record;

@@ -1,0 +1,72 @@
+// The public Cache: forwards to Cache::Impl (cache_impl.h).
+#include "engine/cache_impl.h"
+
+namespace lilcache {
+
+Cache::Cache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Cache::Cache(Cache&&) noexcept = default;
+Cache& Cache::operator=(Cache&&) noexcept = default;
+Cache::~Cache() = default;
+
+Cache Cache::open(std::string_view name, const Options& options) {
+  return Cache(std::make_unique<Impl>(name, options));
+}
+
+static Cache::Impl& Checked(const std::unique_ptr<Cache::Impl>& impl) {
+  if (!impl) throw Error("use of a moved-from lilcache::Cache");
+  return *impl;
+}
+
+void Cache::set(std::string_view key, std::string_view value) {
+  Checked(impl_).Set(key, value, 0);
+}
+
+void Cache::set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+  if (ttl.count() <= 0) {
+    throw Error("invalid ttl: " + std::to_string(ttl.count()) + " ms (must be > 0)");
+  }
+  Checked(impl_).Set(key, value, static_cast<std::uint64_t>(ttl.count()));
+}
+
+std::optional<std::string> Cache::get(std::string_view key) { return Checked(impl_).Get(key); }
+std::optional<std::string> Cache::pop(std::string_view key) {
+  return Checked(impl_).Pop(key, true);
+}
+bool Cache::erase(std::string_view key) { return Checked(impl_).Pop(key, false).has_value(); }
+bool Cache::contains(std::string_view key) { return Checked(impl_).Contains(key); }
+void Cache::purge() { Checked(impl_).Purge(); }
+std::size_t Cache::size() { return Checked(impl_).Size(); }
+
+std::vector<std::string> Cache::keys(std::string_view prefix, std::size_t limit) {
+  std::vector<std::string> out;
+  if (limit == 0) return out;
+  Checked(impl_).ForEach(
+      prefix,
+      [&](std::string_view k, std::string_view) {
+        out.emplace_back(k);
+        return out.size() < limit;
+      },
+      /*verify=*/false);
+  return out;
+}
+
+void Cache::for_each(const std::function<bool(std::string_view, std::string_view)>& fn) {
+  Checked(impl_).ForEach({}, fn);
+}
+
+Stats Cache::stats() { return Checked(impl_).GetStats(); }
+
+CompactionResult Cache::snapshot() { return compact(); }  // compactions are snapshots
+void Cache::sync() { Checked(impl_).Sync(); }
+
+CompactionResult Cache::compact() {
+  CompactionResult r;
+  Checked(impl_).Compact("requested", 0, &r);
+  return r;
+}
+const std::string& Cache::name() const { return Checked(impl_).name(); }
+const std::string& Cache::root() const { return Checked(impl_).root(); }
+
+std::string_view version() { return LILCACHE_VERSION; }
+
+}  // namespace lilcache

@@ -1,0 +1,923 @@
+#include "engine/cache_impl.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <new>
+#include <random>
+#include <thread>
+
+#include "engine/compactor.h"
+#include "util/duration.h"
+#include "lilcache/env.h"
+#include "util/logging.h"
+#include "engine/shared_atomic.h"
+#include "engine/trust.h"
+
+namespace lilcache {
+namespace {
+
+std::uint64_t RandomSalt() {
+  std::random_device rd;
+  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+         static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+void CheckKey(std::string_view key) {
+  if (key.empty()) throw Error("invalid key: empty (keys are 1.." + std::to_string(kMaxKeyBytes) + " bytes)");
+  if (key.size() > kMaxKeyBytes) {
+    throw Error("key too long: " + std::to_string(key.size()) + " bytes (limit kMaxKeyBytes = " +
+                std::to_string(kMaxKeyBytes) + ")");
+  }
+}
+
+void CheckValue(std::string_view value) {
+  if (value.size() > kMaxValueBytes) {
+    throw Error("value too large: " + std::to_string(value.size()) +
+                " bytes (limit kMaxValueBytes = " + std::to_string(kMaxValueBytes) + ")");
+  }
+}
+
+// Unpins a generation when leaving scope.
+class PinGuard {
+ public:
+  explicit PinGuard(Generation* g) : g_(g) {}
+  ~PinGuard() { Cache::Impl::Unpin(g_); }
+  PinGuard(const PinGuard&) = delete;
+  PinGuard& operator=(const PinGuard&) = delete;
+  Generation* get() const { return g_; }
+
+ private:
+  Generation* g_;
+};
+
+}  // namespace
+
+// ---- WriterSection ----------------------------------------------------------
+// Announces a write in this process's slot for the current writer epoch and
+// pins the current generation; see docs/format.md ("Process slot") and
+// docs/concurrency.md. While a compactor has set SWITCHING, waits.
+class WriterSection {
+ public:
+  explicit WriterSection(Cache::Impl& c) : c_(c) {
+    auto state = Shared(c.meta().header().writer_state);
+    bool throttled = false;
+    for (;;) {
+      // seq_cst on the state loads and the counter updates: the Dekker-style
+      // handshake with a compactor (it flips/sets the state, then reads the
+      // counters) needs a single total order of these four operations.
+      std::uint32_t s = state.load(std::memory_order_seq_cst);
+      if ((s & kSwitchingBit) != 0) {
+        c.WaitWhileSwitching();
+        c.Refresh();
+        continue;
+      }
+      if ((s & kThrottleBit) != 0 && !throttled) {
+        c.Throttled();  // once per write, before it counts as in flight
+        throttled = true;
+        continue;
+      }
+      epoch_ = static_cast<int>(s & kEpochBit);
+      Counter().fetch_add(1, std::memory_order_seq_cst);
+      if (state.load(std::memory_order_seq_cst) != s) {
+        Leave();
+        continue;
+      }
+      gen_ = c.Pin();
+      // seq_cst: must not be satisfied by a value older than the state we read.
+      if (gen_->number == Shared(c.meta().header().generation).load(std::memory_order_seq_cst)) {
+        return;
+      }
+      Leave();
+      c.Refresh();
+    }
+  }
+  ~WriterSection() { Leave(); }
+  WriterSection(const WriterSection&) = delete;
+  WriterSection& operator=(const WriterSection&) = delete;
+
+  Generation& gen() const { return *gen_; }
+
+ private:
+  std::atomic_ref<std::uint64_t> Counter() {
+    return Shared(c_.my_slot().inflight[epoch_]);
+  }
+  void Leave() {
+    if (gen_ != nullptr) Cache::Impl::Unpin(gen_);
+    gen_ = nullptr;
+    // seq_cst: a compactor that reads 0 here must also see everything this
+    // write did (the CAS that published the record happened before).
+    if (epoch_ >= 0) Counter().fetch_sub(1, std::memory_order_seq_cst);
+    epoch_ = -1;
+  }
+
+  Cache::Impl& c_;
+  int epoch_ = -1;
+  Generation* gen_ = nullptr;
+};
+
+// ---- open, attach, fork -----------------------------------------------------
+
+Cache::Impl::Impl(std::string_view name, const Options& options)
+    : env_(options.env != nullptr ? options.env : Env::Default()) {
+  validate_name(name);
+  if (!options.expires.empty()) {
+    default_ttl_ms_ = static_cast<std::uint64_t>(parse_duration(options.expires).count());
+    if (default_ttl_ms_ == 0) throw Error("invalid expires \"" + options.expires + "\": must be > 0");
+  }
+  if (!options.snapshot.empty()) {
+    snapshot_ms_ = static_cast<std::uint64_t>(parse_duration(options.snapshot).count());
+    if (snapshot_ms_ < 1000) {
+      throw Error("invalid snapshot interval \"" + options.snapshot + "\": at least 1s");
+    }
+  }
+  if (options.sync == "always") {
+    sync_always_ = true;
+  } else if (!options.sync.empty()) {
+    std::chrono::milliseconds ms;
+    try {
+      ms = parse_duration(options.sync);
+    } catch (const Error& e) {
+      throw Error("invalid sync \"" + options.sync + "\": \"always\" or a duration (" +
+                  e.what() + ")");
+    }
+    if (ms.count() == 0) throw Error("invalid sync \"" + options.sync + "\": must be > 0");
+    sync_ms_ = static_cast<std::uint64_t>(ms.count());
+  }
+  level_ = ParseLogLevel(options.loglevel);
+  max_bytes_ = options.max_bytes;
+  if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
+    throw Error("invalid compact_dead_ratio " + std::to_string(options.compact_dead_ratio) +
+                ": must be in [0, 1)");
+  }
+  dead_ratio_ = options.compact_dead_ratio;
+  backpressure_ratio_ = std::max(kBackpressureDeadRatio, dead_ratio_ + 0.05);
+  paths_.root = ResolveRoot(options.root);
+  paths_.name = std::string(name);
+  create_ = options.create_if_missing;
+  if (create_) {
+    EnsureRootDirectory(env_, paths_.root);
+  } else {
+    Meta().Open(env_, paths_.meta(), /*create=*/false);  // before the log file is made
+    CheckRootDirectory(env_, paths_.root);
+  }
+  logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  Attach();
+}
+
+Cache::Impl::~Impl() {
+  // In a fork child that never called this handle, the fork handlers have
+  // closed its descriptor of NAME.meta and forgotten its slot lock (the
+  // parent's), and reset its mutexes: closing it unmaps and closes files,
+  // and unlocks nothing. Its logger may be locked by a parent thread that is
+  // gone: only a handle attached in this process logs.
+  const bool attached_here = fork_epoch_.load(std::memory_order_relaxed) == ForkEpoch();
+  StopMaintenance();
+  try {
+    {
+      std::lock_guard<std::mutex> lock(refresh_mu_);
+      current_.store(nullptr, std::memory_order_seq_cst);
+      for (auto& g : generations_) g->Close();
+    }
+    // Outside refresh_mu_: Close() takes ForkMutex(), which the fork prepare
+    // handler holds while it takes refresh_mu_.
+    if (meta_) meta_->Close();
+    if (attached_here) logger_->debug("closed");
+  } catch (...) {
+    // Destructors do not throw; the kernel drops our locks when the fds close.
+  }
+}
+
+void Cache::Impl::BeforeFork() { refresh_mu_.lock(); }
+
+void Cache::Impl::AfterForkInParent() { refresh_mu_.unlock(); }
+
+void Cache::Impl::AfterForkInChild() {
+  // The child's only thread (fork.h: no allocation, no lock, no Env). This
+  // thread holds refresh_mu_ (BeforeFork()), so generations_ is whole. The
+  // parent's other threads are gone with any other mutex they held: start
+  // those afresh.
+  refresh_mu_.unlock();
+  new (&compact_mu_) std::mutex;
+  new (&attach_mu_) std::mutex;
+  new (&maintenance_mu_) std::mutex;
+  new (&maintenance_cv_) std::condition_variable;
+  for (auto& g : generations_) g->data.ResetAfterFork();
+  // The parent's maintenance thread does not exist here; forget it (the
+  // object is only a copy: never joined, never destroyed joinable) and start
+  // our own when needed. Relaxed: no other thread exists yet.
+  new (&maintenance_) std::thread();
+  maintenance_requested_.store(false, std::memory_order_relaxed);
+  compact_backoff_until_.store(0, std::memory_order_relaxed);
+  throttle_check_at_.store(0, std::memory_order_relaxed);
+}
+
+void Cache::Impl::Attach() {
+  // Relaxed: the constructing thread is the only one using the handle yet.
+  fork_epoch_.store(ForkEpoch(), std::memory_order_relaxed);
+  meta_ = std::make_unique<Meta>();
+  meta_->Open(env_, paths_.meta(), create_);
+  FileLock init = FileLock::Acquire(env_, meta_->file(), kInitLockByte);
+  OpenLocked();
+}
+
+void Cache::Impl::OpenLocked() {
+  if (meta_->IsBlank() && !create_) {
+    throw Error("no such cache (" + paths_.meta() + " was never initialized)");
+  }
+  if (meta_->IsBlank()) {
+    std::uint64_t salt = RandomSalt();
+    std::uint64_t now = env_->NowMillis();
+    Generation g;
+    g.data.Create(env_, paths_.data(1), 1, salt, kGrowQuantum, now);
+    g.index.Create(env_, paths_.index(1), 1, kMinSlots);
+    g.Close();
+    meta_->Initialize(salt, now, env_->BootId());
+    logger_->info("created cache {} in {}", paths_.name, paths_.root);
+  }
+  meta_->Validate();
+  salt_ = meta_->header().salt;
+  if (max_bytes_ != 0) {
+    // Relaxed: see max_bytes().
+    Shared(meta_->header().max_bytes).store(max_bytes_, std::memory_order_relaxed);
+  }
+  if (!meta_->OthersAlive()) {
+    Compactor(*this).RecoverAlone();
+  }
+  slot_ = meta_->ClaimSlot(static_cast<std::uint64_t>(getpid()));
+  Refresh();
+  Generation* g = current_.load(std::memory_order_acquire);
+  logger_->info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
+                g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
+                g->index.slot_count(), slot_);
+  if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
+}
+
+void Cache::Impl::Reattach(std::uint64_t epoch) {
+  std::lock_guard<std::mutex> lock(attach_mu_);
+  // Relaxed: attach_mu_ orders us after the thread that re-attached.
+  if (epoch == fork_epoch_.load(std::memory_order_relaxed)) return;
+  // First call in a fork child (or a grandchild...). The fork handlers have
+  // closed our copy of the parent's NAME.meta descriptor: get a descriptor,
+  // and a process slot, of our own. Everything that can fail comes first: if
+  // it throws, the handle is unchanged and the next call tries again.
+  // The old logger's lock may be held by a parent thread: keep it alive
+  // (nothing will use it) and log through a new one.
+  std::shared_ptr<spdlog::logger> logger =
+      MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  auto meta = std::make_unique<Meta>();
+  meta->Open(env_, paths_.meta(), /*create=*/false);
+  std::size_t slot;
+  {
+    // Under the INIT lock, like an opener: a process that opens the cache
+    // alone holds INIT from its check that no slot is alive to the end of its
+    // recovery, which must not see a writer appear (ours would write into
+    // the generation it replaces). INIT also orders us after a lone opener
+    // that is recovering; our next operation then finds its new generation.
+    FileLock init = FileLock::Acquire(env_, meta->file(), kInitLockByte);
+    slot = meta->ClaimSlot(static_cast<std::uint64_t>(getpid()));
+  }
+  std::unique_ptr<Meta> parents = std::exchange(meta_, std::move(meta));
+  slot_ = slot;
+  retired_loggers_.push_back(logger_);
+  logger_ = std::move(logger);
+  {
+    std::lock_guard<std::mutex> refresh(refresh_mu_);
+    for (auto& g : generations_) g->data.set_logger(logger_.get());
+  }
+  // Unmaps only: its descriptor was closed in the fork handler.
+  parents->Close();
+  // Release: pairs with the acquire load in ReattachIfForked().
+  fork_epoch_.store(epoch, std::memory_order_release);
+  logger_->info("re-attached after fork (process slot {})", slot_);
+  if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
+}
+
+// ---- generations ------------------------------------------------------------
+
+Generation* Cache::Impl::Pin() {
+  for (;;) {
+    Generation* g = current_.load(std::memory_order_seq_cst);
+    // seq_cst pair with Refresh(): it stores current_ then reads pins; we
+    // bump pins then re-read current_. One of us sees the other, so a
+    // generation is never unmapped under a pinned reader.
+    g->pins.fetch_add(1, std::memory_order_seq_cst);
+    if (current_.load(std::memory_order_seq_cst) == g) return g;
+    Unpin(g);
+  }
+}
+
+void Cache::Impl::Refresh() {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
+  for (int attempt = 0;; ++attempt) {
+    // Acquire: pairs with the compactor's release of the new generation
+    // number, published after its files were renamed into place.
+    std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
+    Generation* cur = current_.load(std::memory_order_relaxed);
+    if (cur != nullptr && cur->number == gen) return;
+    // Reuse the object of a released generation (one per switch leaked
+    // otherwise: ~650 bytes per switch and process, forever). It cannot be
+    // freed: a thread in Pin() that loaded current_ before that generation
+    // was retired may still bump its `pins` and, seeing current_ changed,
+    // drop it again; both touch only `pins`, which is never reset, and if
+    // the object is current again by the time such a thread re-checks
+    // current_, it holds a valid pin on the new generation, opened before
+    // the seq_cst store below published it.
+    RetireUnpinned();  // first, so that what was retired last time is reusable now
+    Generation* g = nullptr;
+    for (auto& old : generations_) {
+      if (old->released) {
+        g = old.get();
+        break;
+      }
+    }
+    if (g == nullptr) {
+      generations_.push_back(std::make_unique<Generation>());
+      g = generations_.back().get();
+      g->released = true;  // not in use until opened below
+    }
+    try {
+      g->Open(env_, paths_, gen, salt_);
+      g->data.set_logger(logger_.get());
+    } catch (const Error&) {
+      g->Close();  // whatever was opened; the object stays released
+      // A newer compaction may have replaced `gen` before we opened it.
+      if (attempt < 100 &&
+          Shared(meta_->header().generation).load(std::memory_order_acquire) != gen) {
+        continue;
+      }
+      throw;
+    }
+    g->released = false;
+    current_.store(g, std::memory_order_seq_cst);
+    logger_->debug("now on generation {}", gen);
+    RetireUnpinned();
+    return;
+  }
+}
+
+void Cache::Impl::RetireNow() {
+  std::lock_guard<std::mutex> lock(refresh_mu_);
+  RetireUnpinned();
+}
+
+void Cache::Impl::RetireUnpinned() {
+  // A released object is reused by the next Refresh(): generations_ holds
+  // at most the generations pinned at once, plus the current one.
+  Generation* cur = current_.load(std::memory_order_relaxed);
+  for (auto& g : generations_) {
+    if (g.get() == cur || g->released) continue;
+    if (g->pins.load(std::memory_order_seq_cst) != 0) continue;
+    g->Close();
+    g->released = true;
+  }
+}
+
+void Cache::Impl::WaitWhileSwitching() {
+  auto state = Shared(meta_->header().writer_state);
+  std::uint64_t start = env_->MonotonicNanos();
+  std::uint64_t next_check = 1'000'000;  // ns
+  for (int spins = 0; (state.load(std::memory_order_acquire) & kSwitchingBit) != 0; ++spins) {
+    if (spins < 100) {
+      std::this_thread::yield();
+      continue;
+    }
+    env_->SleepMicros(50);
+    std::uint64_t waited = env_->MonotonicNanos() - start;
+    if (waited < next_check) continue;
+    next_check = waited + 5'000'000;
+    ClearPauseIfCompactorDied();
+  }
+}
+
+void Cache::Impl::Throttled() {
+  env_->SleepMicros(kThrottleMicros);
+  // Every 5 ms of throttling in this process, check the compactor is alive.
+  std::uint64_t now = env_->MonotonicNanos();
+  std::uint64_t due = throttle_check_at_.load(std::memory_order_relaxed);
+  if (due == 0) {
+    throttle_check_at_.compare_exchange_strong(due, now + 5'000'000, std::memory_order_relaxed);
+  } else if (now >= due && throttle_check_at_.compare_exchange_strong(
+                               due, 0, std::memory_order_relaxed)) {
+    ClearPauseIfCompactorDied();
+  }
+}
+
+void Cache::Impl::ClearPauseIfCompactorDied() {
+  // Is a compactor alive? If we can take the COMPACT lock, none is: the
+  // pause was left by a compactor that died. Our own compactor thread, if
+  // any, holds compact_mu_.
+  std::unique_lock<std::mutex> mine(compact_mu_, std::try_to_lock);
+  if (!mine.owns_lock()) return;
+  FileLock lock = FileLock::TryAcquire(env_, meta_->file(), kCompactLockByte);
+  if (!lock.held()) return;
+  auto state = Shared(meta_->header().writer_state);
+  // seq_cst: part of the writer handshake (see WriterSection).
+  std::uint32_t old = state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
+  if ((old & (kSwitchingBit | kThrottleBit)) != 0) {
+    logger_->warn("cleared a writer pause left by a compactor that died");
+  }
+}
+
+// ---- writes -----------------------------------------------------------------
+
+log::NewRecord Cache::Impl::Sequenced(log::NewRecord rec) {
+  // seq_cst (in DrawSeq): seqs order records; a slot moves only to a higher
+  // seq, and the linearization argument (docs/concurrency.md) needs the seq
+  // of a record to be drawn after its writer began. Throws Error (nothing
+  // written) when the range of seqs is used up.
+  rec.seq = meta_->DrawSeq();
+  return rec;
+}
+
+std::uint64_t Cache::Impl::Append(Generation& g, const log::NewRecord& rec, Written& w) {
+  std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+  std::uint64_t off = g.data.Reserve(size, &meta_->file());
+  log::EncodeRecord(rec, salt_, std::span<char>(g.data.base() + off, size));
+  w.Add(off, size);
+  return off;
+}
+
+void Cache::Impl::SyncWritten(Generation& g, const Written& w) {
+  if (!sync_always_ || w.end == 0) return;
+  static const std::uint64_t page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  std::uint64_t begin = w.begin / page * page;
+  if (env_->Msync(g.data.base() + begin, w.end - begin, MS_SYNC) != 0) {
+    ThrowErrno("msync", g.data.path());
+  }
+  // The record is durable, but after a power loss only the generation that
+  // the meta file on disk names is replayed: right after a switch that may
+  // still be the previous one (the compactor resumes writers before it
+  // syncs the meta page). Still inside the writer section, so g is current
+  // and no newer generation can be published meanwhile. Once per generation
+  // per handle; the first time also the directory, whose entries of a new
+  // cache nobody else fsyncs.
+  if (g.number > meta_synced_gen_.load(std::memory_order_relaxed)) {
+    if (meta_synced_gen_.load(std::memory_order_relaxed) == 0 &&
+        env_->FsyncDir(paths_.root.c_str()) != 0) {
+      ThrowErrno("fsync", paths_.root);
+    }
+    SyncMeta();
+  }
+}
+
+void Cache::Impl::SyncMeta() {
+  // Acquire: the number read is at most what the page holds when msync
+  // writes it (the generation only grows).
+  const std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
+  meta_->Sync();
+  std::uint64_t known = meta_synced_gen_.load(std::memory_order_relaxed);
+  while (known < gen &&
+         !meta_synced_gen_.compare_exchange_weak(known, gen, std::memory_order_relaxed)) {
+  }
+}
+
+static void AddDead(Generation& g, std::uint64_t bytes) {
+  // Relaxed: a statistic that triggers compaction; no data depends on it.
+  Shared(g.data.header().dead_bytes).fetch_add(bytes, std::memory_order_relaxed);
+}
+
+Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec,
+                                         std::uint64_t hash, Written& w) {
+  const std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+  // Probe before appending: a new key that finds the index full must wait
+  // for a growth compaction (Set() retries), and appending first would cost
+  // a whole record per retry. So a writer appends at most once per
+  // generation while it waits: a second try in the same generation finds the
+  // index still full here. Using this probe after the append is sound: the
+  // claim or CAS below checks that the slot still holds what we saw, and a
+  // claimed slot never becomes empty again, so an empty slot found here is
+  // still the end of the key's chain if the claim succeeds.
+  Index::Probe p = g.Find(rec.key, hash);
+  if (p.full) return Outcome::kIndexFull;  // nothing appended
+  log::NewRecord mine = Sequenced(rec);
+  std::uint64_t slot_value = Index::Pack(hash, Append(g, mine, w));
+  for (;; p = g.Find(rec.key, hash)) {
+    if (p.full) {  // filled up since our first probe: our record is dead
+      AddDead(g, size);
+      return Outcome::kIndexFull;
+    }
+    if (p.value == 0) {
+      if (g.index.Claim(p.pos, slot_value, &p.value)) return Outcome::kDone;
+      continue;  // someone claimed that slot first; it may be our key: probe again
+    }
+    for (;;) {
+      log::RecordView cur = g.Record(Index::OffsetOf(p.value));
+      if (cur.seq() > mine.seq) {
+        AddDead(g, size);
+        // A newer set got there first: ours is linearized just before it.
+        if (!cur.is_tombstone()) return Outcome::kDone;
+        // A newer delete: it observed the value before ours, so ours must
+        // come after it, with a newer seq.
+        mine = Sequenced(rec);
+        slot_value = Index::Pack(hash, Append(g, mine, w));
+      }
+      // acq_rel: release publishes our record; acquire (p.value on failure)
+      // lets us read the record that beat us.
+      if (g.index.slot(p.pos).compare_exchange_strong(p.value, slot_value,
+                                                      std::memory_order_acq_rel)) {
+        CheckSlotMove(*logger_, "set", rec.key, cur.seq(), mine.seq);
+        AddDead(g, cur.size());
+        return Outcome::kDone;
+      }
+    }
+  }
+}
+
+void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms) {
+  CheckKey(key);
+  CheckValue(value);
+  ReattachIfForked();
+  if (ttl_ms == 0) ttl_ms = default_ttl_ms_;
+  log::NewRecord rec{log::RecordType::kSet, key, value, 0,
+                     ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
+  const std::uint64_t hash = log::HashKey(key, salt_);
+  WriteFollowUp follow_up;
+  for (;;) {
+    std::uint64_t slots;
+    {
+      WriterSection w(*this);
+      Written written;
+      if (SetIn(w.gen(), rec, hash, written) == Outcome::kDone) {
+        SyncWritten(w.gen(), written);
+        follow_up = AssessWrite(w.gen());
+        break;
+      }
+      slots = w.gen().index.slot_count();
+    }
+    // The index is full: grow it (or wait for whoever is growing it).
+    if (!Compact("index full", slots * 2)) env_->SleepMicros(1000);
+  }
+  Shared(my_slot().sets).fetch_add(1, std::memory_order_relaxed);
+  if (logger_->should_log(spdlog::level::debug)) {
+    logger_->debug("set key of {} bytes, value of {} bytes, ttl {} ms", key.size(), value.size(),
+                   ttl_ms);
+  }
+  AfterWrite(follow_up);
+}
+
+std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view key,
+                                              std::uint64_t hash, bool want_value,
+                                              bool* found, Written& w) {
+  Index::Probe p = g.Find(key, hash);
+  if (p.full || p.value == 0) return std::nullopt;
+  const std::size_t tomb_size = log::RecordSize(key.size(), 0);
+  std::uint64_t tomb_slot = 0, tomb_seq = 0;
+  for (;;) {
+    log::RecordView cur = g.Record(Index::OffsetOf(p.value));
+    bool expired = false;
+    if (!Visible(cur, &expired)) {
+      if (tomb_slot != 0) AddDead(g, tomb_size);
+      if (expired) Shared(my_slot().expired).fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    CheckIntegrity(g, cur);
+    if (tomb_slot == 0 || cur.seq() > tomb_seq) {
+      if (tomb_slot != 0) AddDead(g, tomb_size);
+      log::NewRecord t = Sequenced({log::RecordType::kTombstone, key, {}, 0, 0});
+      tomb_slot = Index::Pack(hash, Append(g, t, w));
+      tomb_seq = t.seq;
+    }
+    // acq_rel as in SetIn. Only the pop whose CAS moves the slot off this
+    // record gets its value: that is what makes pop hand it out once.
+    if (g.index.slot(p.pos).compare_exchange_strong(p.value, tomb_slot,
+                                                    std::memory_order_acq_rel)) {
+      CheckSlotMove(*logger_, "pop", key, cur.seq(), tomb_seq);
+      AddDead(g, cur.size());
+      *found = true;
+      return want_value ? std::optional<std::string>(std::string(cur.value()))
+                        : std::optional<std::string>(std::string());
+    }
+  }
+}
+
+std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_value) {
+  CheckKey(key);
+  ReattachIfForked();
+  const std::uint64_t hash = log::HashKey(key, salt_);
+  bool found = false;
+  std::optional<std::string> out;
+  WriteFollowUp follow_up;
+  {
+    WriterSection w(*this);
+    Written written;
+    out = PopIn(w.gen(), key, hash, want_value, &found, written);
+    if (found) {
+      SyncWritten(w.gen(), written);
+      follow_up = AssessWrite(w.gen());
+    }
+  }
+  CountHit(found, false);
+  if (found) Shared(my_slot().deletes).fetch_add(1, std::memory_order_relaxed);
+  logger_->debug("pop key of {} bytes: {}", key.size(), found ? "removed" : "absent");
+  AfterWrite(follow_up);
+  return out;
+}
+
+void Cache::Impl::Purge() {
+  ReattachIfForked();
+  auto& h = meta_->header();
+  // Every record with a seq up to s is now invisible: seqs are drawn from
+  // the same counter, so records begun after this draw get higher ones.
+  // seq_cst (DrawSeq); an Error when the range of seqs is used up.
+  std::uint64_t s = meta_->DrawSeq();
+  auto purge = Shared(h.purge_seq);
+  std::uint64_t cur = purge.load(std::memory_order_seq_cst);
+  // seq_cst: a get that begins after purge() returns must see the new mark.
+  while (cur < s && !purge.compare_exchange_weak(cur, s, std::memory_order_seq_cst)) {
+  }
+  if (sync_always_) SyncMeta();
+  logger_->info("purged (every record with seq <= {} is gone)", s);
+}
+
+Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
+  auto& dh = g.data.header();
+  // Relaxed: heuristics only.
+  const std::uint64_t tail = Shared(dh.tail).load(std::memory_order_relaxed);
+  const std::uint64_t dead = Shared(dh.dead_bytes).load(std::memory_order_relaxed);
+  const auto dead_over = [&](double ratio) {
+    return dead_ratio_ > 0 && tail > kMinReclaimTail &&
+           static_cast<double>(dead) > ratio * static_cast<double>(tail);
+  };
+  WriteFollowUp f;
+  // Backpressure: writers outrun compaction (the log holds more dead space
+  // than the limit allows).
+  f.throttle = dead_over(backpressure_ratio_);
+  if (maintenance_requested_.load(std::memory_order_relaxed)) return f;
+  const std::uint64_t limit = max_bytes();
+  f.compact = g.index.used() * 2 > g.index.slot_count() || dead_over(dead_ratio_) ||
+              (limit != 0 && tail - std::min(tail, dead + kHeaderSize) > limit);
+  return f;
+}
+
+void Cache::Impl::AfterWrite(WriteFollowUp f) {
+  // The sleep comes after the write is done and outside the writer
+  // section, so that no compactor ever waits for it.
+  if (f.throttle) env_->SleepMicros(kThrottleMicros);
+  if (!f.compact || maintenance_requested_.load(std::memory_order_relaxed)) return;
+  if (env_->MonotonicNanos() < compact_backoff_until_.load(std::memory_order_relaxed)) return;
+  RequestMaintenance();
+}
+
+void Cache::Impl::RequestMaintenance() {
+  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  if (maintenance_stop_ || maintenance_requested_.exchange(true, std::memory_order_relaxed)) return;
+  if (!maintenance_.joinable()) maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  maintenance_cv_.notify_one();
+}
+
+void Cache::Impl::StartMaintenanceThread() {
+  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  if (!maintenance_stop_ && !maintenance_.joinable()) {
+    maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  }
+}
+
+void Cache::Impl::Sync() {
+  ReattachIfForked();
+  PinGuard pin(Pin());
+  Generation& g = *pin.get();
+  std::uint64_t tail = Shared(g.data.header().tail).load(std::memory_order_acquire);
+  std::uint64_t end = std::min<std::uint64_t>(tail, g.data.mapped());
+  if (env_->Msync(g.data.base(), end, MS_SYNC) != 0) ThrowErrno("msync", g.data.path());
+  if (env_->Fsync(g.index.file().fd()) != 0) ThrowErrno("fsync", g.index.path());
+  SyncMeta();
+  logger_->debug("synced {} bytes of log", end);
+}
+
+void Cache::Impl::MaintenanceLoop() {
+  // A cache that never had a snapshot gets its first one an interval after
+  // this thread started (in whichever process gets there first).
+  const std::uint64_t first_due = env_->NowMillis() + snapshot_ms_;
+  auto snapshot_due_at = [&] {
+    std::uint64_t last = Shared(meta_->header().last_snapshot_ms).load(std::memory_order_relaxed);
+    return last == 0 ? first_due : last + snapshot_ms_;
+  };
+  std::uint64_t sync_due = env_->NowMillis() + sync_ms_;
+  auto wake = [&] {
+    return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
+  };
+  std::unique_lock<std::mutex> lock(maintenance_mu_);
+  for (;;) {
+    if (snapshot_ms_ == 0 && sync_ms_ == 0) {
+      maintenance_cv_.wait(lock, wake);
+    } else {
+      std::uint64_t due = std::min(snapshot_ms_ != 0 ? snapshot_due_at() : UINT64_MAX,
+                                   sync_ms_ != 0 ? sync_due : UINT64_MAX);
+      std::uint64_t now = env_->NowMillis();
+      maintenance_cv_.wait_for(lock, std::chrono::milliseconds(due > now ? due - now : 0), wake);
+    }
+    if (maintenance_stop_) return;
+    // Requests from writers must not starve the snapshot: check both.
+    const bool requested = maintenance_requested_.load(std::memory_order_relaxed);
+    lock.unlock();
+    if (snapshot_ms_ != 0 && env_->NowMillis() + 50 >= snapshot_due_at()) {
+      RunMaintenance(/*snapshot=*/true);
+    }
+    if (requested) RunMaintenance(/*snapshot=*/false);
+    if (sync_ms_ != 0 && env_->NowMillis() >= sync_due) {
+      PeriodicSync();
+      sync_due = env_->NowMillis() + sync_ms_;
+    }
+    lock.lock();
+    if (requested) maintenance_requested_.store(false, std::memory_order_relaxed);
+  }
+}
+
+void Cache::Impl::PeriodicSync() {
+  try {
+    Sync();
+  } catch (const std::exception& e) {
+    logger_->error("periodic sync failed: {}", e.what());
+  }
+}
+
+void Cache::Impl::RunMaintenance(bool snapshot) {
+  try {
+    if (snapshot) {
+      ReattachIfForked();
+      Compactor(*this).Run("snapshot", 0, nullptr, snapshot_ms_);
+      return;
+    }
+    bool grow;
+    std::uint64_t slots;
+    {
+      PinGuard pin(Pin());  // another thread's Refresh() may retire the generation
+      grow = pin.get()->index.used() * 2 > pin.get()->index.slot_count();
+      slots = pin.get()->index.slot_count();
+    }
+    if (!Compact(grow ? "index half full" : "dead space or max_bytes", grow ? slots * 2 : 0)) {
+      // Another process holds the COMPACT lock (and will do the work).
+      compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
+    }
+  } catch (const std::exception& e) {
+    logger_->error("background {} failed: {}", snapshot ? "snapshot" : "compaction", e.what());
+    compact_backoff_until_.store(env_->MonotonicNanos() + 1'000'000'000, std::memory_order_relaxed);
+  }
+}
+
+void Cache::Impl::StopMaintenance() {
+  {
+    std::lock_guard<std::mutex> lock(maintenance_mu_);
+    maintenance_stop_ = true;
+  }
+  maintenance_cv_.notify_all();
+  if (maintenance_.joinable()) maintenance_.join();
+}
+
+bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots,
+                          CompactionResult* result) {
+  ReattachIfForked();
+  return Compactor(*this).Run(reason, min_slots, result);
+}
+
+// ---- reads ------------------------------------------------------------------
+
+bool Cache::Impl::Visible(const log::RecordView& rec, bool* expired) {
+  if (rec.is_tombstone()) return false;
+  // Acquire: pairs with Purge()'s seq_cst update.
+  if (rec.seq() <= Shared(meta_->header().purge_seq).load(std::memory_order_acquire)) return false;
+  if (rec.expires_ms() != 0 && env_->NowMillis() >= rec.expires_ms()) {
+    *expired = true;
+    return false;
+  }
+  return true;
+}
+
+void Cache::Impl::CheckIntegrity(Generation& g, const log::RecordView& rec) {
+  if (g.ChecksumOk(rec)) [[likely]] {
+    return;
+  }
+  // Relaxed: a hint for the next lone opener, who rebuilds from the log.
+  Shared(meta_->header().flags).fetch_or(kFlagNeedsRebuild, std::memory_order_relaxed);
+  auto off = reinterpret_cast<const char*>(rec.header) - g.data.base();
+  logger_->error("bad checksum of the record at offset {} of {}", off, g.data.path());
+  throw Error("corrupt cache: bad checksum of the record at offset " + std::to_string(off) +
+              " of " + g.data.path() + " (it will be rebuilt from the log at the next open)");
+}
+
+void Cache::Impl::CountHit(bool hit, bool expired) {
+  // Relaxed: counters for stats().
+  auto& s = my_slot();
+  Shared(hit ? s.hits : s.misses).fetch_add(1, std::memory_order_relaxed);
+  if (expired) Shared(s.expired).fetch_add(1, std::memory_order_relaxed);
+}
+
+std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value) {
+  CheckKey(key);
+  ReattachIfForked();
+  const std::uint64_t hash = log::HashKey(key, salt_);
+  auto gen = Shared(meta_->header().generation);
+  for (;;) {
+    PinGuard pin(Pin());
+    Generation& g = *pin.get();
+    // Acquire loads of the generation before and after the lookup: if it did
+    // not change, no write of a newer generation can have completed before
+    // our slot load, so the value read is current (or concurrent).
+    if (g.number != gen.load(std::memory_order_acquire)) {
+      Refresh();
+      continue;
+    }
+    Index::Probe p = g.Find(key, hash);
+    std::optional<std::string> out;
+    bool expired = false;
+    if (p.value != 0) {
+      log::RecordView rec = g.Record(Index::OffsetOf(p.value));
+      if (Visible(rec, &expired)) {
+        if (copy_value) CheckIntegrity(g, rec);
+        out.emplace(copy_value ? rec.value() : std::string_view());
+      }
+    }
+    if (g.number != gen.load(std::memory_order_acquire)) continue;
+    CountHit(out.has_value(), expired);
+    if (logger_->should_log(spdlog::level::debug)) {
+      logger_->debug("{} key of {} bytes: {}", copy_value ? "get" : "contains", key.size(),
+                     out ? "hit" : (expired ? "expired" : "miss"));
+    }
+    return out;
+  }
+}
+
+std::optional<std::string> Cache::Impl::Get(std::string_view key) { return Lookup(key, true); }
+bool Cache::Impl::Contains(std::string_view key) { return Lookup(key, false).has_value(); }
+
+void Cache::Impl::ForEach(std::string_view prefix,
+                          const std::function<bool(std::string_view, std::string_view)>& fn,
+                          bool verify) {
+  ReattachIfForked();
+  std::uint64_t mine;
+  {
+    // Pinned: an unpinned Generation object may be released and reopened
+    // for another generation at any time (Refresh).
+    PinGuard pin(Pin());
+    mine = pin.get()->number;
+  }
+  if (Shared(meta_->header().generation).load(std::memory_order_acquire) != mine) Refresh();
+  PinGuard pin(Pin());
+  Generation& g = *pin.get();
+  for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {
+    std::uint64_t v = g.index.slot(i).load(std::memory_order_acquire);
+    if (v == 0) continue;
+    log::RecordView rec = g.Record(Index::OffsetOf(v));
+    bool expired = false;
+    if (!rec.key().starts_with(prefix) || !Visible(rec, &expired)) continue;
+    if (verify) CheckIntegrity(g, rec);
+    if (!fn(rec.key(), rec.value())) return;
+  }
+}
+
+std::size_t Cache::Impl::Size() {
+  std::size_t n = 0;
+  ForEach(
+      {},
+      [&](std::string_view, std::string_view) {
+        ++n;
+        return true;
+      },
+      /*verify=*/false);
+  return n;
+}
+
+Stats Cache::Impl::GetStats() {
+  Stats st;
+  ForEach(
+      {},
+      [&](std::string_view k, std::string_view v) {
+        ++st.keys;
+        st.bytes_live += log::RecordSize(k.size(), v.size());
+        return true;
+      },
+      /*verify=*/false);
+  auto& h = meta_->header();
+  auto rd = [](std::uint64_t& f) { return Shared(f).load(std::memory_order_relaxed); };
+  st.hits = rd(h.retired_hits);
+  st.misses = rd(h.retired_misses);
+  st.sets = rd(h.retired_sets);
+  st.deletes = rd(h.retired_deletes);
+  st.expired = rd(h.retired_expired);
+  st.compactions = rd(h.compactions);
+  st.snapshots = rd(h.snapshots);
+  st.last_snapshot_ms = rd(h.last_snapshot_ms);
+  st.evictions = rd(h.evictions);
+  st.max_bytes = rd(h.max_bytes);
+  for (std::size_t i = 0; i < kMaxProcesses; ++i) {
+    ProcessSlot& s = meta_->slot(i);
+    st.hits += rd(s.hits);
+    st.misses += rd(s.misses);
+    st.sets += rd(s.sets);
+    st.deletes += rd(s.deletes);
+    st.expired += rd(s.expired);
+    if (s.pid != 0 && (i == slot_ || meta_->SlotAlive(i))) ++st.processes;
+  }
+  PinGuard pin(Pin());
+  Generation& g = *pin.get();
+  st.generation = g.number;
+  st.bytes_file = rd(g.data.header().tail);
+  st.bytes_dead = st.bytes_file - std::min(st.bytes_file, st.bytes_live + kHeaderSize);
+  st.index_slots = g.index.slot_count();
+  st.index_used = g.index.used();
+  return st;
+}
+
+}  // namespace lilcache

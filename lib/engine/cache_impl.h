@@ -1,0 +1,237 @@
+// cache_impl: Cache::Impl, the engine behind lilcache::Cache.
+//
+// Concurrency contract (docs/concurrency.md has the full argument):
+//  * Readers (get, contains, size, keys) take no lock: they pin the current
+//    Generation, probe its index, read the immutable record, verify its
+//    checksum, and re-check that the generation did not change meanwhile.
+//  * Writers (set, pop, erase) announce themselves in their process slot for
+//    the current writer epoch (WriterSection), append a record at a space
+//    reserved with fetch_add, and publish it with a CAS on the index slot.
+//    A slot only ever moves to a record with a higher seq.
+//  * Generation switches (index growth, compaction, recovery) are done by the
+//    process holding the COMPACT lock; writers pause only for the final swap.
+//  * Growth of the log takes the GROW lock (and an in-process mutex).
+//  * fork(): the handle is a ForkHook (fork.h). In the child, before anything
+//    else runs, the fork handlers close its NAME.meta descriptor (Meta) and
+//    start its mutexes afresh; nothing is unlocked, so the parent keeps its
+//    locks and a dead parent's locks die with it. The first call in the child
+//    re-attaches (its own descriptor, and its own slot claimed under INIT);
+//    a handle the child never calls holds nothing of the parent's.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "engine/fork.h"
+#include "engine/generation.h"
+#include "lilcache/lilcache.h"
+#include "engine/meta.h"
+#include "util/names.h"
+#include "engine/shared_atomic.h"
+
+namespace lilcache {
+
+class Cache::Impl : public ForkHook {
+ public:
+  Impl(std::string_view name, const Options& options);
+  ~Impl();
+
+  // ForkHook: the prepare handler holds refresh_mu_ across the fork, so the
+  // child's copy of generations_ is whole; the child starts every mutex of the
+  // handle (and of its generations) afresh and forgets the parent's
+  // maintenance thread. Its Meta closes its own descriptor (meta.h).
+  void BeforeFork() override;
+  void AfterForkInParent() override;
+  void AfterForkInChild() override;
+
+  void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
+  std::optional<std::string> Get(std::string_view key);
+  std::optional<std::string> Pop(std::string_view key, bool want_value);
+  bool Contains(std::string_view key);
+  void Purge();
+  std::size_t Size();
+  // Calls fn for each live key with the prefix; `verify` checks each value's
+  // checksum first (when values are handed out), throwing Error on a bad one.
+  void ForEach(std::string_view prefix,
+               const std::function<bool(std::string_view, std::string_view)>& fn,
+               bool verify = true);
+  Stats GetStats();
+  // msync of the log written so far, the index and the meta file.
+  void Sync();
+  // msync of the meta file; notes the generation it named as durable.
+  void SyncMeta();
+  // Runs a generation switch now (compaction); false if another process holds
+  // the COMPACT lock.
+  bool Compact(const char* reason, std::uint64_t min_slots = 0,
+               CompactionResult* result = nullptr);
+
+  const std::string& name() const { return paths_.name; }
+  const std::string& root() const { return paths_.root; }
+  // The cache's size limit (meta max_bytes; 0 = none). Relaxed: a setting,
+  // no data depends on when a process sees it change.
+  std::uint64_t max_bytes() const {
+    return Shared(meta_->header().max_bytes).load(std::memory_order_relaxed);
+  }
+
+  // ---- used by WriterSection, Pin and Compactor ----
+  Meta& meta() { return *meta_; }
+  Env* env() const { return env_; }
+  const CachePaths& paths() const { return paths_; }
+  spdlog::logger& logger() { return *logger_; }
+  std::uint64_t salt() const { return salt_; }
+  ProcessSlot& my_slot() { return meta_->slot(slot_); }
+  std::size_t my_slot_index() const { return slot_; }
+  std::mutex& compact_mutex() { return compact_mu_; }
+
+  Generation* Pin();
+  static void Unpin(Generation* g) { g->pins.fetch_sub(1, std::memory_order_release); }
+  // Makes the generation named by the meta file this process's current one.
+  void Refresh();
+  // Unmaps retired generations that no thread pins any more.
+  void RetireNow();
+  // Blocks while a compactor has writers paused; clears the pause if the
+  // compactor died (its COMPACT lock is free).
+  void WaitWhileSwitching();
+  // A write begins while a compactor asks writers to slow down (THROTTLE):
+  // sleeps kThrottleMicros; clears a throttle left by a dead compactor.
+  void Throttled();
+  static constexpr std::uint64_t kThrottleMicros = 50;
+  // Dead space is reclaimed automatically (Options::compact_dead_ratio) only
+  // in logs longer than this: smaller ones are not worth a compaction.
+  static constexpr std::uint64_t kMinReclaimTail = 4u << 20;
+  // Writes sleep kThrottleMicros after they are done while dead bytes are
+  // over this fraction of the log (at least compact_dead_ratio + 0.05): the
+  // file stays within about 2x the live data even when writers outrun
+  // compaction (docs/concurrency.md, "Space").
+  static constexpr double kBackpressureDeadRatio = 0.45;
+
+ private:
+  // Clears SWITCHING/THROTTLE if no compactor holds the COMPACT lock.
+  void ClearPauseIfCompactorDied();
+  enum class Outcome { kDone, kIndexFull };
+  // The log bytes one write appended, to msync with Options::sync = "always".
+  struct Written {
+    std::uint64_t begin = UINT64_MAX;
+    std::uint64_t end = 0;
+    void Add(std::uint64_t off, std::uint64_t size) {
+      begin = std::min(begin, off);
+      end = std::max(end, off + size);
+    }
+  };
+
+  void Attach();             // open meta, claim a slot, recover if alone, map
+  // The check at the start of every operation: one relaxed load of the
+  // process's fork epoch and one acquire load of the handle's. In a fork
+  // child the first call re-attaches (Reattach).
+  void ReattachIfForked() {
+    const std::uint64_t epoch = ForkEpoch();
+    if (epoch == fork_epoch_.load(std::memory_order_acquire)) [[likely]] {
+      return;
+    }
+    Reattach(epoch);
+  }
+  void Reattach(std::uint64_t epoch);
+  void OpenLocked();         // under the INIT lock
+  void RetireUnpinned();     // unmaps retired generations nobody pins
+  std::uint64_t Append(Generation& g, const log::NewRecord& rec, Written& w);
+  log::NewRecord Sequenced(log::NewRecord rec);
+  Outcome SetIn(Generation& g, const log::NewRecord& rec, std::uint64_t hash, Written& w);
+  std::optional<std::string> PopIn(Generation& g, std::string_view key, std::uint64_t hash,
+                                   bool want_value, bool* found, Written& w);
+  // With Options::sync = "always": msyncs what a write appended.
+  void SyncWritten(Generation& g, const Written& w);
+  // Visible to readers: a SET newer than the last purge and not expired.
+  bool Visible(const log::RecordView& rec, bool* expired);
+  void CheckIntegrity(Generation& g, const log::RecordView& rec);
+  // What a finished write asks for: a backpressure sleep (Options::
+  // compact_dead_ratio), a background compaction (index half full, dead
+  // space, max_bytes). Judged by AssessWrite() inside the writer section,
+  // where the generation written to is pinned; carried out by AfterWrite()
+  // outside it.
+  struct WriteFollowUp {
+    bool throttle = false;
+    bool compact = false;
+  };
+  WriteFollowUp AssessWrite(Generation& g) const;
+  void AfterWrite(WriteFollowUp f);
+  // Background maintenance: AfterWrite() asks, this thread compacts, so no
+  // set() pays for a compaction (unless the index is completely full).
+  void RequestMaintenance();
+  void MaintenanceLoop();
+  void RunMaintenance(bool snapshot);
+  void PeriodicSync();  // Options::sync as an interval; logs failures
+  void StartMaintenanceThread();
+  void StopMaintenance();
+  void CountHit(bool hit, bool expired);
+  // get() and contains(): the value (or "" when !copy_value) if visible.
+  std::optional<std::string> Lookup(std::string_view key, bool copy_value);
+
+  Env* env_;
+  CachePaths paths_;
+  std::uint64_t default_ttl_ms_ = 0;
+  std::uint64_t snapshot_ms_ = 0;
+  bool create_ = true;         // Options::create_if_missing
+  bool sync_always_ = false;   // Options::sync == "always"
+  std::uint64_t sync_ms_ = 0;  // Options::sync as an interval; 0 = none
+  std::uint64_t max_bytes_ = 0;  // Options::max_bytes: stored in the meta at open if not 0
+  double dead_ratio_ = 0.4;
+  double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio
+  spdlog::level::level_enum level_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see Reattach
+  std::unique_ptr<Meta> meta_;
+  std::size_t slot_ = 0;
+  std::uint64_t salt_ = 0;
+  // The fork epoch (fork.h) this handle is attached in: it holds a descriptor
+  // of NAME.meta and a process slot of this process. Release store by
+  // Reattach() after meta_, slot_ and logger_ are set, acquire load in
+  // ReattachIfForked(): a thread that sees the epoch current sees them too.
+  std::atomic<std::uint64_t> fork_epoch_{0};
+
+  std::atomic<Generation*> current_{nullptr};
+  // Current, retired and released (reusable) generations; never shrinks
+  // while open (see Refresh), bounded by the generations pinned at once.
+  std::vector<std::unique_ptr<Generation>> generations_;
+  std::mutex refresh_mu_;   // guards generations_ and swaps of current_
+  std::mutex compact_mu_;   // one compactor per process
+  std::mutex attach_mu_;    // serializes Reattach()
+  // Monotonic ns before which AfterWrite() does not try to compact again
+  // (another process holds the COMPACT lock, or a try was abandoned).
+  // Relaxed: a hint between threads of this process.
+  std::atomic<std::uint64_t> compact_backoff_until_{0};
+  // The highest generation that a meta file synced by this process named:
+  // a sync = "always" write in a newer one syncs the meta file first (docs/
+  // concurrency.md, "Durability"). Relaxed: it is only raised after an msync
+  // has returned, so whichever value a thread reads was durable by then; a
+  // stale (lower) one costs an extra msync, never a lost write.
+  std::atomic<std::uint64_t> meta_synced_gen_{0};
+  // When this process next checks that a throttling compactor is alive
+  // (monotonic ns; 0 = not throttled lately). Relaxed: a heuristic.
+  std::atomic<std::uint64_t> throttle_check_at_{0};
+
+  // Relaxed: set by writers, cleared by the maintenance thread; the mutex
+  // and condition variable carry the actual hand-over.
+  std::atomic<bool> maintenance_requested_{false};
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  bool maintenance_stop_ = false;  // guarded by maintenance_mu_
+  std::thread maintenance_;        // started on first request
+
+  // Last: registered once every member above exists, unregistered first.
+  ForkRegistration fork_registration_{this};
+};
+
+}  // namespace lilcache

@@ -1,0 +1,34 @@
+#include "engine/generation.h"
+
+#include "lilcache/lilcache.h"
+#include "util/names.h"
+
+namespace lilcache {
+
+void Generation::Open(Env* env, const CachePaths& paths, std::uint64_t gen, std::uint64_t s) {
+  number = gen;
+  salt = s;
+  data.Open(env, paths.data(gen), gen, salt);
+  index.Open(env, paths.index(gen), gen);
+}
+
+void Generation::Close() {
+  data.Close();
+  index.Close();
+}
+
+log::RecordView Generation::Record(std::uint64_t offset) {
+  data.EnsureMapped(offset + log::kRecordHeaderSize);
+  log::RecordView rec;
+  rec.header = reinterpret_cast<const log::RecordHeader*>(data.base() + offset);
+  const auto* h = rec.header;
+  if (offset < 4096 || offset % log::kAlign != 0 || h->magic != log::kRecordMagic ||
+      h->key_len == 0 || h->key_len > kMaxKeyBytes || h->value_len > kMaxValueBytes) {
+    throw Error("corrupt cache: the index of " + index.path() + " points at offset " +
+                std::to_string(offset) + " of " + data.path() + ", which holds no record");
+  }
+  data.EnsureMapped(offset + rec.size());
+  return rec;
+}
+
+}  // namespace lilcache

@@ -1,0 +1,119 @@
+#include "engine/index.h"
+
+#include <fcntl.h>
+
+#include <spdlog/logger.h>
+
+#include <bit>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/data_file.h"
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
+#include "engine/meta.h"
+#include "util/quote.h"
+
+namespace lilcache {
+namespace {
+
+std::uint64_t FileSizeFor(std::uint64_t slots) {
+  std::uint64_t bytes = kHeaderSize + slots * 8;
+  return (bytes + 4095) / 4096 * 4096;
+}
+
+}  // namespace
+
+std::uint64_t Index::SlotsFor(std::uint64_t keys) {
+  // Checked before multiplying: keys * 4 (and bit_ceil of it) must not wrap.
+  if (keys > kMaxSlots / 4) throw Error("too many keys for one index: " + std::to_string(keys));
+  return std::bit_ceil(std::max<std::uint64_t>(keys * 4, kMinSlots));
+}
+
+void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
+                   std::uint64_t slot_count) {
+  if (!std::has_single_bit(slot_count) || slot_count < kMinSlots || slot_count > kMaxSlots) {
+    throw Error("bad index size " + std::to_string(slot_count));
+  }
+  env_ = env;
+  // New means new: a leftover of a crashed creator or compactor is removed,
+  // and O_EXCL never truncates or writes through a file put there meanwhile.
+  env->Unlink(path.c_str());
+  file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT | O_EXCL);
+  std::uint64_t size = FileSizeFor(slot_count);
+  AllocateRange(env, file_, 0, size, "cannot allocate");
+  map_.Map(env, file_.fd(), path, size, size);
+  IndexHeader& h = header();
+  h.version = kFormatVersion;
+  h.header_size = kHeaderSize;
+  h.generation = generation;
+  h.slot_count = slot_count;
+  h.used_slots = 0;
+  std::memcpy(h.magic, kIndexMagic, 8);
+  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + kHeaderSize);
+  mask_ = slot_count - 1;
+}
+
+void Index::Open(Env* env, const std::string& path, std::uint64_t generation) {
+  env_ = env;
+  file_ = FileHandle::Open(env, path, O_RDWR);
+  auto size = static_cast<std::uint64_t>(file_.Size());
+  if (size < kHeaderSize + kMinSlots * 8) {
+    throw Error("corrupt index " + path + ": " + std::to_string(size) + " bytes is too short");
+  }
+  map_.Map(env, file_.fd(), path, kHeaderSize, FileSizeFor(kMaxSlots));
+  const IndexHeader& h = header();
+  if (std::memcmp(h.magic, kIndexMagic, 8) != 0) {
+    throw Error("not a lilcache index: " + path + " has a bad magic number");
+  }
+  if (h.version != kFormatVersion) {
+    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path);
+  }
+  if (h.generation != generation) {
+    throw Error("corrupt index " + path + ": it says generation " +
+                std::to_string(h.generation) + ", its name says " + std::to_string(generation));
+  }
+  std::uint64_t n = h.slot_count;
+  if (!std::has_single_bit(n) || n < kMinSlots || n > kMaxSlots || FileSizeFor(n) > size) {
+    throw Error("corrupt index " + path + ": bad slot count " + std::to_string(n) + " for " +
+                std::to_string(size) + " bytes");
+  }
+  map_.Extend(FileSizeFor(n));
+  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + kHeaderSize);
+  mask_ = n - 1;
+}
+
+bool Index::Claim(std::uint64_t pos, std::uint64_t value, std::uint64_t* seen) const {
+  std::uint64_t expected = 0;
+  // acq_rel: release publishes the record bytes written before; acquire (on
+  // failure, via *seen) lets us read the record of whoever won.
+  if (slot(pos).compare_exchange_strong(expected, value, std::memory_order_acq_rel)) {
+    // Relaxed: a statistic and a trigger for growth, not a synchronization point.
+    Shared(header().used_slots).fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  *seen = expected;
+  return false;
+}
+
+#ifndef NDEBUG
+void CheckSlotMove(spdlog::logger& logger, const char* where, std::string_view key,
+                   std::uint64_t replaced_seq, std::uint64_t installed_seq) {
+  if (installed_seq > replaced_seq) return;
+  logger.error(
+      "index invariant violated: {} moved the slot of key {} from seq {} to seq {} (a slot only "
+      "moves to a higher seq); aborting",
+      where, Quote(key.substr(0, 64)), replaced_seq, installed_seq);
+  logger.flush();
+  std::abort();
+}
+#endif
+
+void Index::Close() {
+  map_.Unmap();
+  file_.Reset();
+  slots_ = nullptr;
+  mask_ = 0;
+}
+
+}  // namespace lilcache

@@ -1,0 +1,132 @@
+// index: one generation's shared hash index, NAME.G.index (docs/format.md).
+// Open addressing with linear probing over 8-byte slots, each 0 (empty) or
+// tag<<40 | offset/8. A slot, once claimed by a key, stays that key's for the
+// life of the generation (deletes point it at a tombstone record), so chains
+// are never broken and lookups need no lock.
+//
+// Concurrency: lock-free. Slots are read with acquire loads and changed only
+// by compare-exchange (acq_rel), so a reader that sees a slot also sees the
+// record bytes written before it was published. The rule that a slot only
+// moves to a record with a higher seq is enforced by the callers (CacheImpl,
+// Compactor), which know the records.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "engine/file_lock.h"
+#include "engine/mapping.h"
+#include "engine/shared_atomic.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace lilcache {
+
+class Env;
+
+// Debug builds (no NDEBUG): called after every successful move of a slot
+// from one record to another (SetIn's and PopIn's CAS, the compactor's
+// Install), with the seqs of the record replaced and the record installed.
+// Unless installed > replaced, logs "index invariant violated" at error
+// level (with `where` and the key) and aborts: the rule of
+// docs/concurrency.md, "The one invariant", was broken, and a replay of the
+// log would no longer agree with the index. Release builds: nothing.
+#ifdef NDEBUG
+inline void CheckSlotMove(spdlog::logger&, const char*, std::string_view, std::uint64_t,
+                          std::uint64_t) {}
+#else
+void CheckSlotMove(spdlog::logger& logger, const char* where, std::string_view key,
+                   std::uint64_t replaced_seq, std::uint64_t installed_seq);
+#endif
+
+inline constexpr char kIndexMagic[8] = {'L', 'I', 'L', 'C', 'I', 'N', 'D', 'X'};
+inline constexpr std::uint64_t kMinSlots = 1024;
+inline constexpr std::uint64_t kMaxSlots = 1ull << 32;
+
+struct IndexHeader {
+  char magic[8];
+  std::uint32_t version;
+  std::uint32_t header_size;
+  std::uint64_t generation;
+  std::uint64_t slot_count;
+  std::uint64_t reserved0[4];
+  std::uint64_t used_slots;  // atomic
+};
+static_assert(offsetof(IndexHeader, used_slots) == 64);
+
+class Index {
+ public:
+  Index() = default;
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  static std::uint64_t Pack(std::uint64_t hash, std::uint64_t offset) {
+    return (hash >> 40) << 40 | (offset >> 3);
+  }
+  static std::uint64_t OffsetOf(std::uint64_t slot) { return (slot & ((1ull << 40) - 1)) << 3; }
+  static bool TagMatches(std::uint64_t slot, std::uint64_t hash) {
+    return (slot >> 40) == (hash >> 40);
+  }
+  // Slots needed to hold `keys` keys at a load of at most 1/4.
+  static std::uint64_t SlotsFor(std::uint64_t keys);
+
+  void Create(Env* env, const std::string& path, std::uint64_t generation,
+              std::uint64_t slot_count);
+  void Open(Env* env, const std::string& path, std::uint64_t generation);
+  void Close();
+
+  const std::string& path() const { return file_.path(); }
+  const FileHandle& file() const { return file_; }
+  IndexHeader& header() const { return *reinterpret_cast<IndexHeader*>(map_.data()); }
+  std::uint64_t slot_count() const { return mask_ + 1; }
+  // Slots claimed so far (a heuristic: when to grow, how big a compaction's
+  // index must be). Never more than slot_count(), even if a damaged file says
+  // so: a compaction rebuilds the counter from the slots it copies.
+  std::uint64_t used() const {
+    return std::min(Shared(header().used_slots).load(std::memory_order_relaxed), slot_count());
+  }
+  // Slot i, to load (acquire) or compare-exchange (acq_rel).
+  std::atomic_ref<std::uint64_t> slot(std::uint64_t i) const { return Shared(slots_[i]); }
+
+  struct Probe {
+    std::uint64_t pos = 0;    // slot holding the key, or the empty slot ending its chain
+    std::uint64_t value = 0;  // that slot's value when read (0 = empty: key absent)
+    bool full = false;        // every slot was probed: the table is full
+  };
+
+  // Walks the chain of `hash`. key_matches(offset) says whether the record at
+  // that offset holds the key being looked for.
+  template <typename KeyMatches>
+  Probe Find(std::uint64_t hash, KeyMatches&& key_matches) const {
+    Probe p;
+    p.pos = hash & mask_;
+    for (std::uint64_t n = 0; n <= mask_; ++n) {
+      // Acquire: pairs with the acq_rel CAS that published the slot, so the
+      // record it points to is fully visible.
+      p.value = slot(p.pos).load(std::memory_order_acquire);
+      if (p.value == 0) return p;
+      if (TagMatches(p.value, hash) && key_matches(OffsetOf(p.value))) return p;
+      p.pos = (p.pos + 1) & mask_;
+    }
+    p.full = true;
+    p.value = 0;
+    return p;
+  }
+
+  // Claims the empty slot `pos` for a new key: CAS 0 -> value. On failure
+  // (another writer claimed it first) returns false with *seen updated.
+  bool Claim(std::uint64_t pos, std::uint64_t value, std::uint64_t* seen) const;
+
+ private:
+  Env* env_ = nullptr;
+  FileHandle file_;
+  Mapping map_;
+  std::uint64_t* slots_ = nullptr;
+  std::uint64_t mask_ = 0;
+};
+
+}  // namespace lilcache

@@ -1,0 +1,671 @@
+#include "server/http_handler.h"
+
+#include <algorithm>
+#include <boost/beast/http/status.hpp>
+#include <boost/url/authority_view.hpp>
+#include <boost/url/decode_view.hpp>
+#include <boost/url/encoding_opts.hpp>
+#include <boost/url/ipv4_address.hpp>
+#include <boost/url/ipv6_address.hpp>
+#include <boost/url/param.hpp>
+#include <boost/url/params_encoded_view.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/pct_string_view.hpp>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
+
+namespace lilcache {
+namespace {
+
+namespace http = boost::beast::http;
+namespace urls = boost::urls;
+
+constexpr std::string_view kKeysPrefix = "/keys/";
+
+HttpResponse Text(unsigned status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse Ok() { return Text(200, "OK"); }
+HttpResponse NotFound() { return Text(404, "not found\n"); }
+HttpResponse BadRequest(const std::string& why) { return Text(400, why + "\n"); }
+HttpResponse Forbidden(const std::string& why) { return Text(403, why + "\n"); }
+
+// A refusal after which the connection closes: the bytes after this
+// request's header cannot be told apart from a next request.
+HttpResponse BadFraming(unsigned status, const std::string& why) {
+  HttpResponse r = Text(status, why + "\n");
+  r.close = true;
+  return r;
+}
+
+HttpResponse Value(std::string value) {
+  HttpResponse r;
+  r.body = std::move(value);
+  r.content_type = kOctetStream;
+  return r;
+}
+
+HttpResponse MethodNotAllowed(std::string_view allow) {
+  HttpResponse r = Text(405, "method not allowed; allowed: " + std::string(allow) + "\n");
+  r.allow = allow;
+  return r;
+}
+
+// The query parameters the endpoints use, percent-decoded ('+' = space).
+struct Params {
+  std::optional<std::string> key, value, ttl, prefix, limit;
+};
+
+// Fills p from the query; an error message for a repeated parameter.
+std::optional<std::string> ParseParams(const urls::url_view& url, Params& p) {
+  urls::encoding_opts form;
+  form.space_as_plus = true;
+  for (const urls::param_pct_view param : url.encoded_params()) {
+    const urls::decode_view name = *param.key;
+    std::optional<std::string>* slot = nullptr;
+    if (name == "key") {
+      slot = &p.key;
+    } else if (name == "value") {
+      slot = &p.value;
+    } else if (name == "ttl") {
+      slot = &p.ttl;
+    } else if (name == "prefix") {
+      slot = &p.prefix;
+    } else if (name == "limit") {
+      slot = &p.limit;
+    } else {
+      continue;  // unknown parameters are ignored (e.g. cache busters)
+    }
+    if (slot->has_value()) {
+      return "parameter given twice: " + param.key.decode();
+    }
+    *slot = param.has_value ? param.value.decode(form) : std::string();
+  }
+  return std::nullopt;
+}
+
+// 400 for a missing or empty key, 413 over kMaxKeyBytes.
+std::optional<HttpResponse> CheckKey(const std::optional<std::string>& key) {
+  if (!key.has_value()) return BadRequest("missing parameter: key");
+  if (key->empty()) return BadRequest("empty key");
+  if (key->size() > kMaxKeyBytes) {
+    return Text(413, "key of " + std::to_string(key->size()) + " bytes is over the limit of " +
+                         std::to_string(kMaxKeyBytes) + " bytes\n");
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> CheckValue(std::string_view value) {
+  if (value.size() > kMaxValueBytes) {
+    return Text(413, "value of " + std::to_string(value.size()) + " bytes is over the limit of " +
+                         std::to_string(kMaxValueBytes) + " bytes\n");
+  }
+  return std::nullopt;
+}
+
+// Parses ?ttl= into *ttl (0 = none). An error response for a bad duration.
+std::optional<HttpResponse> ParseTtl(const std::optional<std::string>& text,
+                                     std::chrono::milliseconds* ttl) {
+  *ttl = std::chrono::milliseconds(0);
+  if (!text.has_value()) return std::nullopt;
+  try {
+    *ttl = parse_duration(*text);
+  } catch (const Error& e) {
+    return BadRequest(std::string("bad ttl: ") + e.what());
+  }
+  if (ttl->count() <= 0) return BadRequest("bad ttl: must be positive");
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> ParseLimit(const std::optional<std::string>& text, std::size_t* limit) {
+  if (!text.has_value()) return std::nullopt;
+  const char* end = text->data() + text->size();
+  auto [ptr, ec] = std::from_chars(text->data(), end, *limit);
+  if (text->empty() || ec != std::errc() || ptr != end) {
+    return BadRequest("bad limit \"" + *text + "\": expected a non-negative integer");
+  }
+  return std::nullopt;
+}
+
+HttpResponse Set(Cache& cache, const std::string& key, std::string_view value,
+                 const std::optional<std::string>& ttl_text) {
+  if (auto bad = CheckValue(value)) return *bad;
+  std::chrono::milliseconds ttl;
+  if (auto bad = ParseTtl(ttl_text, &ttl)) return *bad;
+  if (ttl.count() > 0) {
+    cache.set(key, value, ttl);
+  } else {
+    cache.set(key, value);
+  }
+  return Ok();
+}
+
+HttpResponse Json(const nlohmann::json& j) {
+  HttpResponse r;
+  // Keys are arbitrary bytes; invalid UTF-8 is replaced by U+FFFD.
+  r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.body += '\n';
+  r.content_type = kJson;
+  return r;
+}
+
+nlohmann::json StatsJson(const Cache& cache, const Stats& s) {
+  return {{"name", cache.name()},
+          {"hits", s.hits},
+          {"misses", s.misses},
+          {"sets", s.sets},
+          {"deletes", s.deletes},
+          {"expired", s.expired},
+          {"keys", s.keys},
+          {"bytes_live", s.bytes_live},
+          {"bytes_dead", s.bytes_dead},
+          {"bytes_file", s.bytes_file},
+          {"generation", s.generation},
+          {"index_slots", s.index_slots},
+          {"index_used", s.index_used},
+          {"processes", s.processes},
+          {"compactions", s.compactions},
+          {"snapshots", s.snapshots},
+          {"last_snapshot_ms", s.last_snapshot_ms},
+          {"evictions", s.evictions},
+          {"max_bytes", s.max_bytes}};
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool IEquals(std::string_view a, std::string_view lower) {
+  return a.size() == lower.size() && Lower(a) == lower;
+}
+
+// Strips optional white space (RFC 9110: SP and HTAB) from both ends.
+std::string_view TrimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A Host value or an allow-list entry, parsed: "name", "name:port",
+// "1.2.3.4[:port]", "[v6][:port]", and (an entry or a sloppy client) a bare
+// IPv6 address "::1". Names in lower case without a trailing dot, IPv6 in
+// brackets in canonical form (RFC 5952), so that equal hosts compare equal.
+struct HostPort {
+  std::string host;
+  int port = -1;  // -1: none given
+  bool ip = false;
+};
+
+std::optional<HostPort> ParseHostPort(std::string_view text) {
+  text = TrimOws(text);
+  if (text.empty()) return std::nullopt;
+  HostPort hp;
+  if (urls::result<urls::ipv6_address> v6 = urls::parse_ipv6_address(text)) {
+    hp.host = "[" + v6->to_string() + "]";
+    hp.ip = true;
+    return hp;
+  }
+  urls::result<urls::authority_view> a = urls::parse_authority(text);
+  if (!a || a->has_userinfo()) return std::nullopt;
+  switch (a->host_type()) {
+    case urls::host_type::ipv4:
+      hp.host = a->host_ipv4_address().to_string();
+      hp.ip = true;
+      break;
+    case urls::host_type::ipv6:
+      hp.host = "[" + a->host_ipv6_address().to_string() + "]";
+      hp.ip = true;
+      break;
+    case urls::host_type::name: {
+      const std::string_view name = a->encoded_host();
+      if (name.empty() || name.find('%') != std::string_view::npos) return std::nullopt;
+      hp.host = Lower(name);
+      if (hp.host.size() > 1 && hp.host.back() == '.') hp.host.pop_back();  // "localhost."
+      break;
+    }
+    default:  // IPvFuture, or no host
+      return std::nullopt;
+  }
+  if (a->has_port() && !a->port().empty()) {  // "host:" is "host" (RFC 3986)
+    const std::string_view port = a->port();
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+    if (ec != std::errc() || end != port.data() + port.size() || n > 65535) return std::nullopt;
+    hp.port = static_cast<int>(n);
+  }
+  return hp;
+}
+
+// An origin (RFC 6454) as "scheme://host[:port]", lower case, the default
+// port of http and https dropped; nullopt if `text` is not one (a path other
+// than "/", a query, a fragment or user info; "null").
+std::optional<std::string> NormalizeOrigin(std::string_view text) {
+  text = TrimOws(text);
+  if (!text.empty() && text.back() == '/') text.remove_suffix(1);  // allow-list entries
+  const std::size_t colon = text.find("://");
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  const std::string scheme = Lower(text.substr(0, colon));
+  for (char c : scheme) {
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+    if (!ok) return std::nullopt;
+  }
+  const std::string_view authority = text.substr(colon + 3);
+  if (authority.find_first_of("/?#@ \t") != std::string_view::npos) return std::nullopt;
+  std::optional<HostPort> hp = ParseHostPort(authority);
+  if (!hp || (authority.front() != '[' && hp->host.front() == '[')) return std::nullopt;
+  if ((scheme == "http" && hp->port == 80) || (scheme == "https" && hp->port == 443)) {
+    hp->port = -1;
+  }
+  std::string origin = scheme + "://" + hp->host;
+  if (hp->port >= 0) origin += ":" + std::to_string(hp->port);
+  return origin;
+}
+
+// The CORS fields of an answer to an allowed origin.
+void AddCors(HttpResponse& r, std::string_view origin) {
+  r.fields += "Access-Control-Allow-Origin: ";
+  r.fields += origin;
+  r.fields += "\r\nVary: Origin\r\n";
+}
+
+bool IEqualsPrefix(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    char a = s[i], b = prefix[i];
+    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+    if (a != b) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  // Every byte of b is visited whatever a holds; a's bytes past b's length
+  // are never read, and a length mismatch is folded in at the end.
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0u;
+    diff |= x ^ static_cast<unsigned char>(b[i]);
+  }
+  return diff == 0;
+}
+
+std::string_view StatusReason(unsigned status) {
+  const std::string_view r = http::obsolete_reason(static_cast<http::status>(status));
+  return r.empty() || r.front() == '<' ? std::string_view("Unknown") : r;
+}
+
+void CheckAllowedHost(std::string_view host) {
+  if (host == "*") return;
+  if (!ParseHostPort(host)) {
+    throw Error("invalid allowed host \"" + std::string(host) +
+                "\": expected a name, an IPv4 address or an [IPv6] address, each with an "
+                "optional :port, or \"*\"");
+  }
+}
+
+void CheckAllowedOrigin(std::string_view origin) {
+  const std::string text(origin);
+  if (TrimOws(origin) == "null") {
+    throw Error("invalid allowed origin \"null\": every sandboxed page and local file sends it");
+  }
+  if (TrimOws(origin) == "*") {
+    throw Error(
+        "invalid allowed origin \"*\": it would let every web page drive the cache; "
+        "list the origins of your pages");
+  }
+  if (!NormalizeOrigin(origin)) {
+    throw Error("invalid allowed origin \"" + text +
+                "\": expected scheme://host[:port], e.g. https://app.example");
+  }
+}
+
+std::string WithoutPaths(std::string_view message, std::string_view root) {
+  // A path starts at a '/' at the start or after one of these; the root
+  // (which may hold any character) wherever it is.
+  auto opens = [&](std::size_t at) {
+    return at == 0 || std::strchr(" \t\"'(=[<,", message[at - 1]) != nullptr;
+  };
+  std::string out;
+  std::size_t i = 0;
+  while (i < message.size()) {
+    const bool at_root = root.size() > 1 && root.front() == '/' &&
+                         message.compare(i, root.size(), root) == 0 && opens(i);
+    if (!at_root && !(message[i] == '/' && opens(i))) {
+      out += message[i++];
+      continue;
+    }
+    // The path goes on to a space, a quote or a closing bracket, or to a ':'
+    // or ',' that ends a clause ("open /x/y.meta: Permission denied").
+    std::size_t j = at_root ? i + root.size() : i;
+    while (j < message.size()) {
+      const char c = message[j];
+      if (std::strchr(" \t\r\n\"')]>", c) != nullptr) break;
+      if ((c == ':' || c == ',') && (j + 1 == message.size() || message[j + 1] == ' ')) break;
+      ++j;
+    }
+    out += "<path>";
+    i = j;
+  }
+  return out;
+}
+
+HttpHandler::HttpHandler(Cache& cache, std::string token, std::size_t keys_limit)
+    : HttpHandler(cache, HttpPolicy{.token = std::move(token), .keys_limit = keys_limit}) {}
+
+HttpHandler::HttpHandler(Cache& cache, HttpPolicy policy)
+    : cache_(cache), token_(std::move(policy.token)), keys_limit_(policy.keys_limit) {
+  // The loopback names and addresses, on any port: a page of another site
+  // cannot make a browser send them (DNS rebinding needs a name the
+  // attacker's DNS answers for).
+  for (const char* host : {"localhost", "127.0.0.1", "[::1]"}) hosts_.push_back({host, -1});
+  auto add = [this](std::string_view entry) {
+    if (entry == "*") {
+      any_host_ = true;
+      return;
+    }
+    CheckAllowedHost(entry);
+    const HostPort hp = *ParseHostPort(entry);
+    hosts_.push_back({hp.host, hp.port});
+  };
+  for (const std::string& h : policy.allowed_hosts) add(h);
+  if (!policy.bound_address.empty()) {
+    std::optional<HostPort> bound = ParseHostPort(policy.bound_address);
+    if (bound && (bound->host == "0.0.0.0" || bound->host == "[::]")) {
+      any_ip_literal_ = true;  // the machine's addresses cannot all be known
+    } else if (bound) {
+      hosts_.push_back({bound->host, -1});
+    }
+  }
+  if (!policy.bound_name.empty()) {
+    std::optional<HostPort> name = ParseHostPort(policy.bound_name);
+    if (name && !name->ip) hosts_.push_back({name->host, -1});
+  }
+  for (const std::string& o : policy.allowed_origins) {
+    CheckAllowedOrigin(o);
+    origins_.push_back(*NormalizeOrigin(o));
+  }
+}
+
+std::optional<HttpResponse> HttpHandler::CheckFraming(const HttpRequestHeader& header) const {
+  // Beast frames a request by its last Transfer-Encoding field only if that
+  // coding is chunked; otherwise it reads no body, and the body would run as
+  // the next request (smuggling behind a proxy that framed it otherwise).
+  // RFC 9112 6.1 and 6.3: 400 and close.
+  auto [first, last] = header.equal_range(http::field::transfer_encoding);
+  if (first == last) return std::nullopt;
+  std::vector<std::string_view> codings;
+  for (auto it = first; it != last; ++it) {
+    std::string_view list = it->value();
+    while (!list.empty()) {
+      const std::size_t comma = list.find(',');
+      const std::string_view coding = TrimOws(list.substr(0, comma));
+      if (!coding.empty()) codings.push_back(coding);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+  }
+  if (header.version() < 11) {
+    return BadFraming(400, "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)");
+  }
+  if (header.count(http::field::content_length) > 0) {
+    return BadFraming(400, "both Transfer-Encoding and Content-Length (RFC 9112 6.3)");
+  }
+  if (codings.empty() || !IEquals(codings.back(), "chunked")) {
+    return BadFraming(400, "Transfer-Encoding whose last coding is not chunked (RFC 9112 6.3)");
+  }
+  for (std::size_t i = 0; i + 1 < codings.size(); ++i) {
+    if (IEquals(codings[i], "chunked")) {
+      return BadFraming(400, "Transfer-Encoding chunked more than once (RFC 9112 7)");
+    }
+  }
+  if (codings.size() > 1) {
+    return BadFraming(501, "unsupported transfer coding (only chunked is)");
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> HttpHandler::CheckHost(const HttpRequestHeader& header) const {
+  // RFC 9112 3.2: 400 for a missing Host (HTTP/1.1), more than one, or an
+  // invalid one. An HTTP/1.0 request may have none (no browser sends one).
+  auto [first, last] = header.equal_range(http::field::host);
+  const auto count = std::distance(first, last);
+  if (count == 0) {
+    if (header.version() < 11) return std::nullopt;
+    return BadRequest("missing Host header (HTTP/1.1 requires one)");
+  }
+  if (count > 1) return BadRequest("more than one Host header");
+  const std::optional<HostPort> hp = ParseHostPort(first->value());
+  if (!hp) return BadRequest("malformed Host header");
+  if (any_host_ || (hp->ip && any_ip_literal_)) return std::nullopt;
+  for (const HostPattern& p : hosts_) {
+    if (p.host == hp->host && (p.port < 0 || p.port == hp->port)) return std::nullopt;
+  }
+  std::string shown = hp->host;
+  if (hp->port >= 0) shown += ":" + std::to_string(hp->port);
+  return Forbidden("Host " + shown +
+                   " is not allowed (a DNS rebinding attack?); allow it with --allow-host or "
+                   "ServerOptions::allowed_hosts");
+}
+
+bool HttpHandler::OriginAllowed(std::string_view origin) const {
+  if (origins_.empty()) return false;
+  const std::optional<std::string> normal = NormalizeOrigin(origin);
+  if (!normal) return false;
+  return std::find(origins_.begin(), origins_.end(), *normal) != origins_.end();
+}
+
+std::variant<Route, HttpResponse> HttpHandler::RouteOf(const HttpRequestHeader& header) const {
+  if (auto refused = CheckFraming(header)) return std::move(*refused);
+  if (auto refused = CheckHost(header)) return std::move(*refused);
+
+  // Browsers name the page that sent a request in Origin (every CORS or
+  // non-GET request) and tell whether it is another site in Sec-Fetch-Site
+  // (every request, <img> included). A page may drive the cache only if its
+  // origin is allowed; other sites' pages are refused before anything runs.
+  std::string_view cors;
+  auto [origin, origin_end] = header.equal_range(http::field::origin);
+  const auto origins = std::distance(origin, origin_end);
+  if (origins > 1) return Forbidden("more than one Origin header");
+  if (origins == 1) {
+    if (!OriginAllowed(origin->value())) {
+      return Forbidden(
+          "cross-origin request refused: its Origin is not allowed (see --allow-origin, "
+          "ServerOptions::allowed_origins)");
+    }
+    cors = origin->value();
+  } else {
+    auto [site, site_end] = header.equal_range("Sec-Fetch-Site");
+    for (; site != site_end; ++site) {
+      if (IEquals(TrimOws(site->value()), "cross-site")) {
+        return Forbidden("cross-site request refused (Sec-Fetch-Site: cross-site)");
+      }
+    }
+  }
+
+  std::variant<Route, HttpResponse> routed = Dispatch(header, !cors.empty());
+  if (!cors.empty()) {
+    if (auto* r = std::get_if<HttpResponse>(&routed)) {
+      AddCors(*r, cors);
+    } else {
+      std::get<Route>(routed).cors_origin = cors;
+    }
+  }
+  return routed;
+}
+
+std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader& header,
+                                                        bool cors) const {
+  // A CORS preflight (from an allowed origin: checked above) carries no
+  // Authorization: it is answered before the token is looked at.
+  if (cors && header.method() == http::verb::options &&
+      header.count("Access-Control-Request-Method") > 0) {
+    HttpResponse r = Text(200, "");
+    r.fields =
+        "Access-Control-Allow-Methods: GET, PUT, DELETE, POST\r\n"
+        "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
+        "Access-Control-Max-Age: 600\r\n";
+    // Chrome's Private Network Access: a public page asking for loopback.
+    if (IEquals(TrimOws(header["Access-Control-Request-Private-Network"]), "true")) {
+      r.fields += "Access-Control-Allow-Private-Network: true\r\n";
+    }
+    return r;
+  }
+
+  if (!token_.empty()) {
+    // RFC 6750: "Bearer" (any case), one or more spaces, the token.
+    std::string_view auth = header[http::field::authorization];
+    bool ok = false;
+    if (IEqualsPrefix(auth, "bearer ")) {
+      auth.remove_prefix(7);
+      while (!auth.empty() && auth.front() == ' ') auth.remove_prefix(1);
+      ok = ConstantTimeEquals(auth, token_);
+    }
+    if (!ok) {
+      HttpResponse r = Text(401, "missing or wrong token (Authorization: Bearer <token>)\n");
+      r.challenge = true;
+      return r;
+    }
+  }
+
+  urls::result<urls::url_view> url = urls::parse_origin_form(header.target());
+  if (!url) return BadRequest("malformed request target: " + url.error().message());
+
+  const std::string_view path = url->encoded_path();
+  const http::verb method = header.method();
+  auto only = [&](Endpoint e, http::verb allowed,
+                  std::string_view allow) -> std::variant<Route, HttpResponse> {
+    if (method != allowed) return MethodNotAllowed(allow);
+    return Route{e, *url};
+  };
+  if (path == "/get") return only(Endpoint::kGet, http::verb::get, "GET");
+  if (path == "/set") return only(Endpoint::kSet, http::verb::get, "GET");
+  if (path == "/pop") return only(Endpoint::kPop, http::verb::get, "GET");
+  if (path == "/delete") return only(Endpoint::kDelete, http::verb::get, "GET");
+  if (path == "/contains") return only(Endpoint::kContains, http::verb::get, "GET");
+  if (path == "/stats") return only(Endpoint::kStats, http::verb::get, "GET");
+  if (path == "/health") return only(Endpoint::kHealth, http::verb::get, "GET");
+  if (path == "/purge") return only(Endpoint::kPurge, http::verb::post, "POST");
+  if (path == "/keys") {
+    if (method != http::verb::get && method != http::verb::delete_) {
+      return MethodNotAllowed("GET, DELETE");
+    }
+    return Route{Endpoint::kKeys, *url};
+  }
+  if (path.substr(0, kKeysPrefix.size()) == kKeysPrefix) {
+    if (method != http::verb::get && method != http::verb::put && method != http::verb::delete_) {
+      return MethodNotAllowed("GET, PUT, DELETE");
+    }
+    return Route{Endpoint::kKey, *url};
+  }
+  return Text(404, "no such endpoint (see docs/rest.md)\n");
+}
+
+HttpResponse HttpHandler::Execute(const Route& route, const HttpRequest& request) const {
+  HttpResponse r;
+  try {
+    r = Run(route, request);
+  } catch (const std::exception& e) {
+    // The client gets the cause without the file paths (they tell where the
+    // cache and the user's home are); the log gets it all.
+    r = Text(500, "cache error: " + WithoutPaths(e.what(), cache_.root()) + "\n");
+    r.detail = std::string("cache error: ") + e.what();
+  }
+  if (!route.cors_origin.empty()) AddCors(r, route.cors_origin);
+  return r;
+}
+
+HttpResponse HttpHandler::Handle(const HttpRequest& request) const {
+  std::variant<Route, HttpResponse> routed = RouteOf(request.base());
+  if (auto* refused = std::get_if<HttpResponse>(&routed)) return std::move(*refused);
+  return Execute(std::get<Route>(routed), request);
+}
+
+HttpResponse HttpHandler::Run(const Route& route, const HttpRequest& request) const {
+  Params p;
+  if (auto bad = ParseParams(route.url, p)) return BadRequest(*bad);
+
+  switch (route.endpoint) {
+    case Endpoint::kGet: {
+      if (auto bad = CheckKey(p.key)) return *bad;
+      std::optional<std::string> v = cache_.get(*p.key);
+      return v ? Value(std::move(*v)) : NotFound();
+    }
+    case Endpoint::kSet: {
+      if (auto bad = CheckKey(p.key)) return *bad;
+      if (!p.value.has_value()) return BadRequest("missing parameter: value");
+      return Set(cache_, *p.key, *p.value, p.ttl);
+    }
+    case Endpoint::kPop: {
+      if (auto bad = CheckKey(p.key)) return *bad;
+      std::optional<std::string> v = cache_.pop(*p.key);
+      return v ? Value(std::move(*v)) : NotFound();
+    }
+    case Endpoint::kDelete: {
+      if (auto bad = CheckKey(p.key)) return *bad;
+      return cache_.erase(*p.key) ? Ok() : NotFound();
+    }
+    case Endpoint::kContains: {
+      if (auto bad = CheckKey(p.key)) return *bad;
+      return Text(200, cache_.contains(*p.key) ? "true" : "false");
+    }
+    case Endpoint::kKey: {
+      // The rest of the path after "/keys/", percent-decoded ('+' literal).
+      const std::string_view encoded = route.url.encoded_path().substr(kKeysPrefix.size());
+      urls::result<urls::pct_string_view> pct = urls::make_pct_string_view(encoded);
+      if (!pct) return BadRequest("malformed key in path");
+      const std::optional<std::string> key = pct->decode();
+      if (auto bad = CheckKey(key)) return *bad;
+      switch (request.method()) {
+        case http::verb::put:
+          return Set(cache_, *key, request.body(), p.ttl);
+        case http::verb::delete_:
+          return cache_.erase(*key) ? Ok() : NotFound();
+        default: {
+          std::optional<std::string> v = cache_.get(*key);
+          return v ? Value(std::move(*v)) : NotFound();
+        }
+      }
+    }
+    case Endpoint::kKeys: {
+      if (request.method() == http::verb::delete_) {
+        cache_.purge();
+        return Ok();
+      }
+      std::size_t limit = keys_limit_;
+      if (auto bad = ParseLimit(p.limit, &limit)) return *bad;
+      nlohmann::json list = nlohmann::json::array();
+      if (limit > 0) {
+        for (std::string& k : cache_.keys(p.prefix.value_or(""), limit)) {
+          list.push_back(std::move(k));
+        }
+      }
+      return Json(list);
+    }
+    case Endpoint::kStats:
+      return Json(StatsJson(cache_, cache_.stats()));
+    case Endpoint::kHealth:
+      return Ok();
+    case Endpoint::kPurge:
+      cache_.purge();
+      return Ok();
+  }
+  return Text(500, "unhandled endpoint\n");
+}
+
+}  // namespace lilcache

@@ -1,0 +1,86 @@
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "lilcache/lilcache.h"
+#include "util/names.h"
+#include "support/test_util.h"
+
+using lilcache::Error;
+using lilcache::validate_name;
+
+TEST_CASE("cache names of letters, digits, _ - . are accepted") {
+  CHECK_NOTHROW(validate_name("default"));
+  CHECK_NOTHROW(validate_name("foo_cache"));
+  CHECK_NOTHROW(validate_name("a-b.c_9"));
+  CHECK_NOTHROW(validate_name(std::string(lilcache::kMaxNameBytes, 'x')));
+}
+
+TEST_CASE("cache names with a slash, dot-dot, odd bytes or too long are refused") {
+  for (std::string bad : {std::string(""), std::string("."), std::string(".."), std::string("a/b"),
+                          std::string("../x"), std::string("a b"), std::string("a\0b", 3),
+                          std::string("é"), std::string(lilcache::kMaxNameBytes + 1, 'x')}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(validate_name(bad), Error);
+  }
+}
+
+TEST_CASE("a bad name with NUL or control bytes is quoted escaped, so the message is whole") {
+  // Found by test/fuzz/fuzz_parsers (see quote.h).
+  CHECK_THROWS_WITH_AS(validate_name(std::string("a\0b\x1b", 4)),
+                       "invalid cache name \"a\\x00b\\x1b\": only letters, digits, '_', '-' and "
+                       "'.' are allowed",
+                       Error);
+}
+
+TEST_CASE("the root defaults to LILCACHE_ROOT, then XDG_CACHE_HOME, then HOME") {
+  setenv("LILCACHE_ROOT", "/r1", 1);
+  CHECK(lilcache::ResolveRoot("") == "/r1");
+  CHECK(lilcache::ResolveRoot("/given") == "/given");
+  unsetenv("LILCACHE_ROOT");
+  setenv("XDG_CACHE_HOME", "/xdg", 1);
+  CHECK(lilcache::ResolveRoot("") == "/xdg/lilcache");
+  unsetenv("XDG_CACHE_HOME");
+  setenv("HOME", "/home/u", 1);
+  CHECK(lilcache::ResolveRoot("") == "/home/u/.cache/lilcache");
+}
+
+TEST_CASE("a missing root is created mode 0700 with its parents, and files 0600") {
+  lilcache::test::TempDir dir;
+  std::string root = dir.path() + "/a/b/root";
+  auto c = lilcache::Cache::open("perm", {.root = root});
+  c.set("password", "hello123");
+  struct stat st;
+  REQUIRE(stat(root.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  for (const char* f : {"/perm.meta", "/perm.1.data", "/perm.1.index", "/perm.log"}) {
+    CAPTURE(f);
+    REQUIRE(stat((root + f).c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+  }
+}
+
+TEST_CASE("a root that is a file is refused with an Error") {
+  lilcache::test::TempDir dir;
+  std::string file = dir.file("plain");
+  REQUIRE(std::system(("touch " + file).c_str()) == 0);
+  CHECK_THROWS_WITH_AS(lilcache::Cache::open("x", {.root = file}),
+                       doctest::Contains("not a directory"), Error);
+}
+
+TEST_CASE("list_caches names every cache under a root, sorted, and nothing else") {
+  lilcache::test::TempDir dir;
+  lilcache::Cache::open("zeta", {.root = dir.path()});
+  lilcache::Cache::open("alpha", {.root = dir.path()});
+  // Not caches: another file, and a .meta file whose name is not a cache name.
+  for (const char* f : {"notes.txt", "bad name.meta"}) {
+    std::ofstream(dir.file(f)) << "x";
+    REQUIRE(std::filesystem::exists(dir.file(f)));
+  }
+  CHECK(lilcache::list_caches(dir.path()) == std::vector<std::string>{"alpha", "zeta"});
+  CHECK_THROWS_AS(lilcache::list_caches(dir.file("missing")), Error);
+}

@@ -1,0 +1,197 @@
+// `lilcache serve`: serves one cache over HTTP until SIGINT or SIGTERM
+// (lilcache::Server, include/lilcache/server.h; endpoints in docs/rest.md).
+// Prints one line on stdout once listening:
+//   lilcache: serving cache "NAME" (root DIR) on http://HOST:PORT
+// Exit status (as every lilcache command, tools/lilcache_cli.h): 0 after a
+// graceful stop, 3 if the cache cannot be opened or the address cannot be
+// bound, 2 on bad usage; each error is one line on stderr.
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/http_handler.h"
+#include "server/http_limits.h"
+#include "lilcache/lilcache.h"
+#include "lilcache/server.h"
+#include "cli.h"
+#include "util/logging.h"
+
+namespace lilcache::tools {
+namespace {
+
+struct ServeArgs {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5001;
+  std::optional<std::string> token;  // set when --token was given, even as ''
+  std::vector<std::string> allowed_hosts;
+  std::vector<std::string> allowed_origins;
+  std::string snapshot;
+  std::string expires;
+  std::string loglevel;
+  unsigned threads = 0;
+  std::size_t max_connections = 0;
+  std::size_t max_connections_per_client = 0;
+  std::uint64_t memory_budget = ServerOptions{}.memory_budget;
+  std::uint64_t max_bytes = 0;
+  std::string request_timeout = "10s";
+  std::string idle_timeout = "30s";
+};
+
+constexpr std::uint64_t kDefaultMaxBytes = 1ull << 30;
+
+// The size limit serve gives a cache that has none: 1 GiB, or a quarter of
+// the space free for unprivileged users on the root's filesystem if that is
+// less (at least 1 MiB): a cache may take about 3 times its limit on disk
+// (dead records up to ~1.9x the live data, plus the copy a compaction
+// writes), so clients cannot fill the filesystem through it.
+std::uint64_t DefaultMaxBytes(const std::string& root) {
+  struct statvfs vfs {};
+  if (::statvfs(root.c_str(), &vfs) != 0) return kDefaultMaxBytes;
+  const std::uint64_t free_bytes = std::uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  return std::max<std::uint64_t>(1 << 20, std::min(kDefaultMaxBytes, free_bytes / 4));
+}
+
+int ServeUsageError(const std::string& what) {
+  PrintError("serve", what + " (see 'lilcache serve --help')");
+  return kExitBadUsage;
+}
+
+int Serve(const CliContext& context, const ServeArgs& args) {
+  Options options = context.options();
+  options.snapshot = args.snapshot;
+  options.expires = args.expires;
+  options.loglevel = args.loglevel;
+
+  ServerOptions server_options;
+  server_options.token = args.token;
+  server_options.allowed_hosts = args.allowed_hosts;
+  server_options.allowed_origins = args.allowed_origins;
+  server_options.threads = args.threads;
+  server_options.max_connections = args.max_connections;
+  server_options.max_connections_per_client = args.max_connections_per_client;
+  server_options.memory_budget = args.memory_budget;
+  options.max_bytes = args.max_bytes;
+  server_options.loglevel = args.loglevel;
+  server_options.log_to_stderr = true;
+  // An empty token (--token "$UNSET", or LILCACHE_TOKEN= ) is a mistake, not
+  // a request to serve without authentication.
+  if (args.token && args.token->empty()) {
+    return ServeUsageError("--token is empty; omit it to serve without a token");
+  }
+  if (const char* env = std::getenv("LILCACHE_TOKEN"); !args.token && env && *env == '\0') {
+    return ServeUsageError("$LILCACHE_TOKEN is set but empty; unset it to serve without a token");
+  }
+  try {
+    for (const std::string& h : args.allowed_hosts) CheckAllowedHost(h);
+    for (const std::string& o : args.allowed_origins) CheckAllowedOrigin(o);
+    validate_name(context.name);
+    if (!args.snapshot.empty()) parse_duration(args.snapshot);
+    if (!args.expires.empty()) parse_duration(args.expires);
+    ParseLogLevel(args.loglevel);
+    server_options.request_timeout = parse_duration(args.request_timeout);
+    server_options.idle_timeout = parse_duration(args.idle_timeout);
+  } catch (const Error& e) {
+    return ServeUsageError(e.what());
+  }
+
+  try {
+    RaiseFileLimit();  // the connection cap follows RLIMIT_NOFILE
+    Cache cache = Cache::open(context.name, options);
+    if (args.max_bytes == 0 && cache.stats().max_bytes == 0) {
+      // No limit given and none kept by the cache: serve's default becomes
+      // the cache's (another process's limit is never overridden).
+      options.max_bytes = DefaultMaxBytes(cache.root());
+      cache = Cache::open(context.name, options);
+    }
+    Server server(cache, args.host, args.port, server_options);
+    std::cout << "lilcache: serving cache \"" << cache.name() << "\" (root " << cache.root()
+              << ") on " << server.url() << std::endl;
+    server.run_until_signal();
+    return 0;
+  } catch (const Error& e) {
+    PrintError("serve", e.what());
+    return kExitError;
+  }
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, CliContext& context) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "Serve the cache over HTTP until SIGINT or SIGTERM (endpoints: docs/rest.md). Prints "
+      "'lilcache: serving cache \"NAME\" (root DIR) on http://HOST:PORT' once listening. "
+      "Exit status: 0 after a graceful stop, 3 if the cache cannot be opened or the address "
+      "cannot be bound, 2 on bad usage.");
+  serve
+      ->add_option("--host", args->host,
+                   "Address to bind (a name, or an IPv4/IPv6 address); a non-loopback "
+                   "address without a token logs a loud warning")
+      ->capture_default_str();
+  serve->add_option("--port", args->port, "TCP port; 0 picks a free one (printed)")
+      ->capture_default_str();
+  serve->add_option_function<std::string>(
+      "--token", [args](const std::string& token) { args->token = token; },
+      "Require 'Authorization: Bearer TOKEN' on every request (default: $LILCACHE_TOKEN, "
+      "which unlike this option is not visible in ps); an empty token is an error");
+  serve
+      ->add_option("--allow-host", args->allowed_hosts,
+                   "Also serve requests whose Host is H (name[:port], address[:port], or *); "
+                   "repeatable. Default: localhost, 127.0.0.1, [::1] and the bound address "
+                   "(any IP address when bound to 0.0.0.0 or ::)")
+      ->expected(1)
+      ->take_all();
+  serve
+      ->add_option("--allow-origin", args->allowed_origins,
+                   "Let web pages of origin O (scheme://host[:port]) use the server from a "
+                   "browser (CORS); repeatable. Default: none, every cross-site request is 403")
+      ->expected(1)
+      ->take_all();
+  serve->add_option("--snapshot", args->snapshot,
+                    "Snapshot interval, e.g. 120s (Options::snapshot; default: none)");
+  serve->add_option("--expires", args->expires,
+                    "Time-to-live of keys set without a ttl, e.g. 1d (default: never)");
+  serve->add_option("--loglevel", args->loglevel,
+                    "trace debug info warn error critical off (default: $LILCACHE_LOGLEVEL or "
+                    "info); logs go to ROOT/NAME.log and stderr; debug logs every request");
+  serve->add_option("--threads", args->threads,
+                    "Threads serving requests (default 0: one per hardware thread)");
+  serve
+      ->add_option("--max-bytes", args->max_bytes,
+                   "Size limit of the cache's live data (Options::max_bytes; the cache keeps "
+                   "it), e.g. 512MiB; the oldest keys are evicted over it. Default: the "
+                   "cache's own limit, or for a cache without one the smaller of 1GiB and a "
+                   "quarter of the free space of ROOT's filesystem")
+      ->transform(CLI::AsSizeValue(false));
+  serve->add_option("--max-connections", args->max_connections,
+                    "Open connections at most; more get 503 (default 0: 1000, or fewer if "
+                    "RLIMIT_NOFILE requires)");
+  serve->add_option("--max-connections-per-client", args->max_connections_per_client,
+                    "Open connections from one client address at most (IPv6: a /64); more "
+                    "get 503 (default 0: a quarter of --max-connections)");
+  serve
+      ->add_option("--memory-budget", args->memory_budget,
+                   "Memory for request bodies and responses over 64KiB, for the whole server, "
+                   "e.g. 512MiB (at least 64MiB); over it requests get 503 with Retry-After")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  serve
+      ->add_option("--request-timeout", args->request_timeout,
+                   "Deadline of one request, from its first byte to its response written")
+      ->capture_default_str();
+  serve
+      ->add_option("--idle-timeout", args->idle_timeout,
+                   "How long a keep-alive connection may stay idle")
+      ->capture_default_str();
+  serve->callback([&context, args] { context.status = Serve(context, *args); });
+}
+
+}  // namespace lilcache::tools
