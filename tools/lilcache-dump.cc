@@ -92,8 +92,8 @@ std::string Percent(double fraction) {
   return s.str();
 }
 
-const char* TypeName(lilcache::log::RecordType t) {
-  return t == lilcache::log::RecordType::kTombstone ? "tombstone" : "set";
+const char* TypeName(lilcache::record::RecordType t) {
+  return t == lilcache::record::RecordType::kTombstone ? "tombstone" : "set";
 }
 
 // ---- what is collected ---------------------------------------------------------
@@ -248,7 +248,7 @@ void PrintDamage(std::ostream& out, const DamagedRegion& r) {
     out << "  hole at offset " << r.offset << ": " << r.end - r.offset << " zero bytes\n";
     return;
   }
-  out << "  damage at offset " << r.offset << ": " << lilcache::log::DamageName(r.damage)
+  out << "  damage at offset " << r.offset << ": " << lilcache::record::DamageName(r.damage)
       << "; resynchronized at offset " << r.end << " (" << r.end - r.offset << " bytes skipped)\n";
 }
 
@@ -391,7 +391,7 @@ json DamageJson(const DamagedRegion& r) {
   return {{"offset", r.offset},
           {"end", r.end},
           {"hole", r.zeros},
-          {"damage", lilcache::log::DamageName(r.damage)}};
+          {"damage", lilcache::record::DamageName(r.damage)}};
 }
 
 json StatsJson(const LogSummary& s) {

@@ -422,7 +422,7 @@ void Cache::Impl::ClearPauseIfCompactorDied() {
 
 // ---- writes -----------------------------------------------------------------
 
-log::NewRecord Cache::Impl::Sequenced(log::NewRecord rec) {
+record::NewRecord Cache::Impl::Sequenced(record::NewRecord rec) {
   // seq_cst (in DrawSeq): seqs order records; a slot moves only to a higher
   // seq, and the linearization argument (docs/concurrency.md) needs the seq
   // of a record to be drawn after its writer began. Throws Error (nothing
@@ -431,10 +431,10 @@ log::NewRecord Cache::Impl::Sequenced(log::NewRecord rec) {
   return rec;
 }
 
-std::uint64_t Cache::Impl::Append(Generation& g, const log::NewRecord& rec, Written& w) {
-  std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+std::uint64_t Cache::Impl::Append(Generation& g, const record::NewRecord& rec, Written& w) {
+  std::size_t size = record::RecordSize(rec.key.size(), rec.value.size());
   std::uint64_t off = g.data.Reserve(size, &meta_->file());
-  log::EncodeRecord(rec, salt_, std::span<char>(g.data.base() + off, size));
+  record::EncodeRecord(rec, salt_, std::span<char>(g.data.base() + off, size));
   w.Add(off, size);
   return off;
 }
@@ -478,9 +478,9 @@ static void AddDead(Generation& g, std::uint64_t bytes) {
   Shared(g.data.header().dead_bytes).fetch_add(bytes, std::memory_order_relaxed);
 }
 
-Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec,
+Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& rec,
                                          std::uint64_t hash, Written& w) {
-  const std::size_t size = log::RecordSize(rec.key.size(), rec.value.size());
+  const std::size_t size = record::RecordSize(rec.key.size(), rec.value.size());
   // Probe before appending: a new key that finds the index full must wait
   // for a growth compaction (Set() retries), and appending first would cost
   // a whole record per retry. So a writer appends at most once per
@@ -491,7 +491,7 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec
   // still the end of the key's chain if the claim succeeds.
   Index::Probe p = g.Find(rec.key, hash);
   if (p.full) return Outcome::kIndexFull;  // nothing appended
-  log::NewRecord mine = Sequenced(rec);
+  record::NewRecord mine = Sequenced(rec);
   std::uint64_t slot_value = Index::Pack(hash, Append(g, mine, w));
   for (;; p = g.Find(rec.key, hash)) {
     if (p.full) {  // filled up since our first probe: our record is dead
@@ -503,7 +503,7 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const log::NewRecord& rec
       continue;  // someone claimed that slot first; it may be our key: probe again
     }
     for (;;) {
-      log::RecordView cur = g.Record(Index::OffsetOf(p.value));
+      record::RecordView cur = g.Record(Index::OffsetOf(p.value));
       if (cur.seq() > mine.seq) {
         AddDead(g, size);
         // A newer set got there first: ours is linearized just before it.
@@ -530,9 +530,9 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
   CheckValue(value);
   ReattachIfForked();
   if (ttl_ms == 0) ttl_ms = default_ttl_ms_;
-  log::NewRecord rec{log::RecordType::kSet, key, value, 0,
+  record::NewRecord rec{record::RecordType::kSet, key, value, 0,
                      ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
-  const std::uint64_t hash = log::HashKey(key, salt_);
+  const std::uint64_t hash = record::HashKey(key, salt_);
   WriteFollowUp follow_up;
   for (;;) {
     std::uint64_t slots;
@@ -562,10 +562,10 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
                                               bool* found, Written& w) {
   Index::Probe p = g.Find(key, hash);
   if (p.full || p.value == 0) return std::nullopt;
-  const std::size_t tomb_size = log::RecordSize(key.size(), 0);
+  const std::size_t tomb_size = record::RecordSize(key.size(), 0);
   std::uint64_t tomb_slot = 0, tomb_seq = 0;
   for (;;) {
-    log::RecordView cur = g.Record(Index::OffsetOf(p.value));
+    record::RecordView cur = g.Record(Index::OffsetOf(p.value));
     bool expired = false;
     if (!Visible(cur, &expired)) {
       if (tomb_slot != 0) AddDead(g, tomb_size);
@@ -575,7 +575,7 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
     CheckIntegrity(g, cur);
     if (tomb_slot == 0 || cur.seq() > tomb_seq) {
       if (tomb_slot != 0) AddDead(g, tomb_size);
-      log::NewRecord t = Sequenced({log::RecordType::kTombstone, key, {}, 0, 0});
+      record::NewRecord t = Sequenced({record::RecordType::kTombstone, key, {}, 0, 0});
       tomb_slot = Index::Pack(hash, Append(g, t, w));
       tomb_seq = t.seq;
     }
@@ -595,7 +595,7 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
 std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_value) {
   CheckKey(key);
   ReattachIfForked();
-  const std::uint64_t hash = log::HashKey(key, salt_);
+  const std::uint64_t hash = record::HashKey(key, salt_);
   bool found = false;
   std::optional<std::string> out;
   WriteFollowUp follow_up;
@@ -774,7 +774,7 @@ bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots,
 
 // ---- reads ------------------------------------------------------------------
 
-bool Cache::Impl::Visible(const log::RecordView& rec, bool* expired) {
+bool Cache::Impl::Visible(const record::RecordView& rec, bool* expired) {
   if (rec.is_tombstone()) return false;
   // Acquire: pairs with Purge()'s seq_cst update.
   if (rec.seq() <= Shared(meta_->header().purge_seq).load(std::memory_order_acquire)) return false;
@@ -785,7 +785,7 @@ bool Cache::Impl::Visible(const log::RecordView& rec, bool* expired) {
   return true;
 }
 
-void Cache::Impl::CheckIntegrity(Generation& g, const log::RecordView& rec) {
+void Cache::Impl::CheckIntegrity(Generation& g, const record::RecordView& rec) {
   if (g.ChecksumOk(rec)) [[likely]] {
     return;
   }
@@ -807,7 +807,7 @@ void Cache::Impl::CountHit(bool hit, bool expired) {
 std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value) {
   CheckKey(key);
   ReattachIfForked();
-  const std::uint64_t hash = log::HashKey(key, salt_);
+  const std::uint64_t hash = record::HashKey(key, salt_);
   auto gen = Shared(meta_->header().generation);
   for (;;) {
     PinGuard pin(Pin());
@@ -823,7 +823,7 @@ std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_v
     std::optional<std::string> out;
     bool expired = false;
     if (p.value != 0) {
-      log::RecordView rec = g.Record(Index::OffsetOf(p.value));
+      record::RecordView rec = g.Record(Index::OffsetOf(p.value));
       if (Visible(rec, &expired)) {
         if (copy_value) CheckIntegrity(g, rec);
         out.emplace(copy_value ? rec.value() : std::string_view());
@@ -859,7 +859,7 @@ void Cache::Impl::ForEach(std::string_view prefix,
   for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {
     std::uint64_t v = g.index.slot(i).load(std::memory_order_acquire);
     if (v == 0) continue;
-    log::RecordView rec = g.Record(Index::OffsetOf(v));
+    record::RecordView rec = g.Record(Index::OffsetOf(v));
     bool expired = false;
     if (!rec.key().starts_with(prefix) || !Visible(rec, &expired)) continue;
     if (verify) CheckIntegrity(g, rec);
@@ -885,7 +885,7 @@ Stats Cache::Impl::GetStats() {
       {},
       [&](std::string_view k, std::string_view v) {
         ++st.keys;
-        st.bytes_live += log::RecordSize(k.size(), v.size());
+        st.bytes_live += record::RecordSize(k.size(), v.size());
         return true;
       },
       /*verify=*/false);

@@ -146,16 +146,16 @@ class Cache::Impl : public ForkHook {
   void Reattach(std::uint64_t epoch);
   void OpenLocked();         // under the INIT lock
   void RetireUnpinned();     // unmaps retired generations nobody pins
-  std::uint64_t Append(Generation& g, const log::NewRecord& rec, Written& w);
-  log::NewRecord Sequenced(log::NewRecord rec);
-  Outcome SetIn(Generation& g, const log::NewRecord& rec, std::uint64_t hash, Written& w);
+  std::uint64_t Append(Generation& g, const record::NewRecord& rec, Written& w);
+  record::NewRecord Sequenced(record::NewRecord rec);
+  Outcome SetIn(Generation& g, const record::NewRecord& rec, std::uint64_t hash, Written& w);
   std::optional<std::string> PopIn(Generation& g, std::string_view key, std::uint64_t hash,
                                    bool want_value, bool* found, Written& w);
   // With Options::sync = "always": msyncs what a write appended.
   void SyncWritten(Generation& g, const Written& w);
   // Visible to readers: a SET newer than the last purge and not expired.
-  bool Visible(const log::RecordView& rec, bool* expired);
-  void CheckIntegrity(Generation& g, const log::RecordView& rec);
+  bool Visible(const record::RecordView& rec, bool* expired);
+  void CheckIntegrity(Generation& g, const record::RecordView& rec);
   // What a finished write asks for: a backpressure sleep (Options::
   // compact_dead_ratio), a background compaction (index half full, dead
   // space, max_bytes). Judged by AssessWrite() inside the writer section,

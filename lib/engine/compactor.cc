@@ -49,7 +49,7 @@ class Builder {
   }
 
   Index::Probe Find(std::string_view key, std::uint64_t hash) { return g_.Find(key, hash); }
-  log::RecordView Record(std::uint64_t off) { return g_.Record(off); }
+  record::RecordView Record(std::uint64_t off) { return g_.Record(off); }
 
   // Appends `bytes` (whole records of the old generation, in log order) with
   // one write to the file, not through its mapping: a page of a fresh
@@ -77,7 +77,7 @@ class Builder {
       // and the release store of the new generation number.
       g_.index.slot(p.pos).store(value, std::memory_order_relaxed);
 #ifndef NDEBUG
-      const log::RecordView now = Record(off);
+      const record::RecordView now = Record(off);
       CheckSlotMove(c_.logger(), "compaction", now.key(), Record(Index::OffsetOf(p.value)).seq(),
                     now.seq());
 #endif
@@ -94,7 +94,7 @@ class Builder {
   // slot at it. The caller has checked it is newer than what the slot holds.
   // One record (the catch-up, whose last round runs while writers are
   // paused) is copied through the mapping: cheaper than a write(2) each.
-  void CopyAndInstall(const log::RecordView& rec, std::uint64_t hash, const Index::Probe& p) {
+  void CopyAndInstall(const record::RecordView& rec, std::uint64_t hash, const Index::Probe& p) {
     std::uint64_t off = g_.data.Reserve(rec.size(), nullptr);
     std::memcpy(g_.data.base() + off, rec.header, rec.size());
     Install(off, hash, p);
@@ -159,7 +159,7 @@ class RunCopier {
 
   RunCopier(Builder& b, std::uint64_t salt) : b_(b), salt_(salt) {}
 
-  void Add(std::uint64_t off, const log::RecordView& rec) {
+  void Add(std::uint64_t off, const record::RecordView& rec) {
     if (!run_.empty() && (off != end_ || end_ - begin_ + rec.size() > kMaxRunBytes)) Flush();
     if (run_.empty()) begin_ = off;
     run_.push_back(rec);
@@ -170,8 +170,8 @@ class RunCopier {
     if (run_.empty()) return;
     auto* start = reinterpret_cast<const char*>(run_.front().header);
     std::uint64_t dst = b_.AppendBytes({start, static_cast<std::size_t>(end_ - begin_)});
-    for (const log::RecordView& r : run_) {
-      std::uint64_t hash = log::HashKey(r.key(), salt_);
+    for (const record::RecordView& r : run_) {
+      std::uint64_t hash = record::HashKey(r.key(), salt_);
       b_.Install(dst + static_cast<std::uint64_t>(reinterpret_cast<const char*>(r.header) - start),
                  hash, b_.Find(r.key(), hash));
     }
@@ -181,7 +181,7 @@ class RunCopier {
  private:
   Builder& b_;
   std::uint64_t salt_;
-  std::vector<log::RecordView> run_;
+  std::vector<record::RecordView> run_;
   std::uint64_t begin_ = 0, end_ = 0;
 };
 
@@ -240,7 +240,7 @@ void RemoveStrayFiles(Cache::Impl& c, std::uint64_t live, bool live_durable) {
   }
 }
 
-bool VisibleForCopy(Cache::Impl& c, const log::RecordView& rec, std::uint64_t now) {
+bool VisibleForCopy(Cache::Impl& c, const record::RecordView& rec, std::uint64_t now) {
   return !rec.is_tombstone() &&
          rec.seq() > Shared(c.meta().header().purge_seq).load(std::memory_order_acquire) &&
          !rec.expired_at(now);
@@ -291,11 +291,11 @@ void CatchUp(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t from, st
   old.data.EnsureMapped(to);
   std::span<const char> region = old.data.Region(to);
   std::uint64_t now = c.env()->NowMillis();
-  log::ForEachValidRecord(region, from, to, c.salt(), [&](std::uint64_t, log::RecordView r) {
-    std::uint64_t hash = log::HashKey(r.key(), c.salt());
+  record::ForEachValidRecord(region, from, to, c.salt(), [&](std::uint64_t, record::RecordView r) {
+    std::uint64_t hash = record::HashKey(r.key(), c.salt());
     Index::Probe gp = old.Find(r.key(), hash);
     if (gp.value == 0) return;  // never published (its writer died)
-    log::RecordView cur = old.Record(Index::OffsetOf(gp.value));
+    record::RecordView cur = old.Record(Index::OffsetOf(gp.value));
     Index::Probe np = b.Find(r.key(), hash);
     if (np.value != 0) {
       if (b.Record(Index::OffsetOf(np.value)).seq() >= cur.seq()) return;
@@ -363,9 +363,9 @@ void CheckSwitch(Cache::Impl& c, Generation& old, Builder& b, std::uint64_t evic
   for (std::uint64_t i = 0; i < old.index.slot_count(); ++i) {
     std::uint64_t v = old.index.slot(i).load(std::memory_order_acquire);
     if (v == 0) continue;
-    log::RecordView r = old.Record(Index::OffsetOf(v));
+    record::RecordView r = old.Record(Index::OffsetOf(v));
     if (!old.ChecksumOk(r)) continue;  // corrupt: compaction skips it (and says so)
-    Index::Probe np = b.Find(r.key(), log::HashKey(r.key(), c.salt()));
+    Index::Probe np = b.Find(r.key(), record::HashKey(r.key(), c.salt()));
     std::uint64_t new_seq = np.value == 0 ? 0 : b.Record(Index::OffsetOf(np.value)).seq();
     bool lost = np.value == 0 ? evicted == 0 && VisibleForCopy(c, r, now) : new_seq < r.seq();
     if (!lost) continue;
@@ -397,7 +397,7 @@ std::uint64_t Compactor::Evict(Roaring64Map& live, std::uint64_t& live_bytes, Ge
   Roaring64Map gone;
   for (std::uint64_t off8 : live) {  // oldest first: the head of the log
     if (live_bytes <= target) break;
-    live_bytes -= g.Record(off8 * log::kAlign).size();
+    live_bytes -= g.Record(off8 * record::kAlign).size();
     gone.add(off8);
     ++evicted;
   }
@@ -482,12 +482,12 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   for (std::uint64_t i = 0; i < old->index.slot_count(); ++i) {
     std::uint64_t v = old->index.slot(i).load(std::memory_order_acquire);
     if (v == 0 || Index::OffsetOf(v) >= t1) continue;
-    log::RecordView rec = old->Record(Index::OffsetOf(v));
+    record::RecordView rec = old->Record(Index::OffsetOf(v));
     if (!VisibleForCopy(c_, rec, now)) {
       ++(rec.is_tombstone() ? deleted : rec.expired_at(now) ? expired : deleted);
       continue;
     }
-    live.add(Index::OffsetOf(v) / log::kAlign);
+    live.add(Index::OffsetOf(v) / record::kAlign);
     live_bytes += rec.size();
   }
   std::uint64_t evicted = Evict(live, live_bytes, *old);
@@ -507,13 +507,13 @@ bool Compactor::RunOnce(const char* reason, std::uint64_t min_slots, CompactionR
   Builder b(c_, old->number + 1, slots, live_bytes + kHeaderSize);
   RunCopier copier(b, c_.salt());
   for (std::uint64_t off8 : live) {
-    log::RecordView rec = old->Record(off8 * log::kAlign);
+    record::RecordView rec = old->Record(off8 * record::kAlign);
     if (!old->ChecksumOk(rec)) {
       c_.logger().error("compaction: skipping corrupt record at offset {} of {}",
-                        off8 * log::kAlign, old->data.path());
+                        off8 * record::kAlign, old->data.path());
       continue;
     }
-    copier.Add(off8 * log::kAlign, rec);
+    copier.Add(off8 * record::kAlign, rec);
   }
   copier.Flush();
   // 3. Make the new files durable under their final names, so that the meta
@@ -599,9 +599,9 @@ struct LogScan {
   std::uint64_t damaged = 0;  // damaged regions skipped
 };
 
-log::RecordView RecordAt(const DataFile& d, std::uint64_t off) {
-  log::RecordView r;
-  r.header = reinterpret_cast<const log::RecordHeader*>(d.base() + off);
+record::RecordView RecordAt(const DataFile& d, std::uint64_t off) {
+  record::RecordView r;
+  r.header = reinterpret_cast<const record::RecordHeader*>(d.base() + off);
   return r;
 }
 
@@ -609,8 +609,8 @@ LogScan ScanLog(DataFile& d, std::uint64_t salt) {
   LogScan s;
   const std::uint64_t end = d.file_size();
   std::span<const char> region(d.base(), end);
-  s.damaged = log::ForEachValidRecord(region, kHeaderSize, end, salt,
-                                      [&](std::uint64_t off, log::RecordView r) {
+  s.damaged = record::ForEachValidRecord(region, kHeaderSize, end, salt,
+                                      [&](std::uint64_t off, record::RecordView r) {
                                         ++s.records;
                                         s.max_seq = std::max(s.max_seq, r.seq());
                                         auto [it, fresh] = s.latest.try_emplace(r.key(), off);
@@ -631,12 +631,12 @@ bool PublishedRecords(Generation& g, Roaring64Map* out) {
     std::uint64_t v = g.index.slot(i).load(std::memory_order_relaxed);
     if (v == 0) continue;
     std::uint64_t off = Index::OffsetOf(v);
-    log::RecordView r;
-    if (off < kHeaderSize || log::CheckRecord(region, off, g.salt, &r) != log::Damage::kNone ||
-        !Index::TagMatches(v, log::HashKey(r.key(), g.salt))) {
+    record::RecordView r;
+    if (off < kHeaderSize || record::CheckRecord(region, off, g.salt, &r) != record::Damage::kNone ||
+        !Index::TagMatches(v, record::HashKey(r.key(), g.salt))) {
       return false;
     }
-    out->add(off / log::kAlign);
+    out->add(off / record::kAlign);
   }
   return true;
 }
@@ -685,10 +685,10 @@ void Compactor::RecoverAlone() {
     if (tail > g.data.mapped()) g.data.EnsureMapped(tail);
     std::span<const char> region = g.data.Region(tail);
     while (off < tail) {
-      log::RecordView r;
-      log::Damage d = log::CheckRecord(region, off, c_.salt(), &r);
-      if (d != log::Damage::kNone) {
-        why = std::string("damaged record (") + log::DamageName(d) + ") at offset " +
+      record::RecordView r;
+      record::Damage d = record::CheckRecord(region, off, c_.salt(), &r);
+      if (d != record::Damage::kNone) {
+        why = std::string("damaged record (") + record::DamageName(d) + ") at offset " +
               std::to_string(off);
         index_trusted = true;
         break;
@@ -752,12 +752,12 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
   std::uint64_t unpublished = 0;
   if (index_trusted) {
     for (std::uint64_t off8 : candidates) {
-      log::RecordView r = g.Record(off8 * log::kAlign);
+      record::RecordView r = g.Record(off8 * record::kAlign);
       auto it = scan.latest.find(r.key());
-      if (it != scan.latest.end() && it->second != off8 * log::kAlign) ++unpublished;
+      if (it != scan.latest.end() && it->second != off8 * record::kAlign) ++unpublished;
     }
   } else {
-    for (const auto& [key, off] : scan.latest) candidates.add(off / log::kAlign);
+    for (const auto& [key, off] : scan.latest) candidates.add(off / record::kAlign);
   }
   // The previous generation's log, when a power loss cut its compaction
   // short (docs/concurrency.md, "Durability"): its newest record of a key
@@ -770,16 +770,16 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
       auto it = scan.latest.find(key);
       if (it != scan.latest.end()) {
         if (RecordAt(g.data, it->second).seq() >= RecordAt(*previous, off).seq()) continue;
-        candidates.remove(it->second / log::kAlign);
+        candidates.remove(it->second / record::kAlign);
       }
-      prev_candidates.add(off / log::kAlign);
+      prev_candidates.add(off / record::kAlign);
     }
   }
   std::uint64_t bytes = 0, now = env->NowMillis();
   auto visible = [&](const DataFile& d, const Roaring64Map& from) {
     Roaring64Map live;
     for (std::uint64_t off8 : from) {
-      log::RecordView r = RecordAt(d, off8 * log::kAlign);
+      record::RecordView r = RecordAt(d, off8 * record::kAlign);
       if (!VisibleForCopy(c_, r, now)) continue;
       live.add(off8);
       bytes += r.size();
@@ -793,13 +793,13 @@ void Compactor::Rebuild(Generation& g, const std::string& why, bool index_truste
             bytes + kHeaderSize);
   {
     RunCopier copier(b, c_.salt());
-    for (std::uint64_t off8 : live) copier.Add(off8 * log::kAlign, g.Record(off8 * log::kAlign));
+    for (std::uint64_t off8 : live) copier.Add(off8 * record::kAlign, g.Record(off8 * record::kAlign));
     copier.Flush();
   }
   if (previous != nullptr) {  // keys distinct from the ones above
     RunCopier copier(b, c_.salt());
     for (std::uint64_t off8 : prev_live) {
-      copier.Add(off8 * log::kAlign, RecordAt(*previous, off8 * log::kAlign));
+      copier.Add(off8 * record::kAlign, RecordAt(*previous, off8 * record::kAlign));
     }
     copier.Flush();
   }

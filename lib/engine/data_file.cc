@@ -118,8 +118,8 @@ void DataFile::Open(Env* env, const std::string& path, std::uint64_t generation,
   // saying otherwise is corrupt, and appending at its tail would misplace
   // every record after it.
   truncated_ = size < cap || cap < kHeaderSize || tail > std::max(cap, size) ||
-               tail < kHeaderSize || tail % log::kAlign != 0 || verified > tail ||
-               verified % log::kAlign != 0;
+               tail < kHeaderSize || tail % record::kAlign != 0 || verified > tail ||
+               verified % record::kAlign != 0;
 }
 
 std::uint64_t DataFile::Reserve(std::uint64_t len, const FileHandle* meta) {

@@ -17,12 +17,12 @@ void Generation::Close() {
   index.Close();
 }
 
-log::RecordView Generation::Record(std::uint64_t offset) {
-  data.EnsureMapped(offset + log::kRecordHeaderSize);
-  log::RecordView rec;
-  rec.header = reinterpret_cast<const log::RecordHeader*>(data.base() + offset);
+record::RecordView Generation::Record(std::uint64_t offset) {
+  data.EnsureMapped(offset + record::kRecordHeaderSize);
+  record::RecordView rec;
+  rec.header = reinterpret_cast<const record::RecordHeader*>(data.base() + offset);
   const auto* h = rec.header;
-  if (offset < 4096 || offset % log::kAlign != 0 || h->magic != log::kRecordMagic ||
+  if (offset < 4096 || offset % record::kAlign != 0 || h->magic != record::kRecordMagic ||
       h->key_len == 0 || h->key_len > kMaxKeyBytes || h->value_len > kMaxValueBytes) {
     throw Error("corrupt cache: the index of " + index.path() + " points at offset " +
                 std::to_string(offset) + " of " + data.path() + ", which holds no record");

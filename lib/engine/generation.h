@@ -47,11 +47,11 @@ struct Generation {
 
   // The published record at `offset` (from an index slot). Maps it if needed.
   // Throws Error if it lies outside the log or its header is not a record's.
-  log::RecordView Record(std::uint64_t offset);
+  record::RecordView Record(std::uint64_t offset);
   // Whether the record's checksum matches (a published record is complete, so
   // a mismatch is corruption of the file).
-  bool ChecksumOk(const log::RecordView& rec) const {
-    return log::RecordChecksum(rec.header, salt) == rec.header->checksum;
+  bool ChecksumOk(const record::RecordView& rec) const {
+    return record::RecordChecksum(rec.header, salt) == rec.header->checksum;
   }
   // Looks key up in the index.
   Index::Probe Find(std::string_view key, std::uint64_t hash) {

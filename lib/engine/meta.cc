@@ -111,7 +111,7 @@ void Meta::Validate() const {
   // false violation while other processes purge and write.
   std::uint64_t purge = Shared(h.purge_seq).load(std::memory_order_acquire);
   std::uint64_t next = Shared(h.next_seq).load(std::memory_order_acquire);
-  if (next == 0 || next > log::kMaxSeq + 1) {
+  if (next == 0 || next > record::kMaxSeq + 1) {
     throw Error("corrupt meta file " + path() + ": next sequence number " + std::to_string(next) +
                 " is out of range");
   }
@@ -126,7 +126,7 @@ std::uint64_t Meta::DrawSeq() {
   // Relaxed: only a first guess; the CAS below validates it.
   std::uint64_t s = next.load(std::memory_order_relaxed);
   do {
-    if (s == 0 || s > log::kMaxSeq) {
+    if (s == 0 || s > record::kMaxSeq) {
       throw Error("the sequence numbers of " + path() + " are used up (next " + std::to_string(s) +
                   ", the last one is 2^63 - 1): the cache can be read but not written; " +
                   "delete it and create it again");

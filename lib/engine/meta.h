@@ -109,7 +109,7 @@ class Meta : public ForkHook {
   // Throws Error naming the file if it is not a lilcache meta file of our version.
   void Validate() const;
   // Draws the next sequence number from next_seq (set, pop, erase, purge).
-  // The one rule of the range: every seq is in 1..log::kMaxSeq, so next_seq
+  // The one rule of the range: every seq is in 1..record::kMaxSeq, so next_seq
   // never passes kMaxSeq + 1, which is also the bound Validate() accepts at
   // open. When the range is used up, throws Error and leaves next_seq as it
   // is: the cache stays readable and reopens.

@@ -5,7 +5,7 @@
 
 #include "lilcache/lilcache.h"
 
-namespace lilcache::log {
+namespace lilcache::record {
 
 static_assert(std::endian::native == std::endian::little,
               "lilcache's file format is little-endian; big-endian hosts are not supported");
@@ -69,4 +69,4 @@ Damage CheckRecord(std::span<const char> region, std::size_t offset, std::uint64
   return Damage::kNone;
 }
 
-}  // namespace lilcache::log
+}  // namespace lilcache::record

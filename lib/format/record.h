@@ -9,7 +9,7 @@
 #include <span>
 #include <string_view>
 
-namespace lilcache::log {
+namespace lilcache::record {
 
 inline constexpr std::uint32_t kRecordMagic = 0x4352434C;  // "LCRC"
 inline constexpr std::size_t kRecordHeaderSize = 40;
@@ -126,4 +126,4 @@ std::uint64_t ForEachValidRecord(std::span<const char> region, std::size_t from,
   return damaged + (garbage ? 1 : 0);
 }
 
-}  // namespace lilcache::log
+}  // namespace lilcache::record

@@ -89,7 +89,7 @@ struct Newest {
   bool has_slot = false;
 };
 
-std::string Describe(const log::RecordView& r, std::uint64_t off) {
+std::string Describe(const record::RecordView& r, std::uint64_t off) {
   return std::string(r.is_tombstone() ? "tombstone" : "value") + " at seq " +
          std::to_string(r.seq()) + " (offset " + std::to_string(off) + ")";
 }
@@ -132,16 +132,16 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   // The log below the tail: the newest valid record of each key (what a
   // replay keeps).
   std::uint64_t tail = data.Load<std::uint64_t>(offsetof(DataHeader, tail));
-  if (tail < kHeaderSize || tail % log::kAlign != 0 || tail > data.size()) {
+  if (tail < kHeaderSize || tail % record::kAlign != 0 || tail > data.size()) {
     violation("the log's tail " + std::to_string(tail) + " is not within its " +
               std::to_string(data.size()) + "-byte file");
     tail = std::min<std::uint64_t>(std::max<std::uint64_t>(tail, kHeaderSize), data.size()) /
-           log::kAlign * log::kAlign;
+           record::kAlign * record::kAlign;
   }
   const std::span<const char> region = data.bytes(tail);
   std::unordered_map<std::string_view, Newest> newest;
-  rep.damaged = log::ForEachValidRecord(
-      region, kHeaderSize, tail, salt, [&](std::uint64_t off, const log::RecordView& r) {
+  rep.damaged = record::ForEachValidRecord(
+      region, kHeaderSize, tail, salt, [&](std::uint64_t off, const record::RecordView& r) {
         ++rep.records;
         Newest& n = newest[r.key()];
         if (n.offset == 0 || r.seq() > n.seq) {
@@ -168,15 +168,15 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
     if (v == 0) continue;
     ++rep.slots;
     const std::uint64_t off = Index::OffsetOf(v);
-    log::RecordView r;
-    log::Damage d =
-        off < kHeaderSize ? log::Damage::kBadMagic : log::CheckRecord(region, off, salt, &r);
-    if (d != log::Damage::kNone) {
+    record::RecordView r;
+    record::Damage d =
+        off < kHeaderSize ? record::Damage::kBadMagic : record::CheckRecord(region, off, salt, &r);
+    if (d != record::Damage::kNone) {
       violation("slot " + std::to_string(i) + " points at offset " + std::to_string(off) +
-                ", which holds no valid record below the tail (" + log::DamageName(d) + ")");
+                ", which holds no valid record below the tail (" + record::DamageName(d) + ")");
       continue;
     }
-    const std::uint64_t hash = log::HashKey(r.key(), salt);
+    const std::uint64_t hash = record::HashKey(r.key(), salt);
     if (!Index::TagMatches(v, hash)) {
       violation("slot " + std::to_string(i) + " points at a record of key " + key_name(r.key()) +
                 " whose hash does not carry the slot's tag");
@@ -205,7 +205,7 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
     n.has_slot = true;
     if (n.offset == off) continue;
     auto at = [&](std::uint64_t o) {
-      return log::RecordView{reinterpret_cast<const log::RecordHeader*>(region.data() + o)};
+      return record::RecordView{reinterpret_cast<const record::RecordHeader*>(region.data() + o)};
     };
     if (n.set_seq > r.seq()) {
       // A value newer than the slot's record: the slot moved back past it
@@ -228,7 +228,7 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   }
   for (const auto& [key, n] : newest) {
     if (n.has_slot) continue;
-    log::RecordView nr{reinterpret_cast<const log::RecordHeader*>(region.data() + n.offset)};
+    record::RecordView nr{reinterpret_cast<const record::RecordHeader*>(region.data() + n.offset)};
     violation("key " + key_name(key) + " has no slot; its newest record is a " +
               Describe(nr, n.offset));
   }

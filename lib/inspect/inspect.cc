@@ -113,15 +113,15 @@ bool AllZero(std::span<const char> bytes) {
 
 // The record at `offset` if its header is plausible and it lies inside
 // `region` (no checksum: for following index slots cheaply).
-const log::RecordHeader* PlausibleRecord(std::span<const char> region, std::uint64_t offset) {
-  if (offset < kHeaderSize || offset % log::kAlign != 0 || offset > region.size() ||
-      region.size() - offset < log::kRecordHeaderSize) {
+const record::RecordHeader* PlausibleRecord(std::span<const char> region, std::uint64_t offset) {
+  if (offset < kHeaderSize || offset % record::kAlign != 0 || offset > region.size() ||
+      region.size() - offset < record::kRecordHeaderSize) {
     return nullptr;
   }
-  const auto* h = reinterpret_cast<const log::RecordHeader*>(region.data() + offset);
-  if (h->magic != log::kRecordMagic || h->key_len == 0 || h->key_len > kMaxKeyBytes ||
+  const auto* h = reinterpret_cast<const record::RecordHeader*>(region.data() + offset);
+  if (h->magic != record::kRecordMagic || h->key_len == 0 || h->key_len > kMaxKeyBytes ||
       h->value_len > kMaxValueBytes ||
-      region.size() - offset < log::RecordSize(h->key_len, h->value_len)) {
+      region.size() - offset < record::RecordSize(h->key_len, h->value_len)) {
     return nullptr;
   }
   return h;
@@ -178,10 +178,10 @@ class Inspector::Impl {
 
   // Scanning.
   std::span<const char> LogRegion() const;
-  std::uint64_t SkipDamage(std::span<const char> region, std::uint64_t start, log::Damage d,
+  std::uint64_t SkipDamage(std::span<const char> region, std::uint64_t start, record::Damage d,
                            LogSummary& sum, const Callbacks& cb) const;
-  InspectRecord Describe(const log::RecordHeader* h, std::uint64_t offset, bool checksum_ok) const;
-  RecordState StateOf(const log::RecordView& v, std::uint64_t offset, bool checksum_ok) const;
+  InspectRecord Describe(const record::RecordHeader* h, std::uint64_t offset, bool checksum_ok) const;
+  RecordState StateOf(const record::RecordView& v, std::uint64_t offset, bool checksum_ok) const;
   // Offset of the record the index holds for key (nullopt: key absent).
   std::optional<std::uint64_t> CurrentOffset(std::string_view key) const;
   std::uint64_t Slot(std::uint64_t i) const;
@@ -326,7 +326,7 @@ void Inspector::Impl::CheckDataSizes() {
     Problem(d.path, "truncated: " + std::to_string(d.file_size) + " bytes, its header says " +
                         std::to_string(d.capacity));
   }
-  if (d.tail < kHeaderSize || d.tail % log::kAlign != 0) {
+  if (d.tail < kHeaderSize || d.tail % record::kAlign != 0) {
     Problem(d.path, "bad tail " + std::to_string(d.tail) + " (scanning the whole file)");
   } else if (d.tail > d.file_size && data_.CurrentSize() < d.tail) {
     Problem(d.path, "tail " + std::to_string(d.tail) + " lies beyond the end of the file (" +
@@ -378,15 +378,15 @@ std::uint64_t Inspector::Impl::Slot(std::uint64_t i) const {
 }
 
 std::optional<std::uint64_t> Inspector::Impl::CurrentOffset(std::string_view key) const {
-  const std::uint64_t hash = log::HashKey(key, salt_);
+  const std::uint64_t hash = record::HashKey(key, salt_);
   const std::uint64_t mask = header.index.slot_count - 1;
   std::uint64_t pos = hash & mask;
   for (std::uint64_t n = 0; n <= mask; ++n, pos = (pos + 1) & mask) {
     std::uint64_t v = Slot(pos);
     if (v == 0) return std::nullopt;
     if (!Index::TagMatches(v, hash)) continue;
-    const log::RecordHeader* h = PlausibleRecord(data_.bytes(), Index::OffsetOf(v));
-    if (h != nullptr && log::RecordView{h}.key() == key) return Index::OffsetOf(v);
+    const record::RecordHeader* h = PlausibleRecord(data_.bytes(), Index::OffsetOf(v));
+    if (h != nullptr && record::RecordView{h}.key() == key) return Index::OffsetOf(v);
   }
   return std::nullopt;
 }
@@ -394,8 +394,8 @@ std::optional<std::uint64_t> Inspector::Impl::CurrentOffset(std::string_view key
 void Inspector::Impl::ProbeSlot(std::uint64_t i, std::uint64_t v, IndexStats& st,
                                 std::uint64_t& sum) const {
   const std::uint64_t off = Index::OffsetOf(v);
-  const log::RecordHeader* h = PlausibleRecord(data_.bytes(), off);
-  std::uint64_t hash = h != nullptr ? log::HashKey(log::RecordView{h}.key(), salt_) : 0;
+  const record::RecordHeader* h = PlausibleRecord(data_.bytes(), off);
+  std::uint64_t hash = h != nullptr ? record::HashKey(record::RecordView{h}.key(), salt_) : 0;
   if (h == nullptr || !Index::TagMatches(v, hash)) {
     if (++st.bad_slots <= kMaxSlotProblems) {
       st.problems.push_back({header.index.path, "slot " + std::to_string(i) + " points at offset " +
@@ -437,11 +437,11 @@ std::span<const char> Inspector::Impl::LogRegion() const {
   if (!header.data.valid) return {};
   std::uint64_t end = data_.size();
   std::uint64_t tail = header.data.tail;
-  if (tail >= kHeaderSize && tail % log::kAlign == 0) end = std::min(end, tail);
+  if (tail >= kHeaderSize && tail % record::kAlign == 0) end = std::min(end, tail);
   return data_.bytes().first(end);
 }
 
-RecordState Inspector::Impl::StateOf(const log::RecordView& v, std::uint64_t offset,
+RecordState Inspector::Impl::StateOf(const record::RecordView& v, std::uint64_t offset,
                                      bool checksum_ok) const {
   if (!checksum_ok) return RecordState::kDamaged;
   if (v.is_tombstone()) return RecordState::kTombstone;
@@ -453,9 +453,9 @@ RecordState Inspector::Impl::StateOf(const log::RecordView& v, std::uint64_t off
   return current ? RecordState::kLive : RecordState::kUnknown;
 }
 
-InspectRecord Inspector::Impl::Describe(const log::RecordHeader* h, std::uint64_t offset,
+InspectRecord Inspector::Impl::Describe(const record::RecordHeader* h, std::uint64_t offset,
                                         bool checksum_ok) const {
-  log::RecordView v{h};
+  record::RecordView v{h};
   return InspectRecord{.offset = offset,
                        .size = v.size(),
                        .seq = v.seq(),
@@ -468,14 +468,14 @@ InspectRecord Inspector::Impl::Describe(const log::RecordHeader* h, std::uint64_
 }
 
 std::uint64_t Inspector::Impl::SkipDamage(std::span<const char> region, std::uint64_t start,
-                                          log::Damage d, LogSummary& sum,
+                                          record::Damage d, LogSummary& sum,
                                           const Callbacks& cb) const {
   // Resynchronize (docs/format.md): 8 bytes at a time, up to the next record
   // whose header is plausible (valid, or damaged itself and then reported).
-  std::uint64_t off = start + log::kAlign;
-  for (; off < region.size(); off += log::kAlign) {
-    log::Damage next = log::CheckRecord(region, off, salt_, nullptr);
-    if (next == log::Damage::kNone || next == log::Damage::kBadChecksum) break;
+  std::uint64_t off = start + record::kAlign;
+  for (; off < region.size(); off += record::kAlign) {
+    record::Damage next = record::CheckRecord(region, off, salt_, nullptr);
+    if (next == record::Damage::kNone || next == record::Damage::kBadChecksum) break;
   }
   off = std::min<std::uint64_t>(off, region.size());
   DamagedRegion r{.offset = start,
@@ -495,15 +495,15 @@ LogSummary Inspector::Impl::ScanLog(const Callbacks& cb) const {
   sum.scanned_from = kHeaderSize;
   sum.scanned_to = region.size();
   for (std::uint64_t off = kHeaderSize; off < region.size();) {
-    log::Damage d = log::CheckRecord(region, off, salt_, nullptr);
-    if (d == log::Damage::kNone || d == log::Damage::kBadChecksum) {
+    record::Damage d = record::CheckRecord(region, off, salt_, nullptr);
+    if (d == record::Damage::kNone || d == record::Damage::kBadChecksum) {
       // A bad checksum passed every other check: the header is plausible.
-      const auto* h = reinterpret_cast<const log::RecordHeader*>(region.data() + off);
-      InspectRecord r = Describe(h, off, d == log::Damage::kNone);
+      const auto* h = reinterpret_cast<const record::RecordHeader*>(region.data() + off);
+      InspectRecord r = Describe(h, off, d == record::Damage::kNone);
       sum.records[static_cast<std::size_t>(r.state)] += 1;
       sum.bytes[static_cast<std::size_t>(r.state)] += r.size;
       if (cb.on_record && !cb.on_record(r)) return sum;
-      if (d == log::Damage::kNone) {
+      if (d == record::Damage::kNone) {
         off += r.size;
         continue;
       }

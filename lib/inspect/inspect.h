@@ -105,7 +105,7 @@ struct InspectRecord {
   std::uint64_t offset = 0;
   std::uint64_t size = 0;  // bytes in the log, padding included
   std::uint64_t seq = 0;
-  log::RecordType type = log::RecordType::kSet;
+  record::RecordType type = record::RecordType::kSet;
   std::string_view key;
   std::string_view value;
   std::uint64_t expires_ms = 0;  // 0 = never
@@ -119,7 +119,7 @@ struct InspectRecord {
 struct DamagedRegion {
   std::uint64_t offset = 0;                     // where the damage starts
   std::uint64_t end = 0;                        // where scanning resumed
-  log::Damage damage = log::Damage::kBadMagic;  // why the record at `offset` is invalid
+  record::Damage damage = record::Damage::kBadMagic;  // why the record at `offset` is invalid
   bool zeros = false;  // all zero: a hole left by a writer killed mid-write, not corruption
 };
 

@@ -29,27 +29,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::span<const char> region(base, n);
 
   std::size_t valid = 0;
-  for (std::size_t off = 0; off <= n + 8; off += log::kAlign) {
-    log::RecordView r;
-    log::Damage d = log::CheckRecord(region, off, fuzz::kSalt, &r);
-    if (d != log::Damage::kNone) continue;
+  for (std::size_t off = 0; off <= n + 8; off += record::kAlign) {
+    record::RecordView r;
+    record::Damage d = record::CheckRecord(region, off, fuzz::kSalt, &r);
+    if (d != record::Damage::kNone) continue;
     ++valid;
-    if (r.header != reinterpret_cast<const log::RecordHeader*>(base + off)) fuzz::Fail("view");
+    if (r.header != reinterpret_cast<const record::RecordHeader*>(base + off)) fuzz::Fail("view");
     if (r.size() > n - off) fuzz::Fail("accepted a record running past the region");
     std::string again(r.size(), '\0');
-    log::EncodeRecord({r.type(), r.key(), r.value(), r.seq(), r.expires_ms()}, fuzz::kSalt,
+    record::EncodeRecord({r.type(), r.key(), r.value(), r.seq(), r.expires_ms()}, fuzz::kSalt,
                       std::span<char>(again.data(), again.size()));
-    std::size_t body = log::kRecordHeaderSize + r.key().size() + r.value().size();
+    std::size_t body = record::kRecordHeaderSize + r.key().size() + r.value().size();
     if (std::memcmp(again.data(), base + off, body) != 0) {
       fuzz::Fail("an accepted record does not re-encode to its bytes");
     }
-    (void)log::HashKey(r.key(), fuzz::kSalt);
+    (void)record::HashKey(r.key(), fuzz::kSalt);
   }
   std::size_t visited = 0, next = 0;
-  log::ForEachValidRecord(region, 0, n, fuzz::kSalt, [&](std::uint64_t off, log::RecordView r) {
+  record::ForEachValidRecord(region, 0, n, fuzz::kSalt, [&](std::uint64_t off, record::RecordView r) {
     if (off < next) fuzz::Fail("ForEachValidRecord visited overlapping records");
-    log::RecordView again;
-    if (log::CheckRecord(region, off, fuzz::kSalt, &again) != log::Damage::kNone) {
+    record::RecordView again;
+    if (record::CheckRecord(region, off, fuzz::kSalt, &again) != record::Damage::kNone) {
       fuzz::Fail("ForEachValidRecord visited an invalid record");
     }
     next = off + r.size();

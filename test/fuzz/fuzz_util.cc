@@ -121,8 +121,8 @@ std::string MakeData(std::uint64_t gen, std::string_view records) {
 
 std::string Record(bool tombstone, std::string_view key, std::string_view value, std::uint64_t seq,
                    std::uint64_t expires_ms) {
-  std::string b(log::RecordSize(key.size(), value.size()), '\0');
-  log::EncodeRecord({tombstone ? log::RecordType::kTombstone : log::RecordType::kSet, key, value,
+  std::string b(record::RecordSize(key.size(), value.size()), '\0');
+  record::EncodeRecord({tombstone ? record::RecordType::kTombstone : record::RecordType::kSet, key, value,
                      seq, expires_ms},
                     kSalt, std::span<char>(b.data(), b.size()));
   return b;
@@ -139,14 +139,14 @@ std::string MakeIndex(std::uint64_t gen, std::string_view data, std::uint64_t sl
   std::span<const char> region(data.data(), data.size());
   std::uint64_t tail =
       data.size() < kHeaderSize ? 0 : Get<std::uint64_t>(data, offsetof(DataHeader, tail));
-  log::ForEachValidRecord(region, kHeaderSize, std::min<std::uint64_t>(tail, data.size()), kSalt,
-                          [&](std::uint64_t off, log::RecordView r) {
+  record::ForEachValidRecord(region, kHeaderSize, std::min<std::uint64_t>(tail, data.size()), kSalt,
+                          [&](std::uint64_t off, record::RecordView r) {
                             auto [it, fresh] = latest.try_emplace(r.key(), r.seq(), off);
                             if (!fresh && it->second.first < r.seq()) it->second = {r.seq(), off};
                           });
   std::uint64_t used = 0;
   for (const auto& [key, so] : latest) {
-    std::uint64_t h = log::HashKey(key, kSalt);
+    std::uint64_t h = record::HashKey(key, kSalt);
     for (std::uint64_t pos = h & (slots - 1);; pos = (pos + 1) & (slots - 1)) {
       if (Get<std::uint64_t>(b, kHeaderSize + pos * 8) != 0) continue;
       Put<std::uint64_t>(b, kHeaderSize + pos * 8, Index::Pack(h, so.second));
@@ -159,15 +159,15 @@ std::string MakeIndex(std::uint64_t gen, std::string_view data, std::uint64_t sl
 }
 
 void FixChecksums(std::string& bytes, std::size_t from) {
-  for (std::size_t off = from; off + log::kRecordHeaderSize <= bytes.size(); off += log::kAlign) {
-    auto magic = Get<std::uint32_t>(bytes, off + offsetof(log::RecordHeader, magic));
-    if (magic != log::kRecordMagic) continue;
-    auto key_len = Get<std::uint32_t>(bytes, off + offsetof(log::RecordHeader, key_len));
-    auto value_len = Get<std::uint32_t>(bytes, off + offsetof(log::RecordHeader, value_len));
+  for (std::size_t off = from; off + record::kRecordHeaderSize <= bytes.size(); off += record::kAlign) {
+    auto magic = Get<std::uint32_t>(bytes, off + offsetof(record::RecordHeader, magic));
+    if (magic != record::kRecordMagic) continue;
+    auto key_len = Get<std::uint32_t>(bytes, off + offsetof(record::RecordHeader, key_len));
+    auto value_len = Get<std::uint32_t>(bytes, off + offsetof(record::RecordHeader, value_len));
     if (key_len > kMaxKeyBytes || value_len > kMaxValueBytes) continue;
-    if (log::kRecordHeaderSize + key_len + value_len > bytes.size() - off) continue;
-    const auto* h = reinterpret_cast<const log::RecordHeader*>(bytes.data() + off);
-    Put<std::uint64_t>(bytes, off, log::RecordChecksum(h, kSalt));
+    if (record::kRecordHeaderSize + key_len + value_len > bytes.size() - off) continue;
+    const auto* h = reinterpret_cast<const record::RecordHeader*>(bytes.data() + off);
+    Put<std::uint64_t>(bytes, off, record::RecordChecksum(h, kSalt));
   }
 }
 

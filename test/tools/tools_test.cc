@@ -123,9 +123,9 @@ void MakeDeterministicCache(const std::string& root, const std::string& name) {
 
 // Offset of the n-th record (0-based) of MakeDeterministicCache's log.
 std::uint64_t RecordOffset(int n) {
-  const std::size_t sizes[] = {lilcache::log::RecordSize(5, 1), lilcache::log::RecordSize(4, 8),
-                               lilcache::log::RecordSize(4, 100), lilcache::log::RecordSize(4, 0),
-                               lilcache::log::RecordSize(4, 1)};
+  const std::size_t sizes[] = {lilcache::record::RecordSize(5, 1), lilcache::record::RecordSize(4, 8),
+                               lilcache::record::RecordSize(4, 100), lilcache::record::RecordSize(4, 0),
+                               lilcache::record::RecordSize(4, 1)};
   std::uint64_t off = lilcache::kHeaderSize;
   for (int i = 0; i < n; ++i) off += sizes[i];
   return off;

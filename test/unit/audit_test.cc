@@ -44,13 +44,13 @@ struct Files {
   }
   ~Files() { g.Close(); }
 
-  std::uint64_t hash(std::string_view key) const { return lilcache::log::HashKey(key, salt); }
+  std::uint64_t hash(std::string_view key) const { return lilcache::record::HashKey(key, salt); }
   // Offsets of the records of `key`, in log order.
   std::vector<std::uint64_t> records(std::string_view key) {
     std::uint64_t tail = lilcache::Shared(g.data.header().tail).load();
     std::vector<std::uint64_t> out;
-    lilcache::log::ForEachValidRecord(g.data.Region(tail), lilcache::kHeaderSize, tail, salt,
-                                      [&](std::uint64_t off, const lilcache::log::RecordView& r) {
+    lilcache::record::ForEachValidRecord(g.data.Region(tail), lilcache::kHeaderSize, tail, salt,
+                                      [&](std::uint64_t off, const lilcache::record::RecordView& r) {
                                         if (r.key() == key) out.push_back(off);
                                       });
     return out;
@@ -62,11 +62,11 @@ struct Files {
     g.index.slot(p.pos).store(Index::Pack(hash(key), off));
   }
   // Appends a record below a new tail, published in no slot.
-  std::uint64_t append(lilcache::log::RecordType type, std::string_view key, std::string_view value,
+  std::uint64_t append(lilcache::record::RecordType type, std::string_view key, std::string_view value,
                        std::uint64_t seq) {
-    std::size_t size = lilcache::log::RecordSize(key.size(), value.size());
+    std::size_t size = lilcache::record::RecordSize(key.size(), value.size());
     std::uint64_t off = g.data.Reserve(size, nullptr);
-    lilcache::log::EncodeRecord({type, key, value, seq, 0}, salt,
+    lilcache::record::EncodeRecord({type, key, value, seq, 0}, salt,
                                 std::span<char>(g.data.base() + off, size));
     return off;
   }
@@ -177,8 +177,8 @@ TEST_CASE(
   }
   {
     Files f(dir.path(), "a");
-    f.append(lilcache::log::RecordType::kTombstone, "popped", "", 1000);
-    f.append(lilcache::log::RecordType::kTombstone, "held", "", 1001);
+    f.append(lilcache::record::RecordType::kTombstone, "popped", "", 1000);
+    f.append(lilcache::record::RecordType::kTombstone, "held", "", 1001);
   }
   auto r = AuditIndex(dir.path(), "a");
   REQUIRE_MESSAGE(r.violations.size() == 1, all(r));
@@ -198,7 +198,7 @@ TEST_CASE(
   }
   {
     Files f(dir.path(), "a");
-    f.append(lilcache::log::RecordType::kSet, "orphan", "value", 1000);
+    f.append(lilcache::record::RecordType::kSet, "orphan", "value", 1000);
     Index::Probe p = f.g.Find("j", f.hash("j"));
     f.g.index.slot(p.pos).store(Index::Pack(f.hash("j"), 4096 + 8));  // mid-record
   }

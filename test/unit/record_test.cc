@@ -5,7 +5,7 @@
 
 #include "format/record.h"
 
-using namespace lilcache::log;
+using namespace lilcache::record;
 
 namespace {
 std::vector<char> Encode(const NewRecord& r, std::uint64_t salt = 42) {
