@@ -24,77 +24,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 export BUILD_DIR=${BUILD_DIR:-build}
 
 usage() {
-  sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
 setup() { bash scripts/setup.sh; }
 
-# Prints "N passed, N failed" for the test run logged in $1 (meson's testlog.json:
-# one JSON object per test with its result and stdout). Each doctest executable
-# counts its test cases, from its "[doctest] test cases: X | Y passed | Z failed"
-# line(s); an executable that crashed or timed out after reporting no failure
-# adds 1 failed; a test that prints no doctest summary (the examples) counts as
-# 1 passed or 1 failed by its meson result. Skipped tests count as neither.
-# Sanitizer runs: a test whose output holds a sanitizer report fails; with a
-# second argument, a directory of report files (one per reporting process,
-# see sanitizer_env), each file adds 1 failed and is printed to stderr.
-# Exits 1 if anything failed.
+# Prints "N passed, N failed" for the test run logged in $1 (meson's
+# testlog.json), judging sanitizer reports in the directory $2 if given:
+# scripts/summarize_tests.py says how. Exits 1 if anything failed.
 summarize() {
-  python3 - "$@" <<'PY'
-import json, os, re, sys
-
-summary = re.compile(r"\[doctest\] test cases:\s*\d+\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed")
-ansi = re.compile(r"\x1b\[[0-9;]*m")
-notice = re.compile(r"^==\d+==Running thread \d+ was not suspended\. False leaks are possible\.$")
-sanitizer = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|"
-                       r":\d+:\d+: runtime error: ")
-passed = failed = 0
-with open(sys.argv[1], encoding="utf-8", errors="replace") as log:
-    for line in log:
-        if not line.strip():
-            continue
-        test = json.loads(line)
-        result = test.get("result", "ERROR")
-        if result == "SKIP":
-            continue
-        ok = result in ("OK", "EXPECTEDFAIL")
-        out = ansi.sub("", (test.get("stdout") or "") + "\n" + (test.get("stderr") or ""))
-        counts = summary.findall(out)
-        if sanitizer.search(out):
-            # A report on stderr (gcc's UBSan cannot log to a file), from the
-            # test or from a child that inherited its stderr.
-            print(f"{test.get('name', '?')}: sanitizer report in its output", file=sys.stderr)
-            ok = False
-        if counts:
-            p = sum(int(c[0]) for c in counts)
-            f = sum(int(c[1]) for c in counts)
-            if not ok and f == 0:
-                f = 1  # crashed, timed out or failed after its summary
-        else:
-            p, f = (1, 0) if ok else (0, 1)
-        if not ok:
-            print(f"{test.get('name', '?')}: {result}", file=sys.stderr)
-        passed += p
-        failed += f
-if len(sys.argv) > 2 and os.path.isdir(sys.argv[2]):
-    for name in sorted(os.listdir(sys.argv[2])):
-        path = os.path.join(sys.argv[2], name)
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-        if lines and all(notice.search(line) for line in lines):
-            # LeakSanitizer's notice that a thread (one that was exiting as
-            # the process ended) could not be stopped for the leak scan: no
-            # report follows, and a leak would have one of its own.
-            print(f"sanitizer notice {path} (not a report): {lines[0]}", file=sys.stderr)
-            continue
-        print(f"sanitizer report {path}:", file=sys.stderr)
-        for line in lines[:80]:
-            print("  " + line, file=sys.stderr)
-        failed += 1
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
-PY
+  python3 scripts/summarize_tests.py "$@"
 }
 
 # run_tests [REPORT_DIR] -- [meson test ARGS]
