@@ -8,15 +8,22 @@
 #   ./build.sh serve [ARGS]   set up, build, serve the default cache over HTTP on
 #                             127.0.0.1:5001 until Ctrl-C (`lilcache serve ARGS`,
 #                             docs/rest.md); prints curl lines to try first
+#   ./build.sh test-release [ARGS]  every test, built as users build it:
+#                             --buildtype=release (-O3, NDEBUG; build-release/)
 #   ./build.sh test-asan [ARGS]  every test under AddressSanitizer + UBSan (build-asan/)
 #   ./build.sh test-tsan [ARGS]  the threaded and multi-process suites under
 #                             ThreadSanitizer (build-tsan/); ARGS = test names
-#   ./build.sh fuzz [SECONDS]    every libFuzzer target for SECONDS (default 30)
-#                             each (test/fuzz/run.sh, clang, build-fuzz/)
+#   ./build.sh fuzz [SECONDS]    exploratory fuzzing: every libFuzzer target for
+#                             SECONDS (default 30) each, random seeds
+#                             (test/fuzz/run.sh, clang, build-fuzz/)
+#   ./build.sh fuzz-gate      CI's deterministic fuzzing: fixed seed and
+#                             executions (test/fuzz/run.sh --gate all)
 #
-# "Set up" is scripts/setup.sh: install missing Debian packages, meson setup, ninja.
-# Environment: BUILD_DIR (default: build), ASAN_BUILD_DIR (build-asan),
-# TSAN_BUILD_DIR (build-tsan), MESON_ARGS (extra `meson setup` arguments).
+# "Set up" is scripts/setup.sh: install missing Debian packages, meson setup,
+# ninja (demo, serve and bench build only their program; test builds all).
+# Environment: BUILD_DIR (default: build), RELEASE_BUILD_DIR (build-release),
+# ASAN_BUILD_DIR (build-asan), TSAN_BUILD_DIR (build-tsan), MESON_ARGS (extra
+# `meson setup` arguments; CI adds -Dwerror=true).
 # Sanitizer runs: any report fails the run (docs/testing.md).
 set -euo pipefail
 
@@ -84,10 +91,16 @@ cmd=${1:-}
 (($# > 0)) && shift
 case $cmd in
   demo)
-    setup
+    NINJA_TARGETS=examples/lilcache-demo setup
     exec "$BUILD_DIR/examples/lilcache-demo" "$@"
     ;;
   test)
+    run_tests "" -- "$@"
+    ;;
+  test-release)
+    export BUILD_DIR=${RELEASE_BUILD_DIR:-build-release}
+    export MESON_ARGS="--buildtype=release -Dbench=disabled ${MESON_ARGS:-}"
+    export LILCACHE_TORTURE_SECONDS=${LILCACHE_TORTURE_SECONDS:-20}
     run_tests "" -- "$@"
     ;;
   test-asan)
@@ -131,8 +144,11 @@ case $cmd in
   fuzz)
     exec bash test/fuzz/run.sh all "${1:-30}"
     ;;
+  fuzz-gate)
+    exec bash test/fuzz/run.sh --gate all "$@"
+    ;;
   bench)
-    setup
+    NINJA_TARGETS=bench/lilcache-bench setup
     bench=$BUILD_DIR/bench/lilcache-bench
     if [[ ! -x $bench ]]; then
       echo "build.sh: $bench was not built (meson option 'bench'; see scripts/setup.sh)" >&2
@@ -141,7 +157,8 @@ case $cmd in
     exec "$bench" "$@"
     ;;
   serve)
-    setup
+    # Only the lilcache tool and the libraries it links (not the tests).
+    NINJA_TARGETS=tools/lilcache setup
     cat <<'EOF'
 Serving the default cache on http://127.0.0.1:5001 (Ctrl-C stops it; see docs/rest.md).
 Try, from another terminal:
