@@ -1,6 +1,7 @@
-// The on-disk format's one set of header validators (lib/format/*_header.h):
-// pure functions over bytes, whose first finding the engine throws
-// (docs/format.md).
+// The on-disk format's one set of header validators (lib/format/*_header.h)
+// and the one check of a record header (CheckRecordHeader): pure functions
+// over bytes, the engine throwing their first finding and the inspector
+// reporting all of them (docs/format.md).
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -202,4 +203,36 @@ TEST_CASE("an index file is its header then 8-byte slots, page aligned for every
   CHECK(SlotOffset(slot) == 4096 + 48);
   CHECK(SlotTagMatches(slot, hash));
   CHECK_FALSE(SlotTagMatches(slot, hash ^ (1ull << 63)));
+}
+
+TEST_CASE("CheckRecordHeader is CheckRecord's verdict short of the bounds and the checksum") {
+  using namespace lilcache::record;
+  std::vector<char> buf(RecordSize(1, 1));
+  EncodeRecord({RecordType::kSet, "a", "b", 1, 0}, 42, buf);
+  auto& h = *reinterpret_cast<RecordHeader*>(buf.data());
+  CHECK(CheckRecordHeader(h) == Damage::kNone);
+  SUBCASE("the checksum is not its business") {
+    h.checksum ^= 1;
+    CHECK(CheckRecordHeader(h) == Damage::kNone);
+    CHECK(CheckRecord(buf, 0, 42, nullptr) == Damage::kBadChecksum);
+  }
+  SUBCASE("a bad magic") {
+    h.magic ^= 1;
+    CHECK(CheckRecordHeader(h) == Damage::kBadMagic);
+    CHECK(CheckRecord(buf, 0, 42, nullptr) == Damage::kBadMagic);
+  }
+  SUBCASE("impossible fields") {
+    SUBCASE("type") { h.type = 3; }
+    SUBCASE("flags") { h.flags = 1; }
+    SUBCASE("reserved") { h.reserved = 1; }
+    SUBCASE("an empty key") { h.key_len = 0; }
+    SUBCASE("a key over kMaxKeyBytes") { h.key_len = kMaxKeyBytes + 1; }
+    SUBCASE("a value over kMaxValueBytes") { h.value_len = kMaxValueBytes + 1; }
+    SUBCASE("a seq of 2^63") { h.seq = kMaxSeq + 1; }
+    SUBCASE("a tombstone with a value") {
+      h.type = static_cast<std::uint8_t>(RecordType::kTombstone);
+    }
+    CHECK(CheckRecordHeader(h) == Damage::kBadHeader);
+    CHECK(CheckRecord(buf, 0, 42, nullptr) == Damage::kBadHeader);
+  }
 }
