@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -25,8 +24,8 @@ namespace {
 constexpr int kOpenRetries = 10;  // generation switches raced while opening
 constexpr std::size_t kMaxSlotProblems = 10;
 
-// A file opened O_RDONLY and mapped PROT_READ, MAP_SHARED, in full. Never
-// written through. Move-only; unmaps and closes on destruction.
+// A file opened O_RDONLY and mapped PROT_READ, MAP_SHARED, in full, through
+// an Env. Never written through. Move-only; unmaps and closes on destruction.
 // Thread-safety: immutable after Open; its bytes may change under it when
 // other processes write the file.
 class ReadOnlyFile {
@@ -36,6 +35,7 @@ class ReadOnlyFile {
   ReadOnlyFile& operator=(ReadOnlyFile&& o) noexcept {
     if (this != &o) {
       Reset();
+      env_ = o.env_;
       fd_ = std::exchange(o.fd_, -1);
       base_ = std::exchange(o.base_, nullptr);
       size_ = std::exchange(o.size_, 0);
@@ -47,18 +47,17 @@ class ReadOnlyFile {
   ~ReadOnlyFile() { Reset(); }
 
   // Opens and maps path. Returns 0, or the errno of the call that failed.
-  int Open(const std::string& path) {
+  int Open(Env* env, const std::string& path) {
     Reset();
-    do {
-      fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    } while (fd_ < 0 && errno == EINTR);
+    env_ = env;
+    fd_ = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd_ < 0) return errno;
     struct stat st;
-    if (::fstat(fd_, &st) != 0) return errno;
+    if (env->Fstat(fd_, &st) != 0) return errno;
     if (!S_ISREG(st.st_mode)) return EINVAL;
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ == 0) return 0;
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+    void* p = env->Mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) {
       size_ = 0;
       return errno;
@@ -70,7 +69,7 @@ class ReadOnlyFile {
   // The size of the file now (it may have grown since it was mapped).
   std::uint64_t CurrentSize() const {
     struct stat st;
-    return ::fstat(fd_, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+    return env_->Fstat(fd_, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
   }
 
   std::span<const char> bytes() const { return {base_, size_}; }
@@ -83,13 +82,14 @@ class ReadOnlyFile {
 
  private:
   void Reset() {
-    if (base_ != nullptr) ::munmap(const_cast<char*>(base_), size_);
-    if (fd_ >= 0) ::close(fd_);
+    if (base_ != nullptr) env_->Munmap(const_cast<char*>(base_), size_);
+    if (fd_ >= 0) env_->Close(fd_);
     fd_ = -1;
     base_ = nullptr;
     size_ = 0;
   }
 
+  Env* env_ = nullptr;
   int fd_ = -1;
   const char* base_ = nullptr;
   std::size_t size_ = 0;
@@ -154,11 +154,12 @@ const char* RecordStateName(RecordState s) {
 // their headers. Immutable after Open (see Inspector).
 class Inspector::Impl {
  public:
-  Impl(std::string_view root, std::string_view name, std::uint64_t now_ms);
+  Impl(Env* env, std::string_view root, std::string_view name, std::uint64_t now_ms);
 
   LogSummary ScanLog(const Callbacks& cb) const;
   IndexStats ComputeIndexStats() const;
 
+  Env* env;
   CachePaths paths;
   std::uint64_t now_ms;
   InspectHeader header;
@@ -191,8 +192,8 @@ class Inspector::Impl {
   std::uint64_t salt_ = 0;
 };
 
-Inspector::Impl::Impl(std::string_view root, std::string_view name, std::uint64_t now)
-    : now_ms(now != 0 ? now : Env::Default()->NowMillis()) {
+Inspector::Impl::Impl(Env* e, std::string_view root, std::string_view name, std::uint64_t now)
+    : env(e != nullptr ? e : Env::Default()), now_ms(now != 0 ? now : env->NowMillis()) {
   validate_name(name);
   paths.root = ResolveRoot(root);
   paths.name = std::string(name);
@@ -205,7 +206,7 @@ Inspector::Impl::Impl(std::string_view root, std::string_view name, std::uint64_
 void Inspector::Impl::OpenMeta() {
   InspectMeta& m = header.meta;
   m.path = paths.meta();
-  if (int e = meta_.Open(m.path); e != 0) {
+  if (int e = meta_.Open(env, m.path); e != 0) {
     throw Error("cannot open " + m.path + ": " + std::strerror(e));
   }
   m.file_size = meta_.size();
@@ -256,7 +257,7 @@ void Inspector::Impl::CountProcesses() {
     const auto& slot = meta_.As<ProcessSlot>(kHeaderSize + i * kSlotSize);
     if (slot.pid == 0) continue;  // never used
     // F_OFD_GETLK only asks; it takes no lock.
-    if (Env::Default()->IsLocked(meta_.fd(), SlotLockByte(i), 1) == 1) ++header.meta.processes;
+    if (env->IsLocked(meta_.fd(), SlotLockByte(i), 1) == 1) ++header.meta.processes;
   }
 }
 
@@ -269,8 +270,8 @@ void Inspector::Impl::OpenGeneration() {
     header.meta.generation = gen;
     header.data.path = paths.data(gen);
     header.index.path = paths.index(gen);
-    int de = data_.Open(header.data.path);
-    int ie = index_.Open(header.index.path);
+    int de = data_.Open(env, header.data.path);
+    int ie = index_.Open(env, header.index.path);
     // A compaction may have replaced the generation between our reads.
     bool raced = (de != 0 || ie != 0) && Load(mh.generation, std::memory_order_acquire) != gen;
     if (raced && attempt < kOpenRetries) continue;
@@ -520,8 +521,9 @@ Inspector::Inspector(Inspector&&) noexcept = default;
 Inspector& Inspector::operator=(Inspector&&) noexcept = default;
 Inspector::~Inspector() = default;
 
-Inspector Inspector::Open(std::string_view root, std::string_view name, std::uint64_t now_ms) {
-  return Inspector(std::make_unique<Impl>(root, name, now_ms));
+Inspector Inspector::Open(std::string_view root, std::string_view name, std::uint64_t now_ms,
+                          Env* env) {
+  return Inspector(std::make_unique<Impl>(env, root, name, now_ms));
 }
 
 const std::string& Inspector::root() const { return impl_->paths.root; }

@@ -2,7 +2,8 @@
 // operator tools such as lilcache-dump and lilcache-compact --dry-run.
 //
 // It never modifies anything, even a corrupt file: files are opened
-// O_RDONLY | O_NOFOLLOW | O_CLOEXEC and mapped PROT_READ, no lock is taken
+// O_RDONLY | O_NOFOLLOW | O_CLOEXEC and mapped PROT_READ (through an Env,
+// like every system call of the library), no lock is taken
 // (lock bytes are only queried, with F_OFD_GETLK, to count live processes),
 // and nothing is repaired. Everything that is wrong with the files (missing,
 // bad magic, wrong version, truncated, damaged records) is reported as data,
@@ -23,6 +24,8 @@
 #include "format/record.h"
 
 namespace lilcache {
+
+class Env;
 
 // Something wrong with a file: which file, and what.
 struct InspectProblem {
@@ -165,10 +168,12 @@ class Inspector {
   };
 
   // Opens the cache `name` under `root` ("" = the default root, as in
-  // Options). now_ms (0 = the wall clock) decides what is expired. Throws
-  // Error if NAME.meta cannot be opened or is shorter than its header;
-  // everything else is recorded in problems().
-  static Inspector Open(std::string_view root, std::string_view name, std::uint64_t now_ms = 0);
+  // Options). now_ms (0 = the env's wall clock) decides what is expired.
+  // Every system call goes through `env` (nullptr = Env::Default()), which
+  // must outlive the Inspector. Throws Error if NAME.meta cannot be opened or
+  // is shorter than its header; everything else is recorded in problems().
+  static Inspector Open(std::string_view root, std::string_view name, std::uint64_t now_ms = 0,
+                        Env* env = nullptr);
 
   Inspector(Inspector&&) noexcept;
   Inspector& operator=(Inspector&&) noexcept;
