@@ -8,7 +8,10 @@
 // and nothing is repaired. Everything that is wrong with the files (missing,
 // bad magic, wrong version, truncated, damaged records) is reported as data,
 // so that a caller can show as much as can be read. Only a meta file that
-// cannot be opened or read at all is an Error.
+// cannot be opened or read at all is an Error. The headers are judged by the
+// engine's validators (format/meta_header.h, data_header.h, index_header.h),
+// each of their findings being one problem; the index is read through the
+// engine's Index (a read-only view).
 #pragma once
 
 #include <array>
@@ -37,7 +40,7 @@ struct InspectProblem {
 struct InspectMeta {
   std::string path;
   std::uint64_t file_size = 0;
-  bool valid = false;  // right size, magic and version: the fields below mean something
+  bool valid = false;  // right size, magic, version, header_size: the fields below mean something
   std::uint32_t version = 0;
   std::uint64_t salt = 0;
   std::uint64_t created_ms = 0;
