@@ -40,7 +40,7 @@ void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
   h.slot_count = slot_count;
   h.used_slots = 0;
   std::memcpy(h.magic, kIndexMagic, 8);
-  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + kHeaderSize);
+  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + IndexSlotOffset(0));
   mask_ = slot_count - 1;
 }
 
@@ -53,7 +53,7 @@ void Index::Open(Env* env, const std::string& path, std::uint64_t generation) {
       .ThrowIfBad(path);
   const std::uint64_t n = header().slot_count;
   map_.Extend(IndexFileSize(n));
-  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + kHeaderSize);
+  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + IndexSlotOffset(0));
   mask_ = n - 1;
 }
 
@@ -87,7 +87,7 @@ void Index::OpenView(std::span<const char> file) {
   const auto& h = *reinterpret_cast<const IndexHeader*>(file.data());
   // Read-only: the pointer is non-const only for slot()'s atomic_ref, and
   // a view only loads through it.
-  slots_ = reinterpret_cast<std::uint64_t*>(const_cast<char*>(file.data()) + kHeaderSize);
+  slots_ = reinterpret_cast<std::uint64_t*>(const_cast<char*>(file.data()) + IndexSlotOffset(0));
   mask_ = h.slot_count - 1;
 }
 

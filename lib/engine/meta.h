@@ -61,7 +61,7 @@ class Meta : public ForkHook {
 
   MetaHeader& header() const { return *reinterpret_cast<MetaHeader*>(map_.data()); }
   ProcessSlot& slot(std::size_t i) const {
-    return *reinterpret_cast<ProcessSlot*>(map_.data() + kHeaderSize + i * kSlotSize);
+    return *reinterpret_cast<ProcessSlot*>(map_.data() + ProcessSlotOffset(i));
   }
   const FileHandle& file() const { return file_; }
   const std::string& path() const { return file_.path(); }

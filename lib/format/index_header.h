@@ -34,8 +34,11 @@ static_assert(sizeof(IndexHeader) <= kHeaderSize);
 
 // The size of an index of `slot_count` slots: the header, then the slots.
 // (A multiple of kHeaderSize, one page, for every valid slot count.)
+inline constexpr std::uint64_t IndexSlotOffset(std::uint64_t i) {
+  return kHeaderSize + i * kIndexSlotSize;
+}
 inline constexpr std::uint64_t IndexFileSize(std::uint64_t slot_count) {
-  return kHeaderSize + slot_count * kIndexSlotSize;
+  return IndexSlotOffset(slot_count);
 }
 static_assert(kMinSlots * kIndexSlotSize % kHeaderSize == 0);
 

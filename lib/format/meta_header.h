@@ -21,12 +21,18 @@ inline constexpr std::size_t kMaxProcesses = 1024;
 inline constexpr std::size_t kSlotSize = 128;
 inline constexpr std::size_t kMetaFileSize = kHeaderSize + kMaxProcesses * kSlotSize;
 
-// Lock bytes of NAME.meta (OFD locks, docs/format.md "Lock bytes").
+// Where process slot i (0 <= i < kMaxProcesses) lies in NAME.meta.
+inline constexpr std::size_t ProcessSlotOffset(std::size_t i) {
+  return kHeaderSize + i * kSlotSize;
+}
+
+// Lock bytes of NAME.meta (OFD locks, docs/format.md "Lock bytes"). A
+// process's SLOT lock is the first byte of its slot.
 inline constexpr off_t kInitLockByte = 0;
 inline constexpr off_t kGrowLockByte = 1;
 inline constexpr off_t kCompactLockByte = 2;
 inline constexpr off_t SlotLockByte(std::size_t i) {
-  return static_cast<off_t>(kHeaderSize + i * kSlotSize);
+  return static_cast<off_t>(ProcessSlotOffset(i));
 }
 
 struct MetaHeader {

@@ -145,9 +145,7 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   // Every slot against it.
   const std::uint64_t slot_count = index.As<IndexHeader>().slot_count;  // checked above
   const std::uint64_t mask = slot_count - 1;
-  auto slot = [&](std::uint64_t i) {
-    return index.Load<std::uint64_t>(kHeaderSize + i * kIndexSlotSize);
-  };
+  auto slot = [&](std::uint64_t i) { return index.Load<std::uint64_t>(IndexSlotOffset(i)); };
   for (std::uint64_t i = 0; i < slot_count; ++i) {
     const std::uint64_t v = slot(i);
     if (v == 0) continue;

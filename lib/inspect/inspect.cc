@@ -253,7 +253,7 @@ void Inspector::Impl::ReadMetaHeader() {
 
 void Inspector::Impl::CountProcesses() {
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
-    const auto& slot = meta_.As<ProcessSlot>(kHeaderSize + i * kSlotSize);
+    const auto& slot = meta_.As<ProcessSlot>(ProcessSlotOffset(i));
     if (slot.pid == 0) continue;  // never used
     // F_OFD_GETLK only asks; it takes no lock.
     if (env->IsLocked(meta_.fd(), SlotLockByte(i), 1) == 1) ++header.meta.processes;
