@@ -8,9 +8,9 @@
 #include <cstring>
 
 #include "lilcache/env.h"
-#include "lilcache/lilcache.h"
 #include "engine/meta.h"
-#include "engine/shared_atomic.h"
+#include "lilcache/lilcache.h"
+#include "format/shared_atomic.h"
 
 namespace lilcache {
 namespace {
@@ -58,7 +58,7 @@ void CheckFileSystem(Env* env, const FileHandle& file, bool probe) {
                 "), whose shared memory maps and byte-range locks do not work between "
                 "machines; put the cache's root on a local file system");
   }
-  if (probe) AllocateRange(env, file, 0, 4096, "cannot allocate");
+  if (probe) AllocateRange(env, file, 0, kHeaderSize, "cannot allocate");
 }
 
 void DataFile::Create(Env* env, const std::string& path, std::uint64_t generation,
@@ -78,10 +78,10 @@ void DataFile::Create(Env* env, const std::string& path, std::uint64_t generatio
   h.generation = generation;
   h.salt = salt;
   h.created_ms = now_ms;
-  h.tail = kHeaderSize;
+  h.tail = kFirstRecordOffset;
   h.capacity = capacity;
   h.dead_bytes = 0;
-  h.verified_upto = kHeaderSize;
+  h.verified_upto = kFirstRecordOffset;
   std::memcpy(h.magic, kDataMagic, 8);
 }
 
@@ -90,26 +90,12 @@ void DataFile::Open(Env* env, const std::string& path, std::uint64_t generation,
   env_ = env;
   file_ = FileHandle::Open(env, path, O_RDWR);
   auto size = static_cast<std::uint64_t>(file_.Size());
-  if (size < kHeaderSize) {
-    throw Error("corrupt log " + path + ": " + std::to_string(size) +
-                " bytes, shorter than its header");
-  }
   file_size_ = size;
   // A file cut mid-page maps its last partial page too (bytes past the end
   // read as zero); nothing past file_size_ is touched until the file is repaired.
-  map_.Map(env, file_.fd(), path, RoundUp(size, 4096), kMaxDataBytes);
-  const DataHeader& h = header();
-  if (std::memcmp(h.magic, kDataMagic, 8) != 0) {
-    throw Error("not a lilcache log: " + path + " has a bad magic number");
-  }
-  if (h.version != kFormatVersion) {
-    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path);
-  }
-  if (h.generation != generation) {
-    throw Error("corrupt log " + path + ": it says generation " + std::to_string(h.generation) +
-                ", its name says " + std::to_string(generation));
-  }
-  if (h.salt != salt) throw Error("corrupt log " + path + ": salt does not match its meta file");
+  map_.Map(env, file_.fd(), path, RoundUpToPage(size), kMaxDataBytes);
+  CheckDataHeader({map_.data(), std::min<std::uint64_t>(size, kHeaderSize)}, generation, salt)
+      .ThrowIfBad(path);
   // Acquire: pairs with the release store of a grower.
   std::uint64_t cap = Shared(header().capacity).load(std::memory_order_acquire);
   std::uint64_t tail = Shared(header().tail).load(std::memory_order_acquire);
@@ -118,7 +104,7 @@ void DataFile::Open(Env* env, const std::string& path, std::uint64_t generation,
   // saying otherwise is corrupt, and appending at its tail would misplace
   // every record after it.
   truncated_ = size < cap || cap < kHeaderSize || tail > std::max(cap, size) ||
-               tail < kHeaderSize || tail % record::kAlign != 0 || verified > tail ||
+               tail < kFirstRecordOffset || tail % record::kAlign != 0 || verified > tail ||
                verified % record::kAlign != 0;
 }
 

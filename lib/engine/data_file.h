@@ -1,4 +1,5 @@
-// data_file: one generation's log, NAME.G.data (docs/format.md). Records are
+// data_file: one generation's log, NAME.G.data (docs/format.md; the layout
+// is format/data_header.h and format/record.h). Records are
 // appended by reserving space inside the capacity with a compare-and-swap on
 // the shared `tail`, then written in place; the file grows first (fallocate
 // of the new range) under the GROW lock, and every process extends its own
@@ -18,32 +19,17 @@
 #include <string>
 
 #include "engine/file_lock.h"
-#include "format/record.h"
 #include "engine/mapping.h"
+#include "format/data_header.h"
+#include "format/record.h"
 
 namespace lilcache {
 
 class Env;
 
-inline constexpr char kDataMagic[8] = {'L', 'I', 'L', 'C', 'D', 'A', 'T', 'A'};
 inline constexpr std::uint64_t kGrowQuantum = 1 << 20;               // capacity: multiples of 1 MiB
 inline constexpr std::uint64_t kMaxDataBytes = 256ull << 30;         // one generation's log
 inline constexpr std::uint64_t kMaxGrowStep = 1ull << 30;
-
-struct DataHeader {
-  char magic[8];
-  std::uint32_t version;
-  std::uint32_t header_size;
-  std::uint64_t generation;
-  std::uint64_t salt;
-  std::uint64_t created_ms;
-  std::uint64_t reserved0[3];
-  std::uint64_t tail;           // atomic
-  std::uint64_t capacity;       // atomic
-  std::uint64_t dead_bytes;     // atomic
-  std::uint64_t verified_upto;  // atomic
-};
-static_assert(offsetof(DataHeader, tail) == 64 && offsetof(DataHeader, verified_upto) == 88);
 
 // Allocates [offset, offset + length) of `file` (Env::Fallocate, fallocate(2)
 // mode 0), extending it as needed. Throws Error "<what> <path>: <strerror>",
@@ -56,8 +42,8 @@ void AllocateRange(Env* env, const FileHandle& file, std::uint64_t offset, std::
 // cannot work on: a network file system (fstatfs(2): NFS, SMB/CIFS, 9p,
 // Ceph, AFS, Coda), whose shared mappings and byte-range locks are not
 // coherent between machines, or, with `probe`, one without fallocate(2):
-// probed over the first 4 KiB of the file, which were written (allocated)
-// already, so that the probe needs no free space. Any error of the probe is
+// probed over the file's header (kHeaderSize bytes), which was written
+// (allocated) already, so that the probe needs no free space. Any error of the probe is
 // an Error.
 void CheckFileSystem(Env* env, const FileHandle& file, bool probe);
 
@@ -71,7 +57,8 @@ class DataFile {
   // there is unlinked first; the new one is created O_EXCL).
   void Create(Env* env, const std::string& path, std::uint64_t generation, std::uint64_t salt,
               std::uint64_t capacity, std::uint64_t now_ms);
-  // Opens an existing log and checks its header. A file shorter than its
+  // Opens an existing log and checks its header (CheckDataHeader: throws
+  // Error naming the file). A file shorter than its
   // recorded capacity (truncated) is mapped as far as it goes; truncated() says
   // so, and also when the header's tail or verified_upto is impossible (not a
   // multiple of 8, before the first record, past the end): either way the

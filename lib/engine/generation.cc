@@ -22,8 +22,8 @@ record::RecordView Generation::Record(std::uint64_t offset) {
   record::RecordView rec;
   rec.header = reinterpret_cast<const record::RecordHeader*>(data.base() + offset);
   const auto* h = rec.header;
-  if (offset < 4096 || offset % record::kAlign != 0 || h->magic != record::kRecordMagic ||
-      h->key_len == 0 || h->key_len > kMaxKeyBytes || h->value_len > kMaxValueBytes) {
+  if (offset < kFirstRecordOffset || offset % record::kAlign != 0 ||
+      record::CheckRecordHeader(*h) != record::Damage::kNone) {
     throw Error("corrupt cache: the index of " + index.path() + " points at offset " +
                 std::to_string(offset) + " of " + data.path() + ", which holds no record");
   }

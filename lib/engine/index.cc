@@ -11,19 +11,9 @@
 #include "engine/data_file.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "engine/meta.h"
 #include "util/quote.h"
 
 namespace lilcache {
-namespace {
-
-std::uint64_t FileSizeFor(std::uint64_t slots) {
-  std::uint64_t bytes = kHeaderSize + slots * 8;
-  return (bytes + 4095) / 4096 * 4096;
-}
-
-}  // namespace
-
 std::uint64_t Index::SlotsFor(std::uint64_t keys) {
   // Checked before multiplying: keys * 4 (and bit_ceil of it) must not wrap.
   if (keys > kMaxSlots / 4) throw Error("too many keys for one index: " + std::to_string(keys));
@@ -40,7 +30,7 @@ void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
   // and O_EXCL never truncates or writes through a file put there meanwhile.
   env->Unlink(path.c_str());
   file_ = FileHandle::Open(env, path, O_RDWR | O_CREAT | O_EXCL);
-  std::uint64_t size = FileSizeFor(slot_count);
+  std::uint64_t size = IndexFileSize(slot_count);
   AllocateRange(env, file_, 0, size, "cannot allocate");
   map_.Map(env, file_.fd(), path, size, size);
   IndexHeader& h = header();
@@ -50,7 +40,7 @@ void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
   h.slot_count = slot_count;
   h.used_slots = 0;
   std::memcpy(h.magic, kIndexMagic, 8);
-  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + kHeaderSize);
+  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + IndexSlotOffset(0));
   mask_ = slot_count - 1;
 }
 
@@ -58,28 +48,12 @@ void Index::Open(Env* env, const std::string& path, std::uint64_t generation) {
   env_ = env;
   file_ = FileHandle::Open(env, path, O_RDWR);
   auto size = static_cast<std::uint64_t>(file_.Size());
-  if (size < kHeaderSize + kMinSlots * 8) {
-    throw Error("corrupt index " + path + ": " + std::to_string(size) + " bytes is too short");
-  }
-  map_.Map(env, file_.fd(), path, kHeaderSize, FileSizeFor(kMaxSlots));
-  const IndexHeader& h = header();
-  if (std::memcmp(h.magic, kIndexMagic, 8) != 0) {
-    throw Error("not a lilcache index: " + path + " has a bad magic number");
-  }
-  if (h.version != kFormatVersion) {
-    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path);
-  }
-  if (h.generation != generation) {
-    throw Error("corrupt index " + path + ": it says generation " +
-                std::to_string(h.generation) + ", its name says " + std::to_string(generation));
-  }
-  std::uint64_t n = h.slot_count;
-  if (!std::has_single_bit(n) || n < kMinSlots || n > kMaxSlots || FileSizeFor(n) > size) {
-    throw Error("corrupt index " + path + ": bad slot count " + std::to_string(n) + " for " +
-                std::to_string(size) + " bytes");
-  }
-  map_.Extend(FileSizeFor(n));
-  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + kHeaderSize);
+  map_.Map(env, file_.fd(), path, size < kHeaderSize ? 0 : kHeaderSize, IndexFileSize(kMaxSlots));
+  CheckIndexHeader({map_.data(), std::min<std::uint64_t>(size, kHeaderSize)}, size, generation)
+      .ThrowIfBad(path);
+  const std::uint64_t n = header().slot_count;
+  map_.Extend(IndexFileSize(n));
+  slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + IndexSlotOffset(0));
   mask_ = n - 1;
 }
 
@@ -108,6 +82,14 @@ void CheckSlotMove(spdlog::logger& logger, const char* where, std::string_view k
   std::abort();
 }
 #endif
+
+void Index::OpenView(std::span<const char> file) {
+  const auto& h = *reinterpret_cast<const IndexHeader*>(file.data());
+  // Read-only: the pointer is non-const only for slot()'s atomic_ref, and
+  // a view only loads through it.
+  slots_ = reinterpret_cast<std::uint64_t*>(const_cast<char*>(file.data()) + IndexSlotOffset(0));
+  mask_ = h.slot_count - 1;
+}
 
 void Index::Close() {
   map_.Unmap();

@@ -1,4 +1,5 @@
-// index: one generation's shared hash index, NAME.G.index (docs/format.md).
+// index: one generation's shared hash index, NAME.G.index (docs/format.md;
+// the layout is format/index_header.h).
 // Open addressing with linear probing over 8-byte slots, each 0 (empty) or
 // tag<<40 | offset/8. A slot, once claimed by a key, stays that key's for the
 // life of the generation (deletes point it at a tombstone record), so chains
@@ -7,18 +8,20 @@
 // Concurrency: lock-free. Slots are read with acquire loads and changed only
 // by compare-exchange (acq_rel), so a reader that sees a slot also sees the
 // record bytes written before it was published. The rule that a slot only
-// moves to a record with a higher seq is enforced by the callers (CacheImpl,
-// Compactor), which know the records.
+// moves to a record with a higher seq is enforced by the callers
+// (Cache::Impl, Compactor), which know the records.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "engine/file_lock.h"
 #include "engine/mapping.h"
-#include "engine/shared_atomic.h"
+#include "format/index_header.h"
+#include "format/shared_atomic.h"
 
 namespace spdlog {
 class logger;
@@ -43,21 +46,6 @@ void CheckSlotMove(spdlog::logger& logger, const char* where, std::string_view k
                    std::uint64_t replaced_seq, std::uint64_t installed_seq);
 #endif
 
-inline constexpr char kIndexMagic[8] = {'L', 'I', 'L', 'C', 'I', 'N', 'D', 'X'};
-inline constexpr std::uint64_t kMinSlots = 1024;
-inline constexpr std::uint64_t kMaxSlots = 1ull << 32;
-
-struct IndexHeader {
-  char magic[8];
-  std::uint32_t version;
-  std::uint32_t header_size;
-  std::uint64_t generation;
-  std::uint64_t slot_count;
-  std::uint64_t reserved0[4];
-  std::uint64_t used_slots;  // atomic
-};
-static_assert(offsetof(IndexHeader, used_slots) == 64);
-
 class Index {
  public:
   Index() = default;
@@ -65,18 +53,26 @@ class Index {
   Index& operator=(const Index&) = delete;
 
   static std::uint64_t Pack(std::uint64_t hash, std::uint64_t offset) {
-    return (hash >> 40) << 40 | (offset >> 3);
+    return PackSlot(hash, offset);
   }
-  static std::uint64_t OffsetOf(std::uint64_t slot) { return (slot & ((1ull << 40) - 1)) << 3; }
+  static std::uint64_t OffsetOf(std::uint64_t slot) { return SlotOffset(slot); }
   static bool TagMatches(std::uint64_t slot, std::uint64_t hash) {
-    return (slot >> 40) == (hash >> 40);
+    return SlotTagMatches(slot, hash);
   }
   // Slots needed to hold `keys` keys at a load of at most 1/4.
   static std::uint64_t SlotsFor(std::uint64_t keys);
 
   void Create(Env* env, const std::string& path, std::uint64_t generation,
               std::uint64_t slot_count);
+  // Opens an index and checks its header (CheckIndexHeader: throws Error
+  // naming the file).
   void Open(Env* env, const std::string& path, std::uint64_t generation);
+  // A read-only view of an index that someone else mapped (the inspector's
+  // PROT_READ mapping): `file` is the whole file, whose header
+  // CheckIndexHeader found readable. Only Find(), slot_count() and loads of
+  // slot() may be used; header() and used() may not, nor Claim(). The view
+  // is valid while the mapping is; Close() forgets it.
+  void OpenView(std::span<const char> file);
   void Close();
 
   const std::string& path() const { return file_.path(); }

@@ -9,11 +9,24 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <string>
+
+#include "format/file_header.h"
 
 namespace lilcache {
 
 class Env;
+
+// The granularity of the mappings the library makes: sizes and offsets of
+// Map() and Extend() are multiples of it. 4 KiB, the page size of the hosts
+// lilcache runs on (x86-64; arm64 with 4 KiB pages).
+inline constexpr std::size_t kPageSize = 4096;
+static_assert(kHeaderSize % kPageSize == 0, "records and index slots start on a page boundary");
+
+inline constexpr std::uint64_t RoundUpToPage(std::uint64_t n) {
+  return (n + kPageSize - 1) / kPageSize * kPageSize;
+}
 
 class Mapping {
  public:
@@ -23,7 +36,7 @@ class Mapping {
   ~Mapping();
 
   // Reserves `reserve` bytes of address space and maps [0, size) of fd there.
-  // `size` and `reserve` must be multiples of the page size. Throws Error.
+  // `size` and `reserve` must be multiples of kPageSize. Throws Error.
   void Map(Env* env, int fd, const std::string& path, std::size_t size, std::size_t reserve);
   // Maps [size(), new_size) of the file right after the current end.
   void Extend(std::size_t new_size);

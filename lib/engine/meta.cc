@@ -13,7 +13,7 @@
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "format/record.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 
 namespace lilcache {
 
@@ -39,9 +39,8 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
     // the header is written later under the INIT lock.
     CheckFileSystem(env, file_, /*probe=*/false);  // the allocation below probes
     AllocateRange(env, file_, 0, kMetaFileSize, "cannot allocate");
-  } else if (size != static_cast<off_t>(kMetaFileSize)) {
-    throw Error("not a lilcache meta file: " + path + " has size " + std::to_string(size) +
-                ", expected " + std::to_string(kMetaFileSize));
+  } else if (HeaderVerdict v = CheckMetaSize(static_cast<std::uint64_t>(size)); !v.ok()) {
+    v.ThrowIfBad(path);
   } else {
     // A cache moved onto a network file system or one without fallocate(2)
     // is refused here, not at its first growth. (Its header page is written,
@@ -54,7 +53,7 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
   // locks alive after the parent died (fork.h). The file never grows, so the
   // Mapping never uses the descriptor again.
   FileHandle for_map = FileHandle::Open(env, path, O_RDWR);
-  map_.Map(env, for_map.fd(), path, kMetaFileSize, kMetaFileSize + 4096 - kMetaFileSize % 4096);
+  map_.Map(env, for_map.fd(), path, kMetaFileSize, RoundUpToPage(kMetaFileSize + 1));
 }
 
 bool Meta::IsBlank() const {
@@ -91,34 +90,7 @@ void Meta::Initialize(std::uint64_t salt, std::uint64_t now_ms, const std::strin
 }
 
 void Meta::Validate() const {
-  const MetaHeader& h = header();
-  if (std::memcmp(h.magic, kMetaMagic, 8) != 0) {
-    throw Error("not a lilcache meta file: " + path() + " has a bad magic number");
-  }
-  if (h.version != kFormatVersion) {
-    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path() +
-                " (this lilcache reads version " + std::to_string(kFormatVersion) + ")");
-  }
-  if (h.header_size != kHeaderSize) {
-    throw Error("corrupt meta file " + path() + ": header_size " + std::to_string(h.header_size));
-  }
-  if (Shared(h.generation).load(std::memory_order_acquire) == 0) {
-    throw Error("corrupt meta file " + path() + ": generation 0");
-  }
-  // Purge() draws its mark from next_seq, so the mark is always below it;
-  // otherwise every write would be hidden by the purge as soon as it returns.
-  // Acquire, purge_seq first: both only grow, so this order never sees a
-  // false violation while other processes purge and write.
-  std::uint64_t purge = Shared(h.purge_seq).load(std::memory_order_acquire);
-  std::uint64_t next = Shared(h.next_seq).load(std::memory_order_acquire);
-  if (next == 0 || next > record::kMaxSeq + 1) {
-    throw Error("corrupt meta file " + path() + ": next sequence number " + std::to_string(next) +
-                " is out of range");
-  }
-  if (purge >= next) {
-    throw Error("corrupt meta file " + path() + ": purge mark " + std::to_string(purge) +
-                " is not below the next sequence number " + std::to_string(next));
-  }
+  CheckMetaHeader({map_.data(), kMetaFileSize}).ThrowIfBad(path());
 }
 
 std::uint64_t Meta::DrawSeq() {

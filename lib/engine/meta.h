@@ -1,7 +1,7 @@
 // meta: NAME.meta, the one file of a cache that is never replaced. It holds
 // the shared coordination state (live generation, sequence counter, purge
 // mark, the writer-pause flag), the lock bytes, and one slot per process
-// (docs/format.md, "NAME.meta").
+// (docs/format.md, "NAME.meta"; the layout is format/meta_header.h).
 //
 // Concurrency: the header and slots are shared by every process; all mutable
 // fields are accessed through Shared() (atomic_ref) with the order stated at
@@ -25,66 +25,9 @@
 #include "engine/file_lock.h"
 #include "engine/fork.h"
 #include "engine/mapping.h"
+#include "format/meta_header.h"
 
 namespace lilcache {
-
-inline constexpr char kMetaMagic[8] = {'L', 'I', 'L', 'C', 'M', 'E', 'T', 'A'};
-inline constexpr std::uint32_t kFormatVersion = 4;  // docs/format.md
-inline constexpr std::size_t kHeaderSize = 4096;
-inline constexpr std::size_t kMaxProcesses = 1024;
-inline constexpr std::size_t kSlotSize = 128;
-inline constexpr std::size_t kMetaFileSize = kHeaderSize + kMaxProcesses * kSlotSize;
-
-// Lock bytes of NAME.meta.
-inline constexpr off_t kInitLockByte = 0;
-inline constexpr off_t kGrowLockByte = 1;
-inline constexpr off_t kCompactLockByte = 2;
-inline constexpr off_t SlotLockByte(std::size_t i) {
-  return static_cast<off_t>(kHeaderSize + i * kSlotSize);
-}
-
-struct MetaHeader {
-  // Cache line 0: read by every get (generation, purge_seq), rarely written.
-  char magic[8];
-  std::uint32_t version;
-  std::uint32_t header_size;
-  std::uint64_t salt;
-  std::uint64_t created_ms;
-  std::uint64_t generation;     // atomic
-  std::uint64_t purge_seq;      // atomic
-  std::uint32_t writer_state;   // atomic: bit 0 epoch, bit 1 kSwitchingBit, bit 2 kThrottleBit
-  std::uint32_t flags;          // atomic
-  std::uint64_t last_snapshot_ms;  // atomic; written under the COMPACT lock
-  // Cache line 1: drawn from by every write; alone so that it does not
-  // evict line 0 from the readers' caches.
-  std::uint64_t next_seq;  // atomic
-  std::uint64_t reserved1[7];
-  // Cold.
-  char boot_id[40];
-  std::uint64_t retired_hits, retired_misses, retired_sets, retired_deletes, retired_expired;
-  std::uint64_t compactions;  // atomic
-  std::uint64_t snapshots;    // atomic
-  std::uint64_t evictions;    // atomic
-  std::uint64_t max_bytes;    // atomic: the cache's size limit (0 = none)
-};
-static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, purge_seq) == 40);
-static_assert(offsetof(MetaHeader, writer_state) == 48 && offsetof(MetaHeader, next_seq) == 64);
-static_assert(offsetof(MetaHeader, boot_id) == 128 && offsetof(MetaHeader, compactions) == 208);
-static_assert(offsetof(MetaHeader, last_snapshot_ms) == 56 && offsetof(MetaHeader, snapshots) == 216);
-static_assert(offsetof(MetaHeader, evictions) == 224 && offsetof(MetaHeader, max_bytes) == 232);
-inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
-inline constexpr std::uint32_t kEpochBit = 1;
-inline constexpr std::uint32_t kSwitchingBit = 2;
-inline constexpr std::uint32_t kThrottleBit = 4;
-
-struct ProcessSlot {
-  std::uint64_t inflight[2];  // atomic: writes in flight per writer epoch
-  std::uint64_t pid;
-  std::uint64_t reserved0[5];
-  std::uint64_t hits, misses, sets, deletes, expired;  // atomic
-  std::uint64_t reserved1[3];
-};
-static_assert(sizeof(ProcessSlot) == kSlotSize && offsetof(ProcessSlot, hits) == 64);
 
 class Env;
 
@@ -106,7 +49,8 @@ class Meta : public ForkHook {
   void Initialize(std::uint64_t salt, std::uint64_t now_ms, const std::string& boot_id);
   void SetBootId(const std::string& boot_id);
   bool BootIdIs(const std::string& boot_id) const;
-  // Throws Error naming the file if it is not a lilcache meta file of our version.
+  // Throws Error naming the file if it is not a lilcache meta file of our
+  // version, or its values are impossible (CheckMetaHeader).
   void Validate() const;
   // Draws the next sequence number from next_seq (set, pop, erase, purge).
   // The one rule of the range: every seq is in 1..record::kMaxSeq, so next_seq
@@ -117,7 +61,7 @@ class Meta : public ForkHook {
 
   MetaHeader& header() const { return *reinterpret_cast<MetaHeader*>(map_.data()); }
   ProcessSlot& slot(std::size_t i) const {
-    return *reinterpret_cast<ProcessSlot*>(map_.data() + kHeaderSize + i * kSlotSize);
+    return *reinterpret_cast<ProcessSlot*>(map_.data() + ProcessSlotOffset(i));
   }
   const FileHandle& file() const { return file_; }
   const std::string& path() const { return file_.path(); }

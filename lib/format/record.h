@@ -1,5 +1,6 @@
-// log_format: the record layout of the data log (docs/format.md, "Record"),
-// encoding, validation and the key hash. Pure functions over bytes; no I/O.
+// record: the record layout of the log, NAME.G.data (docs/format.md,
+// "Record"): encoding, validation and the key hash. Pure functions over
+// bytes; no I/O.
 #pragma once
 
 #include <algorithm>
@@ -93,8 +94,17 @@ enum class Damage {
 };
 const char* DamageName(Damage d);
 
+// "Is this a record?", short of its checksum: the one check of a record
+// header's fields, for every reader that meets a header (a scan, a get
+// following an index slot, the inspector). kNone if the magic, type, flags,
+// lengths and seq are possible (a tombstone has no value); else kBadMagic or
+// kBadHeader. Does not look past the header: the caller checks that the
+// RecordSize() bytes are there.
+Damage CheckRecordHeader(const RecordHeader& h);
+
 // Validates the record starting at region[offset] (offset multiple of 8)
-// without reading outside `region`. On kNone, *out views it.
+// without reading outside `region`: the header fits, CheckRecordHeader, the
+// record fits, the checksum. On kNone, *out views it.
 Damage CheckRecord(std::span<const char> region, std::size_t offset, std::uint64_t salt,
                    RecordView* out);
 

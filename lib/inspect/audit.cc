@@ -5,21 +5,21 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <span>
 #include <unordered_map>
 
-#include "engine/data_file.h"
 #include "engine/file_lock.h"
 #include "engine/index.h"
+#include "format/data_header.h"
+#include "format/index_header.h"
+#include "format/meta_header.h"
+#include "format/record.h"
+#include "format/shared_atomic.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "format/record.h"
-#include "engine/meta.h"
 #include "util/names.h"
 #include "util/quote.h"
-#include "engine/shared_atomic.h"
 
 namespace lilcache {
 namespace {
@@ -33,10 +33,7 @@ class MappedFile {
     struct stat st;
     if (env->Fstat(fd_, &st) != 0) ThrowErrno("cannot stat", path);
     size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ < kHeaderSize) {
-      throw Error("audit: " + path + " is shorter than its " + std::to_string(kHeaderSize) +
-                  "-byte header");
-    }
+    if (size_ == 0) return;  // the header validator refuses it
     void* p = env->Mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) ThrowErrno("cannot map", path);
     base_ = static_cast<char*>(p);
@@ -70,16 +67,6 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
-void CheckHeader(const MappedFile& f, const char (&magic)[8]) {
-  if (std::memcmp(f.As<char[8]>(), magic, 8) != 0) {
-    throw Error("audit: " + f.path() + " has a bad magic number");
-  }
-  if (f.As<std::uint32_t>(8) != kFormatVersion) {
-    throw Error("audit: " + f.path() + " has format version " +
-                std::to_string(f.As<std::uint32_t>(8)));
-  }
-}
-
 // The newest valid record of a key (what a replay keeps) and its newest SET.
 struct Newest {
   std::uint64_t offset = 0;
@@ -112,14 +99,14 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   validate_name(name);
   CachePaths paths{ResolveRoot(root), std::string(name)};
   MappedFile meta(env, paths.meta());
-  CheckHeader(meta, kMetaMagic);
+  CheckMetaHeader(meta.bytes(meta.size())).ThrowIfBad(meta.path());
   const std::uint64_t salt = meta.As<MetaHeader>().salt;
   const auto gen = meta.Load<std::uint64_t>(offsetof(MetaHeader, generation));
   const auto purge_seq = meta.Load<std::uint64_t>(offsetof(MetaHeader, purge_seq));
   MappedFile data(env, paths.data(gen));
-  CheckHeader(data, kDataMagic);
+  CheckDataHeader(data.bytes(kHeaderSize), gen, salt).ThrowIfBad(data.path());
   MappedFile index(env, paths.index(gen));
-  CheckHeader(index, kIndexMagic);
+  CheckIndexHeader(index.bytes(kHeaderSize), index.size(), gen).ThrowIfBad(index.path());
 
   AuditReport rep;
   rep.generation = gen;
@@ -132,16 +119,16 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   // The log below the tail: the newest valid record of each key (what a
   // replay keeps).
   std::uint64_t tail = data.Load<std::uint64_t>(offsetof(DataHeader, tail));
-  if (tail < kHeaderSize || tail % record::kAlign != 0 || tail > data.size()) {
+  if (tail < kFirstRecordOffset || tail % record::kAlign != 0 || tail > data.size()) {
     violation("the log's tail " + std::to_string(tail) + " is not within its " +
               std::to_string(data.size()) + "-byte file");
-    tail = std::min<std::uint64_t>(std::max<std::uint64_t>(tail, kHeaderSize), data.size()) /
+    tail = std::min<std::uint64_t>(std::max<std::uint64_t>(tail, kFirstRecordOffset), data.size()) /
            record::kAlign * record::kAlign;
   }
   const std::span<const char> region = data.bytes(tail);
   std::unordered_map<std::string_view, Newest> newest;
   rep.damaged = record::ForEachValidRecord(
-      region, kHeaderSize, tail, salt, [&](std::uint64_t off, const record::RecordView& r) {
+      region, kFirstRecordOffset, tail, salt, [&](std::uint64_t off, const record::RecordView& r) {
         ++rep.records;
         Newest& n = newest[r.key()];
         if (n.offset == 0 || r.seq() > n.seq) {
@@ -156,21 +143,17 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   rep.keys = newest.size();
 
   // Every slot against it.
-  const std::uint64_t slot_count = index.As<IndexHeader>().slot_count;
-  if (!std::has_single_bit(slot_count) || slot_count < kMinSlots ||
-      kHeaderSize + slot_count * 8 > index.size()) {
-    throw Error("audit: " + index.path() + " has a bad slot count " + std::to_string(slot_count));
-  }
+  const std::uint64_t slot_count = index.As<IndexHeader>().slot_count;  // checked above
   const std::uint64_t mask = slot_count - 1;
-  auto slot = [&](std::uint64_t i) { return index.Load<std::uint64_t>(kHeaderSize + i * 8); };
+  auto slot = [&](std::uint64_t i) { return index.Load<std::uint64_t>(IndexSlotOffset(i)); };
   for (std::uint64_t i = 0; i < slot_count; ++i) {
     const std::uint64_t v = slot(i);
     if (v == 0) continue;
     ++rep.slots;
     const std::uint64_t off = Index::OffsetOf(v);
     record::RecordView r;
-    record::Damage d =
-        off < kHeaderSize ? record::Damage::kBadMagic : record::CheckRecord(region, off, salt, &r);
+    record::Damage d = off < kFirstRecordOffset ? record::Damage::kBadMagic
+                                                : record::CheckRecord(region, off, salt, &r);
     if (d != record::Damage::kNone) {
       violation("slot " + std::to_string(i) + " points at offset " + std::to_string(off) +
                 ", which holds no valid record below the tail (" + record::DamageName(d) + ")");

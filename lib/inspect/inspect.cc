@@ -3,21 +3,21 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
-#include "engine/data_file.h"
 #include "engine/index.h"
+#include "format/data_header.h"
+#include "format/file_header.h"
+#include "format/index_header.h"
+#include "format/meta_header.h"
+#include "format/shared_atomic.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "engine/meta.h"
 #include "util/names.h"
-#include "engine/shared_atomic.h"
 
 namespace lilcache {
 namespace {
@@ -25,8 +25,8 @@ namespace {
 constexpr int kOpenRetries = 10;  // generation switches raced while opening
 constexpr std::size_t kMaxSlotProblems = 10;
 
-// A file opened O_RDONLY and mapped PROT_READ, MAP_SHARED, in full. Never
-// written through. Move-only; unmaps and closes on destruction.
+// A file opened O_RDONLY and mapped PROT_READ, MAP_SHARED, in full, through
+// an Env. Never written through. Move-only; unmaps and closes on destruction.
 // Thread-safety: immutable after Open; its bytes may change under it when
 // other processes write the file.
 class ReadOnlyFile {
@@ -36,6 +36,7 @@ class ReadOnlyFile {
   ReadOnlyFile& operator=(ReadOnlyFile&& o) noexcept {
     if (this != &o) {
       Reset();
+      env_ = o.env_;
       fd_ = std::exchange(o.fd_, -1);
       base_ = std::exchange(o.base_, nullptr);
       size_ = std::exchange(o.size_, 0);
@@ -47,18 +48,17 @@ class ReadOnlyFile {
   ~ReadOnlyFile() { Reset(); }
 
   // Opens and maps path. Returns 0, or the errno of the call that failed.
-  int Open(const std::string& path) {
+  int Open(Env* env, const std::string& path) {
     Reset();
-    do {
-      fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    } while (fd_ < 0 && errno == EINTR);
+    env_ = env;
+    fd_ = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (fd_ < 0) return errno;
     struct stat st;
-    if (::fstat(fd_, &st) != 0) return errno;
+    if (env->Fstat(fd_, &st) != 0) return errno;
     if (!S_ISREG(st.st_mode)) return EINVAL;
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ == 0) return 0;
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+    void* p = env->Mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) {
       size_ = 0;
       return errno;
@@ -70,7 +70,7 @@ class ReadOnlyFile {
   // The size of the file now (it may have grown since it was mapped).
   std::uint64_t CurrentSize() const {
     struct stat st;
-    return ::fstat(fd_, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+    return env_->Fstat(fd_, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
   }
 
   std::span<const char> bytes() const { return {base_, size_}; }
@@ -83,24 +83,25 @@ class ReadOnlyFile {
 
  private:
   void Reset() {
-    if (base_ != nullptr) ::munmap(const_cast<char*>(base_), size_);
-    if (fd_ >= 0) ::close(fd_);
+    if (base_ != nullptr) env_->Munmap(const_cast<char*>(base_), size_);
+    if (fd_ >= 0) env_->Close(fd_);
     fd_ = -1;
     base_ = nullptr;
     size_ = 0;
   }
 
+  Env* env_ = nullptr;
   int fd_ = -1;
   const char* base_ = nullptr;
   std::size_t size_ = 0;
 };
 
 // Loads a field of a shared, read-only mapping that other processes update
-// atomically. The const_cast is only for atomic_ref's signature: a load
-// never writes (and the page is PROT_READ).
+// atomically (relaxed unless stated: a report, which synchronizes with
+// nothing).
 template <typename T>
 T Load(const T& field, std::memory_order order = std::memory_order_relaxed) {
-  return Shared(const_cast<T&>(field)).load(order);
+  return LoadShared(field, order);
 }
 
 std::string CString(const char* chars, std::size_t max) {
@@ -111,16 +112,15 @@ bool AllZero(std::span<const char> bytes) {
   return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
 }
 
-// The record at `offset` if its header is plausible and it lies inside
-// `region` (no checksum: for following index slots cheaply).
+// The record at `offset` if its header is plausible (CheckRecordHeader) and
+// it lies inside `region` (no checksum: for following index slots cheaply).
 const record::RecordHeader* PlausibleRecord(std::span<const char> region, std::uint64_t offset) {
-  if (offset < kHeaderSize || offset % record::kAlign != 0 || offset > region.size() ||
+  if (offset < kFirstRecordOffset || offset % record::kAlign != 0 || offset > region.size() ||
       region.size() - offset < record::kRecordHeaderSize) {
     return nullptr;
   }
   const auto* h = reinterpret_cast<const record::RecordHeader*>(region.data() + offset);
-  if (h->magic != record::kRecordMagic || h->key_len == 0 || h->key_len > kMaxKeyBytes ||
-      h->value_len > kMaxValueBytes ||
+  if (record::CheckRecordHeader(*h) != record::Damage::kNone ||
       region.size() - offset < record::RecordSize(h->key_len, h->value_len)) {
     return nullptr;
   }
@@ -154,11 +154,12 @@ const char* RecordStateName(RecordState s) {
 // their headers. Immutable after Open (see Inspector).
 class Inspector::Impl {
  public:
-  Impl(std::string_view root, std::string_view name, std::uint64_t now_ms);
+  Impl(Env* env, std::string_view root, std::string_view name, std::uint64_t now_ms);
 
   LogSummary ScanLog(const Callbacks& cb) const;
   IndexStats ComputeIndexStats() const;
 
+  Env* env;
   CachePaths paths;
   std::uint64_t now_ms;
   InspectHeader header;
@@ -175,12 +176,16 @@ class Inspector::Impl {
   void Problem(const std::string& file, std::string what) {
     problems.push_back({file, std::move(what)});
   }
+  // Reports every finding of a header validator; true if the header is
+  // readable (HeaderVerdict::readable).
+  bool Report(const std::string& file, const HeaderVerdict& v);
 
   // Scanning.
   std::span<const char> LogRegion() const;
   std::uint64_t SkipDamage(std::span<const char> region, std::uint64_t start, record::Damage d,
                            LogSummary& sum, const Callbacks& cb) const;
-  InspectRecord Describe(const record::RecordHeader* h, std::uint64_t offset, bool checksum_ok) const;
+  InspectRecord Describe(const record::RecordHeader* h, std::uint64_t offset,
+                         bool checksum_ok) const;
   RecordState StateOf(const record::RecordView& v, std::uint64_t offset, bool checksum_ok) const;
   // Offset of the record the index holds for key (nullopt: key absent).
   std::optional<std::uint64_t> CurrentOffset(std::string_view key) const;
@@ -188,11 +193,12 @@ class Inspector::Impl {
   void ProbeSlot(std::uint64_t i, std::uint64_t v, IndexStats& st, std::uint64_t& sum) const;
 
   ReadOnlyFile meta_, data_, index_;
+  Index index_view_;  // a view of index_'s mapping, once its header is valid
   std::uint64_t salt_ = 0;
 };
 
-Inspector::Impl::Impl(std::string_view root, std::string_view name, std::uint64_t now)
-    : now_ms(now != 0 ? now : Env::Default()->NowMillis()) {
+Inspector::Impl::Impl(Env* e, std::string_view root, std::string_view name, std::uint64_t now)
+    : env(e != nullptr ? e : Env::Default()), now_ms(now != 0 ? now : env->NowMillis()) {
   validate_name(name);
   paths.root = ResolveRoot(root);
   paths.name = std::string(name);
@@ -200,25 +206,28 @@ Inspector::Impl::Impl(std::string_view root, std::string_view name, std::uint64_
   if (header.meta.valid) OpenGeneration();
 }
 
+bool Inspector::Impl::Report(const std::string& file, const HeaderVerdict& v) {
+  for (const HeaderFinding& f : v.findings) {
+    Problem(file, f.fault == HeaderFault::kTooShort ? "truncated: " + f.reason : f.reason);
+  }
+  return v.readable();
+}
+
 // ---- the meta file ----
 
 void Inspector::Impl::OpenMeta() {
   InspectMeta& m = header.meta;
   m.path = paths.meta();
-  if (int e = meta_.Open(m.path); e != 0) {
+  if (int e = meta_.Open(env, m.path); e != 0) {
     throw Error("cannot open " + m.path + ": " + std::strerror(e));
   }
   m.file_size = meta_.size();
-  if (m.file_size < kHeaderSize) {
-    throw Error("not a lilcache meta file: " + m.path + " has " + std::to_string(m.file_size) +
-                " bytes, shorter than its " + std::to_string(kHeaderSize) + "-byte header");
+  const HeaderVerdict v = CheckMetaHeader(meta_.bytes());
+  if (!v.ok() && v.findings.front().fault == HeaderFault::kTooShort) {
+    throw Error(v.ErrorText(m.path));
   }
   ReadMetaHeader();
-  if (m.file_size != kMetaFileSize) {
-    Problem(m.path, "size " + std::to_string(m.file_size) + " bytes, expected " +
-                        std::to_string(kMetaFileSize));
-    m.valid = false;
-  }
+  m.valid = Report(m.path, v);
   if (m.valid) CountProcesses();
 }
 
@@ -240,23 +249,14 @@ void Inspector::Impl::ReadMetaHeader() {
   m.evictions = Load(h.evictions);
   m.max_bytes = Load(h.max_bytes);
   salt_ = m.salt;
-  m.valid = true;
-  if (std::memcmp(h.magic, kMetaMagic, sizeof(kMetaMagic)) != 0) {
-    Problem(m.path, "bad magic number: not a lilcache meta file (or never initialized)");
-    m.valid = false;
-  } else if (m.version != kFormatVersion) {
-    Problem(m.path, "format version " + std::to_string(m.version) + "; this lilcache reads " +
-                        std::to_string(kFormatVersion));
-    m.valid = false;
-  }
 }
 
 void Inspector::Impl::CountProcesses() {
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
-    const auto& slot = meta_.As<ProcessSlot>(kHeaderSize + i * kSlotSize);
+    const auto& slot = meta_.As<ProcessSlot>(ProcessSlotOffset(i));
     if (slot.pid == 0) continue;  // never used
     // F_OFD_GETLK only asks; it takes no lock.
-    if (Env::Default()->IsLocked(meta_.fd(), SlotLockByte(i), 1) == 1) ++header.meta.processes;
+    if (env->IsLocked(meta_.fd(), SlotLockByte(i), 1) == 1) ++header.meta.processes;
   }
 }
 
@@ -269,8 +269,8 @@ void Inspector::Impl::OpenGeneration() {
     header.meta.generation = gen;
     header.data.path = paths.data(gen);
     header.index.path = paths.index(gen);
-    int de = data_.Open(header.data.path);
-    int ie = index_.Open(header.index.path);
+    int de = data_.Open(env, header.data.path);
+    int ie = index_.Open(env, header.index.path);
     // A compaction may have replaced the generation between our reads.
     bool raced = (de != 0 || ie != 0) && Load(mh.generation, std::memory_order_acquire) != gen;
     if (raced && attempt < kOpenRetries) continue;
@@ -285,37 +285,21 @@ void Inspector::Impl::OpenGeneration() {
 void Inspector::Impl::ReadDataHeader() {
   InspectData& d = header.data;
   d.file_size = data_.size();
-  if (d.file_size < kHeaderSize) {
-    Problem(d.path, "truncated: " + std::to_string(d.file_size) + " bytes, shorter than its " +
-                        std::to_string(kHeaderSize) + "-byte header");
-    return;
+  const HeaderVerdict v = CheckDataHeader(data_.bytes(), header.meta.generation, salt_);
+  d.present = d.file_size >= kHeaderSize;
+  if (d.present) {
+    const auto& h = data_.As<DataHeader>();
+    d.version = h.version;
+    d.generation = h.generation;
+    d.salt = h.salt;
+    d.created_ms = h.created_ms;
+    d.tail = Load(h.tail, std::memory_order_acquire);
+    d.capacity = Load(h.capacity, std::memory_order_acquire);
+    d.dead_bytes = Load(h.dead_bytes);
+    d.verified_upto = Load(h.verified_upto);
   }
-  d.present = true;
-  const auto& h = data_.As<DataHeader>();
-  d.version = h.version;
-  d.generation = h.generation;
-  d.salt = h.salt;
-  d.created_ms = h.created_ms;
-  d.tail = Load(h.tail, std::memory_order_acquire);
-  d.capacity = Load(h.capacity, std::memory_order_acquire);
-  d.dead_bytes = Load(h.dead_bytes);
-  d.verified_upto = Load(h.verified_upto);
-  if (std::memcmp(h.magic, kDataMagic, sizeof(kDataMagic)) != 0) {
-    Problem(d.path, "bad magic number: not a lilcache log");
-    return;
-  }
-  if (d.version != kFormatVersion) {
-    Problem(d.path, "format version " + std::to_string(d.version) + "; this lilcache reads " +
-                        std::to_string(kFormatVersion));
-    return;
-  }
-  d.valid = true;
-  if (d.generation != header.meta.generation) {
-    Problem(d.path, "says generation " + std::to_string(d.generation) + ", its name says " +
-                        std::to_string(header.meta.generation));
-  }
-  if (d.salt != salt_) Problem(d.path, "salt differs from the meta file's: every checksum fails");
-  CheckDataSizes();
+  d.valid = Report(d.path, v);
+  if (d.valid) CheckDataSizes();
 }
 
 void Inspector::Impl::CheckDataSizes() {
@@ -326,7 +310,7 @@ void Inspector::Impl::CheckDataSizes() {
     Problem(d.path, "truncated: " + std::to_string(d.file_size) + " bytes, its header says " +
                         std::to_string(d.capacity));
   }
-  if (d.tail < kHeaderSize || d.tail % record::kAlign != 0) {
+  if (d.tail < kFirstRecordOffset || d.tail % record::kAlign != 0) {
     Problem(d.path, "bad tail " + std::to_string(d.tail) + " (scanning the whole file)");
   } else if (d.tail > d.file_size && data_.CurrentSize() < d.tail) {
     Problem(d.path, "tail " + std::to_string(d.tail) + " lies beyond the end of the file (" +
@@ -337,36 +321,17 @@ void Inspector::Impl::CheckDataSizes() {
 void Inspector::Impl::ReadIndexHeader() {
   InspectIndex& x = header.index;
   x.file_size = index_.size();
-  if (x.file_size < kHeaderSize) {
-    Problem(x.path, "truncated: " + std::to_string(x.file_size) + " bytes, shorter than its " +
-                        std::to_string(kHeaderSize) + "-byte header");
-    return;
+  const HeaderVerdict v = CheckIndexHeader(index_.bytes(), x.file_size, header.meta.generation);
+  x.present = x.file_size >= kHeaderSize;
+  if (x.present) {
+    const auto& h = index_.As<IndexHeader>();
+    x.version = h.version;
+    x.generation = h.generation;
+    x.slot_count = h.slot_count;
+    x.used_slots = Load(h.used_slots);
   }
-  x.present = true;
-  const auto& h = index_.As<IndexHeader>();
-  x.version = h.version;
-  x.generation = h.generation;
-  x.slot_count = h.slot_count;
-  x.used_slots = Load(h.used_slots);
-  if (std::memcmp(h.magic, kIndexMagic, sizeof(kIndexMagic)) != 0) {
-    return Problem(x.path, "bad magic number: not a lilcache index");
-  }
-  if (x.version != kFormatVersion) {
-    return Problem(x.path, "format version " + std::to_string(x.version) +
-                               "; this lilcache reads " + std::to_string(kFormatVersion));
-  }
-  if (!std::has_single_bit(x.slot_count) || x.slot_count < kMinSlots || x.slot_count > kMaxSlots) {
-    return Problem(x.path, "bad slot count " + std::to_string(x.slot_count));
-  }
-  if (x.file_size < kHeaderSize + x.slot_count * 8) {
-    return Problem(x.path, "truncated: " + std::to_string(x.file_size) + " bytes hold fewer than " +
-                               std::to_string(x.slot_count) + " slots");
-  }
-  x.valid = true;
-  if (x.generation != header.meta.generation) {
-    Problem(x.path, "says generation " + std::to_string(x.generation) + ", its name says " +
-                        std::to_string(header.meta.generation));
-  }
+  x.valid = Report(x.path, v);
+  if (x.valid) index_view_.OpenView(index_.bytes());
 }
 
 // ---- the index ----
@@ -374,21 +339,16 @@ void Inspector::Impl::ReadIndexHeader() {
 std::uint64_t Inspector::Impl::Slot(std::uint64_t i) const {
   // Acquire: pairs with the writer's CAS that published the slot, so the
   // record it points at is complete.
-  return Load(index_.As<std::uint64_t>(kHeaderSize + i * 8), std::memory_order_acquire);
+  return index_view_.slot(i).load(std::memory_order_acquire);
 }
 
 std::optional<std::uint64_t> Inspector::Impl::CurrentOffset(std::string_view key) const {
-  const std::uint64_t hash = record::HashKey(key, salt_);
-  const std::uint64_t mask = header.index.slot_count - 1;
-  std::uint64_t pos = hash & mask;
-  for (std::uint64_t n = 0; n <= mask; ++n, pos = (pos + 1) & mask) {
-    std::uint64_t v = Slot(pos);
-    if (v == 0) return std::nullopt;
-    if (!Index::TagMatches(v, hash)) continue;
-    const record::RecordHeader* h = PlausibleRecord(data_.bytes(), Index::OffsetOf(v));
-    if (h != nullptr && record::RecordView{h}.key() == key) return Index::OffsetOf(v);
-  }
-  return std::nullopt;
+  const Index::Probe p = index_view_.Find(record::HashKey(key, salt_), [&](std::uint64_t offset) {
+    const record::RecordHeader* h = PlausibleRecord(data_.bytes(), offset);
+    return h != nullptr && record::RecordView{h}.key() == key;
+  });
+  if (p.value == 0) return std::nullopt;  // absent, or not found in a full table
+  return Index::OffsetOf(p.value);
 }
 
 void Inspector::Impl::ProbeSlot(std::uint64_t i, std::uint64_t v, IndexStats& st,
@@ -437,7 +397,7 @@ std::span<const char> Inspector::Impl::LogRegion() const {
   if (!header.data.valid) return {};
   std::uint64_t end = data_.size();
   std::uint64_t tail = header.data.tail;
-  if (tail >= kHeaderSize && tail % record::kAlign == 0) end = std::min(end, tail);
+  if (tail >= kFirstRecordOffset && tail % record::kAlign == 0) end = std::min(end, tail);
   return data_.bytes().first(end);
 }
 
@@ -492,9 +452,9 @@ LogSummary Inspector::Impl::ScanLog(const Callbacks& cb) const {
   LogSummary sum;
   const std::span<const char> region = LogRegion();
   if (region.empty()) return sum;
-  sum.scanned_from = kHeaderSize;
+  sum.scanned_from = kFirstRecordOffset;
   sum.scanned_to = region.size();
-  for (std::uint64_t off = kHeaderSize; off < region.size();) {
+  for (std::uint64_t off = kFirstRecordOffset; off < region.size();) {
     record::Damage d = record::CheckRecord(region, off, salt_, nullptr);
     if (d == record::Damage::kNone || d == record::Damage::kBadChecksum) {
       // A bad checksum passed every other check: the header is plausible.
@@ -520,8 +480,9 @@ Inspector::Inspector(Inspector&&) noexcept = default;
 Inspector& Inspector::operator=(Inspector&&) noexcept = default;
 Inspector::~Inspector() = default;
 
-Inspector Inspector::Open(std::string_view root, std::string_view name, std::uint64_t now_ms) {
-  return Inspector(std::make_unique<Impl>(root, name, now_ms));
+Inspector Inspector::Open(std::string_view root, std::string_view name, std::uint64_t now_ms,
+                          Env* env) {
+  return Inspector(std::make_unique<Impl>(env, root, name, now_ms));
 }
 
 const std::string& Inspector::root() const { return impl_->paths.root; }

@@ -2,12 +2,16 @@
 // operator tools such as lilcache-dump and lilcache-compact --dry-run.
 //
 // It never modifies anything, even a corrupt file: files are opened
-// O_RDONLY | O_NOFOLLOW | O_CLOEXEC and mapped PROT_READ, no lock is taken
+// O_RDONLY | O_NOFOLLOW | O_CLOEXEC and mapped PROT_READ (through an Env,
+// like every system call of the library), no lock is taken
 // (lock bytes are only queried, with F_OFD_GETLK, to count live processes),
 // and nothing is repaired. Everything that is wrong with the files (missing,
 // bad magic, wrong version, truncated, damaged records) is reported as data,
 // so that a caller can show as much as can be read. Only a meta file that
-// cannot be opened or read at all is an Error.
+// cannot be opened or read at all is an Error. The headers are judged by the
+// engine's validators (format/meta_header.h, data_header.h, index_header.h),
+// each of their findings being one problem; the index is read through the
+// engine's Index (a read-only view).
 #pragma once
 
 #include <array>
@@ -24,6 +28,8 @@
 
 namespace lilcache {
 
+class Env;
+
 // Something wrong with a file: which file, and what.
 struct InspectProblem {
   std::string file;
@@ -34,7 +40,7 @@ struct InspectProblem {
 struct InspectMeta {
   std::string path;
   std::uint64_t file_size = 0;
-  bool valid = false;  // right size, magic and version: the fields below mean something
+  bool valid = false;  // right size, magic, version, header_size: the fields below mean something
   std::uint32_t version = 0;
   std::uint64_t salt = 0;
   std::uint64_t created_ms = 0;
@@ -165,10 +171,12 @@ class Inspector {
   };
 
   // Opens the cache `name` under `root` ("" = the default root, as in
-  // Options). now_ms (0 = the wall clock) decides what is expired. Throws
-  // Error if NAME.meta cannot be opened or is shorter than its header;
-  // everything else is recorded in problems().
-  static Inspector Open(std::string_view root, std::string_view name, std::uint64_t now_ms = 0);
+  // Options). now_ms (0 = the env's wall clock) decides what is expired.
+  // Every system call goes through `env` (nullptr = Env::Default()), which
+  // must outlive the Inspector. Throws Error if NAME.meta cannot be opened or
+  // is shorter than its header; everything else is recorded in problems().
+  static Inspector Open(std::string_view root, std::string_view name, std::uint64_t now_ms = 0,
+                        Env* env = nullptr);
 
   Inspector(Inspector&&) noexcept;
   Inspector& operator=(Inspector&&) noexcept;

@@ -1,7 +1,8 @@
-// libFuzzer target: the record decoder (lib/log_format.h). The input is a
+// libFuzzer target: the record decoder (lib/format/record.h). The input is a
 // region of log bytes; byte 0 is a flag (bit 0: rewrite the checksum of every
 // record-looking header first, so that valid records are common).
-// Properties: CheckRecord never reads outside the region; a record it accepts
+// Properties: CheckRecord never reads outside the region and agrees with
+// CheckRecordHeader on every header inside it; a record it accepts
 // lies inside the region and re-encodes to the same bytes; ForEachValidRecord
 // visits exactly records CheckRecord accepts, in order, without overlap.
 #include <cstdint>
@@ -32,6 +33,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t off = 0; off <= n + 8; off += record::kAlign) {
     record::RecordView r;
     record::Damage d = record::CheckRecord(region, off, fuzz::kSalt, &r);
+    // CheckRecordHeader, the one "is this a record?" check of every reader,
+    // is CheckRecord's verdict on any header that lies inside the region.
+    if (off <= n && n - off >= record::kRecordHeaderSize) {
+      const auto& h = *reinterpret_cast<const record::RecordHeader*>(base + off);
+      record::Damage fields = record::CheckRecordHeader(h);
+      if (fields != record::Damage::kNone ? d != fields
+                                          : d == record::Damage::kBadMagic ||
+                                                d == record::Damage::kBadHeader) {
+        fuzz::Fail("CheckRecordHeader disagrees with CheckRecord");
+      }
+    }
     if (d != record::Damage::kNone) continue;
     ++valid;
     if (r.header != reinterpret_cast<const record::RecordHeader*>(base + off)) fuzz::Fail("view");

@@ -11,7 +11,7 @@
 // sleeps are never failed; BootId() can be overridden (a "reboot").
 //
 // It also keeps track of the address-space reservations the library makes
-// (anonymous PROT_NONE maps, docs in lib/mapping.h) and releases through it:
+// (anonymous PROT_NONE maps, docs in lib/engine/mapping.h) and releases through it:
 // reservations_held() must be 0 once every Cache using it is closed. (Counting
 // big anonymous maps in /proc/self/maps cannot tell them apart from a
 // sanitizer's allocator regions.) Tracking is on whether counting is or not.
