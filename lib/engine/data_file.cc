@@ -19,9 +19,10 @@ std::uint64_t RoundUp(std::uint64_t n, std::uint64_t q) { return (n + q - 1) / q
 
 [[noreturn]] void ThrowCannotAllocate(const std::string& what, const std::string& path) {
   if (errno == EOPNOTSUPP) {
-    throw Error(what + " " + path + ": " + std::strerror(EOPNOTSUPP) +
-                " (its file system cannot allocate space with fallocate(2); lilcache needs a "
-                "local file system that can, such as ext4, xfs, btrfs or tmpfs)");
+    throw Error(ErrorCode::unsupported,
+                what + " " + path + ": " + std::strerror(EOPNOTSUPP) +
+                    " (its file system cannot allocate space with fallocate(2); lilcache needs a "
+                    "local file system that can, such as ext4, xfs, btrfs or tmpfs)");
   }
   ThrowErrno(what, path);
 }
@@ -54,9 +55,10 @@ void CheckFileSystem(Env* env, const FileHandle& file, bool probe) {
   struct statfs st = {};
   if (env->Fstatfs(file.fd(), &st) != 0) ThrowErrno("fstatfs", file.path());
   if (const char* fs = NetworkFileSystem(static_cast<std::uint64_t>(st.f_type))) {
-    throw Error("refusing to open " + file.path() + ": it is on a network file system (" + fs +
-                "), whose shared memory maps and byte-range locks do not work between "
-                "machines; put the cache's root on a local file system");
+    throw Error(ErrorCode::unsupported,
+                "refusing to open " + file.path() + ": it is on a network file system (" + fs +
+                    "), whose shared memory maps and byte-range locks do not work between "
+                    "machines; put the cache's root on a local file system");
   }
   if (probe) AllocateRange(env, file, 0, 4096, "cannot allocate");
 }
@@ -91,8 +93,8 @@ void DataFile::Open(Env* env, const std::string& path, std::uint64_t generation,
   file_ = FileHandle::Open(env, path, O_RDWR);
   auto size = static_cast<std::uint64_t>(file_.Size());
   if (size < kHeaderSize) {
-    throw Error("corrupt log " + path + ": " + std::to_string(size) +
-                " bytes, shorter than its header");
+    throw Error(ErrorCode::corrupt, "corrupt log " + path + ": " + std::to_string(size) +
+                                        " bytes, shorter than its header");
   }
   file_size_ = size;
   // A file cut mid-page maps its last partial page too (bytes past the end
@@ -100,16 +102,20 @@ void DataFile::Open(Env* env, const std::string& path, std::uint64_t generation,
   map_.Map(env, file_.fd(), path, RoundUp(size, 4096), kMaxDataBytes);
   const DataHeader& h = header();
   if (std::memcmp(h.magic, kDataMagic, 8) != 0) {
-    throw Error("not a lilcache log: " + path + " has a bad magic number");
+    throw Error(ErrorCode::corrupt, "not a lilcache log: " + path + " has a bad magic number");
   }
   if (h.version != kFormatVersion) {
-    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path);
+    throw Error(ErrorCode::unsupported,
+                "unsupported format version " + std::to_string(h.version) + " in " + path);
   }
   if (h.generation != generation) {
-    throw Error("corrupt log " + path + ": it says generation " + std::to_string(h.generation) +
-                ", its name says " + std::to_string(generation));
+    throw Error(ErrorCode::corrupt, "corrupt log " + path + ": it says generation " +
+                                        std::to_string(h.generation) + ", its name says " +
+                                        std::to_string(generation));
   }
-  if (h.salt != salt) throw Error("corrupt log " + path + ": salt does not match its meta file");
+  if (h.salt != salt) {
+    throw Error(ErrorCode::corrupt, "corrupt log " + path + ": salt does not match its meta file");
+  }
   // Acquire: pairs with the release store of a grower.
   std::uint64_t cap = Shared(header().capacity).load(std::memory_order_acquire);
   std::uint64_t tail = Shared(header().tail).load(std::memory_order_acquire);
@@ -159,8 +165,9 @@ std::uint64_t DataFile::Reserve(std::uint64_t len, const FileHandle* meta) {
 
 void DataFile::Grow(std::uint64_t end, const FileHandle* meta) {
   if (end > kMaxDataBytes) {
-    throw Error("log " + path() + " is full: a generation holds at most " +
-                std::to_string(kMaxDataBytes) + " bytes (compaction reclaims dead space)");
+    throw Error(ErrorCode::limit, "log " + path() + " is full: a generation holds at most " +
+                                      std::to_string(kMaxDataBytes) +
+                                      " bytes (compaction reclaims dead space)");
   }
   std::lock_guard<std::mutex> in_process(grow_mu_);
   FileLock lock;
@@ -192,8 +199,9 @@ void DataFile::EnsureMapped(std::uint64_t end) {
   if (end <= map_.size()) return;
   std::uint64_t cap = Shared(header().capacity).load(std::memory_order_acquire);
   if (end > cap) {
-    throw Error("corrupt cache: offset " + std::to_string(end) + " lies beyond the end of " +
-                path() + " (" + std::to_string(cap) + " bytes)");
+    throw Error(ErrorCode::corrupt, "corrupt cache: offset " + std::to_string(end) +
+                                        " lies beyond the end of " + path() + " (" +
+                                        std::to_string(cap) + " bytes)");
   }
   map_.Extend(cap);
 }

@@ -24,8 +24,9 @@ record::RecordView Generation::Record(std::uint64_t offset) {
   const auto* h = rec.header;
   if (offset < 4096 || offset % record::kAlign != 0 || h->magic != record::kRecordMagic ||
       h->key_len == 0 || h->key_len > kMaxKeyBytes || h->value_len > kMaxValueBytes) {
-    throw Error("corrupt cache: the index of " + index.path() + " points at offset " +
-                std::to_string(offset) + " of " + data.path() + ", which holds no record");
+    throw Error(ErrorCode::corrupt, "corrupt cache: the index of " + index.path() +
+                                        " points at offset " + std::to_string(offset) + " of " +
+                                        data.path() + ", which holds no record");
   }
   data.EnsureMapped(offset + rec.size());
   return rec;

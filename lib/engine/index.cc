@@ -26,14 +26,16 @@ std::uint64_t FileSizeFor(std::uint64_t slots) {
 
 std::uint64_t Index::SlotsFor(std::uint64_t keys) {
   // Checked before multiplying: keys * 4 (and bit_ceil of it) must not wrap.
-  if (keys > kMaxSlots / 4) throw Error("too many keys for one index: " + std::to_string(keys));
+  if (keys > kMaxSlots / 4) {
+    throw Error(ErrorCode::limit, "too many keys for one index: " + std::to_string(keys));
+  }
   return std::bit_ceil(std::max<std::uint64_t>(keys * 4, kMinSlots));
 }
 
 void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
                    std::uint64_t slot_count) {
   if (!std::has_single_bit(slot_count) || slot_count < kMinSlots || slot_count > kMaxSlots) {
-    throw Error("bad index size " + std::to_string(slot_count));
+    throw Error(ErrorCode::invalid_argument, "bad index size " + std::to_string(slot_count));
   }
   env_ = env;
   // New means new: a leftover of a crashed creator or compactor is removed,
@@ -59,24 +61,28 @@ void Index::Open(Env* env, const std::string& path, std::uint64_t generation) {
   file_ = FileHandle::Open(env, path, O_RDWR);
   auto size = static_cast<std::uint64_t>(file_.Size());
   if (size < kHeaderSize + kMinSlots * 8) {
-    throw Error("corrupt index " + path + ": " + std::to_string(size) + " bytes is too short");
+    throw Error(ErrorCode::corrupt,
+                "corrupt index " + path + ": " + std::to_string(size) + " bytes is too short");
   }
   map_.Map(env, file_.fd(), path, kHeaderSize, FileSizeFor(kMaxSlots));
   const IndexHeader& h = header();
   if (std::memcmp(h.magic, kIndexMagic, 8) != 0) {
-    throw Error("not a lilcache index: " + path + " has a bad magic number");
+    throw Error(ErrorCode::corrupt, "not a lilcache index: " + path + " has a bad magic number");
   }
   if (h.version != kFormatVersion) {
-    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path);
+    throw Error(ErrorCode::unsupported,
+                "unsupported format version " + std::to_string(h.version) + " in " + path);
   }
   if (h.generation != generation) {
-    throw Error("corrupt index " + path + ": it says generation " +
-                std::to_string(h.generation) + ", its name says " + std::to_string(generation));
+    throw Error(ErrorCode::corrupt, "corrupt index " + path + ": it says generation " +
+                                        std::to_string(h.generation) + ", its name says " +
+                                        std::to_string(generation));
   }
   std::uint64_t n = h.slot_count;
   if (!std::has_single_bit(n) || n < kMinSlots || n > kMaxSlots || FileSizeFor(n) > size) {
-    throw Error("corrupt index " + path + ": bad slot count " + std::to_string(n) + " for " +
-                std::to_string(size) + " bytes");
+    throw Error(ErrorCode::corrupt, "corrupt index " + path + ": bad slot count " +
+                                        std::to_string(n) + " for " + std::to_string(size) +
+                                        " bytes");
   }
   map_.Extend(FileSizeFor(n));
   slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + kHeaderSize);

@@ -23,7 +23,9 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
   env_ = env;
   if (!create) {
     int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-    if (fd < 0 && errno == ENOENT) throw Error("no such cache (" + path + " does not exist)");
+    if (fd < 0 && errno == ENOENT) {
+      throw Error(ErrorCode::no_such_cache, "no such cache (" + path + " does not exist)");
+    }
     if (fd >= 0) env->Close(fd);
   }
   // Under ForkMutex(): a fork sees either no descriptor or a registered Meta
@@ -40,8 +42,9 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
     CheckFileSystem(env, file_, /*probe=*/false);  // the allocation below probes
     AllocateRange(env, file_, 0, kMetaFileSize, "cannot allocate");
   } else if (size != static_cast<off_t>(kMetaFileSize)) {
-    throw Error("not a lilcache meta file: " + path + " has size " + std::to_string(size) +
-                ", expected " + std::to_string(kMetaFileSize));
+    throw Error(ErrorCode::corrupt, "not a lilcache meta file: " + path + " has size " +
+                                        std::to_string(size) + ", expected " +
+                                        std::to_string(kMetaFileSize));
   } else {
     // A cache moved onto a network file system or one without fallocate(2)
     // is refused here, not at its first growth. (Its header page is written,
@@ -93,17 +96,20 @@ void Meta::Initialize(std::uint64_t salt, std::uint64_t now_ms, const std::strin
 void Meta::Validate() const {
   const MetaHeader& h = header();
   if (std::memcmp(h.magic, kMetaMagic, 8) != 0) {
-    throw Error("not a lilcache meta file: " + path() + " has a bad magic number");
+    throw Error(ErrorCode::corrupt,
+                "not a lilcache meta file: " + path() + " has a bad magic number");
   }
   if (h.version != kFormatVersion) {
-    throw Error("unsupported format version " + std::to_string(h.version) + " in " + path() +
-                " (this lilcache reads version " + std::to_string(kFormatVersion) + ")");
+    throw Error(ErrorCode::unsupported, "unsupported format version " + std::to_string(h.version) +
+                                            " in " + path() + " (this lilcache reads version " +
+                                            std::to_string(kFormatVersion) + ")");
   }
   if (h.header_size != kHeaderSize) {
-    throw Error("corrupt meta file " + path() + ": header_size " + std::to_string(h.header_size));
+    throw Error(ErrorCode::corrupt,
+                "corrupt meta file " + path() + ": header_size " + std::to_string(h.header_size));
   }
   if (Shared(h.generation).load(std::memory_order_acquire) == 0) {
-    throw Error("corrupt meta file " + path() + ": generation 0");
+    throw Error(ErrorCode::corrupt, "corrupt meta file " + path() + ": generation 0");
   }
   // Purge() draws its mark from next_seq, so the mark is always below it;
   // otherwise every write would be hidden by the purge as soon as it returns.
@@ -112,12 +118,13 @@ void Meta::Validate() const {
   std::uint64_t purge = Shared(h.purge_seq).load(std::memory_order_acquire);
   std::uint64_t next = Shared(h.next_seq).load(std::memory_order_acquire);
   if (next == 0 || next > record::kMaxSeq + 1) {
-    throw Error("corrupt meta file " + path() + ": next sequence number " + std::to_string(next) +
-                " is out of range");
+    throw Error(ErrorCode::corrupt, "corrupt meta file " + path() + ": next sequence number " +
+                                        std::to_string(next) + " is out of range");
   }
   if (purge >= next) {
-    throw Error("corrupt meta file " + path() + ": purge mark " + std::to_string(purge) +
-                " is not below the next sequence number " + std::to_string(next));
+    throw Error(ErrorCode::corrupt,
+                "corrupt meta file " + path() + ": purge mark " + std::to_string(purge) +
+                    " is not below the next sequence number " + std::to_string(next));
   }
 }
 
@@ -127,9 +134,10 @@ std::uint64_t Meta::DrawSeq() {
   std::uint64_t s = next.load(std::memory_order_relaxed);
   do {
     if (s == 0 || s > record::kMaxSeq) {
-      throw Error("the sequence numbers of " + path() + " are used up (next " + std::to_string(s) +
-                  ", the last one is 2^63 - 1): the cache can be read but not written; " +
-                  "delete it and create it again");
+      throw Error(ErrorCode::limit,
+                  "the sequence numbers of " + path() + " are used up (next " + std::to_string(s) +
+                      ", the last one is 2^63 - 1): the cache can be read but not written; " +
+                      "delete it and create it again");
     }
     // seq_cst on success, as the fetch_add this replaces: seqs order records,
     // a slot only moves to a higher seq, and the linearization argument
@@ -162,8 +170,8 @@ std::size_t Meta::ClaimSlot(std::uint64_t pid) {
     slot_lock_ = std::move(lock);
     return i;
   }
-  throw Error("too many processes have " + path() + " open (limit " +
-              std::to_string(kMaxProcesses) + ")");
+  throw Error(ErrorCode::busy, "too many processes have " + path() + " open (limit " +
+                                   std::to_string(kMaxProcesses) + ")");
 }
 
 bool Meta::OthersAlive() const {

@@ -34,8 +34,8 @@ class MappedFile {
     if (env->Fstat(fd_, &st) != 0) ThrowErrno("cannot stat", path);
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ < kHeaderSize) {
-      throw Error("audit: " + path + " is shorter than its " + std::to_string(kHeaderSize) +
-                  "-byte header");
+      throw Error(ErrorCode::corrupt, "audit: " + path + " is shorter than its " +
+                                          std::to_string(kHeaderSize) + "-byte header");
     }
     void* p = env->Mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) ThrowErrno("cannot map", path);
@@ -72,11 +72,11 @@ class MappedFile {
 
 void CheckHeader(const MappedFile& f, const char (&magic)[8]) {
   if (std::memcmp(f.As<char[8]>(), magic, 8) != 0) {
-    throw Error("audit: " + f.path() + " has a bad magic number");
+    throw Error(ErrorCode::corrupt, "audit: " + f.path() + " has a bad magic number");
   }
   if (f.As<std::uint32_t>(8) != kFormatVersion) {
-    throw Error("audit: " + f.path() + " has format version " +
-                std::to_string(f.As<std::uint32_t>(8)));
+    throw Error(ErrorCode::unsupported, "audit: " + f.path() + " has format version " +
+                                            std::to_string(f.As<std::uint32_t>(8)));
   }
 }
 
@@ -159,7 +159,8 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   const std::uint64_t slot_count = index.As<IndexHeader>().slot_count;
   if (!std::has_single_bit(slot_count) || slot_count < kMinSlots ||
       kHeaderSize + slot_count * 8 > index.size()) {
-    throw Error("audit: " + index.path() + " has a bad slot count " + std::to_string(slot_count));
+    throw Error(ErrorCode::corrupt,
+                "audit: " + index.path() + " has a bad slot count " + std::to_string(slot_count));
   }
   const std::uint64_t mask = slot_count - 1;
   auto slot = [&](std::uint64_t i) { return index.Load<std::uint64_t>(kHeaderSize + i * 8); };

@@ -16,6 +16,7 @@
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "engine/meta.h"
+#include "util/error_code.h"
 #include "util/names.h"
 #include "engine/shared_atomic.h"
 
@@ -206,12 +207,13 @@ void Inspector::Impl::OpenMeta() {
   InspectMeta& m = header.meta;
   m.path = paths.meta();
   if (int e = meta_.Open(m.path); e != 0) {
-    throw Error("cannot open " + m.path + ": " + std::strerror(e));
+    throw Error(ErrorCodeOfErrno(e), "cannot open " + m.path + ": " + std::strerror(e));
   }
   m.file_size = meta_.size();
   if (m.file_size < kHeaderSize) {
-    throw Error("not a lilcache meta file: " + m.path + " has " + std::to_string(m.file_size) +
-                " bytes, shorter than its " + std::to_string(kHeaderSize) + "-byte header");
+    throw Error(ErrorCode::corrupt, "not a lilcache meta file: " + m.path + " has " +
+                                        std::to_string(m.file_size) + " bytes, shorter than its " +
+                                        std::to_string(kHeaderSize) + "-byte header");
   }
   ReadMetaHeader();
   if (m.file_size != kMetaFileSize) {

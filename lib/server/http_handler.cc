@@ -314,25 +314,28 @@ std::string_view StatusReason(unsigned status) {
 void CheckAllowedHost(std::string_view host) {
   if (host == "*") return;
   if (!ParseHostPort(host)) {
-    throw Error("invalid allowed host \"" + std::string(host) +
-                "\": expected a name, an IPv4 address or an [IPv6] address, each with an "
-                "optional :port, or \"*\"");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed host \"" + std::string(host) +
+                    "\": expected a name, an IPv4 address or an [IPv6] address, each with an "
+                    "optional :port, or \"*\"");
   }
 }
 
 void CheckAllowedOrigin(std::string_view origin) {
   const std::string text(origin);
   if (TrimOws(origin) == "null") {
-    throw Error("invalid allowed origin \"null\": every sandboxed page and local file sends it");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed origin \"null\": every sandboxed page and local file sends it");
   }
   if (TrimOws(origin) == "*") {
-    throw Error(
-        "invalid allowed origin \"*\": it would let every web page drive the cache; "
-        "list the origins of your pages");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed origin \"*\": it would let every web page drive the cache; "
+                "list the origins of your pages");
   }
   if (!NormalizeOrigin(origin)) {
-    throw Error("invalid allowed origin \"" + text +
-                "\": expected scheme://host[:port], e.g. https://app.example");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed origin \"" + text +
+                    "\": expected scheme://host[:port], e.g. https://app.example");
   }
 }
 

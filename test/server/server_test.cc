@@ -1528,6 +1528,8 @@ TEST_CASE("an empty token, in ServerOptions or $LILCACHE_TOKEN, is an Error, nev
   ::unsetenv("LILCACHE_TOKEN");
   CHECK_THROWS_WITH_AS(Server(cache, "127.0.0.1", 0, {.token = ""}), doctest::Contains("empty"),
                        lilcache::Error);
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", 0, {.token = ""}),
+                   lilcache::ErrorCode::invalid_argument);
   ::setenv("LILCACHE_TOKEN", "", 1);
   CHECK_THROWS_WITH_AS(Server(cache, "127.0.0.1", 0), doctest::Contains("LILCACHE_TOKEN"),
                        lilcache::Error);
@@ -1639,6 +1641,23 @@ TEST_CASE("a 500 answer says the cause without file paths; the log has the whole
   const std::size_t at = log.find(" 500 ");
   REQUIRE(at != std::string::npos);
   CHECK(log.find(s.dir().path(), at) != std::string::npos);  // the log has the paths
+}
+
+TEST_CASE(
+    "Server errors: a bad option is invalid_argument, a port in use busy, a second run() "
+    "invalid_state") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path(), .loglevel = "off"});
+  ::unsetenv("LILCACHE_TOKEN");
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", 0, {.threads = 1025}),
+                   lilcache::ErrorCode::invalid_argument);
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", 0, {.allowed_origins = {"*"}}),
+                   lilcache::ErrorCode::invalid_argument);
+  Server s(cache, "127.0.0.1", 0);
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", s.port()), lilcache::ErrorCode::busy);
+  s.stop();
+  s.run();  // returns at once: stopped
+  CHECK_ERROR_CODE(s.run(), lilcache::ErrorCode::invalid_state);
 }
 
 TEST_CASE("WithoutPaths replaces absolute paths, the root's spaces included") {
