@@ -372,6 +372,7 @@ TEST_CASE("a real full disk (a tmpfs of 8 MiB): reads go on, sets fail with no s
         if (rc != 0) break;
       }
       std::string error;
+      ErrorCode code = ErrorCode::io;
       int sets = 0;
       for (int i = 0; i < 200 && error.empty(); ++i) {
         std::string k = "fill" + std::to_string(i);
@@ -381,11 +382,13 @@ TEST_CASE("a real full disk (a tmpfs of 8 MiB): reads go on, sets fail with no s
           ++sets;
         } catch (const Error& e) {
           error = e.what();
+          code = e.code();
         }
       }
       ok &= expect(!error.empty(), "no set failed on a full file system");
       ok &= expect(error.find("no space left") != std::string::npos,
                    "the Error does not say \"no space left\": " + error);
+      ok &= expect(code == ErrorCode::no_space, "the Error's code is not no_space: " + error);
       for (const auto& [k, v] : acked)
         ok &= expect(c.get(k) == v, "a read failed while full: " + k);
       bool failed_again = false;
@@ -542,6 +545,7 @@ TEST_CASE("a file size limit (RLIMIT_FSIZE): sets fail with EFBIG, reads go on, 
     bool ok = true;
     Cache c = Cache::open("t", {.root = root});
     std::string error;
+    ErrorCode code = ErrorCode::no_space;
     std::uint64_t n = 0;
     for (; n < 100 && error.empty(); ++n) {
       std::string k = "k" + std::to_string(n);
@@ -549,12 +553,14 @@ TEST_CASE("a file size limit (RLIMIT_FSIZE): sets fail with EFBIG, reads go on, 
         c.set(k, value_for(k, 256 << 10));
       } catch (const Error& e) {
         error = e.what();
+        code = e.code();
         break;
       }
     }
     ok &= expect(error.find(std::strerror(EFBIG)) != std::string::npos,
                  "expected an Error saying \"" + std::string(std::strerror(EFBIG)) + "\", got \"" +
                      error + "\"");
+    ok &= expect(code == ErrorCode::io, "EFBIG is not an io Error: " + error);
     for (std::uint64_t i = 0; i < n; ++i) {
       std::string k = "k" + std::to_string(i);
       ok &= expect(c.get(k) == value_for(k, 256 << 10), "a read failed at the limit: " + k);
