@@ -50,8 +50,12 @@ void RequireExisting(const std::string& root, const std::string& name) {
   std::string meta = lilcache::CachePaths{root, name}.meta();
   struct stat st;
   if (::lstat(meta.c_str(), &st) == 0) return;
-  if (errno == ENOENT) throw lilcache::Error("no such cache (" + meta + " does not exist)");
-  throw lilcache::Error("cannot stat " + meta + ": " + std::strerror(errno));
+  if (errno == ENOENT) {
+    throw lilcache::Error(lilcache::ErrorCode::no_such_cache,
+                          "no such cache (" + meta + " does not exist)");
+  }
+  throw lilcache::Error(lilcache::ErrorCode::io,
+                        "cannot stat " + meta + ": " + std::strerror(errno));
 }
 
 // A cache's compaction, reported on stdout unless --quiet.
@@ -105,7 +109,8 @@ void DryRun(const std::string& root, const std::string& name, const Reporter& ou
   auto in = lilcache::Inspector::Open(root, name);
   if (!in.problems().empty()) {
     const auto& p = in.problems().front();
-    throw lilcache::Error(p.file + ": " + p.what + " (lilcache-dump shows all problems)");
+    throw lilcache::Error(lilcache::ErrorCode::corrupt,
+                          p.file + ": " + p.what + " (lilcache-dump shows all problems)");
   }
   out.WouldCompact(name, in.header(), in.ScanLog());
 }

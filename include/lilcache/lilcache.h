@@ -33,11 +33,13 @@
 //    set() and pop() take no lock on the hot path; they make a system call
 //    only when the log must grow.
 //
-// Errors: every failure throws lilcache::Error, whose what() names the cause
-// (bad argument, the limit exceeded, the file and what is wrong with it, or
-// the failing system call and errno). A "miss" (absent, expired or purged
-// key) is not an error: it is an empty std::optional or false. std::bad_alloc
-// may also escape, as from any C++ library.
+// Errors: every failure throws lilcache::Error, whose code() says what kind
+// of failure it is (ErrorCode: bad argument, limit, no space, corrupt file,
+// ...) and whose what() names the cause (the argument, the limit exceeded,
+// the file and what is wrong with it, or the failing system call and errno).
+// A "miss" (absent, expired or purged key) is not an error: it is an empty
+// std::optional or false. std::bad_alloc may also escape, as from any C++
+// library.
 //
 // Lifetimes: every value and key the library returns is an owning copy
 // (std::string, std::vector), valid after the cache is closed and unaffected
@@ -65,18 +67,105 @@ namespace lilcache {
 
 class Env;
 
-// Every failure of the library: bad argument, I/O error, corruption, limits.
-// what() names the cause (and the file, for I/O errors and corruption).
-// There are no error codes: a caller that must tell causes apart checks its
-// arguments first (validate_name(), kMaxKeyBytes, ...).
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
+// What kind of failure an Error is: what a caller can do about it. The
+// message (what()) says more and may change between versions; the kind does
+// not (new kinds may be added: treat an unknown one like io). to_string()
+// names each kind as spelled here ("no_space"); the HTTP front end answers
+// with a status per kind (docs/rest.md, "Status codes").
+enum class ErrorCode {
+  // A bad argument or option: an invalid key (empty), cache name, duration,
+  // ttl <= 0, Options or ServerOptions field (the message names it), a cache
+  // root that is not a directory. Fix the caller; retrying cannot help.
+  invalid_argument,
+  // Over a hard limit: a key over kMaxKeyBytes, a value over kMaxValueBytes,
+  // more keys than one index holds, a generation's log or a file's address
+  // reservation full, the sequence numbers of a cache used up. Store less (a
+  // shorter key, a smaller value); the cache stays usable. The last ones are
+  // cleared by a compaction (compact()), the sequence numbers only by a new
+  // cache.
+  limit,
+  // The cache does not exist (Options::create_if_missing = false). Create it,
+  // or check the name and root.
+  no_such_cache,
+  // The file system is full (ENOSPC) or the user's quota is used up (EDQUOT).
+  // The cache stays usable and keeps every earlier write; retry once space is
+  // freed (a compaction, possibly on another disk, shrinks the files).
+  no_space,
+  // Another failing system call (EIO, EMFILE, ENOMEM, ...; the message names
+  // the call, the file and errno). Maybe transient: retry, then look at the
+  // system (the cache's log file has the details).
+  io,
+  // A cache file is damaged beyond what recovery repairs, or is not a
+  // lilcache file (bad magic number, impossible header, a record failing its
+  // checksum: the message names the file). A lone opener rebuilds what it can
+  // on the next open; otherwise move the cache aside or delete it.
+  corrupt,
+  // A file of a format version this library does not know (written by a
+  // newer lilcache), or a file system it cannot run on (network file
+  // systems, no fallocate). Use the version that wrote the cache, or move the
+  // root to a local file system such as ext4, xfs, btrfs or tmpfs.
+  unsupported,
+  // A root or cache file this user must not trust or cannot use: another
+  // user's, writable by group or others, a symbolic link where none is
+  // allowed (Options::root), or a system call refused with EACCES or EPERM.
+  // Run as the owner or fix the mode (docs/operations.md, "Files and
+  // permissions"); retrying cannot help.
+  permission,
+  // Others hold what the call needs: 1,024 handles already have the cache
+  // open, or writers kept outrunning a compaction. Retry later.
+  busy,
+  // The object cannot do this now: a moved-from Cache was used, or
+  // Server::run() called twice. A bug in the caller.
+  invalid_state,
 };
 
-// Hard limits. A key outside 1..kMaxKeyBytes bytes makes every keyed
-// operation throw Error naming the limit; a value over kMaxValueBytes makes
-// set() throw. Names are checked by validate_name() and Cache::open().
+// The name of a kind as spelled in ErrorCode ("no_space"); "unknown" for a
+// value that is none of them.
+constexpr std::string_view to_string(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::invalid_argument:
+      return "invalid_argument";
+    case ErrorCode::limit:
+      return "limit";
+    case ErrorCode::no_such_cache:
+      return "no_such_cache";
+    case ErrorCode::no_space:
+      return "no_space";
+    case ErrorCode::io:
+      return "io";
+    case ErrorCode::corrupt:
+      return "corrupt";
+    case ErrorCode::unsupported:
+      return "unsupported";
+    case ErrorCode::permission:
+      return "permission";
+    case ErrorCode::busy:
+      return "busy";
+    case ErrorCode::invalid_state:
+      return "invalid_state";
+  }
+  return "unknown";
+}
+
+// Every failure of the library: its kind (code(), see ErrorCode) and what()
+// naming the cause (the argument and limit, the file and what is wrong with
+// it, or the failing system call and errno). Tell causes apart by code();
+// the messages are for people.
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  Error(ErrorCode code, const char* what) : std::runtime_error(what), code_(code) {}
+
+  ErrorCode code() const noexcept { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+// Hard limits. A key over kMaxKeyBytes bytes makes every keyed operation
+// throw Error with code limit (an empty key: invalid_argument), naming the
+// limit; so does a value over kMaxValueBytes in set(). Names are checked by
+// validate_name() and Cache::open().
 inline constexpr std::size_t kMaxKeyBytes = 4096;                 // 1..4096 bytes
 inline constexpr std::size_t kMaxValueBytes = 64u * 1024 * 1024;  // 0..64 MiB
 inline constexpr std::size_t kMaxNameBytes = 100;                 // cache names
@@ -224,7 +313,7 @@ struct CompactionResult {
 // is destroyed.
 //
 // A moved-from Cache may only be destroyed or assigned to; any other call
-// throws Error.
+// throws Error (code invalid_state).
 //
 // fork(): a child may keep using a Cache opened by its parent; the handle
 // re-attaches (a descriptor, locks and a process slot of its own) on its
@@ -249,15 +338,18 @@ class Cache {
   // proportional to the log size, once. open() may also wait while another
   // process initializes or rebuilds the cache.
   //
-  // Throws Error on a bad name or option (naming it), "no such cache" when
-  // options.create_if_missing is false and the cache does not exist, on a
-  // root that cannot be created, is not a directory, or is not to be
-  // trusted (Options::root), on a cache file of another user or open to
-  // other users, when 1,024 handles
-  // already have the cache open, on files that are corrupt, of an unknown
-  // format version or not lilcache files (the message names the file and
-  // what is wrong), and on a failing system call. Safe to call concurrently
-  // from any threads and processes, for the same or different caches.
+  // Throws Error (its code in brackets) on a bad name or option, naming it
+  // (invalid_argument); "no such cache" when options.create_if_missing is
+  // false and the cache does not exist (no_such_cache); on a root that is
+  // not a directory (invalid_argument) or cannot be created (errno's kind);
+  // on a root not to be trusted (Options::root) or a cache file of another
+  // user or open to other users (permission); when 1,024 handles already
+  // have the cache open (busy); on files that are corrupt or not lilcache
+  // files (corrupt), of an unknown format version or on a network file
+  // system (unsupported), the message naming the file and what is wrong;
+  // and on a failing system call (no_space, permission or io by errno). Safe
+  // to call concurrently from any threads and processes, for the same or
+  // different caches.
   static Cache open(std::string_view name = "default", const Options& options = {});
 
   Cache(Cache&&) noexcept;
@@ -283,20 +375,21 @@ class Cache {
   // about 50 us while a compaction that is not keeping up throttles writers,
   // and, when the index is full, waits while it is grown.
   //
-  // Throws Error on a key or value outside the limits, when the log cannot
-  // grow (the message says "no space left" on ENOSPC; the cache stays usable
-  // and holds every earlier write), and on a failing system call (with
+  // Throws Error on a key or value outside the limits (limit; an empty key:
+  // invalid_argument), when the log cannot grow (no_space on ENOSPC or
+  // EDQUOT, the message says "no space left"; the cache stays usable and
+  // holds every earlier write), and on a failing system call (io) (with
   // Options::sync = "always", a failed msync: the value is then visible but
   // maybe not on disk).
   void set(std::string_view key, std::string_view value);
 
   // As above, expiring after ttl (> 0; rounded to whole milliseconds) instead
-  // of Options::expires. Also throws Error if ttl <= 0.
+  // of Options::expires. Also throws Error (invalid_argument) if ttl <= 0.
   void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl);
 
   // The value of key (a copy), or nullopt if it is absent, expired or purged.
   // Never waits for writers. Throws Error on a key outside the limits, and
-  // if the record's checksum does not match (a corrupt file: the message
+  // if the record's checksum does not match (corrupt: the message
   // names it; the next open by a lone process rebuilds the cache from the log).
   std::optional<std::string> get(std::string_view key);
 

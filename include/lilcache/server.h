@@ -162,9 +162,10 @@ class Server {
  public:
   // Binds host:port and listens. host: an IPv4 or IPv6 address ("127.0.0.1",
   // "0.0.0.0", "::1") or a name, resolved now (its first address). port 0
-  // picks a free port: see port(). Throws Error on an invalid option, a host
-  // that does not resolve, or a failed bind/listen (the message names the
-  // address and the system's reason, e.g. "Address already in use").
+  // picks a free port: see port(). Throws Error on an invalid option or a
+  // host that does not resolve (invalid_argument), or a failed bind/listen
+  // (the message names the address and the system's reason; busy for
+  // "Address already in use", else by errno: permission, io).
   Server(Cache& cache, std::string_view host = "127.0.0.1", std::uint16_t port = 5001,
          const ServerOptions& options = {});
 
@@ -185,8 +186,8 @@ class Server {
   std::string url() const;
 
   // Serves until stop(): runs ServerOptions::threads threads (the calling one
-  // among them) and returns when every one has finished. Throws Error if
-  // called a second time.
+  // among them) and returns when every one has finished. Throws Error
+  // (invalid_state) if called a second time.
   void run();
 
   // run(), and SIGINT or SIGTERM call stop() (through an asio::signal_set;

@@ -13,7 +13,7 @@ Cache Cache::open(std::string_view name, const Options& options) {
 }
 
 static Cache::Impl& Checked(const std::unique_ptr<Cache::Impl>& impl) {
-  if (!impl) throw Error("use of a moved-from lilcache::Cache");
+  if (!impl) throw Error(ErrorCode::invalid_state, "use of a moved-from lilcache::Cache");
   return *impl;
 }
 
@@ -23,7 +23,8 @@ void Cache::set(std::string_view key, std::string_view value) {
 
 void Cache::set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
   if (ttl.count() <= 0) {
-    throw Error("invalid ttl: " + std::to_string(ttl.count()) + " ms (must be > 0)");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid ttl: " + std::to_string(ttl.count()) + " ms (must be > 0)");
   }
   Checked(impl_).Set(key, value, static_cast<std::uint64_t>(ttl.count()));
 }

@@ -25,17 +25,22 @@ std::uint64_t RandomSalt() {
 }
 
 void CheckKey(std::string_view key) {
-  if (key.empty()) throw Error("invalid key: empty (keys are 1.." + std::to_string(kMaxKeyBytes) + " bytes)");
+  if (key.empty()) {
+    throw Error(ErrorCode::invalid_argument,
+                "invalid key: empty (keys are 1.." + std::to_string(kMaxKeyBytes) + " bytes)");
+  }
   if (key.size() > kMaxKeyBytes) {
-    throw Error("key too long: " + std::to_string(key.size()) + " bytes (limit kMaxKeyBytes = " +
-                std::to_string(kMaxKeyBytes) + ")");
+    throw Error(ErrorCode::limit,
+                "key too long: " + std::to_string(key.size()) +
+                    " bytes (limit kMaxKeyBytes = " + std::to_string(kMaxKeyBytes) + ")");
   }
 }
 
 void CheckValue(std::string_view value) {
   if (value.size() > kMaxValueBytes) {
-    throw Error("value too large: " + std::to_string(value.size()) +
-                " bytes (limit kMaxValueBytes = " + std::to_string(kMaxValueBytes) + ")");
+    throw Error(ErrorCode::limit,
+                "value too large: " + std::to_string(value.size()) +
+                    " bytes (limit kMaxValueBytes = " + std::to_string(kMaxValueBytes) + ")");
   }
 }
 
@@ -124,12 +129,16 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
   validate_name(name);
   if (!options.expires.empty()) {
     default_ttl_ms_ = static_cast<std::uint64_t>(parse_duration(options.expires).count());
-    if (default_ttl_ms_ == 0) throw Error("invalid expires \"" + options.expires + "\": must be > 0");
+    if (default_ttl_ms_ == 0) {
+      throw Error(ErrorCode::invalid_argument,
+                  "invalid expires \"" + options.expires + "\": must be > 0");
+    }
   }
   if (!options.snapshot.empty()) {
     snapshot_ms_ = static_cast<std::uint64_t>(parse_duration(options.snapshot).count());
     if (snapshot_ms_ < 1000) {
-      throw Error("invalid snapshot interval \"" + options.snapshot + "\": at least 1s");
+      throw Error(ErrorCode::invalid_argument,
+                  "invalid snapshot interval \"" + options.snapshot + "\": at least 1s");
     }
   }
   if (options.sync == "always") {
@@ -139,17 +148,22 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     try {
       ms = parse_duration(options.sync);
     } catch (const Error& e) {
-      throw Error("invalid sync \"" + options.sync + "\": \"always\" or a duration (" +
-                  e.what() + ")");
+      throw Error(
+          ErrorCode::invalid_argument,
+          "invalid sync \"" + options.sync + "\": \"always\" or a duration (" + e.what() + ")");
     }
-    if (ms.count() == 0) throw Error("invalid sync \"" + options.sync + "\": must be > 0");
+    if (ms.count() == 0) {
+      throw Error(ErrorCode::invalid_argument,
+                  "invalid sync \"" + options.sync + "\": must be > 0");
+    }
     sync_ms_ = static_cast<std::uint64_t>(ms.count());
   }
   level_ = ParseLogLevel(options.loglevel);
   max_bytes_ = options.max_bytes;
   if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
-    throw Error("invalid compact_dead_ratio " + std::to_string(options.compact_dead_ratio) +
-                ": must be in [0, 1)");
+    throw Error(ErrorCode::invalid_argument, "invalid compact_dead_ratio " +
+                                                 std::to_string(options.compact_dead_ratio) +
+                                                 ": must be in [0, 1)");
   }
   dead_ratio_ = options.compact_dead_ratio;
   backpressure_ratio_ = std::max(kBackpressureDeadRatio, dead_ratio_ + 0.05);
@@ -224,7 +238,8 @@ void Cache::Impl::Attach() {
 
 void Cache::Impl::OpenLocked() {
   if (meta_->IsBlank() && !create_) {
-    throw Error("no such cache (" + paths_.meta() + " was never initialized)");
+    throw Error(ErrorCode::no_such_cache,
+                "no such cache (" + paths_.meta() + " was never initialized)");
   }
   if (meta_->IsBlank()) {
     std::uint64_t salt = RandomSalt();
@@ -793,8 +808,9 @@ void Cache::Impl::CheckIntegrity(Generation& g, const record::RecordView& rec) {
   Shared(meta_->header().flags).fetch_or(kFlagNeedsRebuild, std::memory_order_relaxed);
   auto off = reinterpret_cast<const char*>(rec.header) - g.data.base();
   logger_->error("bad checksum of the record at offset {} of {}", off, g.data.path());
-  throw Error("corrupt cache: bad checksum of the record at offset " + std::to_string(off) +
-              " of " + g.data.path() + " (it will be rebuilt from the log at the next open)");
+  throw Error(ErrorCode::corrupt, "corrupt cache: bad checksum of the record at offset " +
+                                      std::to_string(off) + " of " + g.data.path() +
+                                      " (it will be rebuilt from the log at the next open)");
 }
 
 void Cache::Impl::CountHit(bool hit, bool expired) {

@@ -27,8 +27,8 @@ constexpr int kMaxCatchUpRounds = 64;   // then pause whatever is left
 // arrived during the compaction than it was sized for. Run() starts over.
 struct NewIndexFull : Error {
   explicit NewIndexFull(std::uint64_t n)
-      : Error("compaction: new index of " + std::to_string(n) +
-              " slots filled up during catch-up"),
+      : Error(ErrorCode::busy,
+              "compaction: new index of " + std::to_string(n) + " slots filled up during catch-up"),
         slots(n) {}
   std::uint64_t slots;
 };

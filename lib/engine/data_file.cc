@@ -19,9 +19,10 @@ std::uint64_t RoundUp(std::uint64_t n, std::uint64_t q) { return (n + q - 1) / q
 
 [[noreturn]] void ThrowCannotAllocate(const std::string& what, const std::string& path) {
   if (errno == EOPNOTSUPP) {
-    throw Error(what + " " + path + ": " + std::strerror(EOPNOTSUPP) +
-                " (its file system cannot allocate space with fallocate(2); lilcache needs a "
-                "local file system that can, such as ext4, xfs, btrfs or tmpfs)");
+    throw Error(ErrorCode::unsupported,
+                what + " " + path + ": " + std::strerror(EOPNOTSUPP) +
+                    " (its file system cannot allocate space with fallocate(2); lilcache needs a "
+                    "local file system that can, such as ext4, xfs, btrfs or tmpfs)");
   }
   ThrowErrno(what, path);
 }
@@ -54,9 +55,10 @@ void CheckFileSystem(Env* env, const FileHandle& file, bool probe) {
   struct statfs st = {};
   if (env->Fstatfs(file.fd(), &st) != 0) ThrowErrno("fstatfs", file.path());
   if (const char* fs = NetworkFileSystem(static_cast<std::uint64_t>(st.f_type))) {
-    throw Error("refusing to open " + file.path() + ": it is on a network file system (" + fs +
-                "), whose shared memory maps and byte-range locks do not work between "
-                "machines; put the cache's root on a local file system");
+    throw Error(ErrorCode::unsupported,
+                "refusing to open " + file.path() + ": it is on a network file system (" + fs +
+                    "), whose shared memory maps and byte-range locks do not work between "
+                    "machines; put the cache's root on a local file system");
   }
   if (probe) AllocateRange(env, file, 0, kHeaderSize, "cannot allocate");
 }
@@ -145,8 +147,9 @@ std::uint64_t DataFile::Reserve(std::uint64_t len, const FileHandle* meta) {
 
 void DataFile::Grow(std::uint64_t end, const FileHandle* meta) {
   if (end > kMaxDataBytes) {
-    throw Error("log " + path() + " is full: a generation holds at most " +
-                std::to_string(kMaxDataBytes) + " bytes (compaction reclaims dead space)");
+    throw Error(ErrorCode::limit, "log " + path() + " is full: a generation holds at most " +
+                                      std::to_string(kMaxDataBytes) +
+                                      " bytes (compaction reclaims dead space)");
   }
   std::lock_guard<std::mutex> in_process(grow_mu_);
   FileLock lock;
@@ -178,8 +181,9 @@ void DataFile::EnsureMapped(std::uint64_t end) {
   if (end <= map_.size()) return;
   std::uint64_t cap = Shared(header().capacity).load(std::memory_order_acquire);
   if (end > cap) {
-    throw Error("corrupt cache: offset " + std::to_string(end) + " lies beyond the end of " +
-                path() + " (" + std::to_string(cap) + " bytes)");
+    throw Error(ErrorCode::corrupt, "corrupt cache: offset " + std::to_string(end) +
+                                        " lies beyond the end of " + path() + " (" +
+                                        std::to_string(cap) + " bytes)");
   }
   map_.Extend(cap);
 }

@@ -9,6 +9,7 @@
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "engine/trust.h"
+#include "util/error_code.h"
 
 namespace lilcache {
 
@@ -16,7 +17,7 @@ void ThrowErrno(const std::string& what, const std::string& path) {
   int e = errno;
   std::string msg = what + " " + path + ": " + std::strerror(e);
   if (e == ENOSPC || e == EDQUOT) msg += " (no space left on the device holding the cache)";
-  throw Error(msg);
+  throw Error(ErrorCodeOfErrno(e), msg);
 }
 
 FileHandle& FileHandle::operator=(FileHandle&& o) noexcept {

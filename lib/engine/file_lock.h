@@ -82,7 +82,8 @@ class FileLock {
   off_t start_ = 0, len_ = 0;
 };
 
-// Throws Error("<what> <path>: <strerror(errno)>") with errno as it is now.
+// Throws Error("<what> <path>: <strerror(errno)>") with errno as it is now,
+// its code from errno (ErrorCodeOfErrno: no_space, permission or io).
 [[noreturn]] void ThrowErrno(const std::string& what, const std::string& path);
 
 }  // namespace lilcache

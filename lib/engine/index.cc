@@ -16,14 +16,16 @@
 namespace lilcache {
 std::uint64_t Index::SlotsFor(std::uint64_t keys) {
   // Checked before multiplying: keys * 4 (and bit_ceil of it) must not wrap.
-  if (keys > kMaxSlots / 4) throw Error("too many keys for one index: " + std::to_string(keys));
+  if (keys > kMaxSlots / 4) {
+    throw Error(ErrorCode::limit, "too many keys for one index: " + std::to_string(keys));
+  }
   return std::bit_ceil(std::max<std::uint64_t>(keys * 4, kMinSlots));
 }
 
 void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
                    std::uint64_t slot_count) {
   if (!std::has_single_bit(slot_count) || slot_count < kMinSlots || slot_count > kMaxSlots) {
-    throw Error("bad index size " + std::to_string(slot_count));
+    throw Error(ErrorCode::invalid_argument, "bad index size " + std::to_string(slot_count));
   }
   env_ = env;
   // New means new: a leftover of a crashed creator or compactor is removed,

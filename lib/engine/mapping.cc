@@ -28,8 +28,8 @@ void Mapping::Extend(std::size_t new_size) {
   std::size_t old = size_.load(std::memory_order_relaxed);
   if (new_size <= old) return;
   if (new_size > reserve_) {
-    throw Error("file " + path_ + " would outgrow its address reservation of " +
-                std::to_string(reserve_) + " bytes");
+    throw Error(ErrorCode::limit, "file " + path_ + " would outgrow its address reservation of " +
+                                      std::to_string(reserve_) + " bytes");
   }
   void* p = env_->Mmap(base_ + old, new_size - old, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
                        fd_, static_cast<off_t>(old));

@@ -23,7 +23,9 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
   env_ = env;
   if (!create) {
     int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-    if (fd < 0 && errno == ENOENT) throw Error("no such cache (" + path + " does not exist)");
+    if (fd < 0 && errno == ENOENT) {
+      throw Error(ErrorCode::no_such_cache, "no such cache (" + path + " does not exist)");
+    }
     if (fd >= 0) env->Close(fd);
   }
   // Under ForkMutex(): a fork sees either no descriptor or a registered Meta
@@ -99,9 +101,10 @@ std::uint64_t Meta::DrawSeq() {
   std::uint64_t s = next.load(std::memory_order_relaxed);
   do {
     if (s == 0 || s > record::kMaxSeq) {
-      throw Error("the sequence numbers of " + path() + " are used up (next " + std::to_string(s) +
-                  ", the last one is 2^63 - 1): the cache can be read but not written; " +
-                  "delete it and create it again");
+      throw Error(ErrorCode::limit,
+                  "the sequence numbers of " + path() + " are used up (next " + std::to_string(s) +
+                      ", the last one is 2^63 - 1): the cache can be read but not written; " +
+                      "delete it and create it again");
     }
     // seq_cst on success, as the fetch_add this replaces: seqs order records,
     // a slot only moves to a higher seq, and the linearization argument
@@ -134,8 +137,8 @@ std::size_t Meta::ClaimSlot(std::uint64_t pid) {
     slot_lock_ = std::move(lock);
     return i;
   }
-  throw Error("too many processes have " + path() + " open (limit " +
-              std::to_string(kMaxProcesses) + ")");
+  throw Error(ErrorCode::busy, "too many processes have " + path() + " open (limit " +
+                                   std::to_string(kMaxProcesses) + ")");
 }
 
 bool Meta::OthersAlive() const {

@@ -70,7 +70,9 @@ void CheckRootDirectory(Env* env, const std::string& root) {
   }
   // Then the directory (the link's target).
   if (StatOpen(env, root, O_RDONLY | O_DIRECTORY, &st) != 0) {
-    if (errno == ENOTDIR) throw Error("cache root \"" + root + "\" is not a directory");
+    if (errno == ENOTDIR) {
+      throw Error(ErrorCode::invalid_argument, "cache root \"" + root + "\" is not a directory");
+    }
     ThrowErrno("cannot open cache root", root);
   }
   if (st.st_uid != me) {

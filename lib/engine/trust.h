@@ -26,12 +26,13 @@ namespace lilcache {
 
 class Env;
 
-// What CheckRootDirectory and CheckCacheFile throw: a refusal, not damage.
+// What CheckRootDirectory and CheckCacheFile throw: a refusal, not damage
+// (code permission).
 // Code that treats a file it cannot open as damaged and rebuilds it (a lone
 // opener's recovery of the index) rethrows this one: a file another user owns
 // or can write is refused, never repaired over.
 struct UntrustedFile : Error {
-  using Error::Error;
+  explicit UntrustedFile(const std::string& what) : Error(ErrorCode::permission, what) {}
 };
 
 // "uid 65534 (nobody)", or "uid 4242" if the uid has no name.

@@ -71,7 +71,12 @@ std::string HeaderVerdict::ErrorText(const std::string& path) const {
 }
 
 void HeaderVerdict::ThrowIfBad(const std::string& path) const {
-  if (!ok()) throw Error(ErrorText(path));
+  if (ok()) return;
+  // Another format version is not damage: the file may be fine for another
+  // lilcache. Everything else is.
+  throw Error(findings.front().fault == HeaderFault::kBadVersion ? ErrorCode::unsupported
+                                                                 : ErrorCode::corrupt,
+              ErrorText(path));
 }
 
 HeaderVerdict CheckFileHeader(FileKind kind, std::span<const char> file) {

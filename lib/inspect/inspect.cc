@@ -17,6 +17,7 @@
 #include "format/shared_atomic.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "util/error_code.h"
 #include "util/names.h"
 
 namespace lilcache {
@@ -219,12 +220,12 @@ void Inspector::Impl::OpenMeta() {
   InspectMeta& m = header.meta;
   m.path = paths.meta();
   if (int e = meta_.Open(env, m.path); e != 0) {
-    throw Error("cannot open " + m.path + ": " + std::strerror(e));
+    throw Error(ErrorCodeOfErrno(e), "cannot open " + m.path + ": " + std::strerror(e));
   }
   m.file_size = meta_.size();
   const HeaderVerdict v = CheckMetaHeader(meta_.bytes());
   if (!v.ok() && v.findings.front().fault == HeaderFault::kTooShort) {
-    throw Error(v.ErrorText(m.path));
+    v.ThrowIfBad(m.path);
   }
   ReadMetaHeader();
   m.valid = Report(m.path, v);

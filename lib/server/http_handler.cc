@@ -94,36 +94,24 @@ std::optional<std::string> ParseParams(const urls::url_view& url, Params& p) {
   return std::nullopt;
 }
 
-// 400 for a missing or empty key, 413 over kMaxKeyBytes.
+// 400 for a missing key. The cache judges the key itself (an empty key is
+// invalid_argument, a long one limit: see StatusOf).
 std::optional<HttpResponse> CheckKey(const std::optional<std::string>& key) {
   if (!key.has_value()) return BadRequest("missing parameter: key");
-  if (key->empty()) return BadRequest("empty key");
-  if (key->size() > kMaxKeyBytes) {
-    return Text(413, "key of " + std::to_string(key->size()) + " bytes is over the limit of " +
-                         std::to_string(kMaxKeyBytes) + " bytes\n");
-  }
   return std::nullopt;
 }
 
-std::optional<HttpResponse> CheckValue(std::string_view value) {
-  if (value.size() > kMaxValueBytes) {
-    return Text(413, "value of " + std::to_string(value.size()) + " bytes is over the limit of " +
-                         std::to_string(kMaxValueBytes) + " bytes\n");
-  }
-  return std::nullopt;
-}
-
-// Parses ?ttl= into *ttl (0 = none). An error response for a bad duration.
+// Parses ?ttl= into *ttl (nullopt = none given). An error response for a bad
+// duration; 0 is left to set(), which refuses it (invalid_argument).
 std::optional<HttpResponse> ParseTtl(const std::optional<std::string>& text,
-                                     std::chrono::milliseconds* ttl) {
-  *ttl = std::chrono::milliseconds(0);
+                                     std::optional<std::chrono::milliseconds>* ttl) {
+  ttl->reset();
   if (!text.has_value()) return std::nullopt;
   try {
     *ttl = parse_duration(*text);
   } catch (const Error& e) {
     return BadRequest(std::string("bad ttl: ") + e.what());
   }
-  if (ttl->count() <= 0) return BadRequest("bad ttl: must be positive");
   return std::nullopt;
 }
 
@@ -139,11 +127,10 @@ std::optional<HttpResponse> ParseLimit(const std::optional<std::string>& text, s
 
 HttpResponse Set(Cache& cache, const std::string& key, std::string_view value,
                  const std::optional<std::string>& ttl_text) {
-  if (auto bad = CheckValue(value)) return *bad;
-  std::chrono::milliseconds ttl;
+  std::optional<std::chrono::milliseconds> ttl;
   if (auto bad = ParseTtl(ttl_text, &ttl)) return *bad;
-  if (ttl.count() > 0) {
-    cache.set(key, value, ttl);
+  if (ttl.has_value()) {
+    cache.set(key, value, *ttl);
   } else {
     cache.set(key, value);
   }
@@ -314,25 +301,28 @@ std::string_view StatusReason(unsigned status) {
 void CheckAllowedHost(std::string_view host) {
   if (host == "*") return;
   if (!ParseHostPort(host)) {
-    throw Error("invalid allowed host \"" + std::string(host) +
-                "\": expected a name, an IPv4 address or an [IPv6] address, each with an "
-                "optional :port, or \"*\"");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed host \"" + std::string(host) +
+                    "\": expected a name, an IPv4 address or an [IPv6] address, each with an "
+                    "optional :port, or \"*\"");
   }
 }
 
 void CheckAllowedOrigin(std::string_view origin) {
   const std::string text(origin);
   if (TrimOws(origin) == "null") {
-    throw Error("invalid allowed origin \"null\": every sandboxed page and local file sends it");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed origin \"null\": every sandboxed page and local file sends it");
   }
   if (TrimOws(origin) == "*") {
-    throw Error(
-        "invalid allowed origin \"*\": it would let every web page drive the cache; "
-        "list the origins of your pages");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed origin \"*\": it would let every web page drive the cache; "
+                "list the origins of your pages");
   }
   if (!NormalizeOrigin(origin)) {
-    throw Error("invalid allowed origin \"" + text +
-                "\": expected scheme://host[:port], e.g. https://app.example");
+    throw Error(ErrorCode::invalid_argument,
+                "invalid allowed origin \"" + text +
+                    "\": expected scheme://host[:port], e.g. https://app.example");
   }
 }
 
@@ -576,10 +566,49 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
   return Text(404, "no such endpoint (see docs/rest.md)\n");
 }
 
+unsigned StatusOf(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid_argument:
+      return 400;
+    case ErrorCode::limit:
+      return 413;
+    case ErrorCode::no_such_cache:
+      return 404;
+    case ErrorCode::no_space:
+      return 507;
+    case ErrorCode::busy:
+      return 503;
+    case ErrorCode::io:
+    case ErrorCode::corrupt:
+    case ErrorCode::unsupported:
+    case ErrorCode::permission:
+    case ErrorCode::invalid_state:
+      return 500;
+  }
+  return 500;
+}
+
 HttpResponse HttpHandler::Execute(const Route& route, const HttpRequest& request) const {
   HttpResponse r;
   try {
     r = Run(route, request);
+  } catch (const Error& e) {
+    // The status says whose fault it is (StatusOf), Lilcache-Error the kind.
+    // A 4xx is the client's: the message is about its request (a key, a
+    // ttl). A 5xx is the server's: the client gets the cause without the
+    // file paths (they tell where the cache and the user's home are); the
+    // log gets it all.
+    const unsigned status = StatusOf(e.code());
+    if (status < 500) {
+      r = Text(status, WithoutPaths(e.what(), cache_.root()) + "\n");
+    } else {
+      r = Text(status, "cache error: " + WithoutPaths(e.what(), cache_.root()) + "\n");
+      r.detail = std::string("cache error: ") + e.what();
+    }
+    r.fields += "Lilcache-Error: ";
+    r.fields += to_string(e.code());
+    r.fields += "\r\n";
+    if (!route.cors_origin.empty()) r.fields += "Access-Control-Expose-Headers: Lilcache-Error\r\n";
   } catch (const std::exception& e) {
     // The client gets the cause without the file paths (they tell where the
     // cache and the user's home are); the log gets it all.

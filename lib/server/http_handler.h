@@ -108,10 +108,13 @@ class HttpHandler {
   // 404 unknown path, 405 method not allowed there.
   std::variant<Route, HttpResponse> RouteOf(const HttpRequestHeader& header) const;
 
-  // Step 2: runs the request on the cache. 400 for a missing or invalid
-  // parameter, 413 for a key or value over the cache's limits, 500 if the
-  // cache throws (a short cause in the body, without file paths; the whole
-  // message in detail, for the log).
+  // Step 2: runs the request on the cache. 400 for a missing or malformed
+  // parameter; if the cache throws Error, the status of its code (StatusOf:
+  // 400 for an invalid key or ttl, 413 for a key or value over the cache's
+  // limits, 507 for a full disk, ...) with a "Lilcache-Error: <code>" field;
+  // the body is the message without file paths (a 5xx's prefixed "cache
+  // error: ", and its whole message in detail, for the log). Another
+  // exception is a 500.
   HttpResponse Execute(const Route& route, const HttpRequest& request) const;
 
   // Both steps.
@@ -161,5 +164,11 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b);
 
 // The reason phrase of an HTTP status ("Not Found"); "Unknown" if none.
 std::string_view StatusReason(unsigned status);
+
+// The HTTP status of a request the cache refused with an Error of this code
+// (docs/rest.md, "Status codes"): invalid_argument 400, limit 413,
+// no_such_cache 404, no_space 507, busy 503; io, corrupt, unsupported,
+// permission and invalid_state 500 (the server's problem, not the client's).
+unsigned StatusOf(ErrorCode code);
 
 }  // namespace lilcache

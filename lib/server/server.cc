@@ -49,6 +49,7 @@
 #include "server/http_handler.h"
 #include "server/http_limits.h"
 #include "lilcache/env.h"
+#include "util/error_code.h"
 #include "util/logging.h"
 #include "util/names.h"
 
@@ -73,6 +74,14 @@ std::string EndpointText(const tcp::endpoint& ep) {
   return host + ":" + std::to_string(ep.port());
 }
 
+// The kind of a failed socket/bind/listen: busy for an address in use (by
+// another process: try again later or another port), else by errno.
+ErrorCode ListenErrorCode(const boost::system::error_code& ec) {
+  if (ec == boost::asio::error::address_in_use) return ErrorCode::busy;
+  if (ec.category() == boost::system::system_category()) return ErrorCodeOfErrno(ec.value());
+  return ErrorCode::io;
+}
+
 std::string Millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
 // Options with the defaults and the environment applied, checked.
@@ -80,12 +89,14 @@ ServerOptions Resolve(ServerOptions o) {
   if (o.token.has_value()) {
     if (o.token->empty()) {
       throw Error(
+          ErrorCode::invalid_argument,
           "ServerOptions.token is empty: an empty token would let anyone in; leave it unset "
           "(std::nullopt) for no authentication");
     }
   } else if (const char* env = std::getenv("LILCACHE_TOKEN"); env != nullptr) {
     if (*env == '\0') {
       throw Error(
+          ErrorCode::invalid_argument,
           "$LILCACHE_TOKEN is set but empty: an empty token would let anyone in; unset it for "
           "no authentication");
     }
@@ -95,15 +106,23 @@ ServerOptions Resolve(ServerOptions o) {
   for (const std::string& origin : o.allowed_origins) CheckAllowedOrigin(origin);
   if (o.threads == 0) o.threads = std::max(1u, std::thread::hardware_concurrency());
   auto positive = [](std::chrono::milliseconds d, const char* what) {
-    if (d.count() <= 0) throw Error(std::string("ServerOptions.") + what + " must be positive");
+    if (d.count() <= 0) {
+      throw Error(ErrorCode::invalid_argument,
+                  std::string("ServerOptions.") + what + " must be positive");
+    }
   };
   positive(o.request_timeout, "request_timeout");
   positive(o.idle_timeout, "idle_timeout");
-  if (o.max_header_bytes < 64) throw Error("ServerOptions.max_header_bytes must be at least 64");
-  if (o.threads > 1024) throw Error("ServerOptions.threads must be at most 1024");
+  if (o.max_header_bytes < 64) {
+    throw Error(ErrorCode::invalid_argument, "ServerOptions.max_header_bytes must be at least 64");
+  }
+  if (o.threads > 1024) {
+    throw Error(ErrorCode::invalid_argument, "ServerOptions.threads must be at most 1024");
+  }
   if (o.memory_budget < kMaxValueBytes) {
-    throw Error("ServerOptions.memory_budget must be at least kMaxValueBytes (" +
-                std::to_string(kMaxValueBytes) + " bytes)");
+    throw Error(ErrorCode::invalid_argument,
+                "ServerOptions.memory_budget must be at least kMaxValueBytes (" +
+                    std::to_string(kMaxValueBytes) + " bytes)");
   }
   return o;
 }
@@ -415,15 +434,18 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
     tcp::resolver resolver(workers_[0]->ioc);
     auto results = resolver.resolve(host_text, std::to_string(port), ec);
     if (ec || results.empty()) {
-      throw Error("cannot resolve host \"" + host_text +
-                  "\": " + (ec ? ec.message() : std::string("no address")));
+      throw Error(ErrorCode::invalid_argument, "cannot resolve host \"" + host_text + "\": " +
+                                                   (ec ? ec.message() : std::string("no address")));
     }
     endpoint = results.begin()->endpoint();
   }
 
   const std::string where = EndpointText(endpoint);
   auto check = [&](const char* step) {
-    if (ec) throw Error("cannot listen on " + where + ": " + step + ": " + ec.message());
+    if (ec) {
+      throw Error(ListenErrorCode(ec),
+                  "cannot listen on " + where + ": " + step + ": " + ec.message());
+    }
   };
   acceptor_.open(endpoint.protocol(), ec);
   check("socket");
@@ -586,7 +608,7 @@ void Server::Impl::RunWorker(Worker& w) {
 void Server::Impl::Run() {
   {
     std::lock_guard<std::mutex> lock(run_mu_);
-    if (ran_) throw Error("Server::run() called twice");
+    if (ran_) throw Error(ErrorCode::invalid_state, "Server::run() called twice");
     ran_ = running_ = true;
   }
   std::vector<std::thread> threads;
@@ -603,7 +625,7 @@ void Server::Impl::Run() {
       running_ = false;
     }
     run_cv_.notify_all();
-    throw Error(std::string("cannot start the server's threads: ") + e.what());
+    throw Error(ErrorCode::io, std::string("cannot start the server's threads: ") + e.what());
   }
   RunWorker(*workers_[0]);
   for (std::thread& t : threads) t.join();

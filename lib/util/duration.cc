@@ -11,8 +11,10 @@ namespace lilcache {
 namespace {
 
 [[noreturn]] void Bad(std::string_view text, std::string_view why) {
-  throw Error("invalid duration " + Quote(text) + ": " + std::string(why) +
-              " (expected e.g. \"500ms\", \"120s\", \"5m\", \"2h\", \"1d\", \"1w\", \"1h30m\")");
+  throw Error(
+      ErrorCode::invalid_argument,
+      "invalid duration " + Quote(text) + ": " + std::string(why) +
+          " (expected e.g. \"500ms\", \"120s\", \"5m\", \"2h\", \"1d\", \"1w\", \"1h30m\")");
 }
 
 // Milliseconds per unit, or 0 if `unit` is not one.

@@ -30,8 +30,9 @@ spdlog::level::level_enum ParseLogLevel(std::string_view name) {
   for (int i = 0; i < 7; ++i) {
     if (lower == kNames[i]) return static_cast<spdlog::level::level_enum>(i);
   }
-  throw Error("invalid log level " + Quote(n) +
-              " (expected trace, debug, info, warn, error, critical or off)");
+  throw Error(ErrorCode::invalid_argument,
+              "invalid log level " + Quote(n) +
+                  " (expected trace, debug, info, warn, error, critical or off)");
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include "engine/file_lock.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "util/error_code.h"
 #include "util/quote.h"
 #include "engine/trust.h"
 
@@ -20,7 +21,7 @@ namespace lilcache {
 
 void validate_name(std::string_view name) {
   auto bad = [&](const std::string& why) {
-    throw Error("invalid cache name " + Quote(name) + ": " + why);
+    throw Error(ErrorCode::invalid_argument, "invalid cache name " + Quote(name) + ": " + why);
   };
   if (name.empty()) bad("empty");
   if (name.size() > kMaxNameBytes) bad("longer than " + std::to_string(kMaxNameBytes) + " bytes");
@@ -41,7 +42,8 @@ std::string ResolveRoot(std::string_view root) {
   if (auto r = env("LILCACHE_ROOT"); !r.empty()) return r;
   if (auto x = env("XDG_CACHE_HOME"); !x.empty()) return x + "/lilcache";
   if (auto h = env("HOME"); !h.empty()) return h + "/.cache/lilcache";
-  throw Error("no cache root: set Options::root, $LILCACHE_ROOT, $XDG_CACHE_HOME or $HOME");
+  throw Error(ErrorCode::invalid_argument,
+              "no cache root: set Options::root, $LILCACHE_ROOT, $XDG_CACHE_HOME or $HOME");
 }
 
 void EnsureRootDirectory(Env* env, const std::string& root) {
@@ -59,7 +61,8 @@ void EnsureRootDirectory(Env* env, const std::string& root) {
       if (pos != root.size() && root[pos] != '/') continue;
       std::string part = root.substr(0, pos);
       if (env->Mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
-        throw Error("cannot create cache root \"" + part + "\": " + std::strerror(errno));
+        throw Error(ErrorCodeOfErrno(errno),
+                    "cannot create cache root \"" + part + "\": " + std::strerror(errno));
       }
     }
   }
@@ -74,7 +77,8 @@ std::vector<std::string> list_caches(std::string_view root_arg) {
   std::string root = ResolveRoot(root_arg);
   DIR* dir = opendir(root.c_str());
   if (dir == nullptr) {
-    throw Error("cannot read cache root \"" + root + "\": " + std::strerror(errno));
+    throw Error(ErrorCodeOfErrno(errno),
+                "cannot read cache root \"" + root + "\": " + std::strerror(errno));
   }
   std::vector<std::string> names;
   while (const dirent* e = readdir(dir)) {

@@ -266,11 +266,11 @@ void fail(Failure f, const std::string& what) {
 
 bool disk_full() { return A(g_control->disk_full).load(std::memory_order_relaxed) != 0; }
 
-// An Error of a write refused because the disk is full (ENOSPC, from the
+// An Error of a write refused because the disk is full (no_space, from the
 // growth of the log or a compaction's new files): not acknowledged, so not
 // a failure; counted.
 bool no_space(const lilcache::Error& e) {
-  if (std::strstr(e.what(), std::strerror(ENOSPC)) == nullptr) return false;
+  if (e.code() != lilcache::ErrorCode::no_space) return false;
   count(kNoSpace);
   if (!disk_full()) count(kNoSpaceOutside);
   return true;

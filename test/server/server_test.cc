@@ -252,7 +252,9 @@ TEST_CASE("/set with ttl: the key expires; a bad ttl is 400") {
   HttpReply bad = Get(s.port(), "/set?key=t&value=v&ttl=12x");
   CHECK(bad.status == 400);
   CHECK(bad.body.find("bad ttl") != std::string::npos);
-  CHECK(Get(s.port(), "/set?key=t&value=v&ttl=0s").status == 400);
+  HttpReply zero = Get(s.port(), "/set?key=t&value=v&ttl=0s");  // set() refuses it
+  CHECK(zero.status == 400);
+  CHECK(zero.header("lilcache-error") == "invalid_argument");
   CHECK(Get(s.port(), "/set?key=t&value=v&ttl=").status == 400);
 }
 
@@ -364,7 +366,9 @@ TEST_CASE("purge only by POST /purge or DELETE /keys; GET /purge is 405 and purg
 
 // ---- bad requests -------------------------------------------------------------------
 
-TEST_CASE("a missing or empty key is 400 with a message; a repeated parameter is 400") {
+TEST_CASE(
+    "a missing or empty key is 400 with a message (the cache's invalid_argument for an empty "
+    "one); a repeated parameter is 400") {
   NoEnvToken no_token;
   TestServer s;
   for (const char* target : {"/get", "/pop", "/delete", "/contains", "/set?value=v"}) {
@@ -374,7 +378,8 @@ TEST_CASE("a missing or empty key is 400 with a message; a repeated parameter is
   }
   HttpReply empty = Get(s.port(), "/get?key=");
   CHECK(empty.status == 400);
-  CHECK(empty.body == "empty key\n");
+  CHECK(empty.body.starts_with("invalid key: empty"));
+  CHECK(empty.header("lilcache-error") == "invalid_argument");
   CHECK(Get(s.port(), "/get?key").status == 400);
   CHECK(Get(s.port(), "/keys/").status == 400);
   CHECK(Fetch(s.port(), "PUT", "/keys/", "v").status == 400);
@@ -389,7 +394,8 @@ TEST_CASE("a missing or empty key is 400 with a message; a repeated parameter is
   CHECK(Get(s.port(), "/set?key=a&value=v&_=12345").status == 200);
 }
 
-TEST_CASE("a key over kMaxKeyBytes or a value over kMaxValueBytes is 413") {
+TEST_CASE(
+    "a key over kMaxKeyBytes or a value over kMaxValueBytes is 413: the cache's limit Error") {
   NoEnvToken no_token;
   // Bodies a little over the value limit are read, so that the cache's
   // limit (not the body limit) answers.
@@ -398,6 +404,7 @@ TEST_CASE("a key over kMaxKeyBytes or a value over kMaxValueBytes is 413") {
   HttpReply r = Get(s.port(), "/get?key=" + long_key);
   CHECK(r.status == 413);
   CHECK(r.body.find("4096") != std::string::npos);
+  CHECK(r.header("lilcache-error") == "limit");
   CHECK(Get(s.port(), "/set?key=" + long_key + "&value=v").status == 413);
   CHECK(Fetch(s.port(), "PUT", "/keys/" + long_key, "v").status == 413);
   const std::string max_key(lilcache::kMaxKeyBytes, 'k');
@@ -406,7 +413,8 @@ TEST_CASE("a key over kMaxKeyBytes or a value over kMaxValueBytes is 413") {
   const std::string big(lilcache::kMaxValueBytes + 1, 'v');
   HttpReply too_big = Fetch(s.port(), "PUT", "/keys/big", big);
   CHECK(too_big.status == 413);
-  CHECK(too_big.body.find("value of") != std::string::npos);
+  CHECK(too_big.body.find("value too large") != std::string::npos);
+  CHECK(too_big.header("lilcache-error") == "limit");
   CHECK(!s.cache().contains("big"));
 }
 
@@ -1455,6 +1463,11 @@ TEST_CASE("an allowed origin gets CORS answers and preflights; the token still a
   CHECK(unauthorized.status == 401);
   CHECK(unauthorized.header("access-control-allow-origin") == "https://app.example");
   CHECK(s.cache().get("a") == "v");
+  // The page may read the kind of a cache's Error.
+  HttpReply empty_key = Get(s.port(), "/get?key=", app + "Authorization: Bearer t\r\n");
+  CHECK(empty_key.status == 400);
+  CHECK(empty_key.header("lilcache-error") == "invalid_argument");
+  CHECK(empty_key.header("access-control-expose-headers") == "Lilcache-Error");
   // Equal origins are equal (case of scheme and host, default port).
   CHECK(
       Get(s.port(), "/get?key=a", "Origin: HTTPS://App.Example:443\r\nAuthorization: Bearer t\r\n")
@@ -1528,6 +1541,8 @@ TEST_CASE("an empty token, in ServerOptions or $LILCACHE_TOKEN, is an Error, nev
   ::unsetenv("LILCACHE_TOKEN");
   CHECK_THROWS_WITH_AS(Server(cache, "127.0.0.1", 0, {.token = ""}), doctest::Contains("empty"),
                        lilcache::Error);
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", 0, {.token = ""}),
+                   lilcache::ErrorCode::invalid_argument);
   ::setenv("LILCACHE_TOKEN", "", 1);
   CHECK_THROWS_WITH_AS(Server(cache, "127.0.0.1", 0), doctest::Contains("LILCACHE_TOKEN"),
                        lilcache::Error);
@@ -1615,7 +1630,9 @@ class FullDiskEnv : public lilcache::Env {
 };
 }  // namespace
 
-TEST_CASE("a 500 answer says the cause without file paths; the log has the whole error") {
+TEST_CASE(
+    "a full disk is 507 (no_space); the answer says the cause without file paths, the log "
+    "has the whole error") {
   NoEnvToken no_token;
   FullDiskEnv env;
   TestServer s({}, {.env = &env});
@@ -1623,11 +1640,12 @@ TEST_CASE("a 500 answer says the cause without file paths; the log has the whole
   env.full = true;
   const std::string big(256 << 10, 'x');
   HttpReply r;
-  for (int i = 0; i < 20 && r.status != 500; ++i) {  // the first 1 MiB of log fills up
+  for (int i = 0; i < 20 && r.status != 507; ++i) {  // the first 1 MiB of log fills up
     r = Fetch(s.port(), "PUT", "/keys/big" + std::to_string(i), big);
   }
   env.full = false;
-  REQUIRE(r.status == 500);
+  REQUIRE(r.status == 507);
+  CHECK(r.header("lilcache-error") == "no_space");
   CHECK(r.body.starts_with("cache error: "));
   CHECK(r.body.find(s.dir().path()) == std::string::npos);
   CHECK(r.body.find('/') == std::string::npos);
@@ -1636,9 +1654,41 @@ TEST_CASE("a 500 answer says the cause without file paths; the log has the whole
   CHECK(r.body.find('\n') == r.body.size() - 1);
   s.Stop();
   const std::string log = s.log();
-  const std::size_t at = log.find(" 500 ");
+  const std::size_t at = log.find(" 507 ");
   REQUIRE(at != std::string::npos);
   CHECK(log.find(s.dir().path(), at) != std::string::npos);  // the log has the paths
+}
+
+TEST_CASE("a cache Error's code gives the status: the client's fault 4xx, the server's 5xx") {
+  using lilcache::ErrorCode;
+  using lilcache::StatusOf;
+  CHECK(StatusOf(ErrorCode::invalid_argument) == 400);
+  CHECK(StatusOf(ErrorCode::limit) == 413);
+  CHECK(StatusOf(ErrorCode::no_such_cache) == 404);
+  CHECK(StatusOf(ErrorCode::no_space) == 507);
+  CHECK(StatusOf(ErrorCode::busy) == 503);
+  for (ErrorCode c : {ErrorCode::io, ErrorCode::corrupt, ErrorCode::unsupported,
+                      ErrorCode::permission, ErrorCode::invalid_state}) {
+    CAPTURE(lilcache::to_string(c));
+    CHECK(StatusOf(c) == 500);
+  }
+}
+
+TEST_CASE(
+    "Server errors: a bad option is invalid_argument, a port in use busy, a second run() "
+    "invalid_state") {
+  TempDir dir;
+  Cache cache = Cache::open("default", {.root = dir.path(), .loglevel = "off"});
+  ::unsetenv("LILCACHE_TOKEN");
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", 0, {.threads = 1025}),
+                   lilcache::ErrorCode::invalid_argument);
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", 0, {.allowed_origins = {"*"}}),
+                   lilcache::ErrorCode::invalid_argument);
+  Server s(cache, "127.0.0.1", 0);
+  CHECK_ERROR_CODE(Server(cache, "127.0.0.1", s.port()), lilcache::ErrorCode::busy);
+  s.stop();
+  s.run();  // returns at once: stopped
+  CHECK_ERROR_CODE(s.run(), lilcache::ErrorCode::invalid_state);
 }
 
 TEST_CASE("WithoutPaths replaces absolute paths, the root's spaces included") {

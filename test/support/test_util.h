@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "lilcache/lilcache.h"
+
 namespace lilcache::test {
 
 // A T in memory shared (MAP_SHARED | MAP_ANONYMOUS) by the test process and
@@ -338,3 +340,19 @@ static_assert(sizeof(AckRecord) == 32);
 std::vector<AckRecord> read_acks(const std::string& path);
 
 }  // namespace lilcache::test
+
+// doctest: checks that `expr` throws lilcache::Error whose code() is `kind`
+// (an ErrorCode), e.g. CHECK_ERROR_CODE(c.set("", "v"), ErrorCode::invalid_argument).
+// A failure shows both kinds and the message. Another exception propagates
+// (and fails the test case); no exception fails the check. For assertions
+// where the kind is the specification and the message is not.
+#define CHECK_ERROR_CODE(expr, kind)                                                          \
+  do {                                                                                        \
+    try {                                                                                     \
+      static_cast<void>(expr);                                                                \
+      FAIL_CHECK("no lilcache::Error thrown by " #expr);                                      \
+    } catch (const ::lilcache::Error& check_error_code_e) {                                   \
+      INFO(#expr " threw: ", check_error_code_e.what());                                      \
+      CHECK(::lilcache::to_string(check_error_code_e.code()) == ::lilcache::to_string(kind)); \
+    }                                                                                         \
+  } while (false)

@@ -21,6 +21,7 @@
 
 using lilcache::Cache;
 using lilcache::Error;
+using lilcache::ErrorCode;
 using lilcache::Options;
 using lilcache::test::TempDir;
 
@@ -60,16 +61,23 @@ TEST_CASE("keys and values are arbitrary bytes; empty values are values") {
   CHECK(c.get("empty")->empty());
 }
 
-TEST_CASE("limits: empty or oversized keys and oversized values give an Error naming the limit") {
+TEST_CASE(
+    "a key over kMaxKeyBytes or a value over kMaxValueBytes throws Error with code limit, "
+    "naming the limit; an empty key or a ttl of 0 is invalid_argument") {
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path()});
-  CHECK_THROWS_WITH_AS(c.set("", "v"), doctest::Contains("empty"), Error);
+  CHECK_ERROR_CODE(c.set("", "v"), ErrorCode::invalid_argument);
+  CHECK_ERROR_CODE(c.get(""), ErrorCode::invalid_argument);
   std::string long_key(lilcache::kMaxKeyBytes + 1, 'k');
-  CHECK_THROWS_WITH_AS(c.set(long_key, "v"), doctest::Contains("kMaxKeyBytes"), Error);
-  CHECK_THROWS_WITH_AS(c.get(long_key), doctest::Contains("kMaxKeyBytes"), Error);
+  CHECK_ERROR_CODE(c.set(long_key, "v"), ErrorCode::limit);
+  CHECK_ERROR_CODE(c.get(long_key), ErrorCode::limit);
+  CHECK_ERROR_CODE(c.pop(long_key), ErrorCode::limit);
+  CHECK_ERROR_CODE(c.contains(long_key), ErrorCode::limit);
+  CHECK_THROWS_WITH_AS(c.erase(long_key), doctest::Contains("kMaxKeyBytes"), Error);
   std::string big(lilcache::kMaxValueBytes + 1, 'v');
+  CHECK_ERROR_CODE(c.set("k", big), ErrorCode::limit);
   CHECK_THROWS_WITH_AS(c.set("k", big), doctest::Contains("kMaxValueBytes"), Error);
-  CHECK_THROWS_AS(c.set("k", "v", std::chrono::milliseconds(0)), Error);
+  CHECK_ERROR_CODE(c.set("k", "v", std::chrono::milliseconds(0)), ErrorCode::invalid_argument);
   // The largest key and a large value work.
   std::string max_key(lilcache::kMaxKeyBytes, 'm');
   std::string large(8 << 20, 'L');
@@ -77,7 +85,7 @@ TEST_CASE("limits: empty or oversized keys and oversized values give an Error na
   CHECK(c.get(max_key) == large);
 }
 
-TEST_CASE("bad options give an Error at open") {
+TEST_CASE("a bad option throws Error with code invalid_argument at open, quoting the value") {
   TempDir dir;
   CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .expires = "12x"}),
                        doctest::Contains("12x"), Error);
@@ -85,7 +93,11 @@ TEST_CASE("bad options give an Error at open") {
                        doctest::Contains("-1s"), Error);
   CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .loglevel = "loud"}),
                        doctest::Contains("loud"), Error);
-  CHECK_THROWS_AS(Cache::open("../etc", {.root = dir.path()}), Error);
+  CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .expires = "12x"}),
+                   ErrorCode::invalid_argument);
+  CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .compact_dead_ratio = 1.5}),
+                   ErrorCode::invalid_argument);
+  CHECK_ERROR_CODE(Cache::open("../etc", {.root = dir.path()}), ErrorCode::invalid_argument);
   CHECK_NOTHROW(Cache::open("t", {.root = dir.path(), .loglevel = "DEBUG"}));
 }
 
@@ -296,12 +308,31 @@ TEST_CASE("the module-level functions use the cache init() selected") {
   CHECK(lilcache::default_cache().name() == "foo_cache");
 }
 
-TEST_CASE("a moved-from Cache gives an Error, not a crash") {
+TEST_CASE("a moved-from Cache throws Error with code invalid_state, not a crash") {
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path()});
   Cache d = std::move(c);
   d.set("a", "b");
-  CHECK_THROWS_AS(c.get("a"), Error);  // NOLINT(bugprone-use-after-move)
+  CHECK_ERROR_CODE(c.get("a"), ErrorCode::invalid_state);  // NOLINT(bugprone-use-after-move)
+}
+
+TEST_CASE("to_string names every ErrorCode as the enum spells it") {
+  using lilcache::to_string;
+  CHECK(to_string(ErrorCode::invalid_argument) == "invalid_argument");
+  CHECK(to_string(ErrorCode::limit) == "limit");
+  CHECK(to_string(ErrorCode::no_such_cache) == "no_such_cache");
+  CHECK(to_string(ErrorCode::no_space) == "no_space");
+  CHECK(to_string(ErrorCode::io) == "io");
+  CHECK(to_string(ErrorCode::corrupt) == "corrupt");
+  CHECK(to_string(ErrorCode::unsupported) == "unsupported");
+  CHECK(to_string(ErrorCode::permission) == "permission");
+  CHECK(to_string(ErrorCode::busy) == "busy");
+  CHECK(to_string(ErrorCode::invalid_state) == "invalid_state");
+  CHECK(to_string(static_cast<ErrorCode>(99)) == "unknown");
+  static_assert(to_string(ErrorCode::limit) == "limit");  // usable at compile time
+  const Error e(ErrorCode::corrupt, "corrupt log x");
+  CHECK(e.code() == ErrorCode::corrupt);
+  CHECK(std::string(e.what()) == "corrupt log x");
 }
 
 TEST_CASE("the log file records opens at info and operations at debug") {
@@ -520,12 +551,12 @@ TEST_CASE("a compaction right after a purge absorbs as many new keys as the cach
 TEST_CASE("create_if_missing = false: opening a missing cache is an Error and creates nothing") {
   TempDir dir;
   const std::string root = dir.path() + "/not-yet";
-  CHECK_THROWS_WITH_AS(Cache::open("c", {.root = root, .create_if_missing = false}),
-                       doctest::Contains("no such cache"), Error);
+  CHECK_ERROR_CODE(Cache::open("c", {.root = root, .create_if_missing = false}),
+                   ErrorCode::no_such_cache);
   CHECK_FALSE(std::filesystem::exists(root));
   Cache::open("c", {.root = root}).set("k", "v");
-  CHECK_THROWS_WITH_AS(Cache::open("other", {.root = root, .create_if_missing = false}),
-                       doctest::Contains("no such cache"), Error);
+  CHECK_ERROR_CODE(Cache::open("other", {.root = root, .create_if_missing = false}),
+                   ErrorCode::no_such_cache);
   CHECK(lilcache::list_caches(root) == std::vector<std::string>{"c"});
   CHECK(std::filesystem::exists(root + "/c.log"));
   CHECK_FALSE(std::filesystem::exists(root + "/other.log"));

@@ -100,8 +100,11 @@ TEST_CASE("bad sync values give an Error at open naming the value") {
   TempDir dir;
   for (const char* bad : {"sometimes", "0ms", "10", "-1s", "ALWAYS"}) {
     CAPTURE(bad);
+    const std::string quoted = "\"" + std::string(bad) + "\"";
     CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .sync = bad}),
-                         doctest::Contains("invalid sync"), Error);
+                         doctest::Contains(quoted.c_str()), Error);
+    CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .sync = bad}),
+                     lilcache::ErrorCode::invalid_argument);
   }
 }
 

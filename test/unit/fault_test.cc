@@ -26,12 +26,14 @@
 #include <utility>
 #include <vector>
 
+#include "engine/meta.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "support/test_util.h"
 
 using lilcache::Cache;
 using lilcache::Error;
+using lilcache::ErrorCode;
 using lilcache::test::TempDir;
 
 namespace {
@@ -69,12 +71,13 @@ TEST_CASE(
     } catch (const Error& e) {
       failed = true;
       CHECK(std::string(e.what()).find("no space left") != std::string::npos);
+      CHECK(lilcache::to_string(e.code()) == "no_space");
     }
   }
   REQUIRE(failed);
   CHECK(env.refused > 0);
   CHECK(c.get("kept") == "value");
-  CHECK_THROWS_AS(c.set("another", big), Error);
+  CHECK_ERROR_CODE(c.set("another", big), ErrorCode::no_space);
   env.disk_full = false;
   c.set("after", "space is back");
   CHECK(c.get("after") == "space is back");
@@ -96,8 +99,7 @@ TEST_CASE("sets that fail on a full disk reserve nothing: the tail stays, a smal
     env.disk_full = true;
     const std::string mib(1 << 20, 'x');
     for (int i = 0; i < 50; ++i) {
-      CHECK_THROWS_WITH_AS(c.set("big" + std::to_string(i), mib),
-                           doctest::Contains("No space left"), Error);
+      CHECK_ERROR_CODE(c.set("big" + std::to_string(i), mib), ErrorCode::no_space);
     }
     CHECK(c.stats().bytes_file == before.bytes_file);
     CHECK(c.get("kept") == "value");
@@ -134,8 +136,7 @@ TEST_CASE("an open that must rebuild the log on a full disk fails with the no-sp
     ::close(fd);
   }
   env.disk_full = true;
-  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .env = &env}),
-                       doctest::Contains("No space left"), Error);
+  CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .env = &env}), ErrorCode::no_space);
   env.disk_full = false;
   auto c = Cache::open("t", {.root = dir.path(), .env = &env});
   CHECK(c.get("a") == "1");
@@ -157,14 +158,16 @@ TEST_CASE("thousands of failed 64 MiB sets never make the log \"full\": once spa
   env.disk_full = true;
   const std::string big(lilcache::kMaxValueBytes, 'v');
   std::string last;
+  ErrorCode last_code = ErrorCode::io;
   for (int i = 0; i < 4200; ++i) {
     try {
       c.set("big", big);
     } catch (const Error& e) {
       last = e.what();
+      last_code = e.code();
     }
   }
-  CHECK_MESSAGE(last.find("No space left") != std::string::npos, last);
+  CHECK_MESSAGE(last_code == ErrorCode::no_space, last);  // not limit ("log is full")
   env.disk_full = false;
   c.set("x", "y");
   CHECK(c.get("x") == "y");
@@ -176,8 +179,7 @@ TEST_CASE("creating a cache on a full disk fails with an Error and leaves nothin
   TempDir dir;
   FullDiskEnv env;
   env.disk_full = true;
-  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path(), .env = &env}),
-                       doctest::Contains("No space left"), Error);
+  CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .env = &env}), ErrorCode::no_space);
   env.disk_full = false;
   auto c = Cache::open("t", {.root = dir.path(), .env = &env});
   c.set("a", "b");
@@ -273,6 +275,7 @@ TEST_CASE("a file system without fallocate(2) is refused at open with a clear Er
   const char* why = "cannot allocate space with fallocate(2)";
   CHECK_THROWS_WITH_AS(Cache::open("new", {.root = dir.path(), .env = &env}),
                        doctest::Contains(why), Error);
+  CHECK_ERROR_CODE(Cache::open("new", {.root = dir.path(), .env = &env}), ErrorCode::unsupported);
   // An existing cache moved there: refused at open, not at its first growth.
   CHECK_THROWS_WITH_AS(Cache::open("old", {.root = dir.path(), .env = &env}),
                        doctest::Contains(why), Error);
@@ -288,6 +291,7 @@ TEST_CASE("a cache on a network file system (NFS) is refused at open with a clea
   const char* why = "on a network file system (NFS)";
   CHECK_THROWS_WITH_AS(Cache::open("new", {.root = dir.path(), .env = &env}),
                        doctest::Contains(why), Error);
+  CHECK_ERROR_CODE(Cache::open("new", {.root = dir.path(), .env = &env}), ErrorCode::unsupported);
   CHECK_THROWS_WITH_AS(Cache::open("old", {.root = dir.path(), .env = &env}),
                        doctest::Contains(why), Error);
 }
@@ -368,6 +372,7 @@ TEST_CASE("a real full disk (a tmpfs of 8 MiB): reads go on, sets fail with no s
         if (rc != 0) break;
       }
       std::string error;
+      ErrorCode code = ErrorCode::io;
       int sets = 0;
       for (int i = 0; i < 200 && error.empty(); ++i) {
         std::string k = "fill" + std::to_string(i);
@@ -377,11 +382,13 @@ TEST_CASE("a real full disk (a tmpfs of 8 MiB): reads go on, sets fail with no s
           ++sets;
         } catch (const Error& e) {
           error = e.what();
+          code = e.code();
         }
       }
       ok &= expect(!error.empty(), "no set failed on a full file system");
       ok &= expect(error.find("no space left") != std::string::npos,
                    "the Error does not say \"no space left\": " + error);
+      ok &= expect(code == ErrorCode::no_space, "the Error's code is not no_space: " + error);
       for (const auto& [k, v] : acked)
         ok &= expect(c.get(k) == v, "a read failed while full: " + k);
       bool failed_again = false;
@@ -481,7 +488,7 @@ TEST_CASE(
           ok &= expect(false, "a 1 MiB set succeeded on a full file system");
         } catch (const Error& e) {
           ++failed;
-          ok &= expect(std::string(e.what()).find("No space left") != std::string::npos,
+          ok &= expect(e.code() == ErrorCode::no_space,
                        std::string("not a no-space Error: ") + e.what());
         }
       }
@@ -538,6 +545,7 @@ TEST_CASE("a file size limit (RLIMIT_FSIZE): sets fail with EFBIG, reads go on, 
     bool ok = true;
     Cache c = Cache::open("t", {.root = root});
     std::string error;
+    ErrorCode code = ErrorCode::no_space;
     std::uint64_t n = 0;
     for (; n < 100 && error.empty(); ++n) {
       std::string k = "k" + std::to_string(n);
@@ -545,12 +553,14 @@ TEST_CASE("a file size limit (RLIMIT_FSIZE): sets fail with EFBIG, reads go on, 
         c.set(k, value_for(k, 256 << 10));
       } catch (const Error& e) {
         error = e.what();
+        code = e.code();
         break;
       }
     }
     ok &= expect(error.find(std::strerror(EFBIG)) != std::string::npos,
                  "expected an Error saying \"" + std::string(std::strerror(EFBIG)) + "\", got \"" +
                      error + "\"");
+    ok &= expect(code == ErrorCode::io, "EFBIG is not an io Error: " + error);
     for (std::uint64_t i = 0; i < n; ++i) {
       std::string k = "k" + std::to_string(i);
       ok &= expect(c.get(k) == value_for(k, 256 << 10), "a read failed at the limit: " + k);
@@ -572,4 +582,75 @@ TEST_CASE("a file size limit (RLIMIT_FSIZE): sets fail with EFBIG, reads go on, 
   c.set("more", value_for("more", 1 << 20));
   CHECK(c.get("more") == value_for("more", 1 << 20));
   MESSAGE("RLIMIT_FSIZE 3 MiB: ", *acked, " sets of 256 KiB acknowledged before EFBIG");
+}
+
+// ---- ErrorCode: the kind of each OS failure -------------------------------------
+
+namespace {
+
+// Fails, while `err` is set, every open (errno = err), or every msync, or
+// claims that every process slot of NAME.meta is locked by another process.
+class RefusingEnv : public lilcache::Env {
+ public:
+  int Open(const char* path, int flags, mode_t mode) override {
+    if (open_err != 0) {
+      errno = open_err;
+      return -1;
+    }
+    return Env::Open(path, flags, mode);
+  }
+  int Msync(void* addr, std::size_t length, int flags) override {
+    if (msync_err != 0) {
+      errno = msync_err;
+      return -1;
+    }
+    return Env::Msync(addr, length, flags);
+  }
+  int Lock(int fd, off_t start, off_t length, bool exclusive, bool wait) override {
+    if (slots_taken && !wait && start >= lilcache::SlotLockByte(0)) {
+      errno = EAGAIN;
+      return -1;
+    }
+    return Env::Lock(fd, start, length, exclusive, wait);
+  }
+  int open_err = 0;
+  int msync_err = 0;
+  bool slots_taken = false;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a failing system call throws Error with code io (EIO), permission (EACCES, EPERM) or "
+    "no_space (ENOSPC, EDQUOT)") {
+  TempDir dir;
+  RefusingEnv env;
+  { Cache::open("t", {.root = dir.path(), .env = &env}).set("a", "b"); }
+  const std::pair<int, ErrorCode> cases[] = {{EIO, ErrorCode::io},
+                                             {EMFILE, ErrorCode::io},
+                                             {EACCES, ErrorCode::permission},
+                                             {EPERM, ErrorCode::permission},
+                                             {ENOSPC, ErrorCode::no_space},
+                                             {EDQUOT, ErrorCode::no_space}};
+  for (const auto& [err, code] : cases) {
+    CAPTURE(std::strerror(err));
+    env.open_err = err;
+    CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .env = &env}), code);
+    env.open_err = 0;
+    auto c = Cache::open("t", {.root = dir.path(), .env = &env});
+    env.msync_err = err;
+    CHECK_ERROR_CODE(c.sync(), code);
+    env.msync_err = 0;
+    CHECK(c.get("a") == "b");
+  }
+}
+
+TEST_CASE("a cache whose 1,024 process slots are all held throws Error with code busy at open") {
+  TempDir dir;
+  RefusingEnv env;
+  { Cache::open("t", {.root = dir.path(), .env = &env}).set("a", "b"); }
+  env.slots_taken = true;
+  CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .env = &env}), ErrorCode::busy);
+  env.slots_taken = false;
+  CHECK(Cache::open("t", {.root = dir.path(), .env = &env}).get("a") == "b");
 }

@@ -114,7 +114,8 @@ TEST_CASE("a cache root writable by group or others is refused, even its owner's
     REQUIRE(::chmod(dir.path().c_str(), mode) == 0);
     CHECK_THROWS_WITH_AS(Cache::open("c", {.root = dir.path()}),
                          doctest::Contains("lets other users replace the cache's files"), Error);
-    CHECK_THROWS_AS(Cache::open("c", {.root = dir.path(), .create_if_missing = false}), Error);
+    CHECK_ERROR_CODE(Cache::open("c", {.root = dir.path(), .create_if_missing = false}),
+                     lilcache::ErrorCode::permission);
   }
   // Readable by others is the owner's choice; writable is not.
   REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
@@ -131,6 +132,7 @@ TEST_CASE("a cache file with any group or other permission bit is refused") {
       REQUIRE(::chmod(dir.file(f).c_str(), mode) == 0);
       CHECK_THROWS_WITH_AS(Cache::open("c", {.root = dir.path()}),
                            Has("refusing to use " + dir.file(f) + ": its mode"), Error);
+      CHECK_ERROR_CODE(Cache::open("c", {.root = dir.path()}), lilcache::ErrorCode::permission);
     }
     REQUIRE(::chmod(dir.file(f).c_str(), 0600) == 0);
   }
@@ -266,6 +268,7 @@ TEST_CASE("a symbolic link in place of NAME.log is never written through") {
   REQUIRE(::symlink(target.c_str(), dir.file("c.log").c_str()) == 0);
   CHECK_THROWS_WITH_AS(Cache::open("c", {.root = dir.path()}),
                        doctest::Contains("it is a symbolic link"), Error);
+  CHECK_ERROR_CODE(Cache::open("c", {.root = dir.path()}), lilcache::ErrorCode::permission);
   CHECK(lilcache::test::read_file(target) == "before\n");
 }
 

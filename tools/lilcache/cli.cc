@@ -20,7 +20,8 @@ std::optional<lilcache::Cache> CliContext::open_existing() const {
   struct stat st;
   if (::lstat(meta.c_str(), &st) != 0) {
     if (errno == ENOENT) return std::nullopt;
-    throw lilcache::Error("cannot stat " + meta + ": " + std::strerror(errno));
+    throw lilcache::Error(lilcache::ErrorCode::io,
+                          "cannot stat " + meta + ": " + std::strerror(errno));
   }
   lilcache::Options o = options();
   o.create_if_missing = false;  // nothing is created even if it vanished meanwhile

@@ -53,8 +53,9 @@ void WriteStdout(std::string_view bytes) {
     const ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw lilcache::Error(std::string("cannot write to standard output: ") +
-                            std::strerror(errno));
+      throw lilcache::Error(
+          lilcache::ErrorCode::io,
+          std::string("cannot write to standard output: ") + std::strerror(errno));
     }
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -79,12 +80,15 @@ std::string ReadStdinValue() {
     const ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw lilcache::Error(std::string("cannot read standard input: ") + std::strerror(errno));
+      throw lilcache::Error(lilcache::ErrorCode::io,
+                            std::string("cannot read standard input: ") + std::strerror(errno));
     }
     if (n == 0) return value;
     if (value.size() + static_cast<std::size_t>(n) > lilcache::kMaxValueBytes) {
-      throw lilcache::Error("value on standard input exceeds the limit of " +
-                            std::to_string(lilcache::kMaxValueBytes) + " bytes (kMaxValueBytes)");
+      throw lilcache::Error(lilcache::ErrorCode::limit,
+                            "value on standard input exceeds the limit of " +
+                                std::to_string(lilcache::kMaxValueBytes) +
+                                " bytes (kMaxValueBytes)");
     }
     value.append(buffer, static_cast<std::size_t>(n));
   }
@@ -217,7 +221,8 @@ int PrintStats(const CliContext& cx, const DataArgs& a) {
   CheckName(cx);
   auto cache = cx.open_existing();
   if (!cache) {
-    throw lilcache::Error("no such cache \"" + cx.name + "\" under " + cx.resolved_root());
+    throw lilcache::Error(lilcache::ErrorCode::no_such_cache,
+                          "no such cache \"" + cx.name + "\" under " + cx.resolved_root());
   }
   // processes counts this one too: it has the cache open.
   const nlohmann::ordered_json j = StatsJson(*cache, cache->stats());
