@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "util/names.h"
+#include "util/quote.h"
 
 namespace lilcache::tools {
 
@@ -27,26 +28,7 @@ std::optional<lilcache::Cache> CliContext::open_existing() const {
   return lilcache::Cache::open(name, o);
 }
 
-std::string OneLine(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(text.size());
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
+std::string OneLine(std::string_view text) { return Escape(text, EscapeMode::kControlBytes); }
 
 void PrintError(std::string_view command, std::string_view what) {
   std::string line = "lilcache: ";

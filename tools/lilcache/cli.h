@@ -51,8 +51,9 @@ struct UsageProblem : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// `text` on one line: control bytes are escaped as \n, \t or \xNN. For
-// messages that quote keys or paths.
+// `text` on one line: control bytes escaped as \n, \t, \r or \xhh
+// (util/quote.h, EscapeMode::kControlBytes), the rest (a message's quotes,
+// UTF-8) kept. For messages that quote keys or paths.
 std::string OneLine(std::string_view text);
 
 // Prints "lilcache: COMMAND: what" (one line) on stderr. `command` may be "".
