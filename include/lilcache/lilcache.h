@@ -371,6 +371,12 @@ class Cache {
   const std::string& name() const;
   const std::string& root() const;
 
+  // The Env this handle makes its system calls through (Options::env, or
+  // Env::Default()). Whatever serves or maintains this cache in the process
+  // (lilcache::Server's log file) uses it too, so that an Env injecting
+  // faults sees every file access made for the cache.
+  Env* env() const;
+
   class Impl;  // lib/cache_impl.h
 
  private:

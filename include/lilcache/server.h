@@ -35,7 +35,8 @@
 // names are refused (ServerOptions::allowed_hosts, allowed_origins).
 //
 // Logging: the server appends to the cache's log file, <root>/<name>.log,
-// at ServerOptions::loglevel. Every request is logged at debug level (method,
+// at ServerOptions::loglevel, opening it through the cache's Env
+// (Cache::env()). Every request is logged at debug level (method,
 // path without the query, status, microseconds); protocol errors, refused
 // authentication, refused hosts and origins (403), refused connections,
 // timeouts and 5xx (with the whole error) at warn, at most 10 lines a second
