@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cli_util.h"
+#include "cli.h"
 #include "inspect/inspect.h"
 #include "lilcache/lilcache.h"
 #include "util/quote.h"
@@ -480,11 +480,11 @@ int main(int argc, char** argv) {
                "lilcache-dump"};
   DumpOptions o;
   AddOptions(app, o);
-  if (auto status = tools::Parse(app, argc, argv)) return *status;
+  if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
   try {
     lilcache::validate_name(o.name);
   } catch (const lilcache::Error& e) {
-    return tools::UsageError(app, e.what());
+    return tools::UsageError(app.get_name(), "", e.what());
   }
   if (!o.header && !o.records && !o.index && !o.stats) o.header = o.stats = true;
   return Run(o);

@@ -680,9 +680,16 @@ void Server::run_until_signal() {
 void Server::stop() { impl_->Stop(); }
 
 void start(std::string_view host, std::uint16_t port, const ServerOptions& options) {
-  RaiseFileLimit();
+  raise_file_limit();
   Server server(default_cache(), host, port, options);
   server.run_until_signal();
 }
+
+void validate_server_options(const ServerOptions& options) {
+  Resolve(options);
+  ParseLogLevel(options.loglevel);
+}
+
+std::uint64_t raise_file_limit() { return RaiseFileLimit(); }
 
 }  // namespace lilcache

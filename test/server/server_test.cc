@@ -1746,3 +1746,14 @@ TEST_CASE("a Server opens the cache's log file through the cache's Env, where fa
   CHECK_THROWS_AS(Server(cache, "127.0.0.1", 0), lilcache::Error);
   CHECK(cache.contains("k") == false);  // the cache itself goes on
 }
+
+TEST_CASE("validate_server_options refuses what Server's constructor refuses, binding nothing") {
+  NoEnvToken no_token;
+  CHECK_NOTHROW(lilcache::validate_server_options({}));
+  CHECK_THROWS_AS(lilcache::validate_server_options({.token = ""}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.allowed_hosts = {"a b"}}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.allowed_origins = {"*"}}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.memory_budget = 1}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.loglevel = "loud"}), lilcache::Error);
+  CHECK(lilcache::raise_file_limit() > 0);
+}

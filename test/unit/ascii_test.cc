@@ -14,7 +14,7 @@ TEST_CASE("EqualsIgnoreCase folds only ASCII letters") {
   CHECK(EqualsIgnoreCase("", ""));
   CHECK(!EqualsIgnoreCase("chunked", "chunke"));
   CHECK(!EqualsIgnoreCase("chunked ", "chunked"));
-  CHECK(!EqualsIgnoreCase("[", "{"));              // '[' is 'A' - 'a' + '{': no arithmetic folding
+  CHECK(!EqualsIgnoreCase("[", "{"));  // '[' is 'A' - 'a' + '{': no arithmetic folding
   CHECK(!EqualsIgnoreCase("\xc3\x89", "\xc3\xa9"));  // É and é: not ASCII, not folded
   static_assert(EqualsIgnoreCase("Bearer", "bEARER"));
 }
