@@ -1,7 +1,7 @@
 // lilcache-compact: compacts named caches (or every cache under a root), for
 // cron. Each cache is opened with Cache::open and compacted with
 // Cache::compact(); a cache another process is compacting is skipped.
-// --dry-run only reads (lib/inspect.h): it opens nothing for writing, so it
+// --dry-run only reads (lib/inspect/inspect.h): it opens nothing for writing, so it
 // changes nothing, not even by the recovery an open may run.
 // See docs/lilcache-compact.1.
 #include <sys/stat.h>
@@ -15,11 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "cli_util.h"
+#include "cli.h"
 #include "inspect/inspect.h"
 #include "lilcache/lilcache.h"
-#include "engine/meta.h"
-#include "util/names.h"
 
 namespace {
 
@@ -44,18 +42,11 @@ std::string Millis(std::chrono::microseconds us) {
   return s.str();
 }
 
-// Throws Error unless root/NAME.meta exists (for --dry-run, which does not
-// open the cache).
+// Throws Error unless the cache exists (for --dry-run, which does not open
+// it), with the message Cache::open gives.
 void RequireExisting(const std::string& root, const std::string& name) {
-  std::string meta = lilcache::CachePaths{root, name}.meta();
-  struct stat st;
-  if (::lstat(meta.c_str(), &st) == 0) return;
-  if (errno == ENOENT) {
-    throw lilcache::Error(lilcache::ErrorCode::no_such_cache,
-                          "no such cache (" + meta + " does not exist)");
-  }
-  throw lilcache::Error(lilcache::ErrorCode::io,
-                        "cannot stat " + meta + ": " + std::strerror(errno));
+  if (lilcache::cache_exists(name, root)) return;
+  throw lilcache::Error(lilcache::ErrorCode::no_such_cache, "no such cache (" + root + "/" + name + ".meta does not exist)");
 }
 
 // A cache's compaction, reported on stdout unless --quiet.
@@ -76,8 +67,9 @@ class Reporter {
   void WouldCompact(const std::string& name, const lilcache::InspectHeader& h,
                     const lilcache::LogSummary& s) const {
     if (quiet_) return;
+    // Dead: what the scan of the records found beyond the live ones.
     std::uint64_t file = s.scanned_to, live = s.bytes_of(lilcache::RecordState::kLive);
-    std::uint64_t dead = file - std::min(file, live + lilcache::kHeaderSize);
+    std::uint64_t dead = file - std::min(file, live + s.scanned_from);
     std::cout << name << ": would compact generation " << h.meta.generation << ": " << file
               << " bytes of log, " << live << " live, " << dead << " dead, "
               << s.count(lilcache::RecordState::kLive) << " keys";
@@ -136,7 +128,7 @@ int Run(const CompactOptions& o) {
   std::string root;
   std::vector<std::string> names = o.names;
   try {
-    root = lilcache::ResolveRoot(o.root);
+    root = lilcache::resolve_root(o.root);
     if (o.all) names = lilcache::list_caches(root);
   } catch (const std::exception& e) {
     std::cerr << "lilcache-compact: " << e.what() << "\n";
@@ -174,13 +166,14 @@ int main(int argc, char** argv) {
                "lilcache-compact"};
   CompactOptions o;
   AddOptions(app, o);
-  if (auto status = tools::Parse(app, argc, argv)) return *status;
-  if (!o.all && o.names.empty()) return tools::UsageError(app, "name a cache or give --all");
+  if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
+  if (!o.all && o.names.empty())
+    return tools::UsageError(app.get_name(), "", "name a cache or give --all");
   for (const std::string& name : o.names) {
     try {
       lilcache::validate_name(name);
     } catch (const lilcache::Error& e) {
-      return tools::UsageError(app, e.what());
+      return tools::UsageError(app.get_name(), "", e.what());
     }
   }
   return Run(o);

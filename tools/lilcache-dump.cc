@@ -1,6 +1,6 @@
 // lilcache-dump: shows what is in a cache's files: the headers, every record
 // of the log (and whether it is live), the index's load and probe lengths,
-// and any damage, without modifying anything (lib/inspect.h does the
+// and any damage, without modifying anything (lib/inspect/inspect.h does the
 // reading; this file only formats). Text for people, --json for programs.
 // See docs/lilcache-dump.1.
 #include <ctime>
@@ -12,9 +12,10 @@
 #include <string_view>
 #include <vector>
 
-#include "cli_util.h"
+#include "cli.h"
 #include "inspect/inspect.h"
 #include "lilcache/lilcache.h"
+#include "util/quote.h"
 
 namespace {
 
@@ -31,8 +32,8 @@ namespace tools = lilcache::tools;
 constexpr const char* kExitStatusHelp =
     "Exit status: 0 the files are readable and healthy; 1 damage or file problems were found "
     "(reported on stdout, one summary line on stderr), or the cache cannot be read; 2 bad "
-    "usage.\nKeys and values are shown escaped (\\\\, \\\", \\xNN for bytes outside "
-    "printable ASCII) and shortened to --max-bytes.";
+    "usage.\nKeys and values are shown escaped (\\\\, \\\", \\n, \\t, \\r, and \\xNN for the other "
+    "bytes outside printable ASCII) and shortened to --max-bytes.";
 
 struct DumpOptions {
   std::string root, name;
@@ -43,24 +44,11 @@ struct DumpOptions {
 
 // ---- formatting ---------------------------------------------------------------
 
-// Bytes as printable ASCII: \\, \" and \xNN for the rest; at most `max`
-// input bytes (0 = all), then "...".
+// Bytes as printable ASCII (lilcache::Escape: \\, \", \n, \t, \r and \xhh
+// for the rest); at most `max` input bytes (0 = all), then "...".
 std::string Escape(std::string_view bytes, std::size_t max) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  std::size_t n = max == 0 ? bytes.size() : std::min(bytes.size(), max);
-  for (unsigned char c : bytes.substr(0, n)) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      out += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
-    }
-  }
-  if (n < bytes.size()) out += "...";
-  return out;
+  if (max == 0 || bytes.size() <= max) return lilcache::Escape(bytes);
+  return lilcache::Escape(bytes.substr(0, max)) + "...";
 }
 
 // A path or a message that may hold bytes from a file name or --root, shown
@@ -492,11 +480,11 @@ int main(int argc, char** argv) {
                "lilcache-dump"};
   DumpOptions o;
   AddOptions(app, o);
-  if (auto status = tools::Parse(app, argc, argv)) return *status;
+  if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
   try {
     lilcache::validate_name(o.name);
   } catch (const lilcache::Error& e) {
-    return tools::UsageError(app, e.what());
+    return tools::UsageError(app.get_name(), "", e.what());
   }
   if (!o.header && !o.records && !o.index && !o.stats) o.header = o.stats = true;
   return Run(o);

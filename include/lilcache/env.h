@@ -48,9 +48,11 @@
 #include <cstdint>
 #include <string>
 
+#include "lilcache/export.h"
+
 namespace lilcache {
 
-class Env {
+class LILCACHE_EXPORT Env {
  public:
   virtual ~Env() = default;
 

@@ -63,6 +63,8 @@
 #include <string_view>
 #include <vector>
 
+#include "lilcache/export.h"
+
 namespace lilcache {
 
 class Env;
@@ -151,7 +153,7 @@ constexpr std::string_view to_string(ErrorCode code) noexcept {
 // naming the cause (the argument and limit, the file and what is wrong with
 // it, or the failing system call and errno). Tell causes apart by code();
 // the messages are for people.
-class Error : public std::runtime_error {
+class LILCACHE_EXPORT Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& what) : std::runtime_error(what), code_(code) {}
   Error(ErrorCode code, const char* what) : std::runtime_error(what), code_(code) {}
@@ -350,17 +352,17 @@ class Cache {
   // and on a failing system call (no_space, permission or io by errno). Safe
   // to call concurrently from any threads and processes, for the same or
   // different caches.
-  static Cache open(std::string_view name = "default", const Options& options = {});
+  LILCACHE_EXPORT static Cache open(std::string_view name = "default", const Options& options = {});
 
-  Cache(Cache&&) noexcept;
-  Cache& operator=(Cache&&) noexcept;
+  LILCACHE_EXPORT Cache(Cache&&) noexcept;
+  LILCACHE_EXPORT Cache& operator=(Cache&&) noexcept;
 
   // Closes the handle: stops this handle's background thread (waiting for a
   // compaction, snapshot or sync it is running to finish), unmaps the files and
   // releases its process slot and locks. The data stays: other handles and
   // later opens see every write. Must not run while another thread is still
   // calling this handle. Never throws.
-  ~Cache();
+  LILCACHE_EXPORT ~Cache();
 
   // Stores value under key, replacing any previous value. The key lives for
   // Options::expires (if set) or forever. Keys are 1..kMaxKeyBytes arbitrary
@@ -381,49 +383,50 @@ class Cache {
   // holds every earlier write), and on a failing system call (io) (with
   // Options::sync = "always", a failed msync: the value is then visible but
   // maybe not on disk).
-  void set(std::string_view key, std::string_view value);
+  LILCACHE_EXPORT void set(std::string_view key, std::string_view value);
 
   // As above, expiring after ttl (> 0; rounded to whole milliseconds) instead
   // of Options::expires. Also throws Error (invalid_argument) if ttl <= 0.
-  void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl);
+  LILCACHE_EXPORT void set(std::string_view key, std::string_view value,
+                           std::chrono::milliseconds ttl);
 
   // The value of key (a copy), or nullopt if it is absent, expired or purged.
   // Never waits for writers. Throws Error on a key outside the limits, and
   // if the record's checksum does not match (corrupt: the message
   // names it; the next open by a lone process rebuilds the cache from the log).
-  std::optional<std::string> get(std::string_view key);
+  LILCACHE_EXPORT std::optional<std::string> get(std::string_view key);
 
   // Removes key and returns its value (a copy), or nullopt if it was absent
   // (or expired, or purged). Among any number of racing pop() calls, in any
   // processes and threads, exactly one gets a given value. Errors as set()
   // (a pop appends a tombstone to the log) and get(); with Options::sync =
   // "always", a failed msync throws after the key was removed.
-  std::optional<std::string> pop(std::string_view key);
+  LILCACHE_EXPORT std::optional<std::string> pop(std::string_view key);
 
   // Removes key. Returns whether a live value was removed (false: it was
   // absent, expired or purged). Errors as pop().
-  bool erase(std::string_view key);
+  LILCACHE_EXPORT bool erase(std::string_view key);
 
   // Whether key holds a live, unexpired value. Like get() without copying
   // (or checksumming) the value. Throws Error on a key outside the limits.
-  bool contains(std::string_view key);
+  LILCACHE_EXPORT bool contains(std::string_view key);
 
   // Removes every key, for every process, at once: a get() that starts after
   // purge() returns, in any process, finds nothing older than the purge.
   // O(1): the space is reclaimed by the next compaction. Keys set
   // concurrently with purge() may or may not survive it.
-  void purge();
+  LILCACHE_EXPORT void purge();
 
   // Number of live, unexpired keys. O(index size): it scans the index, with
   // the consistency of keys().
-  std::size_t size();
+  LILCACHE_EXPORT std::size_t size();
 
   // Keys with the given prefix (all keys for ""), at most `limit`, in no
   // particular order (which `limit` keys is unspecified). A snapshot-free
   // scan: keys set or removed during the call may or may not be listed.
   // O(index size). Returns copies.
-  std::vector<std::string> keys(std::string_view prefix = {},
-                                std::size_t limit = SIZE_MAX);
+  LILCACHE_EXPORT std::vector<std::string> keys(std::string_view prefix = {},
+                                                std::size_t limit = SIZE_MAX);
 
   // Calls fn(key, value) for every live key, in no particular order, until fn
   // returns false. The views are valid only during that call of fn: copy what
@@ -431,11 +434,12 @@ class Cache {
   // Cache, writes included (keys it writes may or may not be visited).
   // Throws Error if a visited record fails its checksum (see get()); an
   // exception thrown by fn stops the scan and propagates.
-  void for_each(const std::function<bool(std::string_view key, std::string_view value)>& fn);
+  LILCACHE_EXPORT void for_each(
+      const std::function<bool(std::string_view key, std::string_view value)>& fn);
 
   // Counters and sizes (see Stats). O(index size). Throws Error on a failing
   // system call.
-  Stats stats();
+  LILCACHE_EXPORT Stats stats();
 
   // Compacts the log now, in the calling thread: copies the live records into
   // a new generation and switches every process to it (docs/concurrency.md).
@@ -445,24 +449,30 @@ class Cache {
   // another thread of this process; returns compacted=false at once if
   // another process is compacting. Throws Error on I/O failure (e.g. ENOSPC
   // for the new files), leaving the cache as it was.
-  CompactionResult compact();
+  LILCACHE_EXPORT CompactionResult compact();
 
   // Takes a snapshot now: a compaction whose result, and everything written
   // before it, is on disk (fsync) when it returns. The same as what the
   // periodic snapshots of Options::snapshot do. Returns compacted=false if
   // another process is compacting (its result is not yet known durable).
   // Errors as compact().
-  CompactionResult snapshot();
+  LILCACHE_EXPORT CompactionResult snapshot();
 
   // Makes every write that returned before this call durable (msync of the
   // log, fsync of the index and meta file) without compacting. Cost
   // proportional to the dirty pages. Throws Error if a sync fails (EIO).
-  void sync();
+  LILCACHE_EXPORT void sync();
 
   // The cache's name and the directory holding its files (Options::root
   // resolved). The references are valid as long as the handle.
-  const std::string& name() const;
-  const std::string& root() const;
+  LILCACHE_EXPORT const std::string& name() const;
+  LILCACHE_EXPORT const std::string& root() const;
+
+  // The Env this handle makes its system calls through (Options::env, or
+  // Env::Default()). Whatever serves or maintains this cache in the process
+  // (lilcache::Server's log file) uses it too, so that an Env injecting
+  // faults sees every file access made for the cache.
+  LILCACHE_EXPORT Env* env() const;
 
   class Impl;  // lib/cache_impl.h
 
@@ -479,33 +489,46 @@ class Cache {
 // set/get/pop/contains/purge behave and fail as the Cache methods of the same
 // name, on the default cache. All are thread-safe; init() may run while
 // other threads use the default cache (their calls finish on the old one).
-void init(std::string_view name = "default", const Options& options = {});
-void set(std::string_view key, std::string_view value);
-void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl);
-std::optional<std::string> get(std::string_view key);
-std::optional<std::string> pop(std::string_view key);
-bool contains(std::string_view key);
-void purge();
+LILCACHE_EXPORT void init(std::string_view name = "default", const Options& options = {});
+LILCACHE_EXPORT void set(std::string_view key, std::string_view value);
+LILCACHE_EXPORT void set(std::string_view key, std::string_view value,
+                         std::chrono::milliseconds ttl);
+LILCACHE_EXPORT std::optional<std::string> get(std::string_view key);
+LILCACHE_EXPORT std::optional<std::string> pop(std::string_view key);
+LILCACHE_EXPORT bool contains(std::string_view key);
+LILCACHE_EXPORT void purge();
 // The default cache itself (opening it if needed), for everything else. The
 // reference is valid until the next init() in any thread: do not keep it
 // across an init().
-Cache& default_cache();
+LILCACHE_EXPORT Cache& default_cache();
 
 // Parses a duration such as "500ms", "120s", "5m", "2h", "1d", "1w", "1h30m".
 // Throws Error quoting the input on anything else ("", "12x", "-1s", overflow).
 // "0s" parses to 0, which set() and Options refuse.
-std::chrono::milliseconds parse_duration(std::string_view text);
+LILCACHE_EXPORT std::chrono::milliseconds parse_duration(std::string_view text);
 
 // Throws Error if `name` is not a valid cache name (see Cache::open).
-void validate_name(std::string_view name);
+LILCACHE_EXPORT void validate_name(std::string_view name);
 
 // Names of the caches under `root` ("" = the default root, as in Options),
 // sorted: every valid name N with a file N.meta there. Opens no cache.
 // Throws Error if the directory cannot be read (e.g. it does not exist).
-std::vector<std::string> list_caches(std::string_view root = {});
+LILCACHE_EXPORT std::vector<std::string> list_caches(std::string_view root = {});
+
+// Whether the cache `name` exists under `root` ("" = the default root): whether
+// its file NAME.meta is there (docs/format.md). Opens and creates nothing.
+// Throws Error on an invalid name, on no default root, and if the file cannot
+// be looked at for a reason other than its absence (e.g. a root that is a
+// file, or one without search permission).
+LILCACHE_EXPORT bool cache_exists(std::string_view name, std::string_view root = {});
+
+// The directory Options::root = `root` names: `root` if not empty, else
+// $LILCACHE_ROOT, else $XDG_CACHE_HOME/lilcache, else $HOME/.cache/lilcache.
+// Throws Error if none is set. Creates nothing.
+LILCACHE_EXPORT std::string resolve_root(std::string_view root = {});
 
 // The library's version, e.g. "0.1.0" (the project version in meson.build).
 // The view refers to static storage: valid for the life of the program.
-std::string_view version();
+LILCACHE_EXPORT std::string_view version();
 
 }  // namespace lilcache

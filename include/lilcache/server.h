@@ -35,7 +35,8 @@
 // names are refused (ServerOptions::allowed_hosts, allowed_origins).
 //
 // Logging: the server appends to the cache's log file, <root>/<name>.log,
-// at ServerOptions::loglevel. Every request is logged at debug level (method,
+// at ServerOptions::loglevel, opening it through the cache's Env
+// (Cache::env()). Every request is logged at debug level (method,
 // path without the query, status, microseconds); protocol errors, refused
 // authentication, refused hosts and origins (403), refused connections,
 // timeouts and 5xx (with the whole error) at warn, at most 10 lines a second
@@ -51,6 +52,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lilcache/export.h"
 #include "lilcache/lilcache.h"
 
 namespace lilcache {
@@ -166,40 +168,40 @@ class Server {
   // host that does not resolve (invalid_argument), or a failed bind/listen
   // (the message names the address and the system's reason; busy for
   // "Address already in use", else by errno: permission, io).
-  Server(Cache& cache, std::string_view host = "127.0.0.1", std::uint16_t port = 5001,
-         const ServerOptions& options = {});
+  LILCACHE_EXPORT Server(Cache& cache, std::string_view host = "127.0.0.1",
+                         std::uint16_t port = 5001, const ServerOptions& options = {});
 
   // Stops the server (as stop()) and, if run() is executing in another
   // thread, waits for it to return.
-  ~Server();
+  LILCACHE_EXPORT ~Server();
 
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
   // The port bound (the chosen one when constructed with port 0).
-  std::uint16_t port() const;
+  LILCACHE_EXPORT std::uint16_t port() const;
 
   // The address bound, e.g. "127.0.0.1" or "::1".
-  std::string address() const;
+  LILCACHE_EXPORT std::string address() const;
 
   // "http://<address>:<port>" ("http://[::1]:5001" for IPv6).
-  std::string url() const;
+  LILCACHE_EXPORT std::string url() const;
 
   // Serves until stop(): runs ServerOptions::threads threads (the calling one
   // among them) and returns when every one has finished. Throws Error
   // (invalid_state) if called a second time.
-  void run();
+  LILCACHE_EXPORT void run();
 
   // run(), and SIGINT or SIGTERM call stop() (through an asio::signal_set;
   // the default dispositions are restored when it returns).
-  void run_until_signal();
+  LILCACHE_EXPORT void run_until_signal();
 
   // Graceful stop: no new connections are accepted; idle keep-alive
   // connections are closed; a request in progress is finished (within its
   // deadline) and answered with "Connection: close". run() then returns.
   // Returns at once; callable before run() (run() then returns at once) and
   // any number of times.
-  void stop();
+  LILCACHE_EXPORT void stop();
 
   class Impl;  // lib/server.cc
 
@@ -211,7 +213,20 @@ class Server {
 // default_cache()) on host:port until SIGINT or SIGTERM, which stop it
 // gracefully. Blocks. Throws Error as Server's constructor does. First raises
 // the process's soft RLIMIT_NOFILE to its hard limit (see max_connections).
-void start(std::string_view host = "127.0.0.1", std::uint16_t port = 5001,
-           const ServerOptions& options = {});
+LILCACHE_EXPORT void start(std::string_view host = "127.0.0.1", std::uint16_t port = 5001,
+                           const ServerOptions& options = {});
+
+// Throws Error, naming the field, if Server's constructor would refuse
+// `options` (an empty token here or in $LILCACHE_TOKEN, a malformed allowed
+// host or origin, an unknown log level, a size or duration out of range).
+// Opens, binds and logs nothing: for programs that check their
+// configuration before they open the cache (`lilcache serve`).
+LILCACHE_EXPORT void validate_server_options(const ServerOptions& options);
+
+// Raises the process's soft RLIMIT_NOFILE to its hard limit, which start()
+// does first and a program that constructs a Server may do too (the
+// connection cap follows the limit, see max_connections). Returns the soft
+// limit now. Never throws: the limit stays as it was if it cannot be raised.
+LILCACHE_EXPORT std::uint64_t raise_file_limit();
 
 }  // namespace lilcache

@@ -67,6 +67,7 @@ CompactionResult Cache::compact() {
 }
 const std::string& Cache::name() const { return Checked(impl_).name(); }
 const std::string& Cache::root() const { return Checked(impl_).root(); }
+Env* Cache::env() const { return Checked(impl_).env(); }
 
 std::string_view version() { return LILCACHE_VERSION; }
 

@@ -11,6 +11,9 @@
 #include <memory>
 #include <utility>
 
+#include "util/ascii.h"
+#include "util/quote.h"
+
 namespace lilcache {
 namespace {
 
@@ -41,31 +44,6 @@ void AppendNumber(std::string& s, std::uint64_t n) {
   char digits[24];
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
   s.append(digits, end);
-}
-
-// Escapes bytes that are not printable ASCII, so that a log line is one line.
-void AppendPrintable(std::string& s, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7f && u != '\\') {
-      s += c;
-    } else {
-      s += "\\x";
-      s += kHex[u >> 4];
-      s += kHex[u & 15];
-    }
-  }
-}
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (x != b[i]) return false;
-  }
-  return true;
 }
 
 HttpResponse ProtocolError(const boost::system::error_code& ec, bool start_line_done) {
@@ -241,7 +219,7 @@ HttpConnection::Step HttpConnection::Process(std::string_view in, HttpOutput& ou
       }
       parser_->eager(true);
       if (!parser_->is_done() && !continued_ && parser_->get().version() >= 11 &&
-          IEquals(parser_->get()[http::field::expect], "100-continue")) {
+          EqualsIgnoreCase(parser_->get()[http::field::expect], "100-continue")) {
         continued_ = true;
         out.head = "HTTP/1.1 100 Continue\r\n\r\n";
         out.body.clear();
@@ -290,15 +268,15 @@ std::string HttpConnection::LogPath() const {
   std::string path;
   if (!parser_ || !parser_->is_header_done()) return "-";
   const HttpRequest& req = parser_->get();
-  AppendPrintable(path, req.method_string());
+  AppendEscaped(path, req.method_string());
   path += ' ';
   std::string_view target = req.target();
   target = target.substr(0, target.find('?'));  // never the query: it holds values
   if (target.size() > kLogPathBytes) {
-    AppendPrintable(path, target.substr(0, kLogPathBytes));
+    AppendEscaped(path, target.substr(0, kLogPathBytes));
     path += "...";
   } else {
-    AppendPrintable(path, target);
+    AppendEscaped(path, target);
   }
   return path;
 }
@@ -335,11 +313,9 @@ void HttpConnection::Respond(HttpResponse response, bool keep_alive, bool protoc
     } else if (s == 401) {
       warnings_.Warn(HttpWarnings::kAuth, "http {} {} {} {}us", peer_, LogPath(), s, us);
     } else {
-      std::string why;
-      AppendPrintable(why, body_for_log);
-      if (!why.empty() && why.size() >= 4 && why.substr(why.size() - 4) == "\\x0a") {
-        why.resize(why.size() - 4);
-      }
+      std::string_view reason = body_for_log;
+      if (reason.ends_with('\n')) reason.remove_suffix(1);  // the body's own line end
+      const std::string why = Escape(reason);                // one log line, printable ASCII
       const HttpWarnings::Kind kind = s == 503   ? HttpWarnings::kBusy
                                       : s >= 500 ? HttpWarnings::kServerError
                                       : s == 403 ? HttpWarnings::kAuth

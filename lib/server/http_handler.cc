@@ -20,6 +20,8 @@
 #include <optional>
 #include <utility>
 
+#include "util/ascii.h"
+
 namespace lilcache {
 namespace {
 
@@ -168,18 +170,6 @@ nlohmann::json StatsJson(const Cache& cache, const Stats& s) {
           {"max_bytes", s.max_bytes}};
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IEquals(std::string_view a, std::string_view lower) {
-  return a.size() == lower.size() && Lower(a) == lower;
-}
-
 // Strips optional white space (RFC 9110: SP and HTAB) from both ends.
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -220,7 +210,7 @@ std::optional<HostPort> ParseHostPort(std::string_view text) {
     case urls::host_type::name: {
       const std::string_view name = a->encoded_host();
       if (name.empty() || name.find('%') != std::string_view::npos) return std::nullopt;
-      hp.host = Lower(name);
+      hp.host = AsciiLower(name);
       if (hp.host.size() > 1 && hp.host.back() == '.') hp.host.pop_back();  // "localhost."
       break;
     }
@@ -245,7 +235,7 @@ std::optional<std::string> NormalizeOrigin(std::string_view text) {
   if (!text.empty() && text.back() == '/') text.remove_suffix(1);  // allow-list entries
   const std::size_t colon = text.find("://");
   if (colon == std::string_view::npos || colon == 0) return std::nullopt;
-  const std::string scheme = Lower(text.substr(0, colon));
+  const std::string scheme = AsciiLower(text.substr(0, colon));
   for (char c : scheme) {
     const bool ok =
         (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
@@ -268,16 +258,6 @@ void AddCors(HttpResponse& r, std::string_view origin) {
   r.fields += "Access-Control-Allow-Origin: ";
   r.fields += origin;
   r.fields += "\r\nVary: Origin\r\n";
-}
-
-bool IEqualsPrefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    char a = s[i], b = prefix[i];
-    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
-    if (a != b) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -416,11 +396,11 @@ std::optional<HttpResponse> HttpHandler::CheckFraming(const HttpRequestHeader& h
   if (header.count(http::field::content_length) > 0) {
     return BadFraming(400, "both Transfer-Encoding and Content-Length (RFC 9112 6.3)");
   }
-  if (codings.empty() || !IEquals(codings.back(), "chunked")) {
+  if (codings.empty() || !EqualsIgnoreCase(codings.back(), "chunked")) {
     return BadFraming(400, "Transfer-Encoding whose last coding is not chunked (RFC 9112 6.3)");
   }
   for (std::size_t i = 0; i + 1 < codings.size(); ++i) {
-    if (IEquals(codings[i], "chunked")) {
+    if (EqualsIgnoreCase(codings[i], "chunked")) {
       return BadFraming(400, "Transfer-Encoding chunked more than once (RFC 9112 7)");
     }
   }
@@ -482,7 +462,7 @@ std::variant<Route, HttpResponse> HttpHandler::RouteOf(const HttpRequestHeader& 
   } else {
     auto [site, site_end] = header.equal_range("Sec-Fetch-Site");
     for (; site != site_end; ++site) {
-      if (IEquals(TrimOws(site->value()), "cross-site")) {
+      if (EqualsIgnoreCase(TrimOws(site->value()), "cross-site")) {
         return Forbidden("cross-site request refused (Sec-Fetch-Site: cross-site)");
       }
     }
@@ -511,7 +491,7 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
         "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
         "Access-Control-Max-Age: 600\r\n";
     // Chrome's Private Network Access: a public page asking for loopback.
-    if (IEquals(TrimOws(header["Access-Control-Request-Private-Network"]), "true")) {
+    if (EqualsIgnoreCase(TrimOws(header["Access-Control-Request-Private-Network"]), "true")) {
       r.fields += "Access-Control-Allow-Private-Network: true\r\n";
     }
     return r;
@@ -521,7 +501,7 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
     // RFC 6750: "Bearer" (any case), one or more spaces, the token.
     std::string_view auth = header[http::field::authorization];
     bool ok = false;
-    if (IEqualsPrefix(auth, "bearer ")) {
+    if (StartsWithIgnoreCase(auth, "bearer ")) {
       auth.remove_prefix(7);
       while (!auth.empty() && auth.front() == ' ') auth.remove_prefix(1);
       ok = ConstantTimeEquals(auth, token_);

@@ -402,7 +402,7 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
     : cache_(cache),
       options_(Resolve(options)),
       caps_(CapsForDescriptors(SoftFileLimit(), options_.threads)),
-      log_(MakeCacheLogger(Env::Default(), CachePaths{cache.root(), cache.name()}.log(),
+      log_(MakeCacheLogger(cache.env(), CachePaths{cache.root(), cache.name()}.log(),
                            cache.name() + ".http", ParseLogLevel(options_.loglevel))),
       warnings_(std::make_unique<HttpWarnings>(*log_)),
       budget_(options_.memory_budget),
@@ -702,9 +702,16 @@ void Server::run_until_signal() {
 void Server::stop() { impl_->Stop(); }
 
 void start(std::string_view host, std::uint16_t port, const ServerOptions& options) {
-  RaiseFileLimit();
+  raise_file_limit();
   Server server(default_cache(), host, port, options);
   server.run_until_signal();
 }
+
+void validate_server_options(const ServerOptions& options) {
+  Resolve(options);
+  ParseLogLevel(options.loglevel);
+}
+
+std::uint64_t raise_file_limit() { return RaiseFileLimit(); }
 
 }  // namespace lilcache

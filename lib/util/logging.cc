@@ -12,6 +12,7 @@
 #include "engine/file_lock.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "util/ascii.h"
 #include "util/quote.h"
 
 namespace lilcache {
@@ -22,9 +23,7 @@ spdlog::level::level_enum ParseLogLevel(std::string_view name) {
     const char* env = std::getenv("LILCACHE_LOGLEVEL");
     n = env != nullptr && *env != '\0' ? env : "info";
   }
-  std::string lower = n;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string lower = AsciiLower(n);
   if (lower == "warning") lower = "warn";
   static const char* kNames[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   for (int i = 0; i < 7; ++i) {

@@ -97,4 +97,20 @@ std::vector<std::string> list_caches(std::string_view root_arg) {
   return names;
 }
 
+std::string resolve_root(std::string_view root) { return ResolveRoot(root); }
+
+bool cache_exists(std::string_view name, std::string_view root) {
+  validate_name(name);
+  const std::string meta = CachePaths{ResolveRoot(root), std::string(name)}.meta();
+  Env* env = Env::Default();
+  const int fd = env->Open(meta.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd >= 0) {
+    env->Close(fd);
+    return true;
+  }
+  if (errno == ENOENT) return false;
+  const int e = errno;
+  throw Error(ErrorCodeOfErrno(e), "cannot open " + meta + ": " + std::strerror(e));
+}
+
 }  // namespace lilcache

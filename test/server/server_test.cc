@@ -1761,3 +1761,49 @@ TEST_CASE("HandleRawHttp survives 20,000 random inputs with well-formed answers"
   }
   CHECK(answered > 10000);
 }
+
+// Counts the opens of the text log (<root>/<name>.log) and, once told to,
+// fails them.
+class LogOpenEnv : public lilcache::Env {
+ public:
+  std::atomic<bool> fail_log_opens{false};
+  std::atomic<int> log_opens{0};
+  int Open(const char* path, int flags, mode_t mode) override {
+    if (std::string_view(path).ends_with(".log")) {
+      ++log_opens;
+      if (fail_log_opens) {
+        errno = EACCES;
+        return -1;
+      }
+    }
+    return Env::Open(path, flags, mode);
+  }
+};
+
+TEST_CASE("a Server opens the cache's log file through the cache's Env, where faults reach it") {
+  NoEnvToken no_token;
+  TempDir dir;
+  CHECK(Cache::open("plain", {.root = dir.path()}).env() == lilcache::Env::Default());
+  LogOpenEnv env;
+  Cache cache = Cache::open("c", {.root = dir.path(), .env = &env});
+  CHECK(cache.env() == &env);
+  const int by_cache = env.log_opens;
+  {
+    Server server(cache, "127.0.0.1", 0);
+    CHECK(env.log_opens == by_cache + 1);
+  }
+  env.fail_log_opens = true;
+  CHECK_THROWS_AS(Server(cache, "127.0.0.1", 0), lilcache::Error);
+  CHECK(cache.contains("k") == false);  // the cache itself goes on
+}
+
+TEST_CASE("validate_server_options refuses what Server's constructor refuses, binding nothing") {
+  NoEnvToken no_token;
+  CHECK_NOTHROW(lilcache::validate_server_options({}));
+  CHECK_THROWS_AS(lilcache::validate_server_options({.token = ""}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.allowed_hosts = {"a b"}}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.allowed_origins = {"*"}}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.memory_budget = 1}), lilcache::Error);
+  CHECK_THROWS_AS(lilcache::validate_server_options({.loglevel = "loud"}), lilcache::Error);
+  CHECK(lilcache::raise_file_limit() > 0);
+}

@@ -6,7 +6,8 @@
 #      checks that lilcache.pc lists the private dependencies;
 #   3. a CMake project (test/consumer/CMakeLists.txt, pkg_check_modules);
 #   4. examples/06_rest.cc with `pkg-config --cflags --libs lilcache-server`.
-# Also checks the installed headers, the three tools (`--version` reports the
+# Also checks that the shared libraries export only the public API (nm -D), the
+# installed headers, the three tools (`--version` reports the
 # project version, and `lilcache` reads what the consumer wrote) and their man
 # pages.
 #
@@ -49,8 +50,8 @@ mandir=$prefix_in_dest/share/man/man1
 step "installed under $prefix_in_dest (libdir $libdir)"
 
 for f in "$prefix_in_dest/include/lilcache/lilcache.h" "$prefix_in_dest/include/lilcache/env.h" \
-  "$prefix_in_dest/include/lilcache/server.h" "$libdir/liblilcache.a" "$libdir/liblilcache.so" \
-  "$libdir/liblilcache_server.so"; do
+  "$prefix_in_dest/include/lilcache/export.h" "$prefix_in_dest/include/lilcache/server.h" \
+  "$libdir/liblilcache.a" "$libdir/liblilcache.so" "$libdir/liblilcache_server.so"; do
   [[ -e $f ]] || fail "$f was not installed"
 done
 [[ ! -e $bindir/lilcache-demo ]] || fail "lilcache-demo is installed (it is not a tool)"
@@ -71,6 +72,28 @@ static_libs=$(pkg-config --static --libs lilcache)
 for lib in -lspdlog -lfmt -lxxhash -lroaring -pthread; do
   [[ " $static_libs " == *" $lib "* ]] || fail "pkg-config --static --libs lilcache lacks $lib: $static_libs"
 done
+
+# ---- the exported symbols: the public API, nothing else ----------------------
+# Built with -fvisibility=hidden and lib/lilcache.map, each shared library
+# exports lilcache:: names only (no spdlog, fmt or std instantiation: those
+# would be a de-facto ABI), and only names the installed headers declare (no
+# internal function such as lilcache::ResolveRoot).
+for lib in liblilcache.so liblilcache_server.so; do
+  syms=$(nm -D --defined-only -C "$libdir/$lib" | cut -d' ' -f3-)
+  [[ -n $syms ]] || fail "$lib exports nothing"
+  outside=$(grep -v -E '^((typeinfo|typeinfo name|vtable) for )?lilcache::' <<<"$syms" || true)
+  [[ -z $outside ]] || fail "$lib exports symbols outside lilcache::: $(head -5 <<<"$outside")"
+  while read -r sym; do
+    name=${sym%%(*}
+    name=${name%%\[abi:*}
+    name=${name##*::}
+    name=${name#\~}
+    grep -qw -e "$name" "$prefix_in_dest"/include/lilcache/*.h ||
+      fail "$lib exports $sym, which no installed header declares"
+  done < <(grep -v -E '^(typeinfo|typeinfo name|vtable) for ' <<<"$syms")
+done
+exported=$(nm -D --defined-only "$libdir/liblilcache.so" | wc -l)
+step "exported symbols: only the public API ($exported in liblilcache.so)"
 
 # ---- 1. g++ and pkg-config, shared library ------------------------------------
 mkdir "$tmp/app"

@@ -264,7 +264,7 @@ TEST_CASE("dump --json emits one JSON document with the header, every record and
   CHECK(recs[0]["key"] == "alpha");
   CHECK(recs[0]["state"] == "dead");
   CHECK(recs[0]["offset"] == lilcache::kHeaderSize);
-  CHECK(recs[1]["value"] == "bin\\x00\\xff\\x0a\\\"\\\\");
+  CHECK(recs[1]["value"] == "bin\\x00\\xff\\n\\\"\\\\");
   CHECK(recs[1]["value_len"] == 8);
   CHECK(recs[2]["value_shortened"] == true);
   CHECK(recs[2]["state"] == "purged");

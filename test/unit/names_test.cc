@@ -84,3 +84,24 @@ TEST_CASE("list_caches names every cache under a root, sorted, and nothing else"
   CHECK(lilcache::list_caches(dir.path()) == std::vector<std::string>{"alpha", "zeta"});
   CHECK_THROWS_AS(lilcache::list_caches(dir.file("missing")), Error);
 }
+
+TEST_CASE("resolve_root is the public name of the root resolution Options::root gets") {
+  setenv("LILCACHE_ROOT", "/r1", 1);
+  CHECK(lilcache::resolve_root() == "/r1");
+  CHECK(lilcache::resolve_root("/given") == "/given");
+  unsetenv("LILCACHE_ROOT");
+}
+
+TEST_CASE("cache_exists says whether NAME.meta is there, and creates nothing") {
+  lilcache::test::TempDir dir;
+  CHECK(!lilcache::cache_exists("c", dir.path()));
+  CHECK(!lilcache::cache_exists("c", dir.file("missing")));  // no root: no cache
+  CHECK(!std::filesystem::exists(dir.file("missing")));
+  CHECK(std::filesystem::is_empty(dir.path()));
+  lilcache::Cache::open("c", {.root = dir.path()});
+  CHECK(lilcache::cache_exists("c", dir.path()));
+  CHECK(!lilcache::cache_exists("d", dir.path()));
+  CHECK_THROWS_AS(lilcache::cache_exists("a/b", dir.path()), Error);  // an invalid name
+  std::ofstream(dir.file("file")) << "x";
+  CHECK_THROWS_AS(lilcache::cache_exists("c", dir.file("file")), Error);  // root not a directory
+}

@@ -1,4 +1,4 @@
-// lilcache_data: the data subcommands of the `lilcache` tool, thin front ends
+// data: the data subcommands of the `lilcache` tool, thin front ends
 // of lilcache::Cache (docs/lilcache.1):
 //
 //   get KEY                      print the value (exit 1 if missing)
@@ -28,8 +28,8 @@
 #include <string_view>
 #include <vector>
 
+#include "commands.h"
 #include "lilcache/lilcache.h"
-#include "cli.h"
 
 namespace lilcache::tools {
 namespace {
@@ -246,8 +246,9 @@ template <typename Body>
 CLI::App* Add(CLI::App& app, CliContext& cx, const std::shared_ptr<DataArgs>& args,
               const std::string& name, const std::string& help, Body body) {
   CLI::App* sub = app.add_subcommand(name, help);
-  sub->callback(
-      [&cx, args, name, body] { cx.status = RunCommand(name, [&] { return body(cx, *args); }); });
+  sub->callback([&cx, args, name, body] {
+    cx.status = RunCommand(kProgram, name, kExitError, [&] { return body(cx, *args); });
+  });
   return sub;
 }
 

@@ -1,9 +1,9 @@
 // lilcache: the command-line tool (docs/lilcache.1). Global options and the
-// list of subcommands; each group of subcommands lives in a tools/lilcache_*.cc.
+// list of subcommands; each group of subcommands lives in a tools/lilcache/*.cc.
 #include <string>
 
+#include "commands.h"
 #include "lilcache/lilcache.h"
-#include "cli.h"
 
 int main(int argc, char** argv) {
   namespace tools = lilcache::tools;

@@ -2,7 +2,7 @@
 // (lilcache::Server, include/lilcache/server.h; endpoints in docs/rest.md).
 // Prints one line on stdout once listening:
 //   lilcache: serving cache "NAME" (root DIR) on http://HOST:PORT
-// Exit status (as every lilcache command, tools/lilcache_cli.h): 0 after a
+// Exit status (as every lilcache command, tools/lilcache/commands.h): 0 after a
 // graceful stop, 3 if the cache cannot be opened or the address cannot be
 // bound, 2 on bad usage; each error is one line on stderr.
 #include <sys/statvfs.h>
@@ -16,12 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "server/http_handler.h"
-#include "server/http_limits.h"
+#include "commands.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
-#include "cli.h"
-#include "util/logging.h"
 
 namespace lilcache::tools {
 namespace {
@@ -58,10 +55,7 @@ std::uint64_t DefaultMaxBytes(const std::string& root) {
   return std::max<std::uint64_t>(1 << 20, std::min(kDefaultMaxBytes, free_bytes / 4));
 }
 
-int ServeUsageError(const std::string& what) {
-  PrintError("serve", what + " (see 'lilcache serve --help')");
-  return kExitBadUsage;
-}
+int ServeUsageError(const std::string& what) { return UsageError(kProgram, "serve", what); }
 
 int Serve(const CliContext& context, const ServeArgs& args) {
   Options options = context.options();
@@ -89,20 +83,18 @@ int Serve(const CliContext& context, const ServeArgs& args) {
     return ServeUsageError("$LILCACHE_TOKEN is set but empty; unset it to serve without a token");
   }
   try {
-    for (const std::string& h : args.allowed_hosts) CheckAllowedHost(h);
-    for (const std::string& o : args.allowed_origins) CheckAllowedOrigin(o);
     validate_name(context.name);
     if (!args.snapshot.empty()) parse_duration(args.snapshot);
     if (!args.expires.empty()) parse_duration(args.expires);
-    ParseLogLevel(args.loglevel);
     server_options.request_timeout = parse_duration(args.request_timeout);
     server_options.idle_timeout = parse_duration(args.idle_timeout);
+    validate_server_options(server_options);  // hosts, origins, log level, sizes
   } catch (const Error& e) {
     return ServeUsageError(e.what());
   }
 
   try {
-    RaiseFileLimit();  // the connection cap follows RLIMIT_NOFILE
+    raise_file_limit();  // the connection cap follows RLIMIT_NOFILE
     Cache cache = Cache::open(context.name, options);
     if (args.max_bytes == 0 && cache.stats().max_bytes == 0) {
       // No limit given and none kept by the cache: serve's default becomes
