@@ -371,7 +371,7 @@ class Cache {
   const std::string& name() const;
   const std::string& root() const;
 
-  class Impl;  // lib/cache_impl.h
+  class Impl;  // lib/engine/cache_impl.h
 
  private:
   explicit Cache(std::unique_ptr<Impl> impl);

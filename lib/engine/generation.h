@@ -2,7 +2,7 @@
 // this process, with the lookups both the cache and the compactor need.
 //
 // Concurrency: a Generation is shared by the threads of one process; `pins`
-// counts the threads using it (CacheImpl::Pin). Its files may be replaced by
+// counts the threads using it (CacheCore::Pin). Its files may be replaced by
 // a newer generation at any time; a pinned Generation stays mapped, and its
 // records never change once published, so a pinned reader is always safe.
 #pragma once
@@ -35,9 +35,9 @@ struct Generation {
   std::uint64_t salt = 0;
   DataFile data;
   Index index;
-  // Threads of this process using this generation; see CacheImpl::Pin.
+  // Threads of this process using this generation; see CacheCore::Pin.
   std::atomic<std::int64_t> pins{0};
-  // Unmapped after being retired; guarded by CacheImpl::refresh_mu_. A
+  // Unmapped after being retired; guarded by CacheCore::refresh_mu_. A
   // released object is reused for a later generation, never freed while the
   // cache is open: a thread in Pin() may still bump and drop its `pins`.
   bool released = false;
