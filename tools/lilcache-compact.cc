@@ -17,8 +17,9 @@
 
 #include "cli_util.h"
 #include "inspect/inspect.h"
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "engine/meta.h"
+#include "engine/space.h"
 #include "util/names.h"
 
 namespace {
@@ -47,11 +48,10 @@ std::string Millis(std::chrono::microseconds us) {
 // Throws Error unless root/NAME.meta exists (for --dry-run, which does not
 // open the cache).
 void RequireExisting(const std::string& root, const std::string& name) {
-  std::string meta = lilcache::CachePaths{root, name}.meta();
-  struct stat st;
-  if (::lstat(meta.c_str(), &st) == 0) return;
-  if (errno == ENOENT) throw lilcache::Error("no such cache (" + meta + " does not exist)");
-  throw lilcache::Error("cannot stat " + meta + ": " + std::strerror(errno));
+  const lilcache::CachePaths paths{root, name};
+  if (!lilcache::CacheExists(lilcache::Env::Default(), paths)) {
+    throw lilcache::Error("no such cache (" + paths.meta() + " does not exist)");
+  }
 }
 
 // A cache's compaction, reported on stdout unless --quiet.
@@ -73,7 +73,7 @@ class Reporter {
                     const lilcache::LogSummary& s) const {
     if (quiet_) return;
     std::uint64_t file = s.scanned_to, live = s.bytes_of(lilcache::RecordState::kLive);
-    std::uint64_t dead = file - std::min(file, live + lilcache::kHeaderSize);
+    std::uint64_t dead = lilcache::DeadBytes(file, live);
     std::cout << name << ": would compact generation " << h.meta.generation << ": " << file
               << " bytes of log, " << live << " live, " << dead << " dead, "
               << s.count(lilcache::RecordState::kLive) << " keys";

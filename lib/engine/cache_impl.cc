@@ -14,6 +14,7 @@
 #include "lilcache/env.h"
 #include "util/logging.h"
 #include "engine/shared_atomic.h"
+#include "engine/space.h"
 #include "engine/trust.h"
 
 namespace lilcache {
@@ -503,7 +504,7 @@ Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
   if (maintenance_requested_.load(std::memory_order_relaxed)) return f;
   const std::uint64_t limit = core_.max_bytes();
   f.compact = g.index.used() * 2 > g.index.slot_count() || dead_over(dead_ratio_) ||
-              (limit != 0 && tail - std::min(tail, dead + kHeaderSize) > limit);
+              (limit != 0 && LiveBytes(tail, dead) > limit);
   return f;
 }
 
@@ -772,7 +773,7 @@ Stats Cache::Impl::GetStats() {
   Generation& g = *pin.get();
   st.generation = g.number;
   st.bytes_file = rd(g.data.header().tail);
-  st.bytes_dead = st.bytes_file - std::min(st.bytes_file, st.bytes_live + kHeaderSize);
+  st.bytes_dead = DeadBytes(st.bytes_file, st.bytes_live);
   st.index_slots = g.index.slot_count();
   st.index_used = g.index.used();
   return st;

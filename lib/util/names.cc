@@ -66,9 +66,19 @@ void EnsureRootDirectory(Env* env, const std::string& root) {
   CheckRootDirectory(env, root);
 }
 
-}  // namespace lilcache
+bool CacheExists(Env* env, const CachePaths& paths) {
+  const std::string meta = paths.meta();
+  // O_PATH | O_NOFOLLOW: like lstat(2), needs no permission on the file and
+  // finds a symbolic link itself (which opening the cache then refuses).
+  const int fd = env->Open(meta.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd >= 0) {
+    env->Close(fd);
+    return true;
+  }
+  if (errno == ENOENT) return false;
+  ThrowErrno("cannot look for", meta);
+}
 
-namespace lilcache {
 
 std::vector<std::string> list_caches(std::string_view root_arg) {
   std::string root = ResolveRoot(root_arg);

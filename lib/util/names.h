@@ -33,4 +33,9 @@ struct CachePaths {
   }
 };
 
+// Whether the cache of `paths` exists: its NAME.meta is there (a file of any
+// kind, even one the caller cannot open, as lstat(2) says). Throws Error if
+// that cannot be told (e.g. the root cannot be searched).
+bool CacheExists(Env* env, const CachePaths& paths);
+
 }  // namespace lilcache

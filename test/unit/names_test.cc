@@ -1,11 +1,13 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "util/names.h"
 #include "support/test_util.h"
@@ -83,4 +85,26 @@ TEST_CASE("list_caches names every cache under a root, sorted, and nothing else"
   }
   CHECK(lilcache::list_caches(dir.path()) == std::vector<std::string>{"alpha", "zeta"});
   CHECK_THROWS_AS(lilcache::list_caches(dir.file("missing")), Error);
+}
+
+TEST_CASE("CacheExists is true once NAME.meta is there, even unreadable, and false before") {
+  lilcache::test::TempDir dir;
+  lilcache::Env* env = lilcache::Env::Default();
+  const lilcache::CachePaths paths{dir.path(), "c"};
+  CHECK_FALSE(lilcache::CacheExists(env, paths));
+  lilcache::Cache::open("c", {.root = dir.path()});
+  CHECK(lilcache::CacheExists(env, paths));
+  REQUIRE(::chmod(paths.meta().c_str(), 0) == 0);
+  CHECK(lilcache::CacheExists(env, paths));
+  CHECK_FALSE(lilcache::CacheExists(env, {dir.path(), "other"}));
+}
+
+TEST_CASE("CacheExists throws Error when the root cannot be searched") {
+  if (::geteuid() == 0) return;  // root searches anything
+  lilcache::test::TempDir dir;
+  const std::string root = dir.file("r");
+  lilcache::Cache::open("c", {.root = root});
+  REQUIRE(::chmod(root.c_str(), 0600) == 0);  // no search (x) permission
+  CHECK_THROWS_AS(lilcache::CacheExists(lilcache::Env::Default(), {root, "c"}), Error);
+  REQUIRE(::chmod(root.c_str(), 0700) == 0);
 }

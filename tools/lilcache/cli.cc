@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "lilcache/env.h"
 #include "util/names.h"
 
 namespace lilcache::tools {
@@ -16,11 +17,8 @@ std::string CliContext::resolved_root() const { return lilcache::ResolveRoot(roo
 
 std::optional<lilcache::Cache> CliContext::open_existing() const {
   lilcache::validate_name(name);
-  const std::string meta = lilcache::CachePaths{resolved_root(), name}.meta();
-  struct stat st;
-  if (::lstat(meta.c_str(), &st) != 0) {
-    if (errno == ENOENT) return std::nullopt;
-    throw lilcache::Error("cannot stat " + meta + ": " + std::strerror(errno));
+  if (!lilcache::CacheExists(lilcache::Env::Default(), {resolved_root(), name})) {
+    return std::nullopt;
   }
   lilcache::Options o = options();
   o.create_if_missing = false;  // nothing is created even if it vanished meanwhile
