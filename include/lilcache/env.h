@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace lilcache {
 
@@ -91,6 +92,11 @@ class Env {
   virtual int Unlink(const char* path);
   virtual int Mkdir(const char* path, mode_t mode);
   virtual int FsyncDir(const char* path);  // open(O_DIRECTORY) + fsync + close
+  // The names in directory `path` (opendir(3) + readdir(3), without "." and
+  // ".."), in the order the file system returns them, into *names
+  // (replacing what it held): 0, or -1/errno. How the library finds the
+  // caches under a root and the stale files of a cache.
+  virtual int ListDirectory(const char* path, std::vector<std::string>* names);
 
   // ---- memory maps ----
   // Mmap returns MAP_FAILED (not nullptr) on failure, as mmap(2) does.

@@ -1,11 +1,8 @@
 #include "engine/builder.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 
 #include <cerrno>
-#include <charconv>
-#include <string_view>
 #include <vector>
 
 #include "engine/shared_atomic.h"
@@ -14,24 +11,16 @@
 namespace lilcache {
 
 void RemoveStrayFiles(CacheCore& c, std::uint64_t live, bool live_durable) {
-  const std::string prefix = c.paths().name + ".";
-  DIR* dir = opendir(c.paths().root.c_str());
-  if (dir == nullptr) return;
+  std::vector<CacheFile> files;
+  if (!ListCacheFiles(c.env(), c.paths().root, &files)) return;  // removed another time
   std::vector<std::string> doomed;
   bool predecessor = false;
-  while (const dirent* e = readdir(dir)) {
-    std::string_view n = e->d_name;
-    if (!n.starts_with(prefix)) continue;
-    n.remove_prefix(prefix.size());
-    std::uint64_t gen = 0;
-    auto [p, ec] = std::from_chars(n.data(), n.data() + n.size(), gen);
-    if (ec != std::errc() || p == n.data()) continue;
-    std::string_view rest(p, static_cast<std::size_t>(n.data() + n.size() - p));
-    bool ours = rest == ".data" || rest == ".index" || rest == ".data.tmp" || rest == ".index.tmp";
-    if (ours && (gen != live || rest.ends_with(".tmp"))) doomed.emplace_back(e->d_name);
-    predecessor |= ours && gen + 1 == live && rest == ".data";
+  for (const CacheFile& f : files) {
+    if (f.cache != c.paths().name) continue;
+    if (f.kind != CacheFile::Kind::kData && f.kind != CacheFile::Kind::kIndex) continue;
+    if (f.generation != live || f.tmp) doomed.push_back(f.file);
+    predecessor |= f.generation + 1 == live && f.kind == CacheFile::Kind::kData && !f.tmp;
   }
-  closedir(dir);
   if (predecessor && !live_durable) {
     Env* env = c.env();
     for (const std::string& path : {c.paths().data(live), c.paths().index(live)}) {
