@@ -69,7 +69,7 @@ class Env {
   virtual int Ftruncate(int fd, off_t length);
   // fallocate(fd, 0, offset, length) (fallocate(2), mode 0: allocates
   // [offset, offset + length) and extends the file size to cover it). Every
-  // growth of a log allocates only its new range this way, so that a full
+  // growth of a data file allocates only its new range this way, so that a full
   // disk is an ENOSPC Error from set() and never a SIGBUS when the mapping
   // is written. Not posix_fallocate: on a file system without fallocate,
   // glibc's fallback writes a byte into every block of the range, racing
@@ -126,7 +126,7 @@ class Env {
   virtual std::uint64_t MonotonicNanos();
   // An id that changes at every boot (/proc/sys/kernel/random/boot_id; ""
   // if unreadable): a cache last used in another boot may have lost unsynced
-  // pages, so its next lone opener replays the log (docs/concurrency.md).
+  // pages, so its next lone opener replays its data file (docs/concurrency.md).
   virtual std::string BootId();
   // Sleeps about `micros` microseconds (backoff while waiting for a peer).
   virtual void SleepMicros(std::uint64_t micros);

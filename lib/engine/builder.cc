@@ -42,7 +42,7 @@ void RemoveStrayFiles(CacheCore& c, std::uint64_t live, bool live_durable) {
       removed = true;
     }
   }
-  // Durably: after a reboot, a previous generation's log that is still there
+  // Durably: after a reboot, a previous generation's data file that is still there
   // is replayed with the current one (docs/concurrency.md, "Durability"),
   // which must not happen once the switch that retired it has completed.
   if (removed && c.env()->FsyncDir(c.paths().root.c_str()) != 0) {

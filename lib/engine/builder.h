@@ -52,11 +52,11 @@ class Builder {
   Index::Probe Find(std::string_view key, std::uint64_t hash) { return g_.Find(key, hash); }
   record::RecordView Record(std::uint64_t off) { return g_.Record(off); }
 
-  // Appends `bytes` (whole records of the old generation, in log order) with
+  // Appends `bytes` (whole records of the old generation, in file order) with
   // one write to the file, not through its mapping: a page of a fresh
   // mapping costs a fault and a zero-fill before the copy (measured on the
   // dev VM: 512 MB in 1.3-1.8 s through the mapping, 0.14 s by pwrite).
-  // Returns their offset in the new log.
+  // Returns their offset in the new data file.
   std::uint64_t AppendBytes(std::span<const char> bytes) {
     std::uint64_t off = g_.data.Reserve(bytes.size(), nullptr);
     if (c_.env()->PwriteAll(g_.data.file().fd(), bytes.data(), bytes.size(),
@@ -150,7 +150,7 @@ class Builder {
   std::uint64_t records_ = 0;
 };
 
-// Copies records of the old generation, given in log order, into a Builder
+// Copies records of the old generation, given in file order, into a Builder
 // whose index does not hold their keys yet: adjacent records go out as one
 // write of up to kMaxRunBytes. The caller calls Flush() at the end (not the
 // destructor: a write may throw).

@@ -74,7 +74,7 @@ class CacheCore {
   Generation* Pin();
   static void Unpin(Generation* g) { g->pins.fetch_sub(1, std::memory_order_release); }
   // The current generation (or null before the first Refresh), unpinned:
-  // for a log line or the thread that just refreshed.
+  // for a text log line or the thread that just refreshed.
   Generation* current() const { return current_.load(std::memory_order_acquire); }
   // Makes the generation named by the meta file this process's current one.
   void Refresh() EXCLUDES(refresh_mu_);

@@ -169,10 +169,10 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
   if (create_) {
     EnsureRootDirectory(env_, core_.paths().root);
   } else {
-    Meta().Open(env_, core_.paths().meta(), /*create=*/false);  // before the log file is made
+    Meta().Open(env_, core_.paths().meta(), /*create=*/false);  // before the data file is made
     CheckRootDirectory(env_, core_.paths().root);
   }
-  core_.set_logger(MakeCacheLogger(env_, core_.paths().log(), core_.paths().name, level_));
+  core_.set_logger(MakeCacheLogger(env_, core_.paths().text_log(), core_.paths().name, level_));
   Attach();
 }
 
@@ -266,7 +266,7 @@ void Cache::Impl::Reattach(std::uint64_t epoch) {
   // The old logger's lock may be held by a parent thread: keep it alive
   // (nothing will use it) and log through a new one.
   std::shared_ptr<spdlog::logger> logger =
-      MakeCacheLogger(env_, core_.paths().log(), core_.paths().name, level_);
+      MakeCacheLogger(env_, core_.paths().text_log(), core_.paths().name, level_);
   auto meta = std::make_unique<Meta>();
   meta->Open(env_, core_.paths().meta(), /*create=*/false);
   std::size_t slot;
@@ -498,7 +498,7 @@ Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
            static_cast<double>(dead) > ratio * static_cast<double>(tail);
   };
   WriteFollowUp f;
-  // Backpressure: writers outrun compaction (the log holds more dead space
+  // Backpressure: writers outrun compaction (the data file holds more dead space
   // than the limit allows).
   f.throttle = dead_over(backpressure_ratio_);
   if (maintenance_requested_.load(std::memory_order_relaxed)) return f;
@@ -648,7 +648,7 @@ void Cache::Impl::CheckIntegrity(Generation& g, const record::RecordView& rec) {
   if (g.ChecksumOk(rec)) [[likely]] {
     return;
   }
-  // Relaxed: a hint for the next lone opener, who rebuilds from the log.
+  // Relaxed: a hint for the next lone opener, who rebuilds from the data file.
   Shared(core_.meta().header().flags).fetch_or(kFlagNeedsRebuild, std::memory_order_relaxed);
   auto off = reinterpret_cast<const char*>(rec.header) - g.data.base();
   core_.logger().error("bad checksum of the record at offset {} of {}", off, g.data.path());

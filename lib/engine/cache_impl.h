@@ -10,7 +10,7 @@
 //    A slot only ever moves to a record with a higher seq.
 //  * Generation switches (index growth, compaction, recovery) are done by the
 //    process holding the COMPACT lock; writers pause only for the final swap.
-//  * Growth of the log takes the GROW lock (and an in-process mutex).
+//  * Growth of the data file takes the GROW lock (and an in-process mutex).
 //  * fork(): the handle is a ForkHook (fork.h). In the child, before anything
 //    else runs, the fork handlers close its NAME.meta descriptor (Meta) and
 //    start its mutexes afresh; nothing is unlocked, so the parent keeps its
@@ -71,7 +71,7 @@ class Cache::Impl : public ForkHook {
                const std::function<bool(std::string_view, std::string_view)>& fn,
                bool verify = true);
   Stats GetStats();
-  // msync of the log written so far, the index and the meta file.
+  // msync of the data file written so far, the index and the meta file.
   void Sync();
   // Runs a generation switch now (compaction.h); false if another process
   // holds the COMPACT lock (or as the request says).
@@ -91,7 +91,7 @@ class Cache::Impl : public ForkHook {
 
  private:
   enum class Outcome { kDone, kIndexFull };
-  // The log bytes one write appended, to msync with Options::sync = "always".
+  // The data file bytes one write appended, to msync with Options::sync = "always".
   struct Written {
     std::uint64_t begin = UINT64_MAX;
     std::uint64_t end = 0;

@@ -260,7 +260,7 @@ bool Compactor::Switch(Generation& old, const CompactionRequest& req, Timings& t
   auto tail = Shared(old.data.header().tail);
   const std::uint64_t t1 = tail.load(std::memory_order_seq_cst);
   if (!FlipAndDrain(c_)) return Abandon(req.reason);
-  // 2. Live records below t1, in log order, copied.
+  // 2. Live records below t1, in file order, copied.
   Live live = CollectLive(old, t1);
   live.evicted = Evict(live, old);
   // Writers slow down for the whole switch when the data file is already

@@ -11,7 +11,7 @@
 //     flip the writer epoch and wait until no write of the old epoch is in
 //     flight: every record below t1 is now published.
 //  2. Collect the live records below t1 from the index into a CRoaring
-//     bitmap of offsets; copy them in log order into NAME.G+1.*.tmp.
+//     bitmap of offsets; copy them in file order into NAME.G+1.*.tmp.
 //  3. Rename the files into place and fsync them (throttling writers
 //     meanwhile if they are busy: all they write is copied again). Catch up
 //     on records appended since (rounds of flip + drain + copy): for each key
@@ -21,7 +21,7 @@
 //     publish G+1 in the meta file, resume.
 //  5. msync the meta file, fsync, delete the old generation's files (mapped
 //     ones live on) and fsync the directory. Until then, a boot after a power
-//     loss replays G's log with G+1's: the catch-up copies are not synced
+//     loss replays G's data file with G+1's: the catch-up copies are not synced
 //     before the meta page may name G+1 (docs/concurrency.md, "Durability").
 // A compactor that dies at any point leaves the old generation intact and
 // usable; its .tmp files are deleted by the next compactor; writers paused by
@@ -68,12 +68,12 @@ class Compactor {
   bool Run(CompactionRequest request);
 
  private:
-  // Step 2: the live records below t1 of the old generation, in log order.
+  // Step 2: the live records below t1 of the old generation, in file order.
   struct Live {
     Roaring64Map offsets;  // offset / record::kAlign
     std::uint64_t bytes = 0, expired = 0, deleted = 0, evicted = 0;
   };
-  struct Timings {  // monotonic ns, for the log line and CompactionResult
+  struct Timings {  // monotonic ns, for the text log line and CompactionResult
     std::uint64_t start = 0, copied = 0, synced = 0, paused = 0, resumed = 0;
     int rounds = 0;
   };

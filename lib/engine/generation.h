@@ -1,4 +1,4 @@
-// generation: one generation of a cache (its log and its index) as mapped by
+// generation: one generation of a cache (its data file and its index) as mapped by
 // this process, with the lookups both the cache and the compactor need.
 //
 // Concurrency: a Generation is shared by the threads of one process; `pins`
@@ -46,7 +46,7 @@ struct Generation {
   void Close();
 
   // The published record at `offset` (from an index slot). Maps it if needed.
-  // Throws Error if it lies outside the log or its header is not a record's.
+  // Throws Error if it lies outside the data file or its header is not a record's.
   record::RecordView Record(std::uint64_t offset);
   // Whether the record's checksum matches (a published record is complete, so
   // a mismatch is corruption of the file).

@@ -16,10 +16,10 @@
 namespace lilcache {
 namespace {
 
-// The newest valid record of each key in the log (the whole file, not just to
+// The newest valid record of each key in a data file (the whole file, not just to
 // its recorded tail: after a power loss the header may be older than the
-// records). Keys are views into the mapped log.
-struct LogScan {
+// records). Keys are views into the mapped file.
+struct DataScan {
   std::unordered_map<std::string_view, std::uint64_t> latest;  // key -> offset
   std::uint64_t max_seq = 0;
   std::uint64_t records = 0;
@@ -32,8 +32,8 @@ record::RecordView RecordAt(const DataFile& d, std::uint64_t off) {
   return r;
 }
 
-LogScan ScanLog(DataFile& d, std::uint64_t salt) {
-  LogScan s;
+DataScan ScanDataFile(DataFile& d, std::uint64_t salt) {
+  DataScan s;
   const std::uint64_t end = d.file_size();
   std::span<const char> region(d.base(), end);
   s.damaged = record::ForEachValidRecord(region, kHeaderSize, end, salt,
@@ -48,9 +48,9 @@ LogScan ScanLog(DataFile& d, std::uint64_t salt) {
   return s;
 }
 
-// The records the index publishes, each checked (inside the log, a valid
+// The records the index publishes, each checked (inside the data file, a valid
 // record, of the key the slot's tag says). False if any is not: the index
-// cannot be trusted and the caller replays the log instead.
+// cannot be trusted and the caller replays the data file instead.
 bool PublishedRecords(Generation& g, Roaring64Map* out) {
   const std::uint64_t tail = Shared(g.data.header().tail).load(std::memory_order_relaxed);
   std::span<const char> region = g.data.Region(std::min(tail, g.data.mapped()));
@@ -74,8 +74,8 @@ bool PublishedRecords(Generation& g, Roaring64Map* out) {
 // where g has none or an older one (seqs are cache-wide). Returns those
 // records (offsets / kAlign in `previous`) and removes the older ones of g
 // from `candidates`.
-Roaring64Map NewerInPrevious(const DataFile& data, const LogScan& scan, const DataFile& previous,
-                             const LogScan& prev_scan, Roaring64Map& candidates) {
+Roaring64Map NewerInPrevious(const DataFile& data, const DataScan& scan, const DataFile& previous,
+                             const DataScan& prev_scan, Roaring64Map& candidates) {
   Roaring64Map newer;
   for (const auto& [key, off] : prev_scan.latest) {
     auto it = scan.latest.find(key);
@@ -196,12 +196,12 @@ bool Recovery::OpenPrevious(std::uint64_t gen, DataFile& previous) {
 // Writes generation g+1 holding the live records of g: those its index
 // publishes when `index_trusted` (a record a killed writer wrote but never
 // published must not take effect), else the newest valid record of each key
-// in the log (replay).
+// in the data file (replay).
 void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted,
                        const std::string& boot, DataFile* previous) {
   Env* env = c_.env();
   auto& meta = c_.meta().header();
-  LogScan scan = ScanLog(g.data, g.salt);
+  DataScan scan = ScanDataFile(g.data, g.salt);
   Roaring64Map candidates;
   if (index_trusted && !PublishedRecords(g, &candidates)) {
     c_.logger().warn("recovery: the index of {} points at a damaged record; replaying the log",
@@ -221,10 +221,10 @@ void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted
   } else {
     for (const auto& [key, off] : scan.latest) candidates.add(off / record::kAlign);
   }
-  LogScan prev_scan;
+  DataScan prev_scan;
   Roaring64Map prev_candidates;
   if (previous != nullptr && !index_trusted) {
-    prev_scan = ScanLog(*previous, g.salt);
+    prev_scan = ScanDataFile(*previous, g.salt);
     prev_candidates = NewerInPrevious(g.data, scan, *previous, prev_scan, candidates);
   }
   std::uint64_t bytes = 0;

@@ -28,7 +28,8 @@ void EnsureRootDirectory(Env* env, const std::string& root);
 struct CachePaths {
   std::string root, name;
   std::string meta() const { return root + "/" + name + ".meta"; }
-  std::string log() const { return root + "/" + name + ".log"; }
+  // The text log (spdlog lines, docs/operations.md), not a data file.
+  std::string text_log() const { return root + "/" + name + ".log"; }
   std::string data(std::uint64_t gen) const {
     return root + "/" + name + "." + std::to_string(gen) + ".data";
   }
