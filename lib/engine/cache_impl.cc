@@ -202,9 +202,9 @@ void Cache::Impl::AfterForkInChild() {
   // are whole. The parent's other threads are gone with any other mutex they
   // held: start those afresh.
   core_.ResetInChild();
-  new (&attach_mu_) std::mutex;
-  new (&maintenance_mu_) std::mutex;
-  new (&maintenance_cv_) std::condition_variable;
+  attach_mu_.ResetAfterFork();
+  maintenance_mu_.ResetAfterFork();
+  maintenance_cv_.ResetAfterFork();
   // The parent's maintenance thread does not exist here; forget it (the
   // object is only a copy: never joined, never destroyed joinable) and start
   // our own when needed. Relaxed: no other thread exists yet.
@@ -256,7 +256,7 @@ void Cache::Impl::OpenLocked() {
 }
 
 void Cache::Impl::Reattach(std::uint64_t epoch) {
-  std::lock_guard<std::mutex> lock(attach_mu_);
+  MutexLock lock(&attach_mu_);
   // Relaxed: attach_mu_ orders us after the thread that re-attached.
   if (epoch == fork_epoch_.load(std::memory_order_relaxed)) return;
   // First call in a fork child (or a grandchild...). The fork handlers have
@@ -518,14 +518,14 @@ void Cache::Impl::AfterWrite(WriteFollowUp f) {
 }
 
 void Cache::Impl::RequestMaintenance() {
-  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  MutexLock lock(&maintenance_mu_);
   if (maintenance_stop_ || maintenance_requested_.exchange(true, std::memory_order_relaxed)) return;
   if (!maintenance_.joinable()) maintenance_ = std::thread([this] { MaintenanceLoop(); });
-  maintenance_cv_.notify_one();
+  maintenance_cv_.Signal();
 }
 
 void Cache::Impl::StartMaintenanceThread() {
-  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  MutexLock lock(&maintenance_mu_);
   if (!maintenance_stop_ && !maintenance_.joinable()) {
     maintenance_ = std::thread([this] { MaintenanceLoop(); });
   }
@@ -552,23 +552,24 @@ void Cache::Impl::MaintenanceLoop() {
     return last == 0 ? first_due : last + snapshot_ms_;
   };
   std::uint64_t sync_due = env_->NowMillis() + sync_ms_;
-  auto wake = [&] {
-    return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
-  };
-  std::unique_lock<std::mutex> lock(maintenance_mu_);
+  maintenance_mu_.Lock();
   for (;;) {
     if (snapshot_ms_ == 0 && sync_ms_ == 0) {
-      maintenance_cv_.wait(lock, wake);
+      while (!MaintenanceWakeUp()) maintenance_cv_.Wait();
     } else {
       std::uint64_t due = std::min(snapshot_ms_ != 0 ? snapshot_due_at() : UINT64_MAX,
                                    sync_ms_ != 0 ? sync_due : UINT64_MAX);
       std::uint64_t now = env_->NowMillis();
-      maintenance_cv_.wait_for(lock, std::chrono::milliseconds(due > now ? due - now : 0), wake);
+      const auto deadline = std::chrono::steady_clock::now() +
+                            std::chrono::milliseconds(due > now ? due - now : 0);
+      while (!MaintenanceWakeUp() && std::chrono::steady_clock::now() < deadline) {
+        maintenance_cv_.WaitUntil(deadline);
+      }
     }
-    if (maintenance_stop_) return;
+    if (maintenance_stop_) break;
     // Requests from writers must not starve the snapshot: check both.
     const bool requested = maintenance_requested_.load(std::memory_order_relaxed);
-    lock.unlock();
+    maintenance_mu_.Unlock();
     if (snapshot_ms_ != 0 && env_->NowMillis() + 50 >= snapshot_due_at()) {
       RunMaintenance(/*snapshot=*/true);
     }
@@ -577,9 +578,10 @@ void Cache::Impl::MaintenanceLoop() {
       PeriodicSync();
       sync_due = env_->NowMillis() + sync_ms_;
     }
-    lock.lock();
+    maintenance_mu_.Lock();
     if (requested) maintenance_requested_.store(false, std::memory_order_relaxed);
   }
+  maintenance_mu_.Unlock();
 }
 
 void Cache::Impl::PeriodicSync() {
@@ -619,10 +621,10 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
 
 void Cache::Impl::StopMaintenance() {
   {
-    std::lock_guard<std::mutex> lock(maintenance_mu_);
+    MutexLock lock(&maintenance_mu_);
     maintenance_stop_ = true;
   }
-  maintenance_cv_.notify_all();
+  maintenance_cv_.SignalAll();
   if (maintenance_.joinable()) maintenance_.join();
 }
 

@@ -24,11 +24,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,12 +39,13 @@
 #include "engine/generation.h"
 #include "lilcache/lilcache.h"
 #include "engine/meta.h"
+#include "util/mutex.h"
 #include "util/names.h"
 #include "engine/shared_atomic.h"
 
 namespace lilcache {
 
-class Cache::Impl : public ForkHook {
+class Cache::Impl final : public ForkHook {
  public:
   Impl(std::string_view name, const Options& options);
   ~Impl();
@@ -55,9 +54,11 @@ class Cache::Impl : public ForkHook {
   // fork, so the child's copy of its generations is whole; the child starts every mutex of the
   // handle (and of its generations) afresh and forgets the parent's
   // maintenance thread. Its Meta closes its own descriptor (meta.h).
-  void BeforeFork() override;
-  void AfterForkInParent() override;
-  void AfterForkInChild() override;
+  // The core's refresh mutex is taken in one handler and released in
+  // another: out of the analysis' sight (fork.h states the protocol).
+  void BeforeFork() override NO_THREAD_SAFETY_ANALYSIS;
+  void AfterForkInParent() override NO_THREAD_SAFETY_ANALYSIS;
+  void AfterForkInChild() override NO_THREAD_SAFETY_ANALYSIS;
 
   void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
   std::optional<std::string> Get(std::string_view key);
@@ -112,7 +113,7 @@ class Cache::Impl : public ForkHook {
     }
     Reattach(epoch);
   }
-  void Reattach(std::uint64_t epoch);
+  void Reattach(std::uint64_t epoch) EXCLUDES(attach_mu_);
   void OpenLocked();         // under the INIT lock
   std::uint64_t Append(Generation& g, const record::NewRecord& rec, Written& w);
   record::NewRecord Sequenced(record::NewRecord rec);
@@ -137,12 +138,16 @@ class Cache::Impl : public ForkHook {
   void AfterWrite(WriteFollowUp f);
   // Background maintenance: AfterWrite() asks, this thread compacts, so no
   // set() pays for a compaction (unless the index is completely full).
-  void RequestMaintenance();
-  void MaintenanceLoop();
+  void RequestMaintenance() EXCLUDES(maintenance_mu_);
+  void MaintenanceLoop() EXCLUDES(maintenance_mu_);
+  // What the maintenance thread waits for: a request, or the stop.
+  bool MaintenanceWakeUp() const REQUIRES(maintenance_mu_) {
+    return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
+  }
   void RunMaintenance(bool snapshot);
   void PeriodicSync();  // Options::sync as an interval; logs failures
-  void StartMaintenanceThread();
-  void StopMaintenance();
+  void StartMaintenanceThread() EXCLUDES(maintenance_mu_);
+  void StopMaintenance() EXCLUDES(maintenance_mu_);
   void CountHit(bool hit, bool expired);
   // get() and contains(): the value (or "" when !copy_value) if visible.
   std::optional<std::string> Lookup(std::string_view key, bool copy_value);
@@ -166,7 +171,7 @@ class Cache::Impl : public ForkHook {
   // ReattachIfForked(): a thread that sees the epoch current sees them too.
   std::atomic<std::uint64_t> fork_epoch_{0};
 
-  std::mutex attach_mu_;    // serializes Reattach()
+  Mutex attach_mu_;  // serializes Reattach() (guards the core's attach state)
   // Monotonic ns before which AfterWrite() does not try to compact again
   // (another process holds the COMPACT lock, or a try was abandoned).
   // Relaxed: a hint between threads of this process.
@@ -174,10 +179,12 @@ class Cache::Impl : public ForkHook {
   // Relaxed: set by writers, cleared by the maintenance thread; the mutex
   // and condition variable carry the actual hand-over.
   std::atomic<bool> maintenance_requested_{false};
-  std::mutex maintenance_mu_;
-  std::condition_variable maintenance_cv_;
-  bool maintenance_stop_ = false;  // guarded by maintenance_mu_
-  std::thread maintenance_;        // started on first request
+  Mutex maintenance_mu_;
+  CondVar maintenance_cv_{&maintenance_mu_};
+  bool maintenance_stop_ GUARDED_BY(maintenance_mu_) = false;
+  // Started on first request under maintenance_mu_; joined (outside it) once
+  // maintenance_stop_ is set, after which nobody starts it again.
+  std::thread maintenance_;
 
   // Last: registered once every member above exists, unregistered first.
   ForkRegistration fork_registration_{this};

@@ -12,12 +12,11 @@
 #include <spdlog/logger.h>
 
 #include <cstdint>
-#include <mutex>
-#include <new>
 #include <span>
 #include <string>
 
 #include "engine/file_lock.h"
+#include "util/mutex.h"
 #include "format/record.h"
 #include "engine/mapping.h"
 
@@ -109,7 +108,7 @@ class DataFile {
   // In a fork child (Cache::Impl's fork handler): the parent thread that may
   // have held grow_mu_ (growing, or extending its mapping) does not exist
   // here. The descriptor carries no lock (GROW is taken on NAME.meta's).
-  void ResetAfterFork() { new (&grow_mu_) std::mutex; }
+  void ResetAfterFork() { grow_mu_.ResetAfterFork(); }
   // Where growth is logged (info); null = nowhere.
   void set_logger(spdlog::logger* logger) { logger_ = logger; }
 
@@ -117,7 +116,7 @@ class DataFile {
   Env* env_ = nullptr;
   FileHandle file_;
   Mapping map_;
-  std::mutex grow_mu_;
+  Mutex grow_mu_;  // serializes growth and mapping extension in this process
   bool truncated_ = false;
   std::uint64_t file_size_ = 0;
   spdlog::logger* logger_ = nullptr;

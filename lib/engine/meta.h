@@ -88,7 +88,7 @@ static_assert(sizeof(ProcessSlot) == kSlotSize && offsetof(ProcessSlot, hits) ==
 
 class Env;
 
-class Meta : public ForkHook {
+class Meta final : public ForkHook {
  public:
   Meta() = default;
   Meta(const Meta&) = delete;

@@ -44,7 +44,7 @@ class CondVar;
 // A std::mutex that clang's analysis knows as a capability.
 class CAPABILITY("mutex") Mutex {
  public:
-  Mutex() = default;
+  constexpr Mutex() = default;  // constant-initialized: usable in static objects
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
 
@@ -77,7 +77,8 @@ class SCOPED_CAPABILITY MutexLock {
 };
 
 // A condition variable tied to one Mutex, which the caller holds around
-// every Wait (as leveldb's port::CondVar).
+// every Wait (as leveldb's port::CondVar). Wait is not annotated REQUIRES:
+// the analysis cannot tell that mu_ is the caller's mutex.
 class CondVar {
  public:
   explicit CondVar(Mutex* mu) : mu_(mu) {}
@@ -86,15 +87,15 @@ class CondVar {
 
   // Releases the mutex while waiting; holds it again on return. May wake
   // spuriously: callers loop on their condition.
-  void Wait() REQUIRES(mu_) {
+  void Wait() {
     std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
     cv_.wait(lock);
     lock.release();
   }
-  // As Wait(), for at most `timeout`.
-  void WaitFor(std::chrono::milliseconds timeout) REQUIRES(mu_) {
+  // As Wait(), until `deadline` at the latest.
+  void WaitUntil(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
-    cv_.wait_for(lock, timeout);
+    cv_.wait_until(lock, deadline);
     lock.release();
   }
   void Signal() { cv_.notify_one(); }
