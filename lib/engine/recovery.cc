@@ -200,7 +200,6 @@ bool Recovery::OpenPrevious(std::uint64_t gen, DataFile& previous) {
 void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted,
                        const std::string& boot, DataFile* previous) {
   Env* env = c_.env();
-  auto& meta = c_.meta().header();
   DataScan scan = ScanDataFile(g.data, g.salt);
   Roaring64Map candidates;
   if (index_trusted && !PublishedRecords(g, &candidates)) {
@@ -247,13 +246,23 @@ void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted
     }
     copier.Flush();
   }
-  scan.max_seq = std::max(scan.max_seq, prev_scan.max_seq);
+  Publish(g, b, std::max(scan.max_seq, prev_scan.max_seq), boot);
+  c_.logger().warn(
+      "recovered: {} valid records, {} damaged regions skipped, {} live keys kept, {} keys "
+      "whose newest record was never published (a killed writer's) kept their published one, "
+      "{} keys taken from the previous generation's log",
+      scan.records + prev_scan.records, scan.damaged + prev_scan.damaged, b.records(), unpublished,
+      prev_live.cardinality());
+}
+
+void Recovery::Publish(Generation& g, Builder& b, std::uint64_t max_seq, const std::string& boot) {
+  auto& meta = c_.meta().header();
   b.Seal();
   b.Rename();
   b.Sync();
   auto next = Shared(meta.next_seq);
-  if (next.load(std::memory_order_relaxed) <= scan.max_seq) {
-    next.store(scan.max_seq + 1, std::memory_order_relaxed);
+  if (next.load(std::memory_order_relaxed) <= max_seq) {
+    next.store(max_seq + 1, std::memory_order_relaxed);
   }
   // The files of g+1 are durable (Sync above) before the meta page names
   // them. What recovery did is recorded only now that it is done: the new
@@ -267,12 +276,6 @@ void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted
   const std::uint64_t old = g.number;
   g.Close();
   RemoveStrayFiles(c_, old + 1, /*live_durable=*/true);
-  c_.logger().warn(
-      "recovered: {} valid records, {} damaged regions skipped, {} live keys kept, {} keys "
-      "whose newest record was never published (a killed writer's) kept their published one, "
-      "{} keys taken from the previous generation's log",
-      scan.records + prev_scan.records, scan.damaged + prev_scan.damaged, b.records(), unpublished,
-      prev_live.cardinality());
 }
 
 }  // namespace lilcache

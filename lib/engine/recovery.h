@@ -24,6 +24,8 @@
 
 namespace lilcache {
 
+class Builder;
+
 class Recovery {
  public:
   explicit Recovery(CacheCore& core) : c_(core) {}
@@ -43,6 +45,10 @@ class Recovery {
   // `previous`: the previous generation's data file, to replay too (may be null).
   void Rebuild(Generation& g, const std::string& why, bool index_trusted, const std::string& boot,
                DataFile* previous);
+
+  // Makes the rebuilt generation g+1 (in b) durable and names it in the
+  // meta file with `boot`; seqs go on above max_seq. Closes g.
+  void Publish(Generation& g, Builder& b, std::uint64_t max_seq, const std::string& boot);
 
   CacheCore& c_;
 };
