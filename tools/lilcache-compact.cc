@@ -17,7 +17,9 @@
 
 #include "cli.h"
 #include "inspect/inspect.h"
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "engine/space.h"
 
 namespace {
 
@@ -46,7 +48,8 @@ std::string Millis(std::chrono::microseconds us) {
 // it), with the message Cache::open gives.
 void RequireExisting(const std::string& root, const std::string& name) {
   if (lilcache::cache_exists(name, root)) return;
-  throw lilcache::Error(lilcache::ErrorCode::no_such_cache, "no such cache (" + root + "/" + name + ".meta does not exist)");
+  throw lilcache::Error(lilcache::ErrorCode::no_such_cache,
+                        "no such cache (" + root + "/" + name + ".meta does not exist)");
 }
 
 // A cache's compaction, reported on stdout unless --quiet.
@@ -69,7 +72,7 @@ class Reporter {
     if (quiet_) return;
     // Dead: what the scan of the records found beyond the live ones.
     std::uint64_t file = s.scanned_to, live = s.bytes_of(lilcache::RecordState::kLive);
-    std::uint64_t dead = file - std::min(file, live + s.scanned_from);
+    std::uint64_t dead = lilcache::DeadBytes(file, live);
     std::cout << name << ": would compact generation " << h.meta.generation << ": " << file
               << " bytes of log, " << live << " live, " << dead << " dead, "
               << s.count(lilcache::RecordState::kLive) << " keys";

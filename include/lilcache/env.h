@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lilcache/export.h"
 
@@ -70,7 +71,7 @@ class LILCACHE_EXPORT Env {
   virtual int Ftruncate(int fd, off_t length);
   // fallocate(fd, 0, offset, length) (fallocate(2), mode 0: allocates
   // [offset, offset + length) and extends the file size to cover it). Every
-  // growth of a log allocates only its new range this way, so that a full
+  // growth of a data file allocates only its new range this way, so that a full
   // disk is an ENOSPC Error from set() and never a SIGBUS when the mapping
   // is written. Not posix_fallocate: on a file system without fallocate,
   // glibc's fallback writes a byte into every block of the range, racing
@@ -93,6 +94,11 @@ class LILCACHE_EXPORT Env {
   virtual int Unlink(const char* path);
   virtual int Mkdir(const char* path, mode_t mode);
   virtual int FsyncDir(const char* path);  // open(O_DIRECTORY) + fsync + close
+  // The names in directory `path` (opendir(3) + readdir(3), without "." and
+  // ".."), in the order the file system returns them, into *names
+  // (replacing what it held): 0, or -1/errno. How the library finds the
+  // caches under a root and the stale files of a cache.
+  virtual int ListDirectory(const char* path, std::vector<std::string>* names);
 
   // ---- memory maps ----
   // Mmap returns MAP_FAILED (not nullptr) on failure, as mmap(2) does.
@@ -122,7 +128,7 @@ class LILCACHE_EXPORT Env {
   virtual std::uint64_t MonotonicNanos();
   // An id that changes at every boot (/proc/sys/kernel/random/boot_id; ""
   // if unreadable): a cache last used in another boot may have lost unsynced
-  // pages, so its next lone opener replays the log (docs/concurrency.md).
+  // pages, so its next lone opener replays its data file (docs/concurrency.md).
   virtual std::string BootId();
   // Sleeps about `micros` microseconds (backoff while waiting for a peer).
   virtual void SleepMicros(std::uint64_t micros);

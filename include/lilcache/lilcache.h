@@ -474,7 +474,7 @@ class Cache {
   // faults sees every file access made for the cache.
   LILCACHE_EXPORT Env* env() const;
 
-  class Impl;  // lib/cache_impl.h
+  class Impl;  // lib/engine/cache_impl.h
 
  private:
   explicit Cache(std::unique_ptr<Impl> impl);

@@ -62,7 +62,10 @@ void Cache::sync() { Checked(impl_).Sync(); }
 
 CompactionResult Cache::compact() {
   CompactionResult r;
-  Checked(impl_).Compact("requested", 0, &r);
+  // An explicit compaction waits for this process's own background one, and
+  // counts as a snapshot.
+  Checked(impl_).Compact(
+      {.reason = "requested", .wait_for_own = true, .counts_as_snapshot = true, .result = &r});
   return r;
 }
 const std::string& Cache::name() const { return Checked(impl_).name(); }

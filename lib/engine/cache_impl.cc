@@ -8,11 +8,13 @@
 #include <random>
 #include <thread>
 
-#include "engine/compactor.h"
+#include "engine/compaction.h"
+#include "engine/recovery.h"
 #include "util/duration.h"
 #include "lilcache/env.h"
 #include "util/logging.h"
 #include "engine/shared_atomic.h"
+#include "engine/space.h"
 #include "engine/trust.h"
 
 namespace lilcache {
@@ -48,7 +50,7 @@ void CheckValue(std::string_view value) {
 class PinGuard {
  public:
   explicit PinGuard(Generation* g) : g_(g) {}
-  ~PinGuard() { Cache::Impl::Unpin(g_); }
+  ~PinGuard() { CacheCore::Unpin(g_); }
   PinGuard(const PinGuard&) = delete;
   PinGuard& operator=(const PinGuard&) = delete;
   Generation* get() const { return g_; }
@@ -65,7 +67,7 @@ class PinGuard {
 // docs/concurrency.md. While a compactor has set SWITCHING, waits.
 class WriterSection {
  public:
-  explicit WriterSection(Cache::Impl& c) : c_(c) {
+  explicit WriterSection(CacheCore& c) : c_(c) {
     auto state = Shared(c.meta().header().writer_state);
     bool throttled = false;
     for (;;) {
@@ -109,7 +111,7 @@ class WriterSection {
     return Shared(c_.my_slot().inflight[epoch_]);
   }
   void Leave() {
-    if (gen_ != nullptr) Cache::Impl::Unpin(gen_);
+    if (gen_ != nullptr) CacheCore::Unpin(gen_);
     gen_ = nullptr;
     // seq_cst: a compactor that reads 0 here must also see everything this
     // write did (the CAS that published the record happened before).
@@ -117,16 +119,26 @@ class WriterSection {
     epoch_ = -1;
   }
 
-  Cache::Impl& c_;
+  CacheCore& c_;
   int epoch_ = -1;
   Generation* gen_ = nullptr;
 };
 
 // ---- open, attach, fork -----------------------------------------------------
 
-Cache::Impl::Impl(std::string_view name, const Options& options)
-    : env_(options.env != nullptr ? options.env : Env::Default()) {
+namespace {
+
+// The paths of cache `name` under Options::root (name validated first).
+CachePaths PathsOf(std::string_view name, const Options& options) {
   validate_name(name);
+  return CachePaths{ResolveRoot(options.root), std::string(name)};
+}
+
+}  // namespace
+
+Cache::Impl::Impl(std::string_view name, const Options& options)
+    : core_(options.env != nullptr ? options.env : Env::Default(), PathsOf(name, options)),
+      env_(core_.env()) {
   if (!options.expires.empty()) {
     default_ttl_ms_ = static_cast<std::uint64_t>(parse_duration(options.expires).count());
     if (default_ttl_ms_ == 0) {
@@ -167,16 +179,14 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
   }
   dead_ratio_ = options.compact_dead_ratio;
   backpressure_ratio_ = std::max(kBackpressureDeadRatio, dead_ratio_ + 0.05);
-  paths_.root = ResolveRoot(options.root);
-  paths_.name = std::string(name);
   create_ = options.create_if_missing;
   if (create_) {
-    EnsureRootDirectory(env_, paths_.root);
+    EnsureRootDirectory(env_, core_.paths().root);
   } else {
-    Meta().Open(env_, paths_.meta(), /*create=*/false);  // before the log file is made
-    CheckRootDirectory(env_, paths_.root);
+    Meta().Open(env_, core_.paths().meta(), /*create=*/false);  // before the data file is made
+    CheckRootDirectory(env_, core_.paths().root);
   }
-  logger_ = MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+  core_.set_logger(MakeCacheLogger(env_, core_.paths().text_log(), core_.paths().name, level_));
   Attach();
 }
 
@@ -189,88 +199,79 @@ Cache::Impl::~Impl() {
   const bool attached_here = fork_epoch_.load(std::memory_order_relaxed) == ForkEpoch();
   StopMaintenance();
   try {
-    {
-      std::lock_guard<std::mutex> lock(refresh_mu_);
-      current_.store(nullptr, std::memory_order_seq_cst);
-      for (auto& g : generations_) g->Close();
-    }
-    // Outside refresh_mu_: Close() takes ForkMutex(), which the fork prepare
-    // handler holds while it takes refresh_mu_.
-    if (meta_) meta_->Close();
-    if (attached_here) logger_->debug("closed");
+    core_.Close();
+    if (attached_here) core_.logger().debug("closed");
   } catch (...) {
     // Destructors do not throw; the kernel drops our locks when the fds close.
   }
 }
 
-void Cache::Impl::BeforeFork() { refresh_mu_.lock(); }
+void Cache::Impl::BeforeFork() { core_.LockForFork(); }
 
-void Cache::Impl::AfterForkInParent() { refresh_mu_.unlock(); }
+void Cache::Impl::AfterForkInParent() { core_.UnlockInParent(); }
 
 void Cache::Impl::AfterForkInChild() {
   // The child's only thread (fork.h: no allocation, no lock, no Env). This
-  // thread holds refresh_mu_ (BeforeFork()), so generations_ is whole. The
-  // parent's other threads are gone with any other mutex they held: start
-  // those afresh.
-  refresh_mu_.unlock();
-  new (&compact_mu_) std::mutex;
-  new (&attach_mu_) std::mutex;
-  new (&maintenance_mu_) std::mutex;
-  new (&maintenance_cv_) std::condition_variable;
-  for (auto& g : generations_) g->data.ResetAfterFork();
+  // thread holds the core's refresh mutex (BeforeFork()), so its generations
+  // are whole. The parent's other threads are gone with any other mutex they
+  // held: start those afresh.
+  core_.ResetInChild();
+  attach_mu_.ResetAfterFork();
+  maintenance_mu_.ResetAfterFork();
+  maintenance_cv_.ResetAfterFork();
   // The parent's maintenance thread does not exist here; forget it (the
   // object is only a copy: never joined, never destroyed joinable) and start
   // our own when needed. Relaxed: no other thread exists yet.
   new (&maintenance_) std::thread();
   maintenance_requested_.store(false, std::memory_order_relaxed);
   compact_backoff_until_.store(0, std::memory_order_relaxed);
-  throttle_check_at_.store(0, std::memory_order_relaxed);
 }
 
 void Cache::Impl::Attach() {
   // Relaxed: the constructing thread is the only one using the handle yet.
   fork_epoch_.store(ForkEpoch(), std::memory_order_relaxed);
-  meta_ = std::make_unique<Meta>();
-  meta_->Open(env_, paths_.meta(), create_);
-  FileLock init = FileLock::Acquire(env_, meta_->file(), kInitLockByte);
+  core_.set_meta(std::make_unique<Meta>());
+  core_.meta().Open(env_, core_.paths().meta(), create_);
+  FileLock init = FileLock::Acquire(env_, core_.meta().file(), kInitLockByte);
   OpenLocked();
 }
 
 void Cache::Impl::OpenLocked() {
-  if (meta_->IsBlank() && !create_) {
+  if (core_.meta().IsBlank() && !create_) {
     throw Error(ErrorCode::no_such_cache,
-                "no such cache (" + paths_.meta() + " was never initialized)");
+                "no such cache (" + core_.paths().meta() + " was never initialized)");
   }
-  if (meta_->IsBlank()) {
+  if (core_.meta().IsBlank()) {
     std::uint64_t salt = RandomSalt();
     std::uint64_t now = env_->NowMillis();
     Generation g;
-    g.data.Create(env_, paths_.data(1), 1, salt, kGrowQuantum, now);
-    g.index.Create(env_, paths_.index(1), 1, kMinSlots);
+    g.data.Create(env_, core_.paths().data(1), 1, salt, kGrowQuantum, now);
+    g.index.Create(env_, core_.paths().index(1), 1, kMinSlots);
     g.Close();
-    meta_->Initialize(salt, now, env_->BootId());
-    logger_->info("created cache {} in {}", paths_.name, paths_.root);
+    core_.meta().Initialize(salt, now, env_->BootId());
+    core_.logger().info("created cache {} in {}", core_.paths().name, core_.paths().root);
   }
-  meta_->Validate();
-  salt_ = meta_->header().salt;
+  core_.meta().Validate();
+  core_.set_salt(core_.meta().header().salt);
   if (max_bytes_ != 0) {
-    // Relaxed: see max_bytes().
-    Shared(meta_->header().max_bytes).store(max_bytes_, std::memory_order_relaxed);
+    // Relaxed: see CacheCore::max_bytes().
+    Shared(core_.meta().header().max_bytes).store(max_bytes_, std::memory_order_relaxed);
   }
-  if (!meta_->OthersAlive()) {
-    Compactor(*this).RecoverAlone();
+  if (!core_.meta().OthersAlive()) {
+    Recovery(core_).RecoverAlone();
   }
-  slot_ = meta_->ClaimSlot(static_cast<std::uint64_t>(getpid()));
-  Refresh();
-  Generation* g = current_.load(std::memory_order_acquire);
-  logger_->info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
-                g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
-                g->index.slot_count(), slot_);
+  core_.set_slot(core_.meta().ClaimSlot(static_cast<std::uint64_t>(getpid())));
+  core_.Refresh();
+  Generation* g = core_.current();
+  core_.logger().info(
+      "opened (generation {}, {} bytes of log, {} index slots, process slot {})", g->number,
+      Shared(g->data.header().tail).load(std::memory_order_relaxed), g->index.slot_count(),
+      core_.my_slot_index());
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }
 
 void Cache::Impl::Reattach(std::uint64_t epoch) {
-  std::lock_guard<std::mutex> lock(attach_mu_);
+  MutexLock lock(&attach_mu_);
   // Relaxed: attach_mu_ orders us after the thread that re-attached.
   if (epoch == fork_epoch_.load(std::memory_order_relaxed)) return;
   // First call in a fork child (or a grandchild...). The fork handlers have
@@ -280,9 +281,9 @@ void Cache::Impl::Reattach(std::uint64_t epoch) {
   // The old logger's lock may be held by a parent thread: keep it alive
   // (nothing will use it) and log through a new one.
   std::shared_ptr<spdlog::logger> logger =
-      MakeCacheLogger(env_, paths_.log(), paths_.name, level_);
+      MakeCacheLogger(env_, core_.paths().text_log(), core_.paths().name, level_);
   auto meta = std::make_unique<Meta>();
-  meta->Open(env_, paths_.meta(), /*create=*/false);
+  meta->Open(env_, core_.paths().meta(), /*create=*/false);
   std::size_t slot;
   {
     // Under the INIT lock, like an opener: a process that opens the cache
@@ -293,146 +294,13 @@ void Cache::Impl::Reattach(std::uint64_t epoch) {
     FileLock init = FileLock::Acquire(env_, meta->file(), kInitLockByte);
     slot = meta->ClaimSlot(static_cast<std::uint64_t>(getpid()));
   }
-  std::unique_ptr<Meta> parents = std::exchange(meta_, std::move(meta));
-  slot_ = slot;
-  retired_loggers_.push_back(logger_);
-  logger_ = std::move(logger);
-  {
-    std::lock_guard<std::mutex> refresh(refresh_mu_);
-    for (auto& g : generations_) g->data.set_logger(logger_.get());
-  }
+  std::unique_ptr<Meta> parents = core_.Adopt(std::move(meta), slot, std::move(logger));
   // Unmaps only: its descriptor was closed in the fork handler.
   parents->Close();
   // Release: pairs with the acquire load in ReattachIfForked().
   fork_epoch_.store(epoch, std::memory_order_release);
-  logger_->info("re-attached after fork (process slot {})", slot_);
+  core_.logger().info("re-attached after fork (process slot {})", slot);
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
-}
-
-// ---- generations ------------------------------------------------------------
-
-Generation* Cache::Impl::Pin() {
-  for (;;) {
-    Generation* g = current_.load(std::memory_order_seq_cst);
-    // seq_cst pair with Refresh(): it stores current_ then reads pins; we
-    // bump pins then re-read current_. One of us sees the other, so a
-    // generation is never unmapped under a pinned reader.
-    g->pins.fetch_add(1, std::memory_order_seq_cst);
-    if (current_.load(std::memory_order_seq_cst) == g) return g;
-    Unpin(g);
-  }
-}
-
-void Cache::Impl::Refresh() {
-  std::lock_guard<std::mutex> lock(refresh_mu_);
-  for (int attempt = 0;; ++attempt) {
-    // Acquire: pairs with the compactor's release of the new generation
-    // number, published after its files were renamed into place.
-    std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
-    Generation* cur = current_.load(std::memory_order_relaxed);
-    if (cur != nullptr && cur->number == gen) return;
-    // Reuse the object of a released generation (one per switch leaked
-    // otherwise: ~650 bytes per switch and process, forever). It cannot be
-    // freed: a thread in Pin() that loaded current_ before that generation
-    // was retired may still bump its `pins` and, seeing current_ changed,
-    // drop it again; both touch only `pins`, which is never reset, and if
-    // the object is current again by the time such a thread re-checks
-    // current_, it holds a valid pin on the new generation, opened before
-    // the seq_cst store below published it.
-    RetireUnpinned();  // first, so that what was retired last time is reusable now
-    Generation* g = nullptr;
-    for (auto& old : generations_) {
-      if (old->released) {
-        g = old.get();
-        break;
-      }
-    }
-    if (g == nullptr) {
-      generations_.push_back(std::make_unique<Generation>());
-      g = generations_.back().get();
-      g->released = true;  // not in use until opened below
-    }
-    try {
-      g->Open(env_, paths_, gen, salt_);
-      g->data.set_logger(logger_.get());
-    } catch (const Error&) {
-      g->Close();  // whatever was opened; the object stays released
-      // A newer compaction may have replaced `gen` before we opened it.
-      if (attempt < 100 &&
-          Shared(meta_->header().generation).load(std::memory_order_acquire) != gen) {
-        continue;
-      }
-      throw;
-    }
-    g->released = false;
-    current_.store(g, std::memory_order_seq_cst);
-    logger_->debug("now on generation {}", gen);
-    RetireUnpinned();
-    return;
-  }
-}
-
-void Cache::Impl::RetireNow() {
-  std::lock_guard<std::mutex> lock(refresh_mu_);
-  RetireUnpinned();
-}
-
-void Cache::Impl::RetireUnpinned() {
-  // A released object is reused by the next Refresh(): generations_ holds
-  // at most the generations pinned at once, plus the current one.
-  Generation* cur = current_.load(std::memory_order_relaxed);
-  for (auto& g : generations_) {
-    if (g.get() == cur || g->released) continue;
-    if (g->pins.load(std::memory_order_seq_cst) != 0) continue;
-    g->Close();
-    g->released = true;
-  }
-}
-
-void Cache::Impl::WaitWhileSwitching() {
-  auto state = Shared(meta_->header().writer_state);
-  std::uint64_t start = env_->MonotonicNanos();
-  std::uint64_t next_check = 1'000'000;  // ns
-  for (int spins = 0; (state.load(std::memory_order_acquire) & kSwitchingBit) != 0; ++spins) {
-    if (spins < 100) {
-      std::this_thread::yield();
-      continue;
-    }
-    env_->SleepMicros(50);
-    std::uint64_t waited = env_->MonotonicNanos() - start;
-    if (waited < next_check) continue;
-    next_check = waited + 5'000'000;
-    ClearPauseIfCompactorDied();
-  }
-}
-
-void Cache::Impl::Throttled() {
-  env_->SleepMicros(kThrottleMicros);
-  // Every 5 ms of throttling in this process, check the compactor is alive.
-  std::uint64_t now = env_->MonotonicNanos();
-  std::uint64_t due = throttle_check_at_.load(std::memory_order_relaxed);
-  if (due == 0) {
-    throttle_check_at_.compare_exchange_strong(due, now + 5'000'000, std::memory_order_relaxed);
-  } else if (now >= due && throttle_check_at_.compare_exchange_strong(
-                               due, 0, std::memory_order_relaxed)) {
-    ClearPauseIfCompactorDied();
-  }
-}
-
-void Cache::Impl::ClearPauseIfCompactorDied() {
-  // Is a compactor alive? If we can take the COMPACT lock, none is: the
-  // pause was left by a compactor that died. Our own compactor thread, if
-  // any, holds compact_mu_.
-  std::unique_lock<std::mutex> mine(compact_mu_, std::try_to_lock);
-  if (!mine.owns_lock()) return;
-  FileLock lock = FileLock::TryAcquire(env_, meta_->file(), kCompactLockByte);
-  if (!lock.held()) return;
-  auto state = Shared(meta_->header().writer_state);
-  // seq_cst: part of the writer handshake (see WriterSection).
-  std::uint32_t old = state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
-  if ((old & (kSwitchingBit | kThrottleBit)) != 0) {
-    logger_->warn("cleared a writer pause left by a compactor that died");
-  }
 }
 
 // ---- writes -----------------------------------------------------------------
@@ -442,14 +310,14 @@ record::NewRecord Cache::Impl::Sequenced(record::NewRecord rec) {
   // seq, and the linearization argument (docs/concurrency.md) needs the seq
   // of a record to be drawn after its writer began. Throws Error (nothing
   // written) when the range of seqs is used up.
-  rec.seq = meta_->DrawSeq();
+  rec.seq = core_.meta().DrawSeq();
   return rec;
 }
 
 std::uint64_t Cache::Impl::Append(Generation& g, const record::NewRecord& rec, Written& w) {
   std::size_t size = record::RecordSize(rec.key.size(), rec.value.size());
-  std::uint64_t off = g.data.Reserve(size, &meta_->file());
-  record::EncodeRecord(rec, salt_, std::span<char>(g.data.base() + off, size));
+  std::uint64_t off = g.data.Reserve(size, &core_.meta().file());
+  record::EncodeRecord(rec, core_.salt(), std::span<char>(g.data.base() + off, size));
   w.Add(off, size);
   return off;
 }
@@ -468,23 +336,12 @@ void Cache::Impl::SyncWritten(Generation& g, const Written& w) {
   // and no newer generation can be published meanwhile. Once per generation
   // per handle; the first time also the directory, whose entries of a new
   // cache nobody else fsyncs.
-  if (g.number > meta_synced_gen_.load(std::memory_order_relaxed)) {
-    if (meta_synced_gen_.load(std::memory_order_relaxed) == 0 &&
-        env_->FsyncDir(paths_.root.c_str()) != 0) {
-      ThrowErrno("fsync", paths_.root);
+  if (g.number > core_.meta_synced_gen()) {
+    if (core_.meta_synced_gen() == 0 &&
+        env_->FsyncDir(core_.paths().root.c_str()) != 0) {
+      ThrowErrno("fsync", core_.paths().root);
     }
-    SyncMeta();
-  }
-}
-
-void Cache::Impl::SyncMeta() {
-  // Acquire: the number read is at most what the page holds when msync
-  // writes it (the generation only grows).
-  const std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
-  meta_->Sync();
-  std::uint64_t known = meta_synced_gen_.load(std::memory_order_relaxed);
-  while (known < gen &&
-         !meta_synced_gen_.compare_exchange_weak(known, gen, std::memory_order_relaxed)) {
+    core_.SyncMeta();
   }
 }
 
@@ -532,7 +389,7 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& 
       // lets us read the record that beat us.
       if (g.index.slot(p.pos).compare_exchange_strong(p.value, slot_value,
                                                       std::memory_order_acq_rel)) {
-        CheckSlotMove(*logger_, "set", rec.key, cur.seq(), mine.seq);
+        CheckSlotMove(core_.logger(), "set", rec.key, cur.seq(), mine.seq);
         AddDead(g, cur.size());
         return Outcome::kDone;
       }
@@ -547,12 +404,12 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
   if (ttl_ms == 0) ttl_ms = default_ttl_ms_;
   record::NewRecord rec{record::RecordType::kSet, key, value, 0,
                      ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
-  const std::uint64_t hash = record::HashKey(key, salt_);
+  const std::uint64_t hash = record::HashKey(key, core_.salt());
   WriteFollowUp follow_up;
   for (;;) {
     std::uint64_t slots;
     {
-      WriterSection w(*this);
+      WriterSection w(core_);
       Written written;
       if (SetIn(w.gen(), rec, hash, written) == Outcome::kDone) {
         SyncWritten(w.gen(), written);
@@ -562,11 +419,11 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
       slots = w.gen().index.slot_count();
     }
     // The index is full: grow it (or wait for whoever is growing it).
-    if (!Compact("index full", slots * 2)) env_->SleepMicros(1000);
+    if (!Compact({.reason = "index full", .min_slots = slots * 2})) env_->SleepMicros(1000);
   }
-  Shared(my_slot().sets).fetch_add(1, std::memory_order_relaxed);
-  if (logger_->should_log(spdlog::level::debug)) {
-    logger_->debug("set key of {} bytes, value of {} bytes, ttl {} ms", key.size(), value.size(),
+  Shared(core_.my_slot().sets).fetch_add(1, std::memory_order_relaxed);
+  if (core_.logger().should_log(spdlog::level::debug)) {
+    core_.logger().debug("set key of {} bytes, value of {} bytes, ttl {} ms", key.size(), value.size(),
                    ttl_ms);
   }
   AfterWrite(follow_up);
@@ -584,7 +441,7 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
     bool expired = false;
     if (!Visible(cur, &expired)) {
       if (tomb_slot != 0) AddDead(g, tomb_size);
-      if (expired) Shared(my_slot().expired).fetch_add(1, std::memory_order_relaxed);
+      if (expired) Shared(core_.my_slot().expired).fetch_add(1, std::memory_order_relaxed);
       return std::nullopt;
     }
     CheckIntegrity(g, cur);
@@ -598,7 +455,7 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
     // record gets its value: that is what makes pop hand it out once.
     if (g.index.slot(p.pos).compare_exchange_strong(p.value, tomb_slot,
                                                     std::memory_order_acq_rel)) {
-      CheckSlotMove(*logger_, "pop", key, cur.seq(), tomb_seq);
+      CheckSlotMove(core_.logger(), "pop", key, cur.seq(), tomb_seq);
       AddDead(g, cur.size());
       *found = true;
       return want_value ? std::optional<std::string>(std::string(cur.value()))
@@ -610,12 +467,12 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
 std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_value) {
   CheckKey(key);
   ReattachIfForked();
-  const std::uint64_t hash = record::HashKey(key, salt_);
+  const std::uint64_t hash = record::HashKey(key, core_.salt());
   bool found = false;
   std::optional<std::string> out;
   WriteFollowUp follow_up;
   {
-    WriterSection w(*this);
+    WriterSection w(core_);
     Written written;
     out = PopIn(w.gen(), key, hash, want_value, &found, written);
     if (found) {
@@ -624,26 +481,26 @@ std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_valu
     }
   }
   CountHit(found, false);
-  if (found) Shared(my_slot().deletes).fetch_add(1, std::memory_order_relaxed);
-  logger_->debug("pop key of {} bytes: {}", key.size(), found ? "removed" : "absent");
+  if (found) Shared(core_.my_slot().deletes).fetch_add(1, std::memory_order_relaxed);
+  core_.logger().debug("pop key of {} bytes: {}", key.size(), found ? "removed" : "absent");
   AfterWrite(follow_up);
   return out;
 }
 
 void Cache::Impl::Purge() {
   ReattachIfForked();
-  auto& h = meta_->header();
+  auto& h = core_.meta().header();
   // Every record with a seq up to s is now invisible: seqs are drawn from
   // the same counter, so records begun after this draw get higher ones.
   // seq_cst (DrawSeq); an Error when the range of seqs is used up.
-  std::uint64_t s = meta_->DrawSeq();
+  std::uint64_t s = core_.meta().DrawSeq();
   auto purge = Shared(h.purge_seq);
   std::uint64_t cur = purge.load(std::memory_order_seq_cst);
   // seq_cst: a get that begins after purge() returns must see the new mark.
   while (cur < s && !purge.compare_exchange_weak(cur, s, std::memory_order_seq_cst)) {
   }
-  if (sync_always_) SyncMeta();
-  logger_->info("purged (every record with seq <= {} is gone)", s);
+  if (sync_always_) core_.SyncMeta();
+  core_.logger().info("purged (every record with seq <= {} is gone)", s);
 }
 
 Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
@@ -656,34 +513,34 @@ Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
            static_cast<double>(dead) > ratio * static_cast<double>(tail);
   };
   WriteFollowUp f;
-  // Backpressure: writers outrun compaction (the log holds more dead space
+  // Backpressure: writers outrun compaction (the data file holds more dead space
   // than the limit allows).
   f.throttle = dead_over(backpressure_ratio_);
   if (maintenance_requested_.load(std::memory_order_relaxed)) return f;
-  const std::uint64_t limit = max_bytes();
+  const std::uint64_t limit = core_.max_bytes();
   f.compact = g.index.used() * 2 > g.index.slot_count() || dead_over(dead_ratio_) ||
-              (limit != 0 && tail - std::min(tail, dead + kHeaderSize) > limit);
+              (limit != 0 && LiveBytes(tail, dead) > limit);
   return f;
 }
 
 void Cache::Impl::AfterWrite(WriteFollowUp f) {
   // The sleep comes after the write is done and outside the writer
   // section, so that no compactor ever waits for it.
-  if (f.throttle) env_->SleepMicros(kThrottleMicros);
+  if (f.throttle) env_->SleepMicros(CacheCore::kThrottleMicros);
   if (!f.compact || maintenance_requested_.load(std::memory_order_relaxed)) return;
   if (env_->MonotonicNanos() < compact_backoff_until_.load(std::memory_order_relaxed)) return;
   RequestMaintenance();
 }
 
 void Cache::Impl::RequestMaintenance() {
-  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  MutexLock lock(&maintenance_mu_);
   if (maintenance_stop_ || maintenance_requested_.exchange(true, std::memory_order_relaxed)) return;
   if (!maintenance_.joinable()) maintenance_ = std::thread([this] { MaintenanceLoop(); });
-  maintenance_cv_.notify_one();
+  maintenance_cv_.Signal();
 }
 
 void Cache::Impl::StartMaintenanceThread() {
-  std::lock_guard<std::mutex> lock(maintenance_mu_);
+  MutexLock lock(&maintenance_mu_);
   if (!maintenance_stop_ && !maintenance_.joinable()) {
     maintenance_ = std::thread([this] { MaintenanceLoop(); });
   }
@@ -691,14 +548,14 @@ void Cache::Impl::StartMaintenanceThread() {
 
 void Cache::Impl::Sync() {
   ReattachIfForked();
-  PinGuard pin(Pin());
+  PinGuard pin(core_.Pin());
   Generation& g = *pin.get();
   std::uint64_t tail = Shared(g.data.header().tail).load(std::memory_order_acquire);
   std::uint64_t end = std::min<std::uint64_t>(tail, g.data.mapped());
   if (env_->Msync(g.data.base(), end, MS_SYNC) != 0) ThrowErrno("msync", g.data.path());
   if (env_->Fsync(g.index.file().fd()) != 0) ThrowErrno("fsync", g.index.path());
-  SyncMeta();
-  logger_->debug("synced {} bytes of log", end);
+  core_.SyncMeta();
+  core_.logger().debug("synced {} bytes of log", end);
 }
 
 void Cache::Impl::MaintenanceLoop() {
@@ -706,27 +563,28 @@ void Cache::Impl::MaintenanceLoop() {
   // this thread started (in whichever process gets there first).
   const std::uint64_t first_due = env_->NowMillis() + snapshot_ms_;
   auto snapshot_due_at = [&] {
-    std::uint64_t last = Shared(meta_->header().last_snapshot_ms).load(std::memory_order_relaxed);
+    std::uint64_t last = Shared(core_.meta().header().last_snapshot_ms).load(std::memory_order_relaxed);
     return last == 0 ? first_due : last + snapshot_ms_;
   };
   std::uint64_t sync_due = env_->NowMillis() + sync_ms_;
-  auto wake = [&] {
-    return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
-  };
-  std::unique_lock<std::mutex> lock(maintenance_mu_);
+  maintenance_mu_.Lock();
   for (;;) {
     if (snapshot_ms_ == 0 && sync_ms_ == 0) {
-      maintenance_cv_.wait(lock, wake);
+      while (!MaintenanceWakeUp()) maintenance_cv_.Wait();
     } else {
       std::uint64_t due = std::min(snapshot_ms_ != 0 ? snapshot_due_at() : UINT64_MAX,
                                    sync_ms_ != 0 ? sync_due : UINT64_MAX);
       std::uint64_t now = env_->NowMillis();
-      maintenance_cv_.wait_for(lock, std::chrono::milliseconds(due > now ? due - now : 0), wake);
+      const auto deadline = std::chrono::steady_clock::now() +
+                            std::chrono::milliseconds(due > now ? due - now : 0);
+      while (!MaintenanceWakeUp() && std::chrono::steady_clock::now() < deadline) {
+        maintenance_cv_.WaitUntil(deadline);
+      }
     }
-    if (maintenance_stop_) return;
+    if (maintenance_stop_) break;
     // Requests from writers must not starve the snapshot: check both.
     const bool requested = maintenance_requested_.load(std::memory_order_relaxed);
-    lock.unlock();
+    maintenance_mu_.Unlock();
     if (snapshot_ms_ != 0 && env_->NowMillis() + 50 >= snapshot_due_at()) {
       RunMaintenance(/*snapshot=*/true);
     }
@@ -735,16 +593,17 @@ void Cache::Impl::MaintenanceLoop() {
       PeriodicSync();
       sync_due = env_->NowMillis() + sync_ms_;
     }
-    lock.lock();
+    maintenance_mu_.Lock();
     if (requested) maintenance_requested_.store(false, std::memory_order_relaxed);
   }
+  maintenance_mu_.Unlock();
 }
 
 void Cache::Impl::PeriodicSync() {
   try {
     Sync();
   } catch (const std::exception& e) {
-    logger_->error("periodic sync failed: {}", e.what());
+    core_.logger().error("periodic sync failed: {}", e.what());
   }
 }
 
@@ -752,39 +611,41 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
   try {
     if (snapshot) {
       ReattachIfForked();
-      Compactor(*this).Run("snapshot", 0, nullptr, snapshot_ms_);
+      Compactor(core_).Run({.reason = "snapshot",
+                            .counts_as_snapshot = true,
+                            .snapshot_interval_ms = snapshot_ms_});
       return;
     }
     bool grow;
     std::uint64_t slots;
     {
-      PinGuard pin(Pin());  // another thread's Refresh() may retire the generation
+      PinGuard pin(core_.Pin());  // another thread's core_.Refresh() may retire the generation
       grow = pin.get()->index.used() * 2 > pin.get()->index.slot_count();
       slots = pin.get()->index.slot_count();
     }
-    if (!Compact(grow ? "index half full" : "dead space or max_bytes", grow ? slots * 2 : 0)) {
+    if (!Compact({.reason = grow ? "index half full" : "dead space or max_bytes",
+                  .min_slots = grow ? slots * 2 : 0})) {
       // Another process holds the COMPACT lock (and will do the work).
       compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
     }
   } catch (const std::exception& e) {
-    logger_->error("background {} failed: {}", snapshot ? "snapshot" : "compaction", e.what());
+    core_.logger().error("background {} failed: {}", snapshot ? "snapshot" : "compaction", e.what());
     compact_backoff_until_.store(env_->MonotonicNanos() + 1'000'000'000, std::memory_order_relaxed);
   }
 }
 
 void Cache::Impl::StopMaintenance() {
   {
-    std::lock_guard<std::mutex> lock(maintenance_mu_);
+    MutexLock lock(&maintenance_mu_);
     maintenance_stop_ = true;
   }
-  maintenance_cv_.notify_all();
+  maintenance_cv_.SignalAll();
   if (maintenance_.joinable()) maintenance_.join();
 }
 
-bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots,
-                          CompactionResult* result) {
+bool Cache::Impl::Compact(const CompactionRequest& request) {
   ReattachIfForked();
-  return Compactor(*this).Run(reason, min_slots, result);
+  return Compactor(core_).Run(request);
 }
 
 // ---- reads ------------------------------------------------------------------
@@ -792,7 +653,7 @@ bool Cache::Impl::Compact(const char* reason, std::uint64_t min_slots,
 bool Cache::Impl::Visible(const record::RecordView& rec, bool* expired) {
   if (rec.is_tombstone()) return false;
   // Acquire: pairs with Purge()'s seq_cst update.
-  if (rec.seq() <= Shared(meta_->header().purge_seq).load(std::memory_order_acquire)) return false;
+  if (rec.seq() <= Shared(core_.meta().header().purge_seq).load(std::memory_order_acquire)) return false;
   if (rec.expires_ms() != 0 && env_->NowMillis() >= rec.expires_ms()) {
     *expired = true;
     return false;
@@ -804,18 +665,17 @@ void Cache::Impl::CheckIntegrity(Generation& g, const record::RecordView& rec) {
   if (g.ChecksumOk(rec)) [[likely]] {
     return;
   }
-  // Relaxed: a hint for the next lone opener, who rebuilds from the log.
-  Shared(meta_->header().flags).fetch_or(kFlagNeedsRebuild, std::memory_order_relaxed);
+  // Relaxed: a hint for the next lone opener, who rebuilds from the data file.
+  Shared(core_.meta().header().flags).fetch_or(kFlagNeedsRebuild, std::memory_order_relaxed);
   auto off = reinterpret_cast<const char*>(rec.header) - g.data.base();
-  logger_->error("bad checksum of the record at offset {} of {}", off, g.data.path());
-  throw Error(ErrorCode::corrupt, "corrupt cache: bad checksum of the record at offset " +
-                                      std::to_string(off) + " of " + g.data.path() +
-                                      " (it will be rebuilt from the log at the next open)");
+  core_.logger().error("bad checksum of the record at offset {} of {}", off, g.data.path());
+  throw Error(ErrorCode::corrupt, "corrupt cache: bad checksum of the record at offset " + std::to_string(off) +
+              " of " + g.data.path() + " (it will be rebuilt from the log at the next open)");
 }
 
 void Cache::Impl::CountHit(bool hit, bool expired) {
   // Relaxed: counters for stats().
-  auto& s = my_slot();
+  auto& s = core_.my_slot();
   Shared(hit ? s.hits : s.misses).fetch_add(1, std::memory_order_relaxed);
   if (expired) Shared(s.expired).fetch_add(1, std::memory_order_relaxed);
 }
@@ -823,16 +683,16 @@ void Cache::Impl::CountHit(bool hit, bool expired) {
 std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value) {
   CheckKey(key);
   ReattachIfForked();
-  const std::uint64_t hash = record::HashKey(key, salt_);
-  auto gen = Shared(meta_->header().generation);
+  const std::uint64_t hash = record::HashKey(key, core_.salt());
+  auto gen = Shared(core_.meta().header().generation);
   for (;;) {
-    PinGuard pin(Pin());
+    PinGuard pin(core_.Pin());
     Generation& g = *pin.get();
     // Acquire loads of the generation before and after the lookup: if it did
     // not change, no write of a newer generation can have completed before
     // our slot load, so the value read is current (or concurrent).
     if (g.number != gen.load(std::memory_order_acquire)) {
-      Refresh();
+      core_.Refresh();
       continue;
     }
     Index::Probe p = g.Find(key, hash);
@@ -847,8 +707,8 @@ std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_v
     }
     if (g.number != gen.load(std::memory_order_acquire)) continue;
     CountHit(out.has_value(), expired);
-    if (logger_->should_log(spdlog::level::debug)) {
-      logger_->debug("{} key of {} bytes: {}", copy_value ? "get" : "contains", key.size(),
+    if (core_.logger().should_log(spdlog::level::debug)) {
+      core_.logger().debug("{} key of {} bytes: {}", copy_value ? "get" : "contains", key.size(),
                      out ? "hit" : (expired ? "expired" : "miss"));
     }
     return out;
@@ -866,11 +726,11 @@ void Cache::Impl::ForEach(std::string_view prefix,
   {
     // Pinned: an unpinned Generation object may be released and reopened
     // for another generation at any time (Refresh).
-    PinGuard pin(Pin());
+    PinGuard pin(core_.Pin());
     mine = pin.get()->number;
   }
-  if (Shared(meta_->header().generation).load(std::memory_order_acquire) != mine) Refresh();
-  PinGuard pin(Pin());
+  if (Shared(core_.meta().header().generation).load(std::memory_order_acquire) != mine) core_.Refresh();
+  PinGuard pin(core_.Pin());
   Generation& g = *pin.get();
   for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {
     std::uint64_t v = g.index.slot(i).load(std::memory_order_acquire);
@@ -905,7 +765,7 @@ Stats Cache::Impl::GetStats() {
         return true;
       },
       /*verify=*/false);
-  auto& h = meta_->header();
+  auto& h = core_.meta().header();
   auto rd = [](std::uint64_t& f) { return Shared(f).load(std::memory_order_relaxed); };
   st.hits = rd(h.retired_hits);
   st.misses = rd(h.retired_misses);
@@ -918,19 +778,19 @@ Stats Cache::Impl::GetStats() {
   st.evictions = rd(h.evictions);
   st.max_bytes = rd(h.max_bytes);
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
-    ProcessSlot& s = meta_->slot(i);
+    ProcessSlot& s = core_.meta().slot(i);
     st.hits += rd(s.hits);
     st.misses += rd(s.misses);
     st.sets += rd(s.sets);
     st.deletes += rd(s.deletes);
     st.expired += rd(s.expired);
-    if (s.pid != 0 && (i == slot_ || meta_->SlotAlive(i))) ++st.processes;
+    if (s.pid != 0 && (i == core_.my_slot_index() || core_.meta().SlotAlive(i))) ++st.processes;
   }
-  PinGuard pin(Pin());
+  PinGuard pin(core_.Pin());
   Generation& g = *pin.get();
   st.generation = g.number;
   st.bytes_file = rd(g.data.header().tail);
-  st.bytes_dead = st.bytes_file - std::min(st.bytes_file, st.bytes_live + kHeaderSize);
+  st.bytes_dead = DeadBytes(st.bytes_file, st.bytes_live);
   st.index_slots = g.index.slot_count();
   st.index_used = g.index.used();
   return st;

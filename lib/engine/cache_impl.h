@@ -10,7 +10,7 @@
 //    A slot only ever moves to a record with a higher seq.
 //  * Generation switches (index growth, compaction, recovery) are done by the
 //    process holding the COMPACT lock; writers pause only for the final swap.
-//  * Growth of the log takes the GROW lock (and an in-process mutex).
+//  * Growth of the data file takes the GROW lock (and an in-process mutex).
 //  * fork(): the handle is a ForkHook (fork.h). In the child, before anything
 //    else runs, the fork handlers close its NAME.meta descriptor (Meta) and
 //    start its mutexes afresh; nothing is unlocked, so the parent keeps its
@@ -24,38 +24,41 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "engine/cache_core.h"
+#include "engine/compaction.h"
 #include "engine/fork.h"
 #include "engine/generation.h"
 #include "lilcache/lilcache.h"
 #include "engine/meta.h"
+#include "util/mutex.h"
 #include "util/names.h"
 #include "engine/shared_atomic.h"
 
 namespace lilcache {
 
-class Cache::Impl : public ForkHook {
+class Cache::Impl final : public ForkHook {
  public:
   Impl(std::string_view name, const Options& options);
   ~Impl();
 
-  // ForkHook: the prepare handler holds refresh_mu_ across the fork, so the
-  // child's copy of generations_ is whole; the child starts every mutex of the
+  // ForkHook: the prepare handler holds the core's refresh mutex across the
+  // fork, so the child's copy of its generations is whole; the child starts every mutex of the
   // handle (and of its generations) afresh and forgets the parent's
   // maintenance thread. Its Meta closes its own descriptor (meta.h).
-  void BeforeFork() override;
-  void AfterForkInParent() override;
-  void AfterForkInChild() override;
+  // The core's refresh mutex is taken in one handler and released in
+  // another: out of the analysis' sight (fork.h states the protocol).
+  void BeforeFork() override NO_THREAD_SAFETY_ANALYSIS;
+  void AfterForkInParent() override NO_THREAD_SAFETY_ANALYSIS;
+  void AfterForkInChild() override NO_THREAD_SAFETY_ANALYSIS;
 
   void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
   std::optional<std::string> Get(std::string_view key);
@@ -69,60 +72,28 @@ class Cache::Impl : public ForkHook {
                const std::function<bool(std::string_view, std::string_view)>& fn,
                bool verify = true);
   Stats GetStats();
-  // msync of the log written so far, the index and the meta file.
+  // msync of the data file written so far, the index and the meta file.
   void Sync();
-  // msync of the meta file; notes the generation it named as durable.
-  void SyncMeta();
-  // Runs a generation switch now (compaction); false if another process holds
-  // the COMPACT lock.
-  bool Compact(const char* reason, std::uint64_t min_slots = 0,
-               CompactionResult* result = nullptr);
+  // Runs a generation switch now (compaction.h); false if another process
+  // holds the COMPACT lock (or as the request says).
+  bool Compact(const CompactionRequest& request);
 
-  const std::string& name() const { return paths_.name; }
-  const std::string& root() const { return paths_.root; }
-  // The cache's size limit (meta max_bytes; 0 = none). Relaxed: a setting,
-  // no data depends on when a process sees it change.
-  std::uint64_t max_bytes() const {
-    return Shared(meta_->header().max_bytes).load(std::memory_order_relaxed);
-  }
-
-  // ---- used by WriterSection, Pin and Compactor ----
-  Meta& meta() { return *meta_; }
+  const std::string& name() const { return core_.paths().name; }
+  const std::string& root() const { return core_.paths().root; }
   Env* env() const { return env_; }
-  const CachePaths& paths() const { return paths_; }
-  spdlog::logger& logger() { return *logger_; }
-  std::uint64_t salt() const { return salt_; }
-  ProcessSlot& my_slot() { return meta_->slot(slot_); }
-  std::size_t my_slot_index() const { return slot_; }
-  std::mutex& compact_mutex() { return compact_mu_; }
 
-  Generation* Pin();
-  static void Unpin(Generation* g) { g->pins.fetch_sub(1, std::memory_order_release); }
-  // Makes the generation named by the meta file this process's current one.
-  void Refresh();
-  // Unmaps retired generations that no thread pins any more.
-  void RetireNow();
-  // Blocks while a compactor has writers paused; clears the pause if the
-  // compactor died (its COMPACT lock is free).
-  void WaitWhileSwitching();
-  // A write begins while a compactor asks writers to slow down (THROTTLE):
-  // sleeps kThrottleMicros; clears a throttle left by a dead compactor.
-  void Throttled();
-  static constexpr std::uint64_t kThrottleMicros = 50;
   // Dead space is reclaimed automatically (Options::compact_dead_ratio) only
-  // in logs longer than this: smaller ones are not worth a compaction.
+  // in data files longer than this: smaller ones are not worth a compaction.
   static constexpr std::uint64_t kMinReclaimTail = 4u << 20;
-  // Writes sleep kThrottleMicros after they are done while dead bytes are
-  // over this fraction of the log (at least compact_dead_ratio + 0.05): the
-  // file stays within about 2x the live data even when writers outrun
-  // compaction (docs/concurrency.md, "Space").
+  // Writes sleep CacheCore::kThrottleMicros after they are done while dead
+  // bytes are over this fraction of the data file (at least
+  // compact_dead_ratio + 0.05): the file stays within about 2x the live data
+  // even when writers outrun compaction (docs/concurrency.md, "Space").
   static constexpr double kBackpressureDeadRatio = 0.45;
 
  private:
-  // Clears SWITCHING/THROTTLE if no compactor holds the COMPACT lock.
-  void ClearPauseIfCompactorDied();
   enum class Outcome { kDone, kIndexFull };
-  // The log bytes one write appended, to msync with Options::sync = "always".
+  // The data file bytes one write appended, to msync with Options::sync = "always".
   struct Written {
     std::uint64_t begin = UINT64_MAX;
     std::uint64_t end = 0;
@@ -143,9 +114,8 @@ class Cache::Impl : public ForkHook {
     }
     Reattach(epoch);
   }
-  void Reattach(std::uint64_t epoch);
+  void Reattach(std::uint64_t epoch) EXCLUDES(attach_mu_);
   void OpenLocked();         // under the INIT lock
-  void RetireUnpinned();     // unmaps retired generations nobody pins
   std::uint64_t Append(Generation& g, const record::NewRecord& rec, Written& w);
   record::NewRecord Sequenced(record::NewRecord rec);
   Outcome SetIn(Generation& g, const record::NewRecord& rec, std::uint64_t hash, Written& w);
@@ -169,18 +139,24 @@ class Cache::Impl : public ForkHook {
   void AfterWrite(WriteFollowUp f);
   // Background maintenance: AfterWrite() asks, this thread compacts, so no
   // set() pays for a compaction (unless the index is completely full).
-  void RequestMaintenance();
-  void MaintenanceLoop();
+  void RequestMaintenance() EXCLUDES(maintenance_mu_);
+  void MaintenanceLoop() EXCLUDES(maintenance_mu_);
+  // What the maintenance thread waits for: a request, or the stop.
+  bool MaintenanceWakeUp() const REQUIRES(maintenance_mu_) {
+    return maintenance_stop_ || maintenance_requested_.load(std::memory_order_relaxed);
+  }
   void RunMaintenance(bool snapshot);
   void PeriodicSync();  // Options::sync as an interval; logs failures
-  void StartMaintenanceThread();
-  void StopMaintenance();
+  void StartMaintenanceThread() EXCLUDES(maintenance_mu_);
+  void StopMaintenance() EXCLUDES(maintenance_mu_);
   void CountHit(bool hit, bool expired);
   // get() and contains(): the value (or "" when !copy_value) if visible.
   std::optional<std::string> Lookup(std::string_view key, bool copy_value);
 
-  Env* env_;
-  CachePaths paths_;
+  // env, paths, meta, logger, salt, slot, generations: shared with the
+  // compactor and recovery (cache_core.h).
+  CacheCore core_;
+  Env* const env_;  // core_.env()
   std::uint64_t default_ttl_ms_ = 0;
   std::uint64_t snapshot_ms_ = 0;
   bool create_ = true;         // Options::create_if_missing
@@ -190,45 +166,26 @@ class Cache::Impl : public ForkHook {
   double dead_ratio_ = 0.4;
   double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio
   spdlog::level::level_enum level_;
-  std::shared_ptr<spdlog::logger> logger_;
-  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see Reattach
-  std::unique_ptr<Meta> meta_;
-  std::size_t slot_ = 0;
-  std::uint64_t salt_ = 0;
   // The fork epoch (fork.h) this handle is attached in: it holds a descriptor
   // of NAME.meta and a process slot of this process. Release store by
-  // Reattach() after meta_, slot_ and logger_ are set, acquire load in
+  // Reattach() after the core's meta, slot and logger are set, acquire load in
   // ReattachIfForked(): a thread that sees the epoch current sees them too.
   std::atomic<std::uint64_t> fork_epoch_{0};
 
-  std::atomic<Generation*> current_{nullptr};
-  // Current, retired and released (reusable) generations; never shrinks
-  // while open (see Refresh), bounded by the generations pinned at once.
-  std::vector<std::unique_ptr<Generation>> generations_;
-  std::mutex refresh_mu_;   // guards generations_ and swaps of current_
-  std::mutex compact_mu_;   // one compactor per process
-  std::mutex attach_mu_;    // serializes Reattach()
+  Mutex attach_mu_;  // serializes Reattach() (guards the core's attach state)
   // Monotonic ns before which AfterWrite() does not try to compact again
   // (another process holds the COMPACT lock, or a try was abandoned).
   // Relaxed: a hint between threads of this process.
   std::atomic<std::uint64_t> compact_backoff_until_{0};
-  // The highest generation that a meta file synced by this process named:
-  // a sync = "always" write in a newer one syncs the meta file first (docs/
-  // concurrency.md, "Durability"). Relaxed: it is only raised after an msync
-  // has returned, so whichever value a thread reads was durable by then; a
-  // stale (lower) one costs an extra msync, never a lost write.
-  std::atomic<std::uint64_t> meta_synced_gen_{0};
-  // When this process next checks that a throttling compactor is alive
-  // (monotonic ns; 0 = not throttled lately). Relaxed: a heuristic.
-  std::atomic<std::uint64_t> throttle_check_at_{0};
-
   // Relaxed: set by writers, cleared by the maintenance thread; the mutex
   // and condition variable carry the actual hand-over.
   std::atomic<bool> maintenance_requested_{false};
-  std::mutex maintenance_mu_;
-  std::condition_variable maintenance_cv_;
-  bool maintenance_stop_ = false;  // guarded by maintenance_mu_
-  std::thread maintenance_;        // started on first request
+  Mutex maintenance_mu_;
+  CondVar maintenance_cv_{&maintenance_mu_};
+  bool maintenance_stop_ GUARDED_BY(maintenance_mu_) = false;
+  // Started on first request under maintenance_mu_; joined (outside it) once
+  // maintenance_stop_ is set, after which nobody starts it again.
+  std::thread maintenance_;
 
   // Last: registered once every member above exists, unregistered first.
   ForkRegistration fork_registration_{this};

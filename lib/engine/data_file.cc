@@ -151,7 +151,7 @@ void DataFile::Grow(std::uint64_t end, const FileHandle* meta) {
                                       std::to_string(kMaxDataBytes) +
                                       " bytes (compaction reclaims dead space)");
   }
-  std::lock_guard<std::mutex> in_process(grow_mu_);
+  MutexLock in_process(&grow_mu_);
   FileLock lock;
   if (meta != nullptr) lock = FileLock::Acquire(env_, *meta, kGrowLockByte);
   DataHeader& h = header();
@@ -177,7 +177,7 @@ void DataFile::Grow(std::uint64_t end, const FileHandle* meta) {
 
 void DataFile::EnsureMapped(std::uint64_t end) {
   if (end <= map_.size()) return;
-  std::lock_guard<std::mutex> in_process(grow_mu_);
+  MutexLock in_process(&grow_mu_);
   if (end <= map_.size()) return;
   std::uint64_t cap = Shared(header().capacity).load(std::memory_order_acquire);
   if (end > cap) {

@@ -2,10 +2,10 @@
 #include <pthread.h>
 
 #include <memory>
-#include <mutex>
-#include <new>
+#include <memory>
 
 #include "lilcache/lilcache.h"
+#include "util/mutex.h"
 
 namespace lilcache {
 namespace {
@@ -13,34 +13,34 @@ namespace {
 // g_mu guards the pointer only: it is held to copy or swap it, never while a
 // cache opens or closes, so a fork waits for it at most that long (the
 // prepare handler below takes it, so the child's copy of g_default is whole).
-std::mutex g_mu;
-std::shared_ptr<Cache> g_default;  // guarded by g_mu
+Mutex g_mu;
+std::shared_ptr<Cache> g_default GUARDED_BY(g_mu);
 // Serializes the first open of the default cache (guards no data). In a
 // fork child, the thread that held it does not exist: started afresh.
-std::mutex g_open_mu;
+Mutex g_open_mu;
 
 // The fork handlers, installed when the library is loaded (the mutexes are
 // constant-initialized).
-void LockForFork() { g_mu.lock(); }
-void UnlockInParent() { g_mu.unlock(); }
-void ResetInChild() {
-  g_mu.unlock();
-  new (&g_open_mu) std::mutex;
+void LockForFork() ACQUIRE(g_mu) { g_mu.Lock(); }
+void UnlockInParent() RELEASE(g_mu) { g_mu.Unlock(); }
+void ResetInChild() RELEASE(g_mu) {
+  g_mu.Unlock();
+  g_open_mu.ResetAfterFork();
 }
 const int g_fork_handlers = pthread_atfork(LockForFork, UnlockInParent, ResetInChild);
 
 std::shared_ptr<Cache> Current() {
   (void)g_fork_handlers;
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   return g_default;
 }
 
 std::shared_ptr<Cache> Default() {
   if (auto c = Current()) return c;
-  std::lock_guard<std::mutex> open_lock(g_open_mu);
+  MutexLock open_lock(&g_open_mu);
   if (auto c = Current()) return c;
   auto opened = std::make_shared<Cache>(Cache::open());
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   g_default = opened;
   return opened;
 }
@@ -50,7 +50,7 @@ std::shared_ptr<Cache> Default() {
 void init(std::string_view name, const Options& options) {
   std::shared_ptr<Cache> next = std::make_shared<Cache>(Cache::open(name, options));
   {
-    std::lock_guard<std::mutex> lock(g_mu);
+    MutexLock lock(&g_mu);
     g_default.swap(next);
   }
   // `next` now holds the previous one: it closes here (outside g_mu) or when

@@ -25,7 +25,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
+
+#include "util/mutex.h"
 
 namespace lilcache {
 
@@ -39,11 +40,15 @@ class ForkHook {
   ~ForkHook() = default;
 };
 
+namespace internal {
+extern Mutex g_fork_mu;  // ForkMutex()
+}  // namespace internal
+
 // Held by the atfork prepare handler until the fork is over.
-std::mutex& ForkMutex();
+Mutex& ForkMutex() RETURN_CAPABILITY(internal::g_fork_mu);
 // The caller holds ForkMutex(). A hook is registered at most once.
-void RegisterForkHookLocked(ForkHook* hook);
-void UnregisterForkHookLocked(ForkHook* hook);
+void RegisterForkHookLocked(ForkHook* hook) REQUIRES(internal::g_fork_mu);
+void UnregisterForkHookLocked(ForkHook* hook) REQUIRES(internal::g_fork_mu);
 
 // Registers a hook for the lifetime of this object (a member of the hook,
 // declared last: registered once every other member exists, unregistered
@@ -51,11 +56,11 @@ void UnregisterForkHookLocked(ForkHook* hook);
 class ForkRegistration {
  public:
   explicit ForkRegistration(ForkHook* hook) : hook_(hook) {
-    std::lock_guard<std::mutex> lock(ForkMutex());
+    MutexLock lock(&ForkMutex());
     RegisterForkHookLocked(hook_);
   }
   ~ForkRegistration() {
-    std::lock_guard<std::mutex> lock(ForkMutex());
+    MutexLock lock(&ForkMutex());
     UnregisterForkHookLocked(hook_);
   }
   ForkRegistration(const ForkRegistration&) = delete;

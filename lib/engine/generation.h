@@ -1,8 +1,8 @@
-// generation: one generation of a cache (its log and its index) as mapped by
+// generation: one generation of a cache (its data file and its index) as mapped by
 // this process, with the lookups both the cache and the compactor need.
 //
 // Concurrency: a Generation is shared by the threads of one process; `pins`
-// counts the threads using it (CacheImpl::Pin). Its files may be replaced by
+// counts the threads using it (CacheCore::Pin). Its files may be replaced by
 // a newer generation at any time; a pinned Generation stays mapped, and its
 // records never change once published, so a pinned reader is always safe.
 #pragma once
@@ -35,9 +35,9 @@ struct Generation {
   std::uint64_t salt = 0;
   DataFile data;
   Index index;
-  // Threads of this process using this generation; see CacheImpl::Pin.
+  // Threads of this process using this generation; see CacheCore::Pin.
   std::atomic<std::int64_t> pins{0};
-  // Unmapped after being retired; guarded by CacheImpl::refresh_mu_. A
+  // Unmapped after being retired; guarded by CacheCore::refresh_mu_. A
   // released object is reused for a later generation, never freed while the
   // cache is open: a thread in Pin() may still bump and drop its `pins`.
   bool released = false;
@@ -46,7 +46,7 @@ struct Generation {
   void Close();
 
   // The published record at `offset` (from an index slot). Maps it if needed.
-  // Throws Error if it lies outside the log or its header is not a record's.
+  // Throws Error if it lies outside the data file or its header is not a record's.
   record::RecordView Record(std::uint64_t offset);
   // Whether the record's checksum matches (a published record is complete, so
   // a mismatch is corruption of the file).

@@ -8,8 +8,8 @@
 // Concurrency: lock-free. Slots are read with acquire loads and changed only
 // by compare-exchange (acq_rel), so a reader that sees a slot also sees the
 // record bytes written before it was published. The rule that a slot only
-// moves to a record with a higher seq is enforced by the callers
-// (Cache::Impl, Compactor), which know the records.
+// moves to a record with a higher seq is enforced by the callers (Cache::Impl,
+// Compactor), which know the records.
 #pragma once
 
 #include <algorithm>

@@ -31,7 +31,7 @@ void Meta::Open(Env* env, const std::string& path, bool create) {
   // Under ForkMutex(): a fork sees either no descriptor or a registered Meta
   // that the child handler closes (an unregistered copy would carry the
   // locks this process takes later into the child).
-  std::lock_guard<std::mutex> fork_lock(ForkMutex());
+  MutexLock fork_lock(&ForkMutex());
   file_ = FileHandle::Open(env, path, O_RDWR | (create ? O_CREAT : 0));
   RegisterForkHookLocked(this);
   registered_ = true;
@@ -159,7 +159,7 @@ void Meta::Sync() {
 }
 
 void Meta::Close() {
-  std::lock_guard<std::mutex> fork_lock(ForkMutex());
+  MutexLock fork_lock(&ForkMutex());
   slot_lock_.Release();
   map_.Unmap();
   file_.Reset();

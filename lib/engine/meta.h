@@ -31,7 +31,7 @@ namespace lilcache {
 
 class Env;
 
-class Meta : public ForkHook {
+class Meta final : public ForkHook {
  public:
   Meta() = default;
   Meta(const Meta&) = delete;

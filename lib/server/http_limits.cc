@@ -43,7 +43,7 @@ void BudgetHold::ForceTo(std::size_t n) {
 }
 
 bool LineLimiter::Allow(Clock::time_point now, std::uint64_t* suppressed) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (now - window_start_ >= window_) {
     window_start_ = now;
     allowed_ = 0;
@@ -58,7 +58,7 @@ bool LineLimiter::Allow(Clock::time_point now, std::uint64_t* suppressed) {
 }
 
 std::uint64_t LineLimiter::TakeSuppressed(Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (suppressed_ == 0 || now - window_start_ < window_) return 0;
   return std::exchange(suppressed_, 0);
 }

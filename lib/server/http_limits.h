@@ -16,7 +16,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
+
+#include "util/mutex.h"
 
 namespace lilcache {
 
@@ -96,10 +97,10 @@ class LineLimiter {
  private:
   const unsigned per_window_;
   const Clock::duration window_;
-  std::mutex mu_;
-  Clock::time_point window_start_{};  // guarded by mu_
-  unsigned allowed_ = 0;              // guarded by mu_: lines allowed in this window
-  std::uint64_t suppressed_ = 0;      // guarded by mu_: refused, not reported yet
+  Mutex mu_;
+  Clock::time_point window_start_ GUARDED_BY(mu_) = Clock::time_point();
+  unsigned allowed_ GUARDED_BY(mu_) = 0;          // lines allowed in this window
+  std::uint64_t suppressed_ GUARDED_BY(mu_) = 0;  // refused, not reported yet
 };
 
 // Descriptors a server keeps out of its connection cap: for the cache (its

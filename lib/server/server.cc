@@ -51,6 +51,7 @@
 #include "lilcache/env.h"
 #include "util/error_code.h"
 #include "util/logging.h"
+#include "util/mutex.h"
 #include "util/names.h"
 
 namespace lilcache {
@@ -174,8 +175,8 @@ class Server::Impl {
 
   // Open sessions per client address (ClientKey). Touched by the acceptor's
   // thread (OnAccept) and by any worker's (a session's end): under clients_mu_.
-  std::mutex clients_mu_;
-  std::unordered_map<std::string, std::size_t> clients_;
+  Mutex clients_mu_;
+  std::unordered_map<std::string, std::size_t> clients_ GUARDED_BY(clients_mu_);
 
   void ReleaseClient(const std::string& key);
 
@@ -185,10 +186,10 @@ class Server::Impl {
   tcp::endpoint bound_;
   std::size_t next_worker_ = 0;  // acceptor's thread only
 
-  std::mutex run_mu_;
-  std::condition_variable run_cv_;
-  bool ran_ = false;      // guarded by run_mu_
-  bool running_ = false;  // guarded by run_mu_
+  Mutex run_mu_;
+  CondVar run_cv_{&run_mu_};
+  bool ran_ GUARDED_BY(run_mu_) = false;
+  bool running_ GUARDED_BY(run_mu_) = false;
 
  private:
   void Accept();
@@ -402,7 +403,7 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
     : cache_(cache),
       options_(Resolve(options)),
       caps_(CapsForDescriptors(SoftFileLimit(), options_.threads)),
-      log_(MakeCacheLogger(cache.env(), CachePaths{cache.root(), cache.name()}.log(),
+      log_(MakeCacheLogger(cache.env(), CachePaths{cache.root(), cache.name()}.text_log(),
                            cache.name() + ".http", ParseLogLevel(options_.loglevel))),
       warnings_(std::make_unique<HttpWarnings>(*log_)),
       budget_(options_.memory_budget),
@@ -539,7 +540,7 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket, Worker& worker) {
   std::string client = ec ? std::string("?") : ClientKey(remote.address());
   std::size_t from_client = 0;
   if (open < options_.max_connections) {
-    std::lock_guard<std::mutex> lock(clients_mu_);
+    MutexLock lock(&clients_mu_);
     std::size_t& n = clients_[client];  // max_connections_per_client >= 1: never left at 0
     from_client = n;
     if (n < options_.max_connections_per_client) ++n;
@@ -576,7 +577,7 @@ void Server::Impl::OnAccept(error_code ec, tcp::socket socket, Worker& worker) {
 }
 
 void Server::Impl::ReleaseClient(const std::string& key) {
-  std::lock_guard<std::mutex> lock(clients_mu_);
+  MutexLock lock(&clients_mu_);
   auto it = clients_.find(key);
   if (it != clients_.end() && --it->second == 0) clients_.erase(it);
 }
@@ -607,7 +608,7 @@ void Server::Impl::RunWorker(Worker& w) {
 
 void Server::Impl::Run() {
   {
-    std::lock_guard<std::mutex> lock(run_mu_);
+    MutexLock lock(&run_mu_);
     if (ran_) throw Error(ErrorCode::invalid_state, "Server::run() called twice");
     ran_ = running_ = true;
   }
@@ -621,20 +622,20 @@ void Server::Impl::Run() {
     RunWorker(*workers_[0]);
     for (std::thread& t : threads) t.join();
     {
-      std::lock_guard<std::mutex> lock(run_mu_);
+      MutexLock lock(&run_mu_);
       running_ = false;
     }
-    run_cv_.notify_all();
+    run_cv_.SignalAll();
     throw Error(ErrorCode::io, std::string("cannot start the server's threads: ") + e.what());
   }
   RunWorker(*workers_[0]);
   for (std::thread& t : threads) t.join();
   log_->info("stopped serving cache \"{}\" on http://{}", cache_.name(), EndpointText(bound_));
   {
-    std::lock_guard<std::mutex> lock(run_mu_);
+    MutexLock lock(&run_mu_);
     running_ = false;
   }
-  run_cv_.notify_all();
+  run_cv_.SignalAll();
 }
 
 void Server::Impl::Stop() {
@@ -662,8 +663,8 @@ Server::Server(Cache& cache, std::string_view host, std::uint16_t port,
 
 Server::~Server() {
   impl_->Stop();
-  std::unique_lock<std::mutex> lock(impl_->run_mu_);
-  impl_->run_cv_.wait(lock, [this] { return !impl_->running_; });
+  MutexLock lock(&impl_->run_mu_);
+  while (impl_->running_) impl_->run_cv_.Wait();
 }
 
 std::uint16_t Server::port() const { return impl_->bound_.port(); }

@@ -1,5 +1,6 @@
 #include "lilcache/env.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -7,6 +8,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <string_view>
 
 namespace lilcache {
 
@@ -86,6 +88,23 @@ int Env::Fsync(int fd) {
 int Env::Rename(const char* from, const char* to) { return ::rename(from, to); }
 int Env::Unlink(const char* path) { return ::unlink(path); }
 int Env::Mkdir(const char* path, mode_t mode) { return ::mkdir(path, mode); }
+
+int Env::ListDirectory(const char* path, std::vector<std::string>* names) {
+  names->clear();
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) return -1;
+  for (;;) {
+    errno = 0;
+    const dirent* e = ::readdir(dir);
+    if (e == nullptr) break;
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") names->emplace_back(n);
+  }
+  const int saved = errno;  // 0 at the end of the directory
+  ::closedir(dir);
+  errno = saved;
+  return saved == 0 ? 0 : -1;
+}
 
 int Env::FsyncDir(const char* path) {
   int fd = RestartOnEintr([&] { return ::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC); });

@@ -474,7 +474,7 @@ Summary verify(lilcache::Cache& cache, const Fleet& fleet,
     fail.add("size() = " + std::to_string(size) + " but for_each listed " + std::to_string(listed) +
              " keys (no process running)");
   }
-  // Debug builds check each online compaction's switch (compactor.cc, CheckSwitch).
+  // Debug builds check each online compaction's switch (compaction.cc, CheckSwitch).
   const std::string log = read_file(fleet.root() + "/" + Fleet::kName + ".log");
   if (std::size_t at = log.find("compaction invariant violated"); at != std::string::npos) {
     fail.add("the cache log says: " + log.substr(at, log.find('\n', at) - at));

@@ -1633,7 +1633,7 @@ class Supervisor {
       for (std::size_t at = 0; (at = log.find("recovering ", at)) != std::string::npos; ++at) {
         ++recoveries;
       }
-      // Debug builds check each online compaction's switch (compactor.cc, CheckSwitch).
+      // Debug builds check each online compaction's switch (compaction.cc, CheckSwitch).
       for (std::size_t at = 0;
            (at = log.find("compaction invariant violated", at)) != std::string::npos; ++at) {
         fail(kLost, "the cache log says: " + log.substr(at, log.find('\n', at) - at));

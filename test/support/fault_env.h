@@ -27,6 +27,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "lilcache/env.h"
 
@@ -53,13 +54,14 @@ class FaultEnv : public Env {
     kUnlock,
     kIsLocked,
     kFstatfs,
+    kListDirectory,
     kNumCalls
   };
   static const char* call_name(int c) {
     static const char* const names[kNumCalls] = {
         "open",   "close",  "fstat",  "ftruncate", "fallocate",  "pwrite",
         "fsync",  "rename", "unlink", "mkdir",     "fsync(dir)", "mmap",
-        "munmap", "msync",  "lock",   "unlock",    "is_locked", "fstatfs"};
+        "munmap", "msync",  "lock",   "unlock",    "is_locked", "fstatfs",   "list_directory"};
     return c >= 0 && c < kNumCalls ? names[c] : "?";
   }
 
@@ -153,6 +155,9 @@ class FaultEnv : public Env {
     return hit(kMkdir) ? -1 : Env::Mkdir(path, mode);
   }
   int FsyncDir(const char* path) override { return hit(kFsyncDir) ? -1 : Env::FsyncDir(path); }
+  int ListDirectory(const char* path, std::vector<std::string>* names) override {
+    return hit(kListDirectory) ? -1 : Env::ListDirectory(path, names);
+  }
   void* Mmap(void* addr, std::size_t length, int prot, int flags, int fd, off_t offset) override {
     if (hit(kMmap)) return MAP_FAILED;
     void* p = Env::Mmap(addr, length, prot, flags, fd, offset);

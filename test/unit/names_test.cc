@@ -1,11 +1,16 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "util/names.h"
 #include "support/test_util.h"
@@ -104,4 +109,99 @@ TEST_CASE("cache_exists says whether NAME.meta is there, and creates nothing") {
   CHECK_THROWS_AS(lilcache::cache_exists("a/b", dir.path()), Error);  // an invalid name
   std::ofstream(dir.file("file")) << "x";
   CHECK_THROWS_AS(lilcache::cache_exists("c", dir.file("file")), Error);  // root not a directory
+}
+
+TEST_CASE("CacheExists is true once NAME.meta is there, even unreadable, and false before") {
+  lilcache::test::TempDir dir;
+  lilcache::Env* env = lilcache::Env::Default();
+  const lilcache::CachePaths paths{dir.path(), "c"};
+  CHECK_FALSE(lilcache::CacheExists(env, paths));
+  lilcache::Cache::open("c", {.root = dir.path()});
+  CHECK(lilcache::CacheExists(env, paths));
+  REQUIRE(::chmod(paths.meta().c_str(), 0) == 0);
+  CHECK(lilcache::CacheExists(env, paths));
+  CHECK_FALSE(lilcache::CacheExists(env, {dir.path(), "other"}));
+}
+
+TEST_CASE("CacheExists throws Error when the root cannot be searched") {
+  if (::geteuid() == 0) return;  // root searches anything
+  lilcache::test::TempDir dir;
+  const std::string root = dir.file("r");
+  lilcache::Cache::open("c", {.root = root});
+  REQUIRE(::chmod(root.c_str(), 0600) == 0);  // no search (x) permission
+  CHECK_THROWS_AS(lilcache::CacheExists(lilcache::Env::Default(), {root, "c"}), Error);
+  REQUIRE(::chmod(root.c_str(), 0700) == 0);
+}
+
+TEST_CASE("ParseCacheFile tells a cache's files apart, reading the name from its end") {
+  using Kind = lilcache::CacheFile::Kind;
+  auto f = lilcache::ParseCacheFile("a.b.meta");
+  REQUIRE(f);
+  CHECK(f->cache == "a.b");
+  CHECK(f->kind == Kind::kMeta);
+  f = lilcache::ParseCacheFile("c.log");
+  REQUIRE(f);
+  CHECK(f->kind == Kind::kTextLog);
+  f = lilcache::ParseCacheFile("x.1.12.data");  // cache "x.1", generation 12
+  REQUIRE(f);
+  CHECK(f->cache == "x.1");
+  CHECK(f->kind == Kind::kData);
+  CHECK(f->generation == 12);
+  CHECK_FALSE(f->tmp);
+  f = lilcache::ParseCacheFile("x.3.index.tmp");
+  REQUIRE(f);
+  CHECK(f->cache == "x");
+  CHECK(f->kind == Kind::kIndex);
+  CHECK(f->generation == 3);
+  CHECK(f->tmp);
+  for (const char* other : {"notes.txt", "x.data", "x.g.data", "x.1.meta.tmp", ".3.data",
+                            "bad name.meta", "x.1.log.tmp", "x.-1.data"}) {
+    CAPTURE(other);
+    CHECK_FALSE(lilcache::ParseCacheFile(other));
+  }
+}
+
+TEST_CASE("Env::ListDirectory names the entries but . and .., and fails with errno for none") {
+  lilcache::test::TempDir dir;
+  std::ofstream(dir.file("a")) << "x";
+  std::filesystem::create_directory(dir.file("d"));
+  std::vector<std::string> names{"left over"};
+  REQUIRE(lilcache::Env::Default()->ListDirectory(dir.path().c_str(), &names) == 0);
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"a", "d"});
+  errno = 0;
+  CHECK(lilcache::Env::Default()->ListDirectory(dir.file("missing").c_str(), &names) == -1);
+  CHECK(errno == ENOENT);
+}
+
+namespace {
+// Fails every directory listing while `fail` is set.
+class NoListing : public lilcache::Env {
+ public:
+  bool fail = false;
+  int ListDirectory(const char* path, std::vector<std::string>* names) override {
+    if (!fail) return Env::ListDirectory(path, names);
+    errno = EIO;
+    return -1;
+  }
+};
+}  // namespace
+
+TEST_CASE("a compaction that cannot list the root switches anyway; the next one removes stale files") {
+  lilcache::test::TempDir dir;
+  NoListing env;
+  auto cache = lilcache::Cache::open("c", {.root = dir.path(), .env = &env});
+  cache.set("k", "v");
+  const std::string stale = dir.file("c.7.data.tmp");  // a crashed compactor's
+  std::ofstream(stale) << "x";
+  env.fail = true;
+  CHECK(cache.compact().compacted);
+  CHECK(std::filesystem::exists(stale));
+  CHECK(std::filesystem::exists(dir.file("c.1.data")));  // the old generation's, too
+  env.fail = false;
+  CHECK(cache.compact().compacted);
+  CHECK_FALSE(std::filesystem::exists(stale));
+  CHECK_FALSE(std::filesystem::exists(dir.file("c.1.data")));
+  CHECK_FALSE(std::filesystem::exists(dir.file("c.2.data")));
+  CHECK(cache.get("k") == "v");
 }

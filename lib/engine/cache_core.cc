@@ -1,0 +1,192 @@
+#include "engine/cache_core.h"
+
+#include <thread>
+
+#include "engine/file_lock.h"
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
+
+namespace lilcache {
+
+std::unique_ptr<Meta> CacheCore::Adopt(std::unique_ptr<Meta> meta, std::size_t slot,
+                                       std::shared_ptr<spdlog::logger> logger) {
+  std::unique_ptr<Meta> parents = std::exchange(meta_, std::move(meta));
+  slot_ = slot;
+  retired_loggers_.push_back(std::exchange(logger_, std::move(logger)));
+  MutexLock lock(&refresh_mu_);
+  for (auto& g : generations_) g->data.set_logger(logger_.get());
+  return parents;
+}
+
+void CacheCore::Close() {
+  {
+    MutexLock lock(&refresh_mu_);
+    current_.store(nullptr, std::memory_order_seq_cst);
+    for (auto& g : generations_) g->Close();
+  }
+  // Outside refresh_mu_: Close() takes ForkMutex(), which the fork prepare
+  // handler holds while it takes refresh_mu_.
+  if (meta_) meta_->Close();
+}
+
+void CacheCore::ResetInChild() {
+  // refresh_mu_ is held by this thread (LockForFork), so generations_ is
+  // whole. The parent's other threads are gone with any other mutex they held.
+  for (auto& g : generations_) g->data.ResetAfterFork();
+  refresh_mu_.Unlock();
+  compact_mu_.ResetAfterFork();
+  // Relaxed: no other thread exists yet.
+  throttle_check_at_.store(0, std::memory_order_relaxed);
+}
+
+// ---- generations ------------------------------------------------------------
+
+Generation* CacheCore::Pin() {
+  for (;;) {
+    Generation* g = current_.load(std::memory_order_seq_cst);
+    // seq_cst pair with Refresh(): it stores current_ then reads pins; we
+    // bump pins then re-read current_. One of us sees the other, so a
+    // generation is never unmapped under a pinned reader.
+    g->pins.fetch_add(1, std::memory_order_seq_cst);
+    if (current_.load(std::memory_order_seq_cst) == g) return g;
+    Unpin(g);
+  }
+}
+
+void CacheCore::Refresh() {
+  MutexLock lock(&refresh_mu_);
+  for (int attempt = 0;; ++attempt) {
+    // Acquire: pairs with the compactor's release of the new generation
+    // number, published after its files were renamed into place.
+    std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
+    Generation* cur = current_.load(std::memory_order_relaxed);
+    if (cur != nullptr && cur->number == gen) return;
+    // Reuse the object of a released generation (one per switch leaked
+    // otherwise: ~650 bytes per switch and process, forever). It cannot be
+    // freed: a thread in Pin() that loaded current_ before that generation
+    // was retired may still bump its `pins` and, seeing current_ changed,
+    // drop it again; both touch only `pins`, which is never reset, and if
+    // the object is current again by the time such a thread re-checks
+    // current_, it holds a valid pin on the new generation, opened before
+    // the seq_cst store below published it.
+    RetireUnpinned();  // first, so that what was retired last time is reusable now
+    Generation* g = nullptr;
+    for (auto& old : generations_) {
+      if (old->released) {
+        g = old.get();
+        break;
+      }
+    }
+    if (g == nullptr) {
+      generations_.push_back(std::make_unique<Generation>());
+      g = generations_.back().get();
+      g->released = true;  // not in use until opened below
+    }
+    try {
+      g->Open(env_, paths_, gen, salt_);
+      g->data.set_logger(logger_.get());
+    } catch (const Error&) {
+      g->Close();  // whatever was opened; the object stays released
+      // A newer compaction may have replaced `gen` before we opened it.
+      if (attempt < 100 &&
+          Shared(meta_->header().generation).load(std::memory_order_acquire) != gen) {
+        continue;
+      }
+      throw;
+    }
+    g->released = false;
+    current_.store(g, std::memory_order_seq_cst);
+    logger_->debug("now on generation {}", gen);
+    RetireUnpinned();
+    return;
+  }
+}
+
+void CacheCore::RetireNow() {
+  MutexLock lock(&refresh_mu_);
+  RetireUnpinned();
+}
+
+void CacheCore::RetireUnpinned() {
+  // A released object is reused by the next Refresh(): generations_ holds
+  // at most the generations pinned at once, plus the current one.
+  Generation* cur = current_.load(std::memory_order_relaxed);
+  for (auto& g : generations_) {
+    if (g.get() == cur || g->released) continue;
+    if (g->pins.load(std::memory_order_seq_cst) != 0) continue;
+    g->Close();
+    g->released = true;
+  }
+}
+
+// ---- durability -------------------------------------------------------------
+
+void CacheCore::SyncMeta() {
+  // Acquire: the number read is at most what the page holds when msync
+  // writes it (the generation only grows).
+  const std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
+  meta_->Sync();
+  std::uint64_t known = meta_synced_gen_.load(std::memory_order_relaxed);
+  while (known < gen &&
+         !meta_synced_gen_.compare_exchange_weak(known, gen, std::memory_order_relaxed)) {
+  }
+}
+
+// ---- the writer side of a compactor's pause ---------------------------------
+
+void CacheCore::WaitWhileSwitching() {
+  auto state = Shared(meta_->header().writer_state);
+  std::uint64_t start = env_->MonotonicNanos();
+  std::uint64_t next_check = 1'000'000;  // ns
+  for (int spins = 0; (state.load(std::memory_order_acquire) & kSwitchingBit) != 0; ++spins) {
+    if (spins < 100) {
+      std::this_thread::yield();
+      continue;
+    }
+    env_->SleepMicros(50);
+    std::uint64_t waited = env_->MonotonicNanos() - start;
+    if (waited < next_check) continue;
+    next_check = waited + 5'000'000;
+    ClearPauseIfCompactorDied();
+  }
+}
+
+void CacheCore::Throttled() {
+  env_->SleepMicros(kThrottleMicros);
+  // Every 5 ms of throttling in this process, check the compactor is alive.
+  std::uint64_t now = env_->MonotonicNanos();
+  std::uint64_t due = throttle_check_at_.load(std::memory_order_relaxed);
+  if (due == 0) {
+    throttle_check_at_.compare_exchange_strong(due, now + 5'000'000, std::memory_order_relaxed);
+  } else if (now >= due &&
+             throttle_check_at_.compare_exchange_strong(due, 0, std::memory_order_relaxed)) {
+    ClearPauseIfCompactorDied();
+  }
+}
+
+void CacheCore::ClearPauseIfCompactorDied() {
+  // Is a compactor alive? If we can take the COMPACT lock, none is: the
+  // pause was left by a compactor that died. Our own compactor thread, if
+  // any, holds compact_mu_.
+  if (!compact_mu_.TryLock()) return;
+  try {
+    ClearPauseOfDeadCompactor();
+  } catch (...) {
+    compact_mu_.Unlock();
+    throw;
+  }
+  compact_mu_.Unlock();
+}
+
+void CacheCore::ClearPauseOfDeadCompactor() {
+  FileLock lock = FileLock::TryAcquire(env_, meta_->file(), kCompactLockByte);
+  if (!lock.held()) return;
+  auto state = Shared(meta_->header().writer_state);
+  // seq_cst: part of the writer handshake (see WriterSection).
+  std::uint32_t old = state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
+  if ((old & (kSwitchingBit | kThrottleBit)) != 0) {
+    logger_->warn("cleared a writer pause left by a compactor that died");
+  }
+}
+
+}  // namespace lilcache

@@ -1,0 +1,140 @@
+// cache_core: what a cache handle and its compactor both need: the Env, the
+// paths, the meta file, the logger, the salt, this process's slot, and the
+// generations this process maps (pin, refresh, retire), plus the writer side
+// of a compactor's pause. Owned by Cache::Impl (cache_impl.h), which runs
+// the compactions (compaction.h) and recovery (recovery.h); they take the
+// core, never the handle: cache_impl -> compaction/recovery -> core.
+//
+// Concurrency contract (docs/concurrency.md has the full argument):
+//  * env, paths and salt never change once the cache is open. meta, logger
+//    and slot change only when a fork child re-attaches (Adopt), under
+//    Cache::Impl's attach mutex, before the release store of the handle's
+//    fork epoch that every operation acquires first (cache_impl.h).
+//  * current_ is read lock-free (Pin); refresh_mu_ serializes its swaps and
+//    guards generations_.
+//  * compact_mu_: one compactor per process (compaction.h); the writer pause
+//    check (ClearPauseIfCompactorDied) tries it, so that it never clears a
+//    pause of this process's own compactor.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/generation.h"
+#include "engine/meta.h"
+#include "engine/shared_atomic.h"
+#include "util/mutex.h"
+#include "util/names.h"
+
+namespace lilcache {
+
+class Env;
+
+class CacheCore {
+ public:
+  CacheCore(Env* env, CachePaths paths) : env_(env), paths_(std::move(paths)) {}
+  CacheCore(const CacheCore&) = delete;
+  CacheCore& operator=(const CacheCore&) = delete;
+
+  Env* env() const { return env_; }
+  const CachePaths& paths() const { return paths_; }
+  Meta& meta() { return *meta_; }
+  spdlog::logger& logger() { return *logger_; }
+  std::uint64_t salt() const { return salt_; }
+  ProcessSlot& my_slot() { return meta_->slot(slot_); }
+  std::size_t my_slot_index() const { return slot_; }
+  // One compactor per process (compaction.h).
+  Mutex& compact_mutex() RETURN_CAPABILITY(compact_mu_) { return compact_mu_; }
+  // The cache's size limit (meta max_bytes; 0 = none). Relaxed: a setting,
+  // no data depends on when a process sees it change.
+  std::uint64_t max_bytes() const {
+    return Shared(meta_->header().max_bytes).load(std::memory_order_relaxed);
+  }
+
+  // ---- attaching (the opening thread, or a fork child's Reattach) ----
+  void set_logger(std::shared_ptr<spdlog::logger> logger) { logger_ = std::move(logger); }
+  void set_meta(std::unique_ptr<Meta> meta) { meta_ = std::move(meta); }
+  void set_salt(std::uint64_t salt) { salt_ = salt; }
+  void set_slot(std::size_t slot) { slot_ = slot; }
+  // A fork child's new descriptor of NAME.meta, slot and logger; returns the
+  // parent's Meta (to unmap). The parent's logger is kept alive, unused: a
+  // parent thread may hold its lock.
+  std::unique_ptr<Meta> Adopt(std::unique_ptr<Meta> meta, std::size_t slot,
+                              std::shared_ptr<spdlog::logger> logger) EXCLUDES(refresh_mu_);
+  // Closes every generation and the meta file (the handle's destructor).
+  void Close() EXCLUDES(refresh_mu_);
+
+  // ---- generations ----
+  // The current generation, pinned: its files stay mapped until Unpin.
+  Generation* Pin();
+  static void Unpin(Generation* g) { g->pins.fetch_sub(1, std::memory_order_release); }
+  // The current generation (or null before the first Refresh), unpinned:
+  // for a text log line or the thread that just refreshed.
+  Generation* current() const { return current_.load(std::memory_order_acquire); }
+  // Makes the generation named by the meta file this process's current one.
+  void Refresh() EXCLUDES(refresh_mu_);
+  // Unmaps retired generations that no thread pins any more.
+  void RetireNow() EXCLUDES(refresh_mu_);
+
+  // ---- durability ----
+  // msync of the meta file; notes the generation it named as durable.
+  void SyncMeta();
+  // The highest generation that a meta file synced by this process named.
+  std::uint64_t meta_synced_gen() const { return meta_synced_gen_.load(std::memory_order_relaxed); }
+
+  // ---- the writer side of a compactor's pause (writer_state) ----
+  // Blocks while a compactor has writers paused; clears the pause if the
+  // compactor died (its COMPACT lock is free).
+  void WaitWhileSwitching();
+  // A write begins while a compactor asks writers to slow down (THROTTLE):
+  // sleeps kThrottleMicros; clears a throttle left by a dead compactor.
+  void Throttled();
+  static constexpr std::uint64_t kThrottleMicros = 50;
+
+  // ---- fork (Cache::Impl's ForkHook) ----
+  // The prepare handler holds refresh_mu_ across the fork, so the child's
+  // copy of generations_ is whole.
+  void LockForFork() ACQUIRE(refresh_mu_) { refresh_mu_.Lock(); }
+  void UnlockInParent() RELEASE(refresh_mu_) { refresh_mu_.Unlock(); }
+  // The child's only thread: releases refresh_mu_ and starts every other
+  // mutex (and its generations' ones) afresh (fork.h: no allocation, no
+  // lock, no Env).
+  void ResetInChild() RELEASE(refresh_mu_);
+
+ private:
+  // Clears SWITCHING/THROTTLE if no compactor holds the COMPACT lock.
+  void ClearPauseIfCompactorDied() EXCLUDES(compact_mu_);
+  void ClearPauseOfDeadCompactor() REQUIRES(compact_mu_);
+  void RetireUnpinned() REQUIRES(refresh_mu_);  // unmaps retired generations nobody pins
+
+  Env* const env_;
+  const CachePaths paths_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::vector<std::shared_ptr<spdlog::logger>> retired_loggers_;  // see Adopt
+  std::unique_ptr<Meta> meta_;
+  std::size_t slot_ = 0;
+  std::uint64_t salt_ = 0;
+
+  std::atomic<Generation*> current_{nullptr};
+  Mutex refresh_mu_;  // serializes swaps of current_
+  // Current, retired and released (reusable) generations; never shrinks
+  // while open (see Refresh), bounded by the generations pinned at once.
+  std::vector<std::unique_ptr<Generation>> generations_ GUARDED_BY(refresh_mu_);
+  Mutex compact_mu_;  // one compactor per process
+  // The highest generation that a meta file synced by this process named:
+  // a sync = "always" write in a newer one syncs the meta file first (docs/
+  // concurrency.md, "Durability"). Relaxed: it is only raised after an msync
+  // has returned, so whichever value a thread reads was durable by then; a
+  // stale (lower) one costs an extra msync, never a lost write.
+  std::atomic<std::uint64_t> meta_synced_gen_{0};
+  // When this process next checks that a throttling compactor is alive
+  // (monotonic ns; 0 = not throttled lately). Relaxed: a heuristic.
+  std::atomic<std::uint64_t> throttle_check_at_{0};
+};
+
+}  // namespace lilcache
