@@ -132,6 +132,10 @@ class LILCACHE_EXPORT Env {
   virtual std::string BootId();
   // Sleeps about `micros` microseconds (backoff while waiting for a peer).
   virtual void SleepMicros(std::uint64_t micros);
+  // 64 unpredictable bits (getrandom(2); if that fails, std::random_device
+  // mixed with the monotonic clock): the hash salt of a new cache. A test
+  // or fuzzing Env returns fixed bits to make a run repeatable.
+  virtual std::uint64_t Random64();
 };
 
 }  // namespace lilcache

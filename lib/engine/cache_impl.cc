@@ -13,18 +13,12 @@
 #include "util/duration.h"
 #include "lilcache/env.h"
 #include "util/logging.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 #include "engine/space.h"
 #include "engine/trust.h"
 
 namespace lilcache {
 namespace {
-
-std::uint64_t RandomSalt() {
-  std::random_device rd;
-  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-         static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-}
 
 void CheckKey(std::string_view key) {
   if (key.empty()) {
@@ -242,7 +236,7 @@ void Cache::Impl::OpenLocked() {
                 "no such cache (" + core_.paths().meta() + " was never initialized)");
   }
   if (core_.meta().IsBlank()) {
-    std::uint64_t salt = RandomSalt();
+    std::uint64_t salt = env_->Random64();
     std::uint64_t now = env_->NowMillis();
     Generation g;
     g.data.Create(env_, core_.paths().data(1), 1, salt, kGrowQuantum, now);

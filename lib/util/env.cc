@@ -3,11 +3,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
+#include <random>
 #include <string_view>
 
 namespace lilcache {
@@ -177,6 +179,15 @@ void Env::SleepMicros(std::uint64_t micros) {
   ts.tv_nsec = static_cast<long>((micros % 1000000) * 1000);
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
   }
+}
+
+std::uint64_t Env::Random64() {
+  std::uint64_t bits = 0;
+  if (::getrandom(&bits, sizeof bits, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof bits)) {
+    return bits;
+  }
+  std::random_device rd;
+  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ MonotonicNanos();
 }
 
 }  // namespace lilcache

@@ -23,13 +23,15 @@ inline constexpr std::uint64_t kNowMs = 1'700'000'000'000ull;
 inline constexpr char kBootId[] = "fuzz-boot-0000-0000-0000-000000000000";
 inline constexpr char kName[] = "f";
 
-// The default Env with a fixed wall clock and boot id (so that "first open
-// since a reboot" is the input's choice, not the machine's).
+// The default Env with a fixed wall clock, boot id and random bits (so that
+// "first open since a reboot" is the input's choice, not the machine's, and
+// a new cache's salt, hence its index layout, is the same in every run).
 class FuzzEnv : public Env {
  public:
   std::uint64_t NowMillis() override { return kNowMs; }
   std::string BootId() override { return kBootId; }
   void SleepMicros(std::uint64_t) override {}
+  std::uint64_t Random64() override { return 0x5eed5eed5eed5eedull; }  // a repeatable salt
 };
 Env* env();
 

@@ -580,3 +580,27 @@ TEST_CASE("a compaction into which more new keys arrive than its index holds sta
   CHECK(c.size() == 910);
   CHECK(c.stats().index_slots >= 4096);
 }
+
+TEST_CASE("a new cache's hash salt comes from Env::Random64, and a reopen keeps it") {
+  struct FixedRandom : lilcache::Env {
+    std::uint64_t Random64() override { return 0x0123456789abcdefull; }
+  } env;
+  lilcache::test::TempDir dir;
+  auto salt_on_disk = [&] {
+    std::uint64_t salt = 0;
+    const int fd = ::open(dir.file("c.meta").c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::pread(fd, &salt, sizeof salt, offsetof(lilcache::MetaHeader, salt)) ==
+            static_cast<ssize_t>(sizeof salt));
+    ::close(fd);
+    return salt;
+  };
+  {
+    auto cache = lilcache::Cache::open("c", {.root = dir.path(), .env = &env});
+    cache.set("k", "v");
+  }
+  CHECK(salt_on_disk() == 0x0123456789abcdefull);
+  auto cache = lilcache::Cache::open("c", {.root = dir.path()});  // another Env: same salt
+  CHECK(cache.get("k") == "v");
+  CHECK(salt_on_disk() == 0x0123456789abcdefull);
+}
