@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <vector>
 
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 #include "lilcache/env.h"
 
 namespace lilcache {

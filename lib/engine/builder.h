@@ -18,7 +18,7 @@
 
 #include "engine/cache_core.h"
 #include "engine/generation.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 #include "format/record.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"

@@ -27,7 +27,7 @@
 
 #include "engine/generation.h"
 #include "engine/meta.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 #include "util/mutex.h"
 #include "util/names.h"
 

@@ -41,7 +41,7 @@
 #include "engine/meta.h"
 #include "util/mutex.h"
 #include "util/names.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 
 namespace lilcache {
 

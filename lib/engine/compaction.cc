@@ -6,7 +6,7 @@
 
 #include "engine/builder.h"
 #include "engine/file_lock.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 #include "lilcache/env.h"
 #include "util/quote.h"
 

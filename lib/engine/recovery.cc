@@ -9,7 +9,7 @@
 #include <unordered_map>
 
 #include "engine/builder.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 #include "engine/trust.h"
 #include "lilcache/env.h"
 

@@ -1,8 +1,7 @@
 // recovery: at open, a lone opener (no other process has the cache open;
 // it holds the INIT lock) checks the data file written since the last check;
-// if anything is wrong it writes a new generation (builder.h).
-// checks the data file written since the last check; if anything is wrong it
-// writes a new generation. After a damaged (torn) record in the same boot,
+// if anything is wrong it writes a new generation (builder.h). After a
+// damaged (torn) record in the same boot,
 // a process was killed mid-write: the index, which the kernel kept intact,
 // says what was published, so the new generation holds the records the index
 // points at (a record written but never published by a killed writer must
@@ -12,8 +11,9 @@
 // So is an index that cannot be opened (missing, too short, bad header): it
 // is derived data, rebuilt from the data file. After a reboot, the previous
 // generation's data file is replayed too if it is still there (compaction.h,
-// step 5). The boot id and the cleared needs_rebuild flag are stored only once the new generation
-// is durable and named by the meta file: a recovery that is interrupted is done again.
+// step 5). The boot id and the cleared needs_rebuild flag are stored only
+// once the new generation is durable and named by the meta file: a recovery
+// that is interrupted is done again.
 #pragma once
 
 #include <cstdint>

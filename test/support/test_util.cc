@@ -21,7 +21,7 @@
 
 #include "inspect/audit.h"
 #include "engine/meta.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 
 namespace lilcache::test {
 

@@ -19,7 +19,7 @@
 #include "format/record.h"
 #include "engine/meta.h"
 #include "util/names.h"
-#include "engine/shared_atomic.h"
+#include "format/shared_atomic.h"
 #include "support/test_util.h"
 
 namespace {
