@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "cli.h"
+#include "engine/space.h"
 #include "inspect/inspect.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "engine/space.h"
 
 namespace {
 

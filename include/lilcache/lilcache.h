@@ -282,28 +282,29 @@ struct Stats {
   std::uint64_t keys = 0;        // live, unexpired keys now (like size())
   std::uint64_t bytes_live = 0;  // log bytes of the records those keys use
   std::uint64_t bytes_dead = 0;  // log bytes of overwritten/deleted/expired records
-  std::uint64_t bytes_file = 0;  // size of this generation's log up to its end (4 KiB header included)
-  std::uint64_t generation = 0;  // log generation (bumped by compaction/rebuild)
-  std::uint64_t index_slots = 0;  // capacity of the hash index
-  std::uint64_t index_used = 0;   // occupied index slots (live + dead keys)
-  std::uint64_t processes = 0;    // open handles now, in all processes (the caller's included)
-  std::uint64_t compactions = 0;  // generation switches since the cache was created
-  std::uint64_t snapshots = 0;    // snapshots (periodic or snapshot()/compact()) since then
+  std::uint64_t bytes_file =
+      0;  // size of this generation's log up to its end (4 KiB header included)
+  std::uint64_t generation = 0;        // log generation (bumped by compaction/rebuild)
+  std::uint64_t index_slots = 0;       // capacity of the hash index
+  std::uint64_t index_used = 0;        // occupied index slots (live + dead keys)
+  std::uint64_t processes = 0;         // open handles now, in all processes (the caller's included)
+  std::uint64_t compactions = 0;       // generation switches since the cache was created
+  std::uint64_t snapshots = 0;         // snapshots (periodic or snapshot()/compact()) since then
   std::uint64_t last_snapshot_ms = 0;  // wall clock of the last one (0 = none)
-  std::uint64_t evictions = 0;    // keys dropped to keep under Options::max_bytes
-  std::uint64_t max_bytes = 0;    // the cache's size limit (Options::max_bytes; 0 = none)
+  std::uint64_t evictions = 0;         // keys dropped to keep under Options::max_bytes
+  std::uint64_t max_bytes = 0;         // the cache's size limit (Options::max_bytes; 0 = none)
 };
 
 // What one compaction did (Cache::compact()).
 struct CompactionResult {
-  bool compacted = false;            // false: another process was compacting; nothing done
-  std::uint64_t generation = 0;      // the generation now live
-  std::uint64_t bytes_before = 0;    // log bytes of the old generation
-  std::uint64_t bytes_after = 0;     // log bytes of the new one
-  std::uint64_t keys_live = 0;       // records copied (live, unexpired keys)
-  std::uint64_t keys_expired = 0;    // keys dropped because their TTL had passed
-  std::uint64_t keys_deleted = 0;    // deleted (or purged) keys whose records were dropped
-  std::uint64_t keys_evicted = 0;    // live keys dropped to keep under Options::max_bytes
+  bool compacted = false;                     // false: another process was compacting; nothing done
+  std::uint64_t generation = 0;               // the generation now live
+  std::uint64_t bytes_before = 0;             // log bytes of the old generation
+  std::uint64_t bytes_after = 0;              // log bytes of the new one
+  std::uint64_t keys_live = 0;                // records copied (live, unexpired keys)
+  std::uint64_t keys_expired = 0;             // keys dropped because their TTL had passed
+  std::uint64_t keys_deleted = 0;             // deleted (or purged) keys whose records were dropped
+  std::uint64_t keys_evicted = 0;             // live keys dropped to keep under Options::max_bytes
   std::chrono::microseconds duration{0};      // whole compaction
   std::chrono::microseconds writer_pause{0};  // how long writers were held for the switch
 };

@@ -18,8 +18,8 @@
 
 #include "engine/cache_core.h"
 #include "engine/generation.h"
-#include "format/shared_atomic.h"
 #include "format/record.h"
+#include "format/shared_atomic.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 

@@ -17,9 +17,7 @@ static Cache::Impl& Checked(const std::unique_ptr<Cache::Impl>& impl) {
   return *impl;
 }
 
-void Cache::set(std::string_view key, std::string_view value) {
-  Checked(impl_).Set(key, value, 0);
-}
+void Cache::set(std::string_view key, std::string_view value) { Checked(impl_).Set(key, value, 0); }
 
 void Cache::set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
   if (ttl.count() <= 0) {

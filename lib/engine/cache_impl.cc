@@ -10,12 +10,12 @@
 
 #include "engine/compaction.h"
 #include "engine/recovery.h"
-#include "util/duration.h"
-#include "lilcache/env.h"
-#include "util/logging.h"
-#include "format/shared_atomic.h"
 #include "engine/space.h"
 #include "engine/trust.h"
+#include "format/shared_atomic.h"
+#include "lilcache/env.h"
+#include "util/duration.h"
+#include "util/logging.h"
 
 namespace lilcache {
 namespace {
@@ -101,9 +101,7 @@ class WriterSection {
   Generation& gen() const { return *gen_; }
 
  private:
-  std::atomic_ref<std::uint64_t> Counter() {
-    return Shared(c_.my_slot().inflight[epoch_]);
-  }
+  std::atomic_ref<std::uint64_t> Counter() { return Shared(c_.my_slot().inflight[epoch_]); }
   void Leave() {
     if (gen_ != nullptr) CacheCore::Unpin(gen_);
     gen_ = nullptr;
@@ -257,10 +255,9 @@ void Cache::Impl::OpenLocked() {
   core_.set_slot(core_.meta().ClaimSlot(static_cast<std::uint64_t>(getpid())));
   core_.Refresh();
   Generation* g = core_.current();
-  core_.logger().info(
-      "opened (generation {}, {} bytes of log, {} index slots, process slot {})", g->number,
-      Shared(g->data.header().tail).load(std::memory_order_relaxed), g->index.slot_count(),
-      core_.my_slot_index());
+  core_.logger().info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
+                      g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
+                      g->index.slot_count(), core_.my_slot_index());
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }
 
@@ -331,8 +328,7 @@ void Cache::Impl::SyncWritten(Generation& g, const Written& w) {
   // per handle; the first time also the directory, whose entries of a new
   // cache nobody else fsyncs.
   if (g.number > core_.meta_synced_gen()) {
-    if (core_.meta_synced_gen() == 0 &&
-        env_->FsyncDir(core_.paths().root.c_str()) != 0) {
+    if (core_.meta_synced_gen() == 0 && env_->FsyncDir(core_.paths().root.c_str()) != 0) {
       ThrowErrno("fsync", core_.paths().root);
     }
     core_.SyncMeta();
@@ -345,7 +341,7 @@ static void AddDead(Generation& g, std::uint64_t bytes) {
 }
 
 Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& rec,
-                                         std::uint64_t hash, Written& w) {
+                                        std::uint64_t hash, Written& w) {
   const std::size_t size = record::RecordSize(rec.key.size(), rec.value.size());
   // Probe before appending: a new key that finds the index full must wait
   // for a growth compaction (Set() retries), and appending first would cost
@@ -397,7 +393,7 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
   ReattachIfForked();
   if (ttl_ms == 0) ttl_ms = default_ttl_ms_;
   record::NewRecord rec{record::RecordType::kSet, key, value, 0,
-                     ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
+                        ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
   const std::uint64_t hash = record::HashKey(key, core_.salt());
   WriteFollowUp follow_up;
   for (;;) {
@@ -417,15 +413,15 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
   }
   Shared(core_.my_slot().sets).fetch_add(1, std::memory_order_relaxed);
   if (core_.logger().should_log(spdlog::level::debug)) {
-    core_.logger().debug("set key of {} bytes, value of {} bytes, ttl {} ms", key.size(), value.size(),
-                   ttl_ms);
+    core_.logger().debug("set key of {} bytes, value of {} bytes, ttl {} ms", key.size(),
+                         value.size(), ttl_ms);
   }
   AfterWrite(follow_up);
 }
 
 std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view key,
-                                              std::uint64_t hash, bool want_value,
-                                              bool* found, Written& w) {
+                                              std::uint64_t hash, bool want_value, bool* found,
+                                              Written& w) {
   Index::Probe p = g.Find(key, hash);
   if (p.full || p.value == 0) return std::nullopt;
   const std::size_t tomb_size = record::RecordSize(key.size(), 0);
@@ -557,7 +553,8 @@ void Cache::Impl::MaintenanceLoop() {
   // this thread started (in whichever process gets there first).
   const std::uint64_t first_due = env_->NowMillis() + snapshot_ms_;
   auto snapshot_due_at = [&] {
-    std::uint64_t last = Shared(core_.meta().header().last_snapshot_ms).load(std::memory_order_relaxed);
+    std::uint64_t last =
+        Shared(core_.meta().header().last_snapshot_ms).load(std::memory_order_relaxed);
     return last == 0 ? first_due : last + snapshot_ms_;
   };
   std::uint64_t sync_due = env_->NowMillis() + sync_ms_;
@@ -569,8 +566,8 @@ void Cache::Impl::MaintenanceLoop() {
       std::uint64_t due = std::min(snapshot_ms_ != 0 ? snapshot_due_at() : UINT64_MAX,
                                    sync_ms_ != 0 ? sync_due : UINT64_MAX);
       std::uint64_t now = env_->NowMillis();
-      const auto deadline = std::chrono::steady_clock::now() +
-                            std::chrono::milliseconds(due > now ? due - now : 0);
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(due > now ? due - now : 0);
       while (!MaintenanceWakeUp() && std::chrono::steady_clock::now() < deadline) {
         maintenance_cv_.WaitUntil(deadline);
       }
@@ -605,9 +602,8 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
   try {
     if (snapshot) {
       ReattachIfForked();
-      Compactor(core_).Run({.reason = "snapshot",
-                            .counts_as_snapshot = true,
-                            .snapshot_interval_ms = snapshot_ms_});
+      Compactor(core_).Run(
+          {.reason = "snapshot", .counts_as_snapshot = true, .snapshot_interval_ms = snapshot_ms_});
       return;
     }
     bool grow;
@@ -623,7 +619,8 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
       compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
     }
   } catch (const std::exception& e) {
-    core_.logger().error("background {} failed: {}", snapshot ? "snapshot" : "compaction", e.what());
+    core_.logger().error("background {} failed: {}", snapshot ? "snapshot" : "compaction",
+                         e.what());
     compact_backoff_until_.store(env_->MonotonicNanos() + 1'000'000'000, std::memory_order_relaxed);
   }
 }
@@ -647,7 +644,8 @@ bool Cache::Impl::Compact(const CompactionRequest& request) {
 bool Cache::Impl::Visible(const record::RecordView& rec, bool* expired) {
   if (rec.is_tombstone()) return false;
   // Acquire: pairs with Purge()'s seq_cst update.
-  if (rec.seq() <= Shared(core_.meta().header().purge_seq).load(std::memory_order_acquire)) return false;
+  if (rec.seq() <= Shared(core_.meta().header().purge_seq).load(std::memory_order_acquire))
+    return false;
   if (rec.expires_ms() != 0 && env_->NowMillis() >= rec.expires_ms()) {
     *expired = true;
     return false;
@@ -663,8 +661,9 @@ void Cache::Impl::CheckIntegrity(Generation& g, const record::RecordView& rec) {
   Shared(core_.meta().header().flags).fetch_or(kFlagNeedsRebuild, std::memory_order_relaxed);
   auto off = reinterpret_cast<const char*>(rec.header) - g.data.base();
   core_.logger().error("bad checksum of the record at offset {} of {}", off, g.data.path());
-  throw Error(ErrorCode::corrupt, "corrupt cache: bad checksum of the record at offset " + std::to_string(off) +
-              " of " + g.data.path() + " (it will be rebuilt from the log at the next open)");
+  throw Error(ErrorCode::corrupt, "corrupt cache: bad checksum of the record at offset " +
+                                      std::to_string(off) + " of " + g.data.path() +
+                                      " (it will be rebuilt from the log at the next open)");
 }
 
 void Cache::Impl::CountHit(bool hit, bool expired) {
@@ -703,7 +702,7 @@ std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_v
     CountHit(out.has_value(), expired);
     if (core_.logger().should_log(spdlog::level::debug)) {
       core_.logger().debug("{} key of {} bytes: {}", copy_value ? "get" : "contains", key.size(),
-                     out ? "hit" : (expired ? "expired" : "miss"));
+                           out ? "hit" : (expired ? "expired" : "miss"));
     }
     return out;
   }
@@ -723,7 +722,8 @@ void Cache::Impl::ForEach(std::string_view prefix,
     PinGuard pin(core_.Pin());
     mine = pin.get()->number;
   }
-  if (Shared(core_.meta().header().generation).load(std::memory_order_acquire) != mine) core_.Refresh();
+  if (Shared(core_.meta().header().generation).load(std::memory_order_acquire) != mine)
+    core_.Refresh();
   PinGuard pin(core_.Pin());
   Generation& g = *pin.get();
   for (std::uint64_t i = 0; i < g.index.slot_count(); ++i) {

@@ -37,11 +37,11 @@
 #include "engine/compaction.h"
 #include "engine/fork.h"
 #include "engine/generation.h"
-#include "lilcache/lilcache.h"
 #include "engine/meta.h"
+#include "format/shared_atomic.h"
+#include "lilcache/lilcache.h"
 #include "util/mutex.h"
 #include "util/names.h"
-#include "format/shared_atomic.h"
 
 namespace lilcache {
 
@@ -103,7 +103,7 @@ class Cache::Impl final : public ForkHook {
     }
   };
 
-  void Attach();             // open meta, claim a slot, recover if alone, map
+  void Attach();  // open meta, claim a slot, recover if alone, map
   // The check at the start of every operation: one relaxed load of the
   // process's fork epoch and one acquire load of the handle's. In a fork
   // child the first call re-attaches (Reattach).
@@ -115,7 +115,7 @@ class Cache::Impl final : public ForkHook {
     Reattach(epoch);
   }
   void Reattach(std::uint64_t epoch) EXCLUDES(attach_mu_);
-  void OpenLocked();         // under the INIT lock
+  void OpenLocked();  // under the INIT lock
   std::uint64_t Append(Generation& g, const record::NewRecord& rec, Written& w);
   record::NewRecord Sequenced(record::NewRecord rec);
   Outcome SetIn(Generation& g, const record::NewRecord& rec, std::uint64_t hash, Written& w);
@@ -159,9 +159,9 @@ class Cache::Impl final : public ForkHook {
   Env* const env_;  // core_.env()
   std::uint64_t default_ttl_ms_ = 0;
   std::uint64_t snapshot_ms_ = 0;
-  bool create_ = true;         // Options::create_if_missing
-  bool sync_always_ = false;   // Options::sync == "always"
-  std::uint64_t sync_ms_ = 0;  // Options::sync as an interval; 0 = none
+  bool create_ = true;           // Options::create_if_missing
+  bool sync_always_ = false;     // Options::sync == "always"
+  std::uint64_t sync_ms_ = 0;    // Options::sync as an interval; 0 = none
   std::uint64_t max_bytes_ = 0;  // Options::max_bytes: stored in the meta at open if not 0
   double dead_ratio_ = 0.4;
   double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio

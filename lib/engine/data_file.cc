@@ -7,10 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include "lilcache/env.h"
 #include "engine/meta.h"
-#include "lilcache/lilcache.h"
 #include "format/shared_atomic.h"
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
 
 namespace lilcache {
 namespace {
@@ -30,15 +30,25 @@ std::uint64_t RoundUp(std::uint64_t n, std::uint64_t q) { return (n + q - 1) / q
 // statfs f_type of the network file systems refused at open (linux/magic.h).
 const char* NetworkFileSystem(std::uint64_t type) {
   switch (type) {
-    case 0x6969: return "NFS";
-    case 0x517B: return "SMB";
-    case 0xFF534D42: return "CIFS";
-    case 0xFE534D42: return "SMB2";
-    case 0x01021997: return "9p";
-    case 0x00c36400: return "Ceph";
-    case 0x5346414F: case 0x6B414653: return "AFS";
-    case 0x73757245: return "Coda";
-    default: return nullptr;
+    case 0x6969:
+      return "NFS";
+    case 0x517B:
+      return "SMB";
+    case 0xFF534D42:
+      return "CIFS";
+    case 0xFE534D42:
+      return "SMB2";
+    case 0x01021997:
+      return "9p";
+    case 0x00c36400:
+      return "Ceph";
+    case 0x5346414F:
+    case 0x6B414653:
+      return "AFS";
+    case 0x73757245:
+      return "Coda";
+    default:
+      return nullptr;
   }
 }
 
@@ -161,10 +171,10 @@ void DataFile::Grow(std::uint64_t end, const FileHandle* meta) {
   std::uint64_t target = std::min(RoundUp(std::max(end, cap + step), kGrowQuantum), kMaxDataBytes);
   // Only the new range: the old one is allocated, and may be written by
   // other processes through their mappings right now.
-  if (env_->Fallocate(file_.fd(), static_cast<off_t>(cap), static_cast<off_t>(target - cap)) !=
-      0) {
+  if (env_->Fallocate(file_.fd(), static_cast<off_t>(cap), static_cast<off_t>(target - cap)) != 0) {
     int e = errno;
-    if (logger_ != nullptr) logger_->error("cannot grow {} to {} bytes: {}", path(), target, std::strerror(e));
+    if (logger_ != nullptr)
+      logger_->error("cannot grow {} to {} bytes: {}", path(), target, std::strerror(e));
     errno = e;
     ThrowCannotAllocate("cannot grow log to " + std::to_string(target) + " bytes:", path());
   }

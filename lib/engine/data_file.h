@@ -17,17 +17,17 @@
 #include <string>
 
 #include "engine/file_lock.h"
-#include "util/mutex.h"
 #include "engine/mapping.h"
 #include "format/data_header.h"
 #include "format/record.h"
+#include "util/mutex.h"
 
 namespace lilcache {
 
 class Env;
 
-inline constexpr std::uint64_t kGrowQuantum = 1 << 20;               // capacity: multiples of 1 MiB
-inline constexpr std::uint64_t kMaxDataBytes = 256ull << 30;         // one generation's data file
+inline constexpr std::uint64_t kGrowQuantum = 1 << 20;        // capacity: multiples of 1 MiB
+inline constexpr std::uint64_t kMaxDataBytes = 256ull << 30;  // one generation's data file
 inline constexpr std::uint64_t kMaxGrowStep = 1ull << 30;
 
 // Allocates [offset, offset + length) of `file` (Env::Fallocate, fallocate(2)

@@ -2,7 +2,6 @@
 #include <pthread.h>
 
 #include <memory>
-#include <memory>
 
 #include "lilcache/lilcache.h"
 #include "util/mutex.h"

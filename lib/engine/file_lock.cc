@@ -6,9 +6,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "engine/trust.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "engine/trust.h"
 #include "util/error_code.h"
 
 namespace lilcache {

@@ -24,8 +24,9 @@ record::RecordView Generation::Record(std::uint64_t offset) {
   const auto* h = rec.header;
   if (offset < kFirstRecordOffset || offset % record::kAlign != 0 ||
       record::CheckRecordHeader(*h) != record::Damage::kNone) {
-    throw Error(ErrorCode::corrupt, "corrupt cache: the index of " + index.path() + " points at offset " +
-                std::to_string(offset) + " of " + data.path() + ", which holds no record");
+    throw Error(ErrorCode::corrupt, "corrupt cache: the index of " + index.path() +
+                                        " points at offset " + std::to_string(offset) + " of " +
+                                        data.path() + ", which holds no record");
   }
   data.EnsureMapped(offset + rec.size());
   return rec;

@@ -15,8 +15,8 @@ void Mapping::Map(Env* env, int fd, const std::string& path, std::size_t size,
   env_ = env;
   fd_ = fd;
   path_ = path;
-  void* p = env->Mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                      -1, 0);
+  void* p =
+      env->Mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) ThrowErrno("cannot reserve address space for", path);
   base_ = static_cast<char*>(p);
   reserve_ = reserve;

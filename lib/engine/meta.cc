@@ -10,10 +10,10 @@
 #include <string_view>
 
 #include "engine/data_file.h"
-#include "lilcache/env.h"
-#include "lilcache/lilcache.h"
 #include "format/record.h"
 #include "format/shared_atomic.h"
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
 
 namespace lilcache {
 
@@ -91,9 +91,7 @@ void Meta::Initialize(std::uint64_t salt, std::uint64_t now_ms, const std::strin
   std::memcpy(h.magic, kMetaMagic, 8);
 }
 
-void Meta::Validate() const {
-  CheckMetaHeader({map_.data(), kMetaFileSize}).ThrowIfBad(path());
-}
+void Meta::Validate() const { CheckMetaHeader({map_.data(), kMetaFileSize}).ThrowIfBad(path()); }
 
 std::uint64_t Meta::DrawSeq() {
   auto next = Shared(header().next_seq);
@@ -111,8 +109,8 @@ std::uint64_t Meta::DrawSeq() {
     // (docs/concurrency.md) needs a seq to be drawn after its writer began.
     // A successful CAS is one read-modify-write in the single total order,
     // like fetch_add. Relaxed on failure: s is only a new guess.
-  } while (!next.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst,
-                                       std::memory_order_relaxed));
+  } while (
+      !next.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst, std::memory_order_relaxed));
   return s;
 }
 
@@ -124,11 +122,21 @@ std::size_t Meta::ClaimSlot(std::uint64_t pid) {
     ProcessSlot& s = slot(i);
     // The previous owner is dead (its lock is gone): keep its counters. Relaxed:
     // counters are statistics, summed by whoever asks.
-    Shared(h.retired_hits).fetch_add(Shared(s.hits).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-    Shared(h.retired_misses).fetch_add(Shared(s.misses).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-    Shared(h.retired_sets).fetch_add(Shared(s.sets).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-    Shared(h.retired_deletes).fetch_add(Shared(s.deletes).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-    Shared(h.retired_expired).fetch_add(Shared(s.expired).exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    Shared(h.retired_hits)
+        .fetch_add(Shared(s.hits).exchange(0, std::memory_order_relaxed),
+                   std::memory_order_relaxed);
+    Shared(h.retired_misses)
+        .fetch_add(Shared(s.misses).exchange(0, std::memory_order_relaxed),
+                   std::memory_order_relaxed);
+    Shared(h.retired_sets)
+        .fetch_add(Shared(s.sets).exchange(0, std::memory_order_relaxed),
+                   std::memory_order_relaxed);
+    Shared(h.retired_deletes)
+        .fetch_add(Shared(s.deletes).exchange(0, std::memory_order_relaxed),
+                   std::memory_order_relaxed);
+    Shared(h.retired_expired)
+        .fetch_add(Shared(s.expired).exchange(0, std::memory_order_relaxed),
+                   std::memory_order_relaxed);
     // A dead writer may have left its in-flight counts up; nobody else writes
     // this slot now. seq_cst: compactors read these in their drain protocol.
     Shared(s.inflight[0]).store(0, std::memory_order_seq_cst);
@@ -142,8 +150,8 @@ std::size_t Meta::ClaimSlot(std::uint64_t pid) {
 }
 
 bool Meta::OthersAlive() const {
-  int r = env_->IsLocked(file_.fd(), SlotLockByte(0),
-                         static_cast<off_t>(kMaxProcesses * kSlotSize));
+  int r =
+      env_->IsLocked(file_.fd(), SlotLockByte(0), static_cast<off_t>(kMaxProcesses * kSlotSize));
   if (r < 0) ThrowErrno("cannot test locks of", path());
   return r == 1;
 }

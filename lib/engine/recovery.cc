@@ -9,8 +9,8 @@
 #include <unordered_map>
 
 #include "engine/builder.h"
-#include "format/shared_atomic.h"
 #include "engine/trust.h"
+#include "format/shared_atomic.h"
 #include "lilcache/env.h"
 
 namespace lilcache {

@@ -40,11 +40,16 @@ void EncodeRecord(const NewRecord& rec, std::uint64_t salt, std::span<char> out)
 
 const char* DamageName(Damage d) {
   switch (d) {
-    case Damage::kNone: return "ok";
-    case Damage::kTruncated: return "truncated";
-    case Damage::kBadMagic: return "bad magic";
-    case Damage::kBadHeader: return "bad header";
-    case Damage::kBadChecksum: return "bad checksum";
+    case Damage::kNone:
+      return "ok";
+    case Damage::kTruncated:
+      return "truncated";
+    case Damage::kBadMagic:
+      return "bad magic";
+    case Damage::kBadHeader:
+      return "bad header";
+    case Damage::kBadChecksum:
+      return "bad checksum";
   }
   return "?";
 }
@@ -53,8 +58,8 @@ Damage CheckRecordHeader(const RecordHeader& h) {
   if (h.magic != kRecordMagic) return Damage::kBadMagic;
   bool type_ok = h.type == static_cast<std::uint8_t>(RecordType::kSet) ||
                  h.type == static_cast<std::uint8_t>(RecordType::kTombstone);
-  if (!type_ok || h.flags != 0 || h.reserved != 0 || h.key_len == 0 ||
-      h.key_len > kMaxKeyBytes || h.value_len > kMaxValueBytes || h.seq > kMaxSeq ||
+  if (!type_ok || h.flags != 0 || h.reserved != 0 || h.key_len == 0 || h.key_len > kMaxKeyBytes ||
+      h.value_len > kMaxValueBytes || h.seq > kMaxSeq ||
       (h.type == static_cast<std::uint8_t>(RecordType::kTombstone) && h.value_len != 0)) {
     return Damage::kBadHeader;
   }

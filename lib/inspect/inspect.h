@@ -123,8 +123,8 @@ struct InspectRecord {
 // position to where scanning resynchronized (the next valid or plausible
 // record, or the end of the scan).
 struct DamagedRegion {
-  std::uint64_t offset = 0;                     // where the damage starts
-  std::uint64_t end = 0;                        // where scanning resumed
+  std::uint64_t offset = 0;                           // where the damage starts
+  std::uint64_t end = 0;                              // where scanning resumed
   record::Damage damage = record::Damage::kBadMagic;  // why the record at `offset` is invalid
   bool zeros = false;  // all zero: a hole left by a writer killed mid-write, not corruption
 };

@@ -123,7 +123,7 @@ void HttpWarnings::AppendSuppressed(std::string& line, std::uint64_t suppressed)
 void HttpWarnings::Flush() {
   static constexpr const char* kNames[kKinds] = {
       "refused (401, 403)", "malformed-request",  "memory-budget (503)", "server-error",
-      "dropped-request",     "refused-connection", "accept-failure"};
+      "dropped-request",    "refused-connection", "accept-failure"};
   const auto now = LineLimiter::Clock::now();
   for (int k = 0; k < kKinds; ++k) {
     const std::uint64_t n = limiters_[k].TakeSuppressed(now);
@@ -293,10 +293,9 @@ void HttpConnection::Respond(HttpResponse response, bool keep_alive, bool protoc
   // out): the detail if the handler gave one (a 500's whole error, which the
   // body gives without paths), else the body.
   const unsigned s = response.status;
-  const std::string body_for_log =
-      s < 400                  ? std::string()
-      : response.detail.empty() ? response.body.substr(0, 200)
-                               : response.detail.substr(0, 1000);
+  const std::string body_for_log = s < 400                   ? std::string()
+                                   : response.detail.empty() ? response.body.substr(0, 200)
+                                                             : response.detail.substr(0, 1000);
   SerializeResponse(std::move(response), keep_alive, keep_alive && http10, head_only, out);
   out.hold.Reset();
   out.close = !keep_alive;
@@ -315,7 +314,7 @@ void HttpConnection::Respond(HttpResponse response, bool keep_alive, bool protoc
     } else {
       std::string_view reason = body_for_log;
       if (reason.ends_with('\n')) reason.remove_suffix(1);  // the body's own line end
-      const std::string why = Escape(reason);                // one log line, printable ASCII
+      const std::string why = Escape(reason);               // one log line, printable ASCII
       const HttpWarnings::Kind kind = s == 503   ? HttpWarnings::kBusy
                                       : s >= 500 ? HttpWarnings::kServerError
                                       : s == 403 ? HttpWarnings::kAuth

@@ -45,10 +45,10 @@
 #include <utility>
 #include <vector>
 
+#include "lilcache/env.h"
 #include "server/http_connection.h"
 #include "server/http_handler.h"
 #include "server/http_limits.h"
-#include "lilcache/env.h"
 #include "util/error_code.h"
 #include "util/logging.h"
 #include "util/mutex.h"
@@ -588,7 +588,7 @@ void Server::Impl::Sweep(Worker& w) {
     if (ec) return;
     const Clock::time_point now = Clock::now();
     std::vector<Session*> all(w.sessions.begin(), w.sessions.end());
-    for (Session* s : all) s->ExpireIfDue(now);    // closing never destroys a session here
+    for (Session* s : all) s->ExpireIfDue(now);  // closing never destroys a session here
     if (&w == workers_[0].get()) warnings_->Flush();
     if (w.stopping && w.sessions.empty()) return;  // nothing left: let run() return
     Sweep(w);

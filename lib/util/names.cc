@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "engine/file_lock.h"
+#include "engine/trust.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "util/error_code.h"
 #include "util/quote.h"
-#include "engine/trust.h"
 
 namespace lilcache {
 
@@ -140,12 +140,12 @@ bool CacheExists(Env* env, const CachePaths& paths) {
   ThrowErrno("cannot look for", meta);
 }
 
-
 std::vector<std::string> list_caches(std::string_view root_arg) {
   std::string root = ResolveRoot(root_arg);
   std::vector<CacheFile> files;
   if (!ListCacheFiles(Env::Default(), root, &files)) {
-    throw Error(ErrorCodeOfErrno(errno), "cannot read cache root \"" + root + "\": " + std::strerror(errno));
+    throw Error(ErrorCodeOfErrno(errno),
+                "cannot read cache root \"" + root + "\": " + std::strerror(errno));
   }
   std::vector<std::string> names;
   for (CacheFile& f : files) {

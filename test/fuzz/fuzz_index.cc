@@ -21,9 +21,9 @@
 #include <cstring>
 #include <string>
 
-#include "fuzz_util.h"
 #include "engine/index.h"
 #include "engine/meta.h"
+#include "fuzz_util.h"
 
 using namespace lilcache;
 

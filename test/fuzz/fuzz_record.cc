@@ -10,8 +10,8 @@
 #include <memory>
 #include <string>
 
-#include "fuzz_util.h"
 #include "format/record.h"
+#include "fuzz_util.h"
 
 using namespace lilcache;
 
@@ -38,9 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (off <= n && n - off >= record::kRecordHeaderSize) {
       const auto& h = *reinterpret_cast<const record::RecordHeader*>(base + off);
       record::Damage fields = record::CheckRecordHeader(h);
-      if (fields != record::Damage::kNone ? d != fields
-                                          : d == record::Damage::kBadMagic ||
-                                                d == record::Damage::kBadHeader) {
+      if (fields != record::Damage::kNone
+              ? d != fields
+              : d == record::Damage::kBadMagic || d == record::Damage::kBadHeader) {
         fuzz::Fail("CheckRecordHeader disagrees with CheckRecord");
       }
     }
@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (r.size() > n - off) fuzz::Fail("accepted a record running past the region");
     std::string again(r.size(), '\0');
     record::EncodeRecord({r.type(), r.key(), r.value(), r.seq(), r.expires_ms()}, fuzz::kSalt,
-                      std::span<char>(again.data(), again.size()));
+                         std::span<char>(again.data(), again.size()));
     std::size_t body = record::kRecordHeaderSize + r.key().size() + r.value().size();
     if (std::memcmp(again.data(), base + off, body) != 0) {
       fuzz::Fail("an accepted record does not re-encode to its bytes");
@@ -58,15 +58,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)record::HashKey(r.key(), fuzz::kSalt);
   }
   std::size_t visited = 0, next = 0;
-  record::ForEachValidRecord(region, 0, n, fuzz::kSalt, [&](std::uint64_t off, record::RecordView r) {
-    if (off < next) fuzz::Fail("ForEachValidRecord visited overlapping records");
-    record::RecordView again;
-    if (record::CheckRecord(region, off, fuzz::kSalt, &again) != record::Damage::kNone) {
-      fuzz::Fail("ForEachValidRecord visited an invalid record");
-    }
-    next = off + r.size();
-    ++visited;
-  });
+  record::ForEachValidRecord(
+      region, 0, n, fuzz::kSalt, [&](std::uint64_t off, record::RecordView r) {
+        if (off < next) fuzz::Fail("ForEachValidRecord visited overlapping records");
+        record::RecordView again;
+        if (record::CheckRecord(region, off, fuzz::kSalt, &again) != record::Damage::kNone) {
+          fuzz::Fail("ForEachValidRecord visited an invalid record");
+        }
+        next = off + r.size();
+        ++visited;
+      });
   if (visited > valid) fuzz::Fail("ForEachValidRecord visited more records than are valid");
   return 0;
 }

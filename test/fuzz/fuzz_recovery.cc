@@ -20,8 +20,8 @@
 #include <string>
 
 #include "engine/data_file.h"
-#include "fuzz_util.h"
 #include "engine/meta.h"
+#include "fuzz_util.h"
 
 using namespace lilcache;
 

@@ -11,8 +11,8 @@
 
 #include "engine/data_file.h"
 #include "engine/index.h"
-#include "format/record.h"
 #include "engine/meta.h"
+#include "format/record.h"
 
 namespace lilcache::fuzz {
 
@@ -122,9 +122,9 @@ std::string MakeData(std::uint64_t gen, std::string_view records) {
 std::string Record(bool tombstone, std::string_view key, std::string_view value, std::uint64_t seq,
                    std::uint64_t expires_ms) {
   std::string b(record::RecordSize(key.size(), value.size()), '\0');
-  record::EncodeRecord({tombstone ? record::RecordType::kTombstone : record::RecordType::kSet, key, value,
-                     seq, expires_ms},
-                    kSalt, std::span<char>(b.data(), b.size()));
+  record::EncodeRecord({tombstone ? record::RecordType::kTombstone : record::RecordType::kSet, key,
+                        value, seq, expires_ms},
+                       kSalt, std::span<char>(b.data(), b.size()));
   return b;
 }
 
@@ -140,10 +140,11 @@ std::string MakeIndex(std::uint64_t gen, std::string_view data, std::uint64_t sl
   std::uint64_t tail =
       data.size() < kHeaderSize ? 0 : Get<std::uint64_t>(data, offsetof(DataHeader, tail));
   record::ForEachValidRecord(region, kHeaderSize, std::min<std::uint64_t>(tail, data.size()), kSalt,
-                          [&](std::uint64_t off, record::RecordView r) {
-                            auto [it, fresh] = latest.try_emplace(r.key(), r.seq(), off);
-                            if (!fresh && it->second.first < r.seq()) it->second = {r.seq(), off};
-                          });
+                             [&](std::uint64_t off, record::RecordView r) {
+                               auto [it, fresh] = latest.try_emplace(r.key(), r.seq(), off);
+                               if (!fresh && it->second.first < r.seq())
+                                 it->second = {r.seq(), off};
+                             });
   std::uint64_t used = 0;
   for (const auto& [key, so] : latest) {
     std::uint64_t h = record::HashKey(key, kSalt);
@@ -159,7 +160,8 @@ std::string MakeIndex(std::uint64_t gen, std::string_view data, std::uint64_t sl
 }
 
 void FixChecksums(std::string& bytes, std::size_t from) {
-  for (std::size_t off = from; off + record::kRecordHeaderSize <= bytes.size(); off += record::kAlign) {
+  for (std::size_t off = from; off + record::kRecordHeaderSize <= bytes.size();
+       off += record::kAlign) {
     auto magic = Get<std::uint32_t>(bytes, off + offsetof(record::RecordHeader, magic));
     if (magic != record::kRecordMagic) continue;
     auto key_len = Get<std::uint32_t>(bytes, off + offsetof(record::RecordHeader, key_len));

@@ -13,9 +13,9 @@
 #include <string>
 
 #include "engine/data_file.h"
-#include "fuzz_util.h"
 #include "engine/index.h"
 #include "engine/meta.h"
+#include "fuzz_util.h"
 
 using namespace lilcache;
 using fuzz::Record;

@@ -160,9 +160,9 @@ TEST_CASE(
     "deleted key") {
   TempDir dir;
   TempDir state_dir;
-  const auto run_for = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::duration<double>(lilcache::test::stress_seconds(5.0) *
-                                    lilcache::test::slowdown()));  // >= 10 compactions
+  const auto run_for =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(
+          lilcache::test::stress_seconds(5.0) * lilcache::test::slowdown()));  // >= 10 compactions
   std::uint64_t compactions_before = 0;
   {
     auto c = Cache::open("c", {.root = dir.path()});
@@ -390,9 +390,9 @@ class ReserveBeyondEndEnv : public lilcache::Env {
       int fd = ::open(old_log_.c_str(), O_RDWR | O_CLOEXEC);
       REQUIRE(fd >= 0);
       std::uint64_t capacity = 0;
-      REQUIRE(::pread(fd, &capacity, 8, 72) == 8);       // docs/format.md: capacity
-      std::uint64_t tail = capacity + (1 << 20);         // a 1 MiB reservation...
-      REQUIRE(::pwrite(fd, &tail, 8, 64) == 8);          // ...past the end: tail
+      REQUIRE(::pread(fd, &capacity, 8, 72) == 8);  // docs/format.md: capacity
+      std::uint64_t tail = capacity + (1 << 20);    // a 1 MiB reservation...
+      REQUIRE(::pwrite(fd, &tail, 8, 64) == 8);     // ...past the end: tail
       ::close(fd);
     }
     return Env::Rename(from, to);

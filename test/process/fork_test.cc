@@ -32,9 +32,9 @@
 #include <thread>
 #include <vector>
 
+#include "engine/meta.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "engine/meta.h"
 #include "support/test_util.h"
 
 namespace {
@@ -53,7 +53,6 @@ lilcache::Options options(const TempDir& dir, lilcache::Env* env = nullptr) {
   o.env = env;
   return o;
 }
-
 
 // In a child: throws (fork_child prints it and exits 99) when cond is false.
 #define CHILD_CHECK(cond)                                                             \

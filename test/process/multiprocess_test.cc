@@ -88,7 +88,6 @@ std::string show(const std::optional<std::string>& v, std::string_view key) {
          std::to_string(info->length) + " bytes";
 }
 
-
 // Failures of the threads of one child: the first few messages are kept.
 class ThreadFailures {
  public:

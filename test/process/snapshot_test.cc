@@ -71,7 +71,8 @@ TEST_CASE("periodic snapshots are taken while a writer never stops") {
   auto c = Cache::open("s", {.root = dir.path(), .snapshot = "1s"});
   auto end = std::chrono::steady_clock::now() + 4500ms;
   for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
-    c.set("k" + std::to_string(i % 2000), std::string(100, 'v'));  // overwrites: compactions wanted too
+    c.set("k" + std::to_string(i % 2000),
+          std::string(100, 'v'));                        // overwrites: compactions wanted too
     if (i % 100 == 0) std::this_thread::sleep_for(1ms);  // busy, but not a disk-bandwidth flood
   }
   auto st = c.stats();

@@ -56,9 +56,9 @@
 #include <vector>
 
 #include "engine/generation.h"
-#include "support/http_client.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
+#include "support/http_client.h"
 #include "support/test_util.h"
 
 namespace {
@@ -90,7 +90,7 @@ struct Shared {
   std::uint64_t rest_failures;  // connections lost, unexpected statuses
   std::uint64_t ports[kMaxServers];
   // Published by each process (its index in the watcher's list) every 100 ms.
-  std::uint64_t heap_bytes[kMaxProcs];        // mallinfo2: uordblks + hblkhd
+  std::uint64_t heap_bytes[kMaxProcs];          // mallinfo2: uordblks + hblkhd
   std::uint64_t generation_objects[kMaxProcs];  // lilcache::Generation::Objects()
 };
 Shared* g_shared = nullptr;
@@ -483,8 +483,8 @@ int main(int argc, char** argv) {
           y.anon_kb / 1024.0, x.heap_kb / 1024.0, y.heap_kb / 1024.0,
           static_cast<unsigned long long>(x.generations),
           static_cast<unsigned long long>(y.generations), static_cast<unsigned long long>(x.fds),
-                  static_cast<unsigned long long>(y.fds), static_cast<unsigned long long>(x.maps),
-                  static_cast<unsigned long long>(y.maps));
+          static_cast<unsigned long long>(y.fds), static_cast<unsigned long long>(x.maps),
+          static_cast<unsigned long long>(y.maps));
     }
   }
   std::uint64_t bad = A(g_shared->bad_values).load(), errors = A(g_shared->errors).load();
@@ -507,7 +507,7 @@ int main(int argc, char** argv) {
       problems.empty()
           ? "descriptors, mappings, RssAnon, heap, Generation objects and file sizes stayed flat "
             "=> PASS"
-                       : "NOT FLAT => FAIL");
+          : "NOT FLAT => FAIL");
   for (const auto& p : problems) std::printf("  %s\n", p.c_str());
   return problems.empty() ? 0 : 1;
 }

@@ -1513,7 +1513,6 @@ class Supervisor {
     }
   }
 
-
   // Checks every journal against the cache, reopened by this process alone.
   int Verify() {
     const std::string cache_dir = cfg_.root + "/cache";
@@ -1613,9 +1612,9 @@ class Supervisor {
         final_stats_ = cache->stats();
         std::size_t size = cache->size();
         if (listed > size_before || listed < size) {
-          fail(kWrong, "for_each listed " + std::to_string(listed) +
-                           " keys, size() said " + std::to_string(size_before) + " before and " +
-                           std::to_string(size) + " after");
+          fail(kWrong, "for_each listed " + std::to_string(listed) + " keys, size() said " +
+                           std::to_string(size_before) + " before and " + std::to_string(size) +
+                           " after");
         }
       }
     }
@@ -1775,8 +1774,8 @@ int main(int argc, char** argv) {
     char* end = nullptr;
     double v = std::strtod(env, &end);
     if (end == env || *end != '\0' || !(v > 0)) {
-      std::fprintf(stderr, "lilcache-torture: LILCACHE_TORTURE_SECONDS=%s is not a positive number\n",
-                   env);
+      std::fprintf(stderr,
+                   "lilcache-torture: LILCACHE_TORTURE_SECONDS=%s is not a positive number\n", env);
       return 2;
     }
     cfg.seconds = v;

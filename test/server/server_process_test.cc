@@ -24,10 +24,10 @@
 #include <thread>
 #include <vector>
 
-#include "programs/attack/attack.h"
-#include "support/http_client.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
+#include "programs/attack/attack.h"
+#include "support/http_client.h"
 #include "support/test_util.h"
 
 namespace {

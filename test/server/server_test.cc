@@ -24,13 +24,13 @@
 #include <thread>
 #include <vector>
 
-#include "support/http_client.h"
-#include "server/http_connection.h"
-#include "server/http_handler.h"
-#include "server/http_limits.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
+#include "server/http_connection.h"
+#include "server/http_handler.h"
+#include "server/http_limits.h"
+#include "support/http_client.h"
 #include "support/test_util.h"
 
 namespace {
@@ -592,7 +592,8 @@ TEST_CASE(
 TEST_CASE("an endless chunk extension or trailer is cut after max_header_bytes") {
   NoEnvToken no_token;
   TestServer s;
-  const std::string head = "PUT /keys/x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string head =
+      "PUT /keys/x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (const std::string& start : {head + "1;", head + "1\r\nx\r\n0\r\nX-Trailer: "}) {
     // A little over the limit: the answer comes without waiting for more.
     HttpConn c(s.port(), 10s);

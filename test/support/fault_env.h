@@ -59,9 +59,9 @@ class FaultEnv : public Env {
   };
   static const char* call_name(int c) {
     static const char* const names[kNumCalls] = {
-        "open",   "close",  "fstat",  "ftruncate", "fallocate",  "pwrite",
-        "fsync",  "rename", "unlink", "mkdir",     "fsync(dir)", "mmap",
-        "munmap", "msync",  "lock",   "unlock",    "is_locked", "fstatfs",   "list_directory"};
+        "open",   "close",  "fstat",     "ftruncate",  "fallocate",     "pwrite", "fsync",
+        "rename", "unlink", "mkdir",     "fsync(dir)", "mmap",          "munmap", "msync",
+        "lock",   "unlock", "is_locked", "fstatfs",    "list_directory"};
     return c >= 0 && c < kNumCalls ? names[c] : "?";
   }
 

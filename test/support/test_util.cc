@@ -19,9 +19,9 @@
 #include <stdexcept>
 #include <thread>
 
-#include "inspect/audit.h"
 #include "engine/meta.h"
 #include "format/shared_atomic.h"
+#include "inspect/audit.h"
 
 namespace lilcache::test {
 

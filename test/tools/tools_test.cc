@@ -28,10 +28,10 @@
 #include <utility>
 #include <vector>
 
+#include "engine/meta.h"
+#include "format/record.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "format/record.h"
-#include "engine/meta.h"
 #include "support/test_util.h"
 
 namespace {
@@ -123,9 +123,10 @@ void MakeDeterministicCache(const std::string& root, const std::string& name) {
 
 // Offset of the n-th record (0-based) of MakeDeterministicCache's log.
 std::uint64_t RecordOffset(int n) {
-  const std::size_t sizes[] = {lilcache::record::RecordSize(5, 1), lilcache::record::RecordSize(4, 8),
-                               lilcache::record::RecordSize(4, 100), lilcache::record::RecordSize(4, 0),
-                               lilcache::record::RecordSize(4, 1)};
+  const std::size_t sizes[] = {
+      lilcache::record::RecordSize(5, 1), lilcache::record::RecordSize(4, 8),
+      lilcache::record::RecordSize(4, 100), lilcache::record::RecordSize(4, 0),
+      lilcache::record::RecordSize(4, 1)};
   std::uint64_t off = lilcache::kHeaderSize;
   for (int i = 0; i < n; ++i) off += sizes[i];
   return off;
@@ -192,7 +193,6 @@ std::string Normalize(const std::string& text, const std::string& root) {
   }
   return out;
 }
-
 
 // A forked child killed (SIGKILL) and reaped if the test ends without waiting for it.
 class ChildGuard {
@@ -620,7 +620,8 @@ TEST_CASE("compact with an unreadable root exits 1 with the reason on stderr") {
   }
 }
 
-TEST_CASE("compact run by root on another user's cache exits 1 naming the owner, and changes nothing") {
+TEST_CASE(
+    "compact run by root on another user's cache exits 1 naming the owner, and changes nothing") {
   // Issue 11: `sudo lilcache-compact` left root-owned 0600 files behind, and
   // the owner's every get and set failed "Permission denied" after it.
   if (::geteuid() != 0) {
@@ -647,9 +648,8 @@ TEST_CASE("compact run by root on another user's cache exits 1 naming the owner,
             return 0;
           }) == 0);
   auto before = Snapshot(root);
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"--root", root, "c"},
-        std::vector<std::string>{"--root", root, "--all"}}) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--root", root, "c"},
+                                               std::vector<std::string>{"--root", root, "--all"}}) {
     Result r = Compact(args);
     CHECK(r.status == 1);
     CHECK(Contains(r.err, "lilcache-compact: c: refusing "));
@@ -735,7 +735,8 @@ TEST_CASE("compact --max-bytes evicts the least recently stored keys and reports
   {
     auto c = Cache::open("c", {.root = dir.path()});
     // 100 records of 40 + 4 + 1000 bytes, rounded up: 1,048 bytes each.
-    for (int i = 0; i < 100; ++i) c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
+    for (int i = 0; i < 100; ++i)
+      c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
   }
   Result r = Compact({"--root", dir.path(), "c", "--max-bytes", "20960"});
   INFO("stderr: " << r.err);

@@ -11,16 +11,16 @@
 #include <thread>
 #include <vector>
 
-#include "inspect/audit.h"
 #include "engine/generation.h"
+#include "engine/meta.h"
+#include "format/record.h"
+#include "format/shared_atomic.h"
+#include "inspect/audit.h"
 #include "inspect/inspect.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "format/record.h"
-#include "engine/meta.h"
-#include "util/names.h"
-#include "format/shared_atomic.h"
 #include "support/test_util.h"
+#include "util/names.h"
 
 namespace {
 
@@ -49,10 +49,11 @@ struct Files {
   std::vector<std::uint64_t> records(std::string_view key) {
     std::uint64_t tail = lilcache::Shared(g.data.header().tail).load();
     std::vector<std::uint64_t> out;
-    lilcache::record::ForEachValidRecord(g.data.Region(tail), lilcache::kHeaderSize, tail, salt,
-                                      [&](std::uint64_t off, const lilcache::record::RecordView& r) {
-                                        if (r.key() == key) out.push_back(off);
-                                      });
+    lilcache::record::ForEachValidRecord(
+        g.data.Region(tail), lilcache::kHeaderSize, tail, salt,
+        [&](std::uint64_t off, const lilcache::record::RecordView& r) {
+          if (r.key() == key) out.push_back(off);
+        });
     return out;
   }
   // Points the slot of `key` at the record at `off`.
@@ -62,12 +63,12 @@ struct Files {
     g.index.slot(p.pos).store(Index::Pack(hash(key), off));
   }
   // Appends a record below a new tail, published in no slot.
-  std::uint64_t append(lilcache::record::RecordType type, std::string_view key, std::string_view value,
-                       std::uint64_t seq) {
+  std::uint64_t append(lilcache::record::RecordType type, std::string_view key,
+                       std::string_view value, std::uint64_t seq) {
     std::size_t size = lilcache::record::RecordSize(key.size(), value.size());
     std::uint64_t off = g.data.Reserve(size, nullptr);
     lilcache::record::EncodeRecord({type, key, value, seq, 0}, salt,
-                                std::span<char>(g.data.base() + off, size));
+                                   std::span<char>(g.data.base() + off, size));
     return off;
   }
 

@@ -13,10 +13,10 @@
 #include <utility>
 #include <vector>
 
-#include "lilcache/env.h"
-#include "lilcache/lilcache.h"
 #include "engine/generation.h"
 #include "engine/meta.h"
+#include "lilcache/env.h"
+#include "lilcache/lilcache.h"
 #include "support/test_util.h"
 
 using lilcache::Cache;

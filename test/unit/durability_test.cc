@@ -15,9 +15,9 @@
 #include <string>
 #include <thread>
 
-#include "support/fault_env.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
+#include "support/fault_env.h"
 #include "support/power_env.h"
 #include "support/test_util.h"
 

@@ -18,7 +18,8 @@ TEST_CASE("durations parse in every unit") {
 
 TEST_CASE("compound durations add up") {
   CHECK(parse_duration("1h30m") == milliseconds(5'400'000));
-  CHECK(parse_duration("1d2h3m4s5ms") == milliseconds(86'400'000 + 7'200'000 + 180'000 + 4'000 + 5));
+  CHECK(parse_duration("1d2h3m4s5ms") ==
+        milliseconds(86'400'000 + 7'200'000 + 180'000 + 4'000 + 5));
 }
 
 TEST_CASE("the largest duration, INT64_MAX milliseconds, parses; one more is too large") {

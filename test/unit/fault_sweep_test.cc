@@ -36,8 +36,8 @@
 #include <string>
 #include <vector>
 
-#include "support/fault_env.h"
 #include "lilcache/lilcache.h"
+#include "support/fault_env.h"
 #include "support/test_util.h"
 
 using lilcache::Cache;

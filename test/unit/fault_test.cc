@@ -84,7 +84,9 @@ TEST_CASE(
   CHECK(c.get("kept") == "value");
 }
 
-TEST_CASE("sets that fail on a full disk reserve nothing: the tail stays, a small set fits, reopen needs no space") {
+TEST_CASE(
+    "sets that fail on a full disk reserve nothing: the tail stays, a small set fits, reopen needs "
+    "no space") {
   // Issue 11 item 3: the tail was advanced before the growth and never
   // rolled back, so 50 failed 1 MiB sets left it 52 MiB past the capacity;
   // every later set failed, and the next open replayed the log, which needs
@@ -118,7 +120,8 @@ TEST_CASE("sets that fail on a full disk reserve nothing: the tail stays, a smal
   CHECK(c.get("big") == std::string(1 << 20, 'y'));
 }
 
-TEST_CASE("an open that must rebuild the log on a full disk fails with the no-space Error, then works") {
+TEST_CASE(
+    "an open that must rebuild the log on a full disk fails with the no-space Error, then works") {
   // Only a rebuild needs free space (a copy of the live data); the header of
   // this log says its tail lies past its end (as failed growths of older
   // versions left it), so the lone opener replays the log.
@@ -148,7 +151,8 @@ TEST_CASE("an open that must rebuild the log on a full disk fails with the no-sp
   CHECK(files == 4);  // t.meta, t.log, t.2.data, t.2.index: nothing half-made left
 }
 
-TEST_CASE("thousands of failed 64 MiB sets never make the log \"full\": once space is back, sets work") {
+TEST_CASE(
+    "thousands of failed 64 MiB sets never make the log \"full\": once space is back, sets work") {
   // Issue 11 item 3: after 4,096 failed 64 MiB sets the tail had passed the
   // 256 GiB limit of a generation, and every write failed with "log is full"
   // even with unlimited disk.

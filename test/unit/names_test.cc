@@ -12,8 +12,8 @@
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "util/names.h"
 #include "support/test_util.h"
+#include "util/names.h"
 
 using lilcache::Error;
 using lilcache::validate_name;
@@ -187,7 +187,8 @@ class NoListing : public lilcache::Env {
 };
 }  // namespace
 
-TEST_CASE("a compaction that cannot list the root switches anyway; the next one removes stale files") {
+TEST_CASE(
+    "a compaction that cannot list the root switches anyway; the next one removes stale files") {
   lilcache::test::TempDir dir;
   NoListing env;
   auto cache = lilcache::Cache::open("c", {.root = dir.path(), .env = &env});

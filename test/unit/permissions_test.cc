@@ -25,8 +25,8 @@
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
-#include "util/logging.h"
 #include "support/test_util.h"
+#include "util/logging.h"
 
 namespace {
 

@@ -53,7 +53,8 @@ TEST_CASE("Escape keeps a log line one line: a request path with CR LF cannot fo
   CHECK(line == "GET /keys/a\\r\\n2026-01-01 00:00:00 [1] info forged");
 }
 
-TEST_CASE("Escape with kControlBytes escapes only control bytes: quotes, backslashes and UTF-8 stay") {
+TEST_CASE(
+    "Escape with kControlBytes escapes only control bytes: quotes, backslashes and UTF-8 stay") {
   // The tools' error lines (tools/cli.h, OneLine): a message that already
   // quotes its input with Quote() is not escaped twice, and a path in UTF-8
   // reads as it is.

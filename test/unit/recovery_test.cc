@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "support/fault_env.h"
 #include "lilcache/lilcache.h"
+#include "support/fault_env.h"
 #include "support/test_util.h"
 
 using lilcache::Cache;
@@ -24,9 +24,7 @@ namespace {
 
 // Raw access to a cache file, as a disk fault or a careless operator would.
 struct RawFile {
-  explicit RawFile(const std::string& path) : fd(::open(path.c_str(), O_RDWR)) {
-    REQUIRE(fd >= 0);
-  }
+  explicit RawFile(const std::string& path) : fd(::open(path.c_str(), O_RDWR)) { REQUIRE(fd >= 0); }
   ~RawFile() { ::close(fd); }
   std::uint64_t U64(off_t off) {
     std::uint64_t v = 0;
@@ -85,7 +83,8 @@ TEST_CASE("a log cut mid-record is recovered on open") {
   REQUIRE(::truncate(dir.file("t.1.data").c_str(), static_cast<off_t>(tail - 100)) == 0);
   auto c = Cache::open("t", {.root = dir.path()});
   CHECK(!c.get("k49"));
-  for (int i = 0; i < 49; ++i) CHECK(c.get("k" + std::to_string(i)) == std::string(300, 'a' + i % 26));
+  for (int i = 0; i < 49; ++i)
+    CHECK(c.get("k" + std::to_string(i)) == std::string(300, 'a' + i % 26));
   c.set("k49", "again");
   CHECK(c.get("k49") == "again");
 }
@@ -170,7 +169,8 @@ TEST_CASE("a meta file whose next sequence number is beyond 2^63 is refused") {
   CHECK(Cache::open("t", {.root = dir.path()}).get("a") == "last");
 }
 
-TEST_CASE("a cache at the end of the sequence range refuses the write that would leave it, and reopens") {
+TEST_CASE(
+    "a cache at the end of the sequence range refuses the write that would leave it, and reopens") {
   // Found by CI's fuzz_recovery: a meta file that open() accepted let the
   // counter run past 2^63, and the next open() refused the cache ("next
   // sequence number 9223372036854775809 is out of range"). Each write draws
@@ -236,7 +236,9 @@ TEST_CASE("a log header whose tail is not a multiple of 8 is not trusted: the op
   CHECK(c.get("after") == "works");
 }
 
-TEST_CASE("a log whose tail is past its capacity (failed growths of older versions) is replayed at open") {
+TEST_CASE(
+    "a log whose tail is past its capacity (failed growths of older versions) is replayed at "
+    "open") {
   // Before reservations stayed inside the capacity, a growth that failed on a
   // full disk left the tail past the end of the file. Such a header is not
   // trusted: a lone opener replays the log, and nothing acknowledged is lost.

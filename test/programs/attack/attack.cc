@@ -131,10 +131,10 @@ void Flood(const Target& t, const std::string& head, std::size_t limit,
 
 void ChunkExtensionFlood(const Target& t, std::size_t per_connection, const std::atomic<bool>& stop,
                          Counters& c) {
-  Flood(
-      t,
-      "PUT /keys/flood HTTP/1.1\r\nHost: 127.0.0.1\r\n" + Auth(t) + "Transfer-Encoding: chunked\r\n\r\n1;",
-      per_connection, stop, c);
+  Flood(t,
+        "PUT /keys/flood HTTP/1.1\r\nHost: 127.0.0.1\r\n" + Auth(t) +
+            "Transfer-Encoding: chunked\r\n\r\n1;",
+        per_connection, stop, c);
 }
 
 void TrailerFlood(const Target& t, std::size_t per_connection, const std::atomic<bool>& stop,
@@ -150,8 +150,9 @@ void UnfinishedBodies(const Target& t, int connections, std::size_t body,
   std::vector<std::thread> threads;
   for (int i = 0; i < connections; ++i) {
     threads.emplace_back([&, i] {
-      const std::string head = "PUT /keys/body" + std::to_string(i) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
-                               Auth(t) + "Content-Length: " + std::to_string(body) + "\r\n\r\n";
+      const std::string head = "PUT /keys/body" + std::to_string(i) +
+                               " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + Auth(t) +
+                               "Content-Length: " + std::to_string(body) + "\r\n\r\n";
       const std::string block(1 << 20, 'b');
       while (!stop) {
         const int fd = Connect(t.port, t.source, 2s);
@@ -183,7 +184,8 @@ void UnfinishedBodies(const Target& t, int connections, std::size_t body,
 
 void NonReadingClients(const Target& t, int connections, const std::string& key,
                        std::chrono::milliseconds hold, const std::atomic<bool>& stop, Counters& c) {
-  const std::string request = "GET /keys/" + key + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + Auth(t) + "\r\n";
+  const std::string request =
+      "GET /keys/" + key + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + Auth(t) + "\r\n";
   struct Conn {
     int fd = -1;
     Clock::time_point until{};
@@ -271,7 +273,8 @@ double NormalStats::Percentile(double p) const {
 
 void NormalClient(const Target& t, const std::string& key, std::chrono::milliseconds interval,
                   const std::atomic<bool>& stop, NormalStats& stats) {
-  const std::string request = "GET /get?key=" + key + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + Auth(t) + "\r\n";
+  const std::string request =
+      "GET /get?key=" + key + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + Auth(t) + "\r\n";
   int fd = -1;
   std::string buffered;
   while (!stop) {

@@ -109,12 +109,14 @@ int main(int argc, char** argv) {
 
   const std::string auth = "Authorization: Bearer " + token + "\r\n";
   const std::size_t big = 60u << 20;
-  const int put_big = Request(port,
-                              "PUT /keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "Content-Length: " +
-                                  std::to_string(big) + "\r\n\r\n" + std::string(big, 'v'),
-                              30s);
+  const int put_big =
+      Request(port,
+              "PUT /keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth +
+                  "Content-Length: " + std::to_string(big) + "\r\n\r\n" + std::string(big, 'v'),
+              30s);
   const int put_small = Request(
-      port, "PUT /keys/small HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "Content-Length: 5\r\n\r\nsmall",
+      port,
+      "PUT /keys/small HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "Content-Length: 5\r\n\r\nsmall",
       30s);
   if (put_big != 200 || put_small != 200) {
     std::fprintf(stderr, "lilcache-attack: storing the values failed (%d, %d)\n", put_big,
@@ -156,7 +158,8 @@ int main(int argc, char** argv) {
 
   const bool alive = !lilcache::test::try_wait_child(server).has_value();
   const int health =
-      alive ? Request(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "\r\n", 10s) : -1;
+      alive ? Request(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth + "\r\n", 10s)
+            : -1;
   const Memory after = alive ? ReadMemory(server) : Memory{};
   const std::uint64_t log_growth = FileSize(log) - log_before;
   int exit_status = -1;
