@@ -21,6 +21,7 @@ packages=(
   liblmdb-dev libsqlite3-dev libhiredis-dev libmemcached-dev redis-server memcached
   curl wrk redis-tools
   clang-14 libclang-rt-14-dev  # ./build.sh test-tsan, test/fuzz/run.sh (libFuzzer)
+  clang-format-14  # scripts/check_format.sh (CI)
 )
 # libboost1.81-dev: Beast, Asio and Boost.URL for the HTTP server (Debian's
 # default libboost-dev, 1.74, predates Boost.URL; installing 1.81 replaces a
