@@ -353,7 +353,9 @@ TEST_CASE("the log file records opens at info and operations at debug") {
 
 TEST_CASE("compact() keeps every live key, drops deleted and overwritten ones, and reports it") {
   TempDir dir;
-  auto c = Cache::open("t", {.root = dir.path()});
+  // No compaction for dead space in the background (ratio 0): one that ran
+  // after the pops would leave compact() nothing to shrink (it did, under load).
+  auto c = Cache::open("t", {.root = dir.path(), .compact_dead_ratio = 0});
   for (int round = 0; round < 10; ++round) {
     for (int i = 0; i < 1000; ++i) c.set("k" + std::to_string(i), std::string(200, 'a' + round));
   }
