@@ -173,32 +173,6 @@ enum Counter {
   kSetsWhileFull,
   kNumCounters
 };
-constexpr const char* kCounterNames[kNumCounters] = {"ops",
-                                                     "sets",
-                                                     "ttl sets",
-                                                     "own gets",
-                                                     "own pops",
-                                                     "erases",
-                                                     "shared sets",
-                                                     "shared gets",
-                                                     "shared pops",
-                                                     "values popped",
-                                                     "purges",
-                                                     "compactions",
-                                                     "snapshots",
-                                                     "for_each",
-                                                     "opens",
-                                                     "in-doubt ops resolved",
-                                                     "in-doubt ops that took effect",
-                                                     "in-doubt ops that did not",
-                                                     "idle fork children",
-                                                     "fork children that exit",
-                                                     "fork children using the cache",
-                                                     "ops of fork children",
-                                                     "writes refused for lack of space",
-                                                     "... of them outside the full-disk phase",
-                                                     "gets while the disk was full",
-                                                     "sets acknowledged while the disk was full"};
 
 enum Failure {
   kLost,
