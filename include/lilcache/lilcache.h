@@ -487,9 +487,10 @@ class Cache {
 // the default (closing the previous default once no call is still using it);
 // errors as Cache::open(), after which the previous default stays. Without
 // init(), the first call opens the cache "default" under the default root.
-// set/get/pop/contains/purge behave and fail as the Cache methods of the same
-// name, on the default cache. All are thread-safe; init() may run while
-// other threads use the default cache (their calls finish on the old one).
+// set/get/pop/contains/erase/keys/size/purge behave and fail as the Cache
+// methods of the same name, on the default cache. All are thread-safe;
+// init() may run while other threads use the default cache (their calls
+// finish on the old one).
 LILCACHE_EXPORT void init(std::string_view name = "default", const Options& options = {});
 LILCACHE_EXPORT void set(std::string_view key, std::string_view value);
 LILCACHE_EXPORT void set(std::string_view key, std::string_view value,
@@ -497,6 +498,10 @@ LILCACHE_EXPORT void set(std::string_view key, std::string_view value,
 LILCACHE_EXPORT std::optional<std::string> get(std::string_view key);
 LILCACHE_EXPORT std::optional<std::string> pop(std::string_view key);
 LILCACHE_EXPORT bool contains(std::string_view key);
+LILCACHE_EXPORT bool erase(std::string_view key);
+LILCACHE_EXPORT std::vector<std::string> keys(std::string_view prefix = {},
+                                              std::size_t limit = SIZE_MAX);
+LILCACHE_EXPORT std::size_t size();
 LILCACHE_EXPORT void purge();
 // The default cache itself (opening it if needed), for everything else. The
 // reference is valid until the next init() in any thread: do not keep it

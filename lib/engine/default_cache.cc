@@ -64,6 +64,11 @@ void set(std::string_view key, std::string_view value, std::chrono::milliseconds
 std::optional<std::string> get(std::string_view key) { return Default()->get(key); }
 std::optional<std::string> pop(std::string_view key) { return Default()->pop(key); }
 bool contains(std::string_view key) { return Default()->contains(key); }
+bool erase(std::string_view key) { return Default()->erase(key); }
+std::vector<std::string> keys(std::string_view prefix, std::size_t limit) {
+  return Default()->keys(prefix, limit);
+}
+std::size_t size() { return Default()->size(); }
 void purge() { Default()->purge(); }
 
 }  // namespace lilcache

@@ -308,6 +308,24 @@ TEST_CASE("the module-level functions use the cache init() selected") {
   CHECK(lilcache::default_cache().name() == "foo_cache");
 }
 
+TEST_CASE("the module-level erase/keys/size work on the default cache without default_cache()") {
+  TempDir dir;
+  lilcache::init("bar_cache", {.root = dir.path()});
+  lilcache::set("user:1", "a");
+  lilcache::set("user:2", "b");
+  lilcache::set("item:1", "c");
+  CHECK(lilcache::size() == 3);
+  std::vector<std::string> users = lilcache::keys("user:");
+  std::sort(users.begin(), users.end());
+  CHECK(users == std::vector<std::string>{"user:1", "user:2"});
+  CHECK(lilcache::keys("", 2).size() == 2);
+  CHECK(lilcache::erase("user:1"));
+  CHECK_FALSE(lilcache::erase("user:1"));  // already gone
+  CHECK(lilcache::size() == 2);
+  CHECK(lilcache::default_cache().size() == 2);  // the same cache
+  CHECK_ERROR_CODE(lilcache::erase(""), lilcache::ErrorCode::invalid_argument);
+}
+
 TEST_CASE("a moved-from Cache throws Error with code invalid_state, not a crash") {
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path()});
