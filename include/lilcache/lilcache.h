@@ -61,6 +61,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "lilcache/export.h"
@@ -257,6 +258,12 @@ struct Options {
   // the compaction lock for long), writers stay slowed until one does.
   double compact_dead_ratio = 0.4;
 
+  // How long get_or_set() waits for another caller's computation of the same
+  // key (in any process) before it throws Error (code busy), e.g. "30s"
+  // (default; at least "1ms"). A waiter whose computing caller dies or throws
+  // does not wait for this: it takes over the computation at once.
+  std::string get_or_set_timeout = "30s";
+
   // Whether open() creates a cache (and its root directory) that does not
   // exist. false: opening a missing cache is an Error "no such cache" and
   // creates no file at all (what tools that inspect or maintain existing
@@ -294,6 +301,18 @@ struct Stats {
   std::uint64_t evictions = 0;         // keys dropped to keep under Options::max_bytes
   std::uint64_t max_bytes = 0;         // the cache's size limit (Options::max_bytes; 0 = none)
 };
+
+// A value and its version (Cache::get_versioned()). The version is opaque: it
+// identifies one write of the key (set, add, increment, compare_and_set,
+// touch, persist, ...) and changes with every write, compactions excepted.
+// Compare versions only for equality, and only those of one cache.
+struct Versioned {
+  std::string value;
+  std::uint64_t version = 0;
+};
+
+// Cache::ttl() of a key that never expires.
+inline constexpr std::chrono::milliseconds kNoExpiry = std::chrono::milliseconds::max();
 
 // What one compaction did (Cache::compact()).
 struct CompactionResult {
@@ -412,6 +431,118 @@ class Cache {
   // (or checksumming) the value. Throws Error on a key outside the limits.
   LILCACHE_EXPORT bool contains(std::string_view key);
 
+  // ---- Conditional and read-modify-write operations -------------------------
+  // Each is atomic across all threads and processes, takes no lock (a
+  // compare-and-swap of the key's index slot, retried when another writer
+  // changed the key meanwhile), and behaves like set() for limits, errors,
+  // durability (Options::sync) and waiting. "Absent" means absent, expired or
+  // purged, as for get(). Concurrent with purge(), one of them may still act
+  // on the value from before the purge (docs/concurrency.md, "Conditional
+  // writes").
+
+  // Stores value under key only if the key is absent. Returns whether it
+  // did. Among any number of racing add() calls of one absent key, in any
+  // processes, exactly one returns true. The key expires after ttl (> 0), or
+  // after Options::expires without one.
+  LILCACHE_EXPORT bool add(std::string_view key, std::string_view value);
+  LILCACHE_EXPORT bool add(std::string_view key, std::string_view value,
+                           std::chrono::milliseconds ttl);
+
+  // Adds delta to the integer stored under key and returns the new value. A
+  // value is an integer when it is the decimal text of an int64 ("42",
+  // "-7"; no sign "+", no spaces), and is stored so: get() returns "43". An
+  // absent key starts at `initial` (so the first increment(k) returns 1) and
+  // then expires after ttl (> 0) or Options::expires; a present key keeps
+  // its expiry. Throws Error (invalid_argument) if the value is not such an
+  // integer, and (limit) if the result would overflow an int64; the key is
+  // then unchanged. N concurrent increments of one key by 1 add exactly N.
+  LILCACHE_EXPORT std::int64_t increment(std::string_view key, std::int64_t delta = 1,
+                                         std::int64_t initial = 0);
+  LILCACHE_EXPORT std::int64_t increment(std::string_view key, std::int64_t delta,
+                                         std::int64_t initial, std::chrono::milliseconds ttl);
+  // increment(key, -delta, initial); delta = INT64_MIN throws (limit).
+  LILCACHE_EXPORT std::int64_t decrement(std::string_view key, std::int64_t delta = 1,
+                                         std::int64_t initial = 0);
+
+  // The value of key and its version, or nullopt if absent. For a
+  // read-modify-write loop with compare_and_set().
+  LILCACHE_EXPORT std::optional<Versioned> get_versioned(std::string_view key);
+
+  // Stores value under key only if the key is present with this version
+  // (from get_versioned()), i.e. nobody wrote it since. Returns whether it
+  // did; false also if the key expired, was removed or purged. Among racing
+  // calls with one version, at most one returns true. Expiry as set().
+  LILCACHE_EXPORT bool compare_and_set(std::string_view key, std::uint64_t version,
+                                       std::string_view value);
+  LILCACHE_EXPORT bool compare_and_set(std::string_view key, std::uint64_t version,
+                                       std::string_view value, std::chrono::milliseconds ttl);
+
+  // Removes key only if it is present with this version. Returns whether it did.
+  LILCACHE_EXPORT bool compare_and_erase(std::string_view key, std::uint64_t version);
+
+  // ---- Expiry of one key ------------------------------------------------------
+  // Gives a present key a new expiry, ttl (> 0) from now, keeping its value.
+  // Returns false if the key is absent. Rewrites the record (key and value are
+  // appended to the log again: the cost of a set() of the same value) and
+  // changes its version.
+  LILCACHE_EXPORT bool touch(std::string_view key, std::chrono::milliseconds ttl);
+
+  // Removes the expiry of a present key (it lives until removed), keeping its
+  // value. Returns false if the key is absent. Cost as touch(). A key that
+  // already has no expiry is left alone (true, no write).
+  LILCACHE_EXPORT bool persist(std::string_view key);
+
+  // The time key has left to live (rounded down to milliseconds, at least
+  // 0ms), kNoExpiry if it never expires, or nullopt if it is absent. Takes no
+  // lock, like get().
+  LILCACHE_EXPORT std::optional<std::chrono::milliseconds> ttl(std::string_view key);
+
+  // ---- Get or compute, once --------------------------------------------------
+  // The value of key if present. Otherwise exactly ONE caller among all the
+  // threads and processes asking for the key at once runs compute(), stores
+  // its result (expiring after ttl, or Options::expires) and returns it; the
+  // others wait for it and return that value without computing. The
+  // computing caller holds a lease: an OFD lock on a byte of NAME.meta, one
+  // of 65,536 per cache chosen by the key's hash (docs/format.md), which the
+  // kernel drops if its process dies; a waiter then takes over at once. If
+  // compute() throws, the exception reaches its caller (nothing is stored)
+  // and a waiter computes instead.
+  //
+  // Costs: a hit costs a get(). A miss costs a lock system call, two get()s
+  // and a set() around compute(). Waiters poll the key (every 50 us at
+  // first, backing off to 5 ms), so a waiter returns within ~5 ms of the
+  // value being stored. Two keys sharing a lease byte (1 in 65,536 pairs)
+  // wait for each other's computation. Waits at most
+  // Options::get_or_set_timeout, then throws Error (busy). compute() must not
+  // call get_or_set() of a key that shares its lease (it would wait for
+  // itself until the timeout); calling other operations of the cache is
+  // fine. Errors as get() and set(), and whatever compute() throws.
+  LILCACHE_EXPORT std::string get_or_set(std::string_view key,
+                                         const std::function<std::string()>& compute);
+  LILCACHE_EXPORT std::string get_or_set(std::string_view key,
+                                         const std::function<std::string()>& compute,
+                                         std::chrono::milliseconds ttl);
+
+  // ---- Batches ---------------------------------------------------------------
+  // As that many get() calls, in order, with one pin of the current
+  // generation for the whole batch (cheaper per key than single calls;
+  // bench/README.md has the figures). Each key is read atomically; the
+  // batch is not a snapshot (keys written meanwhile may be old or new).
+  // Errors as get(); a bad key fails the whole batch before any is read.
+  LILCACHE_EXPORT std::vector<std::optional<std::string>> get_many(
+      const std::vector<std::string>& keys);
+
+  // As that many set() calls, in order, in one writer section per up to 256
+  // items. Each item is atomic; the batch is not (a reader may see some of
+  // it, and a failure midway, e.g. no space, leaves the items before it
+  // stored). Every key and value is checked before anything is written.
+  LILCACHE_EXPORT void set_many(const std::vector<std::pair<std::string, std::string>>& items);
+  LILCACHE_EXPORT void set_many(const std::vector<std::pair<std::string, std::string>>& items,
+                                std::chrono::milliseconds ttl);
+
+  // As that many erase() calls; returns how many live keys it removed.
+  LILCACHE_EXPORT std::size_t erase_many(const std::vector<std::string>& keys);
+
   // Removes every key, for every process, at once: a get() that starts after
   // purge() returns, in any process, finds nothing older than the purge.
   // O(1): the space is reclaimed by the next compaction. Keys set
@@ -487,7 +618,9 @@ class Cache {
 // the default (closing the previous default once no call is still using it);
 // errors as Cache::open(), after which the previous default stays. Without
 // init(), the first call opens the cache "default" under the default root.
-// set/get/pop/contains/erase/keys/size/purge behave and fail as the Cache
+// set/get/pop/contains/erase/keys/size/purge, add, increment, decrement,
+// get_versioned, compare_and_set, compare_and_erase, touch, persist, ttl,
+// get_or_set, get_many, set_many and erase_many behave and fail as the Cache
 // methods of the same name, on the default cache. All are thread-safe;
 // init() may run while other threads use the default cache (their calls
 // finish on the old one).
@@ -503,6 +636,29 @@ LILCACHE_EXPORT std::vector<std::string> keys(std::string_view prefix = {},
                                               std::size_t limit = SIZE_MAX);
 LILCACHE_EXPORT std::size_t size();
 LILCACHE_EXPORT void purge();
+LILCACHE_EXPORT bool add(std::string_view key, std::string_view value);
+LILCACHE_EXPORT bool add(std::string_view key, std::string_view value,
+                         std::chrono::milliseconds ttl);
+LILCACHE_EXPORT std::int64_t increment(std::string_view key, std::int64_t delta = 1,
+                                       std::int64_t initial = 0);
+LILCACHE_EXPORT std::int64_t decrement(std::string_view key, std::int64_t delta = 1,
+                                       std::int64_t initial = 0);
+LILCACHE_EXPORT std::optional<Versioned> get_versioned(std::string_view key);
+LILCACHE_EXPORT bool compare_and_set(std::string_view key, std::uint64_t version,
+                                     std::string_view value);
+LILCACHE_EXPORT bool compare_and_erase(std::string_view key, std::uint64_t version);
+LILCACHE_EXPORT bool touch(std::string_view key, std::chrono::milliseconds ttl);
+LILCACHE_EXPORT bool persist(std::string_view key);
+LILCACHE_EXPORT std::optional<std::chrono::milliseconds> ttl(std::string_view key);
+LILCACHE_EXPORT std::string get_or_set(std::string_view key,
+                                       const std::function<std::string()>& compute);
+LILCACHE_EXPORT std::string get_or_set(std::string_view key,
+                                       const std::function<std::string()>& compute,
+                                       std::chrono::milliseconds ttl);
+LILCACHE_EXPORT std::vector<std::optional<std::string>> get_many(
+    const std::vector<std::string>& keys);
+LILCACHE_EXPORT void set_many(const std::vector<std::pair<std::string, std::string>>& items);
+LILCACHE_EXPORT std::size_t erase_many(const std::vector<std::string>& keys);
 // The default cache itself (opening it if needed), for everything else. The
 // reference is valid until the next init() in any thread: do not keep it
 // across an init().

@@ -17,14 +17,85 @@ static Cache::Impl& Checked(const std::unique_ptr<Cache::Impl>& impl) {
   return *impl;
 }
 
-void Cache::set(std::string_view key, std::string_view value) { Checked(impl_).Set(key, value, 0); }
-
-void Cache::set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+// A ttl argument in ms; throws unless > 0.
+static std::uint64_t TtlMs(std::chrono::milliseconds ttl) {
   if (ttl.count() <= 0) {
     throw Error(ErrorCode::invalid_argument,
                 "invalid ttl: " + std::to_string(ttl.count()) + " ms (must be > 0)");
   }
-  Checked(impl_).Set(key, value, static_cast<std::uint64_t>(ttl.count()));
+  return static_cast<std::uint64_t>(ttl.count());
+}
+
+void Cache::set(std::string_view key, std::string_view value) { Checked(impl_).Set(key, value, 0); }
+
+void Cache::set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+  Checked(impl_).Set(key, value, TtlMs(ttl));
+}
+
+bool Cache::add(std::string_view key, std::string_view value) {
+  return Checked(impl_).Add(key, value, 0);
+}
+bool Cache::add(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+  return Checked(impl_).Add(key, value, TtlMs(ttl));
+}
+
+std::int64_t Cache::increment(std::string_view key, std::int64_t delta, std::int64_t initial) {
+  return Checked(impl_).Increment(key, delta, initial, 0);
+}
+std::int64_t Cache::increment(std::string_view key, std::int64_t delta, std::int64_t initial,
+                              std::chrono::milliseconds ttl) {
+  return Checked(impl_).Increment(key, delta, initial, TtlMs(ttl));
+}
+std::int64_t Cache::decrement(std::string_view key, std::int64_t delta, std::int64_t initial) {
+  if (delta == INT64_MIN) {
+    throw Error(ErrorCode::limit, "cannot decrement by " + std::to_string(delta) +
+                                      ": its negation overflows an int64");
+  }
+  return Checked(impl_).Increment(key, -delta, initial, 0);
+}
+
+std::optional<Versioned> Cache::get_versioned(std::string_view key) {
+  return Checked(impl_).GetVersioned(key);
+}
+bool Cache::compare_and_set(std::string_view key, std::uint64_t version, std::string_view value) {
+  return Checked(impl_).CompareAndSet(key, version, value, 0);
+}
+bool Cache::compare_and_set(std::string_view key, std::uint64_t version, std::string_view value,
+                            std::chrono::milliseconds ttl) {
+  return Checked(impl_).CompareAndSet(key, version, value, TtlMs(ttl));
+}
+bool Cache::compare_and_erase(std::string_view key, std::uint64_t version) {
+  return Checked(impl_).CompareAndErase(key, version);
+}
+
+bool Cache::touch(std::string_view key, std::chrono::milliseconds ttl) {
+  return Checked(impl_).Touch(key, TtlMs(ttl));
+}
+bool Cache::persist(std::string_view key) { return Checked(impl_).Persist(key); }
+std::optional<std::chrono::milliseconds> Cache::ttl(std::string_view key) {
+  return Checked(impl_).Ttl(key);
+}
+
+std::string Cache::get_or_set(std::string_view key, const std::function<std::string()>& compute) {
+  return Checked(impl_).GetOrSet(key, compute, 0);
+}
+std::string Cache::get_or_set(std::string_view key, const std::function<std::string()>& compute,
+                              std::chrono::milliseconds ttl) {
+  return Checked(impl_).GetOrSet(key, compute, TtlMs(ttl));
+}
+
+std::vector<std::optional<std::string>> Cache::get_many(const std::vector<std::string>& keys) {
+  return Checked(impl_).GetMany(keys);
+}
+void Cache::set_many(const std::vector<std::pair<std::string, std::string>>& items) {
+  Checked(impl_).SetMany(items, 0);
+}
+void Cache::set_many(const std::vector<std::pair<std::string, std::string>>& items,
+                     std::chrono::milliseconds ttl) {
+  Checked(impl_).SetMany(items, TtlMs(ttl));
+}
+std::size_t Cache::erase_many(const std::vector<std::string>& keys) {
+  return Checked(impl_).EraseMany(keys);
 }
 
 std::optional<std::string> Cache::get(std::string_view key) { return Checked(impl_).Get(key); }

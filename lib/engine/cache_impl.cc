@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "engine/compaction.h"
+#include "engine/operation.h"
 #include "engine/recovery.h"
 #include "engine/space.h"
 #include "engine/trust.h"
@@ -18,103 +19,6 @@
 #include "util/logging.h"
 
 namespace lilcache {
-namespace {
-
-void CheckKey(std::string_view key) {
-  if (key.empty()) {
-    throw Error(ErrorCode::invalid_argument,
-                "invalid key: empty (keys are 1.." + std::to_string(kMaxKeyBytes) + " bytes)");
-  }
-  if (key.size() > kMaxKeyBytes) {
-    throw Error(ErrorCode::limit,
-                "key too long: " + std::to_string(key.size()) +
-                    " bytes (limit kMaxKeyBytes = " + std::to_string(kMaxKeyBytes) + ")");
-  }
-}
-
-void CheckValue(std::string_view value) {
-  if (value.size() > kMaxValueBytes) {
-    throw Error(ErrorCode::limit,
-                "value too large: " + std::to_string(value.size()) +
-                    " bytes (limit kMaxValueBytes = " + std::to_string(kMaxValueBytes) + ")");
-  }
-}
-
-// Unpins a generation when leaving scope.
-class PinGuard {
- public:
-  explicit PinGuard(Generation* g) : g_(g) {}
-  ~PinGuard() { CacheCore::Unpin(g_); }
-  PinGuard(const PinGuard&) = delete;
-  PinGuard& operator=(const PinGuard&) = delete;
-  Generation* get() const { return g_; }
-
- private:
-  Generation* g_;
-};
-
-}  // namespace
-
-// ---- WriterSection ----------------------------------------------------------
-// Announces a write in this process's slot for the current writer epoch and
-// pins the current generation; see docs/format.md ("Process slot") and
-// docs/concurrency.md. While a compactor has set SWITCHING, waits.
-class WriterSection {
- public:
-  explicit WriterSection(CacheCore& c) : c_(c) {
-    auto state = Shared(c.meta().header().writer_state);
-    bool throttled = false;
-    for (;;) {
-      // seq_cst on the state loads and the counter updates: the Dekker-style
-      // handshake with a compactor (it flips/sets the state, then reads the
-      // counters) needs a single total order of these four operations.
-      std::uint32_t s = state.load(std::memory_order_seq_cst);
-      if ((s & kSwitchingBit) != 0) {
-        c.WaitWhileSwitching();
-        c.Refresh();
-        continue;
-      }
-      if ((s & kThrottleBit) != 0 && !throttled) {
-        c.Throttled();  // once per write, before it counts as in flight
-        throttled = true;
-        continue;
-      }
-      epoch_ = static_cast<int>(s & kEpochBit);
-      Counter().fetch_add(1, std::memory_order_seq_cst);
-      if (state.load(std::memory_order_seq_cst) != s) {
-        Leave();
-        continue;
-      }
-      gen_ = c.Pin();
-      // seq_cst: must not be satisfied by a value older than the state we read.
-      if (gen_->number == Shared(c.meta().header().generation).load(std::memory_order_seq_cst)) {
-        return;
-      }
-      Leave();
-      c.Refresh();
-    }
-  }
-  ~WriterSection() { Leave(); }
-  WriterSection(const WriterSection&) = delete;
-  WriterSection& operator=(const WriterSection&) = delete;
-
-  Generation& gen() const { return *gen_; }
-
- private:
-  std::atomic_ref<std::uint64_t> Counter() { return Shared(c_.my_slot().inflight[epoch_]); }
-  void Leave() {
-    if (gen_ != nullptr) CacheCore::Unpin(gen_);
-    gen_ = nullptr;
-    // seq_cst: a compactor that reads 0 here must also see everything this
-    // write did (the CAS that published the record happened before).
-    if (epoch_ >= 0) Counter().fetch_sub(1, std::memory_order_seq_cst);
-    epoch_ = -1;
-  }
-
-  CacheCore& c_;
-  int epoch_ = -1;
-  Generation* gen_ = nullptr;
-};
 
 // ---- open, attach, fork -----------------------------------------------------
 
@@ -137,6 +41,20 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
       throw Error(ErrorCode::invalid_argument,
                   "invalid expires \"" + options.expires + "\": must be > 0");
     }
+  }
+  {
+    std::chrono::milliseconds t;
+    try {
+      t = parse_duration(options.get_or_set_timeout);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::invalid_argument,
+                  "invalid get_or_set_timeout \"" + options.get_or_set_timeout + "\": " + e.what());
+    }
+    if (t.count() == 0) {
+      throw Error(ErrorCode::invalid_argument,
+                  "invalid get_or_set_timeout \"" + options.get_or_set_timeout + "\": must be > 0");
+    }
+    get_or_set_timeout_ms_ = static_cast<std::uint64_t>(t.count());
   }
   if (!options.snapshot.empty()) {
     snapshot_ms_ = static_cast<std::uint64_t>(parse_duration(options.snapshot).count());
@@ -217,6 +135,7 @@ void Cache::Impl::AfterForkInChild() {
   new (&maintenance_) std::thread();
   maintenance_requested_.store(false, std::memory_order_relaxed);
   compact_backoff_until_.store(0, std::memory_order_relaxed);
+  leases_.ResetInChild();
 }
 
 void Cache::Impl::Attach() {
@@ -335,9 +254,16 @@ void Cache::Impl::SyncWritten(Generation& g, const Written& w) {
   }
 }
 
-static void AddDead(Generation& g, std::uint64_t bytes) {
-  // Relaxed: a statistic that triggers compaction; no data depends on it.
-  Shared(g.data.header().dead_bytes).fetch_add(bytes, std::memory_order_relaxed);
+void Cache::Impl::Abort(Generation& g, std::uint64_t off, std::size_t size) {
+  // Inside the writer section that appended it: a compactor's catch-up
+  // reads this range only after every such section has left (Drain).
+  record::MarkAborted(std::span<char>(g.data.base() + off, size), core_.salt());
+  AddDead(g, size);
+}
+
+std::uint64_t Cache::Impl::ExpiryOf(std::uint64_t ttl_ms) const {
+  if (ttl_ms == 0) ttl_ms = default_ttl_ms_;
+  return ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms;
 }
 
 Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& rec,
@@ -357,7 +283,7 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& 
   std::uint64_t slot_value = Index::Pack(hash, Append(g, mine, w));
   for (;; p = g.Find(rec.key, hash)) {
     if (p.full) {  // filled up since our first probe: our record is dead
-      AddDead(g, size);
+      Abort(g, Index::OffsetOf(slot_value), size);
       return Outcome::kIndexFull;
     }
     if (p.value == 0) {
@@ -367,7 +293,9 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& 
     for (;;) {
       record::RecordView cur = g.Record(Index::OffsetOf(p.value));
       if (cur.seq() > mine.seq) {
-        AddDead(g, size);
+        // Never published; older than cur, so a replay would not revive it
+        // either, but an aborted record says so plainly.
+        Abort(g, Index::OffsetOf(slot_value), size);
         // A newer set got there first: ours is linearized just before it.
         if (!cur.is_tombstone()) return Outcome::kDone;
         // A newer delete: it observed the value before ours, so ours must
@@ -430,13 +358,15 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
     record::RecordView cur = g.Record(Index::OffsetOf(p.value));
     bool expired = false;
     if (!Visible(cur, &expired)) {
-      if (tomb_slot != 0) AddDead(g, tomb_size);
+      // Our tombstone lost (to another pop, an expiry or a purge): its seq
+      // may be above a value set later, which a replay must not delete.
+      if (tomb_slot != 0) Abort(g, Index::OffsetOf(tomb_slot), tomb_size);
       if (expired) Shared(core_.my_slot().expired).fetch_add(1, std::memory_order_relaxed);
       return std::nullopt;
     }
     CheckIntegrity(g, cur);
     if (tomb_slot == 0 || cur.seq() > tomb_seq) {
-      if (tomb_slot != 0) AddDead(g, tomb_size);
+      if (tomb_slot != 0) Abort(g, Index::OffsetOf(tomb_slot), tomb_size);
       record::NewRecord t = Sequenced({record::RecordType::kTombstone, key, {}, 0, 0});
       tomb_slot = Index::Pack(hash, Append(g, t, w));
       tomb_seq = t.seq;
@@ -673,7 +603,20 @@ void Cache::Impl::CountHit(bool hit, bool expired) {
   if (expired) Shared(s.expired).fetch_add(1, std::memory_order_relaxed);
 }
 
-std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value) {
+std::optional<std::string> Cache::Impl::LookupIn(Generation& g, std::string_view key,
+                                                 std::uint64_t hash, bool copy_value, Found* found,
+                                                 bool* expired) {
+  Index::Probe p = g.Find(key, hash);
+  if (p.value == 0) return std::nullopt;
+  record::RecordView rec = g.Record(Index::OffsetOf(p.value));
+  if (!Visible(rec, expired)) return std::nullopt;
+  if (copy_value) CheckIntegrity(g, rec);
+  if (found != nullptr) *found = Found{rec.seq(), rec.expires_ms()};
+  return std::optional<std::string>(copy_value ? rec.value() : std::string_view());
+}
+
+std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value,
+                                               Found* found) {
   CheckKey(key);
   ReattachIfForked();
   const std::uint64_t hash = record::HashKey(key, core_.salt());
@@ -688,16 +631,8 @@ std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_v
       core_.Refresh();
       continue;
     }
-    Index::Probe p = g.Find(key, hash);
-    std::optional<std::string> out;
     bool expired = false;
-    if (p.value != 0) {
-      record::RecordView rec = g.Record(Index::OffsetOf(p.value));
-      if (Visible(rec, &expired)) {
-        if (copy_value) CheckIntegrity(g, rec);
-        out.emplace(copy_value ? rec.value() : std::string_view());
-      }
-    }
+    std::optional<std::string> out = LookupIn(g, key, hash, copy_value, found, &expired);
     if (g.number != gen.load(std::memory_order_acquire)) continue;
     CountHit(out.has_value(), expired);
     if (core_.logger().should_log(spdlog::level::debug)) {

@@ -37,6 +37,7 @@
 #include "engine/compaction.h"
 #include "engine/fork.h"
 #include "engine/generation.h"
+#include "engine/lease.h"
 #include "engine/meta.h"
 #include "format/shared_atomic.h"
 #include "lilcache/lilcache.h"
@@ -60,6 +61,7 @@ class Cache::Impl final : public ForkHook {
   void AfterForkInParent() override NO_THREAD_SAFETY_ANALYSIS;
   void AfterForkInChild() override NO_THREAD_SAFETY_ANALYSIS;
 
+  // ttl_ms = 0: Options::expires (or none).
   void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
   std::optional<std::string> Get(std::string_view key);
   std::optional<std::string> Pop(std::string_view key, bool want_value);
@@ -72,6 +74,42 @@ class Cache::Impl final : public ForkHook {
                const std::function<bool(std::string_view, std::string_view)>& fn,
                bool verify = true);
   Stats GetStats();
+
+  // ---- conditional writes, get_or_set, batches (cache_update.cc) ----
+  // What a conditional write does to a key, given its visible record.
+  struct Change {
+    enum class Kind { kNothing, kSet, kErase };
+    Kind kind = Kind::kNothing;
+    std::string_view value;        // kSet: the new value (may view the current record)
+    std::uint64_t expires_ms = 0;  // kSet: absolute, 0 = never
+  };
+  using Decide = std::function<Change(const record::RecordView* current)>;
+  // Applies decide(the key's visible record, or nullptr if absent)
+  // atomically: the record decide saw is still the key's when the change is
+  // published (a CAS of the key's slot); if another writer changed the key
+  // meanwhile, the appended record is marked ABORTED and decide is asked
+  // again. Returns whether a record was published. decide may throw (before
+  // anything is appended for that try). `op` names the operation in the
+  // debug log.
+  bool Update(std::string_view key, const char* op, const Decide& decide);
+  bool Add(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
+  std::int64_t Increment(std::string_view key, std::int64_t delta, std::int64_t initial,
+                         std::uint64_t ttl_ms);
+  std::optional<Versioned> GetVersioned(std::string_view key);
+  bool CompareAndSet(std::string_view key, std::uint64_t version, std::string_view value,
+                     std::uint64_t ttl_ms);
+  bool CompareAndErase(std::string_view key, std::uint64_t version);
+  bool Touch(std::string_view key, std::uint64_t ttl_ms);
+  bool Persist(std::string_view key);
+  std::optional<std::chrono::milliseconds> Ttl(std::string_view key);
+  std::string GetOrSet(std::string_view key, const std::function<std::string()>& compute,
+                       std::uint64_t ttl_ms);
+  std::vector<std::optional<std::string>> GetMany(const std::vector<std::string>& keys);
+  void SetMany(const std::vector<std::pair<std::string, std::string>>& items, std::uint64_t ttl_ms);
+  std::size_t EraseMany(const std::vector<std::string>& keys);
+  // Items per writer section of SetMany/EraseMany: a compactor's pause waits
+  // for at most this many writes of one batch.
+  static constexpr std::size_t kBatchChunk = 256;
   // msync of the data file written so far, the index and the meta file.
   void Sync();
   // Runs a generation switch now (compaction.h); false if another process
@@ -121,6 +159,13 @@ class Cache::Impl final : public ForkHook {
   Outcome SetIn(Generation& g, const record::NewRecord& rec, std::uint64_t hash, Written& w);
   std::optional<std::string> PopIn(Generation& g, std::string_view key, std::uint64_t hash,
                                    bool want_value, bool* found, Written& w);
+  Outcome UpdateIn(Generation& g, std::string_view key, std::uint64_t hash, const Decide& decide,
+                   bool* wrote, Written& w);
+  // A record this writer appended at `off` and will never publish: marked
+  // ABORTED (docs/format.md, "Record") and counted as dead space.
+  void Abort(Generation& g, std::uint64_t off, std::size_t size);
+  // The absolute expiry of a write with ttl_ms (0: Options::expires, or never).
+  std::uint64_t ExpiryOf(std::uint64_t ttl_ms) const;
   // With Options::sync = "always": msyncs what a write appended.
   void SyncWritten(Generation& g, const Written& w);
   // Visible to readers: a SET newer than the last purge and not expired.
@@ -150,14 +195,23 @@ class Cache::Impl final : public ForkHook {
   void StartMaintenanceThread() EXCLUDES(maintenance_mu_);
   void StopMaintenance() EXCLUDES(maintenance_mu_);
   void CountHit(bool hit, bool expired);
-  // get() and contains(): the value (or "" when !copy_value) if visible.
-  std::optional<std::string> Lookup(std::string_view key, bool copy_value);
+  // get() and contains(): the value (or "" when !copy_value) if visible;
+  // also its record's seq (the version) and expiry when asked for.
+  struct Found {
+    std::uint64_t seq = 0;
+    std::uint64_t expires_ms = 0;
+  };
+  std::optional<std::string> Lookup(std::string_view key, bool copy_value, Found* found = nullptr);
+  // One key of a lookup in the pinned generation g (Lookup, GetMany).
+  std::optional<std::string> LookupIn(Generation& g, std::string_view key, std::uint64_t hash,
+                                      bool copy_value, Found* found, bool* expired);
 
   // env, paths, meta, logger, salt, slot, generations: shared with the
   // compactor and recovery (cache_core.h).
   CacheCore core_;
   Env* const env_;  // core_.env()
   std::uint64_t default_ttl_ms_ = 0;
+  std::uint64_t get_or_set_timeout_ms_ = 30'000;  // Options::get_or_set_timeout
   std::uint64_t snapshot_ms_ = 0;
   bool create_ = true;           // Options::create_if_missing
   bool sync_always_ = false;     // Options::sync == "always"
@@ -186,6 +240,8 @@ class Cache::Impl final : public ForkHook {
   // Started on first request under maintenance_mu_; joined (outside it) once
   // maintenance_stop_ is set, after which nobody starts it again.
   std::thread maintenance_;
+
+  LeaseTable leases_{env_};  // get_or_set() leases of this handle's threads
 
   // Last: registered once every member above exists, unregistered first.
   ForkRegistration fork_registration_{this};

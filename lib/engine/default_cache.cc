@@ -70,5 +70,43 @@ std::vector<std::string> keys(std::string_view prefix, std::size_t limit) {
 }
 std::size_t size() { return Default()->size(); }
 void purge() { Default()->purge(); }
+bool add(std::string_view key, std::string_view value) { return Default()->add(key, value); }
+bool add(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+  return Default()->add(key, value, ttl);
+}
+std::int64_t increment(std::string_view key, std::int64_t delta, std::int64_t initial) {
+  return Default()->increment(key, delta, initial);
+}
+std::int64_t decrement(std::string_view key, std::int64_t delta, std::int64_t initial) {
+  return Default()->decrement(key, delta, initial);
+}
+std::optional<Versioned> get_versioned(std::string_view key) {
+  return Default()->get_versioned(key);
+}
+bool compare_and_set(std::string_view key, std::uint64_t version, std::string_view value) {
+  return Default()->compare_and_set(key, version, value);
+}
+bool compare_and_erase(std::string_view key, std::uint64_t version) {
+  return Default()->compare_and_erase(key, version);
+}
+bool touch(std::string_view key, std::chrono::milliseconds ttl) {
+  return Default()->touch(key, ttl);
+}
+bool persist(std::string_view key) { return Default()->persist(key); }
+std::optional<std::chrono::milliseconds> ttl(std::string_view key) { return Default()->ttl(key); }
+std::string get_or_set(std::string_view key, const std::function<std::string()>& compute) {
+  return Default()->get_or_set(key, compute);
+}
+std::string get_or_set(std::string_view key, const std::function<std::string()>& compute,
+                       std::chrono::milliseconds ttl) {
+  return Default()->get_or_set(key, compute, ttl);
+}
+std::vector<std::optional<std::string>> get_many(const std::vector<std::string>& keys) {
+  return Default()->get_many(keys);
+}
+void set_many(const std::vector<std::pair<std::string, std::string>>& items) {
+  Default()->set_many(items);
+}
+std::size_t erase_many(const std::vector<std::string>& keys) { return Default()->erase_many(keys); }
 
 }  // namespace lilcache

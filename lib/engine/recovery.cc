@@ -40,6 +40,9 @@ DataScan ScanDataFile(DataFile& d, std::uint64_t salt) {
                                          [&](std::uint64_t off, record::RecordView r) {
                                            ++s.records;
                                            s.max_seq = std::max(s.max_seq, r.seq());
+                                           // A conditional write that lost its race
+                                           // (docs/format.md, "Record").
+                                           if (r.is_aborted()) return;
                                            auto [it, fresh] = s.latest.try_emplace(r.key(), off);
                                            if (!fresh && RecordAt(d, it->second).seq() < r.seq()) {
                                              it->second = off;

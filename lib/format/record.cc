@@ -38,6 +38,12 @@ void EncodeRecord(const NewRecord& rec, std::uint64_t salt, std::span<char> out)
   h->checksum = RecordChecksum(h, salt);
 }
 
+void MarkAborted(std::span<char> rec, std::uint64_t salt) {
+  auto* h = reinterpret_cast<RecordHeader*>(rec.data());
+  h->flags |= kFlagAborted;
+  h->checksum = RecordChecksum(h, salt);
+}
+
 const char* DamageName(Damage d) {
   switch (d) {
     case Damage::kNone:
@@ -58,8 +64,8 @@ Damage CheckRecordHeader(const RecordHeader& h) {
   if (h.magic != kRecordMagic) return Damage::kBadMagic;
   bool type_ok = h.type == static_cast<std::uint8_t>(RecordType::kSet) ||
                  h.type == static_cast<std::uint8_t>(RecordType::kTombstone);
-  if (!type_ok || h.flags != 0 || h.reserved != 0 || h.key_len == 0 || h.key_len > kMaxKeyBytes ||
-      h.value_len > kMaxValueBytes || h.seq > kMaxSeq ||
+  if (!type_ok || (h.flags & ~kFlagAborted) != 0 || h.reserved != 0 || h.key_len == 0 ||
+      h.key_len > kMaxKeyBytes || h.value_len > kMaxValueBytes || h.seq > kMaxSeq ||
       (h.type == static_cast<std::uint8_t>(RecordType::kTombstone) && h.value_len != 0)) {
     return Damage::kBadHeader;
   }

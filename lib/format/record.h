@@ -22,6 +22,10 @@ inline constexpr std::uint64_t kMaxSeq = (1ull << 63) - 1;
 
 enum class RecordType : std::uint8_t { kSet = 1, kTombstone = 2 };
 
+// Record flags (docs/format.md, "Record"). ABORTED: a conditional write that
+// lost its race and was never published; valid, but a replay ignores it.
+inline constexpr std::uint8_t kFlagAborted = 1;
+
 // The 40-byte record header exactly as stored (little-endian host only).
 struct RecordHeader {
   std::uint64_t checksum;
@@ -59,6 +63,7 @@ struct RecordView {
     return header->type == static_cast<std::uint8_t>(RecordType::kTombstone);
   }
   std::uint64_t seq() const { return header->seq; }
+  bool is_aborted() const { return (header->flags & kFlagAborted) != 0; }
   std::uint64_t expires_ms() const { return header->expires_ms; }
   std::size_t size() const { return RecordSize(header->key_len, header->value_len); }
   bool expired_at(std::uint64_t now_ms) const {
@@ -83,6 +88,10 @@ struct NewRecord {
 // Writes `rec` (header, key, value, zero padding, checksum last) into `out`,
 // which must hold RecordSize(key, value) bytes.
 void EncodeRecord(const NewRecord& rec, std::uint64_t salt, std::span<char> out);
+
+// Marks the record in `rec` (as written by EncodeRecord, never published)
+// ABORTED and rewrites its checksum.
+void MarkAborted(std::span<char> rec, std::uint64_t salt);
 
 // Why a record at some offset is not valid.
 enum class Damage {

@@ -130,6 +130,7 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
   rep.damaged = record::ForEachValidRecord(
       region, kFirstRecordOffset, tail, salt, [&](std::uint64_t off, const record::RecordView& r) {
         ++rep.records;
+        if (r.is_aborted()) return;  // never published; a replay ignores it too
         Newest& n = newest[r.key()];
         if (n.offset == 0 || r.seq() > n.seq) {
           n.offset = off;

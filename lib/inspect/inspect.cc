@@ -405,6 +405,7 @@ std::span<const char> Inspector::Impl::LogRegion() const {
 RecordState Inspector::Impl::StateOf(const record::RecordView& v, std::uint64_t offset,
                                      bool checksum_ok) const {
   if (!checksum_ok) return RecordState::kDamaged;
+  if (v.is_aborted()) return RecordState::kDead;  // a conditional write that lost its race
   if (v.is_tombstone()) return RecordState::kTombstone;
   std::optional<bool> current;
   if (header.index.valid) current = CurrentOffset(v.key()) == offset;

@@ -95,7 +95,8 @@ struct InspectHeader {
 // What a record of the log is worth now.
 enum class RecordState {
   kLive,       // the index points at it; a SET, not purged, not expired
-  kDead,       // a newer record of its key replaced it (the index points elsewhere)
+  kDead,       // a newer record of its key replaced it (the index points elsewhere),
+               // or an aborted one (a conditional write that lost its race)
   kExpired,    // current, but its expiry time has passed
   kTombstone,  // a delete (pop/erase) record
   kPurged,     // current, but its seq is <= purge_seq

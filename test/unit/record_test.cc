@@ -109,3 +109,18 @@ TEST_CASE("a scan resynchronizes past holes and torn records, losing only them")
   CHECK(keys == std::vector<std::string>{"a", "b"});
   CHECK(damaged == 1);
 }
+
+TEST_CASE("an aborted record stays valid with flag ABORTED and a new checksum") {
+  auto buf = Encode({RecordType::kSet, "k", "value", 7, 0});
+  RecordView v;
+  REQUIRE(CheckRecord(buf, 0, 42, &v) == Damage::kNone);
+  CHECK(!v.is_aborted());
+  const std::uint64_t before = v.header->checksum;
+  MarkAborted(buf, 42);
+  REQUIRE(CheckRecord(buf, 0, 42, &v) == Damage::kNone);
+  CHECK(v.is_aborted());
+  CHECK(buf[13] == kFlagAborted);  // the flags byte (docs/format.md)
+  CHECK(v.header->checksum != before);
+  CHECK(v.key() == "k");
+  CHECK(v.value() == "value");
+}
