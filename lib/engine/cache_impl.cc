@@ -615,8 +615,8 @@ std::optional<std::string> Cache::Impl::LookupIn(Generation& g, std::string_view
   return std::optional<std::string>(copy_value ? rec.value() : std::string_view());
 }
 
-std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value,
-                                               Found* found) {
+std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value, Found* found,
+                                               bool count) {
   CheckKey(key);
   ReattachIfForked();
   const std::uint64_t hash = record::HashKey(key, core_.salt());
@@ -634,7 +634,7 @@ std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_v
     bool expired = false;
     std::optional<std::string> out = LookupIn(g, key, hash, copy_value, found, &expired);
     if (g.number != gen.load(std::memory_order_acquire)) continue;
-    CountHit(out.has_value(), expired);
+    if (count) CountHit(out.has_value(), expired);
     if (core_.logger().should_log(spdlog::level::debug)) {
       core_.logger().debug("{} key of {} bytes: {}", copy_value ? "get" : "contains", key.size(),
                            out ? "hit" : (expired ? "expired" : "miss"));

@@ -201,7 +201,9 @@ class Cache::Impl final : public ForkHook {
     std::uint64_t seq = 0;
     std::uint64_t expires_ms = 0;
   };
-  std::optional<std::string> Lookup(std::string_view key, bool copy_value, Found* found = nullptr);
+  // `count`: in the hit/miss counters of stats() (not get_or_set's polls).
+  std::optional<std::string> Lookup(std::string_view key, bool copy_value, Found* found = nullptr,
+                                    bool count = true);
   // One key of a lookup in the pinned generation g (Lookup, GetMany).
   std::optional<std::string> LookupIn(Generation& g, std::string_view key, std::uint64_t hash,
                                       bool copy_value, Found* found, bool* expired);

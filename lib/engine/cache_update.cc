@@ -24,9 +24,8 @@ std::int64_t ParseCounter(std::string_view key, std::string_view value) {
       if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
     }
     throw Error(ErrorCode::invalid_argument,
-                "cannot increment key of " + std::to_string(key.size()) +
-                    " bytes: its value \"" + shown + (value.size() > 32 ? "...\"" : "\"") +
-                    " is not a decimal int64");
+                "cannot increment key of " + std::to_string(key.size()) + " bytes: its value \"" +
+                    shown + (value.size() > 32 ? "...\"" : "\"") + " is not a decimal int64");
   }
   return n;
 }
@@ -104,7 +103,8 @@ bool Cache::Impl::Update(std::string_view key, const char* op, const Decide& dec
   }
   if (wrote) Shared(core_.my_slot().sets).fetch_add(1, std::memory_order_relaxed);
   if (core_.logger().should_log(spdlog::level::debug)) {
-    core_.logger().debug("{} key of {} bytes: {}", op, key.size(), wrote ? "written" : "not written");
+    core_.logger().debug("{} key of {} bytes: {}", op, key.size(),
+                         wrote ? "written" : "not written");
   }
   AfterWrite(follow_up);
   return wrote;
@@ -142,8 +142,8 @@ std::int64_t Cache::Impl::Increment(std::string_view key, std::int64_t delta, st
   return result;
 }
 
-bool Cache::Impl::CompareAndSet(std::string_view key, std::uint64_t version,
-                                std::string_view value, std::uint64_t ttl_ms) {
+bool Cache::Impl::CompareAndSet(std::string_view key, std::uint64_t version, std::string_view value,
+                                std::uint64_t ttl_ms) {
   CheckValue(value);
   const std::uint64_t expires = ExpiryOf(ttl_ms);
   return Update(key, "compare_and_set", [&](const record::RecordView* cur) {
@@ -214,9 +214,10 @@ std::string Cache::Impl::GetOrSet(std::string_view key, const std::function<std:
       Lease held;
       if (leases_.TryAcquire(core_.meta().file(), lease, &held)) {
         // Whoever held it may have stored the value just before releasing.
-        if (std::optional<std::string> v = Get(key)) return std::move(*v);
-        core_.logger().debug("get_or_set key of {} bytes: computing (lease {})", key.size(),
-                             lease);
+        if (std::optional<std::string> v = Lookup(key, true, nullptr, /*count=*/false)) {
+          return std::move(*v);
+        }
+        core_.logger().debug("get_or_set key of {} bytes: computing (lease {})", key.size(), lease);
         std::string value = compute();  // an exception releases the lease
         Set(key, value, ttl_ms);
         return value;
@@ -225,7 +226,10 @@ std::string Cache::Impl::GetOrSet(std::string_view key, const std::function<std:
     // Another caller computes (or a key sharing its lease): wait for the value.
     env_->SleepMicros(pause_us);
     pause_us = std::min<std::uint64_t>(pause_us * 2, 5000);
-    if (std::optional<std::string> v = Get(key)) return std::move(*v);
+    // Not counted as a miss each time: one get_or_set is one lookup in stats().
+    if (std::optional<std::string> v = Lookup(key, true, nullptr, /*count=*/false)) {
+      return std::move(*v);
+    }
     if (env_->MonotonicNanos() >= deadline) {
       core_.logger().warn("get_or_set key of {} bytes: gave up waiting after {} ms (lease {})",
                           key.size(), get_or_set_timeout_ms_, lease);
@@ -292,8 +296,7 @@ void Cache::Impl::SetMany(const std::vector<std::pair<std::string, std::string>>
       for (; i < end; ++i) {
         const auto& [k, v] = items[i];
         record::NewRecord rec{record::RecordType::kSet, k, v, 0, expires};
-        if (SetIn(w.gen(), rec, record::HashKey(k, core_.salt()), written) ==
-            Outcome::kIndexFull) {
+        if (SetIn(w.gen(), rec, record::HashKey(k, core_.salt()), written) == Outcome::kIndexFull) {
           slots = w.gen().index.slot_count();
           break;
         }

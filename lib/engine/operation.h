@@ -115,5 +115,4 @@ class WriterSection {
   Generation* gen_ = nullptr;
 };
 
-
 }  // namespace lilcache

@@ -438,3 +438,21 @@ TEST_CASE("the module-level functions reach the new operations on the default ca
   CHECK(lilcache::compare_and_erase("k", lilcache::get_versioned("k")->version));
   CHECK(!lilcache::get("k"));
 }
+
+TEST_CASE("a get_or_set counts one lookup in stats however long it waits") {
+  TempDir dir;
+  auto c = Cache::open("t", {.root = dir.path()});
+  std::thread waiter;
+  const std::string v = c.get_or_set("k", [&] {
+    waiter =
+        std::thread([&] { CHECK(c.get_or_set("k", [] { return std::string("no"); }) == "v"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the waiter polls meanwhile
+    return std::string("v");
+  });
+  waiter.join();
+  CHECK(v == "v");
+  const lilcache::Stats st = c.stats();
+  // One miss per get_or_set (its first get); the waiter's polls are not counted.
+  CHECK(st.misses == 2);
+  CHECK(st.hits == 0);
+}
