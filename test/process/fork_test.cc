@@ -517,4 +517,37 @@ TEST_SUITE("process") {
     Cache again = Cache::open(kName, options(dir));
     CHECK(again.get("from-child") == "x");
   }
+
+  TEST_CASE("a fork child waits for its parent's get_or_set lease and leases afresh itself") {
+    // A thread of T computes "k" (holding its lease) when T forks C. C's
+    // get_or_set of "k" must wait for T's value (the lease is T's, through
+    // a description C no longer shares), not compute. Then C leases "k"
+    // itself: the in-process table of leases it inherited, which said "a
+    // thread here holds it", was reset at the fork.
+    TempDir dir;
+    Children children;
+    SharedMemory<Control> ctl;
+    lilcache::Options o = options(dir);
+    o.get_or_set_timeout = "20s";
+    Cache c = Cache::open(kName, o);
+    std::thread computing([&] {
+      (void)c.get_or_set("k", [&] {
+        ctl->ready = 1;
+        while (ctl->go == 0) ::usleep(100);
+        std::this_thread::sleep_for(50ms);  // C is waiting by now
+        return std::string("from-T");
+      });
+    });
+    REQUIRE(eventually([&] { return ctl->ready == 1; }, 30s));
+    pid_t child = children.add(fork_child([&] {
+      ctl->go = 1;
+      CHILD_CHECK(c.get_or_set("k", [] { return std::string("from-C"); }) == "from-T");
+      CHILD_CHECK(c.erase("k"));
+      CHILD_CHECK(c.get_or_set("k", [] { return std::string("again"); }) == "again");
+      return 0;
+    }));
+    computing.join();
+    CHECK(children.wait(child) == 0);
+    CHECK(c.get("k") == "again");
+  }
 }
