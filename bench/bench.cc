@@ -1,9 +1,12 @@
 // lilcache-bench: measures lilcache and its peers (std::unordered_map, LMDB,
 // SQLite, Redis, memcached) side by side in one run, on the workload of
-// /work/shared/baseline.md, and prints markdown tables, ratios and targets.
+// /work/shared/baseline.md, and prints markdown tables, ratios and targets;
+// then the conditional and batch operations (increment, add, get_many/set_many
+// against LMDB and Redis; get_or_set under a stampede).
 //
 //   lilcache-bench [--quick] [--reps N] [--keys N] [--seconds S]
-//                  [--remote-ops N] [--stores id,id,...]
+//                  [--remote-ops N] [--stores id,id,...] [--parts part,part,...]
+//                  [--op-seconds S]
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -15,8 +18,10 @@
 
 #include <fmt/format.h>
 
+#include "ops_bench.h"
 #include "os.h"
 #include "report.h"
+#include "stampede.h"
 #include "store.h"
 #include "workload.h"
 
@@ -33,7 +38,12 @@ struct Config {
   std::size_t remote_ops = 5'000;  // Redis, memcached
   bool quick = false;
   std::vector<std::string> stores;  // ids; empty = all
+  std::vector<std::string> parts;   // empty = all
+  double op_seconds = 0.25;         // of each increment/add run
+  std::size_t op_keys = 10'000;     // counters and batch keys (at most --keys)
 };
+
+constexpr std::array<std::string_view, 5> kParts{"getset", "increment", "add", "batch", "stampede"};
 
 constexpr const char* kUsage = R"(usage: lilcache-bench [options]
   --quick           smoke run in a few seconds (5,000 keys, 1 rep, 0.1 s mixes)
@@ -42,6 +52,8 @@ constexpr const char* kUsage = R"(usage: lilcache-bench [options]
   --seconds S       duration of each get/set mix (default 1)
   --remote-ops N    ops per get/set measurement for Redis/memcached (default 5,000)
   --stores LIST     comma-separated subset of: lilcache,unordered_map,lmdb,sqlite,redis,memcached
+  --parts LIST      comma-separated subset of: getset,increment,add,batch,stampede (default all)
+  --op-seconds S    duration of each increment/add run (default 0.25)
 )";
 
 struct UsageError : std::runtime_error {
@@ -73,7 +85,7 @@ Config parse_args(std::span<char*> args) {
   Config config;
   std::optional<std::size_t> keys, remote_ops;
   std::optional<int> reps;
-  std::optional<double> seconds;
+  std::optional<double> seconds, op_seconds;
   for (std::size_t i = 1; i < args.size(); ++i) {
     std::string_view arg = args[i];
     std::size_t eq = arg.find('=');
@@ -97,6 +109,15 @@ Config parse_args(std::span<char*> args) {
       remote_ops = parse_number<std::size_t>(value(), name);
     } else if (name == "--stores") {
       config.stores = split_list(value());
+    } else if (name == "--parts") {
+      config.parts = split_list(value());
+      for (const std::string& part : config.parts) {
+        if (std::find(kParts.begin(), kParts.end(), part) == kParts.end()) {
+          throw UsageError(fmt::format("unknown part '{}'", part));
+        }
+      }
+    } else if (name == "--op-seconds") {
+      op_seconds = parse_number<double>(value(), name);
     } else {
       throw UsageError(fmt::format("unknown argument '{}'", arg));
     }
@@ -106,11 +127,14 @@ Config parse_args(std::span<char*> args) {
     config.reps = 1;
     config.seconds = 0.1;
     config.remote_ops = 500;
+    config.op_seconds = 0.05;
   }
   config.keys = keys.value_or(config.keys);
   config.reps = reps.value_or(config.reps);
   config.seconds = seconds.value_or(config.seconds);
   config.remote_ops = remote_ops.value_or(config.remote_ops);
+  config.op_seconds = op_seconds.value_or(config.op_seconds);
+  config.op_keys = std::min(config.op_keys, config.keys);
   return config;
 }
 
@@ -138,6 +162,11 @@ std::size_t ops_for(const Peer& peer, const Config& config) {
   return std::min(config.keys, peer.ops);
 }
 
+bool selected(const Config& config, std::string_view part) {
+  return config.parts.empty() ||
+         std::find(config.parts.begin(), config.parts.end(), part) != config.parts.end();
+}
+
 void print_header(const Config& config, const std::vector<Peer>& peers, std::span<char*> args) {
   std::string command;
   for (const char* arg : args) command += (command.empty() ? "" : " ") + std::string(arg);
@@ -157,6 +186,12 @@ void print_header(const Config& config, const std::vector<Peer>& peers, std::spa
                  grouped(static_cast<double>(ops_for(peer, config))), peer.ops_reason);
     }
   }
+  std::string parts;
+  for (std::string_view part : kParts) {
+    if (selected(config, part)) parts += (parts.empty() ? "" : ", ") + std::string(part);
+  }
+  fmt::print("- parts: {}; increment and add runs of {} s, {} counter/batch keys\n", parts,
+             config.op_seconds, grouped(static_cast<double>(config.op_keys)));
   fmt::print("- noise: medians on this VM move up to ~1.5x between runs; compare within one run\n");
   if (config.quick) fmt::print("- QUICK smoke run: the numbers mean little\n");
   std::fflush(stdout);
@@ -246,6 +281,28 @@ SizeResult run_size(const Config& config, const std::vector<Peer>& peers,
   return result;
 }
 
+// The conditional and batch operations (issue 14). Returns the failures.
+int run_ops(const Config& config, const std::vector<Peer>& peers) {
+  OpsConfig ops{config.reps, config.op_seconds, config.op_keys, config.remote_ops};
+  int failures = 0;
+  if (selected(config, "increment")) failures += run_increment(ops, peers);
+  if (selected(config, "add")) failures += run_add(ops, peers);
+  if (selected(config, "batch")) failures += run_batches(ops, peers);
+  bool lilcache = std::any_of(peers.begin(), peers.end(),
+                              [](const Peer& peer) { return peer.id == "lilcache"; });
+  if (selected(config, "stampede") && lilcache) {
+    StampedeConfig stampede;
+    stampede.reps = config.reps;
+    try {
+      failures += run_stampede(stampede);
+    } catch (const std::exception& e) {
+      fmt::print("\nERROR: stampede: {}\n", e.what());
+      ++failures;
+    }
+  }
+  return failures;
+}
+
 int run(std::span<char*> args) {
   Config config = parse_args(args);
   std::vector<Peer> peers = make_peers(config);
@@ -254,20 +311,27 @@ int run(std::span<char*> args) {
   std::vector<std::string> keys = make_keys(config.keys);
   std::vector<SizeResult> results;
   for (std::size_t size : kValueSizes) {
+    if (!selected(config, "getset")) break;
     results.push_back(run_size(config, peers, keys, size));
     print_tables(results.back());
     std::fflush(stdout);
   }
+  int op_failures = run_ops(config, peers);
   fmt::print("\nLoad average at the end: {} (other work on the machine skews all stores).\n",
              load_average());
-  print_targets(results);
-  std::uint64_t wrong = print_checks(results);
+  std::uint64_t wrong = 0;
+  if (!results.empty()) {
+    print_targets(results);
+    wrong = print_checks(results);
+  }
   bool errors = false;
   for (const SizeResult& result : results) {
     for (const Row& row : result.rows) errors = errors || !row.error.empty();
   }
   if (errors) fmt::print("\nERROR: some stores failed (see above).\n");
-  return wrong > 0 || errors ? 1 : 0;
+  if (op_failures > 0)
+    fmt::print("\nERROR: {} failures in the operations (see above).\n", op_failures);
+  return wrong > 0 || errors || op_failures > 0 ? 1 : 0;
 }
 
 }  // namespace

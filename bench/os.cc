@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -224,6 +225,34 @@ void Child::stop(int sig, std::chrono::milliseconds grace) {
   }
   if (!exited()) ::kill(pid_, SIGKILL);
   wait();
+}
+
+void read_from_children(int fd, void* data, std::size_t n, Clock::time_point deadline,
+                        std::vector<Child>& children) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 100) > 0) {
+      ssize_t got = ::read(fd, p, n);
+      if (got < 0 && errno != EINTR)
+        throw std::system_error(errno, std::generic_category(), "read");
+      if (got == 0) throw std::runtime_error("the forked processes ended without reporting");
+      if (got > 0) {
+        p += got;
+        n -= static_cast<std::size_t>(got);
+      }
+      continue;
+    }
+    throw_if_interrupted();
+    for (std::size_t i = 0; i < children.size(); ++i) {
+      if (!children[i].exited()) continue;
+      std::string how = children[i].wait();
+      if (!how.empty()) throw std::runtime_error(fmt::format("forked process {} {}", i, how));
+    }
+    if (Clock::now() > deadline) {
+      throw std::runtime_error("the forked processes did not answer in time (hung?)");
+    }
+  }
 }
 
 std::optional<std::filesystem::path> find_in_path(std::string_view name) {

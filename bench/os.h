@@ -108,6 +108,12 @@ class Child {
   std::optional<int> status_;  // waitpid status once reaped
 };
 
+// Reads exactly n bytes from fd (a pipe the children write to), failing if
+// `deadline` passes, on SIGINT, or when a child ends abnormally (a crash must
+// not look like a hang).
+void read_from_children(int fd, void* data, std::size_t n, Clock::time_point deadline,
+                        std::vector<Child>& children);
+
 // Full path of `name` found in $PATH, or nullopt.
 std::optional<std::filesystem::path> find_in_path(std::string_view name);
 

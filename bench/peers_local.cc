@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
 #include <functional>
 #include <unordered_map>
 
@@ -16,6 +17,20 @@ namespace bench {
 
 void Handle::load(std::span<const std::string> keys, std::span<const std::string> values) {
   for (std::size_t i = 0; i < keys.size(); ++i) set(keys[i], values[i]);
+}
+
+std::int64_t Handle::increment(std::string_view, std::int64_t) {
+  throw Unavailable("no increment");
+}
+
+bool Handle::add(std::string_view, std::string_view) { throw Unavailable("no add"); }
+
+std::vector<std::optional<std::string>> Handle::get_many(const std::vector<std::string>&) {
+  throw Unavailable("no get_many");
+}
+
+void Handle::set_many(const std::vector<std::pair<std::string, std::string>>&) {
+  throw Unavailable("no set_many");
 }
 
 namespace {
@@ -36,6 +51,17 @@ class LilcacheHandle final : public Handle {
 
   std::optional<std::string> get(std::string_view key) override { return cache_.get(key); }
   void set(std::string_view key, std::string_view value) override { cache_.set(key, value); }
+
+  std::int64_t increment(std::string_view key, std::int64_t delta) override {
+    return cache_.increment(key, delta);
+  }
+  bool add(std::string_view key, std::string_view value) override { return cache_.add(key, value); }
+  std::vector<std::optional<std::string>> get_many(const std::vector<std::string>& keys) override {
+    return cache_.get_many(keys);
+  }
+  void set_many(const std::vector<std::pair<std::string, std::string>>& items) override {
+    cache_.set_many(items);
+  }
 
  private:
   lilcache::Cache cache_;
@@ -146,6 +172,78 @@ class LmdbHandle final : public Handle {
     MDB_val v = as_val(value);
     check_mdb(mdb_put(txn.get(), dbi_, &k, &v, 0), "mdb_put");
     check_mdb(mdb_txn_commit(txn.release()), "mdb_txn_commit");  // frees txn even on failure
+  }
+
+  // One write transaction that reads, adds and writes (LMDB's writer mutex
+  // serializes write transactions across processes).
+  std::int64_t increment(std::string_view key, std::int64_t delta) override {
+    TxnPtr txn = begin(0);
+    MDB_val k = as_val(key);
+    MDB_val v{};
+    std::int64_t number = 0;
+    int rc = mdb_get(txn.get(), dbi_, &k, &v);
+    if (rc == MDB_SUCCESS) {
+      const char* text = static_cast<const char*>(v.mv_data);
+      auto parsed = std::from_chars(text, text + v.mv_size, number);
+      if (parsed.ec != std::errc() || parsed.ptr != text + v.mv_size) {
+        throw std::runtime_error(fmt::format("LMDB increment: the value of {} is no integer", key));
+      }
+    } else if (rc != MDB_NOTFOUND) {
+      check_mdb(rc, "mdb_get");
+    }
+    number += delta;
+    char out[24];
+    char* end = std::to_chars(out, out + sizeof out, number).ptr;
+    MDB_val nv = as_val(std::string_view(out, static_cast<std::size_t>(end - out)));
+    check_mdb(mdb_put(txn.get(), dbi_, &k, &nv, 0), "mdb_put");
+    check_mdb(mdb_txn_commit(txn.release()), "mdb_txn_commit");
+    return number;
+  }
+
+  // A put with MDB_NOOVERWRITE; on an existing key the transaction is aborted.
+  bool add(std::string_view key, std::string_view value) override {
+    TxnPtr txn = begin(0);
+    MDB_val k = as_val(key);
+    MDB_val v = as_val(value);
+    int rc = mdb_put(txn.get(), dbi_, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return false;
+    check_mdb(rc, "mdb_put");
+    check_mdb(mdb_txn_commit(txn.release()), "mdb_txn_commit");
+    return true;
+  }
+
+  // Every get in one read-only transaction.
+  std::vector<std::optional<std::string>> get_many(const std::vector<std::string>& keys) override {
+    check_mdb(mdb_txn_renew(reader_.get()), "mdb_txn_renew");
+    std::vector<std::optional<std::string>> values;
+    values.reserve(keys.size());
+    int rc = MDB_SUCCESS;
+    for (const std::string& key : keys) {
+      MDB_val k = as_val(key);
+      MDB_val v{};
+      rc = mdb_get(reader_.get(), dbi_, &k, &v);
+      if (rc == MDB_SUCCESS) {
+        values.emplace_back(std::in_place, static_cast<const char*>(v.mv_data), v.mv_size);
+      } else if (rc == MDB_NOTFOUND) {
+        values.emplace_back();
+      } else {
+        break;
+      }
+    }
+    mdb_txn_reset(reader_.get());
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) check_mdb(rc, "mdb_get");
+    return values;
+  }
+
+  // Every put in one write transaction.
+  void set_many(const std::vector<std::pair<std::string, std::string>>& items) override {
+    TxnPtr txn = begin(0);
+    for (const auto& item : items) {
+      MDB_val k = as_val(item.first);
+      MDB_val v = as_val(item.second);
+      check_mdb(mdb_put(txn.get(), dbi_, &k, &v, 0), "mdb_put");
+    }
+    check_mdb(mdb_txn_commit(txn.release()), "mdb_txn_commit");
   }
 
  private:

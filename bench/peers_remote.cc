@@ -43,6 +43,43 @@ class RedisHandle final : public Handle {
     expect(*call(std::array{std::string_view("SET"), key, value}), REDIS_REPLY_STATUS, "SET");
   }
 
+  std::int64_t increment(std::string_view key, std::int64_t delta) override {
+    std::string by = std::to_string(delta);
+    ReplyPtr reply = call(std::array{std::string_view("INCRBY"), key, std::string_view(by)});
+    expect(*reply, REDIS_REPLY_INTEGER, "INCRBY");
+    return reply->integer;
+  }
+
+  bool add(std::string_view key, std::string_view value) override {
+    ReplyPtr reply = call(std::array{std::string_view("SETNX"), key, value});
+    expect(*reply, REDIS_REPLY_INTEGER, "SETNX");
+    return reply->integer == 1;
+  }
+
+  // One MGET.
+  std::vector<std::optional<std::string>> get_many(const std::vector<std::string>& keys) override {
+    std::vector<std::string_view> args{"MGET"};
+    args.insert(args.end(), keys.begin(), keys.end());
+    ReplyPtr reply = call(args);
+    expect(*reply, REDIS_REPLY_ARRAY, "MGET");
+    if (reply->elements != keys.size()) throw std::runtime_error("Redis MGET: wrong reply length");
+    std::vector<std::optional<std::string>> values(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const redisReply& element = *reply->element[i];
+      if (element.type == REDIS_REPLY_NIL) continue;
+      expect(element, REDIS_REPLY_STRING, "MGET");
+      values[i].emplace(element.str, element.len);
+    }
+    return values;
+  }
+
+  // One MSET.
+  void set_many(const std::vector<std::pair<std::string, std::string>>& items) override {
+    std::vector<std::string_view> args{"MSET"};
+    for (const auto& item : items) args.insert(args.end(), {item.first, item.second});
+    expect(*call(args), REDIS_REPLY_STATUS, "MSET");
+  }
+
   // Pipelined: the whole batch is sent before the replies are read.
   void load(std::span<const std::string> keys, std::span<const std::string> values) override {
     for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -74,6 +111,19 @@ class RedisHandle final : public Handle {
   ReplyPtr call(const std::array<std::string_view, N>& args) {
     auto [argv, lens] = split(args);
     void* raw = redisCommandArgv(ctx_.get(), static_cast<int>(N), argv.data(), lens.data());
+    if (raw == nullptr) fail(args[0]);
+    return ReplyPtr(static_cast<redisReply*>(raw));
+  }
+
+  ReplyPtr call(const std::vector<std::string_view>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (std::string_view arg : args) {
+      argv.push_back(arg.data());
+      lens.push_back(arg.size());
+    }
+    void* raw =
+        redisCommandArgv(ctx_.get(), static_cast<int>(args.size()), argv.data(), lens.data());
     if (raw == nullptr) fail(args[0]);
     return ReplyPtr(static_cast<redisReply*>(raw));
   }

@@ -19,8 +19,6 @@ std::string grouped(double value) {
   return n < 0 ? "-" + out : out;
 }
 
-namespace {
-
 // 1680000 -> "1.68M", 825000 -> "825k", 8100 -> "8.1k".
 std::string si(double value) {
   if (value >= 1e6) return fmt::format("{:.3g}M", value / 1e6);
@@ -32,18 +30,6 @@ std::string ratio_text(double ratio) { return fmt::format("{:.2f}x", ratio); }
 
 std::string size_text(std::size_t bytes) {
   return bytes % 1024 == 0 ? fmt::format("{} KiB", bytes / 1024) : fmt::format("{} B", bytes);
-}
-
-std::string mix_header(int processes) {
-  return fmt::format("mix {} process{}", processes, processes == 1 ? "" : "es");
-}
-
-bool measured(const Row& row) { return row.skipped.empty() && row.error.empty(); }
-
-std::optional<double> get_ns(const Row& row) { return median(row.get_ns); }
-std::optional<double> set_ns(const Row& row) { return median(row.set_ns); }
-std::optional<double> mix_ops(const Row& row, std::size_t column) {
-  return median(row.mix_ops[column]);
 }
 
 std::string cell(const std::optional<double>& value, std::string (*format)(double)) {
@@ -61,6 +47,20 @@ void print_header(const std::string& first, const std::vector<std::string>& colu
   fmt::print("|---|");
   for (std::size_t i = 0; i < columns.size(); ++i) fmt::print("--:|");
   fmt::print("\n");
+}
+
+namespace {
+
+std::string mix_header(int processes) {
+  return fmt::format("mix {} process{}", processes, processes == 1 ? "" : "es");
+}
+
+bool measured(const Row& row) { return row.skipped.empty() && row.error.empty(); }
+
+std::optional<double> get_ns(const Row& row) { return median(row.get_ns); }
+std::optional<double> set_ns(const Row& row) { return median(row.set_ns); }
+std::optional<double> mix_ops(const Row& row, std::size_t column) {
+  return median(row.mix_ops[column]);
 }
 
 std::vector<std::string> columns(const std::string& get, const std::string& set,

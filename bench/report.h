@@ -33,6 +33,17 @@ struct SizeResult {
 std::optional<double> median(std::vector<double> samples);
 // 1894.2 -> "1,894".
 std::string grouped(double value);
+// 1680000 -> "1.68M", 825000 -> "825k", 8100 -> "8.1k".
+std::string si(double value);
+// 0.4567 -> "0.46x".
+std::string ratio_text(double ratio);
+// 100 -> "100 B", 1024 -> "1 KiB".
+std::string size_text(std::size_t bytes);
+// format(*value), or "n/a".
+std::string cell(const std::optional<double>& value, std::string (*format)(double));
+// A markdown table row, and a header row with its rule (columns right-aligned).
+void print_row(const std::string& label, const std::vector<std::string>& cells);
+void print_header(const std::string& first, const std::vector<std::string>& columns);
 
 // The table of medians and the table of lilcache/peer ratios.
 void print_tables(const SizeResult& result);

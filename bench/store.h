@@ -2,12 +2,14 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace bench {
@@ -24,6 +26,18 @@ class Handle {
   // Untimed bulk load of a fresh store (keys[i] -> values[i]). The default
   // calls set() for each; peers override it where a batch is much faster.
   virtual void load(std::span<const std::string> keys, std::span<const std::string> values);
+
+  // The operations of the update benchmarks (ops_bench.cc), each in the
+  // peer's own atomic or batched form; a peer without one throws Unavailable.
+  // Adds delta to the decimal integer under key (absent = 0); returns the sum.
+  virtual std::int64_t increment(std::string_view key, std::int64_t delta);
+  // Stores value only if key is absent; returns whether it did.
+  virtual bool add(std::string_view key, std::string_view value);
+  // The values of keys, in order, in one batch.
+  virtual std::vector<std::optional<std::string>> get_many(const std::vector<std::string>& keys);
+  // Sets every item in one batch. (A vector of pairs because that is what
+  // lilcache::Cache::set_many takes; every peer is given the same.)
+  virtual void set_many(const std::vector<std::pair<std::string, std::string>>& items);
 };
 
 // One store instance: its files in a temporary directory, or a server process.

@@ -1,6 +1,5 @@
 #include "workload.h"
 
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,36 +82,6 @@ void copy_text(char (&out)[N], std::string_view text) {
   std::size_t n = std::min(text.size(), N - 1);
   std::memcpy(out, text.data(), n);
   out[n] = '\0';
-}
-
-// Reads n bytes from fd, failing if `deadline` passes, on SIGINT, or when a
-// child ends abnormally (a crash must not look like a hang).
-void read_from_children(int fd, void* data, std::size_t n, Clock::time_point deadline,
-                        std::vector<Child>& children) {
-  char* p = static_cast<char*>(data);
-  while (n > 0) {
-    pollfd pfd{fd, POLLIN, 0};
-    if (::poll(&pfd, 1, 100) > 0) {
-      ssize_t got = ::read(fd, p, n);
-      if (got < 0 && errno != EINTR)
-        throw std::system_error(errno, std::generic_category(), "read");
-      if (got == 0) throw std::runtime_error("mix processes ended without reporting");
-      if (got > 0) {
-        p += got;
-        n -= static_cast<std::size_t>(got);
-      }
-      continue;
-    }
-    throw_if_interrupted();
-    for (std::size_t i = 0; i < children.size(); ++i) {
-      if (!children[i].exited()) continue;
-      std::string how = children[i].wait();
-      if (!how.empty()) throw std::runtime_error(fmt::format("mix process {} {}", i, how));
-    }
-    if (Clock::now() > deadline) {
-      throw std::runtime_error("mix processes did not answer in time (hung?)");
-    }
-  }
 }
 
 }  // namespace
