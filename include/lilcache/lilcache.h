@@ -536,6 +536,8 @@ class Cache {
   // items. Each item is atomic; the batch is not (a reader may see some of
   // it, and a failure midway, e.g. no space, leaves the items before it
   // stored). Every key and value is checked before anything is written.
+  // Backpressure (Options::compact_dead_ratio) applies per item: ~50 us
+  // each, slept after each group of up to 256.
   LILCACHE_EXPORT void set_many(const std::vector<std::pair<std::string, std::string>>& items);
   LILCACHE_EXPORT void set_many(const std::vector<std::pair<std::string, std::string>>& items,
                                 std::chrono::milliseconds ttl);

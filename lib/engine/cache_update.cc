@@ -289,6 +289,7 @@ void Cache::Impl::SetMany(const std::vector<std::pair<std::string, std::string>>
   std::size_t i = 0;
   while (i < items.size()) {
     std::uint64_t slots = 0;
+    const std::size_t begin = i;
     {
       WriterSection w(core_);
       Written written;
@@ -304,9 +305,12 @@ void Cache::Impl::SetMany(const std::vector<std::pair<std::string, std::string>>
       }
       SyncWritten(w.gen(), written);
       const WriteFollowUp f = AssessWrite(w.gen());
-      follow_up.throttle = follow_up.throttle || f.throttle;
+      follow_up.throttle = f.throttle;
       follow_up.compact = follow_up.compact || f.compact;
     }
+    // Backpressure per item, as for single sets, outside the writer section.
+    if (follow_up.throttle) env_->SleepMicros(CacheCore::kThrottleMicros * (i - begin));
+    follow_up.throttle = false;
     if (slots != 0 && !Compact({.reason = "index full", .min_slots = slots * 2})) {
       env_->SleepMicros(1000);
     }
@@ -321,19 +325,26 @@ std::size_t Cache::Impl::EraseMany(const std::vector<std::string>& keys) {
   std::size_t removed = 0;
   WriteFollowUp follow_up;
   for (std::size_t i = 0; i < keys.size();) {
-    WriterSection w(core_);
-    Written written;
-    const std::size_t end = std::min(keys.size(), i + kBatchChunk);
-    for (; i < end; ++i) {
-      bool found = false;
-      PopIn(w.gen(), keys[i], record::HashKey(keys[i], core_.salt()), false, &found, written);
-      CountHit(found, false);
-      removed += found ? 1 : 0;
+    std::size_t removed_here = 0;
+    bool throttle = false;
+    {
+      WriterSection w(core_);
+      Written written;
+      const std::size_t end = std::min(keys.size(), i + kBatchChunk);
+      for (; i < end; ++i) {
+        bool found = false;
+        PopIn(w.gen(), keys[i], record::HashKey(keys[i], core_.salt()), false, &found, written);
+        CountHit(found, false);
+        removed_here += found ? 1 : 0;
+      }
+      SyncWritten(w.gen(), written);
+      const WriteFollowUp f = AssessWrite(w.gen());
+      throttle = f.throttle;
+      follow_up.compact = follow_up.compact || f.compact;
     }
-    SyncWritten(w.gen(), written);
-    const WriteFollowUp f = AssessWrite(w.gen());
-    follow_up.throttle = follow_up.throttle || f.throttle;
-    follow_up.compact = follow_up.compact || f.compact;
+    // Backpressure per tombstone written, as for single erases.
+    if (throttle) env_->SleepMicros(CacheCore::kThrottleMicros * removed_here);
+    removed += removed_here;
   }
   Shared(core_.my_slot().deletes).fetch_add(removed, std::memory_order_relaxed);
   core_.logger().debug("erase_many of {} keys: {} removed", keys.size(), removed);
