@@ -10,15 +10,17 @@
 //    acknowledged and which were in doubt when their caller died: the counter
 //    must end between the two.
 //  * add, compare_and_set, compare_and_erase: forked processes race in lock
-//    step (a barrier in shared memory): exactly one winner per key or
-//    version, whose value is the one stored, also after a replay of the log
-//    (the losers' records are marked ABORTED, docs/format.md).
+//    step (a barrier in shared memory; each process pinned to a CPU of its
+//    own where it can, so that racers run in parallel): exactly one winner
+//    per key or version, whose value is the one stored, also after a replay
+//    of the log (the losers' records are marked ABORTED, docs/format.md).
 //  * get_or_set: 4 processes x 4 threads ask for one missing key at once:
 //    one compute. Its process SIGKILLed mid-compute: a waiter in another
 //    process takes over (the kernel drops the lease), long before
-//    Options::get_or_set_timeout.
+//    Options::get_or_set_timeout. Its compute throws: the exception reaches
+//    that caller only, and a waiter computes.
 //
-// Time: about 20 seconds by default; LILCACHE_STRESS_SECONDS=N runs the
+// Time: about 12 seconds by default; LILCACHE_STRESS_SECONDS=N runs the
 // increment torture N seconds.
 #include <doctest/doctest.h>
 #include <sched.h>
@@ -276,7 +278,7 @@ std::string computed_by(int caller) { return "computed by caller " + std::to_str
 TEST_SUITE("process") {
   TEST_CASE(
       "increments SIGKILLed at random moments count every acknowledged call and no call twice") {
-    // 4 worker slots of 2 threads each increment 3 keys (half the calls on
+    // 4 worker slots of 2 threads each increment 3 keys (2/3 of the calls on
     // key 0); a slot's worker is SIGKILLed 0-50 ms after its start (one in 8
     // lives up to 400 ms) and restarted at once. At the end of each round
     // every worker is killed, and this process reopens the cache and checks
@@ -357,13 +359,15 @@ TEST_SUITE("process") {
     CHECK(last.acked >= 1000);
     MESSAGE(starts, " worker starts, ", kills, " kills, ", reopens, " reopens; ", last.acked,
             " increments acknowledged, ", last.started - last.acked, " in doubt, of which ",
-            last.final_value - last.acked, " took effect; ", board->unchecked.load(),
-            " returned values past the duplicate check");
+            static_cast<std::int64_t>(last.final_value - last.acked), " took effect; ",
+            board->unchecked.load(), " returned values past the duplicate check");
   }
 
   TEST_CASE("racing adds of one key across processes have exactly one winner") {
-    // 4 processes x 2 threads: for each of 300 keys, all 8 callers pass a
-    // barrier and add(key, "caller <c>") at once.
+    // 4 processes x 2 threads: for each of 100 keys, all 8 callers pass a
+    // barrier and add(key, "caller <c>" + 64 KiB) at once. The large value
+    // makes the append between an adder's check and its publication long
+    // enough that racing adders often both find the key absent.
     constexpr int kProcs = 4, kThreads = 2, kCallers = kProcs * kThreads, kKeys = 100;
     struct Board {
       Barrier barrier;

@@ -26,7 +26,7 @@
 //               shared keys, checking that every value read is intact (every
 //               value in the cache must be a make_value of its key).
 //   incrementer --threads threads call increment(counter_key(k), 1) on the
-//               keys k < --keys (half the calls on key 0), recording each
+//               keys k < --keys (2/3 of the calls on key 0), recording each
 //               call on the --board (increment_board.h) as caller
 //               ID * threads + thread: started before, acknowledged and the
 //               value returned after. Checks that the values returned to a
