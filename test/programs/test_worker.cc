@@ -25,6 +25,12 @@
 //   reader      never writes: for_each over the whole cache and get of
 //               shared keys, checking that every value read is intact (every
 //               value in the cache must be a make_value of its key).
+//   incrementer --threads threads call increment(counter_key(k), 1) on the
+//               keys k < --keys (2/3 of the calls on key 0), recording each
+//               call on the --board (increment_board.h) as caller
+//               ID * threads + thread: started before, acknowledged and the
+//               value returned after. Checks that the values returned to a
+//               thread for one key go strictly up.
 //
 // Options:
 //   --ack=PATH       ack file (created; required for writer and popper)
@@ -36,6 +42,8 @@
 //   --seed=S         random seed (default: from the pid)
 //   --pace-us=U      sleep U microseconds between operations (pacing only)
 //   --compact-every=N  writer modes: Cache::compact() after every N sets
+//   --board=PATH     incrementer: the board file (created by the test)
+//   --threads=T      incrementer: threads (default 2); --count is per thread
 //
 // Exit status: 0 done, 2 bad usage, 3 a check failed (torn value, lost or
 // stale own write), 4 lilcache::Error, 5 other error. Messages go to stderr.
@@ -53,6 +61,7 @@
 #include <exception>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -60,8 +69,10 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "lilcache/lilcache.h"
+#include "support/increment_board.h"
 #include "support/test_util.h"
 
 namespace {
@@ -88,6 +99,8 @@ struct Args {
   std::uint64_t seed = 0;
   std::uint64_t pace_us = 0;
   std::uint64_t compact_every = 0;
+  std::string board;
+  std::uint64_t threads = 2;
 };
 
 std::uint64_t parse_u64(const std::string& what, const std::string& s) {
@@ -132,6 +145,10 @@ Args parse_args(int argc, char** argv) {
       a.pace_us = parse_u64(k, v);
     } else if (k == "compact-every") {
       a.compact_every = parse_u64(k, v);
+    } else if (k == "board") {
+      a.board = v;
+    } else if (k == "threads") {
+      a.threads = parse_u64(k, v);
     } else {
       throw UsageError("unknown option " + arg);
     }
@@ -140,6 +157,14 @@ Args parse_args(int argc, char** argv) {
   if (a.mode == "compactor" && a.compact_every == 0) a.compact_every = 10;
   if (a.mode == "writer" || big || a.mode == "compactor" || a.mode == "popper") {
     if (a.ack.empty()) throw UsageError(a.mode + " needs --ack");
+  } else if (a.mode == "incrementer") {
+    using lilcache::test::IncrementBoard;
+    if (a.board.empty()) throw UsageError("incrementer needs --board");
+    if (a.keys == 0) a.keys = 3;
+    if (a.keys > IncrementBoard::kMaxKeys || a.threads == 0 ||
+        (a.id + 1) * a.threads > IncrementBoard::kMaxCallers) {
+      throw UsageError("incrementer: too many keys, threads or a too large ID for the board");
+    }
   } else if (a.mode != "reader") {
     throw UsageError("unknown mode " + a.mode);
   }
@@ -171,6 +196,8 @@ class Worker {
       writer(cache);
     } else if (a_.mode == "popper") {
       popper(cache);
+    } else if (a_.mode == "incrementer") {
+      incrementer(cache);
     } else {
       reader(cache);
     }
@@ -303,6 +330,55 @@ class Worker {
         }
       }
     }
+  }
+
+  void incrementer(lilcache::Cache& cache) {
+    using lilcache::test::IncrementBoard;
+    IncrementBoard* board = lilcache::test::map_board(a_.board, /*create=*/false);
+    std::mutex mu;
+    std::exception_ptr failed;
+    std::vector<std::thread> threads;
+    for (std::uint64_t t = 0; t < a_.threads; ++t) {
+      threads.emplace_back([&, t] {
+        IncrementBoard::Caller& me = board->callers[a_.id * a_.threads + t];
+        std::mt19937_64 rng(a_.seed + t);
+        std::int64_t last[IncrementBoard::kMaxKeys] = {};
+        try {
+          for (std::uint64_t n = 0; !should_stop(n); ++n) {
+            {
+              std::lock_guard<std::mutex> g(mu);
+              if (failed) return;
+            }
+            const auto k = static_cast<std::uint32_t>(rng() % 2 == 0 ? 0 : rng() % a_.keys);
+            me.started[k].fetch_add(1);
+            auto t0 = Clock::now();
+            const std::int64_t v = cache.increment(lilcache::test::counter_key(k), 1);
+            auto d = Clock::now() - t0;
+            me.acked[k].fetch_add(1);
+            if (v <= last[k]) {
+              throw CheckFailed("increment of key " + std::to_string(k) + " returned " +
+                                std::to_string(v) + " after returning " + std::to_string(last[k]) +
+                                " to this thread");
+            }
+            last[k] = v;
+            if (static_cast<std::uint64_t>(v) < IncrementBoard::kSeenBits) {
+              const std::uint64_t bit = 1ull << (v % 64);
+              if ((board->seen[k][v / 64].fetch_or(bit) & bit) != 0) board->duplicates.fetch_add(1);
+            } else {
+              board->unchecked.fetch_add(1);
+            }
+            std::lock_guard<std::mutex> g(mu);
+            note_latency(d);
+          }
+        } catch (...) {
+          std::lock_guard<std::mutex> g(mu);
+          if (!failed) failed = std::current_exception();
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    lilcache::test::unmap_board(board);
+    if (failed) std::rethrow_exception(failed);
   }
 
   Args a_;
