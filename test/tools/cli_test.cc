@@ -523,6 +523,20 @@ TEST_CASE("other errors exit 3 with one line on stderr") {
   Result incr_full = At(root.path(), {"incr", "n"}, {.stdout_path = "/dev/full"});
   CHECK(incr_full.status == 3);
   CHECK(OneErrorLine(incr_full.err));
+
+  // A root that others may write is refused (docs/operations.md), for root too.
+  const std::string open_root = root.file("open-to-all");
+  fs::create_directory(open_root);
+  fs::permissions(open_root, fs::perms::all);
+  for (const char* command : {"set", "add", "incr"}) {
+    CAPTURE(command);
+    std::vector<std::string> args{command, "k"};
+    if (std::string(command) != "incr") args.push_back("v");
+    Result r = At(open_root, args);
+    CHECK(r.status == 3);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.find("refusing") != std::string::npos);
+  }
 }
 
 TEST_CASE("--version and --help exit 0; --version prints the library's version") {
