@@ -56,7 +56,7 @@ int Add(const CliContext& cx, const UpdateArgs& a) {
 // incr (sign 1) and decr (sign -1): prints the new value and a newline.
 int Increment(const CliContext& cx, const UpdateArgs& a, int sign) {
   CheckKey(cx, a.key);
-  std::int64_t by = ParseInt64("--by", a.by);
+  const std::int64_t by = ParseInt64("--by", a.by);
   const std::int64_t initial = ParseInt64("--initial", a.initial);
   const std::optional<std::chrono::milliseconds> ttl = OptionalTtl(a);
   auto cache = cx.open();
