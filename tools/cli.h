@@ -16,9 +16,12 @@ namespace lilcache::tools {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;   // lilcache-dump, lilcache-compact: something failed
-inline constexpr int kExitMissing = 1;  // lilcache get, pop, contains: the key is missing
-inline constexpr int kExitUsage = 2;    // every tool: bad usage
-inline constexpr int kExitError = 3;    // lilcache: any other error
+inline constexpr int kExitNotDone = 1;  // lilcache: not done (the key is absent, already
+                                        // present (add), at another version (cas))
+inline constexpr int kExitMissing =
+    kExitNotDone;                     // lilcache get, pop, contains: the key is missing
+inline constexpr int kExitUsage = 2;  // every tool: bad usage
+inline constexpr int kExitError = 3;  // lilcache: any other error
 
 // `text` on one line: control bytes escaped as \n, \t, \r or \xhh (quote.h,
 // EscapeMode::kControlBytes), the rest (a message's quotes, UTF-8) kept. For

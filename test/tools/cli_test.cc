@@ -1,6 +1,6 @@
 // The `lilcache` command-line tool ($LILCACHE_CLI), run as real processes:
-// its exit statuses, its byte-exact output, stdin, terminals, and that what
-// it does is what the library sees.
+// its exit statuses, its byte-exact output, stdin, terminals, that what it
+// does is what the library sees, and the examples of its man page run by bash.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -37,14 +37,15 @@ std::string CliPath() {
 }
 
 // How to run the tool: what its stdin is, whether stdout is a terminal, and
-// environment variables to add (LILCACHE_ROOT is removed from the test's own
-// environment unless given here).
+// environment variables to add or replace (LILCACHE_ROOT is removed from the
+// test's own environment unless given here).
 struct Io {
   std::optional<std::string> stdin_bytes{};  // nullopt: /dev/null (unless stdin_tty)
   bool stdin_tty = false;
   bool stdout_tty = false;
   std::string stdout_path{};  // e.g. "/dev/full"; "" = captured
   std::vector<std::string> env{};
+  std::string program{};  // "" = the tool; else an executable run with args, e.g. /bin/bash
 };
 
 struct Result {
@@ -106,15 +107,21 @@ class Process {
     posix_spawn_file_actions_addopen(&fa, 2, dir_.file("stderr").c_str(),
                                      O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
-    std::vector<std::string> argv{CliPath()};
+    std::vector<std::string> argv{io.program.empty() ? CliPath() : io.program};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> cargv;
     for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
     std::vector<std::string> env{};
+    auto replaced = [&io](std::string_view var) {
+      if (var.starts_with("LILCACHE_ROOT=")) return true;
+      for (const std::string& e : io.env) {
+        if (var.starts_with(e.substr(0, e.find('=') + 1))) return true;
+      }
+      return false;
+    };
     for (char** e = environ; *e != nullptr; ++e) {
-      if (std::string_view(*e).starts_with("LILCACHE_ROOT=")) continue;
-      env.emplace_back(*e);
+      if (!replaced(*e)) env.emplace_back(*e);
     }
     env.insert(env.end(), io.env.begin(), io.env.end());
     std::vector<char*> cenv;
@@ -155,6 +162,20 @@ Result Run(const std::vector<std::string>& args, const Io& io = {}) {
 Result At(const std::string& root, std::vector<std::string> args, const Io& io = {}) {
   args.insert(args.begin(), {"--root", root});
   return Run(args, io);
+}
+
+// How to run bash (with the arguments {"-c", SCRIPT}) so that `lilcache` is
+// the tool under test (first on PATH) with LILCACHE_ROOT=root.
+Io BashIo(const std::string& root) {
+  const char* path = std::getenv("PATH");
+  return {.env = {"LILCACHE_ROOT=" + root, "PATH=" + fs::path(CliPath()).parent_path().string() +
+                                               ":" + (path != nullptr ? path : "/usr/bin:/bin")},
+          .program = "/bin/bash"};
+}
+
+// Runs the shell script `script` (see BashIo).
+Result Bash(const std::string& root, const std::string& script) {
+  return Run({"-c", script}, BashIo(root));
 }
 
 // Exactly one line on stderr, starting "lilcache: ".
@@ -250,13 +271,19 @@ TEST_CASE("set - stores an empty stdin as the empty value, and a value from argv
   CHECK(get.out.empty());
 }
 
-TEST_CASE("get adds a newline only when stdout is a terminal") {
+TEST_CASE("get adds a newline only when stdout is a terminal: not to a file or a pipe") {
   TempDir root;
   Cache::open("default", {.root = root.path()}).set("k", "value");
   Result tty = At(root.path(), {"get", "k"}, {.stdout_tty = true});
   CHECK(tty.status == 0);
-  CHECK(tty.out == "value\r\n");  // the terminal turns \n into \r\n
-  CHECK(At(root.path(), {"get", "k"}).out == "value");
+  CHECK(tty.out == "value\r\n");                        // the terminal turns \n into \r\n
+  CHECK(At(root.path(), {"get", "k"}).out == "value");  // stdout is a file here
+  Result pipe = Bash(root.path(), "lilcache get k | od -An -c | tr -s ' '");
+  CHECK(pipe.status == 0);
+  CHECK(pipe.out == " v a l u e\n");
+
+  Result pop = At(root.path(), {"pop", "k"}, {.stdout_tty = true});
+  CHECK(pop.out == "value\r\n");
 }
 
 TEST_CASE("get, pop and contains of a missing key exit 1 and print nothing") {
@@ -425,6 +452,34 @@ TEST_CASE("usage errors exit 2 with one line on stderr") {
       {"set", "a", "b", "--ttl", "0s"},
       {"--name", "no/slash", "get", "a"},
       {"--name", "", "stats"},
+      {"get", "a", "--version", "b"},
+      {"add", "a"},
+      {"add", "a", "b", "--ttl", "soon"},
+      {"add", "", "b"},
+      {"incr"},
+      {"incr", "a", "--by", "x"},
+      {"incr", "a", "--by", "1.5"},
+      {"incr", "a", "--by", "+1"},
+      {"incr", "a", "--by", ""},
+      {"incr", "a", "--initial", "9223372036854775808"},
+      {"incr", "a", "--ttl", "0s"},
+      {"decr", "a", "--by", "1 "},
+      {"decr", "a", "b"},
+      {"cas", "a"},
+      {"cas", "a", "1"},
+      {"cas", "a", "x", "v"},
+      {"cas", "a", "-1", "v"},
+      {"cas", "a", "18446744073709551616", "v"},
+      {"cas", "a", "1", "v", "--erase"},
+      {"cas", "a", "1", "--erase", "--ttl", "1h"},
+      {"cas", "a", "1", "v", "--ttl", "1x"},
+      {"ttl"},
+      {"ttl", "a", "b"},
+      {"touch", "a"},
+      {"touch", "a", "--ttl", "0s"},
+      {"touch", "a", "1h"},
+      {"persist", ""},
+      {"--name", "no/slash", "incr", "a"},
   };
   for (const auto& args : cases) {
     std::string shown;
@@ -457,6 +512,31 @@ TEST_CASE("other errors exit 3 with one line on stderr") {
   Result full = At(root.path(), {"get", "k"}, {.stdout_path = "/dev/full"});
   CHECK(full.status == 3);
   CHECK(OneErrorLine(full.err));
+  for (const char* command : {"add", "incr", "decr", "ttl", "persist"}) {
+    CAPTURE(command);
+    std::vector<std::string> args{command, "k"};
+    if (std::string(command) == "add") args.push_back("v");
+    Result r = At(file, args);
+    CHECK(r.status == 3);
+    CHECK(OneErrorLine(r.err));
+  }
+  Result incr_full = At(root.path(), {"incr", "n"}, {.stdout_path = "/dev/full"});
+  CHECK(incr_full.status == 3);
+  CHECK(OneErrorLine(incr_full.err));
+
+  // A root that others may write is refused (docs/operations.md), for root too.
+  const std::string open_root = root.file("open-to-all");
+  fs::create_directory(open_root);
+  fs::permissions(open_root, fs::perms::all);
+  for (const char* command : {"set", "add", "incr"}) {
+    CAPTURE(command);
+    std::vector<std::string> args{command, "k"};
+    if (std::string(command) != "incr") args.push_back("v");
+    Result r = At(open_root, args);
+    CHECK(r.status == 3);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.find("refusing") != std::string::npos);
+  }
 }
 
 TEST_CASE("--version and --help exit 0; --version prints the library's version") {
@@ -465,11 +545,492 @@ TEST_CASE("--version and --help exit 0; --version prints the library's version")
   CHECK(v.out == "lilcache " + std::string(lilcache::version()) + "\n");
   Result h = Run({"--help"});
   CHECK(h.status == 0);
-  for (const char* command :
-       {"get", "set", "pop", "delete", "contains", "keys", "purge", "stats"}) {
-    CHECK(h.out.find(command) != std::string::npos);
+  for (const char* command : {"get", "set", "pop", "delete", "contains", "keys", "purge", "stats",
+                              "add", "incr", "decr", "cas", "ttl", "touch", "persist"}) {
+    CHECK(h.out.find("\n  " + std::string(command) + " ") != std::string::npos);
   }
   CHECK(Run({"set", "--help"}).status == 0);
+  Result get = Run({"get", "--help"});
+  CHECK(get.status == 0);
+  CHECK(get.out.find("--version") != std::string::npos);
+  // The tool's own --version before the command, get's after it.
+  CHECK(Run({"--version", "get", "k"}).out == v.out);
+}
+
+// ---- Conditional and read-modify-write commands -----------------------------
+
+// Runs the tool with each of `commands` (on the cache root `root`) at once, as
+// racing processes, and returns their results in order.
+std::vector<Result> RaceAt(const std::string& root,
+                           const std::vector<std::vector<std::string>>& commands) {
+  std::vector<std::unique_ptr<Process>> running;
+  for (std::vector<std::string> args : commands) {
+    args.insert(args.begin(), {"--root", root});
+    running.push_back(std::make_unique<Process>(args, Io{}));
+  }
+  std::vector<Result> results;
+  for (auto& p : running) results.push_back(p->wait());
+  return results;
+}
+
+// The first line of `text`, without its newline.
+std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+TEST_CASE("add stores an absent key and exits 1 leaving a present key alone") {
+  TempDir root;
+  Result first = At(root.path(), {"add", "k", "first"});
+  CHECK(first.status == 0);
+  CHECK(first.out.empty());
+  CHECK(first.err.empty());
+
+  Result second = At(root.path(), {"add", "k", "second"});
+  CHECK(second.status == 1);
+  CHECK(second.out.empty());
+  CHECK(second.err.empty());
+  auto cache = Cache::open("default", {.root = root.path()});
+  CHECK(cache.get("k") == "first");
+
+  const std::string blob = AllBytes(70000);
+  CHECK(At(root.path(), {"add", "blob", "-"}, {.stdin_bytes = blob}).status == 0);
+  CHECK(cache.get("blob") == blob);
+  CHECK(At(root.path(), {"add", "blob", "-"}, {.stdin_bytes = "other"}).status == 1);
+  CHECK(cache.get("blob") == blob);
+}
+
+TEST_CASE("add --ttl gives the key a time to live and an expired key counts as absent") {
+  TempDir root;
+  REQUIRE(At(root.path(), {"add", "short", "1", "--ttl", "1ms"}).status == 0);
+  REQUIRE(At(root.path(), {"add", "long", "2", "--ttl", "1h"}).status == 0);
+  auto cache = Cache::open("default", {.root = root.path()});
+  const auto left = cache.ttl("long");
+  REQUIRE(left.has_value());
+  CHECK(*left <= std::chrono::hours(1));
+  CHECK(*left > std::chrono::minutes(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(At(root.path(), {"add", "short", "again"}).status == 0);
+  CHECK(cache.get("short") == "again");
+  CHECK(cache.ttl("short") == lilcache::kNoExpiry);
+}
+
+TEST_CASE("of 8 racing add commands of one key exactly one wins and its value stays") {
+  TempDir root;
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    const std::string key = "lock" + std::to_string(round);
+    std::vector<std::vector<std::string>> commands;
+    for (int i = 0; i < 8; ++i) commands.push_back({"add", key, "owner " + std::to_string(i)});
+    std::vector<Result> results = RaceAt(root.path(), commands);
+    int winners = 0;
+    std::string winner;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      CHECK((results[i].status == 0 || results[i].status == 1));
+      CHECK(results[i].err.empty());
+      if (results[i].status == 0) {
+        ++winners;
+        winner = "owner " + std::to_string(i);
+      }
+    }
+    CHECK(winners == 1);
+    CHECK(Cache::open("default", {.root = root.path()}).get(key) == winner);
+  }
+}
+
+TEST_CASE("incr and decr print the new value and store it as decimal text") {
+  TempDir root;
+  auto at = [&root](std::vector<std::string> args) { return At(root.path(), std::move(args)); };
+  Result first = at({"incr", "n"});
+  CHECK(first.status == 0);
+  CHECK(first.out == "1\n");
+  CHECK(first.err.empty());
+  CHECK(at({"incr", "n", "--by", "10"}).out == "11\n");
+  CHECK(at({"decr", "n"}).out == "10\n");
+  CHECK(at({"decr", "n", "--by", "25"}).out == "-15\n");
+  CHECK(at({"incr", "n", "--by", "-5"}).out == "-20\n");
+  CHECK(at({"decr", "n", "--by=-21"}).out == "1\n");
+  CHECK(at({"get", "n"}).out == "1");
+  CHECK(Cache::open("default", {.root = root.path()}).get("n") == "1");
+
+  CHECK(at({"incr", "fresh", "--initial", "100"}).out == "101\n");
+  CHECK(at({"decr", "down", "--initial", "5", "--by", "2"}).out == "3\n");
+  CHECK(at({"decr", "neg"}).out == "-1\n");
+  CHECK(at({"incr", "same", "--by", "0", "--initial", "7"}).out == "7\n");
+  CHECK(at({"get", "same"}).out == "7");
+
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("text", "41");
+  CHECK(at({"incr", "text"}).out == "42\n");
+}
+
+TEST_CASE(
+    "incr of a value that is not an integer exits 3 with one error line and changes nothing") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  for (const std::string value : {"abc", "12 ", "+1", "", "1.5", "99999999999999999999"}) {
+    CAPTURE(value);
+    cache.set("k", value);
+    for (const char* command : {"incr", "decr"}) {
+      CAPTURE(command);
+      Result r = At(root.path(), {command, "k"});
+      CHECK(r.status == 3);
+      CHECK(r.out.empty());
+      CHECK(OneErrorLine(r.err));
+      CHECK(r.err.starts_with("lilcache: " + std::string(command) + ": "));
+      CHECK(r.err.find("not a decimal int64") != std::string::npos);
+      CHECK(cache.get("k") == value);
+    }
+  }
+}
+
+TEST_CASE("incr and decr past the int64 range exit 3 with one error line and change nothing") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("max", "9223372036854775807");
+  cache.set("min", "-9223372036854775808");
+  const std::vector<std::vector<std::string>> cases = {
+      {"incr", "max"},
+      {"decr", "max", "--by", "-1"},
+      {"decr", "min"},
+      {"incr", "min", "--by", "-9223372036854775808"},
+      {"decr", "max", "--by", "-9223372036854775808"},
+      {"decr", "max", "--by", "-9223372036854775808", "--ttl", "1h"},
+      {"incr", "new", "--initial", "9223372036854775807"},
+  };
+  for (const auto& args : cases) {
+    CAPTURE(args.size());
+    CAPTURE(args[0]);
+    CAPTURE(args[args.size() - 1]);
+    Result r = At(root.path(), args);
+    CHECK(r.status == 3);
+    CHECK(r.out.empty());
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.find("overflows") != std::string::npos);
+  }
+  CHECK(cache.get("max") == "9223372036854775807");
+  CHECK(cache.get("min") == "-9223372036854775808");
+  CHECK_FALSE(cache.contains("new"));
+  CHECK(At(root.path(), {"decr", "max", "--by", "9223372036854775807"}).out == "0\n");
+}
+
+TEST_CASE("incr and decr --ttl expire a key they create and keep a present key's expiry") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("forever", "5");
+  for (const char* command : {"incr", "decr"}) {
+    CAPTURE(command);
+    const std::string key = std::string("new-") + command;
+    REQUIRE(At(root.path(), {command, key, "--ttl", "1h"}).status == 0);
+    const auto left = cache.ttl(key);
+    REQUIRE(left.has_value());
+    CHECK(*left <= std::chrono::hours(1));
+    CHECK(*left > std::chrono::minutes(1));
+    REQUIRE(At(root.path(), {command, "forever", "--ttl", "1h"}).status == 0);
+    CHECK(cache.ttl("forever") == lilcache::kNoExpiry);
+  }
+  CHECK(cache.get("forever") == "5");  // one incr, one decr
+  REQUIRE(At(root.path(), {"incr", "short", "--ttl", "1ms"}).status == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(At(root.path(), {"incr", "short"}).out == "1\n");  // expired: started again
+}
+
+TEST_CASE("racing incr commands lose no increment and each prints a different value") {
+  TempDir root;
+  constexpr int kRounds = 4, kProcesses = 8;
+  std::vector<std::string> printed;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::vector<std::string>> commands(kProcesses, {"incr", "hits"});
+    for (const Result& r : RaceAt(root.path(), commands)) {
+      CHECK(r.status == 0);
+      CHECK(r.err.empty());
+      printed.push_back(r.out);
+    }
+  }
+  std::vector<std::string> expected;
+  for (int i = 1; i <= kRounds * kProcesses; ++i) expected.push_back(std::to_string(i) + "\n");
+  std::sort(printed.begin(), printed.end());
+  std::sort(expected.begin(), expected.end());
+  CHECK(printed == expected);
+  CHECK(Cache::open("default", {.root = root.path()}).get("hits") ==
+        std::to_string(kRounds * kProcesses));
+}
+
+TEST_CASE("ttl prints the milliseconds left or none and exits 1 for an absent key") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("hour", "v", std::chrono::hours(1));
+  cache.set("forever", "v");
+
+  Result hour = At(root.path(), {"ttl", "hour"});
+  CHECK(hour.status == 0);
+  CHECK(hour.err.empty());
+  REQUIRE(hour.out.ends_with("\n"));
+  const std::string digits = hour.out.substr(0, hour.out.size() - 1);
+  REQUIRE(!digits.empty());
+  REQUIRE(digits.find_first_not_of("0123456789") == std::string::npos);
+  CHECK(std::stoll(digits) <= 3600000);
+  CHECK(std::stoll(digits) > 60000);
+
+  Result forever = At(root.path(), {"ttl", "forever"});
+  CHECK(forever.status == 0);
+  CHECK(forever.out == "none\n");
+
+  Result absent = At(root.path(), {"ttl", "absent"});
+  CHECK(absent.status == 1);
+  CHECK(absent.out.empty());
+  CHECK(absent.err.empty());
+}
+
+TEST_CASE("touch gives a present key a new time to live and exits 1 for an absent key") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("k", "value");
+  Result touched = At(root.path(), {"touch", "k", "--ttl", "1h"});
+  CHECK(touched.status == 0);
+  CHECK(touched.out.empty());
+  CHECK(touched.err.empty());
+  const auto left = cache.ttl("k");
+  REQUIRE(left.has_value());
+  CHECK(*left <= std::chrono::hours(1));
+  CHECK(*left > std::chrono::minutes(1));
+  CHECK(cache.get("k") == "value");
+
+  Result absent = At(root.path(), {"touch", "absent", "--ttl", "1h"});
+  CHECK(absent.status == 1);
+  CHECK(absent.out.empty());
+  CHECK(absent.err.empty());
+  CHECK_FALSE(cache.contains("absent"));
+
+  REQUIRE(At(root.path(), {"touch", "k", "--ttl", "1ms"}).status == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(At(root.path(), {"get", "k"}).status == 1);
+  CHECK(At(root.path(), {"touch", "k", "--ttl", "1h"}).status == 1);  // expired: absent
+}
+
+TEST_CASE("persist drops the expiry and exits 1 for an absent key") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("k", "value", std::chrono::hours(1));
+  Result persisted = At(root.path(), {"persist", "k"});
+  CHECK(persisted.status == 0);
+  CHECK(persisted.out.empty());
+  CHECK(persisted.err.empty());
+  CHECK(cache.ttl("k") == lilcache::kNoExpiry);
+  CHECK(cache.get("k") == "value");
+  CHECK(At(root.path(), {"ttl", "k"}).out == "none\n");
+  CHECK(At(root.path(), {"persist", "k"}).status == 0);  // already without expiry
+
+  Result absent = At(root.path(), {"persist", "absent"});
+  CHECK(absent.status == 1);
+  CHECK(absent.out.empty());
+  CHECK(absent.err.empty());
+}
+
+TEST_CASE(
+    "commands that change a key do nothing and create nothing on a cache that does not exist") {
+  TempDir base;
+  const std::string root = base.file("not-yet");
+  const std::vector<std::vector<std::string>> cases = {
+      {"ttl", "a"},           {"touch", "a", "--ttl", "1h"}, {"persist", "a"},
+      {"cas", "a", "1", "v"}, {"cas", "a", "1", "--erase"},  {"get", "a", "--version"},
+  };
+  for (const auto& args : cases) {
+    CAPTURE(args[0]);
+    Result r = At(root, args);
+    CHECK(r.status == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err.empty());
+  }
+  CHECK_FALSE(fs::exists(root));
+  CHECK(At(root, {"incr", "a"}).status == 0);  // incr, decr and add create it, as set
+  CHECK(fs::exists(root + "/default.meta"));
+}
+
+TEST_CASE("get --version prints the version on a line of its own and then the value") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  const std::string blob = AllBytes(70000) + "\n\n";
+  cache.set("blob", blob);
+  const auto v = cache.get_versioned("blob");
+  REQUIRE(v.has_value());
+
+  Result r = At(root.path(), {"get", "blob", "--version"});
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK(r.out == std::to_string(v->version) + "\n" + blob);
+
+  Result before = At(root.path(), {"get", "--version", "blob"});
+  CHECK(before.out == r.out);
+
+  cache.set("short", "value");
+  const auto sv = cache.get_versioned("short");
+  REQUIRE(sv.has_value());
+  Result term = At(root.path(), {"get", "short", "--version"}, {.stdout_tty = true});
+  CHECK(term.status == 0);
+  CHECK(term.out == std::to_string(sv->version) + "\r\nvalue\r\n");
+
+  cache.set("short", "value");  // the same value, another write: another version
+  Result again = At(root.path(), {"get", "short", "--version"});
+  CHECK(FirstLine(again.out) != std::to_string(sv->version));
+
+  Result absent = At(root.path(), {"get", "absent", "--version"});
+  CHECK(absent.status == 1);
+  CHECK(absent.out.empty());
+  CHECK(absent.err.empty());
+}
+
+TEST_CASE("cas stores only at the version get --version printed") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("k", "v1");
+  const std::string version = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
+
+  Result stored = At(root.path(), {"cas", "k", version, "v2"});
+  CHECK(stored.status == 0);
+  CHECK(stored.out.empty());
+  CHECK(stored.err.empty());
+  CHECK(cache.get("k") == "v2");
+  CHECK(cache.ttl("k") == lilcache::kNoExpiry);
+
+  Result stale = At(root.path(), {"cas", "k", version, "v3"});  // the key changed since
+  CHECK(stale.status == 1);
+  CHECK(stale.out.empty());
+  CHECK(stale.err.empty());
+  CHECK(cache.get("k") == "v2");
+
+  const std::string v2 = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
+  const std::string blob = AllBytes(70000);
+  CHECK(At(root.path(), {"cas", "k", v2, "-", "--ttl", "1h"}, {.stdin_bytes = blob}).status == 0);
+  CHECK(cache.get("k") == blob);
+  const auto left = cache.ttl("k");
+  REQUIRE(left.has_value());
+  CHECK(*left <= std::chrono::hours(1));
+
+  const std::string v3 = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
+  CHECK(At(root.path(), {"cas", "k", v3, ""}).status == 0);  // the empty value is a value
+  CHECK(cache.get("k") == "");
+
+  Result absent = At(root.path(), {"cas", "absent", version, "v"});
+  CHECK(absent.status == 1);
+  CHECK(absent.err.empty());
+  CHECK_FALSE(cache.contains("absent"));
+}
+
+TEST_CASE("cas --erase removes the key only at its version") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  cache.set("k", "v1");
+  const std::string old_version = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
+  cache.set("k", "v2");
+
+  Result stale = At(root.path(), {"cas", "k", old_version, "--erase"});
+  CHECK(stale.status == 1);
+  CHECK(stale.out.empty());
+  CHECK(stale.err.empty());
+  CHECK(cache.get("k") == "v2");
+
+  const std::string version = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
+  Result erased = At(root.path(), {"cas", "k", version, "--erase"});
+  CHECK(erased.status == 0);
+  CHECK(erased.out.empty());
+  CHECK(erased.err.empty());
+  CHECK_FALSE(cache.contains("k"));
+  CHECK(At(root.path(), {"cas", "k", version, "--erase"}).status == 1);
+}
+
+TEST_CASE("of 8 racing cas commands with one version exactly one wins") {
+  TempDir root;
+  auto cache = Cache::open("default", {.root = root.path()});
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    cache.set("k", "start");
+    const std::string version = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
+    std::vector<std::vector<std::string>> commands;
+    for (int i = 0; i < 8; ++i) commands.push_back({"cas", "k", version, std::to_string(i)});
+    std::vector<Result> results = RaceAt(root.path(), commands);
+    int winners = 0;
+    std::string winner;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      CHECK((results[i].status == 0 || results[i].status == 1));
+      CHECK(results[i].err.empty());
+      if (results[i].status == 0) {
+        ++winners;
+        winner = std::to_string(i);
+      }
+    }
+    CHECK(winners == 1);
+    CHECK(cache.get("k") == winner);
+  }
+}
+
+// ---- The examples of the man page (docs/lilcache.1, EXAMPLES), as written ----
+
+TEST_CASE(
+    "the man page's compute-once example has every racing shell print the one stored report") {
+  TempDir root;
+  // make_report takes a while, so that the four shells all miss the key.
+  const std::string script = R"(
+make_report() { sleep 0.5; echo "report of shell $$"; }
+lilcache get report || {
+  tmp=$(mktemp) && make_report > "$tmp" &&
+    lilcache add report - < "$tmp"   # exit 1: another shell added its report first
+  rm -f "$tmp"
+  lilcache get report                 # every shell prints the report stored first
+}
+)";
+  std::vector<std::unique_ptr<Process>> shells;
+  for (int i = 0; i < 4; ++i) {
+    shells.push_back(
+        std::make_unique<Process>(std::vector<std::string>{"-c", script}, BashIo(root.path())));
+  }
+  std::vector<Result> results;
+  for (auto& s : shells) results.push_back(s->wait());
+  const auto stored = Cache::open("default", {.root = root.path()}).get("report");
+  REQUIRE(stored.has_value());
+  CHECK(stored->starts_with("report of shell "));
+  for (const Result& r : results) {
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out == *stored);
+  }
+}
+
+TEST_CASE("the man page's read-modify-write loop loses no update from 4 racing shells") {
+  TempDir root;
+  std::vector<std::unique_ptr<Process>> shells;
+  constexpr int kShells = 4, kItems = 8;
+  for (int i = 0; i < kShells; ++i) {
+    const std::string script = "for n in $(seq " + std::to_string(kItems) +
+                               "); do\n  item=" + std::to_string(i) + "." + R"($n
+  while :; do
+    if out=$(lilcache get list --version); then
+      version=${out%%$'\n'*} value=${out#*$'\n'}
+      lilcache cas list "$version" "$value $item"
+    else
+      lilcache add list "$item"
+    fi
+    case $? in 0) break ;; 1) ;; *) exit 1 ;; esac   # 1: changed meanwhile, again
+  done
+done
+)";
+    shells.push_back(
+        std::make_unique<Process>(std::vector<std::string>{"-c", script}, BashIo(root.path())));
+  }
+  for (auto& s : shells) {
+    Result r = s->wait();
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+  }
+  const auto list = Cache::open("default", {.root = root.path()}).get("list");
+  REQUIRE(list.has_value());
+  std::vector<std::string> items, expected;
+  std::istringstream in(*list);
+  for (std::string item; in >> item;) items.push_back(item);
+  for (int i = 0; i < kShells; ++i) {
+    for (int n = 1; n <= kItems; ++n)
+      expected.push_back(std::to_string(i) + "." + std::to_string(n));
+  }
+  std::sort(items.begin(), items.end());
+  std::sort(expected.begin(), expected.end());
+  CHECK(items == expected);
 }
 
 }  // namespace

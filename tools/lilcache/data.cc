@@ -1,7 +1,8 @@
 // data: the data subcommands of the `lilcache` tool, thin front ends
 // of lilcache::Cache (docs/lilcache.1):
 //
-//   get KEY                      print the value (exit 1 if missing)
+//   get KEY [--version]          print the value (exit 1 if missing); --version:
+//                                its version on a line first
 //   set KEY VALUE [--ttl D]      store; VALUE "-" reads it from stdin
 //   pop KEY                      print the value and remove it (exit 1 if missing)
 //   delete KEY                   remove
@@ -17,10 +18,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -44,87 +43,19 @@ struct DataArgs {
   bool null_separated = false;
   bool yes = false;
   bool json = false;
+  bool version = false;  // get --version
 };
-
-// Writes all of `bytes` to fd 1. Throws Error (e.g. ENOSPC, EPIPE with
-// SIGPIPE ignored).
-void WriteStdout(std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(STDOUT_FILENO, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw lilcache::Error(
-          lilcache::ErrorCode::io,
-          std::string("cannot write to standard output: ") + std::strerror(errno));
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
-// Prints a value: its exact bytes, plus a newline if stdout is a terminal
-// (so that the shell prompt starts on a line of its own).
-void PrintValue(std::string_view value) {
-  if (::isatty(STDOUT_FILENO) == 1) {
-    WriteStdout(std::string(value) + "\n");
-  } else {
-    WriteStdout(value);
-  }
-}
-
-// All of stdin, byte for byte. Throws Error past kMaxValueBytes (without
-// reading further) or on a read error.
-std::string ReadStdinValue() {
-  std::string value;
-  char buffer[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw lilcache::Error(lilcache::ErrorCode::io,
-                            std::string("cannot read standard input: ") + std::strerror(errno));
-    }
-    if (n == 0) return value;
-    if (value.size() + static_cast<std::size_t>(n) > lilcache::kMaxValueBytes) {
-      throw lilcache::Error(lilcache::ErrorCode::limit,
-                            "value on standard input exceeds the limit of " +
-                                std::to_string(lilcache::kMaxValueBytes) +
-                                " bytes (kMaxValueBytes)");
-    }
-    value.append(buffer, static_cast<std::size_t>(n));
-  }
-}
-
-// Usage checks common to every data command: the cache name and the key.
-void CheckName(const CliContext& cx) {
-  try {
-    lilcache::validate_name(cx.name);
-  } catch (const lilcache::Error& e) {
-    throw UsageProblem(std::string("--name: ") + e.what());
-  }
-}
-
-void CheckKey(const CliContext& cx, std::string_view key) {
-  CheckName(cx);
-  if (key.empty() || key.size() > lilcache::kMaxKeyBytes) {
-    throw UsageProblem("invalid key of " + std::to_string(key.size()) + " bytes (keys are 1.." +
-                       std::to_string(lilcache::kMaxKeyBytes) + " bytes)");
-  }
-}
-
-std::chrono::milliseconds ParseTtl(const std::string& text) {
-  std::chrono::milliseconds ttl{0};
-  try {
-    ttl = lilcache::parse_duration(text);
-  } catch (const lilcache::Error& e) {
-    throw UsageProblem(std::string("--ttl: ") + e.what());
-  }
-  if (ttl.count() <= 0) throw UsageProblem("--ttl: must be at least 1ms, got \"" + text + "\"");
-  return ttl;
-}
 
 int Get(const CliContext& cx, const DataArgs& a) {
   CheckKey(cx, a.key);
   auto cache = cx.open_existing();
+  if (a.version) {
+    // Value and version of one read, as compare_and_set() wants them.
+    const std::optional<lilcache::Versioned> v = cache ? cache->get_versioned(a.key) : std::nullopt;
+    if (!v) return kExitMissing;
+    PrintValue(v->value, std::to_string(v->version) + "\n");
+    return 0;
+  }
   const std::optional<std::string> value = cache ? cache->get(a.key) : std::nullopt;
   if (!value) return kExitMissing;
   PrintValue(*value);
@@ -134,8 +65,8 @@ int Get(const CliContext& cx, const DataArgs& a) {
 int Set(const CliContext& cx, const DataArgs& a) {
   CheckKey(cx, a.key);
   std::optional<std::chrono::milliseconds> ttl;
-  if (!a.ttl.empty()) ttl = ParseTtl(a.ttl);
-  const std::string value = a.value == "-" ? ReadStdinValue() : a.value;
+  if (!a.ttl.empty()) ttl = ParseTtl("--ttl", a.ttl);
+  const std::string value = ValueArgument(a.value);
   auto cache = cx.open();
   if (ttl) {
     cache.set(a.key, value, *ttl);
@@ -241,17 +172,6 @@ int PrintStats(const CliContext& cx, const DataArgs& a) {
   return 0;
 }
 
-// Adds subcommand `name` running `body(context, args)`.
-template <typename Body>
-CLI::App* Add(CLI::App& app, CliContext& cx, const std::shared_ptr<DataArgs>& args,
-              const std::string& name, const std::string& help, Body body) {
-  CLI::App* sub = app.add_subcommand(name, help);
-  sub->callback([&cx, args, name, body] {
-    cx.status = RunCommand(kProgram, name, kExitError, [&] { return body(cx, *args); });
-  });
-  return sub;
-}
-
 void AddKey(CLI::App* sub, DataArgs& a) {
   sub->add_option("key", a.key, "The key (any bytes but NUL; 1..4096 bytes)")->required();
 }
@@ -262,24 +182,31 @@ void AddDataCommands(CLI::App& app, CliContext& cx) {
   auto args = std::make_shared<DataArgs>();
   DataArgs& a = *args;
 
-  AddKey(Add(app, cx, args, "get", "Print the value of KEY (exit 1 if it is missing)", Get), a);
+  CLI::App* get =
+      AddCommand(app, cx, args, "get", "Print the value of KEY (exit 1 if it is missing)", Get);
+  AddKey(get, a);
+  get->add_flag("--version", a.version,
+                "First print the value's version (for 'cas') and a newline, then the value");
 
   CLI::App* set =
-      Add(app, cx, args, "set", "Store VALUE under KEY ('-': read VALUE from stdin)", Set);
+      AddCommand(app, cx, args, "set", "Store VALUE under KEY ('-': read VALUE from stdin)", Set);
   AddKey(set, a);
   set->add_option("value", a.value, "The value; '-' reads it from standard input, binary-safe")
       ->required();
-  set->add_option("--ttl", a.ttl, "Time to live, e.g. 500ms, 120s, 1h30m, 1d (default: none)");
+  set->add_option("--ttl", a.ttl, "Time to live, e.g. 500ms, 120s, 1h30m, 1d (default: none)")
+      ->type_name("DURATION");
 
-  AddKey(Add(app, cx, args, "pop", "Print the value of KEY and remove it (exit 1 if missing)", Pop),
+  AddKey(AddCommand(app, cx, args, "pop",
+                    "Print the value of KEY and remove it (exit 1 if missing)", Pop),
          a);
-  AddKey(Add(app, cx, args, "delete", "Remove KEY (exit 0 whether or not it was there)", Delete),
+  AddKey(AddCommand(app, cx, args, "delete", "Remove KEY (exit 0 whether or not it was there)",
+                    Delete),
          a);
-  AddKey(
-      Add(app, cx, args, "contains", "Exit 0 if KEY is present, 1 if not; print nothing", Contains),
-      a);
+  AddKey(AddCommand(app, cx, args, "contains", "Exit 0 if KEY is present, 1 if not; print nothing",
+                    Contains),
+         a);
 
-  CLI::App* keys = Add(app, cx, args, "keys", "List the keys, sorted, one per line", Keys);
+  CLI::App* keys = AddCommand(app, cx, args, "keys", "List the keys, sorted, one per line", Keys);
   keys->add_option("--prefix", a.prefix, "Only keys starting with P");
   keys->add_option("--limit", a.limit, "At most N keys, N >= 1 (which N is unspecified)")
       ->each([](const std::string& text) {
@@ -290,11 +217,13 @@ void AddDataCommands(CLI::App& app, CliContext& cx) {
       });
   keys->add_flag("-0,--null", a.null_separated, "End each key with a NUL byte, not a newline");
 
-  CLI::App* purge = Add(app, cx, args, "purge",
-                        "Remove every key, for every process (needs --yes on a terminal)", Purge);
+  CLI::App* purge =
+      AddCommand(app, cx, args, "purge",
+                 "Remove every key, for every process (needs --yes on a terminal)", Purge);
   purge->add_flag("-y,--yes", a.yes, "Purge without asking (needed when stdin is a terminal)");
 
-  CLI::App* stats = Add(app, cx, args, "stats", "Print the cache's counters and sizes", PrintStats);
+  CLI::App* stats =
+      AddCommand(app, cx, args, "stats", "Print the cache's counters and sizes", PrintStats);
   stats->add_flag("--json", a.json, "As one JSON object");
 }
 

@@ -13,8 +13,9 @@ int main(int argc, char** argv) {
   app.fallthrough();  // global options may also follow the subcommand
   app.require_subcommand(1);
   app.footer(
-      "Exit status: 0 ok; 1 the key is missing (get, pop, contains); 2 bad usage; 3 any other "
-      "error (one line on stderr). See man lilcache.");
+      "Exit status: 0 done; 1 not done: the key is absent (get, pop, contains, ttl, touch, "
+      "persist, cas), present (add) or at another version (cas); 2 bad usage; 3 any other error "
+      "(one line on stderr). See man lilcache.");
 
   tools::CliContext context;
   app.add_option("--root", context.root,
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--name", context.name, "Cache name")->capture_default_str();
 
   tools::AddDataCommands(app, context);
+  tools::AddUpdateCommands(app, context);
   tools::AddServeCommand(app, context);
 
   if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
