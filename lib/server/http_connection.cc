@@ -80,10 +80,15 @@ void SerializeResponse(HttpResponse response, bool keep_alive, bool http10_keep_
   h += StatusReason(response.status);
   h += "\r\nServer: lilcache\r\nDate: ";
   h += HttpDate();
-  h += "\r\nContent-Type: ";
-  h += response.content_type;
-  h += "\r\nContent-Length: ";
-  AppendNumber(h, response.body.size());
+  if (response.status == 204) {
+    // No content: neither Content-Type nor Content-Length (RFC 9110 8.6).
+    response.body.clear();
+  } else {
+    h += "\r\nContent-Type: ";
+    h += response.content_type;
+    h += "\r\nContent-Length: ";
+    AppendNumber(h, response.body.size());
+  }
   // No answer is worth keeping in a cache (values, stats, errors), and none
   // is to be sniffed into HTML or script by a browser.
   h += "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
@@ -209,6 +214,19 @@ HttpConnection::Step HttpConnection::Process(std::string_view in, HttpOutput& ou
         return step;
       }
       route_ = std::get<Route>(routed);
+      // An endpoint that takes less than max_body_bytes (a batch): 413 from
+      // the Content-Length, or as a chunked body grows (Beast's body_limit,
+      // which may change until the first body byte is parsed: none is yet).
+      if (route_->max_body_bytes < limits_.max_body_bytes) {
+        const boost::optional<std::uint64_t> length = parser_->content_length();
+        if (length && *length > route_->max_body_bytes) {
+          Respond(ProtocolError(http::error::body_limit, true), false, true, out);
+          out.linger = true;
+          step.ready = true;
+          return step;
+        }
+        parser_->body_limit(route_->max_body_bytes);
+      }
       // A body of known length is held from the budget before it is read.
       if (const boost::optional<std::uint64_t> length = parser_->content_length();
           length && *length > kUnchargedBytes && !body_hold_.GrowTo(*length)) {

@@ -20,6 +20,9 @@
 #include <optional>
 #include <utility>
 
+#include "server/http_batch.h"
+#include "server/http_limits.h"
+#include "server/http_preconditions.h"
 #include "util/ascii.h"
 
 namespace lilcache {
@@ -29,6 +32,32 @@ namespace http = boost::beast::http;
 namespace urls = boost::urls;
 
 constexpr std::string_view kKeysPrefix = "/keys/";
+
+// The operations on one key, /keys/{key}/OP, and the method each takes.
+struct KeyOperation {
+  std::string_view suffix;
+  Endpoint endpoint;
+  http::verb method;
+  std::string_view allow;
+};
+constexpr KeyOperation kKeyOperations[] = {
+    {"/increment", Endpoint::kIncrement, http::verb::post, "POST"},
+    {"/ttl", Endpoint::kTtl, http::verb::get, "GET"},
+    {"/touch", Endpoint::kTouch, http::verb::post, "POST"},
+    {"/persist", Endpoint::kPersist, http::verb::post, "POST"},
+};
+
+// Whether a Content-Type is application/json (any case, any parameters).
+bool IsJson(std::string_view content_type) {
+  content_type = content_type.substr(0, content_type.find(';'));
+  while (!content_type.empty() && (content_type.back() == ' ' || content_type.back() == '\t')) {
+    content_type.remove_suffix(1);
+  }
+  while (!content_type.empty() && (content_type.front() == ' ' || content_type.front() == '\t')) {
+    content_type.remove_prefix(1);
+  }
+  return EqualsIgnoreCase(content_type, "application/json");
+}
 
 HttpResponse Text(unsigned status, std::string body) {
   HttpResponse r;
@@ -65,7 +94,7 @@ HttpResponse MethodNotAllowed(std::string_view allow) {
 
 // The query parameters the endpoints use, percent-decoded ('+' = space).
 struct Params {
-  std::optional<std::string> key, value, ttl, prefix, limit;
+  std::optional<std::string> key, value, ttl, prefix, limit, by, initial;
 };
 
 // Fills p from the query; an error message for a repeated parameter.
@@ -85,6 +114,10 @@ std::optional<std::string> ParseParams(const urls::url_view& url, Params& p) {
       slot = &p.prefix;
     } else if (name == "limit") {
       slot = &p.limit;
+    } else if (name == "by") {
+      slot = &p.by;
+    } else if (name == "initial") {
+      slot = &p.initial;
     } else {
       continue;  // unknown parameters are ignored (e.g. cache busters)
     }
@@ -137,6 +170,44 @@ HttpResponse Set(Cache& cache, const std::string& key, std::string_view value,
     cache.set(key, value);
   }
   return Ok();
+}
+
+// The key of /keys/{key}[/OP]: the path after "/keys/" less the
+// operation's suffix, percent-decoded ('+' literal); nullopt if malformed.
+std::optional<std::string> KeyOfPath(const urls::url_view& url, std::size_t suffix) {
+  std::string_view encoded = url.encoded_path().substr(kKeysPrefix.size());
+  encoded.remove_suffix(std::min(suffix, encoded.size()));
+  urls::result<urls::pct_string_view> pct = urls::make_pct_string_view(encoded);
+  if (!pct) return std::nullopt;
+  return pct->decode();
+}
+
+// Parses an int64 parameter into *n (left alone if the parameter is absent).
+std::optional<HttpResponse> ParseInt64(const std::optional<std::string>& text,
+                                       std::string_view name, std::int64_t* n) {
+  if (!text.has_value()) return std::nullopt;
+  const char* end = text->data() + text->size();
+  auto [ptr, ec] = std::from_chars(text->data(), end, *n);
+  if (text->empty() || ec != std::errc() || ptr != end) {
+    return BadRequest("bad " + std::string(name) + " \"" + *text +
+                      "\": expected a decimal int64 such as 5 or -5");
+  }
+  return std::nullopt;
+}
+
+// 412: the condition of If-Match or If-None-Match does not hold.
+HttpResponse PreconditionFailed(std::string_view why) {
+  return Text(412, "precondition failed: " + std::string(why) + "\n");
+}
+
+bool Listed(const EntityTags& tags, std::uint64_t version) {
+  return std::find(tags.versions.begin(), tags.versions.end(), version) != tags.versions.end();
+}
+
+// The value's ETag field, readable by a page of an allowed origin.
+void AddETag(HttpResponse& r, std::uint64_t version, std::string_view cors_origin) {
+  r.fields += "ETag: " + ETagOf(version) + "\r\n";
+  if (!cors_origin.empty()) r.fields += "Access-Control-Expose-Headers: ETag\r\n";
 }
 
 HttpResponse Json(const nlohmann::json& j) {
@@ -488,7 +559,7 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
     HttpResponse r = Text(200, "");
     r.fields =
         "Access-Control-Allow-Methods: GET, PUT, DELETE, POST\r\n"
-        "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
+        "Access-Control-Allow-Headers: Authorization, Content-Type, If-Match, If-None-Match\r\n"
         "Access-Control-Max-Age: 600\r\n";
     // Chrome's Private Network Access: a public page asking for loopback.
     if (EqualsIgnoreCase(TrimOws(header["Access-Control-Request-Private-Network"]), "true")) {
@@ -537,9 +608,28 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
     }
     return Route{Endpoint::kKeys, *url};
   }
+  if (path == "/batch/get" || path == "/batch/set") {
+    if (method != http::verb::post) return MethodNotAllowed("POST");
+    // JSON only: a web page cannot send it without a CORS preflight, which
+    // only an allowed origin passes (a form can send text/plain,
+    // urlencoded or multipart); and the body is not read if refused.
+    if (!IsJson(header[http::field::content_type])) {
+      return Text(415, "a batch body is JSON: send Content-Type: application/json\n");
+    }
+    Route r{path == "/batch/get" ? Endpoint::kBatchGet : Endpoint::kBatchSet, *url};
+    r.max_body_bytes = kMaxBatchBodyBytes;
+    return r;
+  }
   if (path.substr(0, kKeysPrefix.size()) == kKeysPrefix) {
-    if (method != http::verb::get && method != http::verb::put && method != http::verb::delete_) {
-      return MethodNotAllowed("GET, PUT, DELETE");
+    // /keys/{key}/OP names an operation on the key when OP follows a literal
+    // '/' (a key ending in "/ttl" is sent with that '/' as %2F).
+    const std::string_view rest = path.substr(kKeysPrefix.size());
+    for (const KeyOperation& op : kKeyOperations) {
+      if (rest.ends_with(op.suffix)) return only(op.endpoint, op.method, op.allow);
+    }
+    if (method != http::verb::get && method != http::verb::head && method != http::verb::put &&
+        method != http::verb::delete_) {
+      return MethodNotAllowed("GET, HEAD, PUT, DELETE");
     }
     return Route{Endpoint::kKey, *url};
   }
@@ -605,6 +695,181 @@ HttpResponse HttpHandler::Handle(const HttpRequest& request) const {
   return Execute(std::get<Route>(routed), request);
 }
 
+namespace {
+
+// 204: done, nothing to say.
+HttpResponse NoContent() { return Text(204, ""); }
+
+// /keys/{key} and /keys/{key}/OP on the key.
+HttpResponse RunKey(Cache& cache, const Route& route, const HttpRequest& request, const Params& p,
+                    const std::string& key) {
+  switch (route.endpoint) {
+    case Endpoint::kIncrement: {
+      std::int64_t by = 1, initial = 0;
+      if (auto bad = ParseInt64(p.by, "by", &by)) return *bad;
+      if (auto bad = ParseInt64(p.initial, "initial", &initial)) return *bad;
+      std::optional<std::chrono::milliseconds> ttl;
+      if (auto bad = ParseTtl(p.ttl, &ttl)) return *bad;
+      try {
+        const std::int64_t n =
+            ttl ? cache.increment(key, by, initial, *ttl) : cache.increment(key, by, initial);
+        return Text(200, std::to_string(n));
+      } catch (const Error& e) {
+        // The key and ttl being valid, invalid_argument means that the
+        // stored value is not an integer: a conflict with the key's state
+        // (409), not a bad request; setting the key resolves it.
+        if (e.code() != ErrorCode::invalid_argument || key.empty() || (ttl && ttl->count() <= 0)) {
+          throw;
+        }
+        HttpResponse r = Text(409, WithoutPaths(e.what(), cache.root()) + "\n");
+        r.fields = "Lilcache-Error: invalid_argument\r\n";
+        if (!route.cors_origin.empty()) {
+          r.fields += "Access-Control-Expose-Headers: Lilcache-Error\r\n";
+        }
+        return r;
+      }
+    }
+    case Endpoint::kTtl: {
+      const std::optional<std::chrono::milliseconds> left = cache.ttl(key);
+      if (!left) return NotFound();
+      nlohmann::json j = {{"ttl_ms", nullptr}};
+      if (*left != kNoExpiry) j["ttl_ms"] = left->count();
+      return Json(j);
+    }
+    case Endpoint::kTouch: {
+      std::optional<std::chrono::milliseconds> ttl;
+      if (auto bad = ParseTtl(p.ttl, &ttl)) return *bad;
+      if (!ttl) return BadRequest("missing parameter: ttl");
+      return cache.touch(key, *ttl) ? NoContent() : NotFound();
+    }
+    case Endpoint::kPersist:
+      return cache.persist(key) ? NoContent() : NotFound();
+    default:
+      break;
+  }
+
+  // Endpoint::kKey. The preconditions (RFC 9110 13.1) of PUT and DELETE.
+  const http::verb method = request.method();
+  if (method == http::verb::get || method == http::verb::head) {
+    std::optional<Versioned> v = cache.get_versioned(key);
+    if (!v) return NotFound();
+    HttpResponse r = Value(std::move(v->value));
+    AddETag(r, v->version, route.cors_origin);
+    return r;
+  }
+  bool malformed = false;
+  const std::optional<EntityTags> if_match =
+      ParseEntityTags(request.base(), http::field::if_match, &malformed);
+  if (malformed) return BadRequest("malformed If-Match: expected * or \"<version>\"[, ...]");
+  const std::optional<EntityTags> if_none =
+      ParseEntityTags(request.base(), http::field::if_none_match, &malformed);
+  if (malformed) return BadRequest("malformed If-None-Match: expected *");
+  if (if_match && if_none) return BadRequest("If-Match and If-None-Match together");
+  if (if_none && (method != http::verb::put || !if_none->any)) {
+    return BadRequest("If-None-Match is supported as * on PUT only (store if absent)");
+  }
+
+  if (method == http::verb::put) {
+    std::optional<std::chrono::milliseconds> ttl;
+    if (auto bad = ParseTtl(p.ttl, &ttl)) return *bad;
+    const std::string& value = request.body();
+    if (if_none) {  // *: only if absent
+      const bool added = ttl ? cache.add(key, value, *ttl) : cache.add(key, value);
+      return added ? Ok() : PreconditionFailed("the key is present (If-None-Match: *)");
+    }
+    if (!if_match) return Set(cache, key, value, p.ttl);
+    auto cas = [&](std::uint64_t version) {
+      return ttl ? cache.compare_and_set(key, version, value, *ttl)
+                 : cache.compare_and_set(key, version, value);
+    };
+    if (!if_match->any && if_match->versions.size() <= 1) {
+      if (if_match->versions.empty()) return PreconditionFailed("no such version");
+      return cas(if_match->versions.front()) ? Ok()
+                                             : PreconditionFailed("the key is absent or changed");
+    }
+    // * or a list: the version now, then a compare-and-set from it; one that
+    // fails means that another writer got in between: look again.
+    for (;;) {
+      const std::optional<Versioned> now = cache.get_versioned(key);
+      if (!now) return PreconditionFailed("the key is absent");
+      if (!if_match->any && !Listed(*if_match, now->version)) {
+        return PreconditionFailed("the key changed");
+      }
+      if (cas(now->version)) return Ok();
+    }
+  }
+
+  // DELETE.
+  if (!if_match) return cache.erase(key) ? Ok() : NotFound();
+  if (if_match->any) return cache.erase(key) ? Ok() : PreconditionFailed("the key is absent");
+  if (if_match->versions.size() <= 1) {
+    if (if_match->versions.empty()) return PreconditionFailed("no such version");
+    return cache.compare_and_erase(key, if_match->versions.front())
+               ? Ok()
+               : PreconditionFailed("the key is absent or changed");
+  }
+  for (;;) {
+    const std::optional<Versioned> now = cache.get_versioned(key);
+    if (!now) return PreconditionFailed("the key is absent");
+    if (!Listed(*if_match, now->version)) return PreconditionFailed("the key changed");
+    if (cache.compare_and_erase(key, now->version)) return Ok();
+  }
+}
+
+HttpResponse BatchGet(Cache& cache, std::string_view body) {
+  std::vector<std::string> keys;
+  if (auto refused = ParseBatchKeys(body, &keys)) return Text(refused->status, refused->why + "\n");
+  // Read in slices, so that what is held while reading stays near the
+  // answer's bound, kMaxBatchAnswerBytes, whatever the values' sizes.
+  constexpr std::size_t kSlice = 16;
+  nlohmann::json answer = nlohmann::json::array();
+  std::size_t bytes = 0;
+  std::vector<std::string> slice;
+  for (std::size_t i = 0; i < keys.size(); i += kSlice) {
+    const std::size_t end = std::min(keys.size(), i + kSlice);
+    slice.assign(std::make_move_iterator(keys.begin() + static_cast<std::ptrdiff_t>(i)),
+                 std::make_move_iterator(keys.begin() + static_cast<std::ptrdiff_t>(end)));
+    const std::vector<std::optional<std::string>> values = cache.get_many(slice);
+    for (std::size_t k = 0; k < slice.size(); ++k) {
+      bytes += slice[k].size() + (values[k] ? values[k]->size() : 0);
+      if (bytes > kMaxBatchAnswerBytes) {
+        return Text(413, "batch answer over " + std::to_string(kMaxBatchAnswerBytes) +
+                             " bytes of keys and values: ask for fewer keys\n");
+      }
+      answer.push_back(BatchResult(slice[k], values[k]));
+    }
+  }
+  return Json(answer);
+}
+
+HttpResponse BatchSet(Cache& cache, std::string_view body, const Params& p) {
+  std::optional<std::chrono::milliseconds> ttl;  // ?ttl=: for the items without their own
+  if (auto bad = ParseTtl(p.ttl, &ttl)) return *bad;
+  if (ttl && ttl->count() <= 0) return BadRequest("bad ttl: it must be over 0");
+  std::vector<BatchItem> items;
+  if (auto refused = ParseBatchItems(body, &items)) {
+    return Text(refused->status, refused->why + "\n");
+  }
+  // In order, one set_many() per run of items with the same ttl.
+  std::vector<std::pair<std::string, std::string>> run;
+  std::size_t i = 0;
+  while (i < items.size()) {
+    const std::optional<std::chrono::milliseconds> t = items[i].ttl ? items[i].ttl : ttl;
+    run.clear();
+    for (; i < items.size() && (items[i].ttl ? items[i].ttl : ttl) == t; ++i) {
+      run.emplace_back(std::move(items[i].key), std::move(items[i].value));
+    }
+    if (t) {
+      cache.set_many(run, *t);
+    } else {
+      cache.set_many(run);
+    }
+  }
+  return Json({{"stored", items.size()}});
+}
+
+}  // namespace
+
 HttpResponse HttpHandler::Run(const Route& route, const HttpRequest& request) const {
   Params p;
   if (auto bad = ParseParams(route.url, p)) return BadRequest(*bad);
@@ -633,24 +898,23 @@ HttpResponse HttpHandler::Run(const Route& route, const HttpRequest& request) co
       if (auto bad = CheckKey(p.key)) return *bad;
       return Text(200, cache_.contains(*p.key) ? "true" : "false");
     }
-    case Endpoint::kKey: {
-      // The rest of the path after "/keys/", percent-decoded ('+' literal).
-      const std::string_view encoded = route.url.encoded_path().substr(kKeysPrefix.size());
-      urls::result<urls::pct_string_view> pct = urls::make_pct_string_view(encoded);
-      if (!pct) return BadRequest("malformed key in path");
-      const std::optional<std::string> key = pct->decode();
-      if (auto bad = CheckKey(key)) return *bad;
-      switch (request.method()) {
-        case http::verb::put:
-          return Set(cache_, *key, request.body(), p.ttl);
-        case http::verb::delete_:
-          return cache_.erase(*key) ? Ok() : NotFound();
-        default: {
-          std::optional<std::string> v = cache_.get(*key);
-          return v ? Value(std::move(*v)) : NotFound();
-        }
+    case Endpoint::kKey:
+    case Endpoint::kIncrement:
+    case Endpoint::kTtl:
+    case Endpoint::kTouch:
+    case Endpoint::kPersist: {
+      std::size_t suffix = 0;
+      for (const KeyOperation& op : kKeyOperations) {
+        if (op.endpoint == route.endpoint) suffix = op.suffix.size();
       }
+      const std::optional<std::string> key = KeyOfPath(route.url, suffix);
+      if (!key) return BadRequest("malformed key in path");
+      return RunKey(cache_, route, request, p, *key);
     }
+    case Endpoint::kBatchGet:
+      return BatchGet(cache_, request.body());
+    case Endpoint::kBatchSet:
+      return BatchSet(cache_, request.body(), p);
     case Endpoint::kKeys: {
       if (request.method() == http::verb::delete_) {
         cache_.purge();

@@ -15,6 +15,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/url/url_view.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,16 +51,22 @@ struct HttpResponse {
 
 // The endpoints of docs/rest.md.
 enum class Endpoint {
-  kGet,       // GET /get?key=
-  kSet,       // GET /set?key=&value=[&ttl=]
-  kPop,       // GET /pop?key=
-  kDelete,    // GET /delete?key=
-  kContains,  // GET /contains?key=
-  kKey,       // GET | PUT | DELETE /keys/{key}
-  kKeys,      // GET /keys?prefix=&limit=, DELETE /keys (purge)
-  kStats,     // GET /stats
-  kHealth,    // GET /health
-  kPurge,     // POST /purge
+  kGet,        // GET /get?key=
+  kSet,        // GET /set?key=&value=[&ttl=]
+  kPop,        // GET /pop?key=
+  kDelete,     // GET /delete?key=
+  kContains,   // GET /contains?key=
+  kKey,        // GET | HEAD | PUT | DELETE /keys/{key}, with If-Match / If-None-Match
+  kIncrement,  // POST /keys/{key}/increment?by=&initial=&ttl=
+  kTtl,        // GET /keys/{key}/ttl
+  kTouch,      // POST /keys/{key}/touch?ttl=
+  kPersist,    // POST /keys/{key}/persist
+  kBatchGet,   // POST /batch/get (application/json)
+  kBatchSet,   // POST /batch/set[?ttl=] (application/json)
+  kKeys,       // GET /keys?prefix=&limit=, DELETE /keys (purge)
+  kStats,      // GET /stats
+  kHealth,     // GET /health
+  kPurge,      // POST /purge
 };
 
 // A request whose header was accepted: its endpoint, its parsed target and
@@ -69,6 +76,9 @@ struct Route {
   Endpoint endpoint;
   boost::urls::url_view url;
   std::string_view cors_origin{};
+  // The largest body this endpoint takes (the connection refuses a larger
+  // one with 413 before reading it); SIZE_MAX = the server's max_body_bytes.
+  std::size_t max_body_bytes = SIZE_MAX;
 };
 
 // Who may drive the cache (docs/rest.md, "Browsers and other web pages").
@@ -105,16 +115,19 @@ class HttpHandler {
   // not allowed), 403 for an Origin not allowed or, without an allowed
   // Origin, Sec-Fetch-Site: cross-site; the answer to a CORS preflight (200);
   // 401 without the token; 400 for a target that is not an origin-form URI,
-  // 404 unknown path, 405 method not allowed there.
+  // 404 unknown path, 405 method not allowed there, 415 for a batch whose
+  // Content-Type is not application/json.
   std::variant<Route, HttpResponse> RouteOf(const HttpRequestHeader& header) const;
 
   // Step 2: runs the request on the cache. 400 for a missing or malformed
-  // parameter; if the cache throws Error, the status of its code (StatusOf:
-  // 400 for an invalid key or ttl, 413 for a key or value over the cache's
-  // limits, 507 for a full disk, ...) with a "Lilcache-Error: <code>" field;
-  // the body is the message without file paths (a 5xx's prefixed "cache
-  // error: ", and its whole message in detail, for the log). Another
-  // exception is a 500.
+  // parameter (a malformed If-Match or batch body included); 412 when the
+  // condition of If-Match or If-None-Match does not hold; 409 (with
+  // Lilcache-Error: invalid_argument) for an increment of a value that is
+  // no integer; 413 for a batch over its limits (http_limits.h); if the cache throws Error, the
+  // status of its code (StatusOf: 400 for an invalid key or ttl, 413 for a key or value over the
+  // cache's limits, 507 for a full disk, ...) with a "Lilcache-Error: <code>" field; the body is
+  // the message without file paths (a 5xx's prefixed "cache error: ", and its whole message in
+  // detail, for the log). Another exception is a 500.
   HttpResponse Execute(const Route& route, const HttpRequest& request) const;
 
   // Both steps.

@@ -25,6 +25,17 @@ namespace lilcache {
 // are bounded per connection already (max_connections of them at most).
 inline constexpr std::size_t kUnchargedBytes = 64 * 1024;
 
+// Batches (POST /batch/get and /batch/set, docs/rest.md "Batches"): items in
+// one request (413 over it), the body of one request (413 over it, from its
+// Content-Length before it is read, or as a chunked body grows), and the
+// bytes of values one /batch/get answer may carry (413 over it: ask for fewer
+// keys). So a batch holds at most about 16 MiB of body or values (the JSON of
+// an answer up to 6 times that for values full of control characters), never
+// the cache's 64 MiB per value times the items.
+inline constexpr std::size_t kMaxBatchItems = 1000;
+inline constexpr std::size_t kMaxBatchBodyBytes = 16 * 1024 * 1024;
+inline constexpr std::size_t kMaxBatchAnswerBytes = 16 * 1024 * 1024;
+
 // A budget of bytes shared by every connection of a server (any thread).
 class MemoryBudget {
  public:

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -215,6 +216,59 @@ TEST_CASE("two servers in two processes and library users share one cache") {
   CHECK(Fetch(a.port(), "GET", "/pop?key=y").body == "2");
   CHECK(Fetch(b.port(), "GET", "/pop?key=y").status == 404);
   CHECK(nlohmann::json::parse(Fetch(a.port(), "GET", "/stats").body)["processes"] >= 3);
+}
+
+TEST_CASE("through two lilcache serve processes racing adds and If-Match PUTs have one winner") {
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root;
+  Children children;
+  Served a(children, root.path(), {"--threads", "2"}, "shared");
+  Served b(children, root.path(), {"--threads", "2"}, "shared");
+  Cache lib = Cache::open("shared", {.root = root.path()});
+  constexpr int kThreads = 6, kKeys = 20, kIncrements = 50;
+  // Each thread sends to one of the two servers, every key's requests at once.
+  std::atomic<int> add_wins[kKeys] = {}, cas_wins[kKeys] = {};
+  std::atomic<int> unexpected{0};
+  for (int k = 0; k < kKeys; ++k) lib.set("cas" + std::to_string(k), "base");
+  std::vector<std::string> etags;
+  for (int k = 0; k < kKeys; ++k) {
+    etags.push_back("\"" + std::to_string(lib.get_versioned("cas" + std::to_string(k))->version) +
+                    "\"");
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    const std::uint16_t port = t % 2 == 0 ? a.port() : b.port();
+    threads.emplace_back([&, t, port] {
+      const std::string mine = "t" + std::to_string(t);
+      for (int k = 0; k < kKeys; ++k) {
+        const std::string n = std::to_string(k);
+        const HttpReply add = Fetch(port, "PUT", "/keys/add" + n, mine, "If-None-Match: *\r\n");
+        if (add.status == 200) {
+          ++add_wins[k];
+        } else if (add.status != 412) {
+          ++unexpected;
+        }
+        const HttpReply cas =
+            Fetch(port, "PUT", "/keys/cas" + n, mine, "If-Match: " + etags[k] + "\r\n");
+        if (cas.status == 200) {
+          ++cas_wins[k];
+        } else if (cas.status != 412) {
+          ++unexpected;
+        }
+      }
+      for (int i = 0; i < kIncrements; ++i) {
+        if (Fetch(port, "POST", "/keys/count/increment").status != 200) ++unexpected;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(unexpected == 0);
+  for (int k = 0; k < kKeys; ++k) {
+    CAPTURE(k);
+    CHECK(add_wins[k] == 1);
+    CHECK(cas_wins[k] == 1);
+  }
+  CHECK(lib.get("count") == std::to_string(kThreads * kIncrements));
 }
 
 TEST_CASE("--token and $LILCACHE_TOKEN make lilcache serve require the bearer token") {

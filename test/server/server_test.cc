@@ -467,7 +467,7 @@ TEST_CASE("an unknown path is 404; a wrong method is 405 with Allow") {
   CHECK(post_get.status == 405);
   CHECK(post_get.header("allow") == "GET");
   CHECK(Fetch(s.port(), "PUT", "/keys", "x").header("allow") == "GET, DELETE");
-  CHECK(Fetch(s.port(), "POST", "/keys/k", "x").header("allow") == "GET, PUT, DELETE");
+  CHECK(Fetch(s.port(), "POST", "/keys/k", "x").header("allow") == "GET, HEAD, PUT, DELETE");
   CHECK(Fetch(s.port(), "DELETE", "/stats").status == 405);
   CHECK(Fetch(s.port(), "BREW", "/health").status == 405);
 }
