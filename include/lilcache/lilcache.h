@@ -460,9 +460,11 @@ class Cache {
                                          std::int64_t initial = 0);
   LILCACHE_EXPORT std::int64_t increment(std::string_view key, std::int64_t delta,
                                          std::int64_t initial, std::chrono::milliseconds ttl);
-  // increment(key, -delta, initial); delta = INT64_MIN throws (limit).
+  // increment(key, -delta, initial[, ttl]); delta = INT64_MIN throws (limit).
   LILCACHE_EXPORT std::int64_t decrement(std::string_view key, std::int64_t delta = 1,
                                          std::int64_t initial = 0);
+  LILCACHE_EXPORT std::int64_t decrement(std::string_view key, std::int64_t delta,
+                                         std::int64_t initial, std::chrono::milliseconds ttl);
 
   // The value of key and its version, or nullopt if absent. For a
   // read-modify-write loop with compare_and_set().

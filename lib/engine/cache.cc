@@ -46,12 +46,21 @@ std::int64_t Cache::increment(std::string_view key, std::int64_t delta, std::int
                               std::chrono::milliseconds ttl) {
   return Checked(impl_).Increment(key, delta, initial, TtlMs(ttl));
 }
-std::int64_t Cache::decrement(std::string_view key, std::int64_t delta, std::int64_t initial) {
+// -delta; throws for INT64_MIN, whose negation is not an int64.
+static std::int64_t Negated(std::int64_t delta) {
   if (delta == INT64_MIN) {
     throw Error(ErrorCode::limit, "cannot decrement by " + std::to_string(delta) +
                                       ": its negation overflows an int64");
   }
-  return Checked(impl_).Increment(key, -delta, initial, 0);
+  return -delta;
+}
+
+std::int64_t Cache::decrement(std::string_view key, std::int64_t delta, std::int64_t initial) {
+  return Checked(impl_).Increment(key, Negated(delta), initial, 0);
+}
+std::int64_t Cache::decrement(std::string_view key, std::int64_t delta, std::int64_t initial,
+                              std::chrono::milliseconds ttl) {
+  return Checked(impl_).Increment(key, Negated(delta), initial, TtlMs(ttl));
 }
 
 std::optional<Versioned> Cache::get_versioned(std::string_view key) {

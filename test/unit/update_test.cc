@@ -91,6 +91,8 @@ TEST_CASE("increment counts from initial, stores decimal text and keeps the expi
   CHECK(c.get("n") == "-8");
   CHECK(c.increment("m", 5, 100) == 105);
   CHECK(c.decrement("d") == -1);
+  CHECK(c.decrement("dt", 2, 10, milliseconds(500)) == 8);
+  CHECK(c.ttl("dt") == milliseconds(500));
   c.set("s", "7");
   CHECK(c.increment("s") == 8);
   // The ttl applies when the increment creates the key; later ones keep it.

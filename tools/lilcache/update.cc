@@ -63,16 +63,8 @@ int Increment(const CliContext& cx, const UpdateArgs& a, int sign) {
   std::int64_t result = 0;
   if (sign > 0) {
     result = ttl ? cache.increment(a.key, by, initial, *ttl) : cache.increment(a.key, by, initial);
-  } else if (!ttl) {
-    result = cache.decrement(a.key, by, initial);
   } else {
-    // decrement() has no ttl; negate as it does.
-    if (by == INT64_MIN) {
-      throw lilcache::Error(
-          lilcache::ErrorCode::limit,
-          "cannot decrement by " + std::to_string(by) + ": its negation overflows an int64");
-    }
-    result = cache.increment(a.key, -by, initial, *ttl);
+    result = ttl ? cache.decrement(a.key, by, initial, *ttl) : cache.decrement(a.key, by, initial);
   }
   WriteStdout(std::to_string(result) + "\n");
   return kExitOk;
