@@ -75,6 +75,46 @@ lin::Op pop(const std::string& k, std::uint64_t v, std::uint64_t a, std::uint64_
 lin::Op purge(std::uint64_t a, std::uint64_t b, std::uint32_t p = 0) {
   return op(lin::Kind::kPurge, "", 0, a, b, p);
 }
+lin::Op add(const std::string& k, std::uint64_t v, bool ok, std::uint64_t a, std::uint64_t b,
+            std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kAdd, k, v, a, b, p);
+  o.ok = ok;
+  return o;
+}
+// increment(k, delta) from 0 returned `result`; result nullopt: it threw (not an integer).
+lin::Op incr(const std::string& k, std::int64_t delta, std::optional<std::int64_t> result,
+             std::uint64_t a, std::uint64_t b, std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kIncrement, k, result ? lin::IntValue(*result) : 0, a, b, p);
+  o.delta = delta;
+  o.ok = result.has_value();
+  return o;
+}
+lin::Op getv(const std::string& k, std::uint64_t v, std::uint64_t version, std::uint64_t a,
+             std::uint64_t b, std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kGetVersioned, k, v, a, b, p);
+  o.version = version;
+  return o;
+}
+lin::Op cas(const std::string& k, std::uint64_t version, std::uint64_t v, bool ok, std::uint64_t a,
+            std::uint64_t b, std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kCompareAndSet, k, v, a, b, p);
+  o.version = version;
+  o.ok = ok;
+  return o;
+}
+lin::Op cae(const std::string& k, std::uint64_t version, bool ok, std::uint64_t a, std::uint64_t b,
+            std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kCompareAndErase, k, 0, a, b, p);
+  o.version = version;
+  o.ok = ok;
+  return o;
+}
+lin::Op touch(const std::string& k, bool ok, std::uint64_t a, std::uint64_t b,
+              std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kTouch, k, 0, a, b, p);
+  o.ok = ok;
+  return o;
+}
 lin::Op died(lin::Op o, std::uint64_t complete = lin::kNever) {
   o.returned = false;
   o.complete = complete;
@@ -203,6 +243,117 @@ TEST_CASE("checker: many concurrent operations are checked without blowing up") 
   }
   CHECK_FALSE(lin::CheckRegister(h, {}, &states, &gave_up));
   CHECK_FALSE(gave_up);
+}
+
+TEST_CASE("checker: add stores only into an absent key and one of racing adds wins") {
+  using lin::kNone;
+  CHECK(linearizable({add("k", 1, true, 0, 1), get("k", 1, 2, 3), add("k", 2, false, 4, 5)}));
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), add("k", 2, true, 2, 3)}));      // over a value
+  CHECK_FALSE(linearizable({add("k", 1, false, 0, 1)}));                        // nothing was there
+  CHECK_FALSE(linearizable({add("k", 1, true, 0, 1), get("k", kNone, 2, 3)}));  // lost
+  // Two racing adds: exactly one is true, and its value is the one left.
+  CHECK(linearizable({add("k", 1, true, 0, 10), add("k", 2, false, 0, 10), get("k", 1, 11, 12)}));
+  CHECK_FALSE(linearizable({add("k", 1, true, 0, 10), add("k", 2, true, 0, 10)}));
+  CHECK_FALSE(
+      linearizable({add("k", 1, false, 0, 10), add("k", 2, false, 0, 10), get("k", 1, 11, 12)}));
+  CHECK_FALSE(
+      linearizable({add("k", 1, true, 0, 10), add("k", 2, false, 0, 10), get("k", 2, 11, 12)}));
+  // After a pop the key is absent again.
+  CHECK(linearizable({add("k", 1, true, 0, 1), pop("k", 1, 2, 3), add("k", 2, true, 4, 5)}));
+  // A killed add may have won, or not.
+  lin::Op killed = died(add("k", 1, true, 0, 0));
+  CHECK(linearizable({killed, add("k", 2, true, 5, 6)}));
+  CHECK(linearizable({killed, add("k", 2, false, 5, 6), get("k", 1, 7, 8)}));
+  CHECK_FALSE(linearizable({killed, add("k", 2, false, 5, 6), get("k", kNone, 7, 8)}));
+}
+
+TEST_CASE("checker: increments add up without skipping or repeating a value") {
+  using lin::IntValue;
+  CHECK(linearizable({incr("k", 1, 1, 0, 1), incr("k", 1, 2, 2, 3), get("k", IntValue(2), 4, 5)}));
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), incr("k", 1, 3, 2, 3)}));  // skips 2
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), incr("k", 1, 1, 2, 3)}));  // lost update
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), get("k", IntValue(0), 2, 3)}));
+  // Racing increments return distinct values, in any order.
+  CHECK(linearizable({incr("k", 1, 2, 0, 10), incr("k", 1, 1, 0, 10), incr("k", 5, 7, 0, 10)}));
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 10), incr("k", 1, 1, 0, 10)}));
+  // Over a set integer; negative deltas; the sum of all deltas is left.
+  CHECK(linearizable({set("k", IntValue(40), 0, 1), incr("k", 2, 42, 2, 3),
+                      incr("k", -50, -8, 4, 5), get("k", IntValue(-8), 6, 7)}));
+  // A value that is not an integer: the increment throws and changes nothing.
+  CHECK(linearizable({set("k", 7, 0, 1), incr("k", 1, std::nullopt, 2, 3), get("k", 7, 4, 5)}));
+  CHECK_FALSE(linearizable({set("k", IntValue(7), 0, 1), incr("k", 1, std::nullopt, 2, 3)}));
+  CHECK_FALSE(linearizable({set("k", 7, 0, 1), incr("k", 1, 1, 2, 3)}));
+  // An absent key starts at `initial`.
+  lin::Op from_10 = incr("k", 1, 11, 0, 1);
+  from_10.initial = 10;
+  CHECK(linearizable({from_10}));
+  // A killed increment may have counted (its value is then seen), or not.
+  lin::Op killed = died(incr("k", 1, 0, 2, 0));
+  CHECK(linearizable({incr("k", 1, 1, 0, 1), killed, incr("k", 1, 2, 5, 6)}));
+  CHECK(linearizable({incr("k", 1, 1, 0, 1), killed, incr("k", 1, 3, 5, 6)}));
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), killed, incr("k", 1, 4, 5, 6)}));
+}
+
+TEST_CASE("checker: a version names one write and compare_and_set succeeds only on it") {
+  using lin::kNone;
+  // Read-modify-write: the version read is current, the CAS succeeds.
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), cas("k", 77, 2, true, 4, 5), get("k", 2, 6, 7)}));
+  // A write came between: the CAS must fail...
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 3, 4, 5),
+                      cas("k", 77, 2, false, 6, 7), get("k", 3, 8, 9)}));
+  // ...and succeeding is not linearizable, nor is failing without one.
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 3, 4, 5), cas("k", 77, 2, true, 6, 7)}));
+  CHECK_FALSE(
+      linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), cas("k", 77, 2, false, 4, 5)}));
+  // A touch is a write: the old version no longer matches.
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), touch("k", true, 4, 5),
+                            cas("k", 77, 2, true, 6, 7)}));
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), touch("k", true, 4, 5), getv("k", 1, 78, 6, 7)}));
+  // A version belongs to one write, and a write has one version.
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 1, 4, 5), getv("k", 1, 77, 6, 7)}));
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), getv("k", 1, 78, 4, 5)}));
+  // Racing CASes on one version: at most one wins.
+  std::vector<lin::Op> race = {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3)};
+  race.push_back(cas("k", 77, 2, true, 4, 10, 1));
+  race.push_back(cas("k", 77, 3, false, 4, 10, 2));
+  CHECK(linearizable(race));
+  race.back().ok = true;
+  CHECK_FALSE(linearizable(race));
+  // compare_and_erase: as a CAS that leaves none.
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 5, 2, 3), cae("k", 5, true, 4, 5), get("k", kNone, 6, 7)}));
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 5, 2, 3), pop("k", 1, 4, 5), cae("k", 5, true, 6, 7)}));
+  // Nothing to touch: false.
+  CHECK(linearizable({touch("k", false, 0, 1)}));
+  CHECK_FALSE(linearizable({touch("k", true, 0, 1)}));
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), touch("k", false, 2, 3)}));
+  // A killed CAS may have won (its value is seen) or not.
+  lin::Op killed = died(cas("k", 77, 2, true, 4, 0));
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), killed, get("k", 2, 6, 7)}));
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), killed, get("k", 1, 6, 7)}));
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 3, 4, 5), killed, get("k", 2, 6, 7)}));
+}
+
+TEST_CASE("checker: a failing history of the new operations is minimized and printed") {
+  std::vector<lin::Op> h;
+  for (std::uint64_t i = 0; i < 10; ++i) h.push_back(incr("c", 1, i + 1, 10 * i, 10 * i + 5, 1));
+  h.push_back(set("c", 5, 200, 201));
+  h.push_back(getv("c", 5, 9, 202, 203));
+  h.push_back(cas("c", 9, 6, true, 204, 205));
+  h.push_back(add("c", 7, true, 206, 207));  // over a present value
+  lin::Result r = lin::Check(h);
+  REQUIRE_FALSE(r.linearizable);
+  INFO("minimal history:\n", lin::Format(r.minimal));
+  CHECK(r.minimal.size() <= 3);
+  std::string text = lin::Format(r.minimal);
+  CHECK(text.find("add(c, #7) -> true") != std::string::npos);
+  CHECK(lin::Format({incr("c", 1, 3, 0, 1)}).find("increment(c, 1, 0) -> 3") != std::string::npos);
 }
 
 // ---- Histories of the real cache --------------------------------------------
