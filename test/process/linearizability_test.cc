@@ -1,6 +1,16 @@
-// Linearizability: histories of set/get/pop/purge recorded from several
-// processes and threads at once - across compactions and SIGKILLs of
-// workers - are checked against a register per key (linearizability.h).
+// Linearizability: histories of set/get/pop/purge and of the conditional
+// operations (add, increment, get_versioned, compare_and_set,
+// compare_and_erase, touch) recorded from several processes and threads at
+// once - across compactions and SIGKILLs of workers - are checked against a
+// register per key (linearizability.h).
+//
+// Values: a set, add or compare_and_set stores either a self-checking value
+// (make_value; its id is writer << 32 | seq) or the decimal text of that id
+// (so that increments of it succeed; lin::IntValue), half and half; an
+// increment of a value that is not an integer fails (invalid_argument),
+// which the model expects. A compare_and_set or compare_and_erase names the
+// version its thread last read of that key with get_versioned (current or
+// stale by then).
 //
 // One worker of a third of the histories is SIGKILLed mid-history.
 // Each worker process records every operation in a shared anonymous mapping
@@ -27,6 +37,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -368,11 +379,13 @@ constexpr std::uint32_t kMaxOps = 64;
 struct Rec {
   std::uint64_t invoke;
   std::uint64_t complete;  // 0: has not returned
-  std::uint64_t value;     // set: the value's id; get/pop: the result's id (0 = none)
-  std::uint32_t kind;
+  std::uint64_t value;     // lin::Op::value: the id stored or read (0 = none)
+  std::uint64_t version;   // lin::Op::version
+  std::int64_t delta;      // increment
+  std::uint32_t kind;      // lin::Kind
   std::uint32_t key;
   std::uint32_t bad;  // a value read was torn or not the key's
-  std::uint32_t pad;
+  std::uint32_t ok;   // lin::Op::ok
 };
 struct ThreadLog {
   std::uint64_t count;  // records begun
@@ -400,6 +413,18 @@ std::uint64_t id_of(std::uint32_t writer, std::uint64_t seq) {
   return std::uint64_t{writer} << 32 | seq;
 }
 
+// The model's id of a value read from `key`: a decimal int64 is an
+// lin::IntValue, else a make_value's id; nullopt if it is neither (torn, or
+// another key's).
+std::optional<std::uint64_t> decode(const std::string& key, std::string_view v, std::string* why) {
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (!v.empty() && ec == std::errc() && end == v.data() + v.size()) return lin::IntValue(n);
+  auto info = lilcache::test::check_value(key, v, why);
+  if (!info) return std::nullopt;
+  return id_of(info->writer, info->seq);
+}
+
 struct Plan {
   std::uint32_t processes = 3;
   std::uint32_t threads = 2;
@@ -422,21 +447,45 @@ void work(Cache& c, const Plan& plan, std::uint32_t p, std::uint32_t t, ThreadLo
           std::mt19937_64& rng, std::uint32_t from, std::uint32_t to) {
   const std::uint32_t writer = p * kMaxThreads + t + 1;
   const std::uint32_t compact_at = plan.compact && p == 0 && t == 0 ? plan.ops / 2 : ~0u;
+  // The version this thread last read of each key (get_versioned), which its
+  // compare_and_set/erase names.
+  std::map<std::uint32_t, std::uint64_t> versions;
   for (std::uint32_t i = from; i < to; ++i) {
     if (i == compact_at) c.compact();
     Rec& r = log.recs[i];
     std::uint32_t dice = static_cast<std::uint32_t>(rng() % 100);
     r.key = static_cast<std::uint32_t>(rng() % plan.keys);
-    r.kind = dice < 45 ? 0 : dice < 75 ? 1 : dice < 97 ? 2 : 3;
+    lin::Kind kind = dice < 22   ? lin::Kind::kSet
+                     : dice < 37 ? lin::Kind::kGet
+                     : dice < 45 ? lin::Kind::kPop
+                     : dice < 55 ? lin::Kind::kAdd
+                     : dice < 70 ? lin::Kind::kIncrement
+                     : dice < 82 ? lin::Kind::kGetVersioned
+                     : dice < 90 ? lin::Kind::kCompareAndSet
+                     : dice < 94 ? lin::Kind::kCompareAndErase
+                     : dice < 97 ? lin::Kind::kTouch
+                                 : lin::Kind::kPurge;
+    const bool conditional =
+        kind == lin::Kind::kCompareAndSet || kind == lin::Kind::kCompareAndErase;
+    if (conditional && versions.count(r.key) == 0) kind = lin::Kind::kGetVersioned;
+    r.kind = static_cast<std::uint32_t>(kind);
     const std::string key = key_name(r.key);
     std::string value;
-    if (r.kind == 0) {
-      r.value = id_of(writer, i + 1);
-      // Some large values: an operation on them lasts long enough for a kill
-      // to land inside it.
-      std::size_t len = rng() % 3 == 0 ? 8192 + rng() % 65536 : 32 + rng() % 300;
-      value = lilcache::test::make_value(key, writer, i + 1, len);
+    if (kind == lin::Kind::kSet || kind == lin::Kind::kAdd || kind == lin::Kind::kCompareAndSet) {
+      const std::uint64_t id = id_of(writer, i + 1);
+      if (rng() % 2 == 0) {
+        r.value = lin::IntValue(static_cast<std::int64_t>(id));
+        value = std::to_string(id);
+      } else {
+        r.value = id;
+        // Some large values: an operation on them lasts long enough for a
+        // kill to land inside it.
+        std::size_t len = rng() % 3 == 0 ? 8192 + rng() % 65536 : 32 + rng() % 300;
+        value = lilcache::test::make_value(key, writer, i + 1, len);
+      }
     }
+    if (conditional) r.version = versions[r.key];
+    if (kind == lin::Kind::kIncrement) r.delta = 1 + static_cast<std::int64_t>(rng() % 3);
     if (rng() % 4 == 0) {  // spread the threads' operations over each other
       auto until = now_ns() + rng() % 20'000;
       while (now_ns() < until) {
@@ -445,25 +494,53 @@ void work(Cache& c, const Plan& plan, std::uint32_t p, std::uint32_t t, ThreadLo
     r.invoke = now_ns();
     std::atomic_ref<std::uint64_t>(log.count).store(i + 1, std::memory_order_release);
     std::optional<std::string> got;
-    switch (r.kind) {
-      case 0:
+    bool ok = true;
+    switch (kind) {
+      case lin::Kind::kSet:
         c.set(key, value);
         break;
-      case 1:
+      case lin::Kind::kGet:
         got = c.get(key);
         break;
-      case 2:
+      case lin::Kind::kPop:
         got = c.pop(key);
         break;
-      default:
+      case lin::Kind::kPurge:
         c.purge();
         break;
+      case lin::Kind::kAdd:
+        ok = c.add(key, value);
+        break;
+      case lin::Kind::kIncrement:
+        try {
+          r.value = lin::IntValue(c.increment(key, r.delta));
+        } catch (const lilcache::Error& e) {
+          if (e.code() != lilcache::ErrorCode::invalid_argument) throw;
+          ok = false;  // the value is not an integer
+        }
+        break;
+      case lin::Kind::kGetVersioned:
+        if (std::optional<lilcache::Versioned> v = c.get_versioned(key)) {
+          got = std::move(v->value);
+          r.version = v->version;
+          versions[r.key] = v->version;
+        }
+        break;
+      case lin::Kind::kCompareAndSet:
+        ok = c.compare_and_set(key, r.version, value);
+        break;
+      case lin::Kind::kCompareAndErase:
+        ok = c.compare_and_erase(key, r.version);
+        break;
+      case lin::Kind::kTouch:
+        ok = c.touch(key, std::chrono::hours(1));
+        break;
     }
+    r.ok = ok ? 1 : 0;
     if (got) {
       std::string why;
-      auto info = lilcache::test::check_value(key, *got, &why);
-      if (info) {
-        r.value = id_of(info->writer, info->seq);
+      if (std::optional<std::uint64_t> id = decode(key, *got, &why)) {
+        r.value = *id;
       } else {
         r.bad = 1;
         std::fprintf(stderr, "worker %u/%u read a bad value: %s\n", p, t, why.c_str());
@@ -560,12 +637,12 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
       std::optional<std::string> got = c.get(o.key);
       o.complete = now_ns();
       if (got) {
-        auto info = lilcache::test::check_value(o.key, *got, nullptr);
-        if (!info) {
+        std::optional<std::uint64_t> id = decode(o.key, *got, nullptr);
+        if (!id) {
           out.bad_value = true;
           continue;
         }
-        o.value = id_of(info->writer, info->seq);
+        o.value = *id;
       }
       h.push_back(o);
     }
@@ -618,8 +695,11 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
         out.bad_value |= r.bad != 0;
         lin::Op o;
         o.kind = static_cast<lin::Kind>(r.kind);
-        o.key = r.kind == 3 ? "" : key_name(r.key);
+        o.key = o.kind == lin::Kind::kPurge ? "" : key_name(r.key);
         o.value = r.value;
+        o.version = r.version;
+        o.delta = r.delta;
+        o.ok = r.ok != 0;
         o.invoke = r.invoke;
         o.process = p;
         o.thread = t;
@@ -627,7 +707,8 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
           o.complete = r.complete;
         } else {
           ++out.killed_ops;
-          if (o.kind == lin::Kind::kGet) continue;  // no effect either way
+          // A read has no effect either way.
+          if (o.kind == lin::Kind::kGet || o.kind == lin::Kind::kGetVersioned) continue;
           o.returned = false;
           o.complete = strict ? death[p] : lin::kNever;
         }
@@ -649,7 +730,9 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
 }  // namespace
 
 TEST_SUITE("process") {
-  TEST_CASE("histories of set/get/pop/purge from processes and threads are linearizable") {
+  TEST_CASE(
+      "histories of set/get/pop/purge/add/increment/compare_and_set from processes and threads "
+      "are linearizable") {
     const char* env = std::getenv("LILCACHE_LIN_HISTORIES");
     const int histories = env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 300;
     const char* strict_env = std::getenv("LILCACHE_LIN_STRICT");
@@ -696,6 +779,9 @@ TEST_SUITE("process") {
                    ") is not linearizable on key number ", h.result.key.substr(4), " (",
                    h.result.history.size(), " ops); a minimal history that is not:\n",
                    lin::Format(h.result.minimal));
+        if (std::getenv("LILCACHE_LIN_DUMP") != nullptr) {
+          MESSAGE("the whole history of that key:\n", lin::Format(h.result.history));
+        }
       }
     }
     munmap(mem, sizeof(SharedLog));

@@ -247,7 +247,9 @@ std::vector<Op> Minimize(const std::vector<Op>& ops, const Options& options) {
     for (std::size_t j = cur.size(); j-- > 0;) {
       const Op& victim = cur[j];
       if (victim.kind == Kind::kSet ||
-          ((victim.kind == Kind::kAdd || victim.kind == Kind::kCompareAndSet) && victim.ok)) {
+          ((victim.kind == Kind::kAdd || victim.kind == Kind::kCompareAndSet ||
+            victim.kind == Kind::kIncrement) &&
+           victim.ok && victim.returned)) {
         bool observed = false;
         for (const Op& o : cur) {
           if ((o.kind == Kind::kGet || o.kind == Kind::kPop || o.kind == Kind::kGetVersioned) &&

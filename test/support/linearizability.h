@@ -127,9 +127,9 @@ Result Check(const std::vector<Op>& history, const Options& options = {});
 
 // A smallest-found sub-history of a non-linearizable `ops` that is still not
 // linearizable: ops are dropped one at a time while the rest fails, never
-// dropping the write (set, add, compare_and_set) of a value that a remaining
-// read returned (so the result explains itself). 1-minimal: dropping any one more op either makes
-// it linearizable or orphans a value.
+// dropping the write (set, add, compare_and_set, increment) of a value that
+// a remaining read returned (so the result explains itself). 1-minimal:
+// dropping any one more op either makes it linearizable or orphans a value.
 std::vector<Op> Minimize(const std::vector<Op>& ops, const Options& options = {});
 
 // One line per op, in invoke order, times in microseconds from the first
