@@ -1942,6 +1942,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, kMaxSlots));
   app.add_option("--shared-keys", cfg.shared_keys, "shared keys for set/pop")
       ->check(CLI::Range(1u, 100000u));
+  app.add_option("--counter-keys", cfg.counter_keys, "counter keys every thread increments")
+      ->check(CLI::Range(1u, 100000u));
   app.add_option("--root", cfg.root,
                  "directory for the cache and the journals (default: a new "
                  "temporary directory, removed if every check passes)");
