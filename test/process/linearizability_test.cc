@@ -351,6 +351,30 @@ TEST_CASE("checker: a version names one write and compare_and_set succeeds only 
       {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 3, 4, 5), killed, get("k", 2, 6, 7)}));
 }
 
+TEST_CASE("checker: a conditional write overlapping a purge may act on the value it removed") {
+  using lin::IntValue;
+  using lin::kNone;
+  // The documented caveat: the increment read 1 before the purge took
+  // effect, and its result survives it.
+  CHECK(linearizable({set("k", IntValue(1), 0, 1), purge(2, 10), incr("k", 2, 3, 3, 4),
+                      get("k", IntValue(3), 11, 12)}));
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 7, 2, 3), purge(4, 10),
+                      cas("k", 7, 2, true, 5, 6), get("k", 2, 11, 12)}));
+  CHECK(
+      linearizable({set("k", 1, 0, 1), purge(2, 10), touch("k", true, 3, 4), get("k", 1, 11, 12)}));
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), purge(2, 10), add("k", 2, false, 3, 4), get("k", kNone, 11, 12)}));
+  // Not after the purge returned, nor over a write made since.
+  CHECK_FALSE(linearizable({set("k", IntValue(1), 0, 1), purge(2, 10), incr("k", 2, 3, 11, 12)}));
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), purge(2, 10), touch("k", true, 11, 12), get("k", 1, 13, 14)}));
+  CHECK_FALSE(linearizable({set("k", IntValue(1), 0, 1), purge(2, 10), set("k", IntValue(5), 3, 4),
+                            incr("k", 2, 3, 5, 6)}));
+  // Plain reads get no such leeway.
+  CHECK_FALSE(
+      linearizable({set("k", 1, 0, 1), purge(2, 10), get("k", kNone, 3, 4), get("k", 1, 5, 6)}));
+}
+
 TEST_CASE("checker: a failing history of the new operations is minimized and printed") {
   std::vector<lin::Op> h;
   for (std::uint64_t i = 0; i < 10; ++i) h.push_back(incr("c", 1, i + 1, 10 * i, 10 * i + 5, 1));

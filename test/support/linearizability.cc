@@ -17,8 +17,15 @@ struct Reg {
   std::uint64_t value = kNone;
   std::uint32_t writer = 0;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> versions;
+  // The value a purge removed (1 + the purge's index; 0: none), while
+  // nothing has been written since: a conditional write overlapping that
+  // purge may still decide on it (the purge caveat, linearizability.h).
+  std::uint32_t purge = 0;
+  std::uint32_t purged_writer = 0;
+  std::uint64_t purged_value = kNone;
   bool operator==(const Reg& o) const {
-    return value == o.value && writer == o.writer && versions == o.versions;
+    return value == o.value && writer == o.writer && versions == o.versions && purge == o.purge &&
+           purged_writer == o.purged_writer && purged_value == o.purged_value;
   }
 };
 
@@ -31,7 +38,9 @@ struct State {
 
 struct StateHash {
   std::size_t operator()(const State& s) const {
-    std::uint64_t h = (s.reg.value ^ std::uint64_t{s.reg.writer} << 40) * 0x9e3779b97f4a7c15ull;
+    std::uint64_t h = (s.reg.value ^ std::uint64_t{s.reg.writer} << 40 ^
+                       std::uint64_t{s.reg.purge} << 20 ^ s.reg.purged_value) *
+                      0x9e3779b97f4a7c15ull;
     for (std::uint64_t w : s.done) h = (h ^ w) * 0xff51afd7ed558ccdull, h ^= h >> 32;
     for (const auto& [v, w] : s.reg.versions) {
       h = (h ^ v ^ std::uint64_t{w} << 48) * 0xff51afd7ed558ccdull, h ^= h >> 32;
@@ -70,7 +79,63 @@ Reg Stored(const Reg& r, std::uint64_t value, std::uint32_t writer) {
   Reg t = r;
   t.value = value;
   t.writer = value == kNone ? 0 : writer;
+  t.purge = 0;  // a write since the purge: its value is out of reach
+  t.purged_writer = 0;
+  t.purged_value = kNone;
   return t;
+}
+
+bool IsConditional(Kind k) {
+  return k == Kind::kAdd || k == Kind::kIncrement || k == Kind::kCompareAndSet ||
+         k == Kind::kCompareAndErase || k == Kind::kTouch;
+}
+
+bool Overlap(const Op& a, const Op& b) { return a.invoke <= b.complete && b.invoke <= a.complete; }
+
+// The registers a conditional write (the op of index i) may leave when it
+// decides on register `d` (its read) and, if it writes nothing, leaves `r`.
+void Decide(const Op& op, std::uint32_t self, const Reg& d, const Reg& r, std::vector<Reg>& out) {
+  const bool present = d.value != kNone;
+  const bool known = op.returned;
+  switch (op.kind) {
+    case Kind::kAdd:
+      if (!present && (!known || op.ok)) out.push_back(Stored(d, op.value, self));
+      if (present && (!known || !op.ok)) out.push_back(r);
+      break;
+    case Kind::kIncrement: {
+      if (present && !IsInt(d.value)) {  // throws, no effect
+        if (!known || !op.ok) out.push_back(r);
+        break;
+      }
+      std::int64_t base = present ? IntOf(d.value) : op.initial;
+      // Wraps modulo 2^63, as IntValue (no overflow in the tests).
+      std::uint64_t next = IntValue(static_cast<std::int64_t>(
+          static_cast<std::uint64_t>(base) + static_cast<std::uint64_t>(op.delta)));
+      if (!known || (op.ok && op.value == next)) out.push_back(Stored(d, next, self));
+      break;
+    }
+    case Kind::kCompareAndSet:
+    case Kind::kCompareAndErase: {
+      const std::uint64_t stored = op.kind == Kind::kCompareAndSet ? op.value : kNone;
+      Reg t = d;
+      // Succeeds if the version is that of the present write (binding it
+      // if neither was bound yet).
+      if (present && (!known || op.ok) && Observe(t, op.version)) {
+        out.push_back(Stored(t, stored, self));
+      }
+      // Fails unless the version is known to be that of the present write.
+      if ((!known || !op.ok) && !(present && WriterOf(d, op.version) == d.writer)) {
+        out.push_back(r);
+      }
+      break;
+    }
+    case Kind::kTouch:
+      if (present && (!known || op.ok)) out.push_back(Stored(d, d.value, self));
+      if (!present && (!known || !op.ok)) out.push_back(r);
+      break;
+    default:
+      break;
+  }
 }
 
 // The registers op (the op of index i in invoke order) may leave when
@@ -78,8 +143,9 @@ Reg Stored(const Reg& r, std::uint64_t value, std::uint32_t writer) {
 // result differs, a conditional write whose outcome the register
 // contradicts). An op that never returned may have had any outcome the
 // register allows, or no effect at all.
-void Transitions(const Op& op, std::size_t i, const Reg& r, std::vector<Reg>& out) {
+void Transitions(const std::vector<Op>& ops, std::size_t i, const Reg& r, std::vector<Reg>& out) {
   out.clear();
+  const Op& op = ops[i];
   const std::uint32_t self = static_cast<std::uint32_t>(i + 1);
   const bool present = r.value != kNone;
   const bool known = op.returned;
@@ -93,23 +159,15 @@ void Transitions(const Op& op, std::size_t i, const Reg& r, std::vector<Reg>& ou
     case Kind::kPop:
       if (!known || op.value == r.value) out.push_back(Stored(r, kNone, 0));
       break;
-    case Kind::kPurge:
-      out.push_back(Stored(r, kNone, 0));
-      break;
-    case Kind::kAdd:
-      if (!present && (!known || op.ok)) out.push_back(Stored(r, op.value, self));
-      if (present && (!known || !op.ok)) out.push_back(r);
-      break;
-    case Kind::kIncrement: {
-      if (present && !IsInt(r.value)) {  // throws, no effect
-        if (!known || !op.ok) out.push_back(r);
-        return;
+    case Kind::kPurge: {
+      Reg t = r;  // an absent key keeps what an earlier purge removed
+      if (present) {
+        t = Stored(r, kNone, 0);
+        t.purge = self;
+        t.purged_writer = r.writer;
+        t.purged_value = r.value;
       }
-      std::int64_t base = present ? IntOf(r.value) : op.initial;
-      // Wraps modulo 2^63, as IntValue (no overflow in the tests).
-      std::uint64_t next = IntValue(static_cast<std::int64_t>(
-          static_cast<std::uint64_t>(base) + static_cast<std::uint64_t>(op.delta)));
-      if (!known || (op.ok && op.value == next)) out.push_back(Stored(r, next, self));
+      out.push_back(t);
       break;
     }
     case Kind::kGetVersioned: {
@@ -119,24 +177,20 @@ void Transitions(const Op& op, std::size_t i, const Reg& r, std::vector<Reg>& ou
       out.push_back(t);
       return;
     }
-    case Kind::kCompareAndSet:
-    case Kind::kCompareAndErase: {
-      const std::uint64_t stored = op.kind == Kind::kCompareAndSet ? op.value : kNone;
-      Reg t = r;
-      // Succeeds if the version is that of the present write (binding it
-      // if neither was bound yet).
-      if (present && (!known || op.ok) && Observe(t, op.version)) {
-        out.push_back(Stored(t, stored, self));
+    default:
+      Decide(op, self, r, r, out);
+      // The purge caveat: overlapping the purge that removed a value, with
+      // nothing written since, it may have decided on that value.
+      if (IsConditional(op.kind) && r.purge != 0 && Overlap(op, ops[r.purge - 1])) {
+        Reg d = r;
+        d.value = r.purged_value;
+        d.writer = r.purged_writer;
+        std::vector<Reg> more;
+        Decide(op, self, d, r, more);
+        for (Reg& m : more) {
+          if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(std::move(m));
+        }
       }
-      // Fails unless the version is known to be that of the present write.
-      if ((!known || !op.ok) && !(present && WriterOf(r, op.version) == r.writer)) {
-        out.push_back(r);
-      }
-      break;
-    }
-    case Kind::kTouch:
-      if (present && (!known || op.ok)) out.push_back(Stored(r, r.value, self));
-      if (!present && (!known || !op.ok)) out.push_back(r);
       break;
   }
   if (!known && std::find(out.begin(), out.end(), r) == out.end()) {
@@ -173,7 +227,7 @@ class Search {
     std::vector<Reg> next;
     for (std::size_t i = 0; i < ops_.size() && ops_[i].invoke <= min_complete; ++i) {
       if (Done(s, i)) continue;
-      Transitions(ops_[i], i, s.reg, next);
+      Transitions(ops_, i, s.reg, next);
       for (Reg& reg : next) {
         State t;
         t.done = s.done;

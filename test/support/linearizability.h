@@ -35,6 +35,14 @@
 // any point after its invoke) or, stricter, the time its death was seen (a
 // dead process does nothing more).
 //
+// One documented exception (docs/concurrency.md, "Conditional writes"): a
+// conditional write (add, increment, compare_and_set/erase, touch)
+// concurrent with a purge may act on the value from before the purge (it
+// read the value between the purge's draw of its seq and the raise of
+// purge_seq, and its successor survives). The model allows exactly that: a
+// conditional write whose interval overlaps the purge that removed a value,
+// with nothing written to the key since, may decide on that value.
+//
 // Partitioning: a register's operations do not constrain another's, so each
 // key's sub-history is checked on its own; every purge belongs to every
 // key's sub-history (which checks each key's projection of a purge - a
