@@ -296,10 +296,11 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& 
         // Never published; older than cur, so a replay would not revive it
         // either, but an aborted record says so plainly.
         Abort(g, Index::OffsetOf(slot_value), size);
-        // A newer set got there first: ours is linearized just before it.
-        if (!cur.is_tombstone()) return Outcome::kDone;
-        // A newer delete: it observed the value before ours, so ours must
-        // come after it, with a newer seq.
+        // A newer write got there first. It may have observed the value
+        // before ours (a pop or erase, or a conditional write: an increment
+        // computed from it, an add saw the key present), so ours must come
+        // after it, with a newer seq. (Ours may not be linearized just before
+        // it: that write did not see ours.)
         mine = Sequenced(rec);
         slot_value = Index::Pack(hash, Append(g, mine, w));
       }

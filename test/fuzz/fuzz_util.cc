@@ -215,6 +215,87 @@ const IndexFixture& IndexData() {
   return fixture;
 }
 
+namespace {
+
+// increment() of `key`, which holds `value` (not an integer), must throw
+// Error (invalid_argument) and leave it.
+void ExpectNotAnInteger(Cache& cache, const std::string& key, std::string_view value) {
+  bool threw = false;
+  try {
+    std::int64_t n = cache.increment(key);
+    Fail("increment of a value that is not an integer returned " + std::to_string(n));
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::invalid_argument) throw;
+    threw = true;
+  }
+  if (!threw || cache.get(key) != value) Fail("a failed increment changed the value");
+}
+
+// The conditional operations, expiry and batches (the reference model: what
+// the header promises of a key this function alone writes), on keys the
+// fuzz inputs never hold; every key it writes is gone at the end.
+void ExerciseConditional(Cache& cache) {
+  const std::string k = "fuzz-cond-key", counter = "fuzz-counter";
+  if (!cache.add(k, "added")) Fail("add of an absent key returned false");
+  if (cache.add(k, "again")) Fail("add of a present key returned true");
+  std::optional<Versioned> v = cache.get_versioned(k);
+  if (!v || v->value != "added") Fail("get_versioned after add");
+  if (!cache.compare_and_set(k, v->version, "swapped")) Fail("compare_and_set, current version");
+  if (cache.compare_and_set(k, v->version, "stale")) Fail("compare_and_set, stale version");
+  if (cache.compare_and_erase(k, v->version)) Fail("compare_and_erase, stale version");
+  std::optional<Versioned> w = cache.get_versioned(k);
+  if (!w || w->value != "swapped" || w->version == v->version) Fail("get_versioned after a CAS");
+  // Expiry: the Env's clock stands still, so the ttl is exactly the one given.
+  if (!cache.touch(k, std::chrono::hours(1))) Fail("touch of a present key returned false");
+  if (cache.ttl(k) != std::chrono::milliseconds(3'600'000)) Fail("ttl after touch");
+  std::optional<Versioned> touched = cache.get_versioned(k);
+  if (!touched || touched->value != "swapped" || touched->version == w->version) {
+    Fail("touch must keep the value and change the version");
+  }
+  if (!cache.persist(k) || cache.ttl(k) != kNoExpiry) Fail("persist");
+  ExpectNotAnInteger(cache, k, "swapped");
+  std::optional<Versioned> now = cache.get_versioned(k);
+  if (!now || !cache.compare_and_erase(k, now->version)) Fail("compare_and_erase, current version");
+  if (cache.get(k) || cache.ttl(k) || cache.touch(k, std::chrono::hours(1)) || cache.persist(k)) {
+    Fail("a key removed by compare_and_erase is still there");
+  }
+  // Increments: from 0, a sum of deltas, stored as decimal text.
+  if (cache.increment(counter, 5) != 5 || cache.decrement(counter, 7) != -2 ||
+      cache.get(counter) != "-2") {
+    Fail("increment/decrement");
+  }
+  if (cache.increment(counter, INT64_MAX - 1, 0) != INT64_MAX - 3) Fail("increment to near max");
+  bool overflow = false;
+  try {
+    std::int64_t n = cache.increment(counter, 4);
+    Fail("increment past INT64_MAX returned " + std::to_string(n));
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::limit) throw;
+    overflow = true;
+  }
+  if (!overflow || cache.get(counter) != std::to_string(INT64_MAX - 3)) Fail("overflow changed it");
+  // get_or_set: computes an absent key once, then returns it uncomputed.
+  int computed = 0;
+  auto compute = [&] {
+    ++computed;
+    return std::string("computed");
+  };
+  if (cache.get_or_set(k, compute) != "computed" || cache.get_or_set(k, compute) != "computed" ||
+      computed != 1) {
+    Fail("get_or_set computed " + std::to_string(computed) + " times");
+  }
+  // Batches.
+  cache.set_many({{"fuzz-batch-a", "a"}, {"fuzz-batch-b", ""}});
+  std::vector<std::optional<std::string>> got =
+      cache.get_many({"fuzz-batch-a", "fuzz-batch-b", "fuzz-batch-c"});
+  if (got.size() != 3 || got[0] != "a" || got[1] != "" || got[2].has_value()) Fail("get_many");
+  if (cache.erase_many({k, counter, "fuzz-batch-a", "fuzz-batch-b", "fuzz-batch-c"}) != 4) {
+    Fail("erase_many did not remove the 4 keys set");
+  }
+}
+
+}  // namespace
+
 bool Exercise(Cache& cache, const Written* written, const std::vector<std::string>& probe) {
   auto check = [&](std::string_view key, std::string_view value, const char* how) {
     if (written == nullptr) return;
@@ -261,12 +342,31 @@ bool Exercise(Cache& cache, const Written* written, const std::vector<std::strin
     if (cache.get("fuzz-new-key") != "fresh value") Fail("get after set of a new key");
     if (cache.pop("fuzz-new-key") != "fresh value") Fail("pop after set of a new key");
     if (cache.get("fuzz-new-key").has_value()) Fail("get after pop of a new key");
+    ExerciseConditional(cache);
     if (!keys.empty()) {
       cache.set(keys.front(), "overwritten");
       if (cache.get(keys.front()) != "overwritten") {
         Fail("get after set of the existing key \"" + keys.front() + "\"");
       }
       if (consistent) listed[keys.front()] = "overwritten";
+      // A present key that is not an integer: add refuses, increment throws
+      // (invalid_argument) and leaves it, get_or_set returns it uncomputed,
+      // get_many agrees with get.
+      if (cache.add(keys.front(), "added")) Fail("add of a present key returned true");
+      ExpectNotAnInteger(cache, keys.front(), "overwritten");
+      if (cache.get_or_set(keys.front(), [] { return std::string("computed"); }) != "overwritten") {
+        Fail("get_or_set of a present key did not return its value");
+      }
+      std::vector<std::string> batch;
+      for (const std::string& key : all) {
+        if (!key.empty() && key.size() <= kMaxKeyBytes && batch.size() < 8) batch.push_back(key);
+      }
+      batch.push_back(keys.front());
+      std::vector<std::optional<std::string>> many = cache.get_many(batch);
+      if (many.size() != batch.size()) Fail("get_many returned another number of values");
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (many[i] != cache.get(batch[i])) Fail("get_many disagrees with get");
+      }
     }
     // A compaction keeps exactly the live keys (when the scan and the
     // lookups agreed, i.e. the index was consistent).

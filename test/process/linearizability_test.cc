@@ -1,6 +1,16 @@
-// Linearizability: histories of set/get/pop/purge recorded from several
-// processes and threads at once - across compactions and SIGKILLs of
-// workers - are checked against a register per key (linearizability.h).
+// Linearizability: histories of set/get/pop/purge and of the conditional
+// operations (add, increment, get_versioned, compare_and_set,
+// compare_and_erase, touch) recorded from several processes and threads at
+// once - across compactions and SIGKILLs of workers - are checked against a
+// register per key (linearizability.h).
+//
+// Values: a set, add or compare_and_set stores either a self-checking value
+// (make_value; its id is writer << 32 | seq) or the decimal text of that id
+// (so that increments of it succeed; lin::IntValue), half and half; an
+// increment of a value that is not an integer fails (invalid_argument),
+// which the model expects. A compare_and_set or compare_and_erase names the
+// version its thread last read of that key with get_versioned (current or
+// stale by then).
 //
 // One worker of a third of the histories is SIGKILLed mid-history.
 // Each worker process records every operation in a shared anonymous mapping
@@ -27,6 +37,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -74,6 +85,46 @@ lin::Op pop(const std::string& k, std::uint64_t v, std::uint64_t a, std::uint64_
 }
 lin::Op purge(std::uint64_t a, std::uint64_t b, std::uint32_t p = 0) {
   return op(lin::Kind::kPurge, "", 0, a, b, p);
+}
+lin::Op add(const std::string& k, std::uint64_t v, bool ok, std::uint64_t a, std::uint64_t b,
+            std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kAdd, k, v, a, b, p);
+  o.ok = ok;
+  return o;
+}
+// increment(k, delta) from 0 returned `result`; result nullopt: it threw (not an integer).
+lin::Op incr(const std::string& k, std::int64_t delta, std::optional<std::int64_t> result,
+             std::uint64_t a, std::uint64_t b, std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kIncrement, k, result ? lin::IntValue(*result) : 0, a, b, p);
+  o.delta = delta;
+  o.ok = result.has_value();
+  return o;
+}
+lin::Op getv(const std::string& k, std::uint64_t v, std::uint64_t version, std::uint64_t a,
+             std::uint64_t b, std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kGetVersioned, k, v, a, b, p);
+  o.version = version;
+  return o;
+}
+lin::Op cas(const std::string& k, std::uint64_t version, std::uint64_t v, bool ok, std::uint64_t a,
+            std::uint64_t b, std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kCompareAndSet, k, v, a, b, p);
+  o.version = version;
+  o.ok = ok;
+  return o;
+}
+lin::Op cae(const std::string& k, std::uint64_t version, bool ok, std::uint64_t a, std::uint64_t b,
+            std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kCompareAndErase, k, 0, a, b, p);
+  o.version = version;
+  o.ok = ok;
+  return o;
+}
+lin::Op touch(const std::string& k, bool ok, std::uint64_t a, std::uint64_t b,
+              std::uint32_t p = 0) {
+  lin::Op o = op(lin::Kind::kTouch, k, 0, a, b, p);
+  o.ok = ok;
+  return o;
 }
 lin::Op died(lin::Op o, std::uint64_t complete = lin::kNever) {
   o.returned = false;
@@ -205,6 +256,141 @@ TEST_CASE("checker: many concurrent operations are checked without blowing up") 
   CHECK_FALSE(gave_up);
 }
 
+TEST_CASE("checker: add stores only into an absent key and one of racing adds wins") {
+  using lin::kNone;
+  CHECK(linearizable({add("k", 1, true, 0, 1), get("k", 1, 2, 3), add("k", 2, false, 4, 5)}));
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), add("k", 2, true, 2, 3)}));      // over a value
+  CHECK_FALSE(linearizable({add("k", 1, false, 0, 1)}));                        // nothing was there
+  CHECK_FALSE(linearizable({add("k", 1, true, 0, 1), get("k", kNone, 2, 3)}));  // lost
+  // Two racing adds: exactly one is true, and its value is the one left.
+  CHECK(linearizable({add("k", 1, true, 0, 10), add("k", 2, false, 0, 10), get("k", 1, 11, 12)}));
+  CHECK_FALSE(linearizable({add("k", 1, true, 0, 10), add("k", 2, true, 0, 10)}));
+  CHECK_FALSE(
+      linearizable({add("k", 1, false, 0, 10), add("k", 2, false, 0, 10), get("k", 1, 11, 12)}));
+  CHECK_FALSE(
+      linearizable({add("k", 1, true, 0, 10), add("k", 2, false, 0, 10), get("k", 2, 11, 12)}));
+  // After a pop the key is absent again.
+  CHECK(linearizable({add("k", 1, true, 0, 1), pop("k", 1, 2, 3), add("k", 2, true, 4, 5)}));
+  // A killed add may have won, or not.
+  lin::Op killed = died(add("k", 1, true, 0, 0));
+  CHECK(linearizable({killed, add("k", 2, true, 5, 6)}));
+  CHECK(linearizable({killed, add("k", 2, false, 5, 6), get("k", 1, 7, 8)}));
+  CHECK_FALSE(linearizable({killed, add("k", 2, false, 5, 6), get("k", kNone, 7, 8)}));
+}
+
+TEST_CASE("checker: increments add up without skipping or repeating a value") {
+  using lin::IntValue;
+  CHECK(linearizable({incr("k", 1, 1, 0, 1), incr("k", 1, 2, 2, 3), get("k", IntValue(2), 4, 5)}));
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), incr("k", 1, 3, 2, 3)}));  // skips 2
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), incr("k", 1, 1, 2, 3)}));  // lost update
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), get("k", IntValue(0), 2, 3)}));
+  // Racing increments return distinct values, in any order.
+  CHECK(linearizable({incr("k", 1, 2, 0, 10), incr("k", 1, 1, 0, 10), incr("k", 5, 7, 0, 10)}));
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 10), incr("k", 1, 1, 0, 10)}));
+  // Over a set integer; negative deltas; the sum of all deltas is left.
+  CHECK(linearizable({set("k", IntValue(40), 0, 1), incr("k", 2, 42, 2, 3),
+                      incr("k", -50, -8, 4, 5), get("k", IntValue(-8), 6, 7)}));
+  // A value that is not an integer: the increment throws and changes nothing.
+  CHECK(linearizable({set("k", 7, 0, 1), incr("k", 1, std::nullopt, 2, 3), get("k", 7, 4, 5)}));
+  CHECK_FALSE(linearizable({set("k", IntValue(7), 0, 1), incr("k", 1, std::nullopt, 2, 3)}));
+  CHECK_FALSE(linearizable({set("k", 7, 0, 1), incr("k", 1, 1, 2, 3)}));
+  // An absent key starts at `initial`.
+  lin::Op from_10 = incr("k", 1, 11, 0, 1);
+  from_10.initial = 10;
+  CHECK(linearizable({from_10}));
+  // A killed increment may have counted (its value is then seen), or not.
+  lin::Op killed = died(incr("k", 1, 0, 2, 0));
+  CHECK(linearizable({incr("k", 1, 1, 0, 1), killed, incr("k", 1, 2, 5, 6)}));
+  CHECK(linearizable({incr("k", 1, 1, 0, 1), killed, incr("k", 1, 3, 5, 6)}));
+  CHECK_FALSE(linearizable({incr("k", 1, 1, 0, 1), killed, incr("k", 1, 4, 5, 6)}));
+}
+
+TEST_CASE("checker: a version names one write and compare_and_set succeeds only on it") {
+  using lin::kNone;
+  // Read-modify-write: the version read is current, the CAS succeeds.
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), cas("k", 77, 2, true, 4, 5), get("k", 2, 6, 7)}));
+  // A write came between: the CAS must fail...
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 3, 4, 5),
+                      cas("k", 77, 2, false, 6, 7), get("k", 3, 8, 9)}));
+  // ...and succeeding is not linearizable, nor is failing without one.
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 3, 4, 5), cas("k", 77, 2, true, 6, 7)}));
+  CHECK_FALSE(
+      linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), cas("k", 77, 2, false, 4, 5)}));
+  // A touch is a write: the old version no longer matches.
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), touch("k", true, 4, 5),
+                            cas("k", 77, 2, true, 6, 7)}));
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), touch("k", true, 4, 5), getv("k", 1, 78, 6, 7)}));
+  // A version belongs to one write, and a write has one version.
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 1, 4, 5), getv("k", 1, 77, 6, 7)}));
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), getv("k", 1, 78, 4, 5)}));
+  // Racing CASes on one version: at most one wins.
+  std::vector<lin::Op> race = {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3)};
+  race.push_back(cas("k", 77, 2, true, 4, 10, 1));
+  race.push_back(cas("k", 77, 3, false, 4, 10, 2));
+  CHECK(linearizable(race));
+  race.back().ok = true;
+  CHECK_FALSE(linearizable(race));
+  // compare_and_erase: as a CAS that leaves none.
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 5, 2, 3), cae("k", 5, true, 4, 5), get("k", kNone, 6, 7)}));
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 5, 2, 3), pop("k", 1, 4, 5), cae("k", 5, true, 6, 7)}));
+  // Nothing to touch: false.
+  CHECK(linearizable({touch("k", false, 0, 1)}));
+  CHECK_FALSE(linearizable({touch("k", true, 0, 1)}));
+  CHECK_FALSE(linearizable({set("k", 1, 0, 1), touch("k", false, 2, 3)}));
+  // A killed CAS may have won (its value is seen) or not.
+  lin::Op killed = died(cas("k", 77, 2, true, 4, 0));
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), killed, get("k", 2, 6, 7)}));
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), killed, get("k", 1, 6, 7)}));
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), getv("k", 1, 77, 2, 3), set("k", 3, 4, 5), killed, get("k", 2, 6, 7)}));
+}
+
+TEST_CASE("checker: a conditional write overlapping a purge may act on the value it removed") {
+  using lin::IntValue;
+  using lin::kNone;
+  // The documented caveat: the increment read 1 before the purge took
+  // effect, and its result survives it.
+  CHECK(linearizable({set("k", IntValue(1), 0, 1), purge(2, 10), incr("k", 2, 3, 3, 4),
+                      get("k", IntValue(3), 11, 12)}));
+  CHECK(linearizable({set("k", 1, 0, 1), getv("k", 1, 7, 2, 3), purge(4, 10),
+                      cas("k", 7, 2, true, 5, 6), get("k", 2, 11, 12)}));
+  CHECK(
+      linearizable({set("k", 1, 0, 1), purge(2, 10), touch("k", true, 3, 4), get("k", 1, 11, 12)}));
+  CHECK(linearizable(
+      {set("k", 1, 0, 1), purge(2, 10), add("k", 2, false, 3, 4), get("k", kNone, 11, 12)}));
+  // Not after the purge returned, nor over a write made since.
+  CHECK_FALSE(linearizable({set("k", IntValue(1), 0, 1), purge(2, 10), incr("k", 2, 3, 11, 12)}));
+  CHECK_FALSE(linearizable(
+      {set("k", 1, 0, 1), purge(2, 10), touch("k", true, 11, 12), get("k", 1, 13, 14)}));
+  CHECK_FALSE(linearizable({set("k", IntValue(1), 0, 1), purge(2, 10), set("k", IntValue(5), 3, 4),
+                            incr("k", 2, 3, 5, 6)}));
+  // Plain reads get no such leeway.
+  CHECK_FALSE(
+      linearizable({set("k", 1, 0, 1), purge(2, 10), get("k", kNone, 3, 4), get("k", 1, 5, 6)}));
+}
+
+TEST_CASE("checker: a failing history of the new operations is minimized and printed") {
+  std::vector<lin::Op> h;
+  for (std::uint64_t i = 0; i < 10; ++i) h.push_back(incr("c", 1, i + 1, 10 * i, 10 * i + 5, 1));
+  h.push_back(set("c", 5, 200, 201));
+  h.push_back(getv("c", 5, 9, 202, 203));
+  h.push_back(cas("c", 9, 6, true, 204, 205));
+  h.push_back(add("c", 7, true, 206, 207));  // over a present value
+  lin::Result r = lin::Check(h);
+  REQUIRE_FALSE(r.linearizable);
+  INFO("minimal history:\n", lin::Format(r.minimal));
+  CHECK(r.minimal.size() <= 3);
+  std::string text = lin::Format(r.minimal);
+  CHECK(text.find("add(c, #7) -> true") != std::string::npos);
+  CHECK(lin::Format({incr("c", 1, 3, 0, 1)}).find("increment(c, 1, 0) -> 3") != std::string::npos);
+}
+
 // ---- Histories of the real cache --------------------------------------------
 
 namespace {
@@ -217,11 +403,13 @@ constexpr std::uint32_t kMaxOps = 64;
 struct Rec {
   std::uint64_t invoke;
   std::uint64_t complete;  // 0: has not returned
-  std::uint64_t value;     // set: the value's id; get/pop: the result's id (0 = none)
-  std::uint32_t kind;
+  std::uint64_t value;     // lin::Op::value: the id stored or read (0 = none)
+  std::uint64_t version;   // lin::Op::version
+  std::int64_t delta;      // increment
+  std::uint32_t kind;      // lin::Kind
   std::uint32_t key;
   std::uint32_t bad;  // a value read was torn or not the key's
-  std::uint32_t pad;
+  std::uint32_t ok;   // lin::Op::ok
 };
 struct ThreadLog {
   std::uint64_t count;  // records begun
@@ -249,6 +437,18 @@ std::uint64_t id_of(std::uint32_t writer, std::uint64_t seq) {
   return std::uint64_t{writer} << 32 | seq;
 }
 
+// The model's id of a value read from `key`: a decimal int64 is an
+// lin::IntValue, else a make_value's id; nullopt if it is neither (torn, or
+// another key's).
+std::optional<std::uint64_t> decode(const std::string& key, std::string_view v, std::string* why) {
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (!v.empty() && ec == std::errc() && end == v.data() + v.size()) return lin::IntValue(n);
+  auto info = lilcache::test::check_value(key, v, why);
+  if (!info) return std::nullopt;
+  return id_of(info->writer, info->seq);
+}
+
 struct Plan {
   std::uint32_t processes = 3;
   std::uint32_t threads = 2;
@@ -271,21 +471,45 @@ void work(Cache& c, const Plan& plan, std::uint32_t p, std::uint32_t t, ThreadLo
           std::mt19937_64& rng, std::uint32_t from, std::uint32_t to) {
   const std::uint32_t writer = p * kMaxThreads + t + 1;
   const std::uint32_t compact_at = plan.compact && p == 0 && t == 0 ? plan.ops / 2 : ~0u;
+  // The version this thread last read of each key (get_versioned), which its
+  // compare_and_set/erase names.
+  std::map<std::uint32_t, std::uint64_t> versions;
   for (std::uint32_t i = from; i < to; ++i) {
     if (i == compact_at) c.compact();
     Rec& r = log.recs[i];
     std::uint32_t dice = static_cast<std::uint32_t>(rng() % 100);
     r.key = static_cast<std::uint32_t>(rng() % plan.keys);
-    r.kind = dice < 45 ? 0 : dice < 75 ? 1 : dice < 97 ? 2 : 3;
+    lin::Kind kind = dice < 22   ? lin::Kind::kSet
+                     : dice < 37 ? lin::Kind::kGet
+                     : dice < 45 ? lin::Kind::kPop
+                     : dice < 55 ? lin::Kind::kAdd
+                     : dice < 70 ? lin::Kind::kIncrement
+                     : dice < 82 ? lin::Kind::kGetVersioned
+                     : dice < 90 ? lin::Kind::kCompareAndSet
+                     : dice < 94 ? lin::Kind::kCompareAndErase
+                     : dice < 97 ? lin::Kind::kTouch
+                                 : lin::Kind::kPurge;
+    const bool conditional =
+        kind == lin::Kind::kCompareAndSet || kind == lin::Kind::kCompareAndErase;
+    if (conditional && versions.count(r.key) == 0) kind = lin::Kind::kGetVersioned;
+    r.kind = static_cast<std::uint32_t>(kind);
     const std::string key = key_name(r.key);
     std::string value;
-    if (r.kind == 0) {
-      r.value = id_of(writer, i + 1);
-      // Some large values: an operation on them lasts long enough for a kill
-      // to land inside it.
-      std::size_t len = rng() % 3 == 0 ? 8192 + rng() % 65536 : 32 + rng() % 300;
-      value = lilcache::test::make_value(key, writer, i + 1, len);
+    if (kind == lin::Kind::kSet || kind == lin::Kind::kAdd || kind == lin::Kind::kCompareAndSet) {
+      const std::uint64_t id = id_of(writer, i + 1);
+      if (rng() % 2 == 0) {
+        r.value = lin::IntValue(static_cast<std::int64_t>(id));
+        value = std::to_string(id);
+      } else {
+        r.value = id;
+        // Some large values: an operation on them lasts long enough for a
+        // kill to land inside it.
+        std::size_t len = rng() % 3 == 0 ? 8192 + rng() % 65536 : 32 + rng() % 300;
+        value = lilcache::test::make_value(key, writer, i + 1, len);
+      }
     }
+    if (conditional) r.version = versions[r.key];
+    if (kind == lin::Kind::kIncrement) r.delta = 1 + static_cast<std::int64_t>(rng() % 3);
     if (rng() % 4 == 0) {  // spread the threads' operations over each other
       auto until = now_ns() + rng() % 20'000;
       while (now_ns() < until) {
@@ -294,25 +518,53 @@ void work(Cache& c, const Plan& plan, std::uint32_t p, std::uint32_t t, ThreadLo
     r.invoke = now_ns();
     std::atomic_ref<std::uint64_t>(log.count).store(i + 1, std::memory_order_release);
     std::optional<std::string> got;
-    switch (r.kind) {
-      case 0:
+    bool ok = true;
+    switch (kind) {
+      case lin::Kind::kSet:
         c.set(key, value);
         break;
-      case 1:
+      case lin::Kind::kGet:
         got = c.get(key);
         break;
-      case 2:
+      case lin::Kind::kPop:
         got = c.pop(key);
         break;
-      default:
+      case lin::Kind::kPurge:
         c.purge();
         break;
+      case lin::Kind::kAdd:
+        ok = c.add(key, value);
+        break;
+      case lin::Kind::kIncrement:
+        try {
+          r.value = lin::IntValue(c.increment(key, r.delta));
+        } catch (const lilcache::Error& e) {
+          if (e.code() != lilcache::ErrorCode::invalid_argument) throw;
+          ok = false;  // the value is not an integer
+        }
+        break;
+      case lin::Kind::kGetVersioned:
+        if (std::optional<lilcache::Versioned> v = c.get_versioned(key)) {
+          got = std::move(v->value);
+          r.version = v->version;
+          versions[r.key] = v->version;
+        }
+        break;
+      case lin::Kind::kCompareAndSet:
+        ok = c.compare_and_set(key, r.version, value);
+        break;
+      case lin::Kind::kCompareAndErase:
+        ok = c.compare_and_erase(key, r.version);
+        break;
+      case lin::Kind::kTouch:
+        ok = c.touch(key, std::chrono::hours(1));
+        break;
     }
+    r.ok = ok ? 1 : 0;
     if (got) {
       std::string why;
-      auto info = lilcache::test::check_value(key, *got, &why);
-      if (info) {
-        r.value = id_of(info->writer, info->seq);
+      if (std::optional<std::uint64_t> id = decode(key, *got, &why)) {
+        r.value = *id;
       } else {
         r.bad = 1;
         std::fprintf(stderr, "worker %u/%u read a bad value: %s\n", p, t, why.c_str());
@@ -409,12 +661,12 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
       std::optional<std::string> got = c.get(o.key);
       o.complete = now_ns();
       if (got) {
-        auto info = lilcache::test::check_value(o.key, *got, nullptr);
-        if (!info) {
+        std::optional<std::uint64_t> id = decode(o.key, *got, nullptr);
+        if (!id) {
           out.bad_value = true;
           continue;
         }
-        o.value = id_of(info->writer, info->seq);
+        o.value = *id;
       }
       h.push_back(o);
     }
@@ -467,8 +719,11 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
         out.bad_value |= r.bad != 0;
         lin::Op o;
         o.kind = static_cast<lin::Kind>(r.kind);
-        o.key = r.kind == 3 ? "" : key_name(r.key);
+        o.key = o.kind == lin::Kind::kPurge ? "" : key_name(r.key);
         o.value = r.value;
+        o.version = r.version;
+        o.delta = r.delta;
+        o.ok = r.ok != 0;
         o.invoke = r.invoke;
         o.process = p;
         o.thread = t;
@@ -476,7 +731,8 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
           o.complete = r.complete;
         } else {
           ++out.killed_ops;
-          if (o.kind == lin::Kind::kGet) continue;  // no effect either way
+          // A read has no effect either way.
+          if (o.kind == lin::Kind::kGet || o.kind == lin::Kind::kGetVersioned) continue;
           o.returned = false;
           o.complete = strict ? death[p] : lin::kNever;
         }
@@ -498,7 +754,9 @@ HistoryOutcome run_history(const Plan& plan, SharedLog& shared, bool strict) {
 }  // namespace
 
 TEST_SUITE("process") {
-  TEST_CASE("histories of set/get/pop/purge from processes and threads are linearizable") {
+  TEST_CASE(
+      "histories of set/get/pop/purge/add/increment/compare_and_set from processes and threads "
+      "are linearizable") {
     const char* env = std::getenv("LILCACHE_LIN_HISTORIES");
     const int histories = env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 300;
     const char* strict_env = std::getenv("LILCACHE_LIN_STRICT");
@@ -545,6 +803,9 @@ TEST_SUITE("process") {
                    ") is not linearizable on key number ", h.result.key.substr(4), " (",
                    h.result.history.size(), " ops); a minimal history that is not:\n",
                    lin::Format(h.result.minimal));
+        if (std::getenv("LILCACHE_LIN_DUMP") != nullptr) {
+          MESSAGE("the whole history of that key:\n", lin::Format(h.result.history));
+        }
       }
     }
     munmap(mem, sizeof(SharedLog));

@@ -1,6 +1,8 @@
 // lilcache-soak: a bounded soak. P worker processes x T threads run a mixed
-// load (get, set, set with TTL, pop, erase, now and then a purge; periodic
-// snapshots) on one cache with a bounded key space for --seconds; at the same
+// load (get, set, set with TTL, pop, erase, now and then a purge; a tenth of
+// it the operations of issue 14: increment of counter keys, add,
+// get_versioned + compare_and_set, touch, get_or_set, get_many and
+// set_many; periodic snapshots) on one cache with a bounded key space for --seconds; at the same
 // time --rest-servers processes serve the cache over HTTP (lilcache::Server)
 // and a client process with --rest-clients keep-alive connections runs the
 // same mix through them (PUT/GET/DELETE /keys/{key}, GET /pop). This process
@@ -116,22 +118,55 @@ void worker(const Config& cfg, std::uint32_t p) {
         std::string key = "k" + std::to_string(rng() % cfg.keys);
         std::uint64_t dice = rng() % 1000;
         try {
-          if (dice < 500) {
-            std::optional<std::string> v = cache.get(key);
-            if (v && !lilcache::test::check_value(key, *v, nullptr)) {
+          auto check = [&](const std::string& k, const std::optional<std::string>& v) {
+            if (v && !lilcache::test::check_value(k, *v, nullptr)) {
               A(g_shared->bad_values).fetch_add(1);
             }
-          } else if (dice < 800) {
+          };
+          auto value = [&](const std::string& k) {
+            return lilcache::test::make_value(k, writer, ++seq, 32 + rng() % 256);
+          };
+          if (dice < 450) {
+            check(key, cache.get(key));
+          } else if (dice < 720) {
             cache.set(key,
                       lilcache::test::make_value(key, writer, ++seq, 32 + rng() % cfg.max_value));
+          } else if (dice < 770) {
+            cache.set(key, value(key), std::chrono::milliseconds(100 + rng() % 5000));
           } else if (dice < 850) {
-            cache.set(key, lilcache::test::make_value(key, writer, ++seq, 32 + rng() % 256),
-                      std::chrono::milliseconds(100 + rng() % 5000));
-          } else if (dice < 950) {
-            std::optional<std::string> v = cache.pop(key);
-            if (v && !lilcache::test::check_value(key, *v, nullptr)) {
+            check(key, cache.pop(key));
+          } else if (dice < 870) {
+            // Counter keys hold decimal text, which check_value would refuse:
+            // they are never read by the other operations.
+            if (cache.increment("n" + std::to_string(rng() % 8)) <= 0) {
               A(g_shared->bad_values).fetch_add(1);
             }
+          } else if (dice < 885) {
+            if (!cache.add(key, value(key))) check(key, cache.get(key));
+          } else if (dice < 905) {
+            std::optional<lilcache::Versioned> v = cache.get_versioned(key);
+            if (v) {
+              check(key, v->value);
+              if (!cache.compare_and_set(key, v->version, value(key))) check(key, cache.get(key));
+            }
+          } else if (dice < 915) {
+            if (!cache.touch(key, std::chrono::milliseconds(100 + rng() % 5000))) {
+              check(key, cache.get(key));
+            }
+          } else if (dice < 930) {
+            check(key, cache.get_or_set(key, [&] { return value(key); }));
+          } else if (dice < 942) {
+            std::vector<std::string> keys;
+            for (int i = 0; i < 4; ++i) keys.push_back("k" + std::to_string(rng() % cfg.keys));
+            std::vector<std::optional<std::string>> got = cache.get_many(keys);
+            for (std::size_t i = 0; i < got.size(); ++i) check(keys[i], got[i]);
+          } else if (dice < 950) {
+            std::vector<std::pair<std::string, std::string>> items;
+            for (int i = 0; i < 4; ++i) {
+              std::string k = "k" + std::to_string(rng() % cfg.keys);
+              items.emplace_back(k, value(k));
+            }
+            cache.set_many(items);
           } else if (dice < 999 || rng() % 2000 != 0) {
             cache.erase(key);
           } else {

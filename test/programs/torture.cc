@@ -16,7 +16,23 @@
 //    must never show up later (a dead process's write appearing, or its pop
 //    removing a value, after the fact).
 //  * 0 torn values: every value is self-checking (make_value); every read
-//    is checked, live and at the end.
+//    is checked, live and at the end. Counter keys hold decimal integers.
+//  * counters never go backwards: the threads increment counter keys
+//    "c\0<i>" (increment(), or a get_versioned/compare_and_set loop that
+//    adds 1, or add() of "1" when absent) and read them; nothing else writes
+//    them. Between two observations of a counter by one thread with no purge
+//    that may have run in between, the value never decreases, and the
+//    thread's own acknowledged increment is counted (the value it returns
+//    exceeds the one the thread saw before): an increment lost to a
+//    compaction, a recovery or a racing writer's kill shows up.
+//  * the conditional writes of issue 14 on the shared keys (add,
+//    get_versioned + compare_and_set, compare_and_erase, touch, persist,
+//    ttl), get_or_set on keys "g\0<i>" and batches (get_many, set_many,
+//    erase_many) run under the same kills, compactions and audits (an
+//    aborted record, ABORTED in the log, must never be published or
+//    replayed); what they return is checked (values intact, a ttl within
+//    the one given, an erase by compare_and_erase journaled like a pop: a
+//    value is removed at most once, by a pop or a compare_and_erase).
 //  * pop hands out each value at most once: the threads also set and pop
 //    values on shared keys "s\0<i>" and journal every value they pop; no
 //    value is popped twice and no popped value is in the cache at the end.
@@ -61,6 +77,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -115,6 +132,7 @@ struct Config {
   std::uint32_t mass_kill_every = 25;  // every Nth kill kills every worker at once
   std::uint32_t slots = 64;            // own key slots per thread
   std::uint32_t shared_keys = 32;
+  std::uint32_t counter_keys = 8;  // incremented by every thread
   std::string root;
   bool keep = false;
   std::uint64_t seed = 0;
@@ -171,6 +189,21 @@ enum Counter {
   kNoSpaceOutside,
   kGetsWhileFull,
   kSetsWhileFull,
+  kIncrements,
+  kCounterCas,
+  kCounterCasWins,
+  kCounterGets,
+  kAdds,
+  kAddWins,
+  kSharedCas,
+  kSharedCasWins,
+  kSharedCaeWins,
+  kTouches,
+  kTtls,
+  kGetOrSets,
+  kBatchGets,
+  kBatchSets,
+  kBatchErases,
   kNumCounters
 };
 
@@ -321,6 +354,27 @@ std::string own_key(std::uint32_t writer, std::uint32_t slot) {
   return "o" + std::to_string(writer) + std::string("\0", 1) + std::to_string(slot);
 }
 std::string shared_key(std::uint32_t i) { return std::string("s\0", 2) + std::to_string(i); }
+std::string counter_key(std::uint32_t i) { return std::string("c\0", 2) + std::to_string(i); }
+std::string get_or_set_key(std::uint32_t i) { return std::string("g\0", 2) + std::to_string(i); }
+bool is_counter_key(std::string_view k) {
+  return k.size() > 2 && k.substr(0, 2) == std::string_view("c\0", 2);
+}
+
+// The decimal int64 a counter key holds (increment()'s format), or nullopt.
+std::optional<std::int64_t> parse_counter(std::string_view v) {
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || v.empty()) return std::nullopt;
+  return n;
+}
+
+// Any live key's value: a counter's integer, or else an intact make_value.
+bool check_any(std::string_view key, std::string_view v, std::string* why) {
+  if (!is_counter_key(key)) return check_value(key, v, why).has_value();
+  if (parse_counter(v)) return true;
+  *why = "counter key holds \"" + std::string(v.substr(0, 40)) + "\", not an integer";
+  return false;
+}
 
 std::string describe_value(std::string_view key, const std::optional<std::string>& v) {
   if (!v) return "nothing";
@@ -859,12 +913,22 @@ class WorkerThread {
         OwnWrite(OpKind::kPop);
       } else if (dice < 570'000) {
         OwnWrite(OpKind::kErase);
-      } else if (dice < 800'000) {
+      } else if (dice < 760'000) {
         Shared(0);
-      } else if (dice < 930'000) {
+      } else if (dice < 870'000) {
         Shared(1);
-      } else if (dice < 999'950) {
+      } else if (dice < 930'000) {
         Shared(2);
+      } else if (dice < 960'000) {
+        Counter();
+      } else if (dice < 975'000) {
+        SharedConditional();
+      } else if (dice < 985'000) {
+        SharedExpiry();
+      } else if (dice < 992'000) {
+        GetOrSet();
+      } else if (dice < 999'950) {
+        Batch();
       } else if (dice < 999'960) {  // rare: about one per second in all
         Purge();
       } else if (dice < 999'980) {
@@ -876,6 +940,154 @@ class WorkerThread {
       }
     } catch (const lilcache::Error& e) {
       if (!no_space(e)) fail(kOpError, e.what());
+    }
+  }
+
+  // ---- Counters: see the file comment ("counters never go backwards") ----
+  struct CounterSeen {
+    bool valid = false;
+    std::int64_t value = 0;         // the value this thread last saw (0: absent)
+    std::uint64_t done_before = 0;  // purges_done() before that observation began
+  };
+
+  std::int64_t CounterValue(const std::string& key, std::string_view v) {
+    std::optional<std::int64_t> n = parse_counter(v);
+    if (!n)
+      fail(kTorn, "counter " + key.substr(2) + " holds \"" + std::string(v.substr(0, 40)) + "\"");
+    return n.value_or(0);
+  }
+
+  void Counter() {
+    const std::uint32_t i = static_cast<std::uint32_t>(Rand(ctx_.cfg.counter_keys));
+    const std::string key = counter_key(i);
+    const std::uint64_t done_before = purges_done();
+    std::int64_t seen = 0;
+    bool incremented = false;
+    const std::uint64_t dice = Rand(10);
+    if (dice < 5) {
+      seen = ctx_.cache->increment(key, static_cast<std::int64_t>(1 + Rand(3)));
+      incremented = true;
+      count(kIncrements);
+    } else if (dice < 8) {
+      // The read-modify-write loop of the manual, one round.
+      std::optional<lilcache::Versioned> v = ctx_.cache->get_versioned(key);
+      seen = v ? CounterValue(key, v->value) : 0;
+      const std::string next = std::to_string(seen + 1);
+      incremented =
+          v ? ctx_.cache->compare_and_set(key, v->version, next) : ctx_.cache->add(key, next);
+      count(kCounterCas);
+      if (incremented) {
+        ++seen;
+        count(kCounterCasWins);
+      }
+    } else {
+      std::optional<std::string> v = ctx_.cache->get(key);
+      seen = v ? CounterValue(key, *v) : 0;
+      count(kCounterGets);
+    }
+    const std::uint64_t started_after = purges_started();
+    if (counters_seen_.size() <= i) counters_seen_.resize(i + 1);
+    CounterSeen& last = counters_seen_[i];
+    // No purge may have run between the two observations: every purge begun
+    // by now had completed before the previous one began.
+    if (last.valid && started_after == last.done_before &&
+        (incremented ? seen <= last.value : seen < last.value)) {
+      fail(kLost, "counter " + std::to_string(i) + " went from " + std::to_string(last.value) +
+                      " to " + std::to_string(seen) + (incremented ? " by an increment" : "") +
+                      " (writer " + std::to_string(writer_) + ")");
+    }
+    last = {true, seen, done_before};
+  }
+
+  // ---- Conditional writes, expiry and batches on the shared keys ----
+  std::string NewSharedValue(const std::string& key) {
+    std::uint64_t seq = j_->next_seq;
+    A(j_->next_seq).store(seq + 1, std::memory_order_release);
+    return make_value(key, writer_, seq, Length());
+  }
+
+  void SharedConditional() {
+    const std::string key = shared_key(static_cast<std::uint32_t>(Rand(ctx_.cfg.shared_keys)));
+    const std::uint64_t dice = Rand(3);
+    if (dice == 0) {
+      count(kAdds);
+      if (ctx_.cache->add(key, NewSharedValue(key))) count(kAddWins);
+      return;
+    }
+    std::optional<lilcache::Versioned> v = ctx_.cache->get_versioned(key);
+    count(kSharedGets);
+    if (!v) return;
+    Observed(key, v->value, false);
+    if (dice == 1) {
+      count(kSharedCas);
+      if (ctx_.cache->compare_and_set(key, v->version, NewSharedValue(key))) {
+        count(kSharedCasWins);
+      }
+    } else if (ctx_.cache->compare_and_erase(key, v->version)) {
+      // It removed exactly that value: journaled as a pop (at most once).
+      count(kSharedCaeWins);
+      Observed(key, v->value, true);
+    }
+  }
+
+  void SharedExpiry() {
+    const std::string key = shared_key(static_cast<std::uint32_t>(Rand(ctx_.cfg.shared_keys)));
+    constexpr std::chrono::milliseconds kHour(3'600'000);
+    const std::uint64_t dice = Rand(3);
+    if (dice == 0) {
+      // Shared keys are set without a TTL: a touch gives them an hour.
+      if (ctx_.cache->touch(key, kHour)) count(kTouches);
+    } else if (dice == 1) {
+      if (ctx_.cache->persist(key)) count(kTouches);
+    } else {
+      std::optional<std::chrono::milliseconds> left = ctx_.cache->ttl(key);
+      count(kTtls);
+      if (left && *left != lilcache::kNoExpiry && (left->count() < 0 || *left > kHour)) {
+        fail(kWrong, "ttl of a shared key is " + std::to_string(left->count()) +
+                         " ms; only no expiry or at most an hour was ever given");
+      }
+    }
+  }
+
+  void GetOrSet() {
+    const std::string key = get_or_set_key(static_cast<std::uint32_t>(Rand(8)));
+    if (Rand(8) == 0) {
+      if (ctx_.cache->erase(key)) count(kErases);
+      return;
+    }
+    std::string v = ctx_.cache->get_or_set(key, [&] { return NewSharedValue(key); });
+    count(kGetOrSets);
+    std::string why;
+    if (!check_value(key, v, &why)) fail(kTorn, "get_or_set: " + why);
+  }
+
+  void Batch() {
+    const std::uint64_t dice = Rand(3);
+    const std::size_t n = 1 + Rand(8);
+    std::vector<std::string> keys;
+    for (std::size_t k = 0; k < n; ++k) {
+      keys.push_back(shared_key(static_cast<std::uint32_t>(Rand(ctx_.cfg.shared_keys))));
+    }
+    if (dice == 0) {
+      std::vector<std::optional<std::string>> got = ctx_.cache->get_many(keys);
+      count(kBatchGets);
+      if (got.size() != keys.size()) {
+        fail(kWrong, "get_many of " + std::to_string(keys.size()) + " keys returned " +
+                         std::to_string(got.size()));
+        return;
+      }
+      for (std::size_t k = 0; k < n; ++k) {
+        if (got[k]) Observed(keys[k], *got[k], false);
+      }
+    } else if (dice == 1) {
+      std::vector<std::pair<std::string, std::string>> items;
+      for (const std::string& k : keys) items.emplace_back(k, NewSharedValue(k));
+      ctx_.cache->set_many(items);
+      count(kBatchSets);
+      count(kSharedSets, items.size());
+    } else {
+      if (ctx_.cache->erase_many(keys) > keys.size()) fail(kWrong, "erase_many removed too many");
+      count(kBatchErases);
     }
   }
 
@@ -892,7 +1104,7 @@ class WorkerThread {
   void ForEach() {
     ctx_.cache->for_each([&](std::string_view k, std::string_view v) {
       std::string why;
-      if (!check_value(k, v, &why)) fail(kTorn, "for_each: " + why);
+      if (!check_any(k, v, &why)) fail(kTorn, "for_each: " + why);
       return true;
     });
     count(kForEach);
@@ -904,6 +1116,7 @@ class WorkerThread {
   std::mt19937_64 rng_;
   Journal* j_ = nullptr;
   int pops_fd_ = -1;
+  std::vector<CounterSeen> counters_seen_;
 };
 
 lilcache::Options cache_options(const Config& cfg) {
@@ -1580,7 +1793,7 @@ class Supervisor {
         cache->for_each([&](std::string_view k, std::string_view v) {
           ++listed;
           std::string why;
-          if (!check_value(k, v, &why)) fail(kTorn, "final for_each: " + why);
+          if (!check_any(k, v, &why)) fail(kTorn, "final for_each: " + why);
           return true;
         });
         final_stats_ = cache->stats();
@@ -1627,9 +1840,15 @@ class Supervisor {
         ", shared sets " + c(kSharedSets) + ", shared gets " + c(kSharedGets) + ", shared pops " +
         c(kSharedPops) + " hitting " + c(kSharedPopHits) + ", purges " + c(kPurges) +
         ", compact() " + c(kCompactions) + ", snapshot() " + c(kSnapshots) + ", for_each " +
-        c(kForEach) + "); generations " + u(final_stats_.generation) + " (compactions " +
-        u(final_stats_.compactions) + ", snapshots " + u(final_stats_.snapshots) +
-        "); in-doubt ops of killed threads " + c(kResolvedInDoubt) +
+        c(kForEach) + ", increments " + c(kIncrements) + ", counter CAS rounds " + c(kCounterCas) +
+        " winning " + c(kCounterCasWins) + ", counter gets " + c(kCounterGets) + ", adds " +
+        c(kAdds) + " winning " + c(kAddWins) + ", shared CAS " + c(kSharedCas) + " winning " +
+        c(kSharedCasWins) + ", compare_and_erase wins " + c(kSharedCaeWins) +
+        ", touch/persist hits " + c(kTouches) + ", ttl " + c(kTtls) + ", get_or_set " +
+        c(kGetOrSets) + ", get_many " + c(kBatchGets) + ", set_many " + c(kBatchSets) +
+        ", erase_many " + c(kBatchErases) + "); generations " + u(final_stats_.generation) +
+        " (compactions " + u(final_stats_.compactions) + ", snapshots " +
+        u(final_stats_.snapshots) + "); in-doubt ops of killed threads " + c(kResolvedInDoubt) +
         " (with refused writes: took effect " + c(kInDoubtTookEffect) + ", did not " +
         c(kInDoubtDidNot) + "); verified: " + u(own_present + own_absent) + " own slots (" +
         u(own_present) + " present, " + u(own_absent) + " absent, " + u(in_doubt) +
@@ -1722,6 +1941,8 @@ int main(int argc, char** argv) {
   app.add_option("--slots", cfg.slots, "own key slots per thread")
       ->check(CLI::Range(1u, kMaxSlots));
   app.add_option("--shared-keys", cfg.shared_keys, "shared keys for set/pop")
+      ->check(CLI::Range(1u, 100000u));
+  app.add_option("--counter-keys", cfg.counter_keys, "counter keys every thread increments")
       ->check(CLI::Range(1u, 100000u));
   app.add_option("--root", cfg.root,
                  "directory for the cache and the journals (default: a new "

@@ -2,9 +2,28 @@
 // & Gong's search with Lowe's memoization (the algorithm of knossos and
 // porcupine).
 //
-// Model: one register per key. set(v) stores v; get returns the value or
-// none; pop returns the value or none and leaves none (a get and a delete in
-// one atomic step); purge leaves none in every key.
+// Model: one register per key, holding a value (or none) and the write that
+// stored it. set(v) stores v; get returns the value or none; pop returns the
+// value or none and leaves none (a get and a delete in one atomic step);
+// purge leaves none in every key. The conditional operations of issue 14:
+// add(v) stores v only if none (ok = whether it did); increment(delta,
+// initial) adds delta to an integer value (IntValue), starting from initial
+// if none, and returns the new value - or fails (ok = false, no effect) if
+// the value is not an integer; get_versioned returns the value and its
+// version; compare_and_set(version, v) stores v only if the value present
+// was stored by the write with that version (ok = whether it did);
+// compare_and_erase(version) likewise leaves none; touch keeps a present
+// value but is a new write (a new version), ok = whether a value was present.
+//
+// Versions are opaque: the model does not know which version a write gets
+// until an operation observes it. Each write is identified by the operation
+// that made it, and a search state binds versions to those writes as
+// get_versioned results (or a successful compare-and-set) observe them: one
+// version names one write and one write has one version (a partial
+// injective map, part of the state). So a compare_and_set that succeeds
+// with a version bound to an overwritten write, or two that succeed with
+// one version, or a get_versioned that returns a version already bound to
+// another write, are not linearizable.
 //
 // A history is a list of operations, each with its invoke and complete times
 // (CLOCK_MONOTONIC nanoseconds, one clock for all processes on the machine).
@@ -15,6 +34,14 @@
 // not, with any result; its complete time is kNever (it may take effect at
 // any point after its invoke) or, stricter, the time its death was seen (a
 // dead process does nothing more).
+//
+// One documented exception (docs/concurrency.md, "Conditional writes"): a
+// conditional write (add, increment, compare_and_set/erase, touch)
+// concurrent with a purge may act on the value from before the purge (it
+// read the value between the purge's draw of its seq and the raise of
+// purge_seq, and its successor survives). The model allows exactly that: a
+// conditional write whose interval overlaps the purge that removed a value,
+// with nothing written to the key since, may decide on that value.
 //
 // Partitioning: a register's operations do not constrain another's, so each
 // key's sub-history is checked on its own; every purge belongs to every
@@ -28,16 +55,49 @@
 
 namespace lilcache::test::lin {
 
-enum class Kind : std::uint8_t { kSet, kGet, kPop, kPurge };
+enum class Kind : std::uint8_t {
+  kSet,
+  kGet,
+  kPop,
+  kPurge,
+  kAdd,
+  kIncrement,
+  kGetVersioned,
+  kCompareAndSet,
+  kCompareAndErase,
+  kTouch,
+};
 
 inline constexpr std::uint64_t kNone = 0;       // a get/pop that found nothing
 inline constexpr std::uint64_t kNever = ~0ull;  // complete time of an op that never returned
 
+// Integer values (what increment reads and writes) are tagged with bit 63,
+// so that they share one space with the value ids of sets (< 2^63): the
+// decimal text "42" read by a get is IntValue(42). Integers are modelled
+// modulo 2^63 (the tests stay far from overflow, which the model ignores).
+inline constexpr std::uint64_t kIntTag = 1ull << 63;
+inline constexpr std::uint64_t IntValue(std::int64_t n) {
+  return kIntTag | (static_cast<std::uint64_t>(n) & ~kIntTag);
+}
+inline constexpr bool IsInt(std::uint64_t v) { return (v & kIntTag) != 0; }
+inline constexpr std::int64_t IntOf(std::uint64_t v) {
+  // Sign-extends the 63 bits.
+  return static_cast<std::int64_t>(v << 1) >> 1;
+}
+
 struct Op {
   Kind kind = Kind::kGet;
   std::string key;                  // "" for purge
-  std::uint64_t value = 0;          // set: the value stored (ids >= 1); get/pop: the result
-                                    // (kNone: found nothing); ignored if !returned
+  std::uint64_t value = 0;          // set/add/compare_and_set: the value stored (ids >= 1);
+                                    // get/pop/get_versioned: the result (kNone: found
+                                    // nothing); increment: the new value (an IntValue);
+                                    // ignored if !returned
+  std::uint64_t version = 0;        // get_versioned: the version returned (if a value was);
+                                    // compare_and_set/erase: the version it names
+  std::int64_t delta = 0;           // increment
+  std::int64_t initial = 0;         // increment: the start of an absent key
+  bool ok = true;                   // add/compare_and_set/compare_and_erase/touch: the
+                                    // result; increment: false if it threw (not an integer)
   std::uint64_t invoke = 0;         // ns
   std::uint64_t complete = kNever;  // ns, >= invoke, or kNever
   bool returned = true;             // false: its process died first
@@ -75,9 +135,9 @@ Result Check(const std::vector<Op>& history, const Options& options = {});
 
 // A smallest-found sub-history of a non-linearizable `ops` that is still not
 // linearizable: ops are dropped one at a time while the rest fails, never
-// dropping the set of a value that a remaining get or pop returned (so the
-// result explains itself). 1-minimal: dropping any one more op either makes
-// it linearizable or orphans a value.
+// dropping the write (set, add, compare_and_set, increment) of a value that
+// a remaining read returned (so the result explains itself). 1-minimal:
+// dropping any one more op either makes it linearizable or orphans a value.
 std::vector<Op> Minimize(const std::vector<Op>& ops, const Options& options = {});
 
 // One line per op, in invoke order, times in microseconds from the first
