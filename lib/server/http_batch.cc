@@ -82,18 +82,24 @@ int Sextet(char c) {
   return -1;
 }
 
-}  // namespace
-
-std::optional<BatchRefusal> ParseBatchKeys(std::string_view body, std::vector<std::string>* keys) {
-  keys->clear();
-  json list;
+// The body as JSON, bounded (ParseBounded); a refusal if it is not.
+std::optional<BatchRefusal> ParseBody(std::string_view body, json* out) {
   try {
-    list = ParseBounded(body);
+    *out = ParseBounded(body);
   } catch (const Stop& s) {
     return s.refusal;
   } catch (const json::exception& e) {
     return BatchRefusal{400, std::string("malformed JSON: ") + e.what()};
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<BatchRefusal> ParseBatchKeys(std::string_view body, std::vector<std::string>* keys) {
+  keys->clear();
+  json list;
+  if (auto refused = ParseBody(body, &list)) return refused;
   if (!list.is_array()) return BatchRefusal{400, "malformed batch: expected a JSON array of keys"};
   keys->reserve(list.size());
   for (const json& k : list) {
@@ -114,13 +120,7 @@ std::optional<BatchRefusal> ParseBatchKeys(std::string_view body, std::vector<st
 std::optional<BatchRefusal> ParseBatchItems(std::string_view body, std::vector<BatchItem>* items) {
   items->clear();
   json list;
-  try {
-    list = ParseBounded(body);
-  } catch (const Stop& s) {
-    return s.refusal;
-  } catch (const json::exception& e) {
-    return BatchRefusal{400, std::string("malformed JSON: ") + e.what()};
-  }
+  if (auto refused = ParseBody(body, &list)) return refused;
   if (list.is_object()) {  // {"key": "value", ...}
     for (auto& [key, value] : list.items()) {
       if (!value.is_string()) {

@@ -86,11 +86,7 @@ struct NoEnvToken {
   NoEnvToken() { ::unsetenv("LILCACHE_TOKEN"); }
 };
 
-class FakeClockEnv : public lilcache::Env {
- public:
-  std::uint64_t NowMillis() override { return now.load(); }
-  std::atomic<std::uint64_t> now{1'700'000'000'000};
-};
+using lilcache::test::FakeClockEnv;
 
 HttpReply Get(std::uint16_t port, const std::string& target, std::string_view headers = {}) {
   return Fetch(port, "GET", target, {}, headers);

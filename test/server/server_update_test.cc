@@ -68,11 +68,7 @@ class TestServer {
   std::thread thread_;
 };
 
-class FakeClockEnv : public lilcache::Env {
- public:
-  std::uint64_t NowMillis() override { return now.load(); }
-  std::atomic<std::uint64_t> now{1'700'000'000'000};
-};
+using lilcache::test::FakeClockEnv;
 
 constexpr const char* kJsonType = "Content-Type: application/json\r\n";
 

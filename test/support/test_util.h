@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -15,9 +16,17 @@
 #include <string_view>
 #include <vector>
 
+#include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 
 namespace lilcache::test {
+
+// The OS seam with a wall clock the test moves by hand (NowMillis only).
+class FakeClockEnv : public Env {
+ public:
+  std::uint64_t NowMillis() override { return now.load(); }
+  std::atomic<std::uint64_t> now{1'700'000'000'000};
+};
 
 // A T in memory shared (MAP_SHARED | MAP_ANONYMOUS) by the test process and
 // every process forked after its creation: counters and flags the children

@@ -10,14 +10,7 @@ using lilcache::Cache;
 using lilcache::test::TempDir;
 using std::chrono::milliseconds;
 
-namespace {
-// The OS seam with a clock the test moves by hand.
-class FakeClockEnv : public lilcache::Env {
- public:
-  std::uint64_t NowMillis() override { return now.load(); }
-  std::atomic<std::uint64_t> now{1'700'000'000'000};
-};
-}  // namespace
+using lilcache::test::FakeClockEnv;
 
 TEST_CASE("a key with a ttl is visible until it expires, then gone at once") {
   TempDir dir;

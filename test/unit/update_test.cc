@@ -24,13 +24,7 @@ using lilcache::test::FaultEnv;
 using lilcache::test::TempDir;
 using std::chrono::milliseconds;
 
-namespace {
-class FakeClockEnv : public lilcache::Env {
- public:
-  std::uint64_t NowMillis() override { return now.load(); }
-  std::atomic<std::uint64_t> now{1'700'000'000'000};
-};
-}  // namespace
+using lilcache::test::FakeClockEnv;
 
 TEST_CASE("add stores only when the key is absent, expired or purged") {
   TempDir dir;
