@@ -260,7 +260,7 @@ struct Options {
 
   // How long get_or_set() waits for another caller's computation of the same
   // key (in any process) before it throws Error (code busy), e.g. "30s"
-  // (default; at least "1ms"). A waiter whose computing caller dies or throws
+  // (default, also for ""; at least "1ms"). A waiter whose computing caller dies or throws
   // does not wait for this: it takes over the computation at once.
   std::string get_or_set_timeout = "30s";
 

@@ -42,7 +42,7 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
                   "invalid expires \"" + options.expires + "\": must be > 0");
     }
   }
-  {
+  if (!options.get_or_set_timeout.empty()) {  // "" = the default
     std::chrono::milliseconds t;
     try {
       t = parse_duration(options.get_or_set_timeout);

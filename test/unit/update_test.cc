@@ -369,6 +369,8 @@ TEST_CASE("get_or_set gives up after Options::get_or_set_timeout with a busy err
                    ErrorCode::invalid_argument);
   CHECK_ERROR_CODE(Cache::open("t", {.root = dir.path(), .get_or_set_timeout = "soon"}),
                    ErrorCode::invalid_argument);
+  // "" is the default, as for the other options.
+  CHECK(Cache::open("t", {.root = dir.path(), .get_or_set_timeout = ""}).get("k") == "late");
 }
 
 TEST_CASE("get_many set_many and erase_many act like single calls in order") {
