@@ -302,6 +302,33 @@ struct Stats {
   std::uint64_t max_bytes = 0;         // the cache's size limit (Options::max_bytes; 0 = none)
 };
 
+// What a value holds, as its writer said: stored with the value (docs/
+// format.md, "KIND"), so that language bindings keep their types (Python's
+// bytes, str and int round-trip). get() ignores it and returns the bytes;
+// nothing checks a value against its kind.
+enum class ValueKind : std::uint8_t {
+  bytes = 0,       // set(), add(), ... without WriteOptions; the CLI and HTTP writes
+  text = 1,        // UTF-8 text
+  integer = 2,     // the decimal text of an int64: what increment() stores
+  serialized = 3,  // a binding's own encoding of an object (e.g. Python's pickle)
+};
+
+// How a typed write stores its value (set, add, compare_and_set, get_or_set
+// with WriteOptions).
+struct WriteOptions {
+  // Time to live; 0 (default) = Options::expires (or never). Negative: Error
+  // (invalid_argument).
+  std::chrono::milliseconds ttl{0};
+  // What the value holds (default bytes).
+  ValueKind kind = ValueKind::bytes;
+};
+
+// A value and its kind (the typed get_or_set()).
+struct TypedValue {
+  std::string value;
+  ValueKind kind = ValueKind::bytes;
+};
+
 // A value and its version (Cache::get_versioned()). The version is opaque: it
 // identifies one write of the key (set, add, increment, compare_and_set,
 // touch, persist, ...) and changes with every write, compactions excepted.
@@ -309,6 +336,7 @@ struct Stats {
 struct Versioned {
   std::string value;
   std::uint64_t version = 0;
+  ValueKind kind = ValueKind::bytes;  // what its writer stored (ValueKind)
 };
 
 // Cache::ttl() of a key that never expires.
@@ -409,6 +437,8 @@ class Cache {
   // of Options::expires. Also throws Error (invalid_argument) if ttl <= 0.
   LILCACHE_EXPORT void set(std::string_view key, std::string_view value,
                            std::chrono::milliseconds ttl);
+  // As above, with a kind and a ttl (WriteOptions).
+  LILCACHE_EXPORT void set(std::string_view key, std::string_view value, const WriteOptions& w);
 
   // The value of key (a copy), or nullopt if it is absent, expired or purged.
   // Never waits for writers. Throws Error on a key outside the limits, and
@@ -447,14 +477,15 @@ class Cache {
   LILCACHE_EXPORT bool add(std::string_view key, std::string_view value);
   LILCACHE_EXPORT bool add(std::string_view key, std::string_view value,
                            std::chrono::milliseconds ttl);
+  LILCACHE_EXPORT bool add(std::string_view key, std::string_view value, const WriteOptions& w);
 
   // Adds delta to the integer stored under key and returns the new value. A
   // value is an integer when it is the decimal text of an int64 ("42",
   // "-7"; no sign "+", no spaces), and is stored so: get() returns "43". An
   // absent key starts at `initial` (so the first increment(k) returns 1) and
   // then expires after ttl (> 0) or Options::expires; a present key keeps
-  // its expiry. Throws Error (invalid_argument) if the value is not such an
-  // integer, and (limit) if the result would overflow an int64; the key is
+  // its expiry. The value's kind becomes ValueKind::integer. Throws Error (invalid_argument) if the
+  // value is not such an integer, and (limit) if the result would overflow an int64; the key is
   // then unchanged. N concurrent increments of one key by 1 add exactly N.
   LILCACHE_EXPORT std::int64_t increment(std::string_view key, std::int64_t delta = 1,
                                          std::int64_t initial = 0);
@@ -478,12 +509,15 @@ class Cache {
                                        std::string_view value);
   LILCACHE_EXPORT bool compare_and_set(std::string_view key, std::uint64_t version,
                                        std::string_view value, std::chrono::milliseconds ttl);
+  LILCACHE_EXPORT bool compare_and_set(std::string_view key, std::uint64_t version,
+                                       std::string_view value, const WriteOptions& w);
 
   // Removes key only if it is present with this version. Returns whether it did.
   LILCACHE_EXPORT bool compare_and_erase(std::string_view key, std::uint64_t version);
 
   // ---- Expiry of one key ------------------------------------------------------
-  // Gives a present key a new expiry, ttl (> 0) from now, keeping its value.
+  // Gives a present key a new expiry, ttl (> 0) from now, keeping its value
+  // (and kind).
   // Returns false if the key is absent. Rewrites the record (key and value are
   // appended to the log again: the cost of a set() of the same value) and
   // changes its version.
@@ -524,6 +558,12 @@ class Cache {
   LILCACHE_EXPORT std::string get_or_set(std::string_view key,
                                          const std::function<std::string()>& compute,
                                          std::chrono::milliseconds ttl);
+  // The same with kinds: compute says the kind of its value (stored with
+  // WriteOptions::ttl; WriteOptions::kind is not used), and the value
+  // returned, computed or found, comes with its kind.
+  LILCACHE_EXPORT TypedValue get_or_set(std::string_view key,
+                                        const std::function<TypedValue()>& compute,
+                                        const WriteOptions& w);
 
   // ---- Batches ---------------------------------------------------------------
   // As that many get() calls, in order, with one pin of the current

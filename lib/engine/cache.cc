@@ -32,6 +32,42 @@ void Cache::set(std::string_view key, std::string_view value, std::chrono::milli
   Checked(impl_).Set(key, value, TtlMs(ttl));
 }
 
+// WriteOptions::ttl in ms (0: Options::expires); throws if negative.
+static std::uint64_t TtlMs(const WriteOptions& w) {
+  if (w.ttl.count() < 0) {
+    throw Error(ErrorCode::invalid_argument,
+                "invalid ttl: " + std::to_string(w.ttl.count()) + " ms (must be >= 0)");
+  }
+  return static_cast<std::uint64_t>(w.ttl.count());
+}
+
+// ValueKind as the record's KIND; throws on a value outside the enum.
+static std::uint8_t KindOf(const WriteOptions& w) {
+  const auto k = static_cast<std::uint8_t>(w.kind);
+  if (k > static_cast<std::uint8_t>(ValueKind::serialized)) {
+    throw Error(ErrorCode::invalid_argument, "invalid ValueKind " + std::to_string(k));
+  }
+  return k;
+}
+
+void Cache::set(std::string_view key, std::string_view value, const WriteOptions& w) {
+  Checked(impl_).Set(key, value, TtlMs(w), KindOf(w));
+}
+
+bool Cache::add(std::string_view key, std::string_view value, const WriteOptions& w) {
+  return Checked(impl_).Add(key, value, TtlMs(w), KindOf(w));
+}
+
+bool Cache::compare_and_set(std::string_view key, std::uint64_t version, std::string_view value,
+                            const WriteOptions& w) {
+  return Checked(impl_).CompareAndSet(key, version, value, TtlMs(w), KindOf(w));
+}
+
+TypedValue Cache::get_or_set(std::string_view key, const std::function<TypedValue()>& compute,
+                             const WriteOptions& w) {
+  return Checked(impl_).GetOrSet(key, compute, TtlMs(w));
+}
+
 bool Cache::add(std::string_view key, std::string_view value) {
   return Checked(impl_).Add(key, value, 0);
 }
@@ -85,12 +121,17 @@ std::optional<std::chrono::milliseconds> Cache::ttl(std::string_view key) {
   return Checked(impl_).Ttl(key);
 }
 
+// The untyped compute as a typed one (its values are bytes).
+static std::function<TypedValue()> AsBytes(const std::function<std::string()>& compute) {
+  return [&compute] { return TypedValue{compute(), ValueKind::bytes}; };
+}
+
 std::string Cache::get_or_set(std::string_view key, const std::function<std::string()>& compute) {
-  return Checked(impl_).GetOrSet(key, compute, 0);
+  return Checked(impl_).GetOrSet(key, AsBytes(compute), 0).value;
 }
 std::string Cache::get_or_set(std::string_view key, const std::function<std::string()>& compute,
                               std::chrono::milliseconds ttl) {
-  return Checked(impl_).GetOrSet(key, compute, TtlMs(ttl));
+  return Checked(impl_).GetOrSet(key, AsBytes(compute), TtlMs(ttl)).value;
 }
 
 std::vector<std::optional<std::string>> Cache::get_many(const std::vector<std::string>& keys) {

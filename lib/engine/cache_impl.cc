@@ -316,13 +316,14 @@ Cache::Impl::Outcome Cache::Impl::SetIn(Generation& g, const record::NewRecord& 
   }
 }
 
-void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms) {
+void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
+                      std::uint8_t kind) {
   CheckKey(key);
   CheckValue(value);
   ReattachIfForked();
   if (ttl_ms == 0) ttl_ms = default_ttl_ms_;
-  record::NewRecord rec{record::RecordType::kSet, key, value, 0,
-                        ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms};
+  record::NewRecord rec{
+      record::RecordType::kSet, key, value, 0, ttl_ms == 0 ? 0 : env_->NowMillis() + ttl_ms, kind};
   const std::uint64_t hash = record::HashKey(key, core_.salt());
   WriteFollowUp follow_up;
   for (;;) {
@@ -612,7 +613,7 @@ std::optional<std::string> Cache::Impl::LookupIn(Generation& g, std::string_view
   record::RecordView rec = g.Record(Index::OffsetOf(p.value));
   if (!Visible(rec, expired)) return std::nullopt;
   if (copy_value) CheckIntegrity(g, rec);
-  if (found != nullptr) *found = Found{rec.seq(), rec.expires_ms()};
+  if (found != nullptr) *found = Found{rec.seq(), rec.expires_ms(), rec.kind()};
   return std::optional<std::string>(copy_value ? rec.value() : std::string_view());
 }
 

@@ -61,8 +61,9 @@ class Cache::Impl final : public ForkHook {
   void AfterForkInParent() override NO_THREAD_SAFETY_ANALYSIS;
   void AfterForkInChild() override NO_THREAD_SAFETY_ANALYSIS;
 
-  // ttl_ms = 0: Options::expires (or none).
-  void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
+  // ttl_ms = 0: Options::expires (or none). kind: the record's KIND (ValueKind).
+  void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
+           std::uint8_t kind = 0);
   std::optional<std::string> Get(std::string_view key);
   std::optional<std::string> Pop(std::string_view key, bool want_value);
   bool Contains(std::string_view key);
@@ -82,6 +83,7 @@ class Cache::Impl final : public ForkHook {
     Kind kind = Kind::kNothing;
     std::string_view value;        // kSet: the new value (may view the current record)
     std::uint64_t expires_ms = 0;  // kSet: absolute, 0 = never
+    std::uint8_t value_kind = 0;   // kSet: the value's KIND (ValueKind)
   };
   using Decide = std::function<Change(const record::RecordView* current)>;
   // Applies decide(the key's visible record, or nullptr if absent)
@@ -92,18 +94,19 @@ class Cache::Impl final : public ForkHook {
   // anything is appended for that try). `op` names the operation in the
   // debug log.
   bool Update(std::string_view key, const char* op, const Decide& decide);
-  bool Add(std::string_view key, std::string_view value, std::uint64_t ttl_ms);
+  bool Add(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
+           std::uint8_t kind = 0);
   std::int64_t Increment(std::string_view key, std::int64_t delta, std::int64_t initial,
                          std::uint64_t ttl_ms);
   std::optional<Versioned> GetVersioned(std::string_view key);
   bool CompareAndSet(std::string_view key, std::uint64_t version, std::string_view value,
-                     std::uint64_t ttl_ms);
+                     std::uint64_t ttl_ms, std::uint8_t kind = 0);
   bool CompareAndErase(std::string_view key, std::uint64_t version);
   bool Touch(std::string_view key, std::uint64_t ttl_ms);
   bool Persist(std::string_view key);
   std::optional<std::chrono::milliseconds> Ttl(std::string_view key);
-  std::string GetOrSet(std::string_view key, const std::function<std::string()>& compute,
-                       std::uint64_t ttl_ms);
+  TypedValue GetOrSet(std::string_view key, const std::function<TypedValue()>& compute,
+                      std::uint64_t ttl_ms);
   std::vector<std::optional<std::string>> GetMany(const std::vector<std::string>& keys);
   void SetMany(const std::vector<std::pair<std::string, std::string>>& items, std::uint64_t ttl_ms);
   std::size_t EraseMany(const std::vector<std::string>& keys);
@@ -200,6 +203,7 @@ class Cache::Impl final : public ForkHook {
   struct Found {
     std::uint64_t seq = 0;
     std::uint64_t expires_ms = 0;
+    std::uint8_t kind = 0;
   };
   // `count`: in the hit/miss counters of stats() (not get_or_set's polls).
   std::optional<std::string> Lookup(std::string_view key, bool copy_value, Found* found = nullptr,

@@ -56,7 +56,8 @@ Cache::Impl::Outcome Cache::Impl::UpdateIn(Generation& g, std::string_view key, 
     // Drawn after reading cur, so above its seq: the slot moves only up.
     const record::NewRecord rec =
         Sequenced({erase ? record::RecordType::kTombstone : record::RecordType::kSet, key,
-                   erase ? std::string_view() : c.value, 0, erase ? 0 : c.expires_ms});
+                   erase ? std::string_view() : c.value, 0, erase ? 0 : c.expires_ms,
+                   erase ? std::uint8_t{0} : c.value_kind});
     const std::size_t size = record::RecordSize(key.size(), rec.value.size());
     const std::uint64_t off = Append(g, rec, w);
     const std::uint64_t slot_value = Index::Pack(hash, off);
@@ -112,12 +113,13 @@ bool Cache::Impl::Update(std::string_view key, const char* op, const Decide& dec
 
 // ---- the conditional writes ---------------------------------------------------
 
-bool Cache::Impl::Add(std::string_view key, std::string_view value, std::uint64_t ttl_ms) {
+bool Cache::Impl::Add(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
+                      std::uint8_t kind) {
   CheckValue(value);
   const std::uint64_t expires = ExpiryOf(ttl_ms);
   return Update(key, "add", [&](const record::RecordView* cur) {
     if (cur != nullptr) return Change{};
-    return Change{Change::Kind::kSet, value, expires};
+    return Change{Change::Kind::kSet, value, expires, kind};
   });
 }
 
@@ -137,18 +139,19 @@ std::int64_t Cache::Impl::Increment(std::string_view key, std::int64_t delta, st
     (void)ec;  // 24 bytes hold any int64
     // A present key keeps its expiry.
     return Change{Change::Kind::kSet, std::string_view(buf, static_cast<std::size_t>(end - buf)),
-                  cur != nullptr ? cur->expires_ms() : expires};
+                  cur != nullptr ? cur->expires_ms() : expires,
+                  static_cast<std::uint8_t>(ValueKind::integer)};
   });
   return result;
 }
 
 bool Cache::Impl::CompareAndSet(std::string_view key, std::uint64_t version, std::string_view value,
-                                std::uint64_t ttl_ms) {
+                                std::uint64_t ttl_ms, std::uint8_t kind) {
   CheckValue(value);
   const std::uint64_t expires = ExpiryOf(ttl_ms);
   return Update(key, "compare_and_set", [&](const record::RecordView* cur) {
     if (cur == nullptr || cur->seq() != version) return Change{};
-    return Change{Change::Kind::kSet, value, expires};
+    return Change{Change::Kind::kSet, value, expires, kind};
   });
 }
 
@@ -169,7 +172,7 @@ bool Cache::Impl::Touch(std::string_view key, std::uint64_t ttl_ms) {
   const std::uint64_t expires = env_->NowMillis() + ttl_ms;
   return Update(key, "touch", [&](const record::RecordView* cur) {
     if (cur == nullptr) return Change{};
-    return Change{Change::Kind::kSet, cur->value(), expires};
+    return Change{Change::Kind::kSet, cur->value(), expires, cur->kind()};
   });
 }
 
@@ -178,7 +181,7 @@ bool Cache::Impl::Persist(std::string_view key) {
   Update(key, "persist", [&](const record::RecordView* cur) {
     present = cur != nullptr;
     if (cur == nullptr || cur->expires_ms() == 0) return Change{};
-    return Change{Change::Kind::kSet, cur->value(), 0};
+    return Change{Change::Kind::kSet, cur->value(), 0, cur->kind()};
   });
   return present;
 }
@@ -189,7 +192,7 @@ std::optional<Versioned> Cache::Impl::GetVersioned(std::string_view key) {
   Found found;
   std::optional<std::string> v = Lookup(key, true, &found);
   if (!v) return std::nullopt;
-  return Versioned{std::move(*v), found.seq};
+  return Versioned{std::move(*v), found.seq, static_cast<ValueKind>(found.kind)};
 }
 
 std::optional<std::chrono::milliseconds> Cache::Impl::Ttl(std::string_view key) {
@@ -202,9 +205,12 @@ std::optional<std::chrono::milliseconds> Cache::Impl::Ttl(std::string_view key) 
 
 // ---- get_or_set -----------------------------------------------------------------
 
-std::string Cache::Impl::GetOrSet(std::string_view key, const std::function<std::string()>& compute,
-                                  std::uint64_t ttl_ms) {
-  if (std::optional<std::string> v = Get(key)) return std::move(*v);
+TypedValue Cache::Impl::GetOrSet(std::string_view key, const std::function<TypedValue()>& compute,
+                                 std::uint64_t ttl_ms) {
+  Found found;
+  if (std::optional<std::string> v = Lookup(key, true, &found)) {
+    return TypedValue{std::move(*v), static_cast<ValueKind>(found.kind)};
+  }
   const std::uint64_t lease = LeaseOf(record::HashKey(key, core_.salt()));
   const std::uint64_t start = env_->MonotonicNanos();
   const std::uint64_t deadline = start + get_or_set_timeout_ms_ * 1'000'000;
@@ -214,12 +220,12 @@ std::string Cache::Impl::GetOrSet(std::string_view key, const std::function<std:
       Lease held;
       if (leases_.TryAcquire(core_.meta().file(), lease, &held)) {
         // Whoever held it may have stored the value just before releasing.
-        if (std::optional<std::string> v = Lookup(key, true, nullptr, /*count=*/false)) {
-          return std::move(*v);
+        if (std::optional<std::string> v = Lookup(key, true, &found, /*count=*/false)) {
+          return TypedValue{std::move(*v), static_cast<ValueKind>(found.kind)};
         }
         core_.logger().debug("get_or_set key of {} bytes: computing (lease {})", key.size(), lease);
-        std::string value = compute();  // an exception releases the lease
-        Set(key, value, ttl_ms);
+        TypedValue value = compute();  // an exception releases the lease
+        Set(key, value.value, ttl_ms, static_cast<std::uint8_t>(value.kind));
         return value;
       }
     }
@@ -227,8 +233,8 @@ std::string Cache::Impl::GetOrSet(std::string_view key, const std::function<std:
     env_->SleepMicros(pause_us);
     pause_us = std::min<std::uint64_t>(pause_us * 2, 5000);
     // Not counted as a miss each time: one get_or_set is one lookup in stats().
-    if (std::optional<std::string> v = Lookup(key, true, nullptr, /*count=*/false)) {
-      return std::move(*v);
+    if (std::optional<std::string> v = Lookup(key, true, &found, /*count=*/false)) {
+      return TypedValue{std::move(*v), static_cast<ValueKind>(found.kind)};
     }
     if (env_->MonotonicNanos() >= deadline) {
       core_.logger().warn("get_or_set key of {} bytes: gave up waiting after {} ms (lease {})",

@@ -25,7 +25,9 @@ void EncodeRecord(const NewRecord& rec, std::uint64_t salt, std::span<char> out)
   auto* h = reinterpret_cast<RecordHeader*>(out.data());
   h->magic = kRecordMagic;
   h->type = static_cast<std::uint8_t>(rec.type);
-  h->flags = 0;
+  // A tombstone has no value, so no KIND.
+  const unsigned kind = rec.type == RecordType::kSet ? rec.kind : 0;
+  h->flags = static_cast<std::uint8_t>((kind << kKindShift) & kKindMask);
   h->reserved = 0;
   h->key_len = static_cast<std::uint32_t>(rec.key.size());
   h->value_len = static_cast<std::uint32_t>(rec.value.size());
@@ -64,9 +66,10 @@ Damage CheckRecordHeader(const RecordHeader& h) {
   if (h.magic != kRecordMagic) return Damage::kBadMagic;
   bool type_ok = h.type == static_cast<std::uint8_t>(RecordType::kSet) ||
                  h.type == static_cast<std::uint8_t>(RecordType::kTombstone);
-  if (!type_ok || (h.flags & ~kFlagAborted) != 0 || h.reserved != 0 || h.key_len == 0 ||
+  if (!type_ok || (h.flags & ~kKnownFlags) != 0 || h.reserved != 0 || h.key_len == 0 ||
       h.key_len > kMaxKeyBytes || h.value_len > kMaxValueBytes || h.seq > kMaxSeq ||
-      (h.type == static_cast<std::uint8_t>(RecordType::kTombstone) && h.value_len != 0)) {
+      (h.type == static_cast<std::uint8_t>(RecordType::kTombstone) &&
+       (h.value_len != 0 || (h.flags & kKindMask) != 0))) {
     return Damage::kBadHeader;
   }
   return Damage::kNone;

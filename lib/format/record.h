@@ -25,6 +25,11 @@ enum class RecordType : std::uint8_t { kSet = 1, kTombstone = 2 };
 // Record flags (docs/format.md, "Record"). ABORTED: a conditional write that
 // lost its race and was never published; valid, but a replay ignores it.
 inline constexpr std::uint8_t kFlagAborted = 1;
+// Bits 1-2: the KIND of the value (lilcache::ValueKind: 0 bytes, 1 text, 2
+// integer, 3 serialized); a tombstone's is 0.
+inline constexpr unsigned kKindShift = 1;
+inline constexpr std::uint8_t kKindMask = 3u << kKindShift;
+inline constexpr std::uint8_t kKnownFlags = kFlagAborted | kKindMask;
 
 // The 40-byte record header exactly as stored (little-endian host only).
 struct RecordHeader {
@@ -64,6 +69,8 @@ struct RecordView {
   }
   std::uint64_t seq() const { return header->seq; }
   bool is_aborted() const { return (header->flags & kFlagAborted) != 0; }
+  // The KIND of the value (docs/format.md): 0..3, as lilcache::ValueKind.
+  std::uint8_t kind() const { return (header->flags & kKindMask) >> kKindShift; }
   std::uint64_t expires_ms() const { return header->expires_ms; }
   std::size_t size() const { return RecordSize(header->key_len, header->value_len); }
   bool expired_at(std::uint64_t now_ms) const {
@@ -83,6 +90,7 @@ struct NewRecord {
   std::string_view value;
   std::uint64_t seq = 0;
   std::uint64_t expires_ms = 0;
+  std::uint8_t kind = 0;  // KIND of the value (0..3); 0 for a tombstone
 };
 
 // Writes `rec` (header, key, value, zero padding, checksum last) into `out`,

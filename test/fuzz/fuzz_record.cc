@@ -49,8 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (r.header != reinterpret_cast<const record::RecordHeader*>(base + off)) fuzz::Fail("view");
     if (r.size() > n - off) fuzz::Fail("accepted a record running past the region");
     std::string again(r.size(), '\0');
-    record::EncodeRecord({r.type(), r.key(), r.value(), r.seq(), r.expires_ms()}, fuzz::kSalt,
-                         std::span<char>(again.data(), again.size()));
+    record::EncodeRecord({r.type(), r.key(), r.value(), r.seq(), r.expires_ms(), r.kind()},
+                         fuzz::kSalt, std::span<char>(again.data(), again.size()));
     // An aborted record (docs/format.md, "Record") is one marked after it
     // was written.
     if (r.is_aborted())

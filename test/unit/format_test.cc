@@ -106,9 +106,9 @@ TEST_CASE("another format version is refused with the version found and the one 
   const HeaderVerdict v = CheckDataHeader(data, 1, 42);
   CHECK(First(v) == HeaderFault::kBadVersion);
   CHECK_FALSE(v.readable());
-  CHECK(v.findings.front().reason == "format version 3; this lilcache reads 5");
+  CHECK(v.findings.front().reason == "format version 3; this lilcache reads 6");
   CHECK(v.ErrorText("/r/t.1.data") ==
-        "unsupported format version 3 in /r/t.1.data (this lilcache reads version 5)");
+        "unsupported format version 3 in /r/t.1.data (this lilcache reads version 6)");
 }
 
 TEST_CASE("a meta file is checked for its fixed size, its header_size and its values") {
@@ -223,7 +223,12 @@ TEST_CASE("CheckRecordHeader is CheckRecord's verdict short of the bounds and th
   }
   SUBCASE("impossible fields") {
     SUBCASE("type") { h.type = 3; }
-    SUBCASE("a flag other than ABORTED") { h.flags = 2; }
+    SUBCASE("a flag other than ABORTED and KIND") { h.flags = 8; }
+    SUBCASE("a tombstone with a KIND") {
+      h.type = static_cast<std::uint8_t>(RecordType::kTombstone);
+      h.value_len = 0;
+      h.flags = 2;
+    }
     SUBCASE("reserved") { h.reserved = 1; }
     SUBCASE("an empty key") { h.key_len = 0; }
     SUBCASE("a key over kMaxKeyBytes") { h.key_len = kMaxKeyBytes + 1; }

@@ -124,3 +124,22 @@ TEST_CASE("an aborted record stays valid with flag ABORTED and a new checksum") 
   CHECK(v.key() == "k");
   CHECK(v.value() == "value");
 }
+
+TEST_CASE("a record's KIND is bits 1-2 of its flags and survives the abort mark") {
+  auto buf = Encode({RecordType::kSet, "k", "42", 3, 0, 2});
+  RecordView v;
+  REQUIRE(CheckRecord(buf, 0, 42, &v) == Damage::kNone);
+  CHECK(v.kind() == 2);
+  CHECK(buf[13] == 4);  // flags: KIND 2 << 1
+  MarkAborted(buf, 42);
+  REQUIRE(CheckRecord(buf, 0, 42, &v) == Damage::kNone);
+  CHECK(v.kind() == 2);
+  CHECK(v.is_aborted());
+  // A tombstone never has one: the encoder drops it, the checker refuses it.
+  auto tomb = Encode({RecordType::kTombstone, "k", "", 4, 0, 3});
+  REQUIRE(CheckRecord(tomb, 0, 42, &v) == Damage::kNone);
+  CHECK(v.kind() == 0);
+  tomb[13] = 2;
+  CHECK(CheckRecordHeader(*reinterpret_cast<const RecordHeader*>(tomb.data())) ==
+        Damage::kBadHeader);
+}

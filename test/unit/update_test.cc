@@ -498,3 +498,71 @@ TEST_CASE("a set racing increments of the key is never lost to one that did not 
   CHECK(errors == 0);
   CHECK(counted.load() > 0);
 }
+
+TEST_CASE("a value's kind is stored with it and kept by touch persist compaction and replay") {
+  TempDir dir;
+  using lilcache::ValueKind;
+  using lilcache::WriteOptions;
+  {
+    auto c = Cache::open("t", {.root = dir.path()});
+    c.set("text", "héllo", WriteOptions{.kind = ValueKind::text});
+    c.set("plain", "raw");
+    CHECK(c.add("pickled", "\x80\x04", WriteOptions{.kind = ValueKind::serialized}));
+    c.increment("n");
+    CHECK(c.get_versioned("text")->kind == ValueKind::text);
+    CHECK(c.get("text") == "héllo");  // get() returns the bytes
+    CHECK(c.get_versioned("plain")->kind == ValueKind::bytes);
+    CHECK(c.get_versioned("pickled")->kind == ValueKind::serialized);
+    CHECK(c.get_versioned("n")->kind == ValueKind::integer);
+    c.set("n2", "5", WriteOptions{.kind = ValueKind::text});
+    CHECK(c.increment("n2") == 6);  // an increment makes it an integer
+    CHECK(c.get_versioned("n2")->kind == ValueKind::integer);
+    CHECK(c.touch("text", milliseconds(60'000)));
+    CHECK(c.get_versioned("text")->kind == ValueKind::text);
+    CHECK(c.persist("text"));
+    CHECK(c.get_versioned("text")->kind == ValueKind::text);
+    auto v = c.get_versioned("plain");
+    CHECK(
+        c.compare_and_set("plain", v->version, "now text", WriteOptions{.kind = ValueKind::text}));
+    CHECK(c.get_versioned("plain")->kind == ValueKind::text);
+    CHECK(c.compact().compacted);
+    CHECK(c.get_versioned("pickled")->kind == ValueKind::serialized);
+    // The typed get_or_set stores compute's kind and returns the kind found.
+    auto computed = c.get_or_set(
+        "g",
+        [] {
+          return lilcache::TypedValue{"7", ValueKind::integer};
+        },
+        WriteOptions{});
+    CHECK(computed.kind == ValueKind::integer);
+    auto found = c.get_or_set(
+        "text",
+        [] {
+          return lilcache::TypedValue{"no", ValueKind::bytes};
+        },
+        WriteOptions{});
+    CHECK(found.value == "héllo");
+    CHECK(found.kind == ValueKind::text);
+    CHECK_ERROR_CODE(c.set("k", "v", WriteOptions{.ttl = milliseconds(-1)}),
+                     ErrorCode::invalid_argument);
+    CHECK_ERROR_CODE(c.set("k", "v", WriteOptions{.kind = static_cast<ValueKind>(7)}),
+                     ErrorCode::invalid_argument);
+  }
+  FaultEnv rebooted;
+  rebooted.set_boot_id("another-boot");
+  auto c = Cache::open("t", {.root = dir.path(), .env = &rebooted});  // replays the log
+  CHECK(c.get_versioned("text")->kind == ValueKind::text);
+  CHECK(c.get_versioned("pickled")->kind == ValueKind::serialized);
+  CHECK(c.get_versioned("n")->kind == ValueKind::integer);
+  CHECK(c.get_versioned("g")->kind == ValueKind::integer);
+}
+
+TEST_CASE("WriteOptions with a ttl expires the value; 0 means Options::expires") {
+  TempDir dir;
+  FakeClockEnv env;
+  auto c = Cache::open("t", {.root = dir.path(), .expires = "10s", .env = &env});
+  c.set("a", "v", lilcache::WriteOptions{.ttl = milliseconds(100)});
+  c.set("b", "v", lilcache::WriteOptions{});
+  CHECK(c.ttl("a") == milliseconds(100));
+  CHECK(c.ttl("b") == milliseconds(10'000));
+}
