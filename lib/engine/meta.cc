@@ -122,21 +122,15 @@ std::size_t Meta::ClaimSlot(std::uint64_t pid) {
     ProcessSlot& s = slot(i);
     // The previous owner is dead (its lock is gone): keep its counters. Relaxed:
     // counters are statistics, summed by whoever asks.
-    Shared(h.retired_hits)
-        .fetch_add(Shared(s.hits).exchange(0, std::memory_order_relaxed),
-                   std::memory_order_relaxed);
-    Shared(h.retired_misses)
-        .fetch_add(Shared(s.misses).exchange(0, std::memory_order_relaxed),
-                   std::memory_order_relaxed);
-    Shared(h.retired_sets)
-        .fetch_add(Shared(s.sets).exchange(0, std::memory_order_relaxed),
-                   std::memory_order_relaxed);
-    Shared(h.retired_deletes)
-        .fetch_add(Shared(s.deletes).exchange(0, std::memory_order_relaxed),
-                   std::memory_order_relaxed);
-    Shared(h.retired_expired)
-        .fetch_add(Shared(s.expired).exchange(0, std::memory_order_relaxed),
-                   std::memory_order_relaxed);
+    const auto retire = [](std::uint64_t& from, std::uint64_t& into) {
+      Shared(into).fetch_add(Shared(from).exchange(0, std::memory_order_relaxed),
+                             std::memory_order_relaxed);
+    };
+    retire(s.hits, h.retired_hits);
+    retire(s.misses, h.retired_misses);
+    retire(s.sets, h.retired_sets);
+    retire(s.deletes, h.retired_deletes);
+    retire(s.expired, h.retired_expired);
     // A dead writer may have left its in-flight counts up; nobody else writes
     // this slot now. seq_cst: compactors read these in their drain protocol.
     Shared(s.inflight[0]).store(0, std::memory_order_seq_cst);

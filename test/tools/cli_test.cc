@@ -164,6 +164,14 @@ Result At(const std::string& root, std::vector<std::string> args, const Io& io =
   return Run(args, io);
 }
 
+// "Not done" (absent, present, another version): exit 1, and nothing on
+// stdout or stderr.
+void CheckNotDone(const Result& r) {
+  CHECK(r.status == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err.empty());
+}
+
 // How to run bash (with the arguments {"-c", SCRIPT}) so that `lilcache` is
 // the tool under test (first on PATH) with LILCACHE_ROOT=root.
 Io BashIo(const std::string& root) {
@@ -209,9 +217,7 @@ TEST_CASE("the seed example works from three shells: set, then get, then pop") {
   CHECK(pop.out == "b");
 
   Result again = At(root.path(), {"get", "a"});
-  CHECK(again.status == 1);
-  CHECK(again.out.empty());
-  CHECK(again.err.empty());
+  CheckNotDone(again);
   CHECK_FALSE(Cache::open("default", {.root = root.path()}).contains("a"));
 }
 
@@ -292,9 +298,7 @@ TEST_CASE("get, pop and contains of a missing key exit 1 and print nothing") {
   for (const char* command : {"get", "pop", "contains"}) {
     CAPTURE(command);
     Result r = At(root.path(), {command, "absent"});
-    CHECK(r.status == 1);
-    CHECK(r.out.empty());
-    CHECK(r.err.empty());
+    CheckNotDone(r);
   }
   Result present = At(root.path(), {"contains", "present"});
   CHECK(present.status == 0);
@@ -584,9 +588,7 @@ TEST_CASE("add stores an absent key and exits 1 leaving a present key alone") {
   CHECK(first.err.empty());
 
   Result second = At(root.path(), {"add", "k", "second"});
-  CHECK(second.status == 1);
-  CHECK(second.out.empty());
-  CHECK(second.err.empty());
+  CheckNotDone(second);
   auto cache = Cache::open("default", {.root = root.path()});
   CHECK(cache.get("k") == "first");
 
@@ -774,9 +776,7 @@ TEST_CASE("ttl prints the milliseconds left or none and exits 1 for an absent ke
   CHECK(forever.out == "none\n");
 
   Result absent = At(root.path(), {"ttl", "absent"});
-  CHECK(absent.status == 1);
-  CHECK(absent.out.empty());
-  CHECK(absent.err.empty());
+  CheckNotDone(absent);
 }
 
 TEST_CASE("touch gives a present key a new time to live and exits 1 for an absent key") {
@@ -794,9 +794,7 @@ TEST_CASE("touch gives a present key a new time to live and exits 1 for an absen
   CHECK(cache.get("k") == "value");
 
   Result absent = At(root.path(), {"touch", "absent", "--ttl", "1h"});
-  CHECK(absent.status == 1);
-  CHECK(absent.out.empty());
-  CHECK(absent.err.empty());
+  CheckNotDone(absent);
   CHECK_FALSE(cache.contains("absent"));
 
   REQUIRE(At(root.path(), {"touch", "k", "--ttl", "1ms"}).status == 0);
@@ -819,9 +817,7 @@ TEST_CASE("persist drops the expiry and exits 1 for an absent key") {
   CHECK(At(root.path(), {"persist", "k"}).status == 0);  // already without expiry
 
   Result absent = At(root.path(), {"persist", "absent"});
-  CHECK(absent.status == 1);
-  CHECK(absent.out.empty());
-  CHECK(absent.err.empty());
+  CheckNotDone(absent);
 }
 
 TEST_CASE(
@@ -835,9 +831,7 @@ TEST_CASE(
   for (const auto& args : cases) {
     CAPTURE(args[0]);
     Result r = At(root, args);
-    CHECK(r.status == 1);
-    CHECK(r.out.empty());
-    CHECK(r.err.empty());
+    CheckNotDone(r);
   }
   CHECK_FALSE(fs::exists(root));
   CHECK(At(root, {"incr", "a"}).status == 0);  // incr, decr and add create it, as set
@@ -872,9 +866,7 @@ TEST_CASE("get --version prints the version on a line of its own and then the va
   CHECK(FirstLine(again.out) != std::to_string(sv->version));
 
   Result absent = At(root.path(), {"get", "absent", "--version"});
-  CHECK(absent.status == 1);
-  CHECK(absent.out.empty());
-  CHECK(absent.err.empty());
+  CheckNotDone(absent);
 }
 
 TEST_CASE("cas stores only at the version get --version printed") {
@@ -891,9 +883,7 @@ TEST_CASE("cas stores only at the version get --version printed") {
   CHECK(cache.ttl("k") == lilcache::kNoExpiry);
 
   Result stale = At(root.path(), {"cas", "k", version, "v3"});  // the key changed since
-  CHECK(stale.status == 1);
-  CHECK(stale.out.empty());
-  CHECK(stale.err.empty());
+  CheckNotDone(stale);
   CHECK(cache.get("k") == "v2");
 
   const std::string v2 = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
@@ -922,9 +912,7 @@ TEST_CASE("cas --erase removes the key only at its version") {
   cache.set("k", "v2");
 
   Result stale = At(root.path(), {"cas", "k", old_version, "--erase"});
-  CHECK(stale.status == 1);
-  CHECK(stale.out.empty());
-  CHECK(stale.err.empty());
+  CheckNotDone(stale);
   CHECK(cache.get("k") == "v2");
 
   const std::string version = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
