@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from support_procs import (  # noqa: F401  (fixtures)
+    PYTHON,
     TIMEOUT,
     Processes,
     check_python,
@@ -174,7 +175,7 @@ def test_a_pickled_cache_reopens_the_same_cache_with_the_same_options(root: Path
 
 PROCESSES = 4
 THREADS = 4
-OPS_PER_THREAD = 1500
+OPS_PER_THREAD = 5000
 KEYS = 40
 COUNTERS = ["counter 0", "counter 1"]
 
@@ -351,7 +352,12 @@ def test_a_writer_killed_at_random_points_loses_only_its_operation_in_flight(
     rng = random.Random(15)
     model: dict[str, str] = {}
     for round_ in range(5):
-        writer = procs.python(WRITER, env, stderr=subprocess.DEVNULL)
+        writer = procs.start(
+            [PYTHON, "-c", WRITER, str(round_), str(rng.randrange(2**32))],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         assert writer.stdout is not None
         target = rng.randrange(1, 400)
         lines: list[str] = []
@@ -386,6 +392,8 @@ def test_a_writer_killed_at_random_points_loses_only_its_operation_in_flight(
                 model = seen
             else:
                 assert seen == model
+            # The killed writer's handle is not counted as open any more.
+            assert cache.stats()["processes"] == 1
             # The cache takes writes after the kill.
             assert cache.set("after kill", round_) is True
             cache.delete("after kill")

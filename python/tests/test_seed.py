@@ -73,21 +73,29 @@ def test_init_with_a_snapshot_interval_creates_the_cache_and_snapshots_on_demand
     env: dict[str, str], root: Path
 ) -> None:
     """lilcache.init('foo_cache', snapshot='120s') opens (creating) the
-    cache foo_cache under the root; no snapshot is due before 120 s, one can
-    be forced at once, and it is counted for every process, whose own
-    interval then restarts from it."""
+    cache foo_cache under the root and starts the background thread that
+    takes the snapshots (stopped by close()); no snapshot is due before
+    120 s, one can be forced at once, and it is counted for every process,
+    whose own interval then runs from it."""
     first = program(
+        "import json, os",
+        "def threads(): return len(os.listdir('/proc/self/task'))",
+        "threads_before = threads()",
         SNIPPET_SNAPSHOT,
+        "threads_with_interval = threads()",
         "lilcache.set('a', 'b')",
         "before = lilcache.cache().stats()",
         "result = lilcache.cache().snapshot()",
         "after = lilcache.cache().stats()",
-        "import json",
+        "lilcache.cache().close()",
         "print(json.dumps({'name': lilcache.cache().name, 'before': before,",
-        "                  'result': result, 'after': after}))",
+        "                  'result': result, 'after': after,",
+        "                  'threads': [threads_before, threads_with_interval, threads()]}))",
     )
     seen = json.loads(check_python(first, env))
     assert seen["name"] == "foo_cache"
+    before, during, after = seen["threads"]
+    assert (during, after) == (before + 1, before), "a snapshot thread while open"
     assert seen["before"]["snapshots"] == 0
     assert seen["before"]["last_snapshot_ms"] == 0
     assert seen["result"]["compacted"] is True
@@ -110,6 +118,18 @@ def test_init_with_a_snapshot_interval_creates_the_cache_and_snapshots_on_demand
     assert seen2["a"] == "b"
     assert seen2["stats"]["snapshots"] == 1
     assert seen2["stats"]["last_snapshot_ms"] == seen["after"]["last_snapshot_ms"]
+
+    # The interval reaches the engine, which takes none under 1 s.
+    out = check_python(
+        program(
+            "try:",
+            "    " + SNIPPET_SNAPSHOT.replace("120s", "500ms"),
+            "except lilcache.InvalidArgumentError as e:",
+            "    print(e.code)",
+        ),
+        env,
+    )
+    assert out == "invalid_argument\n"
 
 
 def test_purge_in_one_process_is_seen_at_once_by_another(
