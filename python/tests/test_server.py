@@ -45,8 +45,8 @@ def ready(url):
     calls.append(url)
     print('ready', url, flush=True)
 
-lilcache.start(on_ready=ready, **json.loads(sys.argv[1]))
-print('returned', len(calls), flush=True)
+result = lilcache.start(on_ready=ready, **json.loads(sys.argv[1]))
+print('returned', result, len(calls), flush=True)
 print('handlers restored',
       signal.getsignal(signal.SIGINT) is custom and signal.getsignal(signal.SIGTERM) is custom,
       flush=True)
@@ -70,11 +70,11 @@ def serve(procs: Processes, env: dict[str, str], **kwargs: Any) -> tuple[subproc
 
 
 def stop_cleanly(child: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
-    """Stops a SERVER child with `sig`: start() returns (on_ready was called
-    once), the custom handlers are back, exit status 0."""
+    """Stops a SERVER child with `sig`: start() returns None (on_ready was
+    called once), the custom handlers are back, exit status 0."""
     status, out, err = stop(child, sig)
     assert status == 0, err
-    assert out.splitlines() == ["returned 1", "handlers restored True"], err
+    assert out.splitlines() == ["returned None 1", "handlers restored True"], err
 
 
 def test_on_ready_gets_the_url_of_the_listening_server(
