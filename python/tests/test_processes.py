@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import pickle
 import random
+import select
 import signal
 import subprocess
 import threading
@@ -437,3 +438,118 @@ def test_memoize_computes_once_under_a_16_process_stampede(root: Path) -> None:
         assert [cache.get(f"got {i}") for i in range(STAMPEDE)] == ["result 7"] * STAMPEDE
         assert cache.get("computations") == 1
     assert len((root / "computations.txt").read_text().splitlines()) == 1
+
+
+# --- get_or_set when the computing process fails -------------------------------
+
+# A process calling get_or_set('k'): its computation counts itself; the
+# first one blocks until a line arrives on stdin (never, if the process is
+# killed first), then raises.
+COMPUTE = r"""
+import sys
+import lilcache
+cache = lilcache.Cache('lease', root=sys.argv[1])
+
+def compute():
+    n = cache.incr('computations')
+    print('computing', n, flush=True)
+    if n == 1:
+        sys.stdin.readline()
+        raise ValueError('first computation failed')
+    return f'computed by {n}'
+
+print('calling', flush=True)
+try:
+    print('got', cache.get_or_set('k', compute), flush=True)
+except ValueError as e:
+    print('raised', e, flush=True)
+"""
+
+
+@pytest.mark.parametrize("failure", ["killed", "raises"])
+def test_a_get_or_set_waiter_computes_when_the_computing_process_dies_or_raises(
+    root: Path, env: dict[str, str], procs: Processes, failure: str
+) -> None:
+    """get_or_set() across processes: while one process computes, another
+    waits (computes nothing); if the computing process is SIGKILLed, or its
+    computation raises (the exception reaching its caller), the waiter
+    computes instead and gets its own value."""
+
+    def start() -> subprocess.Popen[bytes]:
+        child = procs.start(
+            [PYTHON, "-c", COMPUTE, str(root)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"calling\n"
+        return child
+
+    first = start()
+    assert first.stdout is not None and first.stdin is not None
+    assert first.stdout.readline() == b"computing 1\n"
+    waiter = start()
+    # The waiter computes nothing while the first computes (a correct one
+    # never does; a wrong one most likely within this window).
+    readable, _, _ = select.select([waiter.stdout], [], [], 0.3)
+    assert readable == [], "the waiter computed while another process was computing"
+    if failure == "killed":
+        first.kill()
+        assert first.wait(TIMEOUT) == -signal.SIGKILL
+    else:
+        out, _ = first.communicate(b"raise\n", timeout=TIMEOUT)
+        assert (first.returncode, out) == (0, b"raised first computation failed\n")
+    out, _ = waiter.communicate(timeout=TIMEOUT)
+    assert (waiter.returncode, out) == (0, b"computing 2\ngot computed by 2\n")
+    with lilcache.Cache("lease", root=str(root)) as cache:
+        assert cache.get("k") == "computed by 2"
+        assert cache.get("computations") == 2
+
+
+# --- os.fork() while other threads are inside the engine ------------------------
+
+
+def test_fork_while_other_threads_write_and_compact_gives_working_children(root: Path) -> None:
+    """os.fork() while three threads of the parent are setting, getting and
+    compacting (GIL released, engine locks possibly held): each of 30
+    children uses the inherited Cache at once, without hanging."""
+    with lilcache.Cache("fork_threads", root=str(root), snapshot="1s") as cache:
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def hammer(thread: int) -> None:
+            try:
+                i = 0
+                while not stop.is_set():
+                    cache.set(f"k{thread}-{i % 100}", "x" * (i % 5000))
+                    cache.get(f"k{thread}-{i * 7 % 100}")
+                    if thread == 0 and i % 500 == 499:
+                        cache.compact()
+                    i += 1
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=hammer, args=(t,)) for t in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            statuses = []
+            for n in range(30):
+                pid = os.fork()
+                if pid == 0:  # the child: never returns into pytest
+                    code = 1
+                    try:
+                        cache.set("child", n)
+                        cache.incr("children")
+                        code = 0 if cache.get("child") == n else 2
+                    finally:
+                        os._exit(code)
+                statuses.append(reap(pid))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert errors == []
+        assert statuses == [0] * 30
+        assert cache.get("children") == 30
