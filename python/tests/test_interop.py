@@ -192,3 +192,23 @@ def test_keys_and_expiry_agree_between_python_and_the_cli(cache: lilcache.Cache,
     ttl = cache.ttl("cli/2")
     assert ttl is not None and 86400 - 600 < ttl <= 86400
     assert cache.ttl("cli/1") == float("inf")
+
+
+def test_keys_are_the_same_bytes_for_python_and_the_cli(cache: lilcache.Cache, root: Path) -> None:
+    """A str key is its UTF-8 for the CLI, a bytes key its bytes (valid
+    UTF-8 or not), and the reverse: keys() gives str for UTF-8 keys and
+    bytes for the others."""
+    cache.set("cl\u00e9", "1")
+    cache.set(b"\xff\xfe", "2")
+    listed = run_cli(["keys", "-0"], root)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.split(b"\0")[:-1]) == sorted([b"cl\xc3\xa9", b"\xff\xfe"])
+    assert cli_get(root, "cl\u00e9") == b"1"
+    assert subprocess.run(
+        [CLI, "get", b"\xff\xfe", "--root", str(root)], capture_output=True, timeout=60, check=False
+    ).stdout == b"2"
+    assert subprocess.run(
+        [CLI, "set", b"\xfa\xfb", b"\xfc", "--root", str(root)], timeout=60, check=False
+    ).returncode == 0
+    assert cache.get(b"\xfa\xfb") == b"\xfc"
+    assert sorted(cache.keys(), key=repr) == sorted(["cl\u00e9", b"\xff\xfe", b"\xfa\xfb"], key=repr)
