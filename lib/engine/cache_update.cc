@@ -269,8 +269,7 @@ std::vector<std::optional<std::string>> Cache::Impl::GetMany(const std::vector<s
       bool expired = false;
       std::string value;
       std::optional<std::string> v;
-      if (LookupIn(g, keys[i], record::HashKey(keys[i], core_.salt()), &value, nullptr,
-                   &expired)) {
+      if (LookupIn(g, keys[i], record::HashKey(keys[i], core_.salt()), &value, nullptr, &expired)) {
         v = std::move(value);
       }
       if (g.number != gen.load(std::memory_order_acquire)) break;  // read it again
