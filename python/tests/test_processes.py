@@ -278,6 +278,61 @@ def test_processes_and_threads_racing_random_operations_keep_values_intact(root:
                 stress_check(int(str(name)[1:]), cache[name])
 
 
+# --- racing pops and adds: exactly one winner per key ---------------------------
+
+RACERS = 8
+RACE_ROUNDS = 40
+RACE_KEYS = 100  # per round
+
+
+def race_child(root: str, barrier: Any, index: int, results: Any) -> None:
+    """One of the RACERS: in each round, once all are ready, pops the
+    round's keys of 'pop' and adds its keys of 'add', all in the same order
+    (so that they contend for each key at once), and reports what it won."""
+    popped: list[tuple[int, int, str]] = []
+    added: list[tuple[int, int]] = []
+    with lilcache.Cache("race", root=root) as cache:
+        for round_ in range(RACE_ROUNDS):
+            barrier.wait(TIMEOUT)
+            for k in range(RACE_KEYS):
+                value = cache.pop(f"pop {round_} {k}")
+                if value is not None:
+                    popped.append((round_, k, value))
+                if cache.add(f"add {round_} {k}", index):
+                    added.append((round_, k))
+    results.put((index, popped, added))
+
+
+def test_a_pop_hands_each_value_to_exactly_one_process(root: Path) -> None:
+    """8 processes released together (40 times) pop the same keys: each
+    value goes to exactly one of them (none lost, none twice); and of their
+    racing add()s of absent keys exactly one per key succeeds, its value
+    being the winner's."""
+    every_key = [(r, k) for r in range(RACE_ROUNDS) for k in range(RACE_KEYS)]
+    with lilcache.Cache("race", root=str(root)) as cache:
+        for r, k in every_key:
+            cache.set(f"pop {r} {k}", f"value {r} {k}")
+        ctx = multiprocessing.get_context("fork")
+        barrier = ctx.Barrier(RACERS)
+        results = ctx.Queue()
+        children = [
+            ctx.Process(target=race_child, args=(str(root), barrier, i, results))
+            for i in range(RACERS)
+        ]
+        for child in children:
+            child.start()
+        reports = [results.get(timeout=TIMEOUT) for _ in range(RACERS)]
+        assert join_all(children) == [0] * RACERS
+        popped = sorted(p for _, won, _ in reports for p in won)
+        assert popped == [(r, k, f"value {r} {k}") for r, k in every_key]
+        winners = {rk: index for index, _, added in reports for rk in added}
+        assert sum(len(added) for _, _, added in reports) == len(every_key)
+        assert sorted(winners) == every_key
+        for (r, k), index in winners.items():
+            assert cache.get(f"add {r} {k}") == index
+        assert len(cache) == len(every_key)  # the adds; every pop key is gone
+
+
 # --- a writer SIGKILLed at random points --------------------------------------
 
 # The writer: random set/pop/incr/delete on the cache 'killed', each
