@@ -115,7 +115,9 @@ class Processes:
 
     def start(self, args: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         """subprocess.Popen(args, **kwargs), tracked."""
-        child: subprocess.Popen[bytes] = subprocess.Popen(list(args), **kwargs)  # type: ignore[call-overload]
+        child: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+            list(args), **kwargs
+        )
         self._children.append(child)
         return child
 

@@ -148,7 +148,9 @@ def test_multiprocessing_children_share_the_cache(root: Path, method: str, how: 
         if how == "argument":
             children = [ctx.Process(target=child_with_cache, args=(cache, i)) for i in range(2)]
         else:
-            children = [ctx.Process(target=child_opening_cache, args=(str(root), i)) for i in range(2)]
+            children = [
+                ctx.Process(target=child_opening_cache, args=(str(root), i)) for i in range(2)
+            ]
         for child in children:
             child.start()
         assert join_all(children) == [0, 0]

@@ -192,7 +192,8 @@ def start_program(port: int) -> str:
         "import signal",
         line,
         "print('start returned', flush=True)",
-        "print('SIGINT handler restored:', signal.getsignal(signal.SIGINT) is signal.default_int_handler)",
+        "print('SIGINT handler restored:',",
+        "      signal.getsignal(signal.SIGINT) is signal.default_int_handler)",
         "print('SIGTERM handler restored:', signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)",
     )
 
@@ -248,7 +249,8 @@ def test_init_with_a_root_keeps_the_cache_there_private(
 
     # The same root from another process finds it; LILCACHE_ROOT does not.
     assert check_python(program(line, "print(lilcache.get('password'))"), env) == "hello123\n"
-    assert check_python(program("lilcache.init('foo_cache')", "print(lilcache.get('password'))"), env) == "None\n"
+    elsewhere = program("lilcache.init('foo_cache')", "print(lilcache.get('password'))")
+    assert check_python(elsewhere, env) == "None\n"
 
 
 def debug_lines(log: Path, pid: int) -> list[str]:
@@ -262,13 +264,14 @@ def test_init_with_loglevel_debug_writes_debug_lines_to_the_log_under_the_root(
     """lilcache.init(loglevel='DEBUG') logs at debug level to
     <root>/default.log; a process without it (level info) adds no debug
     line."""
-    pid = int(check_python(program(SNIPPET_LOGLEVEL, "lilcache.set('a', 'b')", "import os; print(os.getpid())"), env))
+    pid_line = "import os; print(os.getpid())"
+    pid = int(check_python(program(SNIPPET_LOGLEVEL, "lilcache.set('a', 'b')", pid_line), env))
     log = root / "default.log"
     assert log.is_file()
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert debug_lines(log, pid), log.read_text()
 
-    quiet = int(check_python(program("lilcache.set('a', 'c')", "import os; print(os.getpid())"), env))
+    quiet = int(check_python(program("lilcache.set('a', 'c')", pid_line), env))
     assert quiet != pid
     assert f"[{quiet}] " in log.read_text()
     assert debug_lines(log, quiet) == []

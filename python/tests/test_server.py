@@ -58,7 +58,9 @@ print('handlers restored',
 """
 
 
-def serve(procs: Processes, env: dict[str, str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
+def serve(
+    procs: Processes, env: dict[str, str], **kwargs: Any
+) -> tuple[subprocess.Popen[bytes], int]:
     """Starts SERVER with start(**kwargs) (port 0 unless given) and waits
     for on_ready: returns the child and the port of the URL it got."""
     kwargs.setdefault("port", 0)
@@ -252,7 +254,8 @@ thread.start()
 print('ready', ready.wait(60), flush=True)
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 print('health', opener.open(urls[0] + '/health', timeout=60).read(), flush=True)
-print('SIGINT handler untouched', signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+print('SIGINT handler untouched',
+      signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
 print('SIGTERM handler untouched', signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, flush=True)
 print('still serving', thread.is_alive(), flush=True)
 """
