@@ -9,15 +9,17 @@ included), so that it adds nothing to the other suites.
 
 from __future__ import annotations
 
-from http.client import HTTPConnection, HTTPMessage
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection, HTTPMessage
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -188,11 +190,30 @@ def stop(child: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> tuple[int,
     return child.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+@contextlib.contextmanager
+def watchdog(child: subprocess.Popen[bytes], timeout: float = TIMEOUT) -> Iterator[None]:
+    """Kills `child` if the block takes longer than `timeout`, so that a
+    blocking read of its output ends (with EOF) instead of hanging."""
+    timer = threading.Timer(timeout, child.kill)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def raw_line(child: subprocess.Popen[bytes]) -> bytes:
+    """The next line of `child`'s stdout as bytes, newline included (b''
+    at EOF, or if none comes within TIMEOUT: the child is then killed)."""
+    assert child.stdout is not None
+    with watchdog(child):
+        return child.stdout.readline()
+
+
 def read_line(child: subprocess.Popen[bytes]) -> str:
     """The next line of `child`'s stdout (a child that exits before writing
-    one fails the test with its stderr)."""
-    assert child.stdout is not None
-    line = child.stdout.readline().decode()
+    one, or writes none within TIMEOUT, fails the test with its stderr)."""
+    line = raw_line(child).decode()
     if not line:
         rc = wait_exit(child)
         err = child.stderr.read().decode(errors="replace") if child.stderr else ""

@@ -24,6 +24,7 @@ from support_procs import (  # noqa: F401  (fixtures)
     free_port,
     home,
     procs,
+    raw_line,
     root,
     stop,
     urlopen,
@@ -154,7 +155,7 @@ def test_purge_in_one_process_is_seen_at_once_by_another(
     def ask(key: str) -> str:
         reader.stdin.write(key.encode() + b"\n")  # type: ignore[union-attr]
         reader.stdin.flush()  # type: ignore[union-attr]
-        return reader.stdout.readline().decode().strip()  # type: ignore[union-attr]
+        return raw_line(reader).decode().strip()
 
     assert ask("a") == "'b' 2"
     check_python(program(SNIPPET_PURGE), env)
