@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +66,31 @@ std::unique_ptr<PyServer> NewServer(const PyCache& cache, const std::string& hos
   return std::make_unique<PyServer>(cache, host, port, o);
 }
 
+// For bench/python/bench.py (where a call's time goes): the engine's own
+// time for get_typed() of each key, or set() of each key/value pair, timed
+// in C++ with the GIL released (no Python per call), in nanoseconds.
+std::int64_t BenchEngine(const PyCache& cache, const py::list& keys, const py::object& values) {
+  std::vector<std::string> ks;
+  std::vector<std::string> vs;
+  for (py::handle k : keys) ks.emplace_back(Key(k).view());
+  if (!values.is_none()) {
+    for (py::handle v : values) vs.emplace_back(EncodeValue(v, Serializer::none).bytes);
+    if (vs.size() != ks.size()) throw py::value_error("keys and values differ in length");
+  }
+  std::shared_ptr<Cache> c = cache.Handle();
+  py::gil_scoped_release unlocked;
+  std::size_t found = 0;
+  auto start = std::chrono::steady_clock::now();
+  if (vs.empty()) {
+    for (const std::string& k : ks) found += c->get_typed(k).has_value();
+  } else {
+    for (std::size_t i = 0; i < ks.size(); ++i) c->set(ks[i], vs[i]);
+  }
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  if (vs.empty() && found != ks.size()) return -1;  // a key was missing
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
+}
+
 }  // namespace
 }  // namespace lilcache::python
 
@@ -84,6 +110,10 @@ PYBIND11_MODULE(_lilcache, m) {
       .def_property_readonly("url", &PyServer::url)
       .def_property_readonly("port", &PyServer::port);
 
+  m.def("_bench_engine", &BenchEngine, py::arg("cache"), py::arg("keys"),
+        py::arg("values") = py::none(),
+        "For bench/python/bench.py: ns the engine takes for get_typed() of each key (values "
+        "None; -1 if one is missing) or set() of each pair, timed in C++, the GIL released.");
   m.def(
       "parse_duration",
       [](py::handle text) {
