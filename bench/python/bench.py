@@ -571,16 +571,27 @@ def engine_figures(config: Config) -> dict[str, float] | None:
     return {"get": float(match[1].replace(",", "")), "set": float(match[2].replace(",", ""))}
 
 
+def engine_hook(store: LilcacheStore) -> Callable[..., int] | None:
+    """lilcache._lilcache._bench_engine(cache, keys, values=None): the
+    engine's own ns for get_typed() of each key (or set() of each pair),
+    timed in C++ inside this process; None in a binding without it."""
+    extension = sys.modules.get(store.module.__name__ + "._lilcache")
+    return getattr(extension, "_bench_engine", None)
+
+
 def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
               rng: random.Random) -> dict[str, float]:
     """ns per operation of the pieces of a lilcache call, medians of
-    config.reps: the loop, a Python call of a C method, the binding (missing
-    key, hits, the extension's method under the Python layer's), str
-    keys/values, and the C++ engine alone."""
+    config.reps, measured one after the other in each repetition: the loop,
+    a Python call of a C method, the extension's dispatch, calls that find
+    nothing, hits (bytes and str), sets, and the engine alone (in C++, in
+    this process, on the same keys)."""
     cache = store.open_cache()
     count = config.ops
     hits = [keys[rng.randrange(len(keys))] for _ in range(count)]
     missing = [b"missing-%010d" % i for i in range(count)]
+    set_keys = [keys[rng.randrange(len(keys))] for _ in range(count)]
+    versions = iter(range(1 << 40, 1 << 41))  # above the main part's versions
     str_keys = [key.decode() for key in keys]
     str_hits = [str_keys[rng.randrange(len(str_keys))] for _ in range(count)]
     str_cache = store.module.Cache("bench-str", root=str(store.directory))
@@ -588,26 +599,70 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
     for key in str_keys:
         str_cache.set(key, make_value(key.encode(), 0).decode())
     empty: dict[bytes, bytes] = {}
+
+    def new_values(keys: Sequence[bytes]) -> list[bytes]:
+        return [make_value(key, next(versions)) for key in keys]
+
     pieces: dict[str, Callable[[], float]] = {
         "loop": lambda: loop_only(hits),
         "call": lambda: time_gets(empty.get, hits),
+        # A property of the extension: its dispatch alone (no engine, the
+        # GIL kept).
+        "closed": lambda: time_gets(type(cache).closed.fget, [cache] * count),  # type: ignore[list-item]
         "contains_missing": lambda: time_gets(cache.__contains__, missing),
         "get_missing": lambda: time_gets(cache.get, missing),
-        "get": lambda: time_gets(cache.get, hits),
         "get_str": lambda: time_gets(str_cache.get, str_hits),  # type: ignore[arg-type]
     }
     raw_get = extension_method(cache, "get")
     if raw_get is not None:
         pieces["get_extension"] = lambda: time_gets(raw_get, hits)
+    hook = engine_hook(store)
+
+    def engine_get(chunk: Sequence[bytes]) -> float:
+        ns = hook(cache, list(chunk))  # type: ignore[misc]
+        if ns < 0:
+            raise BenchError("lilcache: the engine missed a key in _bench_engine()")
+        return ns / len(chunk)
+
+    def interleaved(python: Callable[[Sequence[bytes]], float], engine: Callable[[Sequence[bytes]], float],
+                    chunk_keys: Sequence[bytes], chunk: int) -> tuple[float, float]:
+        """ns/op from Python and from the engine alone, alternating in
+        chunks so that both see the same load."""
+        totals = [0.0, 0.0]
+        for i in range(0, len(chunk_keys), chunk):
+            part = chunk_keys[i:i + chunk]
+            totals[0] += python(part) * len(part)
+            if hook is not None:
+                totals[1] += engine(part) * len(part)
+        return totals[0] / len(chunk_keys), totals[1] / len(chunk_keys)
+
     samples: dict[str, list[float]] = {name: [] for name in pieces}
+    for name in ("get", "engine_get", "set", "engine_set"):
+        samples[name] = []
     for _ in range(config.reps):
         for name, measure in pieces.items():
             samples[name].append(measure())
-    result = {name: statistics.median(values) for name, values in samples.items()}
-    engine = engine_figures(config)
-    if engine is not None:
-        result["engine_get"] = engine["get"]
-        result["engine_set"] = engine["set"]
+        get_ns, engine_get_ns = interleaved(lambda c: time_gets(cache.get, c), engine_get, hits, 5000)
+        # Sets: one after the other, each all of set_keys, so that each
+        # pays the same compactions: a compaction's cost to writers is its
+        # duration (writes sleep while it runs), whatever the writers' speed,
+        # and the part that runs into it would pay it all.
+        set_ns, engine_set_ns = interleaved(
+            lambda c: time_sets(cache.set, c, new_values(c)),
+            lambda c: hook(cache, list(c), new_values(c)) / len(c),  # type: ignore[misc]
+            set_keys, len(set_keys))
+        samples["get"].append(get_ns)
+        samples["set"].append(set_ns)
+        if hook is not None:
+            samples["engine_get"].append(engine_get_ns)
+            samples["engine_set"].append(engine_set_ns)
+    check_sample(store.id, cache.get, keys, rng)
+    result = {name: statistics.median(values) for name, values in samples.items() if values}
+    if hook is None:  # the C++ benchmark, another process at another time
+        engine = engine_figures(config)
+        if engine is not None:
+            result["cpp_bench_get"] = engine["get"]
+            result["cpp_bench_set"] = engine["set"]
     return result
 
 
@@ -722,7 +777,6 @@ def run(config: Config) -> Results:
         lil = stores.get("lilcache")
         if config.breakdown and isinstance(lil, LilcacheStore):
             results.breakdown = breakdown(config, lil, keys, random.Random(7))
-            results.breakdown["set"] = results.median("lilcache", "set") or 0.0
     finally:
         for store in stores.values():
             with contextlib.suppress(Exception):
@@ -843,27 +897,37 @@ def breakdown_table(b: dict[str, float]) -> str:
     """The measured pieces, then what they imply."""
     rows = [
         ("`for k in keys: pass` (the loop)", b.get("loop")),
-        ("`{}.get(k)` (loop + a Python call of a C method)", b.get("call")),
+        ("`{}.get(k)` (the loop + a Python call of a C method)", b.get("call")),
+        ("`cache.closed` (the extension's dispatch, no engine)", b.get("closed")),
         ("`k in cache`, key missing", b.get("contains_missing")),
         ("`cache.get(k)`, key missing", b.get("get_missing")),
         ("`cache.get(k)`, hit, bytes key and value", b.get("get")),
         ("the extension's get (under the Python layer's), hit", b.get("get_extension")),
         ("`cache.get(k)`, hit, str key and value", b.get("get_str")),
-        ("C++ engine get, 100 B (lilcache-bench)", b.get("engine_get")),
-        ("`cache.set(k, v)`, bytes (the set column above)", b.get("set")),
-        ("C++ engine set, 100 B (lilcache-bench)", b.get("engine_set")),
+        ("engine get_typed(), hit, timed in C++ in this process", b.get("engine_get")),
+        ("`cache.set(k, v)`, bytes (loop over zip(keys, values))", b.get("set")),
+        ("engine set(), timed in C++ in this process", b.get("engine_set")),
+        ("engine get, C++ bench/lilcache-bench (another process)", b.get("cpp_bench_get")),
+        ("engine set, C++ bench/lilcache-bench (another process)", b.get("cpp_bench_set")),
     ]
     derived: list[tuple[str, float | None]] = []
-    if b.get("call") is not None:
-        derived.append(("=> Python call (call - loop)", b["call"] - b["loop"]))
-        if b.get("engine_get") is not None:
-            derived.append(("=> binding, hit (get - call - engine get)", b["get"] - b["call"] - b["engine_get"]))
-        if b.get("engine_set") is not None and b.get("set"):
-            derived.append(("=> binding, set (set - call - engine set)", b["set"] - b["call"] - b["engine_set"]))
-    if b.get("get_extension") is not None:
-        derived.append(("=> Python layer (get - extension's get)", b["get"] - b["get_extension"]))
-    if b.get("get_str") is not None:
-        derived.append(("=> str instead of bytes (encode key, decode value)", b["get_str"] - b["get"]))
+    if "call" in b:
+        derived += [
+            ("=> a Python call (call - loop)", b["call"] - b["loop"]),
+            ("=> the extension's dispatch (closed - call)", b["closed"] - b["call"]),
+            ("=> into the engine and back, nothing found: GIL release, handle, key, index probe "
+             "(get missing - closed)", b["get_missing"] - b["closed"]),
+        ]
+    engine_get = b.get("engine_get", b.get("cpp_bench_get"))
+    engine_set = b.get("engine_set", b.get("cpp_bench_set"))
+    if engine_get is not None and "get" in b:
+        derived.append(("=> a hit outside the engine (get - engine get)", b["get"] - engine_get))
+    if engine_set is not None and "set" in b:
+        derived.append(("=> a set outside the engine (set - engine set)", b["set"] - engine_set))
+    if "get_extension" in b:
+        derived.append(("=> the Python layer (get - extension's get)", b["get"] - b["get_extension"]))
+    if "get_str" in b:
+        derived.append(("=> str instead of bytes (get str - get bytes)", b["get_str"] - b["get"]))
     return table(["piece", "ns/op"], [(name, f"{value:,.0f}") for name, value in rows + derived
                                        if value is not None])
 
@@ -886,8 +950,9 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser.add_argument("--reps", type=int, help="repetitions, medians reported (default 5)")
     parser.add_argument("--procs", type=int, default=4, help="processes of the second mix (default 4)")
     parser.add_argument("--engine", default="auto", metavar="PATH|auto|none",
-                        help="the C++ lilcache-bench for the engine's own get/set figures "
-                             "(auto: $LILCACHE_BUILD_ROOT or build/, skipped with --quick)")
+                        help="the C++ lilcache-bench for the engine's own get/set figures where the "
+                             "binding lacks _bench_engine() (auto: $LILCACHE_BUILD_ROOT or build/; "
+                             "not with --quick)")
     parser.add_argument("--no-breakdown", action="store_true", help="skip where a lilcache call's time goes")
     parser.add_argument("--dir", help="where the stores' temporary directory goes (default: $TMPDIR or /tmp)")
     args = parser.parse_args(argv)
