@@ -60,6 +60,7 @@ def test_a_quick_run_prints_the_tables_the_ratios_and_a_verdict_per_target(tmp_p
     assert "## Ratios: lilcache ops/s / peer ops/s" in out
     assert "## Where a lilcache call's time goes" in out
     assert "## lilcache compactions" in out
+    assert "engine get_typed(), hit, timed in C++ in this process" in out  # _bench_engine()
     # One row per store in both tables, a number in every cell.
     labels = {"lilcache": "lilcache", "diskcache": "diskcache", "lmdb": "py-lmdb", "dict": "dict",
               "redis": "redis-py"}
@@ -116,3 +117,20 @@ def test_the_read_back_checks_catch_a_wrong_or_missing_value() -> None:
             bench.check_sample("fake", {key: wrong}.get, [key], bench.random.Random(1))
     with pytest.raises(bench.BenchError):
         bench.check_exact("fake", {key: good}.get, {key: bench.make_value(key, 8)})
+
+
+def test_the_engine_hook_times_gets_of_present_keys_and_stores_sets(tmp_path: Path) -> None:
+    lilcache = pytest.importorskip("lilcache")
+    from lilcache import _lilcache
+
+    cache = lilcache.Cache("hook", root=str(tmp_path / "root"))
+    try:
+        keys = [b"k%d" % i for i in range(100)]
+        assert _lilcache._bench_engine(cache, keys, [b"v%d" % i for i in range(100)]) >= 0
+        assert cache.get(b"k7") == b"v7" and len(cache) == 100
+        assert _lilcache._bench_engine(cache, keys) >= 0
+        assert _lilcache._bench_engine(cache, keys + [b"absent"]) == -1  # a miss is no timing
+        with pytest.raises(ValueError):
+            _lilcache._bench_engine(cache, keys, [b"v"])
+    finally:
+        cache.close()
