@@ -598,6 +598,13 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
     store.handles.append(str_cache)
     for key in str_keys:
         str_cache.set(key, make_value(key.encode(), 0).decode())
+    # Sets without compactions: what a set costs per call. (Its log grows
+    # by ~160 B a set: 2 x ops/4 x reps sets.)
+    plain = store.module.Cache("bench-plain", root=str(store.directory), compact_dead_ratio=0)
+    store.handles.append(plain)
+    for key in keys:
+        plain.set(key, make_value(key, 0))
+    plain_keys = set_keys[:max(1, count // 4)]
     empty: dict[bytes, bytes] = {}
 
     def new_values(keys: Sequence[bytes]) -> list[bytes]:
@@ -637,7 +644,7 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
         return totals[0] / len(chunk_keys), totals[1] / len(chunk_keys)
 
     samples: dict[str, list[float]] = {name: [] for name in pieces}
-    for name in ("get", "engine_get", "set", "engine_set"):
+    for name in ("get", "engine_get", "set", "engine_set", "set_plain", "engine_set_plain"):
         samples[name] = []
     for _ in range(config.reps):
         for name, measure in pieces.items():
@@ -651,11 +658,17 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
             lambda c: time_sets(cache.set, c, new_values(c)),
             lambda c: hook(cache, list(c), new_values(c)) / len(c),  # type: ignore[misc]
             set_keys, len(set_keys))
+        plain_ns, engine_plain_ns = interleaved(
+            lambda c: time_sets(plain.set, c, new_values(c)),
+            lambda c: hook(plain, list(c), new_values(c)) / len(c),  # type: ignore[misc]
+            plain_keys, 5000)
         samples["get"].append(get_ns)
         samples["set"].append(set_ns)
+        samples["set_plain"].append(plain_ns)
         if hook is not None:
             samples["engine_get"].append(engine_get_ns)
             samples["engine_set"].append(engine_set_ns)
+            samples["engine_set_plain"].append(engine_plain_ns)
     check_sample(store.id, cache.get, keys, rng)
     result = {name: statistics.median(values) for name, values in samples.items() if values}
     if hook is None:  # the C++ benchmark, another process at another time
@@ -729,6 +742,11 @@ def measure_rep(config: Config, rep: int, stores: dict[str, Store], keys: list[b
         get, set_ = store.handle()
         counts: dict[str, int] = {}
 
+        # Gets first: after the sets, lilcache would still be compacting
+        # (in a thread of this process) what they left.
+        samples["get"].append(time_gets(get, get_keys[:ops]))
+        check_sample(store_id, get, keys, rng)
+
         before = store.compactions()
         samples["set"].append(time_sets(set_, set_keys[:ops], set_values[:ops]))
         after = store.compactions()
@@ -736,9 +754,6 @@ def measure_rep(config: Config, rep: int, stores: dict[str, Store], keys: list[b
             counts["set"] = after - before
         last = dict(zip(set_keys[:ops], set_values[:ops]))
         check_exact(store_id, get, {k: last[k] for k in rng.sample(sorted(last), min(CHECK_SAMPLE, len(last)))})
-
-        samples["get"].append(time_gets(get, get_keys[:ops]))
-        check_sample(store_id, get, keys, rng)
 
         before = store.compactions()
         samples["mix1"].append(1e9 / measure_mix(store, keys, ops, 1, rep * 31 + 1, base + config.ops))
@@ -905,8 +920,10 @@ def breakdown_table(b: dict[str, float]) -> str:
         ("the extension's get (under the Python layer's), hit", b.get("get_extension")),
         ("`cache.get(k)`, hit, str key and value", b.get("get_str")),
         ("engine get_typed(), hit, timed in C++ in this process", b.get("engine_get")),
-        ("`cache.set(k, v)`, bytes (loop over zip(keys, values))", b.get("set")),
-        ("engine set(), timed in C++ in this process", b.get("engine_set")),
+        ("`cache.set(k, v)`, bytes, no compaction (compact_dead_ratio=0)", b.get("set_plain")),
+        ("engine set(), no compaction, timed in C++ in this process", b.get("engine_set_plain")),
+        ("`cache.set(k, v)`, bytes, sustained (compactions included)", b.get("set")),
+        ("engine set(), sustained, timed in C++ in this process", b.get("engine_set")),
         ("engine get, C++ bench/lilcache-bench (another process)", b.get("cpp_bench_get")),
         ("engine set, C++ bench/lilcache-bench (another process)", b.get("cpp_bench_set")),
     ]
@@ -922,7 +939,12 @@ def breakdown_table(b: dict[str, float]) -> str:
     engine_set = b.get("engine_set", b.get("cpp_bench_set"))
     if engine_get is not None and "get" in b:
         derived.append(("=> a hit outside the engine (get - engine get)", b["get"] - engine_get))
-    if engine_set is not None and "set" in b:
+    if "engine_set_plain" in b:
+        derived.append(("=> a set outside the engine (set - engine set, no compaction)",
+                        b["set_plain"] - b["engine_set_plain"]))
+        derived.append(("=> compactions and their backpressure, per set (engine: sustained - none)",
+                        b["engine_set"] - b["engine_set_plain"]))
+    elif engine_set is not None and "set" in b:
         derived.append(("=> a set outside the engine (set - engine set)", b["set"] - engine_set))
     if "get_extension" in b:
         derived.append(("=> the Python layer (get - extension's get)", b["get"] - b["get_extension"]))
