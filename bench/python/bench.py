@@ -38,6 +38,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import queue
 import random
 import re
 import shutil
@@ -46,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -504,6 +506,8 @@ def measure_mix(store: Store, keys: Sequence[bytes], total_ops: int, procs: int,
             child.start()
         barrier.wait(WAIT_SECONDS)
         reports = [results.get(timeout=WAIT_SECONDS * 5) for _ in children]
+    except (threading.BrokenBarrierError, queue.Empty):
+        raise BenchError(f"{store.id}, {procs} processes: a process did not start or report in time") from None
     finally:
         for child in children:
             child.join(WAIT_SECONDS)
