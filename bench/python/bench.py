@@ -592,11 +592,15 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
     this process, on the same keys)."""
     cache = store.open_cache()
     count = config.ops
-    hits = [keys[rng.randrange(len(keys))] for _ in range(count)]
+    indices = [rng.randrange(len(keys)) for _ in range(count)]
+    hits = [keys[i] for i in indices]
     missing = [b"missing-%010d" % i for i in range(count)]
     set_keys = [keys[rng.randrange(len(keys))] for _ in range(count)]
     versions = iter(range(1 << 40, 1 << 41))  # above the main part's versions
-    str_hits = [key.decode() for key in hits]
+    # The same keys as str, objects made in key order as `keys` were (a list
+    # of fresh objects in the order of use would be faster to walk).
+    str_keys = [key.decode() for key in keys]
+    str_hits = [str_keys[i] for i in indices]
     # str against bytes: two caches written alike (in key order, never
     # overwritten), so that only the types differ, not where the records lie.
     str_cache = store.module.Cache("bench-str", root=str(store.directory))
