@@ -577,7 +577,7 @@ def engine_figures(config: Config) -> dict[str, float] | None:
 
 def engine_hook(store: LilcacheStore) -> Callable[..., int] | None:
     """lilcache._lilcache._bench_engine(cache, keys, values=None): the
-    engine's own ns for get_typed() of each key (or set() of each pair),
+    engine's own ns for get() of each key (or set() of each pair),
     timed in C++ inside this process; None in a binding without it."""
     extension = sys.modules.get(store.module.__name__ + "._lilcache")
     return getattr(extension, "_bench_engine", None)
@@ -933,7 +933,7 @@ def breakdown_table(b: dict[str, float]) -> str:
         ("the extension's get (under the Python layer's), hit", b.get("get_extension")),
         ("`cache.get(k)`, hit, bytes, a cache written once in key order", b.get("get_bytes_twin")),
         ("`cache.get(k)`, hit, str key and value, a cache written alike", b.get("get_str")),
-        ("engine get_typed(), hit, timed in C++ in this process", b.get("engine_get")),
+        ("engine get() into a buffer, hit, timed in C++ in this process", b.get("engine_get")),
         ("`cache.set(k, v)`, bytes, no compaction (compact_dead_ratio=0)", b.get("set_plain")),
         ("engine set(), no compaction, timed in C++ in this process", b.get("engine_set_plain")),
         ("`cache.set(k, v)`, bytes, sustained (compactions included)", b.get("set")),

@@ -60,7 +60,7 @@ def test_a_quick_run_prints_the_tables_the_ratios_and_a_verdict_per_target(tmp_p
     assert "## Ratios: lilcache ops/s / peer ops/s" in out
     assert "## Where a lilcache call's time goes" in out
     assert "## lilcache compactions" in out
-    assert "engine get_typed(), hit, timed in C++ in this process" in out  # _bench_engine()
+    assert "engine get() into a buffer, hit, timed in C++ in this process" in out  # _bench_engine()
     # One row per store in both tables, a number in every cell.
     labels = {"lilcache": "lilcache", "diskcache": "diskcache", "lmdb": "py-lmdb", "dict": "dict",
               "redis": "redis-py"}
