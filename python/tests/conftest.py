@@ -3,7 +3,9 @@
 Every test runs against a cache under its own temporary root, never the
 user's ~/.cache: as a safety net, LILCACHE_ROOT and XDG_CACHE_HOME point at a
 session-wide temporary directory (mode 0700) for the whole run, so that even
-a test that forgets root= stays out of the user's files.
+a test that forgets root= stays out of the user's files. Hypothesis's files
+go to $HYPOTHESIS_STORAGE_DIRECTORY, by default <build>/python-tests-hypothesis
+under meson (LILCACHE_BUILD_ROOT), else the session directory.
 
 Fixtures (use them by naming them as arguments):
   root          str: a fresh, empty directory of mode 0700 for this test only.
@@ -61,6 +63,13 @@ def pytest_configure(config: pytest.Config) -> None:
         path = os.path.join(_SESSION_ROOT, sub)
         os.mkdir(path, 0o700)
         os.environ[var] = path
+    # Hypothesis keeps its files out of the source tree: in the build tree
+    # (kept between runs) under meson, else in the session dir.
+    if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+        _SAVED_ENV["HYPOTHESIS_STORAGE_DIRECTORY"] = None
+        build = os.environ.get("LILCACHE_BUILD_ROOT")
+        where = os.path.join(build, "python-tests-hypothesis") if build else _SESSION_ROOT
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(where, "hypothesis")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
