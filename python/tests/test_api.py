@@ -1059,3 +1059,19 @@ def test_help_of_cache_reads_as_a_manual() -> None:
         assert f"{method}(" in text, method
     help_text = pydoc.render_doc(lilcache, renderer=pydoc.plaintext)
     assert "init(" in help_text and "start(" in help_text
+
+
+def test_get_or_set_and_memoize_without_expire_use_the_caches_default(
+    open_cache: Callable[..., lilcache.Cache],
+) -> None:
+    cache = open_cache("t", expires="1h")
+    cache.get_or_set("k", lambda: "v")
+
+    @cache.memoize()
+    def f() -> str:
+        return "v"
+
+    f()
+    for key in ("k", f.__cache_key__()):
+        ttl = cache.ttl(key)
+        assert ttl is not None and 3600 - 60 < ttl <= 3600, key

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -399,3 +400,78 @@ def test_error_code_is_a_plain_str(cache: lilcache.Cache) -> None:
         cache.get("")
     assert type(info.value.code) is str
     assert info.value.args and info.value.args[0] == str(info.value)
+
+
+def test_errors_pickle_with_their_class_code_and_message(tmp_path: Any) -> None:
+    # multiprocessing sends a worker's exception to the parent pickled.
+    path = tmp_path / "open"
+    path.mkdir(mode=0o700)
+    os.chmod(path, 0o777)
+    errors = []
+    for call in (
+        lambda: lilcache.Cache("t", root=str(path)),  # lilcache.Error itself
+        lambda: lilcache.parse_duration("1x"),  # InvalidArgumentError
+    ):
+        with pytest.raises(lilcache.Error) as info:
+            call()
+        errors.append(info.value)
+    for err in errors:
+        copy = pickle.loads(pickle.dumps(err))
+        assert type(copy) is type(err)
+        assert copy.code == err.code
+        assert str(copy) == str(err)
+    assert [e.code for e in errors] == ["permission", "invalid_argument"]
+
+
+# ---- the Python layer's own checks -------------------------------------------------
+
+
+def test_memoize_used_without_parentheses_is_typeerror(cache: lilcache.Cache) -> None:
+    with pytest.raises(TypeError) as info:
+
+        @cache.memoize  # type: ignore[arg-type]
+        def f() -> str:
+            return "v"
+
+    assert "memoize()" in str(info.value)
+
+
+def test_a_negative_keys_limit_is_valueerror(cache: lilcache.Cache) -> None:
+    cache["a"] = "b"
+    with pytest.raises(ValueError) as info:
+        cache.keys(limit=-1)
+    assert "limit" in str(info.value)
+    assert cache.keys(limit=0) == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.incr("k", True),
+        lambda c: c.incr("k", 1, default=True),
+        lambda c: c.set("k", "v", expire=True),
+        lambda c: c.touch("k", False),
+    ],
+    ids=["incr-delta", "incr-default", "set-expire", "touch-expire"],
+)
+def test_a_bool_is_no_number_here(cache: lilcache.Cache, call: Callable[..., Any]) -> None:
+    # bool is an int subclass: accepting True as 1 second or delta 1 would
+    # hide a caller's mistake.
+    cache.set("k", 1)
+    with pytest.raises(TypeError) as info:
+        call(cache)
+    assert "bool" in str(info.value)
+    assert cache.get("k") == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda c: c.set("k", "a\udcff"), lambda c: c.set("\udcff", "v")],
+    ids=["value", "key"],
+)
+def test_a_str_that_is_not_utf8_encodable_is_a_valueerror(
+    cache: lilcache.Cache, call: Callable[..., Any]
+) -> None:
+    with pytest.raises(UnicodeEncodeError):
+        call(cache)
+    assert len(cache) == 0
