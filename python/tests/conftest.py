@@ -17,7 +17,9 @@ Fixtures (use them by naming them as arguments):
                 the test.
   default_cache lilcache.init('default', root=root): the module-level
                 functions (lilcache.set, get, ...) act on it during the test;
-                it is closed after the test.
+                it is closed after the test and the previous default restored.
+  keep_default_cache  for tests calling lilcache.init() themselves: restores
+                the previous default cache after the test.
   wait_until    wait_until(predicate, timeout=10.0) -> bool: polls
                 predicate() until it is true (True) or timeout seconds passed
                 (False). For expiry and other eventual facts; assert on its
@@ -121,8 +123,18 @@ def pickled(open_cache: Callable[..., lilcache.Cache]) -> lilcache.Cache:
 
 
 @pytest.fixture
-def default_cache(root: str) -> Iterator[lilcache.Cache]:
-    """The process's default cache (module-level functions), under `root`."""
+def keep_default_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restores the module's default cache (the one init() sets) after the
+    test, so that a test calling init() leaves no closed default behind."""
+    # The package keeps it in lilcache._default (None until first use).
+    if hasattr(lilcache, "_default"):
+        monkeypatch.setattr(lilcache, "_default", lilcache._default)
+
+
+@pytest.fixture
+def default_cache(root: str, keep_default_cache: None) -> Iterator[lilcache.Cache]:
+    """The process's default cache (module-level functions), under `root`;
+    closed after the test, and the previous default restored."""
     handle = lilcache.init("default", root=root)
     yield handle
     handle.close()

@@ -870,7 +870,7 @@ def test_module_memoize_uses_the_default_cache(default_cache: lilcache.Cache) ->
     assert default_cache[f.__cache_key__(2)] == 4
 
 
-def test_init_with_options(root: str) -> None:
+def test_init_with_options(root: str, keep_default_cache: None) -> None:
     cache = lilcache.init("foo_cache", root=root, expires="1d", snapshot="120s", loglevel="DEBUG")
     try:
         assert lilcache.cache() is cache
@@ -882,7 +882,7 @@ def test_init_with_options(root: str) -> None:
         cache.close()
 
 
-def test_init_again_switches_the_default_cache(root: str) -> None:
+def test_init_again_switches_the_default_cache(root: str, keep_default_cache: None) -> None:
     first = lilcache.init("first", root=root)
     second = lilcache.init("second", root=root, serializer="pickle")
     try:

@@ -332,10 +332,14 @@ def test_a_bad_cache_name_is_invalidargumenterror(root: str, name: str) -> None:
     assert os.listdir(root) == []
 
 
-def test_a_bad_name_in_init_is_invalidargumenterror(root: str) -> None:
+def test_a_bad_name_in_init_is_invalidargumenterror_and_keeps_the_default(
+    root: str, default_cache: lilcache.Cache
+) -> None:
     with pytest.raises(lilcache.InvalidArgumentError) as info:
         lilcache.init("../x", root=root)
     _check(info, "invalid_argument", "../x")
+    assert lilcache.cache() is default_cache
+    assert lilcache.set("a", "b") and default_cache["a"] == "b"
 
 
 def test_a_root_that_is_a_file_is_invalidargumenterror(tmp_path: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import random
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -285,3 +286,42 @@ def test_a_waiter_computes_when_the_computing_thread_raises(root: str) -> None:
         assert cache["k"] == "from B"
     finally:
         cache.close()
+
+
+def test_closing_a_cache_while_threads_use_it_is_safe(root: str) -> None:
+    """Threads keep operating while the main thread closes the handle: each
+    call either completes or raises Error 'invalid_state'; nothing crashes
+    and every thread stops."""
+    cache = lilcache.Cache("t", root=root)
+    started = threading.Barrier(THREADS + 1)
+    outcomes: list[str] = []
+
+    def worker(t: int) -> None:
+        started.wait(JOIN_TIMEOUT)
+        n = 0
+        while True:
+            n += 1
+            try:
+                cache.set(f"k{t}", n)
+                assert cache.get(f"k{t}") in (n, None)
+                cache.incr("shared")
+                cache.pop(f"k{t}")
+                len(cache)
+            except lilcache.Error as e:
+                outcomes.append(e.code)
+                return
+
+    threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    started.wait(JOIN_TIMEOUT)
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while cache.get("shared", 0) < 100 and time.monotonic() < deadline:  # all at work
+        threading.Event().wait(0.001)
+    cache.close()
+    for t in threads:
+        t.join(JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads)
+    assert outcomes == ["invalid_state"] * THREADS
+    with lilcache.Cache("t", root=root) as again:
+        assert again["shared"] >= 100
