@@ -43,8 +43,9 @@ def run_threads(target: Callable[[int], Any], count: int = THREADS) -> list[Any]
 
 
 def value_for(key: str, n: int) -> str:
-    """A value that tells whether it is intact: key, version, padding, checksum."""
-    body = f"{key}:{n}:" + "x" * (n % 300)
+    """A value that tells whether it is intact: key, version, padding, checksum.
+    Now and then over 1 MiB (what a thread's read buffer does not keep)."""
+    body = f"{key}:{n}:" + "x" * (n % 300 if n % 211 else (1 << 21) + n)
     return f"{body}:{len(body)}"
 
 

@@ -286,3 +286,39 @@ def test_a_str_over_64_mib_of_utf8_is_limiterror(cache: lilcache.Cache) -> None:
     with pytest.raises(lilcache.LimitError):
         cache.set("k", value)
     assert "k" not in cache
+
+
+_NESTED: dict[str, lilcache.Cache] = {}
+
+
+def _rebuild_reading_the_cache(payload: bytes, key: str) -> tuple[bytes, Any]:
+    """Unpickles a NestedRead: reads `key` from the cache while unpickling."""
+    return payload, _NESTED["cache"].get(key)
+
+
+class NestedRead:
+    """An object whose unpickling reads another key of the same cache."""
+
+    def __init__(self, payload: bytes, key: str) -> None:
+        self.payload = payload
+        self.key = key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_reading_the_cache, (self.payload, self.key))
+
+
+@pytest.mark.parametrize("size", [10, 3 * MIB], ids=["small", "3MiB"])
+def test_a_get_while_unpickling_a_get_leaves_both_values_intact(
+    pickled: lilcache.Cache, size: int
+) -> None:
+    outer = bytes(range(256)) * (size // 256 + 1)
+    inner = b"\x07" * size
+    pickled.set("inner", inner)
+    pickled.set("outer", NestedRead(outer, "inner"))
+    _NESTED["cache"] = pickled
+    try:
+        assert pickled.get("outer") == (outer, inner)
+        assert pickled["outer"] == (outer, inner)
+        assert pickled.pop("outer") == (outer, inner)
+    finally:
+        _NESTED.clear()
