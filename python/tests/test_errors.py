@@ -7,6 +7,7 @@ import datetime
 import math
 import os
 import pickle
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -479,3 +480,67 @@ def test_a_str_that_is_not_utf8_encodable_is_a_valueerror(
     with pytest.raises(UnicodeEncodeError):
         call(cache)
     assert len(cache) == 0
+
+
+# ---- the cache's files ----------------------------------------------------------------
+
+
+def test_a_cache_file_open_to_others_is_a_permission_error(root: str) -> None:
+    with lilcache.Cache("t", root=root) as cache:
+        cache["a"] = "b"
+    meta = os.path.join(root, "t.meta")
+    os.chmod(meta, 0o644)
+    with pytest.raises(lilcache.Error) as info:
+        lilcache.Cache("t", root=root)
+    _check(info, "permission", meta)
+    os.chmod(meta, 0o600)
+    with lilcache.Cache("t", root=root) as cache:
+        assert cache["a"] == "b"
+
+
+def test_a_meta_file_that_is_not_lilcaches_is_corrupt(root: str) -> None:
+    meta = os.path.join(root, "t.meta")
+    fd = os.open(meta, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, b"garbage!" * 1024)
+    finally:
+        os.close(fd)
+    with pytest.raises(lilcache.Error) as info:
+        lilcache.Cache("t", root=root)
+    _check(info, "corrupt", meta)
+    assert not isinstance(info.value, ValueError)
+
+
+# ---- waiting ------------------------------------------------------------------------
+
+
+def test_get_or_set_waiting_past_its_timeout_is_busy(root: str) -> None:
+    """A caller waiting for another thread's computation longer than
+    get_or_set_timeout gets Error 'busy' (the other one is held until then,
+    so no clock decides the outcome)."""
+    cache = lilcache.Cache("t", root=root, get_or_set_timeout="50ms")
+    computing = threading.Event()
+    release = threading.Event()
+    results: dict[str, Any] = {}
+
+    def compute() -> str:
+        computing.set()
+        release.wait(60)
+        return "slow"
+
+    def first() -> None:
+        results["first"] = cache.get_or_set("k", compute)
+
+    thread = threading.Thread(target=first, daemon=True)
+    thread.start()
+    try:
+        assert computing.wait(60)
+        with pytest.raises(lilcache.Error) as info:
+            cache.get_or_set("k", lambda: "other")
+        _check(info, "busy")
+        assert not isinstance(info.value, ValueError)
+    finally:
+        release.set()
+        thread.join(60)
+        cache.close()
+    assert results["first"] == "slow"
