@@ -99,7 +99,9 @@ case $cmd in
     ;;
   test-release)
     export BUILD_DIR=${RELEASE_BUILD_DIR:-build-release}
-    export MESON_ARGS="--buildtype=release -Dbench=disabled ${MESON_ARGS:-}"
+    # The Python suites run in ./build.sh test only (the gcc build users get;
+    # test_install builds the package as pip does, -O3).
+    export MESON_ARGS="--buildtype=release -Dbench=disabled -Dpython=disabled ${MESON_ARGS:-}"
     export LILCACHE_TORTURE_SECONDS=${LILCACHE_TORTURE_SECONDS:-20}
     run_tests "" -- "$@"
     ;;
@@ -110,7 +112,7 @@ case $cmd in
     # -Wmaybe-uninitialized misfires in Boost.Beast under the sanitizers).
     # werror off as for TSan: the gcc build enforces the warnings.
     export CXX=${ASAN_CXX:-clang++-14}
-    export MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
+    export MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled -Dpython=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
     sanitizer_env "$PWD/$BUILD_DIR/sanitizer-reports"
     # Sanitized code runs several times slower (test_util.h, slowdown()).
     export LILCACHE_SLOWDOWN=${LILCACHE_SLOWDOWN:-2}
@@ -125,7 +127,7 @@ case $cmd in
     # suites do. werror off: clang warns where gcc does not (the gcc build
     # enforces it).
     export CXX=${TSAN_CXX:-clang++-14}
-    export MESON_ARGS="-Db_sanitize=thread -Db_lundef=false -Dbench=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
+    export MESON_ARGS="-Db_sanitize=thread -Db_lundef=false -Dbench=disabled -Dpython=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
     (($# > 0)) || set -- "${tsan_tests[@]}"
     # Build only what those tests need.
     targets=()

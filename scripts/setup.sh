@@ -22,9 +22,10 @@ packages=(
   curl wrk redis-tools
   clang-14 libclang-rt-14-dev  # ./build.sh test-tsan, test/fuzz/run.sh (libFuzzer)
   clang-format-14  # scripts/check_format.sh (CI)
-  pybind11-dev python3-dev python3-mesonpy python3-pytest python3-hypothesis  # the Python package
-  python3-venv python3-pip  # its pip install (python/tests/test_install.py)
-  python3-diskcache python3-lmdb python3-redis  # bench/python
+  # The Python package (python/, docs/python.md): the extension, its tests,
+  # `pip install .` in a venv, and bench/python's peers.
+  pybind11-dev python3-dev python3-mesonpy python3-pytest python3-hypothesis
+  python3-venv python3-pip python3-diskcache python3-lmdb python3-redis
 )
 # libboost1.81-dev: Beast, Asio and Boost.URL for the HTTP server (Debian's
 # default libboost-dev, 1.74, predates Boost.URL; installing 1.81 replaces a

@@ -453,6 +453,11 @@ class Cache {
   // "always", a failed msync throws after the key was removed.
   LILCACHE_EXPORT std::optional<std::string> pop(std::string_view key);
 
+  // As get() and pop(), with the kind its writer stored (ValueKind): what
+  // language bindings that keep types call. Same costs, guarantees and errors.
+  LILCACHE_EXPORT std::optional<TypedValue> get_typed(std::string_view key);
+  LILCACHE_EXPORT std::optional<TypedValue> pop_typed(std::string_view key);
+
   // Removes key. Returns whether a live value was removed (false: it was
   // absent, expired or purged). Errors as pop().
   LILCACHE_EXPORT bool erase(std::string_view key);

@@ -152,6 +152,17 @@ std::optional<std::string> Cache::get(std::string_view key) { return Checked(imp
 std::optional<std::string> Cache::pop(std::string_view key) {
   return Checked(impl_).Pop(key, true);
 }
+std::optional<TypedValue> Cache::get_typed(std::string_view key) {
+  std::optional<Versioned> v = Checked(impl_).GetVersioned(key);
+  if (!v) return std::nullopt;
+  return TypedValue{std::move(v->value), v->kind};
+}
+std::optional<TypedValue> Cache::pop_typed(std::string_view key) {
+  std::uint8_t kind = 0;
+  std::optional<std::string> v = Checked(impl_).Pop(key, true, &kind);
+  if (!v) return std::nullopt;
+  return TypedValue{std::move(*v), static_cast<ValueKind>(kind)};
+}
 bool Cache::erase(std::string_view key) { return Checked(impl_).Pop(key, false).has_value(); }
 bool Cache::contains(std::string_view key) { return Checked(impl_).Contains(key); }
 void Cache::purge() { Checked(impl_).Purge(); }

@@ -351,7 +351,7 @@ void Cache::Impl::Set(std::string_view key, std::string_view value, std::uint64_
 
 std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view key,
                                               std::uint64_t hash, bool want_value, bool* found,
-                                              Written& w) {
+                                              Written& w, std::uint8_t* kind) {
   Index::Probe p = g.Find(key, hash);
   if (p.full || p.value == 0) return std::nullopt;
   const std::size_t tomb_size = record::RecordSize(key.size(), 0);
@@ -380,13 +380,15 @@ std::optional<std::string> Cache::Impl::PopIn(Generation& g, std::string_view ke
       CheckSlotMove(core_.logger(), "pop", key, cur.seq(), tomb_seq);
       AddDead(g, cur.size());
       *found = true;
+      if (kind != nullptr) *kind = cur.kind();
       return want_value ? std::optional<std::string>(std::string(cur.value()))
                         : std::optional<std::string>(std::string());
     }
   }
 }
 
-std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_value) {
+std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_value,
+                                            std::uint8_t* kind) {
   CheckKey(key);
   ReattachIfForked();
   const std::uint64_t hash = record::HashKey(key, core_.salt());
@@ -396,7 +398,7 @@ std::optional<std::string> Cache::Impl::Pop(std::string_view key, bool want_valu
   {
     WriterSection w(core_);
     Written written;
-    out = PopIn(w.gen(), key, hash, want_value, &found, written);
+    out = PopIn(w.gen(), key, hash, want_value, &found, written, kind);
     if (found) {
       SyncWritten(w.gen(), written);
       follow_up = AssessWrite(w.gen());

@@ -65,7 +65,9 @@ class Cache::Impl final : public ForkHook {
   void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
            std::uint8_t kind = 0);
   std::optional<std::string> Get(std::string_view key);
-  std::optional<std::string> Pop(std::string_view key, bool want_value);
+  // `kind` (if not null) receives the popped value's kind.
+  std::optional<std::string> Pop(std::string_view key, bool want_value,
+                                 std::uint8_t* kind = nullptr);
   bool Contains(std::string_view key);
   void Purge();
   std::size_t Size();
@@ -161,7 +163,8 @@ class Cache::Impl final : public ForkHook {
   record::NewRecord Sequenced(record::NewRecord rec);
   Outcome SetIn(Generation& g, const record::NewRecord& rec, std::uint64_t hash, Written& w);
   std::optional<std::string> PopIn(Generation& g, std::string_view key, std::uint64_t hash,
-                                   bool want_value, bool* found, Written& w);
+                                   bool want_value, bool* found, Written& w,
+                                   std::uint8_t* kind = nullptr);
   Outcome UpdateIn(Generation& g, std::string_view key, std::uint64_t hash, const Decide& decide,
                    bool* wrote, Written& w);
   // A record this writer appended at `off` and will never publish: marked

@@ -59,7 +59,7 @@ if [[ ! -f $build/meson-private/coredata.dat ]]; then
   # -O1 and line tables only, as the ASan build: quick to build, and as fast
   # to fuzz within a few percent.
   meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dbench=disabled -Dwerror=false -Doptimization=1 -Ddebug=false \
+    -Dbench=disabled -Dpython=disabled -Dwerror=false -Doptimization=1 -Ddebug=false \
     -Dcpp_args=-gline-tables-only >/dev/null
 fi
 ninja -C "$build" "${targets[@]/#/test/fuzz/}" >/dev/null

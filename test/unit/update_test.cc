@@ -557,6 +557,32 @@ TEST_CASE("a value's kind is stored with it and kept by touch persist compaction
   CHECK(c.get_versioned("g")->kind == ValueKind::integer);
 }
 
+TEST_CASE("get_typed and pop_typed return the value with its kind") {
+  TempDir dir;
+  using lilcache::ValueKind;
+  using lilcache::WriteOptions;
+  auto c = Cache::open("t", {.root = dir.path()});
+  c.set("text", "h\xc3\xa9", WriteOptions{.kind = ValueKind::text});
+  c.set("raw", std::string("\0\xff", 2));
+  c.increment("n", 41);
+  auto t = c.get_typed("text");
+  REQUIRE(t.has_value());
+  CHECK(t->value == "h\xc3\xa9");
+  CHECK(t->kind == ValueKind::text);
+  CHECK(c.get_typed("raw")->kind == ValueKind::bytes);
+  CHECK(c.get_typed("raw")->value == std::string("\0\xff", 2));
+  auto n = c.pop_typed("n");
+  REQUIRE(n.has_value());
+  CHECK(n->value == "41");
+  CHECK(n->kind == ValueKind::integer);
+  CHECK_FALSE(c.pop_typed("n").has_value());  // popped once
+  CHECK_FALSE(c.get_typed("n").has_value());
+  auto p = c.pop_typed("text");
+  REQUIRE(p.has_value());
+  CHECK(p->kind == ValueKind::text);
+  CHECK_ERROR_CODE(c.get_typed(""), ErrorCode::invalid_argument);
+}
+
 TEST_CASE("WriteOptions with a ttl expires the value; 0 means Options::expires") {
   TempDir dir;
   FakeClockEnv env;
