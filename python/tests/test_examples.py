@@ -149,10 +149,11 @@ def test_08_debug_logging_goes_to_the_caches_log_file(tmp_path: pathlib.Path) ->
     root = tmp_path / "root"
     lines = run_example("08_logging", root)
     log = root / "default.log"
-    count = len(log.read_text(errors="replace").splitlines())
-    assert lines[-1] == f"{log}: {count} lines"
-    assert count > 0
-    assert re.search(r"debug", log.read_text(errors="replace"), re.IGNORECASE)
+    written = log.read_text(errors="replace").splitlines()  # more by now: the close logs too
+    counted = re.fullmatch(re.escape(str(log)) + r": (\d+) lines", lines[-1])
+    assert counted and 0 < int(counted.group(1)) <= len(written), lines
+    assert lines[:-1] == ["  " + line for line in written[:len(lines) - 1]]
+    assert any(" debug " in line for line in written), "DEBUG lines are logged"
 
 
 def test_09_incr_add_get_or_set_and_memoize_lose_nothing_and_compute_once(
