@@ -1,5 +1,7 @@
 #include "cache_binding.h"
 
+#include "fast_path.h"
+
 #include <pybind11/stl.h>
 
 #include <cmath>
@@ -40,27 +42,6 @@ void PyCache::Close() {
 }
 
 namespace {
-
-// Runs fn(cache) with the GIL released.
-template <typename Fn>
-auto Unlocked(const PyCache& self, Fn&& fn) {
-  std::shared_ptr<Cache> c = self.Handle();
-  py::gil_scoped_release unlocked;
-  return fn(*c);
-}
-
-WriteOptions Write(const Encoded& e, const std::optional<milliseconds>& ttl) {
-  return WriteOptions{.ttl = ttl.value_or(milliseconds(0)), .kind = e.kind};
-}
-
-py::object Decode(const PyCache& self, const TypedValue& v) {
-  return DecodeValue(v.value, v.kind, self.serializer());
-}
-
-[[noreturn]] void RaiseKeyError(py::handle key) {
-  PyErr_SetObject(PyExc_KeyError, key.ptr());
-  throw py::error_already_set();
-}
 
 std::int64_t Int64(py::handle obj, const char* what) {
   if (!PyLong_Check(obj.ptr()) || PyBool_Check(obj.ptr())) {
@@ -147,16 +128,21 @@ std::unique_ptr<PyCache> Open(const std::string& name, py::handle root, py::hand
 
 }  // namespace
 
+void RaiseKeyError(py::handle key) {
+  PyErr_SetObject(PyExc_KeyError, key.ptr());
+  throw py::error_already_set();
+}
+
 void RegisterCache(py::module_& m) {
-  py::class_<PyCache>(m, "_Cache",
-                      "The C++ handle under lilcache.Cache (use lilcache.Cache: this class "
-                      "has its methods, documented there).")
-      .def(py::init(&Open), py::arg("name") = "default", py::kw_only(),
-           py::arg("root") = py::none(), py::arg("snapshot") = py::none(),
-           py::arg("expires") = py::none(), py::arg("loglevel") = py::none(),
-           py::arg("max_bytes") = py::none(), py::arg("sync") = py::none(),
-           py::arg("compact_dead_ratio") = py::none(), py::arg("get_or_set_timeout") = py::none(),
-           py::arg("create") = true, py::arg("serializer") = py::none())
+  py::class_<PyCache> cls(m, "_Cache",
+                          "The C++ handle under lilcache.Cache (use lilcache.Cache: this class "
+                          "has its methods, documented there).");
+  cls.def(py::init(&Open), py::arg("name") = "default", py::kw_only(), py::arg("root") = py::none(),
+          py::arg("snapshot") = py::none(), py::arg("expires") = py::none(),
+          py::arg("loglevel") = py::none(), py::arg("max_bytes") = py::none(),
+          py::arg("sync") = py::none(), py::arg("compact_dead_ratio") = py::none(),
+          py::arg("get_or_set_timeout") = py::none(), py::arg("create") = true,
+          py::arg("serializer") = py::none())
       .def_property_readonly("name", &PyCache::name, "The cache's name.")
       .def_property_readonly("root", &PyCache::root,
                              "The directory holding the cache's files (root resolved).")
@@ -168,47 +154,6 @@ void RegisterCache(py::module_& m) {
             return py::none();
           },
           "'pickle' or None: how values other than str, bytes and int are stored.")
-      .def(
-          "get",
-          [](const PyCache& self, py::handle key, py::handle dflt) -> py::object {
-            Key k(key);
-            auto v = Unlocked(self, [&](Cache& c) { return c.get_typed(k.view()); });
-            if (!v) return py::reinterpret_borrow<py::object>(dflt);
-            return Decode(self, *v);
-          },
-          py::arg("key"), py::arg("default") = py::none(),
-          "The value of key, or default if it is absent, expired or purged. Never waits for "
-          "writers.")
-      .def(
-          "__getitem__",
-          [](const PyCache& self, py::handle key) -> py::object {
-            Key k(key);
-            auto v = Unlocked(self, [&](Cache& c) { return c.get_typed(k.view()); });
-            if (!v) RaiseKeyError(key);
-            return Decode(self, *v);
-          },
-          py::arg("key"), "cache[key]: the value of key; KeyError if it is absent.")
-      .def(
-          "set",
-          [](const PyCache& self, py::handle key, py::handle value, py::handle expire) {
-            Key k(key);
-            Encoded e = EncodeValue(value, self.serializer());
-            auto ttl = Duration(expire, "expire");
-            Unlocked(self, [&](Cache& c) { c.set(k.view(), e.bytes, Write(e, ttl)); });
-            return true;
-          },
-          py::arg("key"), py::arg("value"), py::arg("expire") = py::none(),
-          "Stores value under key, replacing any value; returns True. expire: seconds, a "
-          "duration string ('120s') or a timedelta; None = the cache's `expires` (or never). "
-          "Visible to every process when it returns.")
-      .def(
-          "__setitem__",
-          [](const PyCache& self, py::handle key, py::handle value) {
-            Key k(key);
-            Encoded e = EncodeValue(value, self.serializer());
-            Unlocked(self, [&](Cache& c) { c.set(k.view(), e.bytes, Write(e, std::nullopt)); });
-          },
-          py::arg("key"), py::arg("value"), "cache[key] = value: set(key, value).")
       .def(
           "add",
           [](const PyCache& self, py::handle key, py::handle value, py::handle expire) {
@@ -246,14 +191,6 @@ void RegisterCache(py::module_& m) {
             if (!Unlocked(self, [&](Cache& c) { return c.erase(k.view()); })) RaiseKeyError(key);
           },
           py::arg("key"), "del cache[key]: removes key; KeyError if it was absent.")
-      .def(
-          "__contains__",
-          [](const PyCache& self, py::handle key) {
-            if (!IsKey(key)) return false;
-            Key k(key);
-            return Unlocked(self, [&](Cache& c) { return c.contains(k.view()); });
-          },
-          py::arg("key"), "key in cache: whether key holds a live, unexpired value.")
       .def(
           "__len__",
           [](const PyCache& self) { return Unlocked(self, [](Cache& c) { return c.size(); }); },
@@ -402,6 +339,7 @@ void RegisterCache(py::module_& m) {
       .def("close", &PyCache::Close,
            "Closes the handle (idempotent): later calls raise Error (code 'invalid_state'). "
            "The data stays. Calls running in other threads finish first.");
+  InstallFastPaths(cls);
 }
 
 }  // namespace lilcache::python

@@ -39,4 +39,26 @@ class PyCache {
 
 void RegisterCache(pybind11::module_& m);
 
+// Runs fn(cache) with the GIL released (called with it held), on the handle
+// of self (Error invalid_state if it is closed).
+template <typename Fn>
+auto Unlocked(const PyCache& self, Fn&& fn) {
+  std::shared_ptr<Cache> c = self.Handle();
+  pybind11::gil_scoped_release unlocked;
+  return fn(*c);
+}
+
+// The WriteOptions of an encoded value with this ttl (nullopt: the default).
+inline WriteOptions Write(const Encoded& e, const std::optional<std::chrono::milliseconds>& ttl) {
+  return WriteOptions{.ttl = ttl.value_or(std::chrono::milliseconds(0)), .kind = e.kind};
+}
+
+// A value read by self as a Python object (DecodeValue with its serializer).
+inline pybind11::object Decode(const PyCache& self, const TypedValue& v) {
+  return DecodeValue(v.value, v.kind, self.serializer());
+}
+
+// Raises KeyError(key).
+[[noreturn]] void RaiseKeyError(pybind11::handle key);
+
 }  // namespace lilcache::python

@@ -24,13 +24,45 @@ PyObject* NewClass(const char* name, const char* doc, PyObject* bases) {
 // Raises cls(message) with .code = code.
 void Raise(PyObject* cls, const Error& e) {
   py::object exc = py::reinterpret_steal<py::object>(PyObject_CallFunction(cls, "s", e.what()));
-  if (!exc) throw py::error_already_set();
+  if (!exc) return;  // the constructor's error is set
   std::string_view code = to_string(e.code());
   exc.attr("code") = py::str(code.data(), code.size());
   PyErr_SetObject(cls, exc.ptr());
 }
 
+// Raises the class of e's kind.
+void RaiseError(const Error& e) {
+  switch (e.code()) {
+    case ErrorCode::invalid_argument:
+      Raise(g_invalid_argument, e);
+      break;
+    case ErrorCode::limit:
+      Raise(g_limit, e);
+      break;
+    default:
+      Raise(g_error, e);
+  }
+}
+
 }  // namespace
+
+void SetPythonError() {
+  try {
+    throw;
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const Error& e) {
+    RaiseError(e);
+  } catch (const py::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "lilcache: unknown C++ exception");
+  }
+}
 
 void RegisterErrors(py::module_& m) {
   g_error = NewClass("lilcache.Error",
@@ -60,16 +92,7 @@ void RegisterErrors(py::module_& m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
-      switch (e.code()) {
-        case ErrorCode::invalid_argument:
-          Raise(g_invalid_argument, e);
-          break;
-        case ErrorCode::limit:
-          Raise(g_limit, e);
-          break;
-        default:
-          Raise(g_error, e);
-      }
+      RaiseError(e);
     }
   });
 }
