@@ -9,6 +9,7 @@ import datetime
 import math
 import pathlib
 import pickle
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -151,3 +152,22 @@ def test_the_error_table(root: str, cache: lilcache.Cache) -> None:
     cache.close()
     assert code(lilcache.Error, lambda: cache.get("k")) == "invalid_state"
     cache.close()  # idempotent
+
+
+def documented_fields(row_start: str) -> list[str]:
+    """The field names docs/python.md's Cache table lists in the row
+    starting with row_start ("a `dict`: `f1 f2 ...`")."""
+    manual = pathlib.Path(__file__).resolve().parents[2] / "docs" / "python.md"
+    row = next(line for line in manual.read_text().splitlines() if line.startswith(row_start))
+    match = re.search(r"a `dict`: `([a-z_ ]+)`", row)
+    assert match, row
+    return match.group(1).split()
+
+
+def test_stats_and_compact_return_the_documented_fields(cache: lilcache.Cache) -> None:
+    cache.set("a", "b")
+    assert sorted(cache.stats()) == sorted(documented_fields("| `stats()` |"))
+    result = cache.compact()
+    assert sorted(result) == sorted(documented_fields("| `compact()`, `snapshot()` |"))
+    assert result["compacted"] is True
+    assert isinstance(result["duration"], float) and isinstance(result["writer_pause"], float)
