@@ -453,6 +453,14 @@ class Cache {
   // "always", a failed msync throws after the key was removed.
   LILCACHE_EXPORT std::optional<std::string> pop(std::string_view key);
 
+  // As get(), into a caller's buffer: returns whether key holds a live value
+  // and, if so, assigns it to `value` (whose capacity is reused: no
+  // allocation once the buffer is large enough) and its kind to *kind (if
+  // not null). If it returns false, `value` holds unspecified contents.
+  // Same costs otherwise, guarantees and errors as get(). For read loops that
+  // keep one buffer (a thread's, say: a buffer must not be shared by threads).
+  LILCACHE_EXPORT bool get(std::string_view key, std::string& value, ValueKind* kind = nullptr);
+
   // As get() and pop(), with the kind its writer stored (ValueKind): what
   // language bindings that keep types call. Same costs, guarantees and errors.
   LILCACHE_EXPORT std::optional<TypedValue> get_typed(std::string_view key);

@@ -152,6 +152,9 @@ std::optional<std::string> Cache::get(std::string_view key) { return Checked(imp
 std::optional<std::string> Cache::pop(std::string_view key) {
   return Checked(impl_).Pop(key, true);
 }
+bool Cache::get(std::string_view key, std::string& value, ValueKind* kind) {
+  return Checked(impl_).GetInto(key, value, kind);
+}
 std::optional<TypedValue> Cache::get_typed(std::string_view key) {
   std::optional<Versioned> v = Checked(impl_).GetVersioned(key);
   if (!v) return std::nullopt;

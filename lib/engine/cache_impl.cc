@@ -607,20 +607,21 @@ void Cache::Impl::CountHit(bool hit, bool expired) {
   if (expired) Shared(s.expired).fetch_add(1, std::memory_order_relaxed);
 }
 
-std::optional<std::string> Cache::Impl::LookupIn(Generation& g, std::string_view key,
-                                                 std::uint64_t hash, bool copy_value, Found* found,
-                                                 bool* expired) {
+bool Cache::Impl::LookupIn(Generation& g, std::string_view key, std::uint64_t hash,
+                           std::string* value, Found* found, bool* expired) {
   Index::Probe p = g.Find(key, hash);
-  if (p.value == 0) return std::nullopt;
+  if (p.value == 0) return false;
   record::RecordView rec = g.Record(Index::OffsetOf(p.value));
-  if (!Visible(rec, expired)) return std::nullopt;
-  if (copy_value) CheckIntegrity(g, rec);
+  if (!Visible(rec, expired)) return false;
+  if (value != nullptr) {
+    CheckIntegrity(g, rec);
+    value->assign(rec.value());
+  }
   if (found != nullptr) *found = Found{rec.seq(), rec.expires_ms(), rec.kind()};
-  return std::optional<std::string>(copy_value ? rec.value() : std::string_view());
+  return true;
 }
 
-std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_value, Found* found,
-                                               bool count) {
+bool Cache::Impl::Lookup(std::string_view key, std::string* value, Found* found, bool count) {
   CheckKey(key);
   ReattachIfForked();
   const std::uint64_t hash = record::HashKey(key, core_.salt());
@@ -636,19 +637,29 @@ std::optional<std::string> Cache::Impl::Lookup(std::string_view key, bool copy_v
       continue;
     }
     bool expired = false;
-    std::optional<std::string> out = LookupIn(g, key, hash, copy_value, found, &expired);
+    const bool hit = LookupIn(g, key, hash, value, found, &expired);
     if (g.number != gen.load(std::memory_order_acquire)) continue;
-    if (count) CountHit(out.has_value(), expired);
+    if (count) CountHit(hit, expired);
     if (core_.logger().should_log(spdlog::level::debug)) {
-      core_.logger().debug("{} key of {} bytes: {}", copy_value ? "get" : "contains", key.size(),
-                           out ? "hit" : (expired ? "expired" : "miss"));
+      core_.logger().debug("{} key of {} bytes: {}", value != nullptr ? "get" : "contains",
+                           key.size(), hit ? "hit" : (expired ? "expired" : "miss"));
     }
-    return out;
+    return hit;
   }
 }
 
-std::optional<std::string> Cache::Impl::Get(std::string_view key) { return Lookup(key, true); }
-bool Cache::Impl::Contains(std::string_view key) { return Lookup(key, false).has_value(); }
+std::optional<std::string> Cache::Impl::Get(std::string_view key) {
+  std::string value;
+  if (!Lookup(key, &value)) return std::nullopt;
+  return std::optional<std::string>(std::move(value));
+}
+bool Cache::Impl::GetInto(std::string_view key, std::string& value, ValueKind* kind) {
+  Found found;
+  if (!Lookup(key, &value, &found)) return false;
+  if (kind != nullptr) *kind = static_cast<ValueKind>(found.kind);
+  return true;
+}
+bool Cache::Impl::Contains(std::string_view key) { return Lookup(key, nullptr); }
 
 void Cache::Impl::ForEach(std::string_view prefix,
                           const std::function<bool(std::string_view, std::string_view)>& fn,

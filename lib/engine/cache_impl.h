@@ -65,6 +65,8 @@ class Cache::Impl final : public ForkHook {
   void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
            std::uint8_t kind = 0);
   std::optional<std::string> Get(std::string_view key);
+  // get() into a caller's buffer (reusing its capacity), with the kind.
+  bool GetInto(std::string_view key, std::string& value, ValueKind* kind);
   // `kind` (if not null) receives the popped value's kind.
   std::optional<std::string> Pop(std::string_view key, bool want_value,
                                  std::uint8_t* kind = nullptr);
@@ -208,12 +210,13 @@ class Cache::Impl final : public ForkHook {
     std::uint64_t expires_ms = 0;
     std::uint8_t kind = 0;
   };
-  // `count`: in the hit/miss counters of stats() (not get_or_set's polls).
-  std::optional<std::string> Lookup(std::string_view key, bool copy_value, Found* found = nullptr,
-                                    bool count = true);
+  // Whether key holds a live value; its bytes are assigned to *value (its
+  // checksum checked first) unless value is null (contains, ttl). `count`:
+  // in the hit/miss counters of stats() (not get_or_set's polls).
+  bool Lookup(std::string_view key, std::string* value, Found* found = nullptr, bool count = true);
   // One key of a lookup in the pinned generation g (Lookup, GetMany).
-  std::optional<std::string> LookupIn(Generation& g, std::string_view key, std::uint64_t hash,
-                                      bool copy_value, Found* found, bool* expired);
+  bool LookupIn(Generation& g, std::string_view key, std::uint64_t hash, std::string* value,
+                Found* found, bool* expired);
 
   // env, paths, meta, logger, salt, slot, generations: shared with the
   // compactor and recovery (cache_core.h).

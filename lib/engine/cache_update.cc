@@ -190,14 +190,14 @@ bool Cache::Impl::Persist(std::string_view key) {
 
 std::optional<Versioned> Cache::Impl::GetVersioned(std::string_view key) {
   Found found;
-  std::optional<std::string> v = Lookup(key, true, &found);
-  if (!v) return std::nullopt;
-  return Versioned{std::move(*v), found.seq, static_cast<ValueKind>(found.kind)};
+  std::string value;
+  if (!Lookup(key, &value, &found)) return std::nullopt;
+  return Versioned{std::move(value), found.seq, static_cast<ValueKind>(found.kind)};
 }
 
 std::optional<std::chrono::milliseconds> Cache::Impl::Ttl(std::string_view key) {
   Found found;
-  if (!Lookup(key, false, &found)) return std::nullopt;
+  if (!Lookup(key, nullptr, &found)) return std::nullopt;
   if (found.expires_ms == 0) return kNoExpiry;
   const std::uint64_t now = env_->NowMillis();
   return std::chrono::milliseconds(found.expires_ms > now ? found.expires_ms - now : 0);
@@ -208,9 +208,8 @@ std::optional<std::chrono::milliseconds> Cache::Impl::Ttl(std::string_view key) 
 TypedValue Cache::Impl::GetOrSet(std::string_view key, const std::function<TypedValue()>& compute,
                                  std::uint64_t ttl_ms) {
   Found found;
-  if (std::optional<std::string> v = Lookup(key, true, &found)) {
-    return TypedValue{std::move(*v), static_cast<ValueKind>(found.kind)};
-  }
+  std::string v;
+  if (Lookup(key, &v, &found)) return TypedValue{std::move(v), static_cast<ValueKind>(found.kind)};
   const std::uint64_t lease = LeaseOf(record::HashKey(key, core_.salt()));
   const std::uint64_t start = env_->MonotonicNanos();
   const std::uint64_t deadline = start + get_or_set_timeout_ms_ * 1'000'000;
@@ -220,8 +219,8 @@ TypedValue Cache::Impl::GetOrSet(std::string_view key, const std::function<Typed
       Lease held;
       if (leases_.TryAcquire(core_.meta().file(), lease, &held)) {
         // Whoever held it may have stored the value just before releasing.
-        if (std::optional<std::string> v = Lookup(key, true, &found, /*count=*/false)) {
-          return TypedValue{std::move(*v), static_cast<ValueKind>(found.kind)};
+        if (Lookup(key, &v, &found, /*count=*/false)) {
+          return TypedValue{std::move(v), static_cast<ValueKind>(found.kind)};
         }
         core_.logger().debug("get_or_set key of {} bytes: computing (lease {})", key.size(), lease);
         TypedValue value = compute();  // an exception releases the lease
@@ -233,8 +232,8 @@ TypedValue Cache::Impl::GetOrSet(std::string_view key, const std::function<Typed
     env_->SleepMicros(pause_us);
     pause_us = std::min<std::uint64_t>(pause_us * 2, 5000);
     // Not counted as a miss each time: one get_or_set is one lookup in stats().
-    if (std::optional<std::string> v = Lookup(key, true, &found, /*count=*/false)) {
-      return TypedValue{std::move(*v), static_cast<ValueKind>(found.kind)};
+    if (Lookup(key, &v, &found, /*count=*/false)) {
+      return TypedValue{std::move(v), static_cast<ValueKind>(found.kind)};
     }
     if (env_->MonotonicNanos() >= deadline) {
       core_.logger().warn("get_or_set key of {} bytes: gave up waiting after {} ms (lease {})",
@@ -268,8 +267,11 @@ std::vector<std::optional<std::string>> Cache::Impl::GetMany(const std::vector<s
     }
     for (; i < keys.size(); ++i) {
       bool expired = false;
-      std::optional<std::string> v =
-          LookupIn(g, keys[i], record::HashKey(keys[i], core_.salt()), true, nullptr, &expired);
+      std::string value;
+      std::optional<std::string> v;
+      if (LookupIn(g, keys[i], record::HashKey(keys[i], core_.salt()), &value, nullptr, &expired)) {
+        v = std::move(value);
+      }
       if (g.number != gen.load(std::memory_order_acquire)) break;  // read it again
       hits += v.has_value() ? 1 : 0;
       if (expired) Shared(core_.my_slot().expired).fetch_add(1, std::memory_order_relaxed);

@@ -1,6 +1,7 @@
 #include "fast_path.h"
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 #include "convert.h"
@@ -69,6 +70,22 @@ bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs, PyObj
   return true;
 }
 
+// Reads key into this thread's buffer (no allocation once it is large
+// enough), then decodes it: the object returned holds a copy. Decoding runs
+// no Python code before it has copied the bytes (DecodeValue), so a nested
+// get on this thread cannot overwrite the buffer under it.
+std::optional<py::object> Read(const PyCache& c, const Key& k) {
+  // A buffer over 1 MiB is freed after use rather than kept per thread.
+  constexpr std::size_t kKeep = 1 << 20;
+  thread_local std::string buffer;
+  ValueKind kind = ValueKind::bytes;
+  const bool hit = Unlocked(c, [&](Cache& h) { return h.get(k.view(), buffer, &kind); });
+  std::optional<py::object> out;
+  if (hit) out = DecodeValue(buffer, kind, c.serializer());
+  if (buffer.capacity() > kKeep) std::string().swap(buffer);
+  return out;
+}
+
 PyObject* Get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   PyObject* a[2];
   PyCache* c = SelfOf(self);
@@ -77,13 +94,13 @@ PyObject* Get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject*
   }
   try {
     Key k(a[0]);
-    auto v = Unlocked(*c, [&](Cache& h) { return h.get_typed(k.view()); });
+    std::optional<py::object> v = Read(*c, k);
     if (!v) {
       PyObject* dflt = a[1] != nullptr ? a[1] : Py_None;
       Py_INCREF(dflt);
       return dflt;
     }
-    return Decode(*c, *v).release().ptr();
+    return v->release().ptr();
   } catch (...) {
     SetPythonError();
     return nullptr;
@@ -98,9 +115,9 @@ PyObject* GetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObj
   }
   try {
     Key k(a[0]);
-    auto v = Unlocked(*c, [&](Cache& h) { return h.get_typed(k.view()); });
+    std::optional<py::object> v = Read(*c, k);
     if (!v) RaiseKeyError(a[0]);
-    return Decode(*c, *v).release().ptr();
+    return v->release().ptr();
   } catch (...) {
     SetPythonError();
     return nullptr;

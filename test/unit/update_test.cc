@@ -583,6 +583,29 @@ TEST_CASE("get_typed and pop_typed return the value with its kind") {
   CHECK_ERROR_CODE(c.get_typed(""), ErrorCode::invalid_argument);
 }
 
+TEST_CASE("get into a caller's buffer reuses its capacity and reports the kind") {
+  TempDir dir;
+  using lilcache::ValueKind;
+  auto c = Cache::open("t", {.root = dir.path()});
+  c.set("big", std::string(1000, 'x'), lilcache::WriteOptions{.kind = ValueKind::text});
+  c.set("small", "abc");
+  std::string buf;
+  ValueKind kind = ValueKind::integer;
+  REQUIRE(c.get("big", buf, &kind));
+  CHECK(buf == std::string(1000, 'x'));
+  CHECK(kind == ValueKind::text);
+  const char* data = buf.data();
+  REQUIRE(c.get("small", buf, &kind));
+  CHECK(buf == "abc");
+  CHECK(kind == ValueKind::bytes);
+  CHECK(buf.data() == data);  // no new allocation
+  CHECK_FALSE(c.get("absent", buf));
+  CHECK(c.get("small", buf));  // kind is optional
+  CHECK_ERROR_CODE(c.get("", buf), ErrorCode::invalid_argument);
+  // Counted as a get: one hit per found key, one miss.
+  CHECK(c.stats().misses == 1);
+}
+
 TEST_CASE("WriteOptions with a ttl expires the value; 0 means Options::expires") {
   TempDir dir;
   FakeClockEnv env;
