@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import pathlib
 import pickle
 import re
@@ -15,6 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 import lilcache
+
+SOURCE_ROOT = pathlib.Path(
+    os.environ.get("LILCACHE_SOURCE_ROOT", pathlib.Path(__file__).resolve().parents[2]))
 
 
 @pytest.fixture
@@ -157,7 +161,7 @@ def test_the_error_table(root: str, cache: lilcache.Cache) -> None:
 def documented_fields(row_start: str) -> list[str]:
     """The field names docs/python.md's Cache table lists in the row
     starting with row_start ("a `dict`: `f1 f2 ...`")."""
-    manual = pathlib.Path(__file__).resolve().parents[2] / "docs" / "python.md"
+    manual = SOURCE_ROOT / "docs" / "python.md"
     row = next(line for line in manual.read_text().splitlines() if line.startswith(row_start))
     match = re.search(r"a `dict`: `([a-z_ ]+)`", row)
     assert match, row
