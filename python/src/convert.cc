@@ -168,9 +168,10 @@ std::optional<std::chrono::milliseconds> Duration(py::handle obj, const char* wh
   if (p == Py_None) return std::nullopt;
   if (PyUnicode_Check(p)) {
     const std::chrono::milliseconds ms = parse_duration(Utf8View(p));
-    if (ms.count() <= 0) {
-      throw py::value_error(std::string(what) + " must be a positive duration, not " +
-                            py::repr(obj).cast<std::string>());
+    if (ms.count() <= 0) {  // as the engine refuses a ttl of 0 (InvalidArgumentError)
+      throw Error(ErrorCode::invalid_argument, std::string(what) +
+                                                   " must be a positive duration, not " +
+                                                   py::repr(obj).cast<std::string>());
     }
     return ms;
   }
