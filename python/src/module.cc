@@ -23,7 +23,8 @@ namespace py = pybind11;
 
 // An HTTP server over a cache, for lilcache.start(). It keeps the C++ handle
 // alive while it exists. run() blocks with the GIL released; stop() may be
-// called from any thread (a Python signal handler in the main thread).
+// called from any thread (a Python signal handler in the main thread);
+// server_ is guarded by the GIL (close() nulls it).
 class PyServer {
  public:
   PyServer(const PyCache& cache, const std::string& host, std::uint16_t port,
@@ -39,16 +40,30 @@ class PyServer {
     cache_.reset();
   }
   void Run() {
+    if (server_ == nullptr) throw Error(ErrorCode::invalid_state, "lilcache: the server is closed");
     py::gil_scoped_release unlocked;
     server_->run();
   }
-  void Stop() { server_->stop(); }
-  std::string url() const { return server_->url(); }
-  std::uint16_t port() const { return server_->port(); }
+  void Stop() {
+    if (server_ != nullptr) server_->stop();
+  }
+  // Stops and destroys the server: the port is free when it returns.
+  void Close() {
+    std::unique_ptr<Server> dying = std::move(server_);  // under the GIL, as Stop() reads it
+    py::gil_scoped_release unlocked;
+    dying.reset();  // waits for a run() still running in another thread
+  }
+  std::string url() const { return Live().url(); }
+  std::uint16_t port() const { return Live().port(); }
 
  private:
+  const Server& Live() const {
+    if (server_ == nullptr) throw Error(ErrorCode::invalid_state, "lilcache: the server is closed");
+    return *server_;
+  }
+
   std::shared_ptr<Cache> cache_;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<Server> server_;  // null once closed
 };
 
 std::unique_ptr<PyServer> NewServer(const PyCache& cache, const std::string& host,
@@ -110,6 +125,9 @@ PYBIND11_MODULE(_lilcache, m) {
            py::arg("threads"), py::arg("max_connections"), py::arg("loglevel"))
       .def("run", &PyServer::Run, "Serves until stop() (the GIL released).")
       .def("stop", &PyServer::Stop, "Stops run(); callable from any thread.")
+      .def("close", &PyServer::Close,
+           "Stops and destroys the server (the port is free when it returns). Not while run() "
+           "is still running in another thread: stop() it and wait for it first.")
       .def_property_readonly("url", &PyServer::url)
       .def_property_readonly("port", &PyServer::port);
 
@@ -120,7 +138,11 @@ PYBIND11_MODULE(_lilcache, m) {
   m.def(
       "parse_duration",
       [](py::handle text) {
-        return static_cast<double>(Duration(text, "duration")->count()) / 1e3;
+        // A string is parsed as it is ('0s' is 0.0); other forms as arguments.
+        const std::chrono::milliseconds ms =
+            py::isinstance<py::str>(text) ? lilcache::parse_duration(text.cast<std::string>())
+                                          : *Duration(text, "duration");
+        return static_cast<double>(ms.count()) / 1e3;
       },
       py::arg("text"),
       "Seconds in a duration: '500ms', '120s', '1h30m', '1d' (units ms s m h d w), a positive "
