@@ -119,11 +119,11 @@ def test_the_read_back_checks_catch_a_wrong_or_missing_value() -> None:
         bench.check_exact("fake", {key: good}.get, {key: bench.make_value(key, 8)})
 
 
-def test_the_engine_hook_times_gets_of_present_keys_and_stores_sets(tmp_path: Path) -> None:
-    lilcache = pytest.importorskip("lilcache")
+def test_the_engine_hook_times_gets_of_present_keys_and_stores_sets(root: str) -> None:
+    import lilcache
     from lilcache import _lilcache
 
-    cache = lilcache.Cache("hook", root=str(tmp_path / "root"))
+    cache = lilcache.Cache("hook", root=root)
     try:
         keys = [b"k%d" % i for i in range(100)]
         assert _lilcache._bench_engine(cache, keys, [b"v%d" % i for i in range(100)]) >= 0
