@@ -84,8 +84,8 @@ std::unique_ptr<PyServer> NewServer(const PyCache& cache, const std::string& hos
 // For bench/python/bench.py (where a call's time goes): the engine's own
 // time for get() of each key into one buffer (as the binding's get reads),
 // or set() of each key/value pair, timed in C++ with the GIL released (no
-// Python per call), in nanoseconds.
-std::int64_t BenchEngine(const PyCache& cache, const py::list& keys, const py::object& values) {
+// Python per call): (nanoseconds, keys found; for sets, the pairs).
+std::pair<std::int64_t, std::size_t> BenchEngine(const PyCache& cache, const py::list& keys, const py::object& values) {
   std::vector<std::string> ks;
   std::vector<std::string> vs;
   for (py::handle k : keys) ks.emplace_back(Key(k).view());
@@ -105,8 +105,8 @@ std::int64_t BenchEngine(const PyCache& cache, const py::list& keys, const py::o
     for (std::size_t i = 0; i < ks.size(); ++i) c->set(ks[i], vs[i]);
   }
   auto elapsed = std::chrono::steady_clock::now() - start;
-  if (vs.empty() && found != ks.size()) return -1;  // a key was missing
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
+  return {std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
+          vs.empty() ? found : vs.size()};
 }
 
 }  // namespace
@@ -133,8 +133,8 @@ PYBIND11_MODULE(_lilcache, m) {
 
   m.def("_bench_engine", &BenchEngine, py::arg("cache"), py::arg("keys"),
         py::arg("values") = py::none(),
-        "For bench/python/bench.py: ns the engine takes for get() of each key (values "
-        "None; -1 if one is missing) or set() of each pair, timed in C++, the GIL released.");
+        "For bench/python/bench.py: (ns, keys found) of the engine's get() of each key "
+        "(values None) or set() of each pair (ns, pairs), timed in C++, the GIL released.");
   m.def(
       "parse_duration",
       [](py::handle text) {
