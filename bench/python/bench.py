@@ -632,16 +632,25 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
         "get_missing": lambda: time_gets(cache.get, missing),
         "get_str": lambda: time_gets(str_cache.get, str_hits),  # type: ignore[arg-type]
         "get_bytes_twin": lambda: time_gets(bytes_cache.get, hits),
+        "gil": gil_cost,
     }
     raw_get = extension_method(cache, "get")
     if raw_get is not None:
         pieces["get_extension"] = lambda: time_gets(raw_get, hits)
     hook = engine_hook(store)
+    if hook is not None:
+        pieces["engine_get_missing"] = lambda: engine_get(missing, 0)
 
-    def engine_get(chunk: Sequence[bytes]) -> float:
-        ns = hook(cache, list(chunk))  # type: ignore[misc]
-        if ns < 0:
-            raise BenchError("lilcache: the engine missed a key in _bench_engine()")
+    def engine_get(chunk: Sequence[bytes], want: int | None = None) -> float:
+        """ns per get() of the engine alone; BenchError unless it found
+        `want` keys (default: all)."""
+        ns, found = hook(cache, list(chunk))  # type: ignore[misc]
+        if found != (len(chunk) if want is None else want):
+            raise BenchError(f"lilcache: _bench_engine() found {found} of {len(chunk)} keys")
+        return ns / len(chunk)
+
+    def engine_set(target: Any, chunk: Sequence[bytes]) -> float:
+        ns, _ = hook(target, list(chunk), new_values(chunk))  # type: ignore[misc]
         return ns / len(chunk)
 
     def interleaved(python: Callable[[Sequence[bytes]], float], engine: Callable[[Sequence[bytes]], float],
@@ -669,12 +678,10 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
         # and the part that runs into it would pay it all.
         set_ns, engine_set_ns = interleaved(
             lambda c: time_sets(cache.set, c, new_values(c)),
-            lambda c: hook(cache, list(c), new_values(c)) / len(c),  # type: ignore[misc]
-            set_keys, len(set_keys))
+            lambda c: engine_set(cache, c), set_keys, len(set_keys))
         plain_ns, engine_plain_ns = interleaved(
             lambda c: time_sets(plain.set, c, new_values(c)),
-            lambda c: hook(plain, list(c), new_values(c)) / len(c),  # type: ignore[misc]
-            plain_keys, 5000)
+            lambda c: engine_set(plain, c), plain_keys, 5000)
         samples["get"].append(get_ns)
         samples["set"].append(set_ns)
         samples["set_plain"].append(plain_ns)
@@ -690,6 +697,16 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
             result["cpp_bench_get"] = engine["get"]
             result["cpp_bench_set"] = engine["set"]
     return result
+
+
+def gil_cost() -> float:
+    """ns to release and take back the GIL: a ctypes call of labs() that
+    releases it (CDLL) against one that keeps it (PyDLL)."""
+    libc_released, libc_kept = ctypes.CDLL(None).labs, ctypes.PyDLL(None).labs
+    for function in (libc_released, libc_kept):
+        function.argtypes, function.restype = [ctypes.c_long], ctypes.c_long
+    numbers = list(range(100_000))
+    return time_gets(libc_released, numbers) - time_gets(libc_kept, numbers)  # type: ignore[arg-type]
 
 
 def loop_only(keys: Sequence[bytes]) -> float:
@@ -929,6 +946,8 @@ def breakdown_table(b: dict[str, float]) -> str:
         ("`cache.closed` (a pybind11 property: its dispatch, no engine)", b.get("closed")),
         ("`k in cache`, key missing", b.get("contains_missing")),
         ("`cache.get(k)`, key missing", b.get("get_missing")),
+        ("engine get(), key missing, timed in C++ in this process", b.get("engine_get_missing")),
+        ("releasing and taking back the GIL (ctypes: CDLL - PyDLL call)", b.get("gil")),
         ("`cache.get(k)`, hit, bytes key and value", b.get("get")),
         ("the extension's get (under the Python layer's), hit", b.get("get_extension")),
         ("`cache.get(k)`, hit, bytes, a cache written once in key order", b.get("get_bytes_twin")),
@@ -949,6 +968,9 @@ def breakdown_table(b: dict[str, float]) -> str:
             ("=> a miss past the Python call: arguments, GIL release, handle, index probe "
              "(get missing - call)", b["get_missing"] - b["call"]),
         ]
+        if "engine_get_missing" in b:
+            derived.append(("=> the binding's own work on a miss (get missing - call - engine miss)",
+                            b["get_missing"] - b["call"] - b["engine_get_missing"]))
     engine_get = b.get("engine_get", b.get("cpp_bench_get"))
     engine_set = b.get("engine_set", b.get("cpp_bench_set"))
     if engine_get is not None and "get" in b:

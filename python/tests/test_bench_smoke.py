@@ -119,17 +119,18 @@ def test_the_read_back_checks_catch_a_wrong_or_missing_value() -> None:
         bench.check_exact("fake", {key: good}.get, {key: bench.make_value(key, 8)})
 
 
-def test_the_engine_hook_times_gets_of_present_keys_and_stores_sets(root: str) -> None:
+def test_the_engine_hook_counts_the_keys_it_found_and_stores_sets(root: str) -> None:
     import lilcache
     from lilcache import _lilcache
 
     cache = lilcache.Cache("hook", root=root)
     try:
         keys = [b"k%d" % i for i in range(100)]
-        assert _lilcache._bench_engine(cache, keys, [b"v%d" % i for i in range(100)]) >= 0
+        ns, stored = _lilcache._bench_engine(cache, keys, [b"v%d" % i for i in range(100)])
+        assert ns >= 0 and stored == 100
         assert cache.get(b"k7") == b"v7" and len(cache) == 100
-        assert _lilcache._bench_engine(cache, keys) >= 0
-        assert _lilcache._bench_engine(cache, keys + [b"absent"]) == -1  # a miss is no timing
+        ns, found = _lilcache._bench_engine(cache, keys + [b"absent", b"k7"])
+        assert ns >= 0 and found == 101
         with pytest.raises(ValueError):
             _lilcache._bench_engine(cache, keys, [b"v"])
     finally:
