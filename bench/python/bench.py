@@ -944,7 +944,7 @@ def breakdown_table(b: dict[str, float]) -> str:
         ("`for k in keys: pass` (the loop)", b.get("loop")),
         ("`{}.get(k)` (the loop + a Python call of a C method)", b.get("call")),
         ("`cache.closed` (a pybind11 property: its dispatch, no engine)", b.get("closed")),
-        ("`k in cache`, key missing", b.get("contains_missing")),
+        ("`cache.__contains__(k)` (`k in cache`), key missing", b.get("contains_missing")),
         ("`cache.get(k)`, key missing", b.get("get_missing")),
         ("engine get(), key missing, timed in C++ in this process", b.get("engine_get_missing")),
         ("releasing and taking back the GIL (ctypes: CDLL - PyDLL call)", b.get("gil")),
