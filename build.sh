@@ -104,8 +104,9 @@ case $cmd in
     ;;
   test-release)
     export BUILD_DIR=${RELEASE_BUILD_DIR:-build-release}
-    # The Python suites run in ./build.sh test only (the gcc build users get;
-    # test_install builds the package as pip does, -O3).
+    # The Python suites run in ./build.sh test (the gcc build users get;
+    # test_install builds the package as pip does) and, the in-process ones,
+    # under ASan (python/tests/meson.build).
     export MESON_ARGS="--buildtype=release -Dbench=disabled -Dpython=disabled ${MESON_ARGS:-}"
     export LILCACHE_TORTURE_SECONDS=${LILCACHE_TORTURE_SECONDS:-20}
     run_tests "" -- "$@"
@@ -117,7 +118,7 @@ case $cmd in
     # -Wmaybe-uninitialized misfires in Boost.Beast under the sanitizers).
     # werror off as for TSan: the gcc build enforces the warnings.
     export CXX=${ASAN_CXX:-clang++-14}
-    export MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled -Dpython=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
+    export MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
     sanitizer_env "$PWD/$BUILD_DIR/sanitizer-reports"
     # Sanitized code runs several times slower (test_util.h, slowdown()).
     export LILCACHE_SLOWDOWN=${LILCACHE_SLOWDOWN:-2}
