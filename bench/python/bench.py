@@ -999,7 +999,7 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run in seconds: 2,000 keys, 4,000 ops, 1 repetition, no C++ engine run")
+                        help="smoke run in seconds: 2,000 keys, 4,000 ops, 1 repetition (never runs lilcache-bench)")
     parser.add_argument("--peers", default=",".join(ALL_STORES),
                         help="comma-separated subset of " + ",".join(ALL_STORES) + " (default: all)")
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="also write every sample to OUT (JSON)")
