@@ -177,7 +177,10 @@ def time_sets(set_: Setter, keys: Sequence[bytes], values: Sequence[bytes]) -> f
     return elapsed / len(keys)
 
 
-def run_mix(get: Getter, set_: Setter, ops: Sequence[tuple[bytes, bytes | None]]) -> tuple[int, int]:
+Op = tuple[bytes, bytes | None]  # (key, None): a get; (key, value): a set
+
+
+def run_mix(get: Getter, set_: Setter, ops: Sequence[Op]) -> tuple[int, int]:
     """Runs a mix of gets (value None) and sets; returns (start, end) in
     perf_counter_ns, which is CLOCK_MONOTONIC: comparable across processes."""
     with no_gc():
@@ -191,13 +194,14 @@ def run_mix(get: Getter, set_: Setter, ops: Sequence[tuple[bytes, bytes | None]]
     return start, end
 
 
-def make_mix(keys: Sequence[bytes], count: int, seed: int, version_base: int) -> list[tuple[bytes, bytes | None]]:
+def make_mix(keys: Sequence[bytes], count: int, seed: int, version_base: int) -> list[Op]:
     """`count` random operations, SET_FRACTION of them sets."""
     rng = random.Random(seed)
-    ops: list[tuple[bytes, bytes | None]] = []
+    ops: list[Op] = []
     for i in range(count):
         key = keys[rng.randrange(len(keys))]
-        ops.append((key, make_value(key, version_base + i) if rng.random() < SET_FRACTION else None))
+        is_set = rng.random() < SET_FRACTION
+        ops.append((key, make_value(key, version_base + i) if is_set else None))
     return ops
 
 
@@ -507,7 +511,8 @@ def measure_mix(store: Store, keys: Sequence[bytes], total_ops: int, procs: int,
         barrier.wait(WAIT_SECONDS)
         reports = [results.get(timeout=WAIT_SECONDS * 5) for _ in children]
     except (threading.BrokenBarrierError, queue.Empty):
-        raise BenchError(f"{store.id}, {procs} processes: a process did not start or report in time") from None
+        raise BenchError(f"{store.id}, {procs} processes: a process did not start or report "
+                         "in time") from None
     finally:
         for child in children:
             child.join(WAIT_SECONDS)
@@ -548,7 +553,8 @@ def engine_figures(config: Config) -> dict[str, float] | None:
     if config.engine != "auto":
         path = Path(config.engine)
     else:
-        roots = [os.environ.get("LILCACHE_BUILD_ROOT", ""), str(Path(__file__).resolve().parents[2] / "build")]
+        roots = [os.environ.get("LILCACHE_BUILD_ROOT", ""),
+                 str(Path(__file__).resolve().parents[2] / "build")]
         for root in roots:
             if root and (Path(root) / "bench" / "lilcache-bench").is_file():
                 path = Path(root) / "bench" / "lilcache-bench"
@@ -559,8 +565,8 @@ def engine_figures(config: Config) -> dict[str, float] | None:
           f"--keys {config.keys}", flush=True)
     try:
         out = subprocess.run(
-            [str(path), "--stores", "lilcache", "--parts", "getset", "--reps", "3", "--seconds", "0.2",
-             "--keys", str(config.keys)],
+            [str(path), "--stores", "lilcache", "--parts", "getset", "--reps", "3",
+             "--seconds", "0.2", "--keys", str(config.keys)],
             capture_output=True, text=True, timeout=600, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError) as e:
@@ -622,12 +628,13 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
     def new_values(keys: Sequence[bytes]) -> list[bytes]:
         return [make_value(key, next(versions)) for key in keys]
 
+    closed = type(cache).closed.fget  # called with the cache as its argument
     pieces: dict[str, Callable[[], float]] = {
         "loop": lambda: loop_only(hits),
         "call": lambda: time_gets(empty.get, hits),
         # A property of the extension: pybind11's dispatch alone (no engine,
         # the GIL kept); get, set and `in` bypass it (python/src/fast_path.cc).
-        "closed": lambda: time_gets(type(cache).closed.fget, [cache] * count),  # type: ignore[list-item]
+        "closed": lambda: time_gets(closed, [cache] * count),
         "contains_missing": lambda: time_gets(cache.__contains__, missing),
         "get_missing": lambda: time_gets(cache.get, missing),
         "get_str": lambda: time_gets(str_cache.get, str_hits),  # type: ignore[arg-type]
@@ -653,7 +660,8 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
         ns, _ = hook(target, list(chunk), new_values(chunk))  # type: ignore[misc]
         return ns / len(chunk)
 
-    def interleaved(python: Callable[[Sequence[bytes]], float], engine: Callable[[Sequence[bytes]], float],
+    def interleaved(python: Callable[[Sequence[bytes]], float],
+                    engine: Callable[[Sequence[bytes]], float],
                     chunk_keys: Sequence[bytes], chunk: int) -> tuple[float, float]:
         """ns/op from Python and from the engine alone, alternating in
         chunks so that both see the same load."""
@@ -671,7 +679,8 @@ def breakdown(config: Config, store: LilcacheStore, keys: Sequence[bytes],
     for _ in range(config.reps):
         for name, measure in pieces.items():
             samples[name].append(measure())
-        get_ns, engine_get_ns = interleaved(lambda c: time_gets(cache.get, c), engine_get, hits, 5000)
+        get_ns, engine_get_ns = interleaved(lambda c: time_gets(cache.get, c), engine_get,
+                                            hits, 5000)
         # Sets: one after the other, each all of set_keys, so that each
         # pays the same compactions: a compaction's cost to writers is its
         # duration (writes sleep while it runs), whatever the writers' speed,
@@ -706,7 +715,8 @@ def gil_cost() -> float:
     for function in (libc_released, libc_kept):
         function.argtypes, function.restype = [ctypes.c_long], ctypes.c_long
     numbers = list(range(100_000))
-    return time_gets(libc_released, numbers) - time_gets(libc_kept, numbers)  # type: ignore[arg-type]
+    kept = time_gets(libc_kept, numbers)  # type: ignore[arg-type]
+    return time_gets(libc_released, numbers) - kept  # type: ignore[arg-type]
 
 
 def loop_only(keys: Sequence[bytes]) -> float:
@@ -783,10 +793,12 @@ def measure_rep(config: Config, rep: int, stores: dict[str, Store], keys: list[b
         if before is not None and after is not None:
             counts["set"] = after - before
         last = dict(zip(set_keys[:ops], set_values[:ops]))
-        check_exact(store_id, get, {k: last[k] for k in rng.sample(sorted(last), min(CHECK_SAMPLE, len(last)))})
+        sample = rng.sample(sorted(last), min(CHECK_SAMPLE, len(last)))
+        check_exact(store_id, get, {key: last[key] for key in sample})
 
         before = store.compactions()
-        samples["mix1"].append(1e9 / measure_mix(store, keys, ops, 1, rep * 31 + 1, base + config.ops))
+        samples["mix1"].append(1e9 / measure_mix(store, keys, ops, 1, rep * 31 + 1,
+                                                 base + config.ops))
         check_sample(store_id, get, keys, rng)
         samples["mix4"].append(1e9 / measure_mix(store, keys, ops, config.procs, rep * 31 + 2,
                                                  base + 2 * config.ops))
@@ -843,7 +855,9 @@ TARGETS = (  # (workload, peer, factor): lilcache ops/s >= factor x peer's
 
 
 def workload_title(workload: str, procs: int) -> str:
-    return {"get": "get", "set": "set", "mix1": "mix, 1 process", "mix4": f"mix, {procs} processes"}[workload]
+    titles = {"get": "get", "set": "set", "mix1": "mix, 1 process",
+              "mix4": f"mix, {procs} processes"}
+    return titles[workload]
 
 
 def ops_text(ops_per_s: float) -> str:
@@ -873,7 +887,8 @@ def target_lines(results: Results) -> list[tuple[str, bool | None, str]]:
             mine = 1e9 / results.median("lilcache", workload)  # type: ignore[operator]
             theirs = 1e9 / results.median(peer, workload)  # type: ignore[operator]
             lines.append((name, ratio >= factor,
-                          f"{ratio:.2f}x (lilcache {ops_text(mine)} ops/s, {LABELS[peer]} {ops_text(theirs)})"))
+                          f"{ratio:.2f}x (lilcache {ops_text(mine)} ops/s, "
+                          f"{LABELS[peer]} {ops_text(theirs)})"))
     return lines
 
 
@@ -884,7 +899,8 @@ def report(results: Results) -> str:
     titles = [workload_title(w, config.procs) for w in WORKLOADS]
     out = [
         f"# lilcache from Python: {config.keys:,} keys, {VALUE_SIZE} B values, "
-        f"{config.ops:,} random ops per measurement (redis, diskcache: {min(config.ops, config.slow_ops):,}), "
+        f"{config.ops:,} random ops per measurement "
+        f"(redis, diskcache: {min(config.ops, config.slow_ops):,}), "
         f"medians of {config.reps}",
         "",
         "## µs per operation (lower is better; mixes: wall time / all processes' ops)",
@@ -927,7 +943,8 @@ def report(results: Results) -> str:
             what = "timed sets" if workload == "set" else "mixes (1 and 4 processes)"
             out.append(f"- during the {what}: {', '.join(map(str, counts))} (per repetition)")
     if results.breakdown:
-        out += ["", "## Where a lilcache call's time goes (ns per op, medians)", "", breakdown_table(results.breakdown)]
+        out += ["", "## Where a lilcache call's time goes (ns per op, medians)", "",
+                breakdown_table(results.breakdown)]
     if results.skipped:
         out += [""] + [f"{LABELS[s]} skipped: {why}" for s, why in results.skipped.items()]
     out += ["", "## Targets (issue 15)", ""]
@@ -969,7 +986,8 @@ def breakdown_table(b: dict[str, float]) -> str:
              "(get missing - call)", b["get_missing"] - b["call"]),
         ]
         if "engine_get_missing" in b:
-            derived.append(("=> the binding's own work on a miss (get missing - call - engine miss)",
+            derived.append(("=> the binding's own work on a miss "
+                            "(get missing - call - engine miss)",
                             b["get_missing"] - b["call"] - b["engine_get_missing"]))
     engine_get = b.get("engine_get", b.get("cpp_bench_get"))
     engine_set = b.get("engine_set", b.get("cpp_bench_set"))
@@ -983,7 +1001,8 @@ def breakdown_table(b: dict[str, float]) -> str:
     elif engine_set is not None and "set" in b:
         derived.append(("=> a set outside the engine (set - engine set)", b["set"] - engine_set))
     if "get_extension" in b:
-        derived.append(("=> the Python layer (get - extension's get)", b["get"] - b["get_extension"]))
+        derived.append(("=> the Python layer (get - extension's get)",
+                        b["get"] - b["get_extension"]))
     if "get_str" in b:
         derived.append(("=> str instead of bytes (encode the key, decode the value)",
                         b["get_str"] - b["get_bytes_twin"]))
@@ -999,26 +1018,33 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run in seconds: 2,000 keys, 4,000 ops, 1 repetition (never runs lilcache-bench)")
+                        help="smoke run in seconds: 2,000 keys, 4,000 ops, 1 repetition "
+                             "(never runs lilcache-bench)")
     parser.add_argument("--peers", default=",".join(ALL_STORES),
-                        help="comma-separated subset of " + ",".join(ALL_STORES) + " (default: all)")
-    parser.add_argument("--json", dest="json_out", metavar="OUT", help="also write every sample to OUT (JSON)")
+                        help=f"comma-separated subset of {','.join(ALL_STORES)} (default: all)")
+    parser.add_argument("--json", dest="json_out", metavar="OUT",
+                        help="also write every sample to OUT (JSON)")
     parser.add_argument("--keys", type=int, help="number of keys (default 100,000)")
     parser.add_argument("--ops", type=int, help="random ops per measurement (default 200,000)")
-    parser.add_argument("--slow-ops", type=int, help="ops per measurement for redis and diskcache (default 20,000)")
+    parser.add_argument("--slow-ops", type=int,
+                        help="ops per measurement for redis and diskcache (default 20,000)")
     parser.add_argument("--reps", type=int, help="repetitions, medians reported (default 5)")
-    parser.add_argument("--procs", type=int, default=4, help="processes of the second mix (default 4)")
+    parser.add_argument("--procs", type=int, default=4,
+                        help="processes of the second mix (default 4)")
     parser.add_argument("--engine", default="auto", metavar="PATH|auto|none",
-                        help="the C++ lilcache-bench for the engine's own get/set figures where the "
-                             "binding lacks _bench_engine() (auto: $LILCACHE_BUILD_ROOT or build/; "
-                             "not with --quick)")
-    parser.add_argument("--no-breakdown", action="store_true", help="skip where a lilcache call's time goes")
-    parser.add_argument("--dir", help="where the stores' temporary directory goes (default: $TMPDIR or /tmp)")
+                        help="the C++ lilcache-bench for the engine's own get/set figures "
+                             "where the binding lacks _bench_engine() "
+                             "(auto: $LILCACHE_BUILD_ROOT or build/; not with --quick)")
+    parser.add_argument("--no-breakdown", action="store_true",
+                        help="skip where a lilcache call's time goes")
+    parser.add_argument("--dir", help="where the stores' temporary directory goes "
+                                      "(default: $TMPDIR or /tmp)")
     args = parser.parse_args(argv)
     stores = tuple(s.strip() for s in args.peers.split(",") if s.strip())
     unknown = [s for s in stores if s not in ALL_STORES]
     if unknown or not stores:
-        parser.error(f"--peers: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(ALL_STORES)}")
+        parser.error(f"--peers: unknown {', '.join(unknown) or '(empty)'}; "
+                     f"choose from {', '.join(ALL_STORES)}")
     quick = args.quick
     config = Config(
         keys=args.keys or (2_000 if quick else 100_000),
@@ -1046,9 +1072,12 @@ def write_json(results: Results, path: str) -> None:
         "value_size": VALUE_SIZE,
         "ops": results.ops,
         "samples_ns_per_op": results.samples,
-        "medians_ns_per_op": {s: {w: results.median(s, w) for w in WORKLOADS} for s in results.samples},
+        "medians_ns_per_op": {
+            s: {w: results.median(s, w) for w in WORKLOADS} for s in results.samples
+        },
         "ratios_lilcache_over_peer": {
-            peer: {w: results.ratio(w, peer) for w in WORKLOADS} for peer in results.samples if peer != "lilcache"
+            peer: {w: results.ratio(w, peer) for w in WORKLOADS}
+            for peer in results.samples if peer != "lilcache"
         },
         "compactions": results.compactions,
         "breakdown_ns_per_op": results.breakdown,

@@ -47,7 +47,8 @@ def peers() -> list[str]:
     """Every peer the benchmark knows; redis only where its server is
     installed (the Debian packages of the others are the test's
     requirements)."""
-    return ["lilcache", "diskcache", "lmdb", "dict"] + (["redis"] if shutil.which("redis-server") else [])
+    redis = ["redis"] if shutil.which("redis-server") else []
+    return ["lilcache", "diskcache", "lmdb", "dict"] + redis
 
 
 def test_a_quick_run_prints_the_tables_the_ratios_and_a_verdict_per_target(tmp_path: Path) -> None:
@@ -86,7 +87,8 @@ def test_a_run_leaves_no_files_and_no_redis_server_behind(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stdout + done.stderr
     assert list((tmp_path / "work").iterdir()) == []
     if "redis" in peers():
-        server = re.search(r"^\[setup\] redis-server pid (\d+) on (\S+)$", done.stdout, re.MULTILINE)
+        server = re.search(r"^\[setup\] redis-server pid (\d+) on (\S+)$", done.stdout,
+                           re.MULTILINE)
         assert server is not None, done.stdout
         with pytest.raises(ProcessLookupError):
             os.kill(int(server[1]), 0)  # reaped by the benchmark: gone
@@ -102,7 +104,8 @@ def test_peers_it_does_not_know_are_a_usage_error(tmp_path: Path) -> None:
 def test_a_missing_target_peer_is_reported_not_measured(tmp_path: Path) -> None:
     done = run_bench(tmp_path, "--quick", "--peers", "lilcache,lmdb", "--no-breakdown")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"^NOT MEASURED: get >= 10x diskcache: diskcache missing$", done.stdout, re.MULTILINE)
+    assert re.search(r"^NOT MEASURED: get >= 10x diskcache: diskcache missing$", done.stdout,
+                     re.MULTILINE)
     assert re.search(r"^(PASS|FAIL): get >= 2x py-lmdb: ", done.stdout, re.MULTILINE)
 
 
