@@ -5,6 +5,10 @@
 #   ./build.sh test  [ARGS]   set up, build, run every test (ARGS go to `meson test`);
 #                             the last line is "N passed, N failed"
 #   ./build.sh bench [ARGS]   set up, build, run bench/lilcache-bench
+#   ./build.sh bench-python [ARGS]  set up, build only the Python binding, run
+#                             bench/python/bench.py ARGS with /usr/bin/python3
+#                             (lilcache vs diskcache, py-lmdb, redis-py, dict;
+#                             --quick, --peers, --json OUT; bench/README.md)
 #   ./build.sh serve [ARGS]   set up, build, serve the default cache over HTTP on
 #                             127.0.0.1:5001 until Ctrl-C (`lilcache serve ARGS`,
 #                             docs/rest.md); prints curl lines to try first
@@ -31,7 +35,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 export BUILD_DIR=${BUILD_DIR:-build}
 
 usage() {
-  sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,31s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -158,6 +162,20 @@ case $cmd in
       exit 1
     fi
     exec "$bench" "$@"
+    ;;
+  bench-python)
+    # Configure (build.ninja: nothing else), then build only the binding
+    # (every target under python/), not the tests.
+    NINJA_TARGETS=build.ninja setup
+    mapfile -t targets < <(ninja -C "$BUILD_DIR" -t targets all | sed -n 's#^\(python/[^:]*\): .*#\1#p')
+    if ((${#targets[@]} == 0)); then
+      echo "build.sh: $BUILD_DIR has no python/ targets (the binding is not built by this tree)" >&2
+      exit 1
+    fi
+    ninja -C "$BUILD_DIR" "${targets[@]}"
+    export PYTHONPATH=$PWD/$BUILD_DIR/python${PYTHONPATH:+:$PYTHONPATH}
+    export LILCACHE_BUILD_ROOT=$PWD/$BUILD_DIR
+    exec /usr/bin/python3 bench/python/bench.py "$@"
     ;;
   serve)
     # Only the lilcache tool and the libraries it links (not the tests).

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +81,34 @@ std::unique_ptr<PyServer> NewServer(const PyCache& cache, const std::string& hos
   return std::make_unique<PyServer>(cache, host, port, o);
 }
 
+// For bench/python/bench.py (where a call's time goes): the engine's own
+// time for get() of each key into one buffer (as the binding's get reads),
+// or set() of each key/value pair, timed in C++ with the GIL released (no
+// Python per call): (nanoseconds, keys found; for sets, the pairs).
+std::pair<std::int64_t, std::size_t> BenchEngine(const PyCache& cache, const py::list& keys, const py::object& values) {
+  std::vector<std::string> ks;
+  std::vector<std::string> vs;
+  for (py::handle k : keys) ks.emplace_back(Key(k).view());
+  if (!values.is_none()) {
+    for (py::handle v : values) vs.emplace_back(EncodeValue(v, Serializer::none).bytes);
+    if (vs.size() != ks.size()) throw py::value_error("keys and values differ in length");
+  }
+  std::shared_ptr<Cache> c = cache.Handle();
+  py::gil_scoped_release unlocked;
+  std::size_t found = 0;
+  std::string buffer;
+  ValueKind kind = ValueKind::bytes;
+  auto start = std::chrono::steady_clock::now();
+  if (vs.empty()) {
+    for (const std::string& k : ks) found += c->get(k, buffer, &kind);
+  } else {
+    for (std::size_t i = 0; i < ks.size(); ++i) c->set(ks[i], vs[i]);
+  }
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  return {std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
+          vs.empty() ? found : vs.size()};
+}
+
 }  // namespace
 }  // namespace lilcache::python
 
@@ -102,6 +131,10 @@ PYBIND11_MODULE(_lilcache, m) {
       .def_property_readonly("url", &PyServer::url)
       .def_property_readonly("port", &PyServer::port);
 
+  m.def("_bench_engine", &BenchEngine, py::arg("cache"), py::arg("keys"),
+        py::arg("values") = py::none(),
+        "For bench/python/bench.py: (ns, keys found) of the engine's get() of each key "
+        "(values None) or set() of each pair (ns, pairs), timed in C++, the GIL released.");
   m.def(
       "parse_duration",
       [](py::handle text) {
