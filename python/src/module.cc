@@ -85,7 +85,8 @@ std::unique_ptr<PyServer> NewServer(const PyCache& cache, const std::string& hos
 // time for get() of each key into one buffer (as the binding's get reads),
 // or set() of each key/value pair, timed in C++ with the GIL released (no
 // Python per call): (nanoseconds, keys found; for sets, the pairs).
-std::pair<std::int64_t, std::size_t> BenchEngine(const PyCache& cache, const py::list& keys, const py::object& values) {
+std::pair<std::int64_t, std::size_t> BenchEngine(const PyCache& cache, const py::list& keys,
+                                                 const py::object& values) {
   std::vector<std::string> ks;
   std::vector<std::string> vs;
   for (py::handle k : keys) ks.emplace_back(Key(k).view());
