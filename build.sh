@@ -5,6 +5,10 @@
 #   ./build.sh test  [ARGS]   set up, build, run every test (ARGS go to `meson test`);
 #                             the last line is "N passed, N failed"
 #   ./build.sh bench [ARGS]   set up, build, run bench/lilcache-bench
+#   ./build.sh bench-python [ARGS]  set up, build only the Python binding, run
+#                             bench/python/bench.py ARGS with /usr/bin/python3
+#                             (lilcache vs diskcache, py-lmdb, redis-py, dict;
+#                             --quick, --peers, --json OUT; bench/README.md)
 #   ./build.sh serve [ARGS]   set up, build, serve the default cache over HTTP on
 #                             127.0.0.1:5001 until Ctrl-C (`lilcache serve ARGS`,
 #                             docs/rest.md); prints curl lines to try first
@@ -31,7 +35,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 export BUILD_DIR=${BUILD_DIR:-build}
 
 usage() {
-  sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,31s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -99,8 +103,9 @@ case $cmd in
     ;;
   test-release)
     export BUILD_DIR=${RELEASE_BUILD_DIR:-build-release}
-    # The Python suites run in ./build.sh test only (the gcc build users get;
-    # test_install builds the package as pip does, -O3).
+    # The Python suites run in ./build.sh test (the gcc build users get;
+    # test_install builds the package as pip does) and, the in-process ones,
+    # under ASan (python/tests/meson.build).
     export MESON_ARGS="--buildtype=release -Dbench=disabled -Dpython=disabled ${MESON_ARGS:-}"
     export LILCACHE_TORTURE_SECONDS=${LILCACHE_TORTURE_SECONDS:-20}
     run_tests "" -- "$@"
@@ -112,7 +117,7 @@ case $cmd in
     # -Wmaybe-uninitialized misfires in Boost.Beast under the sanitizers).
     # werror off as for TSan: the gcc build enforces the warnings.
     export CXX=${ASAN_CXX:-clang++-14}
-    export MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled -Dpython=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
+    export MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false -Dbench=disabled -Dwerror=false -Doptimization=1 -Ddebug=false -Dcpp_args=-gline-tables-only ${MESON_ARGS:-}"
     sanitizer_env "$PWD/$BUILD_DIR/sanitizer-reports"
     # Sanitized code runs several times slower (test_util.h, slowdown()).
     export LILCACHE_SLOWDOWN=${LILCACHE_SLOWDOWN:-2}
@@ -157,6 +162,20 @@ case $cmd in
       exit 1
     fi
     exec "$bench" "$@"
+    ;;
+  bench-python)
+    # Configure (build.ninja: nothing else), then build only the binding
+    # (every target under python/), not the tests.
+    NINJA_TARGETS=build.ninja setup
+    mapfile -t targets < <(ninja -C "$BUILD_DIR" -t targets all | sed -n 's#^\(python/[^:]*\): .*#\1#p')
+    if ((${#targets[@]} == 0)); then
+      echo "build.sh: $BUILD_DIR has no python/ targets (the binding is not built by this tree)" >&2
+      exit 1
+    fi
+    ninja -C "$BUILD_DIR" "${targets[@]}"
+    export PYTHONPATH=$PWD/$BUILD_DIR/python${PYTHONPATH:+:$PYTHONPATH}
+    export LILCACHE_BUILD_ROOT=$PWD/$BUILD_DIR
+    exec /usr/bin/python3 bench/python/bench.py "$@"
     ;;
   serve)
     # Only the lilcache tool and the libraries it links (not the tests).

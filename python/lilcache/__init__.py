@@ -398,6 +398,23 @@ def start(
     )
     in_main = threading.current_thread() is threading.main_thread()
     previous: dict[int, Any] = {}
+    try:
+        _serve(server, in_main, previous, on_ready)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.close()  # the port is free when start() returns or raises
+
+
+def _serve(
+    server: _Server,
+    in_main: bool,
+    previous: dict[int, Any],
+    on_ready: Callable[[str], None] | None,
+) -> None:
+    """start()'s loop: installs the signal handlers (recording the previous
+    ones in `previous` for start() to restore), serves in a thread of its
+    own, calls on_ready, and waits until the server stops."""
     if in_main:
 
         def stop(signum: int, frame: Any) -> None:
@@ -405,32 +422,25 @@ def start(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, stop)
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.run()
+        except BaseException as e:  # re-raised in the caller's thread
+            failure.append(e)
+
+    # Python runs signal handlers in the main thread between bytecodes, so
+    # the calling thread waits (interruptibly) while another one serves.
+    runner = threading.Thread(target=serve, name="lilcache-server", daemon=True)
+    runner.start()
     try:
         if on_ready is not None:
-            on_ready(server.url)
-        if not in_main:
-            server.run()
-            return
-        # Python runs signal handlers in the main thread between bytecodes,
-        # so the main thread waits (interruptibly) while another serves.
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            try:
-                server.run()
-            except BaseException as e:  # reported in the caller's thread
-                failure.append(e)
-
-        runner = threading.Thread(target=serve, name="lilcache-server", daemon=True)
-        runner.start()
-        try:
-            while runner.is_alive():
-                runner.join(0.2)
-        finally:
-            server.stop()
-            runner.join()
-        if failure:
-            raise failure[0]
+            on_ready(server.url)  # it may send requests: the server is running
+        while runner.is_alive():
+            runner.join(0.2)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        server.stop()
+        runner.join()
+    if failure:
+        raise failure[0]

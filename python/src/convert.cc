@@ -166,7 +166,15 @@ py::object DecodeValue(std::string_view bytes, ValueKind kind, Serializer serial
 std::optional<std::chrono::milliseconds> Duration(py::handle obj, const char* what) {
   PyObject* p = obj.ptr();
   if (p == Py_None) return std::nullopt;
-  if (PyUnicode_Check(p)) return parse_duration(Utf8View(p));
+  if (PyUnicode_Check(p)) {
+    const std::chrono::milliseconds ms = parse_duration(Utf8View(p));
+    if (ms.count() <= 0) {  // as the engine refuses a ttl of 0 (InvalidArgumentError)
+      throw Error(ErrorCode::invalid_argument, std::string(what) +
+                                                   " must be a positive duration, not " +
+                                                   py::repr(obj).cast<std::string>());
+    }
+    return ms;
+  }
   double seconds = 0;
   if (PyObject_IsInstance(p, TimedeltaType()) == 1) {
     seconds = obj.attr("total_seconds")().cast<double>();
@@ -192,6 +200,10 @@ std::optional<std::chrono::milliseconds> Duration(py::handle obj, const char* wh
 
 std::string DurationOption(py::handle obj, const char* what) {
   if (obj.is_none()) return {};
+  // "" would mean the option's default to the engine: only None says that.
+  if (PyUnicode_Check(obj.ptr()) && PyUnicode_GET_LENGTH(obj.ptr()) == 0) {
+    throw py::value_error(std::string(what) + " must be a duration (None for the default), not ''");
+  }
   if (PyUnicode_Check(obj.ptr())) return std::string(Utf8View(obj.ptr()));
   return std::to_string(Duration(obj, what)->count()) + "ms";
 }

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,7 +23,8 @@ namespace py = pybind11;
 
 // An HTTP server over a cache, for lilcache.start(). It keeps the C++ handle
 // alive while it exists. run() blocks with the GIL released; stop() may be
-// called from any thread (a Python signal handler in the main thread).
+// called from any thread (a Python signal handler in the main thread);
+// server_ is guarded by the GIL (close() nulls it).
 class PyServer {
  public:
   PyServer(const PyCache& cache, const std::string& host, std::uint16_t port,
@@ -38,16 +40,30 @@ class PyServer {
     cache_.reset();
   }
   void Run() {
+    if (server_ == nullptr) throw Error(ErrorCode::invalid_state, "lilcache: the server is closed");
     py::gil_scoped_release unlocked;
     server_->run();
   }
-  void Stop() { server_->stop(); }
-  std::string url() const { return server_->url(); }
-  std::uint16_t port() const { return server_->port(); }
+  void Stop() {
+    if (server_ != nullptr) server_->stop();
+  }
+  // Stops and destroys the server: the port is free when it returns.
+  void Close() {
+    std::unique_ptr<Server> dying = std::move(server_);  // under the GIL, as Stop() reads it
+    py::gil_scoped_release unlocked;
+    dying.reset();  // waits for a run() still running in another thread
+  }
+  std::string url() const { return Live().url(); }
+  std::uint16_t port() const { return Live().port(); }
 
  private:
+  const Server& Live() const {
+    if (server_ == nullptr) throw Error(ErrorCode::invalid_state, "lilcache: the server is closed");
+    return *server_;
+  }
+
   std::shared_ptr<Cache> cache_;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<Server> server_;  // null once closed
 };
 
 std::unique_ptr<PyServer> NewServer(const PyCache& cache, const std::string& host,
@@ -63,6 +79,35 @@ std::unique_ptr<PyServer> NewServer(const PyCache& cache, const std::string& hos
   o.max_connections = max_connections;
   o.loglevel = loglevel;
   return std::make_unique<PyServer>(cache, host, port, o);
+}
+
+// For bench/python/bench.py (where a call's time goes): the engine's own
+// time for get() of each key into one buffer (as the binding's get reads),
+// or set() of each key/value pair, timed in C++ with the GIL released (no
+// Python per call): (nanoseconds, keys found; for sets, the pairs).
+std::pair<std::int64_t, std::size_t> BenchEngine(const PyCache& cache, const py::list& keys,
+                                                 const py::object& values) {
+  std::vector<std::string> ks;
+  std::vector<std::string> vs;
+  for (py::handle k : keys) ks.emplace_back(Key(k).view());
+  if (!values.is_none()) {
+    for (py::handle v : values) vs.emplace_back(EncodeValue(v, Serializer::none).bytes);
+    if (vs.size() != ks.size()) throw py::value_error("keys and values differ in length");
+  }
+  std::shared_ptr<Cache> c = cache.Handle();
+  py::gil_scoped_release unlocked;
+  std::size_t found = 0;
+  std::string buffer;
+  ValueKind kind = ValueKind::bytes;
+  auto start = std::chrono::steady_clock::now();
+  if (vs.empty()) {
+    for (const std::string& k : ks) found += c->get(k, buffer, &kind);
+  } else {
+    for (std::size_t i = 0; i < ks.size(); ++i) c->set(ks[i], vs[i]);
+  }
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  return {std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
+          vs.empty() ? found : vs.size()};
 }
 
 }  // namespace
@@ -81,13 +126,24 @@ PYBIND11_MODULE(_lilcache, m) {
            py::arg("threads"), py::arg("max_connections"), py::arg("loglevel"))
       .def("run", &PyServer::Run, "Serves until stop() (the GIL released).")
       .def("stop", &PyServer::Stop, "Stops run(); callable from any thread.")
+      .def("close", &PyServer::Close,
+           "Stops and destroys the server (the port is free when it returns). Not while run() "
+           "is still running in another thread: stop() it and wait for it first.")
       .def_property_readonly("url", &PyServer::url)
       .def_property_readonly("port", &PyServer::port);
 
+  m.def("_bench_engine", &BenchEngine, py::arg("cache"), py::arg("keys"),
+        py::arg("values") = py::none(),
+        "For bench/python/bench.py: (ns, keys found) of the engine's get() of each key "
+        "(values None) or set() of each pair (ns, pairs), timed in C++, the GIL released.");
   m.def(
       "parse_duration",
       [](py::handle text) {
-        return static_cast<double>(Duration(text, "duration")->count()) / 1e3;
+        // A string is parsed as it is ('0s' is 0.0); other forms as arguments.
+        const std::chrono::milliseconds ms =
+            py::isinstance<py::str>(text) ? lilcache::parse_duration(text.cast<std::string>())
+                                          : *Duration(text, "duration");
+        return static_cast<double>(ms.count()) / 1e3;
       },
       py::arg("text"),
       "Seconds in a duration: '500ms', '120s', '1h30m', '1d' (units ms s m h d w), a positive "
