@@ -279,11 +279,9 @@ def test_start_from_a_thread_other_than_the_main_one_serves_until_the_process_en
     assert result.returncode == 0, result.stderr
 
 
-# on_ready raising: start() raises the same exception, but the server it
-# built stays bound to the port (accepting connections it never serves)
-# for as long as the exception's traceback is alive, which holds start()'s
-# frame and so the _Server: in an interactive session (sys.last_value), a
-# retry of start() then fails with "Address already in use".
+# on_ready raising: start() raises the same exception and frees the port
+# at once, even while the exception (whose traceback holds start()'s frame
+# and so its server) is kept, as sys.last_value in an interactive session.
 ON_READY_RAISES = r"""
 import socket, sys
 import lilcache
@@ -306,11 +304,6 @@ except ConnectionRefusedError:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="binding bug: start() leaves its server bound when on_ready raises "
-    "(python/lilcache/__init__.py start(): no close of the _Server on error)",
-)
 def test_on_ready_raising_propagates_and_leaves_nothing_listening(env: dict[str, str]) -> None:
     """If on_ready raises, start() raises that exception and the port is
     free again, whoever still holds the exception."""
