@@ -10,6 +10,7 @@ store, Python reads as bytes, and their counters as int.
 from __future__ import annotations
 
 import pickle
+import random
 import re
 import signal
 import subprocess
@@ -218,3 +219,16 @@ def test_keys_are_the_same_bytes_for_python_and_the_cli(cache: lilcache.Cache, r
     assert cache.get(b"\xfa\xfb") == b"\xfc"
     expected = ["cl\u00e9", b"\xff\xfe", b"\xfa\xfb"]
     assert sorted(cache.keys(), key=repr) == sorted(expected, key=repr)
+
+
+def test_large_values_cross_between_python_and_the_cli_intact(
+    cache: lilcache.Cache, root: Path
+) -> None:
+    """Values of a few MiB go both ways byte for byte: a str set in Python
+    read by the CLI, bytes piped to the CLI read by Python."""
+    text = "\u00e9t\u00e9 " * 700_000  # 4.2 MB of UTF-8
+    cache.set("big text", text)
+    assert cli_get(root, "big text") == text.encode()
+    blob = random.Random(15).randbytes(3 << 20)
+    assert run_cli(["set", "big blob", "-"], root, stdin=blob).returncode == 0
+    assert cache.get("big blob") == blob
