@@ -264,6 +264,14 @@ struct Options {
   // does not wait for this: it takes over the computation at once.
   std::string get_or_set_timeout = "30s";
 
+  // Called by get_or_set() of this handle between two polls while it waits
+  // for another caller's computation (every 50 us at first, backing off to
+  // 5 ms), in the waiting thread, holding no lock of the cache. An exception
+  // it throws ends the wait and reaches get_or_set()'s caller (nothing is
+  // stored): what a binding needs to let its user interrupt a wait (Python's
+  // Ctrl-C). nullptr (default): none. Copied by open().
+  std::function<void()> get_or_set_wait_hook{};
+
   // Whether open() creates a cache (and its root directory) that does not
   // exist. false: opening a missing cache is an Error "no such cache" and
   // creates no file at all (what tools that inspect or maintain existing

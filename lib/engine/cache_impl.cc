@@ -56,6 +56,7 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     }
     get_or_set_timeout_ms_ = static_cast<std::uint64_t>(t.count());
   }
+  get_or_set_wait_hook_ = options.get_or_set_wait_hook;
   if (!options.snapshot.empty()) {
     snapshot_ms_ = static_cast<std::uint64_t>(parse_duration(options.snapshot).count());
     if (snapshot_ms_ < 1000) {

@@ -224,6 +224,7 @@ class Cache::Impl final : public ForkHook {
   Env* const env_;  // core_.env()
   std::uint64_t default_ttl_ms_ = 0;
   std::uint64_t get_or_set_timeout_ms_ = 30'000;  // Options::get_or_set_timeout
+  std::function<void()> get_or_set_wait_hook_;    // Options::get_or_set_wait_hook
   std::uint64_t snapshot_ms_ = 0;
   bool create_ = true;           // Options::create_if_missing
   bool sync_always_ = false;     // Options::sync == "always"

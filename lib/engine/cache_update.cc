@@ -231,6 +231,7 @@ TypedValue Cache::Impl::GetOrSet(std::string_view key, const std::function<Typed
     // Another caller computes (or a key sharing its lease): wait for the value.
     env_->SleepMicros(pause_us);
     pause_us = std::min<std::uint64_t>(pause_us * 2, 5000);
+    if (get_or_set_wait_hook_) get_or_set_wait_hook_();  // may throw: we hold nothing
     // Not counted as a miss each time: one get_or_set is one lookup in stats().
     if (Lookup(key, &v, &found, /*count=*/false)) {
       return TypedValue{std::move(v), static_cast<ValueKind>(found.kind)};

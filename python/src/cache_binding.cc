@@ -103,6 +103,9 @@ py::dict StatsDict(const Stats& s) {
   return d;
 }
 
+// Python's main thread (where it runs signal handlers), read at import.
+unsigned long g_main_thread = 0;
+
 std::unique_ptr<PyCache> Open(const std::string& name, py::handle root, py::handle snapshot,
                               py::handle expires, py::handle loglevel, py::handle max_bytes,
                               py::handle sync, py::handle compact_dead_ratio,
@@ -123,6 +126,15 @@ std::unique_ptr<PyCache> Open(const std::string& name, py::handle root, py::hand
     o.get_or_set_timeout = DurationOption(get_or_set_timeout, "get_or_set_timeout");
   }
   o.create_if_missing = create;
+  // Ctrl-C (any Python signal handler that raises) ends a get_or_set wait
+  // of the main thread, where Python runs its handlers, as it ends
+  // time.sleep(): the handler's exception reaches the caller.
+  // Runs without the GIL: it takes it only in the main thread.
+  o.get_or_set_wait_hook = [] {
+    if (PyThread_get_thread_ident() != g_main_thread) return;
+    py::gil_scoped_acquire locked;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  };
   return std::make_unique<PyCache>(name, o, SerializerOf(serializer));
 }
 
@@ -134,6 +146,8 @@ void RaiseKeyError(py::handle key) {
 }
 
 void RegisterCache(py::module_& m) {
+  g_main_thread =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   py::class_<PyCache> cls(m, "_Cache",
                           "The C++ handle under lilcache.Cache (use lilcache.Cache: this class "
                           "has its methods, documented there).");
@@ -276,7 +290,7 @@ void RegisterCache(py::module_& m) {
           "computes a key at a time: the others wait (the GIL released) and return its value. "
           "If compute raises, the exception propagates, nothing is stored and a waiter "
           "computes instead. Waits at most the cache's get_or_set_timeout (default 30 s), "
-          "then raises Error (code 'busy').")
+          "then raises Error (code 'busy'); Ctrl-C interrupts the wait (KeyboardInterrupt).")
       .def(
           "keys",
           [](const PyCache& self, py::handle prefix, py::handle limit) {

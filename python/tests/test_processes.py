@@ -633,11 +633,6 @@ def process_state(pid: int) -> str:
     return stat[stat.rindex(")") + 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="binding bug: a get_or_set()/memoize wait ignores Ctrl-C until "
-    "get_or_set_timeout (default 30 s) ends it with lilcache.Error 'busy'",
-)
 def test_ctrl_c_interrupts_a_get_or_set_wait(
     root: Path, env: dict[str, str], procs: Processes
 ) -> None:

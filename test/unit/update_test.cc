@@ -267,6 +267,40 @@ TEST_CASE("touch gives a new expiry keeping the value; persist removes it; ttl r
   CHECK_ERROR_CODE(c.touch("k", milliseconds(-1)), ErrorCode::invalid_argument);
 }
 
+TEST_CASE("a get_or_set wait hook that throws ends the wait and stores nothing") {
+  TempDir dir;
+  auto computer = Cache::open("t", {.root = dir.path()});
+  std::atomic<int> hook_calls{0};
+  struct Interrupted {};
+  auto waiter = Cache::open("t", {.root = dir.path(), .get_or_set_wait_hook = [&] {
+                                    if (hook_calls.fetch_add(1) + 1 == 3) throw Interrupted{};
+                                  }});
+  std::atomic<bool> computing{false}, release{false};
+  std::thread t([&] {
+    CHECK(computer.get_or_set("k", [&] {
+      computing = true;
+      while (!release) std::this_thread::sleep_for(milliseconds(1));
+      return std::string("v");
+    }) == "v");
+  });
+  while (!computing) std::this_thread::sleep_for(milliseconds(1));
+  bool interrupted = false;
+  try {
+    waiter.get_or_set("k", [] { return std::string("never"); });
+  } catch (const Interrupted&) {
+    interrupted = true;
+  }
+  CHECK(interrupted);
+  CHECK(hook_calls == 3);                    // one call per poll, until it threw
+  CHECK_FALSE(waiter.get("k").has_value());  // the computer is still at it
+  release = true;
+  t.join();
+  CHECK(waiter.get("k") == "v");
+  // A hit never calls the hook.
+  CHECK(waiter.get_or_set("k", [] { return std::string("never"); }) == "v");
+  CHECK(hook_calls == 3);
+}
+
 TEST_CASE("get_or_set computes a missing value once and returns a present one") {
   TempDir dir;
   FakeClockEnv env;
