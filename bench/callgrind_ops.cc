@@ -220,9 +220,8 @@ int main(int argc, char** argv) {
   if (op == "overwrite") {  // the compactions' own timings, from <root>/ops.log
     std::ifstream log(root + "/ops.log");
     std::string line;
-    int shown = 0;
     while (std::getline(log, line)) {
-      if (line.find("compacted") != std::string::npos && shown++ < 6) std::printf("%s\n", line.c_str());
+      if (line.find("compacted") != std::string::npos) std::printf("%s\n", line.c_str());
     }
   }
   std::error_code ec;
