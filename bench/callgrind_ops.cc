@@ -17,8 +17,8 @@
 // --no-compact (compact_dead_ratio = 0), --timerslack-ns N (prctl
 // PR_SET_TIMERSLACK of the measuring thread). Without valgrind it prints ns/op.
 // Runs in a temporary root under /tmp, removed at the end.
-#include <lilcache/lilcache.h>
 #include <lilcache/env.h>
+#include <lilcache/lilcache.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <valgrind/callgrind.h>
@@ -31,9 +31,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
-#include <fstream>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -101,24 +101,32 @@ int main(int argc, char** argv) {
   bool no_compact = false;
   for (int a = 2; a < argc; ++a) {
     std::string s = argv[a];
-    if (s == "--ops" && a + 1 < argc) nops = std::strtoull(argv[++a], nullptr, 10);
-    else if (s == "--keys" && a + 1 < argc) nkeys = std::strtoull(argv[++a], nullptr, 10);
-    else if (s == "--value" && a + 1 < argc) vsize = std::strtoull(argv[++a], nullptr, 10);
-    else if (s == "--no-compact") no_compact = true;
+    if (s == "--ops" && a + 1 < argc)
+      nops = std::strtoull(argv[++a], nullptr, 10);
+    else if (s == "--keys" && a + 1 < argc)
+      nkeys = std::strtoull(argv[++a], nullptr, 10);
+    else if (s == "--value" && a + 1 < argc)
+      vsize = std::strtoull(argv[++a], nullptr, 10);
+    else if (s == "--no-compact")
+      no_compact = true;
     else if (s == "--timerslack-ns" && a + 1 < argc) {
       // This thread's timer slack (default 50 us): the throttle's 50 us sleeps.
       if (prctl(PR_SET_TIMERSLACK, std::strtoul(argv[++a], nullptr, 10)) != 0) std::perror("prctl");
-    }
-    else {
-      std::fprintf(stderr, "usage: %s get|getbuf|set|pop|contains|none [--ops N] [--keys K] "
-                   "[--value B] [--no-compact] [--timerslack-ns N]\n", argv[0]);
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s get|getbuf|set|pop|contains|none [--ops N] [--keys K] "
+                   "[--value B] [--no-compact] [--timerslack-ns N]\n",
+                   argv[0]);
       return 2;
     }
   }
   if (op == "pop" && nops > nkeys) nops = nkeys;
 
   char tmpl[] = "/tmp/lilcache-cgops-XXXXXX";
-  if (!mkdtemp(tmpl)) { std::perror("mkdtemp"); return 1; }
+  if (!mkdtemp(tmpl)) {
+    std::perror("mkdtemp");
+    return 1;
+  }
   std::string root = tmpl;
   int rc = 0;
   {
@@ -136,12 +144,14 @@ int main(int argc, char** argv) {
     std::uint64_t step = 7919;
     while (std::gcd(step, nkeys) != 1) ++step;
     std::vector<std::uint32_t> order(nops);
-    for (std::uint64_t n = 0; n < nops; ++n) order[n] = static_cast<std::uint32_t>((n * step) % nkeys);
+    for (std::uint64_t n = 0; n < nops; ++n)
+      order[n] = static_cast<std::uint32_t>((n * step) % nkeys);
     // Values for set() built before the measured loop.
     std::vector<std::string> newvals;
     if (op == "set") {
       newvals.reserve(nops);
-      for (std::uint64_t n = 0; n < nops; ++n) newvals.push_back(value_of(order[n], 1 + n / nkeys, vsize));
+      for (std::uint64_t n = 0; n < nops; ++n)
+        newvals.push_back(value_of(order[n], 1 + n / nkeys, vsize));
     }
     std::uint64_t compactions0 = cache.stats().compactions;
     std::string buf;
@@ -178,15 +188,17 @@ int main(int argc, char** argv) {
         std::memcpy(v.data(), &n, std::min<std::size_t>(8, vsize));
         auto a = std::chrono::steady_clock::now();
         cache.set(keys[k], v);
-        lat[n] = static_cast<std::uint32_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - a)
-                .count());
+        lat[n] = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::steady_clock::now() - a)
+                                                .count());
         if (n % 50000 == 49999) {  // stats() walks the log: its time is not counted
           auto b = std::chrono::steady_clock::now();
           auto st = cache.stats();
-          stats_ns += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - b).count();
-          if (st.bytes_live) max_ratio = std::max(max_ratio, static_cast<double>(st.bytes_file) /
-                                                                 static_cast<double>(st.bytes_live));
+          stats_ns += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - b)
+                          .count();
+          if (st.bytes_live)
+            max_ratio = std::max(
+                max_ratio, static_cast<double>(st.bytes_file) / static_cast<double>(st.bytes_live));
         }
       }
       found = nops;
@@ -211,16 +223,20 @@ int main(int argc, char** argv) {
       }
       std::vector<std::uint32_t> s = lat;
       std::sort(s.begin(), s.end());
-      std::printf("set latency: p50 %u ns, p99 %u ns, p99.9 %u ns, max %u ns; "
-                  "%llu sets > 40 us (throttled) took %.1f%% of the time\n",
-                  s[s.size() / 2], s[s.size() * 99 / 100], s[s.size() * 999 / 1000], s.back(),
-                  static_cast<unsigned long long>(over40),
-                  total ? 100.0 * static_cast<double>(over40_ns) / static_cast<double>(total) : 0.0);
+      std::printf(
+          "set latency: p50 %u ns, p99 %u ns, p99.9 %u ns, max %u ns; "
+          "%llu sets > 40 us (throttled) took %.1f%% of the time\n",
+          s[s.size() / 2], s[s.size() * 99 / 100], s[s.size() * 999 / 1000], s.back(),
+          static_cast<unsigned long long>(over40),
+          total ? 100.0 * static_cast<double>(over40_ns) / static_cast<double>(total) : 0.0);
       auto st = cache.stats();
       std::printf("file: %llu bytes of log, %llu live (%.2fx; max %.2fx every 50k sets)\n",
                   static_cast<unsigned long long>(st.bytes_file),
                   static_cast<unsigned long long>(st.bytes_live),
-                  st.bytes_live ? static_cast<double>(st.bytes_file) / static_cast<double>(st.bytes_live) : 0.0, max_ratio);
+                  st.bytes_live
+                      ? static_cast<double>(st.bytes_file) / static_cast<double>(st.bytes_live)
+                      : 0.0,
+                  max_ratio);
     }
   }
   if (op == "overwrite") {  // the compactions' own timings, from <root>/ops.log

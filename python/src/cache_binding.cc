@@ -103,6 +103,21 @@ py::dict StatsDict(const Stats& s) {
   return d;
 }
 
+// incr (down = false) and decr: C++ increment/decrement of key by delta,
+// starting at dflt, or KeyError for an absent key if dflt is None.
+std::int64_t Increment(const PyCache& self, py::handle key, py::handle delta, py::handle dflt,
+                       bool down) {
+  Key k(key);
+  const std::int64_t d = Int64(delta, "delta");
+  if (dflt.is_none() && !Unlocked(self, [&](Cache& c) { return c.contains(k.view()); })) {
+    RaiseKeyError(key);
+  }
+  const std::int64_t initial = dflt.is_none() ? 0 : Int64(dflt, "default");
+  return Unlocked(self, [&](Cache& c) {
+    return down ? c.decrement(k.view(), d, initial) : c.increment(k.view(), d, initial);
+  });
+}
+
 // Python's main thread (where it runs signal handlers), read at import.
 unsigned long g_main_thread = 0;
 
@@ -212,15 +227,7 @@ void RegisterCache(py::module_& m) {
       .def(
           "incr",
           [](const PyCache& self, py::handle key, py::handle delta, py::handle dflt) {
-            Key k(key);
-            const std::int64_t d = Int64(delta, "delta");
-            if (dflt.is_none()) {
-              if (!Unlocked(self, [&](Cache& c) { return c.contains(k.view()); })) {
-                RaiseKeyError(key);
-              }
-            }
-            const std::int64_t initial = dflt.is_none() ? 0 : Int64(dflt, "default");
-            return Unlocked(self, [&](Cache& c) { return c.increment(k.view(), d, initial); });
+            return Increment(self, key, delta, dflt, false);
           },
           py::arg("key"), py::arg("delta") = 1, py::arg("default") = 0,
           "Adds delta to the integer under key, atomically across processes, and returns the "
@@ -231,15 +238,7 @@ void RegisterCache(py::module_& m) {
       .def(
           "decr",
           [](const PyCache& self, py::handle key, py::handle delta, py::handle dflt) {
-            Key k(key);
-            const std::int64_t d = Int64(delta, "delta");
-            if (dflt.is_none()) {
-              if (!Unlocked(self, [&](Cache& c) { return c.contains(k.view()); })) {
-                RaiseKeyError(key);
-              }
-            }
-            const std::int64_t initial = dflt.is_none() ? 0 : Int64(dflt, "default");
-            return Unlocked(self, [&](Cache& c) { return c.decrement(k.view(), d, initial); });
+            return Increment(self, key, delta, dflt, true);
           },
           py::arg("key"), py::arg("delta") = 1, py::arg("default") = 0,
           "incr(key, -delta, default).")
