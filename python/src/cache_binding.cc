@@ -125,11 +125,19 @@ std::unique_ptr<PyCache> Open(const std::string& name, py::handle root, py::hand
                               py::handle expires, py::handle loglevel, py::handle max_bytes,
                               py::handle sync, py::handle compact_dead_ratio,
                               py::handle get_or_set_timeout, bool create, py::handle serializer) {
+  // "" would mean the default to the engine: only None says that here.
+  auto text = [](py::handle obj, const char* what) {
+    std::string value = py::str(obj).cast<std::string>();  // str or os.PathLike
+    if (value.empty()) {
+      throw py::value_error(std::string(what) + " must not be empty (None for the default)");
+    }
+    return value;
+  };
   Options o;
-  if (!root.is_none()) o.root = py::str(root).cast<std::string>();  // str or os.PathLike
+  if (!root.is_none()) o.root = text(root, "root");
   o.snapshot = DurationOption(snapshot, "snapshot");
   o.expires = DurationOption(expires, "expires");
-  if (!loglevel.is_none()) o.loglevel = loglevel.cast<std::string>();
+  if (!loglevel.is_none()) o.loglevel = text(loglevel, "loglevel");
   if (!max_bytes.is_none()) {
     std::int64_t n = Int64(max_bytes, "max_bytes");
     if (n <= 0) throw py::value_error("max_bytes must be > 0 (None leaves the cache's limit)");

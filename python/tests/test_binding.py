@@ -106,3 +106,11 @@ def test_every_test_file_is_registered_with_meson() -> None:
     listed = (here / "meson.build").read_text()
     unlisted = [p.name for p in here.glob("test_*.py") if f"'{p.name}'" not in listed]
     assert unlisted == []
+
+
+@pytest.mark.parametrize("option", ["root", "loglevel", "expires", "snapshot", "sync"])
+def test_an_empty_option_string_is_an_error_not_the_default(option: str) -> None:
+    """Only None means "the default": '' (an unset variable in a script)
+    is refused before anything is opened."""
+    with pytest.raises(ValueError, match=option):
+        lilcache.Cache("t", **{option: ""})
