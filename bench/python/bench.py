@@ -258,13 +258,31 @@ class Store:
         self.main = None
 
 
-class LilcacheStore(Store):
+class HandlesStore(Store):
+    """A store whose handles are objects with close() (lilcache, diskcache),
+    kept in self.handles."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.handles: list[Any] = []
+
+    def close(self) -> None:
+        for cache in self.handles:
+            cache.close()
+        self.handles.clear()
+        self.main = None
+
+    def forget(self) -> None:
+        self.handles = []
+        self.main = None
+
+
+class LilcacheStore(HandlesStore):
     id = "lilcache"
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.module = importlib.import_module("lilcache")
-        self.handles: list[Any] = []
 
     def open_cache(self) -> Any:
         cache = self.module.Cache("bench", root=str(self.directory))
@@ -275,28 +293,17 @@ class LilcacheStore(Store):
         cache = self.open_cache()
         return cache.get, cache.set
 
-    def close(self) -> None:
-        for cache in self.handles:
-            cache.close()
-        self.handles.clear()
-        self.main = None
-
-    def forget(self) -> None:
-        self.handles = []
-        self.main = None
-
     def compactions(self) -> int | None:
         cache = self.handles[0] if self.handles else self.open_cache()
         return int(cache.stats()["compactions"])
 
 
-class DiskcacheStore(Store):
+class DiskcacheStore(HandlesStore):
     id = "diskcache"
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.module = importlib.import_module("diskcache")
-        self.handles: list[Any] = []
 
     def open(self) -> tuple[Getter, Setter]:
         cache = self.module.Cache(str(self.directory))  # the defaults users get
@@ -307,16 +314,6 @@ class DiskcacheStore(Store):
         self.handle()
         with self.handles[0].transact():  # one SQLite transaction
             super().preload(keys)
-
-    def close(self) -> None:
-        for cache in self.handles:
-            cache.close()
-        self.handles.clear()
-        self.main = None
-
-    def forget(self) -> None:
-        self.handles = []
-        self.main = None
 
 
 class LmdbStore(Store):
