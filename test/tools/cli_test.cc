@@ -577,6 +577,19 @@ std::vector<Result> RaceAt(const std::string& root,
   return results;
 }
 
+// Checks that each racer of RaceAt either did it (exit 0) or was told it was
+// not done (exit 1), silently on stderr; returns the indexes of those that
+// did it.
+std::vector<std::size_t> Winners(const std::vector<Result>& results) {
+  std::vector<std::size_t> winners;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    CHECK((results[i].status == 0 || results[i].status == 1));
+    CHECK(results[i].err.empty());
+    if (results[i].status == 0) winners.push_back(i);
+  }
+  return winners;
+}
+
 // The first line of `text`, without its newline.
 std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
 
@@ -621,19 +634,10 @@ TEST_CASE("of 8 racing add commands of one key exactly one wins and its value st
     const std::string key = "lock" + std::to_string(round);
     std::vector<std::vector<std::string>> commands;
     for (int i = 0; i < 8; ++i) commands.push_back({"add", key, "owner " + std::to_string(i)});
-    std::vector<Result> results = RaceAt(root.path(), commands);
-    int winners = 0;
-    std::string winner;
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      CHECK((results[i].status == 0 || results[i].status == 1));
-      CHECK(results[i].err.empty());
-      if (results[i].status == 0) {
-        ++winners;
-        winner = "owner " + std::to_string(i);
-      }
-    }
-    CHECK(winners == 1);
-    CHECK(Cache::open("default", {.root = root.path()}).get(key) == winner);
+    std::vector<std::size_t> winners = Winners(RaceAt(root.path(), commands));
+    REQUIRE(winners.size() == 1);
+    CHECK(Cache::open("default", {.root = root.path()}).get(key) ==
+          "owner " + std::to_string(winners[0]));
   }
 }
 
@@ -933,19 +937,9 @@ TEST_CASE("of 8 racing cas commands with one version exactly one wins") {
     const std::string version = FirstLine(At(root.path(), {"get", "k", "--version"}).out);
     std::vector<std::vector<std::string>> commands;
     for (int i = 0; i < 8; ++i) commands.push_back({"cas", "k", version, std::to_string(i)});
-    std::vector<Result> results = RaceAt(root.path(), commands);
-    int winners = 0;
-    std::string winner;
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      CHECK((results[i].status == 0 || results[i].status == 1));
-      CHECK(results[i].err.empty());
-      if (results[i].status == 0) {
-        ++winners;
-        winner = std::to_string(i);
-      }
-    }
-    CHECK(winners == 1);
-    CHECK(cache.get("k") == winner);
+    std::vector<std::size_t> winners = Winners(RaceAt(root.path(), commands));
+    REQUIRE(winners.size() == 1);
+    CHECK(cache.get("k") == std::to_string(winners[0]));
   }
 }
 
