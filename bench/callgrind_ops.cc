@@ -16,7 +16,7 @@
 // permutation. Options: --ops N (100000), --keys K (100000), --value B (100),
 // --no-compact (compact_dead_ratio = 0), --timerslack-ns N (prctl
 // PR_SET_TIMERSLACK of the measuring thread). Without valgrind it prints ns/op.
-// Runs in a temporary root under /tmp, removed at the end.
+// Runs in a temporary root under $TMPDIR (default /tmp), removed at the end.
 #include <lilcache/env.h>
 #include <lilcache/lilcache.h>
 #include <sys/mman.h>
@@ -36,6 +36,7 @@
 #include <mutex>
 #include <numeric>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -122,7 +123,12 @@ int main(int argc, char** argv) {
   }
   if (op == "pop" && nops > nkeys) nops = nkeys;
 
-  char tmpl[] = "/tmp/lilcache-cgops-XXXXXX";
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string dir = tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
+  std::vector<char> tmpl_buf(dir.begin(), dir.end());
+  for (char c : std::string_view("/lilcache-cgops-XXXXXX")) tmpl_buf.push_back(c);
+  tmpl_buf.push_back('\0');
+  char* tmpl = tmpl_buf.data();
   if (!mkdtemp(tmpl)) {
     std::perror("mkdtemp");
     return 1;
