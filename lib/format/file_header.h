@@ -16,7 +16,7 @@
 
 namespace lilcache {
 
-inline constexpr std::uint32_t kFormatVersion = 6;  // docs/format.md
+inline constexpr std::uint32_t kFormatVersion = 7;  // docs/format.md
 // Every file's header: one page, so that the first record and the first
 // index slot start on a page boundary.
 inline constexpr std::size_t kHeaderSize = 4096;

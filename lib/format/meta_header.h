@@ -58,6 +58,9 @@ struct MetaHeader {
   std::uint64_t snapshots;    // atomic
   std::uint64_t evictions;    // atomic
   std::uint64_t max_bytes;    // atomic: the cache's size limit (0 = none)
+  // atomic: the newest generation whose data file (and its name) is known
+  // durable; only raised, after the fsync (docs/concurrency.md "Durability").
+  std::uint64_t durable_gen;
 };
 static_assert(offsetof(MetaHeader, version) == offsetof(FileHeaderPrefix, version));
 static_assert(offsetof(MetaHeader, generation) == 32 && offsetof(MetaHeader, purge_seq) == 40);
@@ -66,6 +69,7 @@ static_assert(offsetof(MetaHeader, boot_id) == 128 && offsetof(MetaHeader, compa
 static_assert(offsetof(MetaHeader, last_snapshot_ms) == 56 &&
               offsetof(MetaHeader, snapshots) == 216);
 static_assert(offsetof(MetaHeader, evictions) == 224 && offsetof(MetaHeader, max_bytes) == 232);
+static_assert(offsetof(MetaHeader, durable_gen) == 240);
 static_assert(sizeof(MetaHeader) <= kHeaderSize);
 inline constexpr std::uint32_t kFlagNeedsRebuild = 1;
 inline constexpr std::uint32_t kEpochBit = 1;

@@ -539,7 +539,7 @@ lilcache::Cache open_timed(const Fleet& fleet, std::uint64_t* took_ns) {
 }
 
 // Leaves in the files of a cache exactly what a writer killed at a chosen
-// instruction leaves (docs/format.md, version 6): it draws a seq and reserves
+// instruction leaves (docs/format.md, version 7): it draws a seq and reserves
 // log space as a writer does, then writes a record - complete, or torn - and
 // never publishes it in the index. This makes rare crash states
 // deterministic.
@@ -548,8 +548,8 @@ class KilledWriter {
   KilledWriter(const std::string& root, const std::string& name) {
     meta_ = map(root + "/" + name + ".meta", 4096, &meta_len_);
     REQUIRE_MESSAGE(std::memcmp(meta_, "LILCMETA", 8) == 0, "not a lilcache meta file");
-    REQUIRE_MESSAGE(field<std::uint32_t>(meta_, 8) == 6,
-                    "KilledWriter writes format version 6: update it to docs/format.md");
+    REQUIRE_MESSAGE(field<std::uint32_t>(meta_, 8) == 7,
+                    "KilledWriter writes format version 7: update it to docs/format.md");
     salt_ = field<std::uint64_t>(meta_, 16);
     std::uint64_t gen = std::atomic_ref<std::uint64_t>(at<std::uint64_t>(meta_, 32)).load();
     data_ = map(root + "/" + name + "." + std::to_string(gen) + ".data", 0, &data_len_);

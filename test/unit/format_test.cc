@@ -106,9 +106,9 @@ TEST_CASE("another format version is refused with the version found and the one 
   const HeaderVerdict v = CheckDataHeader(data, 1, 42);
   CHECK(First(v) == HeaderFault::kBadVersion);
   CHECK_FALSE(v.readable());
-  CHECK(v.findings.front().reason == "format version 3; this lilcache reads 6");
+  CHECK(v.findings.front().reason == "format version 3; this lilcache reads 7");
   CHECK(v.ErrorText("/r/t.1.data") ==
-        "unsupported format version 3 in /r/t.1.data (this lilcache reads version 6)");
+        "unsupported format version 3 in /r/t.1.data (this lilcache reads version 7)");
 }
 
 TEST_CASE("a meta file is checked for its fixed size, its header_size and its values") {
