@@ -169,6 +169,8 @@ void PrintMeta(std::ostream& out, const lilcache::InspectMeta& m) {
   Field(out, "salt", Hex(m.salt));
   Field(out, "created", FormatTime(m.created_ms));
   Field(out, "generation", m.generation);
+  Field(out, "durable_gen",
+        m.durable_gen == 0 ? std::string("none") : std::to_string(m.durable_gen));
   Field(out, "next_seq", m.next_seq);
   Field(out, "purge_seq", m.purge_seq);
   Field(out, "writer_state",
@@ -325,6 +327,7 @@ json HeaderJson(const InspectHeader& h) {
             {"salt", Hex(m.salt)},
             {"created_ms", m.created_ms},
             {"generation", m.generation},
+            {"durable_gen", m.durable_gen},
             {"next_seq", m.next_seq},
             {"purge_seq", m.purge_seq},
             {"writer_state", m.writer_state},

@@ -655,9 +655,11 @@ class Cache {
   // Errors as compact().
   LILCACHE_EXPORT CompactionResult snapshot();
 
-  // Makes every write that returned before this call durable (msync of the
-  // log, fsync of the index and meta file) without compacting. Cost
-  // proportional to the dirty pages. Throws Error if a sync fails (EIO).
+  // Makes every write that returned before this call durable (fsync of the
+  // log and index, of the directory after an automatic compaction, msync of
+  // the meta file) without compacting. Cost proportional to the dirty pages
+  // (after an automatic compaction, which syncs nothing: the whole log).
+  // Throws Error if a sync fails (EIO).
   LILCACHE_EXPORT void sync();
 
   // The cache's name and the directory holding its files (Options::root

@@ -1,8 +1,6 @@
 #include "engine/builder.h"
 
-#include <fcntl.h>
-
-#include <cerrno>
+#include <atomic>
 #include <vector>
 
 #include "format/shared_atomic.h"
@@ -10,29 +8,25 @@
 
 namespace lilcache {
 
-void RemoveStrayFiles(CacheCore& c, std::uint64_t live, bool live_durable) {
+void RemoveStrayFiles(CacheCore& c, std::uint64_t live, bool durably) {
   std::vector<CacheFile> files;
   if (!ListCacheFiles(c.env(), c.paths().root, &files)) return;  // removed another time
+  // seq_cst (the fence, then the load): the compactor's side of the
+  // handshake with Cache::Impl::Sync(), which raises durable_gen and then
+  // loads the generation. The live generation was published before this
+  // call: either Sync() sees it and makes it durable, or we see Sync()'s
+  // raise here and keep its generation's data file.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const std::uint64_t durable = c.durable_gen();
   std::vector<std::string> doomed;
-  bool predecessor = false;
   for (const CacheFile& f : files) {
     if (f.cache != c.paths().name) continue;
     if (f.kind != CacheFile::Kind::kData && f.kind != CacheFile::Kind::kIndex) continue;
-    if (f.generation != live || f.tmp) doomed.push_back(f.file);
-    predecessor |= f.generation + 1 == live && f.kind == CacheFile::Kind::kData && !f.tmp;
-  }
-  if (predecessor && !live_durable) {
-    Env* env = c.env();
-    for (const std::string& path : {c.paths().data(live), c.paths().index(live)}) {
-      int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-      if (fd < 0) ThrowErrno("cannot open", path);
-      int rc = env->Fsync(fd);
-      int e = errno;
-      env->Close(fd);
-      errno = e;
-      if (rc != 0) ThrowErrno("fsync", path);
+    if (!f.tmp && f.generation == live) continue;
+    if (!f.tmp && durable != 0 && f.generation == durable && f.kind == CacheFile::Kind::kData) {
+      continue;
     }
-    c.SyncMeta();
+    doomed.push_back(f.file);
   }
   bool removed = false;
   for (const auto& f : doomed) {
@@ -42,10 +36,7 @@ void RemoveStrayFiles(CacheCore& c, std::uint64_t live, bool live_durable) {
       removed = true;
     }
   }
-  // Durably: after a reboot, a previous generation's data file that is still there
-  // is replayed with the current one (docs/concurrency.md, "Durability"),
-  // which must not happen once the switch that retired it has completed.
-  if (removed && c.env()->FsyncDir(c.paths().root.c_str()) != 0) {
+  if (durably && removed && c.env()->FsyncDir(c.paths().root.c_str()) != 0) {
     ThrowErrno("fsync", c.paths().root);
   }
 }

@@ -140,6 +140,7 @@ class Builder {
 
   std::uint64_t tail() { return Shared(g_.data.header().tail).load(std::memory_order_relaxed); }
   std::uint64_t records() const { return records_; }
+  std::uint64_t number() const { return number_; }
   std::uint64_t slots() const { return g_.index.slot_count(); }
 
  private:
@@ -187,14 +188,14 @@ class RunCopier {
   std::uint64_t begin_ = 0, end_ = 0;
 };
 
-// Deletes every file of the cache that belongs to no live generation:
-// older generations and .tmp files of crashed compactions. The caller holds
-// COMPACT (or INIT with no other process alive).
-// `live_durable`: the live generation's files and the meta page naming it
-// are known synced; else they are synced before the previous generation's
-// data file goes (a compactor that died after its switch left it, and it is all
-// that a power loss would leave of the catch-up copies: "Durability").
-void RemoveStrayFiles(CacheCore& c, std::uint64_t live, bool live_durable);
+// Deletes every file of the cache that belongs neither to the live
+// generation nor is the data file of the durable one (meta durable_gen, when
+// older: what a power loss falls back to): older generations and .tmp files
+// of crashed compactions. The caller holds COMPACT (or INIT with no other
+// process alive). `durably`: the removals are made durable (a directory
+// fsync), as a snapshot or a recovery must, once the live generation is
+// durable_gen: after a reboot, a file that is still there is replayed.
+void RemoveStrayFiles(CacheCore& c, std::uint64_t live, bool durably);
 
 // Whether a compaction or a recovery copies `rec` into a new generation: a
 // value (not a tombstone) newer than the last purge and not expired at `now`.

@@ -121,15 +121,22 @@ void CacheCore::RetireUnpinned() {
 
 // ---- durability -------------------------------------------------------------
 
-void CacheCore::SyncMeta() {
-  // Acquire: the number read is at most what the page holds when msync
-  // writes it (the generation only grows).
-  const std::uint64_t gen = Shared(meta_->header().generation).load(std::memory_order_acquire);
-  meta_->Sync();
-  std::uint64_t known = meta_synced_gen_.load(std::memory_order_relaxed);
-  while (known < gen &&
-         !meta_synced_gen_.compare_exchange_weak(known, gen, std::memory_order_relaxed)) {
+void CacheCore::SyncMeta() { meta_->Sync(); }
+
+void CacheCore::RaiseDurableGen(std::uint64_t gen) {
+  auto durable = Shared(meta_->header().durable_gen);
+  std::uint64_t cur = durable.load(std::memory_order_seq_cst);
+  while (cur < gen && !durable.compare_exchange_weak(cur, gen, std::memory_order_seq_cst)) {
   }
+}
+
+void CacheCore::MakeDurable(Generation& g) {
+  // The whole data file: a compaction's copies (an automatic compaction
+  // never syncs them), and every record written since, by any process.
+  if (env_->Fsync(g.data.file().fd()) != 0) ThrowErrno("fsync", g.data.path());
+  if (env_->FsyncDir(paths_.root.c_str()) != 0) ThrowErrno("fsync", paths_.root);
+  RaiseDurableGen(g.number);
+  SyncMeta();
 }
 
 // ---- the writer side of a compactor's pause ---------------------------------

@@ -81,11 +81,23 @@ class CacheCore {
   // Unmaps retired generations that no thread pins any more.
   void RetireNow() EXCLUDES(refresh_mu_);
 
-  // ---- durability ----
-  // msync of the meta file; notes the generation it named as durable.
+  // ---- durability (docs/concurrency.md, "Durability") ----
+  // msync of the meta file.
   void SyncMeta();
-  // The highest generation that a meta file synced by this process named.
-  std::uint64_t meta_synced_gen() const { return meta_synced_gen_.load(std::memory_order_relaxed); }
+  // The newest generation known durable (meta durable_gen; 0 = none yet).
+  // seq_cst: the Sync side of the handshake with a compactor's removal of
+  // old files (RemoveStrayFiles, Cache::Impl::Sync).
+  std::uint64_t durable_gen() const {
+    return Shared(meta_->header().durable_gen).load(std::memory_order_seq_cst);
+  }
+  // Raises meta durable_gen to `gen` (never lowers it), once the data file
+  // of `gen` and its name are durable. seq_cst, as durable_gen().
+  void RaiseDurableGen(std::uint64_t gen);
+  // Makes generation g durable: its data file up to its tail, the directory
+  // (its name), then durable_gen and the meta page. The caller keeps g from
+  // being retired and its files from being removed meanwhile (a writer
+  // section), or checks afterwards that g is still current (Sync).
+  void MakeDurable(Generation& g);
 
   // ---- the writer side of a compactor's pause (writer_state) ----
   // Blocks while a compactor has writers paused; clears the pause if the
@@ -126,12 +138,6 @@ class CacheCore {
   // while open (see Refresh), bounded by the generations pinned at once.
   std::vector<std::unique_ptr<Generation>> generations_ GUARDED_BY(refresh_mu_);
   Mutex compact_mu_;  // one compactor per process
-  // The highest generation that a meta file synced by this process named:
-  // a sync = "always" write in a newer one syncs the meta file first (docs/
-  // concurrency.md, "Durability"). Relaxed: it is only raised after an msync
-  // has returned, so whichever value a thread reads was durable by then; a
-  // stale (lower) one costs an extra msync, never a lost write.
-  std::atomic<std::uint64_t> meta_synced_gen_{0};
   // When this process next checks that a throttling compactor is alive
   // (monotonic ns; 0 = not throttled lately). Relaxed: a heuristic.
   std::atomic<std::uint64_t> throttle_check_at_{0};

@@ -89,7 +89,8 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
                                                  ": must be in [0, 1)");
   }
   dead_ratio_ = options.compact_dead_ratio;
-  backpressure_ratio_ = std::max(kBackpressureDeadRatio, dead_ratio_ + 0.05);
+  pace_start_ = std::max(kPaceStartRatio, dead_ratio_ + 0.05);
+  pace_full_ = std::max(kPaceFullRatio, pace_start_ + 0.03);
   create_ = options.create_if_missing;
   if (create_) {
     EnsureRootDirectory(env_, core_.paths().root);
@@ -235,23 +236,22 @@ std::uint64_t Cache::Impl::Append(Generation& g, const record::NewRecord& rec, W
 
 void Cache::Impl::SyncWritten(Generation& g, const Written& w) {
   if (!sync_always_ || w.end == 0) return;
+  // After a power loss only the data files of generations from durable_gen
+  // on are replayed (docs/concurrency.md, "Durability"): right after an
+  // automatic compaction, which syncs nothing, g is newer, and the
+  // compactor of g's successor would remove g's file. So the first such
+  // write in g makes all of g durable (once per generation, by whichever
+  // process gets there first). Still inside the writer section: g is
+  // current, no newer generation can be published meanwhile, so g's file
+  // stays.
+  if (core_.durable_gen() < g.number) {
+    core_.MakeDurable(g);
+    return;
+  }
   static const std::uint64_t page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
   std::uint64_t begin = w.begin / page * page;
   if (env_->Msync(g.data.base() + begin, w.end - begin, MS_SYNC) != 0) {
     ThrowErrno("msync", g.data.path());
-  }
-  // The record is durable, but after a power loss only the generation that
-  // the meta file on disk names is replayed: right after a switch that may
-  // still be the previous one (the compactor resumes writers before it
-  // syncs the meta page). Still inside the writer section, so g is current
-  // and no newer generation can be published meanwhile. Once per generation
-  // per handle; the first time also the directory, whose entries of a new
-  // cache nobody else fsyncs.
-  if (g.number > core_.meta_synced_gen()) {
-    if (core_.meta_synced_gen() == 0 && env_->FsyncDir(core_.paths().root.c_str()) != 0) {
-      ThrowErrno("fsync", core_.paths().root);
-    }
-    core_.SyncMeta();
   }
 }
 
@@ -438,9 +438,12 @@ Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
            static_cast<double>(dead) > ratio * static_cast<double>(tail);
   };
   WriteFollowUp f;
-  // Backpressure: writers outrun compaction (the data file holds more dead space
-  // than the limit allows).
-  f.throttle = dead_over(backpressure_ratio_);
+  // Backpressure: writers outrun compaction (the data file holds more dead
+  // space than the compactor keeps up with).
+  if (dead_ratio_ > 0 && tail > kMinReclaimTail) {
+    const double ratio = static_cast<double>(dead) / static_cast<double>(tail);
+    f.pace = std::clamp((ratio - pace_start_) / (pace_full_ - pace_start_), 0.0, 1.0);
+  }
   if (maintenance_requested_.load(std::memory_order_relaxed)) return f;
   const std::uint64_t limit = core_.max_bytes();
   f.compact = g.index.used() * 2 > g.index.slot_count() || dead_over(dead_ratio_) ||
@@ -451,10 +454,22 @@ Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
 void Cache::Impl::AfterWrite(WriteFollowUp f) {
   // The sleep comes after the write is done and outside the writer
   // section, so that no compactor ever waits for it.
-  if (f.throttle) env_->SleepMicros(CacheCore::kThrottleMicros);
+  Pace(f.pace, 1);
   if (!f.compact || maintenance_requested_.load(std::memory_order_relaxed)) return;
   if (env_->MonotonicNanos() < compact_backoff_until_.load(std::memory_order_relaxed)) return;
   RequestMaintenance();
+}
+
+void Cache::Impl::Pace(double pace, std::uint64_t writes) {
+  if (pace <= 0 || writes == 0) return;
+  // A thread's writes sleep in proportion to `pace`, spread evenly (the debt
+  // carries over from write to write): one write in 1/pace, never a burst.
+  thread_local double debt = 0;
+  debt += pace * static_cast<double>(writes);
+  if (debt < 1) return;
+  const auto sleeps = static_cast<std::uint64_t>(debt);
+  debt -= static_cast<double>(sleeps);
+  env_->SleepMicros(CacheCore::kThrottleMicros * sleeps);
 }
 
 void Cache::Impl::RequestMaintenance() {
@@ -473,14 +488,29 @@ void Cache::Impl::StartMaintenanceThread() {
 
 void Cache::Impl::Sync() {
   ReattachIfForked();
-  PinGuard pin(core_.Pin());
-  Generation& g = *pin.get();
-  std::uint64_t tail = Shared(g.data.header().tail).load(std::memory_order_acquire);
-  std::uint64_t end = std::min<std::uint64_t>(tail, g.data.mapped());
-  if (env_->Msync(g.data.base(), end, MS_SYNC) != 0) ThrowErrno("msync", g.data.path());
-  if (env_->Fsync(g.index.file().fd()) != 0) ThrowErrno("fsync", g.index.path());
-  core_.SyncMeta();
-  core_.logger().debug("synced {} bytes of log", end);
+  auto gen = Shared(core_.meta().header().generation);
+  for (int attempt = 1;; ++attempt) {
+    {
+      PinGuard pin(core_.Pin());
+      Generation& g = *pin.get();
+      if (env_->Fsync(g.index.file().fd()) != 0) ThrowErrno("fsync", g.index.path());
+      core_.MakeDurable(g);
+      // seq_cst: the other side of RemoveStrayFiles' handshake. A compactor
+      // that switched to a newer generation after our raise of durable_gen
+      // sees it and keeps g's data file; one that switched before it may
+      // have removed g's file, and we see its generation here: then the
+      // newer generation (which holds copies of all of g's records) is made
+      // durable instead.
+      if (gen.load(std::memory_order_seq_cst) == g.number) {
+        core_.logger().debug("synced generation {}", g.number);
+        return;
+      }
+    }
+    if (attempt == 100) {
+      throw Error(ErrorCode::busy, "sync: 100 generation switches while syncing " + name());
+    }
+    core_.Refresh();
+  }
 }
 
 void Cache::Impl::MaintenanceLoop() {

@@ -130,11 +130,15 @@ class Cache::Impl final : public ForkHook {
   // Dead space is reclaimed automatically (Options::compact_dead_ratio) only
   // in data files longer than this: smaller ones are not worth a compaction.
   static constexpr std::uint64_t kMinReclaimTail = 4u << 20;
-  // Writes sleep CacheCore::kThrottleMicros after they are done while dead
-  // bytes are over this fraction of the data file (at least
-  // compact_dead_ratio + 0.05): the file stays within about 2x the live data
-  // even when writers outrun compaction (docs/concurrency.md, "Space").
-  static constexpr double kBackpressureDeadRatio = 0.45;
+  // Backpressure (docs/concurrency.md, "Space"): once dead bytes pass
+  // kPaceStartRatio of the data file (at least compact_dead_ratio + 0.05), a
+  // write sleeps CacheCore::kThrottleMicros after it is done with a
+  // probability that grows linearly to 1 at kPaceFullRatio (at least 0.03
+  // above the start): writers faster than compaction are slowed just enough,
+  // a few writes in a thousand, and the file stays within 2x the live data
+  // (dead < 1/2).
+  static constexpr double kPaceStartRatio = 0.3;
+  static constexpr double kPaceFullRatio = 0.48;
 
  private:
   enum class Outcome { kDone, kIndexFull };
@@ -185,11 +189,14 @@ class Cache::Impl final : public ForkHook {
   // where the generation written to is pinned; carried out by AfterWrite()
   // outside it.
   struct WriteFollowUp {
-    bool throttle = false;
+    double pace = 0;  // the probability that this write sleeps (backpressure)
     bool compact = false;
   };
   WriteFollowUp AssessWrite(Generation& g) const;
   void AfterWrite(WriteFollowUp f);
+  // Backpressure for `writes` writes done at `pace` (WriteFollowUp::pace),
+  // outside the writer section so that no compactor ever waits for it.
+  void Pace(double pace, std::uint64_t writes);
   // Background maintenance: AfterWrite() asks, this thread compacts, so no
   // set() pays for a compaction (unless the index is completely full).
   void RequestMaintenance() EXCLUDES(maintenance_mu_);
@@ -231,7 +238,8 @@ class Cache::Impl final : public ForkHook {
   std::uint64_t sync_ms_ = 0;    // Options::sync as an interval; 0 = none
   std::uint64_t max_bytes_ = 0;  // Options::max_bytes: stored in the meta at open if not 0
   double dead_ratio_ = 0.4;
-  double backpressure_ratio_ = 0.45;  // see kBackpressureDeadRatio
+  double pace_start_ = kPaceStartRatio;  // see kPaceStartRatio
+  double pace_full_ = kPaceFullRatio;    // see kPaceFullRatio
   spdlog::level::level_enum level_;
   // The fork epoch (fork.h) this handle is attached in: it holds a descriptor
   // of NAME.meta and a process slot of this process. Release store by

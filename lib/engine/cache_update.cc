@@ -298,6 +298,7 @@ void Cache::Impl::SetMany(const std::vector<std::pair<std::string, std::string>>
   std::size_t i = 0;
   while (i < items.size()) {
     std::uint64_t slots = 0;
+    double pace = 0;
     const std::size_t begin = i;
     {
       WriterSection w(core_);
@@ -314,12 +315,11 @@ void Cache::Impl::SetMany(const std::vector<std::pair<std::string, std::string>>
       }
       SyncWritten(w.gen(), written);
       const WriteFollowUp f = AssessWrite(w.gen());
-      follow_up.throttle = f.throttle;
+      pace = f.pace;
       follow_up.compact = follow_up.compact || f.compact;
     }
     // Backpressure per item, as for single sets, outside the writer section.
-    if (follow_up.throttle) env_->SleepMicros(CacheCore::kThrottleMicros * (i - begin));
-    follow_up.throttle = false;
+    Pace(pace, i - begin);
     if (slots != 0 && !Compact({.reason = "index full", .min_slots = slots * 2})) {
       env_->SleepMicros(1000);
     }
@@ -335,7 +335,7 @@ std::size_t Cache::Impl::EraseMany(const std::vector<std::string>& keys) {
   WriteFollowUp follow_up;
   for (std::size_t i = 0; i < keys.size();) {
     std::size_t removed_here = 0;
-    bool throttle = false;
+    double pace = 0;
     {
       WriterSection w(core_);
       Written written;
@@ -348,11 +348,11 @@ std::size_t Cache::Impl::EraseMany(const std::vector<std::string>& keys) {
       }
       SyncWritten(w.gen(), written);
       const WriteFollowUp f = AssessWrite(w.gen());
-      throttle = f.throttle;
+      pace = f.pace;
       follow_up.compact = follow_up.compact || f.compact;
     }
     // Backpressure per tombstone written, as for single erases.
-    if (throttle) env_->SleepMicros(CacheCore::kThrottleMicros * removed_here);
+    Pace(pace, removed_here);
     removed += removed_here;
   }
   Shared(core_.my_slot().deletes).fetch_add(removed, std::memory_order_relaxed);

@@ -112,7 +112,7 @@ int CatchUpRounds(CacheCore& c, Generation& old, Builder& b, std::uint64_t& done
     std::uint64_t t = tail.load(std::memory_order_seq_cst);
     std::uint64_t backlog = t - done;
     if (backlog < kCatchUpThreshold) return round;
-    if (backlog > previous / 2) throttle.Engage();
+    if (backlog > previous / 4 * 3) throttle.Engage();
     previous = backlog;
     if (!FlipAndDrain(c)) return -1;
     CatchUp(c, old, b, done, t);
@@ -248,7 +248,7 @@ bool Compactor::Switch(Generation& old, const CompactionRequest& req, Timings& t
   if (old.number != Shared(meta.generation).load(std::memory_order_acquire)) return false;
   // 1. A compactor that died may have left the pause on; we hold COMPACT now.
   state.fetch_and(~(kSwitchingBit | kThrottleBit), std::memory_order_seq_cst);
-  RemoveStrayFiles(c_, old.number, /*live_durable=*/false);
+  RemoveStrayFiles(c_, old.number, /*durably=*/false);
   // Writes may still be in flight in the epoch that is not current: a
   // compactor that died (or gave up) right after its flip never waited for
   // them, and our own flip below waits only for the current one. They may
@@ -263,14 +263,7 @@ bool Compactor::Switch(Generation& old, const CompactionRequest& req, Timings& t
   // 2. Live records below t1, in file order, copied.
   Live live = CollectLive(old, t1);
   live.evicted = Evict(live, old);
-  // Writers slow down for the whole switch when the data file is already
-  // more than 1.5 times its live data: one that must not grow much further
-  // (as when reclaiming dead space) cannot take in a compaction's worth of
-  // writes at full speed, and each of them would be copied again.
   Throttle throttle{state};
-  if (tail.load(std::memory_order_relaxed) > (live.bytes + kHeaderSize) / 2 * 3) {
-    throttle.Engage();
-  }
   // Room for every key the old generation has held, not only the live ones:
   // after a purge or mass delete few are live, but the writes the catch-up
   // copies may bring as many back.
@@ -279,7 +272,9 @@ bool Compactor::Switch(Generation& old, const CompactionRequest& req, Timings& t
                 Index::SlotsFor(old.index.used())});
   Builder b(c_, old.number + 1, slots, live.bytes + kHeaderSize);
   CopyLive(old, live, b);
-  if (!CatchUpAndPublish(old, b, t1, throttle, t)) return Abandon(req.reason);
+  if (!CatchUpAndPublish(old, b, t1, req.counts_as_snapshot, throttle, t)) {
+    return Abandon(req.reason);
+  }
   Finish(old, b, req, live, throttle.engaged(), t);
   return true;
 }
@@ -315,21 +310,20 @@ void Compactor::CopyLive(Generation& old, const Live& live, Builder& b) {
   copier.Flush();
 }
 
-bool Compactor::CatchUpAndPublish(Generation& old, Builder& b, std::uint64_t t1, Throttle& throttle,
-                                  Timings& t) {
+bool Compactor::CatchUpAndPublish(Generation& old, Builder& b, std::uint64_t t1, bool durable,
+                                  Throttle& throttle, Timings& t) {
   Env* env = c_.env();
   auto& meta = c_.meta().header();
   auto state = Shared(meta.writer_state);
   auto tail = Shared(old.data.header().tail);
-  // 3. Make the new files durable under their final names, so that the meta
-  // page naming G+1 can never reach the disk before the files it names. That
-  // is the slow part: if writers are busy, slow them down meanwhile, since
-  // everything they write now will be copied again. Then catch up on what
-  // they wrote (rounds that must converge, see CatchUpRounds).
+  // 3. A snapshot makes the bulk of the new files durable under their final
+  // names now, so that its last sync (step 5) is short; an automatic
+  // compaction syncs nothing (docs/concurrency.md, "Durability"). Then
+  // catch up on what writers wrote meanwhile (rounds that must converge,
+  // see CatchUpRounds).
   t.copied = env->MonotonicNanos();
-  if (tail.load(std::memory_order_relaxed) - t1 >= kCatchUpThreshold) throttle.Engage();
   b.Rename();
-  b.Sync();
+  if (durable) b.Sync();
   t.synced = env->MonotonicNanos();
   std::uint64_t done = t1;
   t.rounds = CatchUpRounds(c_, old, b, done, throttle);
@@ -344,12 +338,11 @@ bool Compactor::CatchUpAndPublish(Generation& old, Builder& b, std::uint64_t t1,
   if (!Drain(c_, -1)) return false;
   CatchUp(c_, old, b, done, tail.load(std::memory_order_seq_cst));
   b.Seal();
-  // The catch-up copies are not durable yet, and the kernel may write the
-  // meta page back at any moment after this store (or another process's
-  // sync() or purge() flush it): after a power loss the next boot may find
-  // a G+1 without its last records. It replays G's data file with it, which
-  // this process unlinks only once G+1 is synced (step 5, RemoveStrayFiles):
-  // docs/concurrency.md, "Durability". So no disk flush in the pause.
+  // No disk flush in the pause: the kernel may write the meta page naming
+  // G+1 back at any moment after this store, before G+1's files are on
+  // disk; after a power loss, the next boot replays the data files from
+  // durable_gen on, whatever the meta page names (docs/concurrency.md,
+  // "Durability").
   // Release: a process that reads the new number finds the renamed files.
   Shared(meta.generation).store(old.number + 1, std::memory_order_release);
   Shared(meta.compactions).fetch_add(1, std::memory_order_relaxed);
@@ -362,17 +355,22 @@ void Compactor::Finish(Generation& old, Builder& b, const CompactionRequest& req
                        bool throttled, Timings& t) {
   Env* env = c_.env();
   auto& meta = c_.meta().header();
-  // 5. The new generation number durable (a sync = "always" writer in G+1
-  // does not count on it: it syncs the meta page itself unless its handle
-  // knows G+1 durable), then all of G+1, and only then the old files go,
-  // durably (processes that still map them keep their pages).
-  c_.SyncMeta();
-  b.Sync();
-  if (req.counts_as_snapshot) {
+  // 5. A snapshot: all of G+1 durable, with its names, then durable_gen
+  // and the meta page; only then the older files go, durably (a directory
+  // fsync), so that no replay after a reboot can bring back what G+1
+  // dropped (processes that still map them keep their pages). An automatic
+  // compaction: the old files go (but durable_gen's data file), not
+  // durably (a replay of a file that was not removed is harmless:
+  // docs/concurrency.md, "Durability").
+  const bool durable = req.counts_as_snapshot;
+  if (durable) {
+    b.Sync();
+    c_.RaiseDurableGen(old.number + 1);
+    c_.SyncMeta();
     Shared(meta.last_snapshot_ms).store(env->NowMillis(), std::memory_order_relaxed);
     Shared(meta.snapshots).fetch_add(1, std::memory_order_relaxed);
   }
-  RemoveStrayFiles(c_, old.number + 1, /*live_durable=*/true);
+  RemoveStrayFiles(c_, old.number + 1, durable);
   const std::uint64_t bytes_before = Shared(old.data.header().tail).load(std::memory_order_relaxed);
   const std::uint64_t paused_us = (t.resumed - t.paused) / 1000;
   c_.logger().info(

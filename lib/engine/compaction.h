@@ -12,17 +12,17 @@
 //     flight: every record below t1 is now published.
 //  2. Collect the live records below t1 from the index into a CRoaring
 //     bitmap of offsets; copy them in file order into NAME.G+1.*.tmp.
-//  3. Rename the files into place and fsync them (throttling writers
-//     meanwhile if they are busy: all they write is copied again). Catch up
+//  3. Rename the files into place (a snapshot also fsyncs them). Catch up
 //     on records appended since (rounds of flip + drain + copy): for each key
 //     seen there, copy what the OLD index says is current; throttle writers
 //     (THROTTLE) if the backlog does not shrink on its own.
 //  4. Pause writers (SWITCHING), drain both epochs, catch up the last bit,
 //     publish G+1 in the meta file, resume.
-//  5. msync the meta file, fsync, delete the old generation's files (mapped
-//     ones live on) and fsync the directory. Until then, a boot after a power
-//     loss replays G's data file with G+1's: the catch-up copies are not synced
-//     before the meta page may name G+1 (docs/concurrency.md, "Durability").
+//  5. A snapshot: fsync G+1, raise durable_gen to G+1, msync the meta file,
+//     delete every older file (mapped ones live on) and fsync the directory.
+//     An automatic compaction: delete the old files but durable_gen's data
+//     file, with no sync at all. After a power loss the next boot replays
+//     the data files from durable_gen on (docs/concurrency.md, "Durability").
 // A compactor that dies at any point leaves the old generation intact and
 // usable; its .tmp files are deleted by the next compactor; writers paused by
 // it notice (they can take the COMPACT lock) and resume.
@@ -49,7 +49,10 @@ struct CompactionRequest {
   // an explicit compact(). Otherwise give way (return false) if this process
   // is compacting already.
   bool wait_for_own = false;
-  // A completed run counts as a snapshot (meta last_snapshot_ms, snapshots).
+  // A completed run counts as a snapshot (meta last_snapshot_ms, snapshots),
+  // and a snapshot is durable: the new generation is fsynced and becomes
+  // durable_gen before the older files are removed. Other runs (automatic
+  // compactions) sync nothing (docs/concurrency.md, "Durability").
   bool counts_as_snapshot = false;
   // If not 0: does nothing (returns false) unless the last snapshot of any
   // process is at least this old, so that there is one per interval.
@@ -90,8 +93,8 @@ class Compactor {
   void CopyLive(Generation& old, const Live& live, Builder& b);
   // Steps 3 and 4: durable new files, catch-up, pause, publish. False if a
   // writer did not finish in time.
-  bool CatchUpAndPublish(Generation& old, Builder& b, std::uint64_t t1, Throttle& throttle,
-                         Timings& t);
+  bool CatchUpAndPublish(Generation& old, Builder& b, std::uint64_t t1, bool durable,
+                         Throttle& throttle, Timings& t);
   // Step 5, and what the run reports (text log, CompactionResult).
   void Finish(Generation& old, Builder& b, const CompactionRequest& req, const Live& live,
               bool throttled, Timings& t);

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <roaring/roaring64map.hh>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "engine/builder.h"
 #include "engine/trust.h"
@@ -72,23 +74,39 @@ bool PublishedRecords(Generation& g, Roaring64Map* out) {
   return true;
 }
 
-// The previous generation's data file, when a power loss cut its compaction
-// short (docs/concurrency.md, "Durability"): its newest record of a key wins
-// where g has none or an older one (seqs are cache-wide). Returns those
-// records (offsets / kAlign in `previous`) and removes the older ones of g
-// from `candidates`.
-Roaring64Map NewerInPrevious(const DataFile& data, const DataScan& scan, const DataFile& previous,
-                             const DataScan& prev_scan, Roaring64Map& candidates) {
-  Roaring64Map newer;
-  for (const auto& [key, off] : prev_scan.latest) {
-    auto it = scan.latest.find(key);
-    if (it != scan.latest.end()) {
-      if (RecordAt(data, it->second).seq() >= RecordAt(previous, off).seq()) continue;
-      candidates.remove(it->second / record::kAlign);
+// After a reboot, the data files of older generations replayed with g's
+// (docs/concurrency.md, "Durability"): for each key, the newest record
+// across all of them wins (seqs are cache-wide). Returns, for each older
+// file, the records of it that win (offsets / kAlign), and removes g's
+// records that lose from `candidates`.
+std::vector<Roaring64Map> NewestAcross(const DataFile& data, const DataScan& scan,
+                                       const std::vector<DataFile*>& older,
+                                       const std::vector<DataScan>& older_scans,
+                                       Roaring64Map& candidates) {
+  struct Where {
+    std::size_t file;  // 0: g's data file, i + 1: older[i]
+    std::uint64_t off;
+  };
+  const auto record_at = [&](const Where& w) {
+    return RecordAt(w.file == 0 ? data : *older[w.file - 1], w.off);
+  };
+  std::unordered_map<std::string_view, Where> newest;
+  for (const auto& [key, off] : scan.latest) newest.emplace(key, Where{0, off});
+  for (std::size_t i = 0; i < older.size(); ++i) {
+    for (const auto& [key, off] : older_scans[i].latest) {
+      const Where w{i + 1, off};
+      auto [it, fresh] = newest.try_emplace(key, w);
+      if (!fresh && record_at(it->second).seq() < record_at(w).seq()) it->second = w;
     }
-    newer.add(off / record::kAlign);
   }
-  return newer;
+  std::vector<Roaring64Map> wins(older.size());
+  for (const auto& [key, w] : newest) {
+    if (w.file == 0) continue;
+    wins[w.file - 1].add(w.off / record::kAlign);
+    auto in_g = scan.latest.find(key);
+    if (in_g != scan.latest.end()) candidates.remove(in_g->second / record::kAlign);
+  }
+  return wins;
 }
 
 // The records of `from` (offsets / kAlign in d) that a new generation keeps
@@ -112,28 +130,94 @@ void Recovery::RecoverAlone() {
   auto& meta = c_.meta().header();
   // Nobody else is here: any pause is a dead compactor's.
   Shared(meta.writer_state).store(0, std::memory_order_seq_cst);
+  const std::string boot = env->BootId();
+  if (!c_.meta().BootIdIs(boot)) {
+    RecoverAfterReboot(boot);
+    return;
+  }
   std::uint64_t gen = Shared(meta.generation).load(std::memory_order_acquire);
   Generation g;
   g.number = gen;
   g.salt = c_.salt();
   // The data file first: it is the data. One that cannot be opened is an Error.
   g.data.Open(env, c_.paths().data(gen), gen, c_.salt());
-  const std::string boot = env->BootId();
   bool index_trusted = false;
   const std::string why = WhyRebuild(g, boot, &index_trusted);
   if (why.empty()) {
     // The boot id matches (else `why` would say so): nothing to record.
-    RemoveStrayFiles(c_, gen, /*live_durable=*/false);
+    RemoveStrayFiles(c_, gen, /*durably=*/false);
     return;
   }
-  DataFile previous;
-  const bool have_previous = !c_.meta().BootIdIs(boot) && OpenPrevious(gen, previous);
-  // The boot id is stored by Rebuild, with the rebuilt generation, once that
-  // is durable: an opener killed before (a slow replay, Ctrl-C) leaves the
-  // old one, and the next opener replays again instead of trusting an index
-  // that the power loss left stale.
-  Rebuild(g, why, index_trusted, boot, have_previous ? &previous : nullptr);
-  previous.Close();
+  Rebuild(g, why, index_trusted, boot, {}, gen + 1);
+}
+
+void Recovery::RecoverAfterReboot(const std::string& boot) {
+  // A power loss (or a crash of the kernel) may have cut anything short that
+  // was not synced; the index cannot be trusted. The data files of every
+  // generation from durable_gen on that are still there are replayed,
+  // whatever generation the meta page names: it may name one whose file
+  // never reached the disk, or an older one than a file that did
+  // (docs/concurrency.md, "Durability"). The boot id is stored by Publish,
+  // with the rebuilt generation, once that is durable: an opener killed
+  // before (a slow replay, Ctrl-C) leaves the old one, and the next opener
+  // replays again.
+  Env* env = c_.env();
+  auto& meta = c_.meta().header();
+  const std::uint64_t named = Shared(meta.generation).load(std::memory_order_acquire);
+  const std::uint64_t durable = Shared(meta.durable_gen).load(std::memory_order_acquire);
+  std::vector<CacheFile> files;
+  if (!ListCacheFiles(env, c_.paths().root, &files)) ThrowErrno("cannot list", c_.paths().root);
+  std::vector<std::uint64_t> gens;
+  for (const CacheFile& f : files) {
+    if (f.cache == c_.paths().name && f.kind == CacheFile::Kind::kData && !f.tmp &&
+        f.generation >= durable && f.generation != 0) {
+      gens.push_back(f.generation);
+    }
+  }
+  std::sort(gens.rbegin(), gens.rend());  // newest first
+  if (durable != 0 && std::find(gens.begin(), gens.end(), durable) == gens.end()) {
+    c_.logger().error(
+        "recovery: the log of generation {}, the last durable one, is missing: "
+        "replaying what is left",
+        durable);
+  }
+  const std::uint64_t next = std::max(named, gens.empty() ? 0 : gens.front()) + 1;
+  // The newest file that opens is g's; the older ones are replayed with it.
+  Generation g;
+  g.salt = c_.salt();
+  std::vector<std::unique_ptr<DataFile>> older;
+  for (std::uint64_t gen : gens) {
+    DataFile* d = g.number == 0 ? &g.data : older.emplace_back(std::make_unique<DataFile>()).get();
+    try {
+      d->Open(env, c_.paths().data(gen), gen, c_.salt());
+    } catch (const UntrustedFile&) {
+      throw;  // another user's file, or one others can write: refused
+    } catch (const Error& e) {
+      // A file of a generation newer than durable_gen whose header never
+      // reached the disk holds nothing durable: left out. Any other failure
+      // (an I/O error, the durable generation's file) is the caller's: the
+      // data may be there.
+      if (e.code() != ErrorCode::corrupt || gen == durable) throw;
+      c_.logger().warn("recovery: leaving out the log of generation {}: {}", gen, e.what());
+      d->Close();
+      if (d != &g.data) older.pop_back();
+      continue;
+    }
+    if (g.number == 0) g.number = gen;
+  }
+  if (g.number == 0) {
+    // Nothing durable and nothing written back: the cache starts empty.
+    c_.logger().warn("recovery: no log of generation {} or later survived; starting empty",
+                     durable);
+    g.number = next - 1;
+    Builder b(c_, next, kMinSlots, kHeaderSize);
+    Publish(g, b, 0, boot);
+    return;
+  }
+  std::vector<DataFile*> replayed;
+  for (auto& d : older) replayed.push_back(d.get());
+  Rebuild(g, "first open since a reboot", /*index_trusted=*/false, boot, replayed, next);
+  for (auto& d : older) d->Close();
 }
 
 std::string Recovery::WhyRebuild(Generation& g, const std::string& boot, bool* index_trusted) {
@@ -174,34 +258,13 @@ std::string Recovery::WhyRebuild(Generation& g, const std::string& boot, bool* i
   return "";
 }
 
-bool Recovery::OpenPrevious(std::uint64_t gen, DataFile& previous) {
-  // After a reboot, the previous generation's data file is replayed too if
-  // it is still there: a compaction does not sync the last records it copies
-  // before the meta page may name the new generation, and it unlinks the
-  // old data file (durably) only once the new one is synced (docs/
-  // concurrency.md, "Durability"). One that cannot be opened is left out.
-  if (gen <= 1) return false;
-  Env* env = c_.env();
-  const std::string path = c_.paths().data(gen - 1);
-  const int fd = env->Open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
-  if (fd < 0 && errno != ENOENT) ThrowErrno("cannot open", path);  // it may be needed
-  if (fd < 0) return false;
-  env->Close(fd);
-  try {
-    previous.Open(env, path, gen - 1, c_.salt());
-    return true;
-  } catch (const Error& e) {
-    c_.logger().warn("recovery: leaving out the previous generation's log: {}", e.what());
-    return false;
-  }
-}
-
 // Writes generation g+1 holding the live records of g: those its index
 // publishes when `index_trusted` (a record a killed writer wrote but never
 // published must not take effect), else the newest valid record of each key
 // in the data file (replay).
 void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted,
-                       const std::string& boot, DataFile* previous) {
+                       const std::string& boot, const std::vector<DataFile*>& older,
+                       std::uint64_t next) {
   Env* env = c_.env();
   DataScan scan = ScanDataFile(g.data, g.salt);
   Roaring64Map candidates;
@@ -223,39 +286,48 @@ void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted
   } else {
     for (const auto& [key, off] : scan.latest) candidates.add(off / record::kAlign);
   }
-  DataScan prev_scan;
-  Roaring64Map prev_candidates;
-  if (previous != nullptr && !index_trusted) {
-    prev_scan = ScanDataFile(*previous, g.salt);
-    prev_candidates = NewerInPrevious(g.data, scan, *previous, prev_scan, candidates);
+  std::vector<DataScan> older_scans;
+  std::vector<Roaring64Map> older_candidates;
+  if (!older.empty() && !index_trusted) {
+    for (DataFile* d : older) older_scans.push_back(ScanDataFile(*d, g.salt));
+    older_candidates = NewestAcross(g.data, scan, older, older_scans, candidates);
   }
   std::uint64_t bytes = 0;
   const std::uint64_t now = env->NowMillis();
   Roaring64Map live = VisibleRecords(c_, g.data, candidates, now, &bytes);
-  Roaring64Map prev_live;
-  if (previous != nullptr) prev_live = VisibleRecords(c_, *previous, prev_candidates, now, &bytes);
-  Builder b(c_, g.number + 1, Index::SlotsFor((live.cardinality() + prev_live.cardinality()) * 2),
-            bytes + kHeaderSize);
+  std::vector<Roaring64Map> older_live;
+  std::uint64_t keys = live.cardinality(), from_older = 0;
+  for (std::size_t i = 0; i < older_candidates.size(); ++i) {
+    older_live.push_back(VisibleRecords(c_, *older[i], older_candidates[i], now, &bytes));
+    from_older += older_live.back().cardinality();
+  }
+  keys += from_older;
+  Builder b(c_, next, Index::SlotsFor(keys * 2), bytes + kHeaderSize);
   {
     RunCopier copier(b, c_.salt());
     for (std::uint64_t off8 : live)
       copier.Add(off8 * record::kAlign, g.Record(off8 * record::kAlign));
     copier.Flush();
   }
-  if (previous != nullptr) {  // keys distinct from the ones above
+  for (std::size_t i = 0; i < older_live.size(); ++i) {  // keys distinct from the ones above
     RunCopier copier(b, c_.salt());
-    for (std::uint64_t off8 : prev_live) {
-      copier.Add(off8 * record::kAlign, RecordAt(*previous, off8 * record::kAlign));
+    for (std::uint64_t off8 : older_live[i]) {
+      copier.Add(off8 * record::kAlign, RecordAt(*older[i], off8 * record::kAlign));
     }
     copier.Flush();
   }
-  Publish(g, b, std::max(scan.max_seq, prev_scan.max_seq), boot);
+  std::uint64_t max_seq = scan.max_seq, records = scan.records, damaged = scan.damaged;
+  for (const DataScan& o : older_scans) {
+    max_seq = std::max(max_seq, o.max_seq);
+    records += o.records;
+    damaged += o.damaged;
+  }
+  Publish(g, b, max_seq, boot);
   c_.logger().warn(
       "recovered: {} valid records, {} damaged regions skipped, {} live keys kept, {} keys "
       "whose newest record was never published (a killed writer's) kept their published one, "
-      "{} keys taken from the previous generation's log",
-      scan.records + prev_scan.records, scan.damaged + prev_scan.damaged, b.records(), unpublished,
-      prev_live.cardinality());
+      "{} keys taken from {} older generations' logs",
+      records, damaged, b.records(), unpublished, from_older, older.size());
 }
 
 void Recovery::Publish(Generation& g, Builder& b, std::uint64_t max_seq, const std::string& boot) {
@@ -267,18 +339,18 @@ void Recovery::Publish(Generation& g, Builder& b, std::uint64_t max_seq, const s
   if (next.load(std::memory_order_relaxed) <= max_seq) {
     next.store(max_seq + 1, std::memory_order_relaxed);
   }
-  // The files of g+1 are durable (Sync above) before the meta page names
-  // them. What recovery did is recorded only now that it is done: the new
-  // generation, the flag cleared, the boot id of this boot, all in the one
-  // meta page, synced at once (if it never reaches the disk, the next boot
-  // replays g again: the same result).
-  Shared(meta.generation).store(g.number + 1, std::memory_order_release);
+  // The files of the new generation are durable (Sync above) before the
+  // meta page names them. What recovery did is recorded only now that it is
+  // done: the new generation, durable_gen, the flag cleared, the boot id of
+  // this boot, all in the one meta page, synced at once (if it never reaches
+  // the disk, the next boot replays the same files again: the same result).
+  Shared(meta.generation).store(b.number(), std::memory_order_release);
+  c_.RaiseDurableGen(b.number());
   Shared(meta.flags).fetch_and(~kFlagNeedsRebuild, std::memory_order_relaxed);
   c_.meta().SetBootId(boot);
   c_.SyncMeta();
-  const std::uint64_t old = g.number;
   g.Close();
-  RemoveStrayFiles(c_, old + 1, /*live_durable=*/true);
+  RemoveStrayFiles(c_, b.number(), /*durably=*/true);
 }
 
 }  // namespace lilcache

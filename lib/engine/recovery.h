@@ -9,16 +9,17 @@
 // error, or an index pointing at a bad record, the index cannot be trusted
 // and the data file is replayed instead: the highest-seq valid record of each key.
 // So is an index that cannot be opened (missing, too short, bad header): it
-// is derived data, rebuilt from the data file. After a reboot, the previous
-// generation's data file is replayed too if it is still there (compaction.h,
-// step 5). The boot id and the cleared needs_rebuild flag are stored only
-// once the new generation is durable and named by the meta file: a recovery
-// that is interrupted is done again.
+// is derived data, rebuilt from the data file. After a reboot, the data
+// files of every generation from durable_gen on that are still there are
+// replayed together (compaction.h, step 5). The boot id and the cleared needs_rebuild flag are
+// stored only once the new generation is durable and named by the meta file: a recovery that is
+// interrupted is done again.
 #pragma once
 
 #include <cstdint>
 #include <roaring/roaring64map.hh>
 #include <string>
+#include <vector>
 
 #include "engine/cache_core.h"
 
@@ -37,17 +38,18 @@ class Recovery {
   // Why generation g must be rebuilt ("" if it need not); sets
   // *index_trusted when its index still says what was published.
   std::string WhyRebuild(Generation& g, const std::string& boot, bool* index_trusted);
-  // Opens the previous generation's data file into `previous` if a reboot may have
-  // cut its compaction short and it is still there; false if not.
-  bool OpenPrevious(std::uint64_t gen, DataFile& previous);
-  // Writes a new generation from g's index (when trusted) or its data file, then
-  // records it (and `boot`, the boot it recovered from) in the meta file.
-  // `previous`: the previous generation's data file, to replay too (may be null).
+  // After a reboot: replays the data files of every generation from
+  // durable_gen on that is still there into a new generation.
+  void RecoverAfterReboot(const std::string& boot);
+  // Writes generation `next` from g's index (when trusted) or its data file
+  // (and the `older` data files, replayed with it: the newest record of a
+  // key wins), then records it (and `boot`, the boot it recovered from) in
+  // the meta file.
   void Rebuild(Generation& g, const std::string& why, bool index_trusted, const std::string& boot,
-               DataFile* previous);
+               const std::vector<DataFile*>& older, std::uint64_t next);
 
-  // Makes the rebuilt generation g+1 (in b) durable and names it in the
-  // meta file with `boot`; seqs go on above max_seq. Closes g.
+  // Makes the rebuilt generation (in b) durable and names it in the meta
+  // file, as durable_gen too, with `boot`; seqs go on above max_seq. Closes g.
   void Publish(Generation& g, Builder& b, std::uint64_t max_seq, const std::string& boot);
 
   CacheCore& c_;

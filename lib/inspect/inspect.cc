@@ -249,6 +249,7 @@ void Inspector::Impl::ReadMetaHeader() {
   m.snapshots = Load(h.snapshots);
   m.evictions = Load(h.evictions);
   m.max_bytes = Load(h.max_bytes);
+  m.durable_gen = Load(h.durable_gen);
   salt_ = m.salt;
 }
 

@@ -45,6 +45,7 @@ struct InspectMeta {
   std::uint64_t salt = 0;
   std::uint64_t created_ms = 0;
   std::uint64_t generation = 0;
+  std::uint64_t durable_gen = 0;  // the newest generation known durable (0 = none)
   std::uint64_t next_seq = 0;
   std::uint64_t purge_seq = 0;
   std::uint32_t writer_state = 0;

@@ -30,6 +30,18 @@ std::string audit_cache(const std::string& root, const std::string& name) {
   return r.ok() ? std::string() : r.Describe();
 }
 
+std::uint64_t auto_compact(Cache& c, const std::string& prefix) {
+  const std::uint64_t gen = c.stats().generation;
+  for (int i = 0; i < 1'000'000; ++i) {
+    c.set(prefix + std::to_string(i), "filler");
+    if (i % 64 == 63) {
+      const std::uint64_t now = c.stats().generation;
+      if (now != gen) return now;
+    }
+  }
+  throw std::runtime_error("no automatic compaction after 1,000,000 new keys");
+}
+
 void force_replay(const std::string& root, const std::string& name) {
   const std::string path = root + "/" + name + ".meta";
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);

@@ -190,6 +190,13 @@ std::string audit_cache(const std::string& root, const std::string& name);
 // the log into a new generation instead of trusting the index.
 void force_replay(const std::string& root, const std::string& name);
 
+// Writes new keys (prefix + i, value "filler") to `c` until an automatic
+// compaction (the index growing, run by the handle's background thread) has
+// switched it to a newer generation; returns that generation (throws
+// std::runtime_error if none came). Automatic compactions sync nothing
+// (docs/concurrency.md, "Durability"); compact() is a snapshot.
+std::uint64_t auto_compact(Cache& c, const std::string& prefix);
+
 // ---- Resources of this process (/proc/self) -----------------------------------
 // What a closed Cache must have given back: descriptors and mappings.
 struct ProcessResources {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
@@ -23,6 +24,7 @@
 
 using lilcache::Cache;
 using lilcache::Error;
+using lilcache::test::auto_compact;
 using lilcache::test::FaultEnv;
 using lilcache::test::PowerEnv;
 using lilcache::test::TempDir;
@@ -39,8 +41,17 @@ class SyncCountingEnv : public lilcache::Env {
     }
     return Env::Msync(addr, length, flags);
   }
+  int Fsync(int fd) override {
+    ++fsyncs;
+    return Env::Fsync(fd);
+  }
+  int FsyncDir(const char* path) override {
+    ++fsyncs;
+    return Env::FsyncDir(path);
+  }
   std::atomic<int> syncs{0};
-  std::string last_bytes;  // read only by tests that sync from their own thread
+  std::atomic<int> fsyncs{0};  // of files and directories
+  std::string last_bytes;      // read only by tests that sync from their own thread
 };
 
 }  // namespace
@@ -49,10 +60,13 @@ TEST_CASE("sync = always: set, pop and erase flush their record to disk before r
   TempDir dir;
   SyncCountingEnv env;
   auto c = Cache::open("t", {.root = dir.path(), .sync = "always", .env = &env});
-  int before = env.syncs;
+  int before = env.syncs, fsyncs_before = env.fsyncs;
   c.set("first", "write");
-  // The first write in a generation also syncs the meta page naming it.
-  CHECK(env.syncs == before + 2);
+  // The first write in a generation makes all of it durable: its data file
+  // and its name (fsyncs), then durable_gen in the meta page.
+  CHECK(env.fsyncs == fsyncs_before + 2);
+  CHECK(env.syncs == before + 1);
+  CHECK(env.last_bytes.substr(0, 8) == "LILCMETA");
   before = env.syncs;
   c.set("key", "VALUE-ONE");
   CHECK(env.syncs == before + 1);
@@ -274,26 +288,117 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "sync = always: the first write after a generation switch also syncs the meta page naming it") {
-  // After a power loss only the generation named by the meta file on disk
-  // is replayed: a write acknowledged in a newer one must not count on the
-  // compactor having synced the meta page yet (docs/concurrency.md).
+    "sync = always: the first write after an automatic compaction makes that generation durable") {
+  // After a power loss only the data files of generations from durable_gen
+  // on are replayed, and the compactor of the next generation removes this
+  // one's file: a write acknowledged in a generation that an automatic
+  // compaction (which syncs nothing) made must make it durable first
+  // (docs/concurrency.md, "Durability"). A snapshot's generation is durable.
   TempDir dir;
   SyncCountingEnv env;
   auto c = Cache::open("t", {.root = dir.path(), .sync = "always", .env = &env});
   auto other = Cache::open("t", {.root = dir.path()});  // compacts, with another Env
   c.set("a", "1");
-  int before = env.syncs;
+  int before = env.syncs, fsyncs_before = env.fsyncs;
   c.set("b", "2");
   CHECK(env.syncs == before + 1);  // the record only
-  REQUIRE(other.compact().compacted);
+  CHECK(env.fsyncs == fsyncs_before);
+  REQUIRE(other.compact().compacted);  // a snapshot: durable
   before = env.syncs;
   c.set("c", "3");
-  CHECK(env.syncs == before + 2);  // the record, then the meta page
-  CHECK(env.last_bytes.substr(0, 8) == "LILCMETA");
+  CHECK(env.syncs == before + 1);  // the record only
+  CHECK(env.fsyncs == fsyncs_before);
+  const std::uint64_t gen = auto_compact(other, "fill");
+  CHECK(env.fsyncs == fsyncs_before);  // other's compaction used its own Env
   before = env.syncs;
   c.set("d", "4");
+  CHECK(env.fsyncs == fsyncs_before + 2);  // the data file of `gen`, the directory
+  CHECK(env.syncs == before + 1);          // then the meta page
+  CHECK(env.last_bytes.substr(0, 8) == "LILCMETA");
+  CHECK(c.stats().generation == gen);
+  before = env.syncs;
+  c.set("e", "5");
   CHECK(env.syncs == before + 1);
+  CHECK(env.fsyncs == fsyncs_before + 2);
+}
+
+TEST_CASE("an automatic compaction syncs nothing and keeps the last durable generation's log") {
+  TempDir dir;
+  SyncCountingEnv env;
+  auto c = Cache::open("t", {.root = dir.path(), .env = &env});
+  c.set("a", "1");
+  c.sync();  // generation 1 is durable
+  const int fsyncs = env.fsyncs, syncs = env.syncs;
+  const std::uint64_t gen = auto_compact(c, "fill");
+  CHECK(gen == 2);
+  CHECK(env.fsyncs == fsyncs);
+  CHECK(env.syncs == syncs);
+  CHECK(std::filesystem::exists(dir.file("t.1.data")));  // what a power loss falls back to
+  CHECK(!std::filesystem::exists(dir.file("t.1.index")));
+  CHECK(auto_compact(c, "more") == 3);
+  CHECK(std::filesystem::exists(dir.file("t.1.data")));
+  CHECK(!std::filesystem::exists(dir.file("t.2.data")));  // never durable: not needed
+  c.sync();  // generation 3 is durable: the next compaction removes generation 1
+  CHECK(env.fsyncs > fsyncs);
+  CHECK(auto_compact(c, "last") == 4);
+  CHECK(!std::filesystem::exists(dir.file("t.1.data")));
+  CHECK(std::filesystem::exists(dir.file("t.3.data")));
+  REQUIRE(c.compact().compacted);  // a snapshot: durable, everything older goes
+  CHECK(!std::filesystem::exists(dir.file("t.3.data")));
+  CHECK(!std::filesystem::exists(dir.file("t.4.data")));
+  CHECK(c.get("a") == "1");
+}
+
+TEST_CASE(
+    "a power loss after automatic compactions keeps every write made durable before it, "
+    "deletes included") {
+  // Automatic compactions sync nothing and drop tombstones. What was durable
+  // before them (a sync(), a snapshot) must survive a power loss at any
+  // point after; a key whose delete was synced must not come back from an
+  // older generation's log (Bitcask's bug), including a delete synced in a
+  // generation made by an automatic compaction.
+  TempDir dir(true, lilcache::test::tmpfs_dir());
+  const std::string root = dir.file("c");
+  PowerEnv env;
+  const std::string v1 = std::string(3000, '1'), v2 = std::string(3000, '2');
+  std::vector<std::string> images;
+  {
+    auto c = Cache::open("t", {.root = root, .env = &env});
+    c.set("kept", v1);
+    c.set("doomed", "synced, then deleted and the delete synced");
+    c.set("doomed-later", "deleted in an automatic compaction's generation");
+    c.sync();
+    REQUIRE(c.erase("doomed"));
+    c.sync();
+    auto_compact(c, "a");  // drops doomed's tombstone
+    REQUIRE(c.erase("doomed-later"));
+    auto_compact(c, "b");  // drops doomed-later's tombstone
+    c.sync();              // ... the delete was before this sync
+    // Generation 1's log is still there (nothing compacted since the sync),
+    // and holds doomed-later's value: it must not be replayed any more.
+    REQUIRE(std::filesystem::exists(root + "/t.1.data"));
+    const auto lose_power = [&](const std::string& when) {
+      for (const bool meta_now : {false, true}) {
+        images.push_back(dir.file(when + (meta_now ? "-meta-as-now" : "-meta-as-synced")));
+        env.crash_image(root, images.back(), meta_now);
+      }
+    };
+    lose_power("after-sync");
+    c.set("kept", v2);  // not synced: either value may survive
+    auto_compact(c, "c");
+    lose_power("later");
+  }
+  for (const std::string& image : images) {
+    CAPTURE(image);
+    FaultEnv rebooted;
+    rebooted.set_boot_id("after-the-power-loss");
+    auto c = Cache::open("t", {.root = image, .env = &rebooted});
+    const std::optional<std::string> kept = c.get("kept");
+    CHECK((kept == v1 || kept == v2));
+    CHECK(c.get("doomed") == std::nullopt);
+    CHECK(c.get("doomed-later") == std::nullopt);
+    CHECK(c.get("a0") == "filler");  // synced by the third sync()
+  }
 }
 
 TEST_CASE(
