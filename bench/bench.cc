@@ -23,6 +23,7 @@
 #include "report.h"
 #include "stampede.h"
 #include "store.h"
+#include "sustained.h"
 #include "workload.h"
 
 namespace bench {
@@ -41,9 +42,11 @@ struct Config {
   std::vector<std::string> parts;   // empty = all
   double op_seconds = 0.25;         // of each increment/add run
   std::size_t op_keys = 10'000;     // counters and batch keys (at most --keys)
+  std::size_t sustained_ops = 1'500'000;
 };
 
-constexpr std::array<std::string_view, 5> kParts{"getset", "increment", "add", "batch", "stampede"};
+constexpr std::array<std::string_view, 6> kParts{"getset", "increment", "add",
+                                                 "batch",  "stampede",  "sustained"};
 
 constexpr const char* kUsage = R"(usage: lilcache-bench [options]
   --quick           smoke run in a few seconds (5,000 keys, 1 rep, 0.1 s mixes)
@@ -52,7 +55,9 @@ constexpr const char* kUsage = R"(usage: lilcache-bench [options]
   --seconds S       duration of each get/set mix (default 1)
   --remote-ops N    ops per get/set measurement for Redis/memcached (default 5,000)
   --stores LIST     comma-separated subset of: lilcache,unordered_map,lmdb,sqlite,redis,memcached
-  --parts LIST      comma-separated subset of: getset,increment,add,batch,stampede (default all)
+  --parts LIST      comma-separated subset of: getset,increment,add,batch,stampede,sustained
+                    (default all)
+  --sustained-ops N overwrites per sustained run (default 1,500,000; at most 3 reps)
   --op-seconds S    duration of each increment/add run (default 0.25)
 )";
 
@@ -83,7 +88,7 @@ std::vector<std::string> split_list(std::string_view text) {
 
 Config parse_args(std::span<char*> args) {
   Config config;
-  std::optional<std::size_t> keys, remote_ops;
+  std::optional<std::size_t> keys, remote_ops, sustained_ops;
   std::optional<int> reps;
   std::optional<double> seconds, op_seconds;
   for (std::size_t i = 1; i < args.size(); ++i) {
@@ -118,6 +123,9 @@ Config parse_args(std::span<char*> args) {
       }
     } else if (name == "--op-seconds") {
       op_seconds = parse_number<double>(value(), name);
+    } else if (name == "--sustained-ops") {
+      sustained_ops = parse_number<std::size_t>(value(), name);
+      if (*sustained_ops == 0) throw UsageError("--sustained-ops must be positive");
     } else {
       throw UsageError(fmt::format("unknown argument '{}'", arg));
     }
@@ -128,12 +136,14 @@ Config parse_args(std::span<char*> args) {
     config.seconds = 0.1;
     config.remote_ops = 500;
     config.op_seconds = 0.05;
+    config.sustained_ops = 60'000;
   }
   config.keys = keys.value_or(config.keys);
   config.reps = reps.value_or(config.reps);
   config.seconds = seconds.value_or(config.seconds);
   config.remote_ops = remote_ops.value_or(config.remote_ops);
   config.op_seconds = op_seconds.value_or(config.op_seconds);
+  config.sustained_ops = sustained_ops.value_or(config.sustained_ops);
   config.op_keys = std::min(config.op_keys, config.keys);
   return config;
 }
@@ -317,6 +327,18 @@ int run(std::span<char*> args) {
     std::fflush(stdout);
   }
   int op_failures = run_ops(config, peers);
+  const auto has = [&](std::string_view id) {
+    return std::any_of(peers.begin(), peers.end(), [&](const Peer& p) { return p.id == id; });
+  };
+  if (selected(config, "sustained") && has("lilcache") && has("lmdb")) {
+    try {
+      op_failures += run_sustained(
+          {.reps = std::min(config.reps, 3), .keys = config.keys, .ops = config.sustained_ops});
+    } catch (const Unavailable& e) {
+      fmt::print("\nsustained overwrites skipped: {}\n", e.what());
+    }
+    std::fflush(stdout);
+  }
   fmt::print("\nLoad average at the end: {} (other work on the machine skews all stores).\n",
              load_average());
   std::uint64_t wrong = 0;
