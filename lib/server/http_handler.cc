@@ -142,6 +142,16 @@ std::optional<HttpResponse> CheckKey(const std::optional<std::string>& key) {
   return std::nullopt;
 }
 
+// A parameter's text quoted in a one-line error: at most 64 bytes, control
+// characters (a newline would end the line) as '?'.
+std::string Shown(std::string_view text) {
+  std::string shown(text.substr(0, 64));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return "\"" + shown + (text.size() > 64 ? "...\"" : "\"");
+}
+
 // ?encoding=: whether the keys of the request and of the answer are base64
 // (RFC 4648, with padding: Base64Encode) instead of their bytes. An error
 // response for an encoding other than "base64".
@@ -149,7 +159,8 @@ std::optional<HttpResponse> ParseEncoding(const std::optional<std::string>& text
   *base64 = false;
   if (!text.has_value()) return std::nullopt;
   if (*text != "base64") {
-    return BadRequest("bad encoding \"" + *text + "\": expected base64 (or no encoding parameter)");
+    return BadRequest("bad encoding " + Shown(*text) +
+                      ": expected base64 (or no encoding parameter)");
   }
   *base64 = true;
   return std::nullopt;
@@ -163,8 +174,7 @@ std::optional<HttpResponse> DecodeBase64Key(std::string_view what, std::string* 
   std::replace(b64.begin(), b64.end(), ' ', '+');
   std::optional<std::string> bytes = Base64Decode(b64);
   if (!bytes) {
-    return BadRequest("bad " + std::string(what) + " \"" + text->substr(0, 64) +
-                      (text->size() > 64 ? "...\"" : "\"") +
+    return BadRequest("bad " + std::string(what) + " " + Shown(*text) +
                       ": not base64 (RFC 4648, standard alphabet, with = padding), as "
                       "encoding=base64 asks");
   }
@@ -208,7 +218,7 @@ std::optional<HttpResponse> ParseLimit(const std::optional<std::string>& text, s
   const char* end = text->data() + text->size();
   auto [ptr, ec] = std::from_chars(text->data(), end, *limit);
   if (text->empty() || ec != std::errc() || ptr != end) {
-    return BadRequest("bad limit \"" + *text + "\": expected a non-negative integer");
+    return BadRequest("bad limit " + Shown(*text) + ": expected a non-negative integer");
   }
   return std::nullopt;
 }

@@ -518,6 +518,14 @@ TEST_CASE("?encoding=base64 lists any key so that it can be fetched back; bad ba
   const HttpReply other = Get(s.port(), "/get?key=abc&encoding=hex");
   CHECK(other.status == 400);
   CHECK(other.body == "bad encoding \"hex\": expected base64 (or no encoding parameter)\n");
+  // Each is one line, whatever the text quoted.
+  CHECK(Get(s.port(), "/get?key=a%0Ab&encoding=base64").body ==
+        "bad key \"a?b\": not base64 (RFC 4648, standard alphabet, with = padding), as "
+        "encoding=base64 asks\n");
+  CHECK(Get(s.port(), "/keys?encoding=%0A").body.find('\n') ==
+        Get(s.port(), "/keys?encoding=%0A").body.size() - 1);
+  CHECK(Get(s.port(), "/keys?limit=1%0D%0A").body ==
+        "bad limit \"1??\": expected a non-negative integer\n");
 }
 
 TEST_CASE("AcceptPrefersJson: JSON only when the client ranks it above text") {
