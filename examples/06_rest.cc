@@ -86,7 +86,7 @@ void Exercise(lilcache::Cache& cache, std::uint16_t port) {
 
   // The resource form: PUT the raw body, then pop it, once.
   Response put = Http(port, "PUT", "/keys/job", "payload");
-  example::check(put.status == 200, "PUT /keys/job answers 200");
+  example::check(put.status == 201, "PUT /keys/job answers 201 Created");
   Response pop = Http(port, "GET", "/pop?key=job");
   example::check(pop.status == 200 && pop.body == "payload", "GET /pop returns the value");
   example::check(Http(port, "GET", "/get?key=job").status == 404,

@@ -48,7 +48,7 @@ def exercise(cache: lilcache.Cache, url: str) -> None:
 
     # The resource form: PUT the raw body, then pop it, once.
     put, _ = http("PUT", url + "/keys/job", b"payload")
-    example.check(put == 200, "PUT /keys/job answers 200")
+    example.check(put == 201, "PUT /keys/job answers 201 Created")
     popped = http("GET", url + "/pop?key=job")
     example.check(popped == (200, b"payload"), "GET /pop returns the value")
     example.check(http("GET", url + "/get?key=job")[0] == 404, "after the pop, GET /get is 404")

@@ -625,6 +625,16 @@ class Cache {
   LILCACHE_EXPORT std::vector<std::string> keys(std::string_view prefix = {},
                                                 std::size_t limit = SIZE_MAX);
 
+  // Calls fn(key) for every live key with the given prefix (all keys for ""),
+  // in no particular order, until fn returns false: keys() without copying
+  // them, in bounded memory. Reads no values (verifies no checksum). The
+  // view is valid only during that call of fn. Same consistency as keys():
+  // a key present throughout the call is visited exactly once. fn may call
+  // any method of this Cache; an exception thrown by fn stops the scan and
+  // propagates.
+  LILCACHE_EXPORT void for_each_key(std::string_view prefix,
+                                    const std::function<bool(std::string_view key)>& fn);
+
   // Calls fn(key, value) for every live key, in no particular order, until fn
   // returns false. The views are valid only during that call of fn: copy what
   // you keep. Same consistency as keys(). fn may call any method of this

@@ -4,7 +4,7 @@
 //   lilcache::init("foo_cache");
 //   lilcache::start("127.0.0.1", 5001);   // blocks until SIGINT or SIGTERM
 //
-//   $ curl 'localhost:5001/set?key=a&value=b'   ->  OK
+//   $ curl 'localhost:5001/set?key=a&value=b'   ->  OK (and a newline)
 //   $ curl 'localhost:5001/get?key=a'           ->  b
 //
 // Every endpoint, status code, limit and the authentication are documented in
@@ -14,8 +14,15 @@
 //   GET  /pop?key=K                 200 the value (removed), 404 missing
 //   GET  /delete?key=K              200 "OK" (removed), 404 missing
 //   GET  /contains?key=K            200 "true" or "false"
-//   GET | PUT | DELETE /keys/{key}  the same on a resource; PUT stores the raw request body (?ttl=)
-//   GET  /keys?prefix=P&limit=N     200 a JSON array of keys
+//   GET | PUT | DELETE /keys/{key}  the same on a resource; PUT stores the raw request body
+//   (?ttl=):
+//                                   201 if it created the key, 204 if it replaced a value
+//   GET  /keys?prefix=P&limit=N&after=K  200 a JSON array of keys in byte order, one page;
+//                                   "Link: <...>; rel=next" names the next page
+//   ?encoding=base64                keys as base64, in the request and the answer (any bytes)
+//   HEAD                            wherever a GET only reads
+// Errors are one line of text, or application/problem+json (RFC 9457) for a
+// client whose Accept prefers JSON.
 //   GET  /stats                     200 a JSON object (the cache's Stats)
 //   GET  /health                    200 "OK"
 //   POST /purge, DELETE /keys       200 "OK": remove every key (never a GET)
@@ -143,7 +150,8 @@ struct ServerOptions {
   // /keys/{key} for larger ones.
   std::size_t max_header_bytes = 8 * 1024;
 
-  // How many keys GET /keys lists when the request has no ?limit=. Default 1000.
+  // How many keys a page of GET /keys lists when the request has no ?limit=
+  // (the Link field then names the next page). Default 1000; at most 10,000.
   std::size_t keys_limit = 1000;
 
   // Log level of the server's lines in <root>/<name>.log ("trace" ...

@@ -184,6 +184,11 @@ std::vector<std::string> Cache::keys(std::string_view prefix, std::size_t limit)
   return out;
 }
 
+void Cache::for_each_key(std::string_view prefix, const std::function<bool(std::string_view)>& fn) {
+  Checked(impl_).ForEach(
+      prefix, [&](std::string_view k, std::string_view) { return fn(k); }, /*verify=*/false);
+}
+
 void Cache::for_each(const std::function<bool(std::string_view, std::string_view)>& fn) {
   Checked(impl_).ForEach({}, fn);
 }

@@ -42,7 +42,7 @@ struct KeyOperation {
 };
 constexpr KeyOperation kKeyOperations[] = {
     {"/increment", Endpoint::kIncrement, http::verb::post, "POST"},
-    {"/ttl", Endpoint::kTtl, http::verb::get, "GET"},
+    {"/ttl", Endpoint::kTtl, http::verb::get, "GET, HEAD"},
     {"/touch", Endpoint::kTouch, http::verb::post, "POST"},
     {"/persist", Endpoint::kPersist, http::verb::post, "POST"},
 };
@@ -66,7 +66,9 @@ HttpResponse Text(unsigned status, std::string body) {
   return r;
 }
 
-HttpResponse Ok() { return Text(200, "OK"); }
+// The seed's short answers end with a newline, so that a shell prompt after
+// curl's output starts on its own line.
+HttpResponse Ok() { return Text(200, "OK\n"); }
 HttpResponse NotFound() { return Text(404, "not found\n"); }
 HttpResponse BadRequest(const std::string& why) { return Text(400, why + "\n"); }
 HttpResponse Forbidden(const std::string& why) { return Text(403, why + "\n"); }
@@ -94,7 +96,7 @@ HttpResponse MethodNotAllowed(std::string_view allow) {
 
 // The query parameters the endpoints use, percent-decoded ('+' = space).
 struct Params {
-  std::optional<std::string> key, value, ttl, prefix, limit, by, initial;
+  std::optional<std::string> key, value, ttl, prefix, limit, by, initial, after, encoding;
 };
 
 // Fills p from the query; an error message for a repeated parameter.
@@ -118,6 +120,10 @@ std::optional<std::string> ParseParams(const urls::url_view& url, Params& p) {
       slot = &p.by;
     } else if (name == "initial") {
       slot = &p.initial;
+    } else if (name == "after") {
+      slot = &p.after;
+    } else if (name == "encoding") {
+      slot = &p.encoding;
     } else {
       continue;  // unknown parameters are ignored (e.g. cache busters)
     }
@@ -133,6 +139,63 @@ std::optional<std::string> ParseParams(const urls::url_view& url, Params& p) {
 // invalid_argument, a long one limit: see StatusOf).
 std::optional<HttpResponse> CheckKey(const std::optional<std::string>& key) {
   if (!key.has_value()) return BadRequest("missing parameter: key");
+  return std::nullopt;
+}
+
+// A parameter's text quoted in a one-line error: at most 64 bytes, control
+// characters (a newline would end the line) as '?'.
+std::string Shown(std::string_view text) {
+  std::string shown(text.substr(0, 64));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return "\"" + shown + (text.size() > 64 ? "...\"" : "\"");
+}
+
+// ?encoding=: whether the keys of the request and of the answer are base64
+// (RFC 4648, with padding: Base64Encode) instead of their bytes. An error
+// response for an encoding other than "base64".
+std::optional<HttpResponse> ParseEncoding(const std::optional<std::string>& text, bool* base64) {
+  *base64 = false;
+  if (!text.has_value()) return std::nullopt;
+  if (*text != "base64") {
+    return BadRequest("bad encoding " + Shown(*text) +
+                      ": expected base64 (or no encoding parameter)");
+  }
+  *base64 = true;
+  return std::nullopt;
+}
+
+// Replaces a base64 key (already percent-decoded) by the bytes it encodes.
+// A space is taken as '+' (base64 has no space; an unescaped '+' in a query
+// arrives as one). An error response naming `what` if it is no base64.
+std::optional<HttpResponse> DecodeBase64Key(std::string_view what, std::string* text) {
+  std::string b64 = *text;
+  std::replace(b64.begin(), b64.end(), ' ', '+');
+  std::optional<std::string> bytes = Base64Decode(b64);
+  if (!bytes) {
+    return BadRequest("bad " + std::string(what) + " " + Shown(*text) +
+                      ": not base64 (RFC 4648, standard alphabet, with = padding), as "
+                      "encoding=base64 asks");
+  }
+  *text = std::move(*bytes);
+  return std::nullopt;
+}
+
+// With ?encoding=base64, decodes the key-valued parameters (key, prefix,
+// after) in place; *base64 tells whether the answer's keys are base64 too.
+std::optional<HttpResponse> DecodeKeyParams(Params& p, bool* base64) {
+  if (auto bad = ParseEncoding(p.encoding, base64)) return bad;
+  if (!*base64) return std::nullopt;
+  if (p.key) {
+    if (auto bad = DecodeBase64Key("key", &*p.key)) return bad;
+  }
+  if (p.prefix) {
+    if (auto bad = DecodeBase64Key("prefix", &*p.prefix)) return bad;
+  }
+  if (p.after) {
+    if (auto bad = DecodeBase64Key("after", &*p.after)) return bad;
+  }
   return std::nullopt;
 }
 
@@ -155,7 +218,7 @@ std::optional<HttpResponse> ParseLimit(const std::optional<std::string>& text, s
   const char* end = text->data() + text->size();
   auto [ptr, ec] = std::from_chars(text->data(), end, *limit);
   if (text->empty() || ec != std::errc() || ptr != end) {
-    return BadRequest("bad limit \"" + *text + "\": expected a non-negative integer");
+    return BadRequest("bad limit " + Shown(*text) + ": expected a non-negative integer");
   }
   return std::nullopt;
 }
@@ -512,6 +575,16 @@ bool HttpHandler::OriginAllowed(std::string_view origin) const {
 }
 
 std::variant<Route, HttpResponse> HttpHandler::RouteOf(const HttpRequestHeader& header) const {
+  std::variant<Route, HttpResponse> routed = Admit(header);
+  if (auto* refused = std::get_if<HttpResponse>(&routed)) {
+    if (refused->status >= 400 && AcceptPrefersJson(header[http::field::accept])) {
+      ErrorAsProblem(*refused);
+    }
+  }
+  return routed;
+}
+
+std::variant<Route, HttpResponse> HttpHandler::Admit(const HttpRequestHeader& header) const {
   if (auto refused = CheckFraming(header)) return std::move(*refused);
   if (auto refused = CheckHost(header)) return std::move(*refused);
 
@@ -594,17 +667,26 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
     if (method != allowed) return MethodNotAllowed(allow);
     return Route{e, *url};
   };
-  if (path == "/get") return only(Endpoint::kGet, http::verb::get, "GET");
+  // A GET that only reads also takes HEAD (RFC 9110 9.3.2: the same answer
+  // without its body). The seed's GETs that write (/set, /pop, /delete) do
+  // not: HEAD is safe, and a HEAD that popped would lose the value.
+  auto read = [&](Endpoint e) -> std::variant<Route, HttpResponse> {
+    if (method != http::verb::get && method != http::verb::head) {
+      return MethodNotAllowed("GET, HEAD");
+    }
+    return Route{e, *url};
+  };
+  if (path == "/get") return read(Endpoint::kGet);
   if (path == "/set") return only(Endpoint::kSet, http::verb::get, "GET");
   if (path == "/pop") return only(Endpoint::kPop, http::verb::get, "GET");
   if (path == "/delete") return only(Endpoint::kDelete, http::verb::get, "GET");
-  if (path == "/contains") return only(Endpoint::kContains, http::verb::get, "GET");
-  if (path == "/stats") return only(Endpoint::kStats, http::verb::get, "GET");
-  if (path == "/health") return only(Endpoint::kHealth, http::verb::get, "GET");
+  if (path == "/contains") return read(Endpoint::kContains);
+  if (path == "/stats") return read(Endpoint::kStats);
+  if (path == "/health") return read(Endpoint::kHealth);
   if (path == "/purge") return only(Endpoint::kPurge, http::verb::post, "POST");
   if (path == "/keys") {
-    if (method != http::verb::get && method != http::verb::delete_) {
-      return MethodNotAllowed("GET, DELETE");
+    if (method != http::verb::get && method != http::verb::head && method != http::verb::delete_) {
+      return MethodNotAllowed("GET, HEAD, DELETE");
     }
     return Route{Endpoint::kKeys, *url};
   }
@@ -625,7 +707,9 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
     // '/' (a key ending in "/ttl" is sent with that '/' as %2F).
     const std::string_view rest = path.substr(kKeysPrefix.size());
     for (const KeyOperation& op : kKeyOperations) {
-      if (rest.ends_with(op.suffix)) return only(op.endpoint, op.method, op.allow);
+      if (!rest.ends_with(op.suffix)) continue;
+      return op.method == http::verb::get ? read(op.endpoint)
+                                          : only(op.endpoint, op.method, op.allow);
     }
     if (method != http::verb::get && method != http::verb::head && method != http::verb::put &&
         method != http::verb::delete_) {
@@ -634,6 +718,87 @@ std::variant<Route, HttpResponse> HttpHandler::Dispatch(const HttpRequestHeader&
     return Route{Endpoint::kKey, *url};
   }
   return Text(404, "no such endpoint (see docs/rest.md)\n");
+}
+
+namespace {
+
+// The q of the most specific range of an Accept value matching type/subtype
+// (RFC 9110 12.5.1), and how specific it is: 3 type/subtype, 2 type/*,
+// 1 */*, 0 none (q 0).
+struct AcceptMatch {
+  double q = 0;
+  int specificity = 0;
+};
+AcceptMatch MatchAccept(std::string_view accept, std::string_view type, std::string_view subtype) {
+  AcceptMatch best;
+  while (!accept.empty()) {
+    const std::size_t comma = accept.find(',');
+    std::string_view range = accept.substr(0, comma);
+    accept = comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
+    const std::size_t semi = range.find(';');
+    std::string_view params =
+        semi == std::string_view::npos ? std::string_view() : range.substr(semi + 1);
+    range = TrimOws(range.substr(0, semi));
+    const std::size_t slash = range.find('/');
+    if (slash == std::string_view::npos) continue;
+    const std::string_view t = range.substr(0, slash), st = range.substr(slash + 1);
+    int specificity = 0;
+    if (t == "*" && st == "*") {
+      specificity = 1;
+    } else if (EqualsIgnoreCase(t, type) && st == "*") {
+      specificity = 2;
+    } else if (EqualsIgnoreCase(t, type) && EqualsIgnoreCase(st, subtype)) {
+      specificity = 3;
+    } else {
+      continue;
+    }
+    double q = 1;
+    while (!params.empty()) {
+      const std::size_t next = params.find(';');
+      const std::string_view param = TrimOws(params.substr(0, next));
+      params = next == std::string_view::npos ? std::string_view() : params.substr(next + 1);
+      if (param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
+        const std::string_view v = param.substr(2);
+        double parsed = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), parsed);
+        q = ec == std::errc() && end == v.data() + v.size() && parsed >= 0 && parsed <= 1 ? parsed
+                                                                                          : 0;
+      }
+    }
+    if (specificity > best.specificity) best = {q, specificity};
+  }
+  if (best.specificity == 0) best.q = 0;
+  return best;
+}
+
+}  // namespace
+
+bool AcceptPrefersJson(std::string_view accept) {
+  if (TrimOws(accept).empty()) return false;
+  AcceptMatch json = MatchAccept(accept, "application", "problem+json");
+  const AcceptMatch plain = MatchAccept(accept, "application", "json");
+  // application/json names a more specific range than application/*.
+  if (plain.specificity > json.specificity ||
+      (plain.specificity == json.specificity && plain.q > json.q)) {
+    json = plain;
+  }
+  const AcceptMatch text = MatchAccept(accept, "text", "plain");
+  if (json.q <= 0) return false;
+  return json.q > text.q || (json.q == text.q && json.specificity > text.specificity);
+}
+
+void ErrorAsProblem(HttpResponse& r) {
+  if (r.status < 400 || r.content_type != kTextPlain) return;
+  std::string detail = std::move(r.body);
+  while (!detail.empty() && (detail.back() == '\n' || detail.back() == '\r')) detail.pop_back();
+  nlohmann::json j = {{"type", "about:blank"},
+                      {"title", std::string(StatusReason(r.status))},
+                      {"status", r.status},
+                      {"detail", detail}};
+  if (!r.error_kind.empty()) j["error"] = std::string(r.error_kind);
+  r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.body += '\n';
+  r.content_type = kProblemJson;
 }
 
 unsigned StatusOf(ErrorCode code) {
@@ -678,6 +843,7 @@ HttpResponse HttpHandler::Execute(const Route& route, const HttpRequest& request
     r.fields += "Lilcache-Error: ";
     r.fields += to_string(e.code());
     r.fields += "\r\n";
+    r.error_kind = to_string(e.code());
     if (!route.cors_origin.empty()) r.fields += "Access-Control-Expose-Headers: Lilcache-Error\r\n";
   } catch (const std::exception& e) {
     // The client gets the cause without the file paths (they tell where the
@@ -686,6 +852,7 @@ HttpResponse HttpHandler::Execute(const Route& route, const HttpRequest& request
     r.detail = std::string("cache error: ") + e.what();
   }
   if (!route.cors_origin.empty()) AddCors(r, route.cors_origin);
+  if (r.status >= 400 && AcceptPrefersJson(request[http::field::accept])) ErrorAsProblem(r);
   return r;
 }
 
@@ -699,6 +866,9 @@ namespace {
 
 // 204: done, nothing to say.
 HttpResponse NoContent() { return Text(204, ""); }
+// 201: PUT created the key (the resource is the request's target: no
+// Location; no body).
+HttpResponse Created() { return Text(201, ""); }
 
 // /keys/{key} and /keys/{key}/OP on the key.
 HttpResponse RunKey(Cache& cache, const Route& route, const HttpRequest& request, const Params& p,
@@ -723,6 +893,7 @@ HttpResponse RunKey(Cache& cache, const Route& route, const HttpRequest& request
         }
         HttpResponse r = Text(409, WithoutPaths(e.what(), cache.root()) + "\n");
         r.fields = "Lilcache-Error: invalid_argument\r\n";
+        r.error_kind = to_string(ErrorCode::invalid_argument);
         if (!route.cors_origin.empty()) {
           r.fields += "Access-Control-Expose-Headers: Lilcache-Error\r\n";
         }
@@ -773,18 +944,31 @@ HttpResponse RunKey(Cache& cache, const Route& route, const HttpRequest& request
     std::optional<std::chrono::milliseconds> ttl;
     if (auto bad = ParseTtl(p.ttl, &ttl)) return *bad;
     const std::string& value = request.body();
+    auto add = [&] { return ttl ? cache.add(key, value, *ttl) : cache.add(key, value); };
     if (if_none) {  // *: only if absent
-      const bool added = ttl ? cache.add(key, value, *ttl) : cache.add(key, value);
-      return added ? Ok() : PreconditionFailed("the key is present (If-None-Match: *)");
+      return add() ? Created() : PreconditionFailed("the key is present (If-None-Match: *)");
     }
-    if (!if_match) return Set(cache, key, value, p.ttl);
+    if (!if_match) {
+      // 201 if this PUT created the key, 204 if it replaced a value. The
+      // cache has no set() that tells whether the key was there: add() (no
+      // write if the key is present) then set(). A 201 is exact; a 204 says
+      // that the key was present when add() looked (removed or expired just
+      // after, the set() creates it again).
+      if (add()) return Created();
+      if (ttl) {
+        cache.set(key, value, *ttl);
+      } else {
+        cache.set(key, value);
+      }
+      return NoContent();
+    }
     auto cas = [&](std::uint64_t version) {
       return ttl ? cache.compare_and_set(key, version, value, *ttl)
                  : cache.compare_and_set(key, version, value);
     };
     if (!if_match->any && if_match->versions.size() <= 1) {
       if (if_match->versions.empty()) return PreconditionFailed("no such version");
-      return cas(if_match->versions.front()) ? Ok()
+      return cas(if_match->versions.front()) ? NoContent()
                                              : PreconditionFailed("the key is absent or changed");
     }
     // * or a list: the version now, then a compare-and-set from it; one that
@@ -795,7 +979,7 @@ HttpResponse RunKey(Cache& cache, const Route& route, const HttpRequest& request
       if (!if_match->any && !Listed(*if_match, now->version)) {
         return PreconditionFailed("the key changed");
       }
-      if (cas(now->version)) return Ok();
+      if (cas(now->version)) return NoContent();
     }
   }
 
@@ -814,6 +998,58 @@ HttpResponse RunKey(Cache& cache, const Route& route, const HttpRequest& request
     if (!Listed(*if_match, now->version)) return PreconditionFailed("the key changed");
     if (cache.compare_and_erase(key, now->version)) return Ok();
   }
+}
+
+// One page of GET /keys: the keys that start with prefix and sort after
+// `after` (bytewise), the first of them in that order, as many as fit in
+// `limit` keys and kMaxKeysPageBytes bytes; *more: whether a key that did not
+// fit was seen. One scan of the index (for_each_key), holding only the page:
+// a max-heap of it, and `cut`, the smallest key that did not fit (every key
+// of the page sorts before it; a key after it cannot join the page).
+std::vector<std::string> KeysPage(Cache& cache, const std::string& prefix,
+                                  const std::optional<std::string>& after, std::size_t limit,
+                                  bool* more) {
+  std::vector<std::string> heap;
+  std::size_t bytes = 0;
+  std::optional<std::string> cut;
+  *more = false;
+  if (limit == 0) return heap;
+  cache.for_each_key(prefix, [&](std::string_view k) {
+    if ((after && k <= *after) || (cut && k >= *cut)) return true;
+    heap.emplace_back(k);
+    std::push_heap(heap.begin(), heap.end());
+    bytes += k.size();
+    while (heap.size() > limit || bytes > kMaxKeysPageBytes) {
+      std::pop_heap(heap.begin(), heap.end());
+      bytes -= heap.back().size();
+      cut = std::move(heap.back());
+      heap.pop_back();
+    }
+    return true;
+  });
+  *more = cut.has_value();
+  std::sort_heap(heap.begin(), heap.end());
+  return heap;
+}
+
+// The bytes of a URI query value: unreserved characters as they are, every
+// other byte %XX.
+std::string PercentEncode(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(bytes.size());
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    if ((b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || b == '-' ||
+        b == '.' || b == '_' || b == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[b >> 4];
+      out += kHex[b & 15];
+    }
+  }
+  return out;
 }
 
 HttpResponse BatchGet(Cache& cache, std::string_view body) {
@@ -873,6 +1109,17 @@ HttpResponse BatchSet(Cache& cache, std::string_view body, const Params& p) {
 HttpResponse HttpHandler::Run(const Route& route, const HttpRequest& request) const {
   Params p;
   if (auto bad = ParseParams(route.url, p)) return BadRequest(*bad);
+  bool base64 = false;  // ?encoding=base64: the request's and the answer's keys
+  switch (route.endpoint) {
+    case Endpoint::kBatchGet:  // batches have their own "key_b64"
+    case Endpoint::kBatchSet:
+    case Endpoint::kStats:
+    case Endpoint::kHealth:
+    case Endpoint::kPurge:
+      break;
+    default:
+      if (auto bad = DecodeKeyParams(p, &base64)) return *bad;
+  }
 
   switch (route.endpoint) {
     case Endpoint::kGet: {
@@ -896,7 +1143,7 @@ HttpResponse HttpHandler::Run(const Route& route, const HttpRequest& request) co
     }
     case Endpoint::kContains: {
       if (auto bad = CheckKey(p.key)) return *bad;
-      return Text(200, cache_.contains(*p.key) ? "true" : "false");
+      return Text(200, cache_.contains(*p.key) ? "true\n" : "false\n");
     }
     case Endpoint::kKey:
     case Endpoint::kIncrement:
@@ -907,8 +1154,11 @@ HttpResponse HttpHandler::Run(const Route& route, const HttpRequest& request) co
       for (const KeyOperation& op : kKeyOperations) {
         if (op.endpoint == route.endpoint) suffix = op.suffix.size();
       }
-      const std::optional<std::string> key = KeyOfPath(route.url, suffix);
+      std::optional<std::string> key = KeyOfPath(route.url, suffix);
       if (!key) return BadRequest("malformed key in path");
+      if (base64) {
+        if (auto bad = DecodeBase64Key("key", &*key)) return *bad;
+      }
       return RunKey(cache_, route, request, p, *key);
     }
     case Endpoint::kBatchGet:
@@ -922,13 +1172,32 @@ HttpResponse HttpHandler::Run(const Route& route, const HttpRequest& request) co
       }
       std::size_t limit = keys_limit_;
       if (auto bad = ParseLimit(p.limit, &limit)) return *bad;
+      limit = std::min(limit, kMaxKeysPage);
+      const std::string prefix = p.prefix.value_or("");
+      bool more = false;
+      std::vector<std::string> page = KeysPage(cache_, prefix, p.after, limit, &more);
       nlohmann::json list = nlohmann::json::array();
-      if (limit > 0) {
-        for (std::string& k : cache_.keys(p.prefix.value_or(""), limit)) {
-          list.push_back(std::move(k));
+      for (const std::string& k : page) {
+        if (base64) {
+          list.push_back(Base64Encode(k));
+        } else {
+          list.push_back(k);
         }
       }
-      return Json(list);
+      HttpResponse r = Json(list);
+      if (more && !page.empty()) {
+        // The next page: the same request, after this page's last key.
+        auto encoded = [&](const std::string& bytes) {
+          return PercentEncode(base64 ? Base64Encode(bytes) : bytes);
+        };
+        r.fields = "Link: </keys?limit=" + std::to_string(limit);
+        if (!prefix.empty()) r.fields += "&prefix=" + encoded(prefix);
+        r.fields += "&after=" + encoded(page.back());
+        if (base64) r.fields += "&encoding=base64";
+        r.fields += ">; rel=\"next\"\r\n";
+        if (!route.cors_origin.empty()) r.fields += "Access-Control-Expose-Headers: Link\r\n";
+      }
+      return r;
     }
     case Endpoint::kStats:
       return Json(StatsJson(cache_, cache_.stats()));

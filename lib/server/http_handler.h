@@ -32,6 +32,14 @@ using HttpRequestHeader = boost::beast::http::request_header<>;
 inline constexpr std::string_view kTextPlain = "text/plain; charset=utf-8";
 inline constexpr std::string_view kOctetStream = "application/octet-stream";
 inline constexpr std::string_view kJson = "application/json";
+inline constexpr std::string_view kProblemJson = "application/problem+json";
+
+// One page of GET /keys holds at most this many keys, whatever ?limit= or
+// HttpPolicy::keys_limit ask, and at most kMaxKeysPageBytes bytes of keys
+// (so its JSON stays under ~6 MiB even for keys of control characters);
+// the Link header then names the next page (docs/rest.md, "Listing keys").
+inline constexpr std::size_t kMaxKeysPage = 10000;
+inline constexpr std::size_t kMaxKeysPageBytes = std::size_t{1} << 20;
 
 // The status and content of a response; the connection adds the framing
 // (status line, Content-Length, Connection, Date) and the fields every
@@ -40,13 +48,15 @@ struct HttpResponse {
   unsigned status = 200;
   std::string body{};
   std::string_view content_type = kTextPlain;
-  std::string_view allow{};  // 405: the methods the resource allows ("Allow")
-  bool challenge = false;    // 401: send "WWW-Authenticate: Bearer"
-  std::string fields{};      // more header fields, each "Name: value\r\n" (CORS)
-  std::string detail{};      // what the log says instead of the body (500: the full
-                             // error, paths included, which the body never shows)
-  bool close = false;        // close the connection after it, even if the request was
-                             // complete (faulty framing: the bytes after it are no request)
+  std::string_view allow{};       // 405: the methods the resource allows ("Allow")
+  bool challenge = false;         // 401: send "WWW-Authenticate: Bearer"
+  std::string fields{};           // more header fields, each "Name: value\r\n" (CORS)
+  std::string detail{};           // what the log says instead of the body (500: the full
+                                  // error, paths included, which the body never shows)
+  bool close = false;             // close the connection after it, even if the request was
+                                  // complete (faulty framing: the bytes after it are no request)
+  std::string_view error_kind{};  // the cache's ErrorCode (to_string), when it refused:
+                                  // the "error" member of a problem+json body
 };
 
 // The endpoints of docs/rest.md.
@@ -56,14 +66,15 @@ enum class Endpoint {
   kPop,        // GET /pop?key=
   kDelete,     // GET /delete?key=
   kContains,   // GET /contains?key=
-  kKey,        // GET | HEAD | PUT | DELETE /keys/{key}, with If-Match / If-None-Match
+  kKey,        // GET | HEAD | PUT | DELETE /keys/{key}, with If-Match / If-None-Match;
+               // ?encoding=base64 on every endpoint that takes a key
   kIncrement,  // POST /keys/{key}/increment?by=&initial=&ttl=
   kTtl,        // GET /keys/{key}/ttl
   kTouch,      // POST /keys/{key}/touch?ttl=
   kPersist,    // POST /keys/{key}/persist
   kBatchGet,   // POST /batch/get (application/json)
   kBatchSet,   // POST /batch/set[?ttl=] (application/json)
-  kKeys,       // GET /keys?prefix=&limit=, DELETE /keys (purge)
+  kKeys,       // GET /keys?prefix=&limit=&after=, DELETE /keys (purge)
   kStats,      // GET /stats
   kHealth,     // GET /health
   kPurge,      // POST /purge
@@ -84,7 +95,7 @@ struct Route {
 // Who may drive the cache (docs/rest.md, "Browsers and other web pages").
 struct HttpPolicy {
   std::string token{};            // "" = no authentication
-  std::size_t keys_limit = 1000;  // GET /keys without ?limit=
+  std::size_t keys_limit = 1000;  // GET /keys without ?limit= (at most kMaxKeysPage)
   // Host values accepted besides the defaults (ServerOptions::allowed_hosts);
   // "*" accepts any Host.
   std::vector<std::string> allowed_hosts{};
@@ -115,8 +126,11 @@ class HttpHandler {
   // not allowed), 403 for an Origin not allowed or, without an allowed
   // Origin, Sec-Fetch-Site: cross-site; the answer to a CORS preflight (200);
   // 401 without the token; 400 for a target that is not an origin-form URI,
-  // 404 unknown path, 405 method not allowed there, 415 for a batch whose
-  // Content-Type is not application/json.
+  // 404 unknown path, 405 method not allowed there (HEAD is allowed where
+  // GET is, except on the seed's writing GETs /set, /pop and /delete), 415
+  // for a batch whose Content-Type is not application/json. Every refusal
+  // (4xx, 5xx) is one line of text, or application/problem+json (RFC 9457)
+  // when the request's Accept prefers JSON (ErrorAsProblem).
   std::variant<Route, HttpResponse> RouteOf(const HttpRequestHeader& header) const;
 
   // Step 2: runs the request on the cache. 400 for a missing or malformed
@@ -127,7 +141,8 @@ class HttpHandler {
   // status of its code (StatusOf: 400 for an invalid key or ttl, 413 for a key or value over the
   // cache's limits, 507 for a full disk, ...) with a "Lilcache-Error: <code>" field; the body is
   // the message without file paths (a 5xx's prefixed "cache error: ", and its whole message in
-  // detail, for the log). Another exception is a 500.
+  // detail, for the log). Another exception is a 500. Error bodies as
+  // RouteOf's: text or problem+json by the Accept field.
   HttpResponse Execute(const Route& route, const HttpRequest& request) const;
 
   // Both steps.
@@ -142,6 +157,8 @@ class HttpHandler {
   };
 
   HttpResponse Run(const Route& route, const HttpRequest& request) const;
+  // RouteOf() before an error body becomes problem+json.
+  std::variant<Route, HttpResponse> Admit(const HttpRequestHeader& header) const;
   // nullopt if the request may go on; else the refusal.
   std::optional<HttpResponse> CheckFraming(const HttpRequestHeader& header) const;
   std::optional<HttpResponse> CheckHost(const HttpRequestHeader& header) const;
@@ -174,6 +191,19 @@ void CheckAllowedOrigin(std::string_view origin);
 std::string WithoutPaths(std::string_view message, std::string_view root);
 // Whether a == b, in a time that depends only on b's length (the secret's).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// Whether an Accept field value prefers JSON to text for an error body: the
+// best q of application/problem+json or application/json over that of
+// text/plain (each from its most specific matching range), or equal to it
+// and from a more specific range ("application/json, */*"). No Accept, "*/*"
+// or a tie of equally specific ranges: text.
+bool AcceptPrefersJson(std::string_view accept);
+
+// Makes an error answer (status >= 400 with a text body) an RFC 9457
+// problem: {"type": "about:blank", "title": <reason phrase>, "status": N,
+// "detail": <the text line>[, "error": <Lilcache-Error code>]} as
+// application/problem+json. Other answers are left alone.
+void ErrorAsProblem(HttpResponse& r);
 
 // The reason phrase of an HTTP status ("Not Found"); "Unknown" if none.
 std::string_view StatusReason(unsigned status);

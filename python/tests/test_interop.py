@@ -129,10 +129,10 @@ def test_cli_writes_come_back_to_python_as_bytes(cache: lilcache.Cache, root: Pa
 
 def test_rest_writes_come_back_to_python_as_bytes(cache: lilcache.Cache, server: int) -> None:
     """GET /set and PUT /keys/{key} store bytes for Python."""
-    assert request(server, "/set?key=a&value=b")[:2] == (200, b"OK")
-    assert request(server, "/set?key=n&value=42")[:2] == (200, b"OK")
+    assert request(server, "/set?key=a&value=b")[:2] == (200, b"OK\n")
+    assert request(server, "/set?key=n&value=42")[:2] == (200, b"OK\n")
     body = bytes(range(256))
-    assert request(server, "/keys/bin", method="PUT", body=body)[0] == 200
+    assert request(server, "/keys/bin", method="PUT", body=body)[0] == 201
     assert cache.get("a") == b"b"
     assert cache.get("n") == b"42"
     assert cache.get("bin") == body

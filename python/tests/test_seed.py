@@ -211,7 +211,7 @@ def test_start_serves_the_seed_endpoints_until_a_signal_stops_it(
     server = procs.python(start_program(port), env)
     wait_listening(server, port)
     base = f"http://127.0.0.1:{port}"
-    assert urlopen(f"{base}/set?key=a&value=b")[:2] == (200, b"OK")
+    assert urlopen(f"{base}/set?key=a&value=b")[:2] == (200, b"OK\n")
     assert urlopen(f"{base}/get?key=a")[:2] == (200, b"b")
     assert urlopen(f"{base}/get?key=nope")[0] == 404
     # The served cache is the default one: a library process sees the value

@@ -92,8 +92,8 @@ def test_on_ready_gets_the_url_of_the_listening_server(
     makes start() return with the previous handlers restored."""
     child, port = serve(procs, env)
     assert port != 0
-    assert request(port, "/health")[:2] == (200, b"OK")
-    assert request(port, "/set?key=a&value=b")[:2] == (200, b"OK")
+    assert request(port, "/health")[:2] == (200, b"OK\n")
+    assert request(port, "/set?key=a&value=b")[:2] == (200, b"OK\n")
     assert run_python("import lilcache; print(lilcache.get('a'))", env).stdout == "b'b'\n"
     stop_cleanly(child, signal.SIGINT)
 
@@ -111,8 +111,8 @@ def test_start_serves_the_cache_it_is_given_and_logs_requests_at_debug(
     """start(cache=c) serves c, not the default cache; loglevel='debug'
     logs every request (path without its query) to <root>/<name>.log."""
     child, port = serve(procs, env, cache_name="served", loglevel="debug")
-    assert request(port, "/set?key=a&value=secret")[:2] == (200, b"OK")
-    assert request(port, "/keys/b", method="PUT", body=b"x")[0] == 200
+    assert request(port, "/set?key=a&value=secret")[:2] == (200, b"OK\n")
+    assert request(port, "/keys/b", method="PUT", body=b"x")[0] == 201
     stop_cleanly(child)
     out = run_python(
         "import lilcache\n"
@@ -122,7 +122,7 @@ def test_start_serves_the_cache_it_is_given_and_logs_requests_at_debug(
     assert out == "b'secret' None\n"
     log = (root / "served.log").read_text()
     assert re.search(r" debug lilcache\.served\.http: http \S+ GET /set 200 ", log), log
-    assert re.search(r" debug lilcache\.served\.http: http \S+ PUT /keys/b 200 ", log), log
+    assert re.search(r" debug lilcache\.served\.http: http \S+ PUT /keys/b 201 ", log), log
     assert "secret" not in log
 
 
@@ -157,7 +157,7 @@ def test_a_token_is_required_when_given(env: dict[str, str], procs: Processes) -
     assert request(port, "/set?key=a&value=b")[0] == 401
     assert request(port, "/health", headers={"Authorization": "Bearer wrong"})[0] == 401
     good = {"Authorization": "Bearer s3cret"}
-    assert request(port, "/set?key=a&value=b", headers=good)[:2] == (200, b"OK")
+    assert request(port, "/set?key=a&value=b", headers=good)[:2] == (200, b"OK\n")
     assert request(port, "/get?key=a", headers=good)[:2] == (200, b"b")
     assert run_python("import lilcache; print(lilcache.get('a'))", env).stdout == "b'b'\n"
     stop_cleanly(child)
@@ -198,7 +198,7 @@ def test_cross_site_browser_requests_are_refused(env: dict[str, str], procs: Pro
     status, body, headers = request(
         port, "/set?key=a&value=b", headers={"Origin": "https://app.example"}
     )
-    assert (status, body) == (200, b"OK")
+    assert (status, body) == (200, b"OK\n")
     assert headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert request(port, "/get?key=a", headers={"Sec-Fetch-Site": "same-origin"})[:2] == (200, b"b")
     assert request(port, "/get?key=a", headers={"Host": "cache.lan"})[:2] == (200, b"b")
@@ -218,7 +218,7 @@ def test_sigint_during_a_slow_request_still_stops_the_server(
         slow.sendall(b"GET /get?key=a HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         # A whole request on another connection, answered once the server
         # accepted the connections before it: the slow one is in progress.
-        assert request(port, "/health")[:2] == (200, b"OK")
+        assert request(port, "/health")[:2] == (200, b"OK\n")
         stop_cleanly(child, signal.SIGINT)
         try:
             assert slow.recv(4096) == b"", "the slow request was answered"
@@ -271,7 +271,7 @@ def test_start_from_a_thread_other_than_the_main_one_serves_until_the_process_en
     result = run_python(NON_MAIN, env)
     assert result.stdout.splitlines() == [
         "ready True",
-        "health b'OK'",
+        "health b'OK\\n'",
         "SIGINT handler untouched True",
         "SIGTERM handler untouched True",
         "still serving True",

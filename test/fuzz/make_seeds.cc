@@ -123,6 +123,16 @@ int main(int argc, char** argv) {
            req("GET", "/keys/k%00x") + req("GET", "/keys?prefix=k&limit=5") +
            req("DELETE", "/keys/k%00x") + req("GET", "/stats") + req("POST", "/purge") +
            req("DELETE", "/keys") + req("GET", "/health"));
+  // Issue 17's conventions: 201 then 204, HEAD (with and without a body to
+  // come), pages of /keys in base64, problem+json errors.
+  Seed("fuzz_http", "conventions",
+       std::string(1, '\0') + req("PUT", "/keys/%FFb", "HTTP/1.1 200 OK\r\n") +
+           req("GET", "/keys/%FFb") + req("PUT", "/keys/%FFb", "v") + req("HEAD", "/keys/%FFb") +
+           req("HEAD", "/get?key=a") + req("HEAD", "/pop?key=a") +
+           req("GET", "/keys?encoding=base64&limit=1&after=YQ%3D%3D") +
+           req("GET", "/get?key=%2F2I%3D&encoding=base64") +
+           req("GET", "/get?key=", "", "Accept: application/json\r\n") +
+           req("GET", "/keys/x/ttl", "", "Accept: application/problem+json;q=0.9, */*;q=0.1\r\n"));
   Seed("fuzz_http", "auth",
        std::string(1, '\1') + req("GET", "/health", "", "Authorization: Bearer tok\r\n") +
            req("GET", "/health", "", "Authorization: Bearer nope\r\n") + req("GET", "/health"));

@@ -254,7 +254,9 @@ void rest_clients(const Config& cfg) {
           conn.reset();
           continue;
         }
-        bool ok = reply->status == 200 || (reply->status == 404 && kind != 1);
+        // A PUT is 201 (created) or 204 (replaced); the others 200 or 404.
+        bool ok = kind == 1 ? reply->status == 201 || reply->status == 204
+                            : reply->status == 200 || reply->status == 404;
         if (!ok) rest_failure("status " + std::to_string(reply->status) + ": " + reply->body);
         if (reply->status == 200 && (kind == 0 || kind == 2) &&
             !lilcache::test::check_value(key, reply->body, nullptr)) {

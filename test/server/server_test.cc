@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -27,6 +28,7 @@
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
 #include "lilcache/server.h"
+#include "server/http_batch.h"
 #include "server/http_connection.h"
 #include "server/http_handler.h"
 #include "server/http_limits.h"
@@ -152,7 +154,7 @@ TEST_CASE("GET /set stores a value that GET /get returns raw; a missing key is 4
   TestServer s;
   HttpReply set = Get(s.port(), "/set?key=a&value=b");
   CHECK(set.status == 200);
-  CHECK(set.body == "OK");
+  CHECK(set.body == "OK\n");
   HttpReply get = Get(s.port(), "/get?key=a");
   CHECK(get.status == 200);
   CHECK(get.body == "b");
@@ -191,7 +193,7 @@ TEST_CASE("/delete answers 200 when it removed a value, 404 when there was none"
   s.cache().set("k", "v");
   HttpReply del = Get(s.port(), "/delete?key=k");
   CHECK(del.status == 200);
-  CHECK(del.body == "OK");
+  CHECK(del.body == "OK\n");
   CHECK(!s.cache().contains("k"));
   CHECK(Get(s.port(), "/delete?key=k").status == 404);
 }
@@ -202,10 +204,10 @@ TEST_CASE("/contains answers true or false") {
   s.cache().set("k", "v");
   HttpReply yes = Get(s.port(), "/contains?key=k");
   CHECK(yes.status == 200);
-  CHECK(yes.body == "true");
+  CHECK(yes.body == "true\n");
   HttpReply no = Get(s.port(), "/contains?key=other");
   CHECK(no.status == 200);
-  CHECK(no.body == "false");
+  CHECK(no.body == "false\n");
 }
 
 TEST_CASE("query values are percent-decoded; '+' is a space, %2B a plus") {
@@ -264,8 +266,8 @@ TEST_CASE("PUT, GET and DELETE /keys/{key} store, read and remove binary values"
   for (std::size_t i = 0; i < value.size(); ++i) value[i] = static_cast<char>(i * 7 % 251);
 
   HttpReply put = Fetch(s.port(), "PUT", "/keys/blob", value);
-  CHECK(put.status == 200);
-  CHECK(put.body == "OK");
+  CHECK(put.status == 201);
+  CHECK(put.body.empty());
   CHECK(s.cache().get("blob") == value);
   HttpReply get = Get(s.port(), "/keys/blob");
   CHECK(get.status == 200);
@@ -273,15 +275,23 @@ TEST_CASE("PUT, GET and DELETE /keys/{key} store, read and remove binary values"
   CHECK(get.header("content-type") == "application/octet-stream");
 
   // The key is the rest of the path, percent-decoded; '+' is literal there.
-  CHECK(Fetch(s.port(), "PUT", "/keys/a/b%20c+d%00e", "x").status == 200);
+  CHECK(Fetch(s.port(), "PUT", "/keys/a/b%20c+d%00e", "x").status == 201);
   CHECK(s.cache().get(std::string("a/b c+d\0e", 9)) == "x");
 
-  CHECK(Fetch(s.port(), "PUT", "/keys/empty", "").status == 200);
+  CHECK(Fetch(s.port(), "PUT", "/keys/empty", "").status == 201);
   CHECK(s.cache().get("empty") == "");
 
-  CHECK(Fetch(s.port(), "PUT", "/keys/short?ttl=1s", "v").status == 200);
+  CHECK(Fetch(s.port(), "PUT", "/keys/short?ttl=1s", "v").status == 201);
   env.now += 1000;
   CHECK(Get(s.port(), "/keys/short").status == 404);
+  CHECK(Fetch(s.port(), "PUT", "/keys/short", "v").status == 201);  // expired: created anew
+
+  // A PUT that replaces a value is 204: no body, no Content-Type.
+  HttpReply replaced = Fetch(s.port(), "PUT", "/keys/blob", "smaller");
+  CHECK(replaced.status == 204);
+  CHECK(replaced.body.empty());
+  CHECK(replaced.header("content-type").empty());
+  CHECK(s.cache().get("blob") == "smaller");
 
   CHECK(Fetch(s.port(), "DELETE", "/keys/blob").status == 200);
   CHECK(!s.cache().contains("blob"));
@@ -318,6 +328,270 @@ TEST_CASE("GET /keys lists at most ServerOptions::keys_limit keys without ?limit
   CHECK(json::parse(Get(s.port(), "/keys?limit=20").body).size() == 20);
 }
 
+// The target of a Link: <...>; rel="next" field; "" if none.
+std::string NextLink(const HttpReply& r) {
+  const std::string link = r.header("link");
+  if (link.empty()) return "";
+  REQUIRE(link.front() == '<');
+  REQUIRE(link.find(">; rel=\"next\"") != std::string::npos);
+  return link.substr(1, link.find('>') - 1);
+}
+
+// Every page of `first` and the pages its Link fields lead to, in order;
+// each page's keys must sort strictly after the previous page's (decoded
+// from base64 if `base64`).
+std::vector<std::string> AllPages(std::uint16_t port, std::string target, int* pages = nullptr,
+                                  bool base64 = false) {
+  std::vector<std::string> keys;
+  int n = 0;
+  while (!target.empty()) {
+    REQUIRE(++n < 100000);
+    const HttpReply r = Get(port, target);
+    REQUIRE(r.status == 200);
+    for (const auto& k : json::parse(r.body)) {
+      std::string key = k.get<std::string>();
+      if (base64) {
+        std::optional<std::string> bytes = lilcache::Base64Decode(key);
+        REQUIRE(bytes);
+        key = *bytes;
+      }
+      if (!keys.empty()) CHECK(keys.back() < key);  // byte order, none twice
+      keys.push_back(key);
+    }
+    target = NextLink(r);
+  }
+  if (pages != nullptr) *pages = n;
+  return keys;
+}
+
+TEST_CASE("GET /keys pages through every key in byte order: limit, after and Link: rel=next") {
+  NoEnvToken no_token;
+  TestServer s;  // keys_limit 1,000
+  std::vector<std::string> all;
+  for (int i = 0; i < 2500; ++i) all.push_back("k" + std::to_string(i));
+  all.push_back(std::string("k\xff\x01", 3));  // above every ASCII key: bytes compare unsigned
+  for (const std::string& k : all) s.cache().set(k, "v");
+  s.cache().set("other", "v");
+  std::sort(all.begin(), all.end());
+
+  const HttpReply first = Get(s.port(), "/keys?prefix=k");
+  CHECK(json::parse(first.body).size() == 1000);
+  CHECK(NextLink(first) == "/keys?limit=1000&prefix=k&after=" +
+                               PercentEncode(json::parse(first.body).back().get<std::string>()));
+  int pages = 0;
+  std::vector<std::string> listed = AllPages(s.port(), "/keys?prefix=k", &pages);
+  CHECK(pages == 3);
+  // The JSON of a non-UTF-8 key is lossy; compare the others.
+  CHECK(listed.size() == all.size());
+  CHECK(std::vector<std::string>(listed.begin(), listed.end() - 1) ==
+        std::vector<std::string>(all.begin(), all.end() - 1));
+
+  // A page that holds the rest has no Link; nor has one of limit 0.
+  CHECK(NextLink(Get(s.port(), "/keys?prefix=k&limit=3000")).empty());
+  CHECK(NextLink(Get(s.port(), "/keys?limit=0")).empty());
+  // after: strictly after, anywhere in the order.
+  const json after = json::parse(Get(s.port(), "/keys?after=k999&limit=2").body);
+  CHECK(after.size() == 2);  // "k\xff\x01" (lossy), then "other"
+  CHECK(after.back() == "other");
+  CHECK(json::parse(Get(s.port(), "/keys?after=l").body) == json::array({"other"}));
+  CHECK(json::parse(Get(s.port(), "/keys?after=other").body).empty());
+  CHECK(Get(s.port(), "/keys?after=a&after=b").status == 400);
+}
+
+TEST_CASE("a page of GET /keys holds at most kMaxKeysPage keys and kMaxKeysPageBytes bytes") {
+  NoEnvToken no_token;
+  TestServer s({.keys_limit = 100000});
+  std::vector<std::pair<std::string, std::string>> items;
+  for (int i = 0; i < 300; ++i)
+    items.emplace_back("big" + std::to_string(i) + std::string(4000, 'x'), "");
+  // Short keys after them: one that would fit in the bytes left must not
+  // join a page that left out a long key before it (it would be skipped).
+  for (int i = 0; i < 100; ++i) items.emplace_back("bigz" + std::to_string(i), "");
+  s.cache().set_many(items);
+  HttpReply r = Get(s.port(), "/keys?prefix=big");
+  std::size_t bytes = 0;
+  for (const auto& k : json::parse(r.body)) {
+    bytes += k.get<std::string>().size();
+    CHECK(k.get<std::string>().size() > 4000);
+  }
+  CHECK(bytes <= lilcache::kMaxKeysPageBytes);
+  CHECK(bytes > lilcache::kMaxKeysPageBytes - 4100);
+  CHECK_FALSE(NextLink(r).empty());
+  CHECK(AllPages(s.port(), "/keys?prefix=big").size() == 400);
+
+  items.clear();
+  for (std::size_t i = 0; i < lilcache::kMaxKeysPage + 1; ++i)
+    items.emplace_back("n" + std::to_string(i), "");
+  s.cache().set_many(items);
+  r = Get(s.port(), "/keys?prefix=n");  // keys_limit over kMaxKeysPage
+  CHECK(json::parse(r.body).size() == lilcache::kMaxKeysPage);
+  CHECK(NextLink(r).rfind("/keys?limit=" + std::to_string(lilcache::kMaxKeysPage) + "&", 0) == 0);
+  r = Get(s.port(), "/keys?prefix=n&limit=99999999");
+  CHECK(json::parse(r.body).size() == lilcache::kMaxKeysPage);
+  CHECK(AllPages(s.port(), "/keys?prefix=n").size() == lilcache::kMaxKeysPage + 1);
+}
+
+TEST_CASE(
+    "paging /keys while others write and compact: each key present throughout is listed once") {
+  NoEnvToken no_token;
+  TestServer s({.threads = 2});
+  std::set<std::string> stable;
+  for (int i = 0; i < 1500; ++i) {
+    stable.insert("s" + std::to_string(i));
+    s.cache().set("s" + std::to_string(i), "v");
+  }
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    // New and removed keys, overwrites of the stable ones, and compactions
+    // (new generations, new index) while the pages are read.
+    Cache other = Cache::open("default", {.root = s.dir().path()});
+    for (int i = 0; !stop; ++i) {
+      other.set("churn" + std::to_string(i), "v");
+      other.erase("churn" + std::to_string(i - 50));
+      other.set("s" + std::to_string(i % 1500), "w" + std::to_string(i));
+      if (i % 500 == 0) other.compact();
+    }
+  });
+  int pages = 0;
+  const std::vector<std::string> listed = AllPages(s.port(), "/keys?limit=50", &pages);
+  stop = true;
+  writer.join();
+  CHECK(pages >= 30);
+  std::size_t found = 0;
+  for (const std::string& k : listed) found += stable.count(k);  // AllPages: none twice
+  CHECK(found == stable.size());
+}
+
+TEST_CASE("?encoding=base64 lists any key so that it can be fetched back; bad base64 is 400") {
+  NoEnvToken no_token;
+  TestServer s;
+  const std::string binary(
+      "\xff\xfe"
+      "bin\0",
+      6);
+  s.cache().set(binary, "raw");
+  s.cache().set("text", "plain");
+
+  // Without it, a non-UTF-8 key is listed lossily.
+  CHECK(json::parse(Get(s.port(), "/keys").body).size() == 2);
+  const json listed = json::parse(Get(s.port(), "/keys?encoding=base64").body);
+  CHECK(listed == json::array({lilcache::Base64Encode("text"), lilcache::Base64Encode(binary)}));
+  const std::string b64 = listed[1].get<std::string>();
+  CHECK(b64 == "//5iaW4A");
+
+  // Every endpoint taking a key takes it in base64 with encoding=base64.
+  const std::string q = "key=" + PercentEncode(b64) + "&encoding=base64";
+  CHECK(Get(s.port(), "/get?" + q).body == "raw");
+  CHECK(Get(s.port(), "/contains?" + q).body == "true\n");
+  CHECK(Get(s.port(), "/keys/" + PercentEncode(b64) + "?encoding=base64").body == "raw");
+  CHECK(Fetch(s.port(), "PUT", "/keys/" + b64 + "?encoding=base64", "new").status == 204);
+  CHECK(s.cache().get(binary) == "new");
+  CHECK(Get(s.port(), "/set?" + q + "&value=set").status == 200);
+  CHECK(s.cache().get(binary) == "set");
+  CHECK(Get(s.port(), "/keys/" + PercentEncode(b64) + "/ttl?encoding=base64").body ==
+        "{\"ttl_ms\":null}\n");
+  CHECK(json::parse(Get(s.port(), "/keys?encoding=base64&prefix=" +
+                                      PercentEncode(lilcache::Base64Encode("\xff")))
+                        .body) == json::array({b64}));
+  // An unescaped '+' of base64 arrives as a space in a query: taken as '+'.
+  s.cache().set("\xfb\xef", "plus");
+  CHECK(lilcache::Base64Encode("\xfb\xef") == "++8=");
+  CHECK(Get(s.port(), "/get?key=++8=&encoding=base64").body == "plus");
+  CHECK(Get(s.port(), "/pop?" + q).body == "set");
+  CHECK(Get(s.port(),
+            "/delete?key=" + PercentEncode(lilcache::Base64Encode("text")) + "&encoding=base64")
+            .status == 200);
+  CHECK_FALSE(s.cache().contains("text"));
+
+  // Paging in base64: the Link carries the cursor in base64 too.
+  for (int i = 0; i < 5; ++i) s.cache().set(std::string("\x80", 1) + std::to_string(i), "v");
+  std::vector<std::string> paged =
+      AllPages(s.port(), "/keys?encoding=base64&limit=2", nullptr, true);
+  CHECK(paged.size() == 6);
+  const HttpReply page = Get(s.port(), "/keys?encoding=base64&limit=2");
+  CHECK(NextLink(page).find("&encoding=base64") != std::string::npos);
+
+  const HttpReply bad = Get(s.port(), "/get?key=abc&encoding=base64");
+  CHECK(bad.status == 400);
+  CHECK(bad.body.find("not base64") != std::string::npos);
+  CHECK(Get(s.port(), "/keys/a-b_?encoding=base64").status == 400);  // base64url is not taken
+  const HttpReply other = Get(s.port(), "/get?key=abc&encoding=hex");
+  CHECK(other.status == 400);
+  CHECK(other.body == "bad encoding \"hex\": expected base64 (or no encoding parameter)\n");
+  // Each is one line, whatever the text quoted.
+  CHECK(Get(s.port(), "/get?key=a%0Ab&encoding=base64").body ==
+        "bad key \"a?b\": not base64 (RFC 4648, standard alphabet, with = padding), as "
+        "encoding=base64 asks\n");
+  CHECK(Get(s.port(), "/keys?encoding=%0A").body.find('\n') ==
+        Get(s.port(), "/keys?encoding=%0A").body.size() - 1);
+  CHECK(Get(s.port(), "/keys?limit=1%0D%0A").body ==
+        "bad limit \"1??\": expected a non-negative integer\n");
+}
+
+TEST_CASE("AcceptPrefersJson: JSON only when the client ranks it above text") {
+  using lilcache::AcceptPrefersJson;
+  CHECK(AcceptPrefersJson("application/json"));
+  CHECK(AcceptPrefersJson("application/problem+json"));
+  CHECK(AcceptPrefersJson("Application/JSON; charset=utf-8"));
+  CHECK(AcceptPrefersJson("application/json, */*"));            // more specific than */*
+  CHECK(AcceptPrefersJson("text/plain;q=0.5, application/*"));  // higher q
+  CHECK(AcceptPrefersJson("application/json;q=0.9, text/*;q=0.8"));
+  CHECK_FALSE(AcceptPrefersJson(""));
+  CHECK_FALSE(AcceptPrefersJson("*/*"));  // curl's
+  CHECK_FALSE(AcceptPrefersJson("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+  CHECK_FALSE(AcceptPrefersJson("application/json, text/plain, */*"));  // a tie: text
+  CHECK_FALSE(AcceptPrefersJson("application/json;q=0, */*"));
+  CHECK_FALSE(AcceptPrefersJson("application/json;q=0.5, text/plain"));
+  CHECK_FALSE(AcceptPrefersJson("application/json;q=bogus"));
+  CHECK_FALSE(AcceptPrefersJson("image/png"));
+}
+
+TEST_CASE("errors are application/problem+json when Accept prefers JSON, else one line of text") {
+  NoEnvToken no_token;
+  TestServer s({.token = "t"});
+  const std::string auth = "Authorization: Bearer t\r\n";
+  const std::string js = "Accept: application/json\r\n";
+
+  HttpReply text = Get(s.port(), "/get?key=nope", auth + "Accept: */*\r\n");
+  CHECK(text.status == 404);
+  CHECK(text.header("content-type") == "text/plain; charset=utf-8");
+  CHECK(text.body == "not found\n");
+
+  HttpReply miss = Get(s.port(), "/get?key=nope", auth + js);
+  CHECK(miss.status == 404);
+  CHECK(miss.header("content-type") == "application/problem+json");
+  CHECK(json::parse(miss.body) == json{{"type", "about:blank"},
+                                       {"title", "Not Found"},
+                                       {"status", 404},
+                                       {"detail", "not found"}});
+  // The cache's refusal: its kind as "error", as in Lilcache-Error.
+  HttpReply empty = Get(s.port(), "/get?key=", auth + "Accept: application/problem+json\r\n");
+  CHECK(empty.status == 400);
+  CHECK(empty.header("lilcache-error") == "invalid_argument");
+  const json problem = json::parse(empty.body);
+  CHECK(problem["error"] == "invalid_argument");
+  CHECK(problem["title"] == "Bad Request");
+  CHECK(problem["detail"].get<std::string>().find("empty") != std::string::npos);
+  // Refusals from the header alone: 401, 405 (its Allow kept), 404.
+  HttpReply no_token_reply = Get(s.port(), "/stats", js);
+  CHECK(no_token_reply.status == 401);
+  CHECK(json::parse(no_token_reply.body)["status"] == 401);
+  CHECK(no_token_reply.header("www-authenticate").find("Bearer") == 0);
+  HttpReply wrong = Fetch(s.port(), "POST", "/get?key=a", "", auth + js);
+  CHECK(wrong.status == 405);
+  CHECK(wrong.header("allow") == "GET, HEAD");
+  CHECK(json::parse(wrong.body)["title"] == "Method Not Allowed");
+  CHECK(json::parse(Get(s.port(), "/nope", auth + js).body)["status"] == 404);
+  // 412 too; successes are unchanged.
+  s.cache().set("k", "v");
+  HttpReply pre = Fetch(s.port(), "PUT", "/keys/k", "w", auth + js + "If-None-Match: *\r\n");
+  CHECK(pre.status == 412);
+  CHECK(json::parse(pre.body)["detail"] ==
+        "precondition failed: the key is present (If-None-Match: *)");
+  CHECK(Get(s.port(), "/get?key=k", auth + js).body == "v");
+  CHECK(Get(s.port(), "/health", auth + js).body == "OK\n");
+}
+
 TEST_CASE("GET /stats is the cache's Stats as JSON; GET /health is OK") {
   NoEnvToken no_token;
   TestServer s;
@@ -341,7 +615,7 @@ TEST_CASE("GET /stats is the cache's Stats as JSON; GET /health is OK") {
   }
   HttpReply health = Get(s.port(), "/health");
   CHECK(health.status == 200);
-  CHECK(health.body == "OK");
+  CHECK(health.body == "OK\n");
 }
 
 TEST_CASE("purge only by POST /purge or DELETE /keys; GET /purge is 405 and purges nothing") {
@@ -404,7 +678,7 @@ TEST_CASE(
   CHECK(Get(s.port(), "/set?key=" + long_key + "&value=v").status == 413);
   CHECK(Fetch(s.port(), "PUT", "/keys/" + long_key, "v").status == 413);
   const std::string max_key(lilcache::kMaxKeyBytes, 'k');
-  CHECK(Fetch(s.port(), "PUT", "/keys/" + max_key, "v").status == 200);
+  CHECK(Fetch(s.port(), "PUT", "/keys/" + max_key, "v").status == 201);
 
   const std::string big(lilcache::kMaxValueBytes + 1, 'v');
   HttpReply too_big = Fetch(s.port(), "PUT", "/keys/big", big);
@@ -425,7 +699,7 @@ TEST_CASE("a body over max_body_bytes is refused with 413 before it is sent") {
   CHECK(r->status == 413);
   CHECK(r->header("connection") == "close");
   CHECK(c.WaitClosed(10s));
-  CHECK(Fetch(s.port(), "PUT", "/keys/k", std::string(1000, 'x')).status == 200);
+  CHECK(Fetch(s.port(), "PUT", "/keys/k", std::string(1000, 'x')).status == 201);
 
   // Chunked bodies too.
   HttpConn chunked(s.port());
@@ -461,27 +735,50 @@ TEST_CASE("an unknown path is 404; a wrong method is 405 with Allow") {
   CHECK(Get(s.port(), "/get/").status == 404);
   HttpReply post_get = Fetch(s.port(), "POST", "/get?key=a");
   CHECK(post_get.status == 405);
-  CHECK(post_get.header("allow") == "GET");
-  CHECK(Fetch(s.port(), "PUT", "/keys", "x").header("allow") == "GET, DELETE");
+  CHECK(post_get.header("allow") == "GET, HEAD");
+  CHECK(Fetch(s.port(), "PUT", "/keys", "x").header("allow") == "GET, HEAD, DELETE");
   CHECK(Fetch(s.port(), "POST", "/keys/k", "x").header("allow") == "GET, HEAD, PUT, DELETE");
   CHECK(Fetch(s.port(), "DELETE", "/stats").status == 405);
   CHECK(Fetch(s.port(), "BREW", "/health").status == 405);
 }
 
-TEST_CASE("HEAD gets 405 without a body and the connection goes on") {
+TEST_CASE("HEAD of every reading GET answers its status and headers without the body") {
   NoEnvToken no_token;
   TestServer s;
-  s.cache().set("a", "b");
+  s.cache().set("a", "bbb");
+  s.cache().set("t", "1", 60s);
   HttpConn c(s.port());
-  REQUIRE(c.Send(MakeRequest("HEAD", "/get?key=a")));
-  std::optional<HttpReply> head = c.Read(true);
-  REQUIRE(head);
-  CHECK(head->status == 405);
-  CHECK(head->body.empty());
+  for (const char* target : {"/get?key=a", "/get?key=nope", "/contains?key=a", "/stats", "/health",
+                             "/keys?limit=1", "/keys/a", "/keys/nope", "/keys/t/ttl"}) {
+    CAPTURE(target);
+    const HttpReply get = Get(s.port(), target);
+    REQUIRE(c.Send(MakeRequest("HEAD", target)));
+    std::optional<HttpReply> head = c.Read(true);  // the connection goes on after each
+    REQUIRE(head);
+    CHECK(head->status == get.status);
+    CHECK(head->body.empty());
+    CHECK(head->header("content-type") == get.header("content-type"));
+    CHECK(head->header("etag") == get.header("etag"));
+    CHECK(head->header("link") == get.header("link"));
+    if (std::string(target).find("stats") == std::string::npos) {  // counters move between them
+      CHECK(head->header("content-length") == std::to_string(get.body.size()));
+    }
+  }
+  // HEAD is safe: the seed's GETs that write are 405 for it, and write nothing.
+  for (const char* target : {"/set?key=a&value=x", "/pop?key=a", "/delete?key=a"}) {
+    CAPTURE(target);
+    REQUIRE(c.Send(MakeRequest("HEAD", target)));
+    std::optional<HttpReply> head = c.Read(true);
+    REQUIRE(head);
+    CHECK(head->status == 405);
+    CHECK(head->header("allow") == "GET");
+    CHECK(head->body.empty());
+  }
+  CHECK(s.cache().get("a") == "bbb");
   REQUIRE(c.Send(MakeRequest("GET", "/get?key=a")));
   std::optional<HttpReply> get = c.Read();
   REQUIRE(get);
-  CHECK(get->body == "b");
+  CHECK(get->body == "bbb");
 }
 
 TEST_CASE("malformed HTTP is 400 and closes the connection") {
@@ -558,7 +855,7 @@ TEST_CASE("a chunk header or trailer section over max_header_bytes is refused, n
   // Within the limit both are fine.
   out = lilcache::HandleRawHttp(
       handler, head + "1;ext=" + std::string(4000, 'e') + "\r\nx\r\n0\r\nX-T: t\r\n\r\n");
-  CHECK(out.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(out.rfind("HTTP/1.1 201 Created\r\n", 0) == 0);
   CHECK(cache.get("k") == "x");
 }
 
@@ -573,7 +870,7 @@ TEST_CASE(
   // Small bodies and answers are not charged; a pop is, whatever its size.
   std::string out = lilcache::HandleRawHttp(
       handler, MakeRequest("PUT", "/keys/s", "small") + MakeRequest("GET", "/pop?key=a"), limits);
-  CHECK(out.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(out.rfind("HTTP/1.1 201 Created\r\n", 0) == 0);
   CHECK(out.find("HTTP/1.1 503 Service Unavailable\r\n") != std::string::npos);
   CHECK(out.find("Retry-After: 1\r\n") != std::string::npos);
   CHECK(cache.get("a") == "1");
@@ -633,13 +930,13 @@ TEST_CASE("the memory budget refuses a body it cannot take with 503 before readi
   CHECK(r->header("connection") == "close");
   CHECK(r->body.find("memory budget") != std::string::npos);
   // Small bodies are not charged: they go on.
-  CHECK(Fetch(s.port(), "PUT", "/keys/small", std::string(1000, 's')).status == 200);
+  CHECK(Fetch(s.port(), "PUT", "/keys/small", std::string(1000, 's')).status == 201);
   // Once the first body is stored, its share is free again.
   REQUIRE(first.Send(std::string(big - (1 << 20), 'a')));
   r = first.Read();
   REQUIRE(r);
-  CHECK(r->status == 200);
-  CHECK(Fetch(s.port(), "PUT", "/keys/b", std::string(30u << 20, 'b')).status == 200);
+  CHECK(r->status == 201);
+  CHECK(Fetch(s.port(), "PUT", "/keys/b", std::string(30u << 20, 'b')).status == 201);
 
   // Chunked bodies are charged as they grow: two of 40 MiB do not both fit
   // (whichever passes what is free first is refused, or both).
@@ -660,7 +957,7 @@ TEST_CASE("the memory budget refuses a body it cannot take with 503 before readi
   for (auto& c : chunked_conns) {
     std::optional<HttpReply> done;
     if (c->Send("0\r\n\r\n")) done = c->Read();
-    if (done && done->status == 200) ++stored;
+    if (done && done->status == 201) ++stored;
     if (!done || done->status == 503) ++refused;
   }
   CHECK(refused >= 1);
@@ -944,7 +1241,7 @@ TEST_CASE("pipelined requests are answered in order") {
   for (int i = 0; i < 20; ++i) {
     std::optional<HttpReply> set = c.Read();
     REQUIRE(set);
-    CHECK(set->body == "OK");
+    CHECK(set->body == "OK\n");
     std::optional<HttpReply> get = c.Read();
     REQUIRE(get);
     CHECK(get->body == std::to_string(i));
@@ -969,7 +1266,7 @@ TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   REQUIRE(c.Send("hello"));
   std::optional<HttpReply> done = c.Read();
   REQUIRE(done);
-  CHECK(done->status == 200);
+  CHECK(done->status == 201);
   CHECK(s.cache().get("k") == "hello");
 
   // Without the token: 401 at once, no 100.
@@ -996,7 +1293,7 @@ TEST_CASE("many clients on many threads at once see their own writes") {
           const std::string v = std::to_string(t * 1000 + i);
           if (!c.Send(MakeRequest("PUT", "/keys/" + k, v))) ++failures;
           auto put = c.Read();
-          if (!put || put->status != 200) ++failures;
+          if (!put || put->status != (i < 10 ? 201 : 204)) ++failures;
           if (!c.Send(MakeRequest("GET", "/keys/" + k))) ++failures;
           auto get = c.Read();
           if (!get || get->body != v) ++failures;
@@ -1202,7 +1499,7 @@ TEST_CASE("stop() is graceful: idle connections close, a request in progress com
   REQUIRE(busy.Send("done!"));
   std::optional<HttpReply> r = busy.Read();
   REQUIRE(r);
-  CHECK(r->status == 200);
+  CHECK(r->status == 201);
   CHECK(r->header("connection") == "close");
   s.Stop();  // run() returns
   CHECK(s.cache().get("inflight") == "half-done!");
@@ -1268,7 +1565,7 @@ TEST_CASE("each request is logged at debug without its query; errors at warn") {
   const std::string log = s.log();
   CHECK(log.find("debug lilcache.default.http: http 127.0.0.1:") != std::string::npos);
   CHECK(log.find("GET /set 200 ") != std::string::npos);
-  CHECK(log.find("PUT /keys/k2 200 ") != std::string::npos);
+  CHECK(log.find("PUT /keys/k2 201 ") != std::string::npos);
   CHECK(log.find("us") != std::string::npos);
   CHECK(log.find("supersecret") == std::string::npos);
   CHECK(log.find("the-key") == std::string::npos);
@@ -1452,7 +1749,7 @@ TEST_CASE("an allowed origin gets CORS answers and preflights; the token still a
   // The request itself: the browser sends Sec-Fetch-Site: cross-site.
   const std::string sent = app + "Sec-Fetch-Site: cross-site\r\n";
   HttpReply put = Fetch(s.port(), "PUT", "/keys/a", "v", sent + "Authorization: Bearer t\r\n");
-  CHECK(put.status == 200);
+  CHECK(put.status == 201);
   CHECK(put.header("access-control-allow-origin") == "https://app.example");
   CHECK(put.header("vary") == "Origin");
   CHECK(s.cache().get("a") == "v");

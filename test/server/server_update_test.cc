@@ -96,8 +96,8 @@ TEST_CASE("an add of an absent key over HTTP stores it; of a present key it is 4
   FakeClockEnv env;
   TestServer s({}, {.env = &env});
   HttpReply added = Put(s.port(), "/keys/k?ttl=1s", "first", "If-None-Match: *\r\n");
-  CHECK(added.status == 200);
-  CHECK(added.body == "OK");
+  CHECK(added.status == 201);  // Created
+  CHECK(added.body.empty());
   CHECK(s.cache().get("k") == "first");
 
   HttpReply again = Put(s.port(), "/keys/k", "second", "If-None-Match: *\r\n");
@@ -107,7 +107,7 @@ TEST_CASE("an add of an absent key over HTTP stores it; of a present key it is 4
   CHECK(s.cache().get("k") == "first");
 
   env.now += 1000;  // the ttl of the add: expired keys are absent
-  CHECK(Put(s.port(), "/keys/k", "third", "If-None-Match: *\r\n").status == 200);
+  CHECK(Put(s.port(), "/keys/k", "third", "If-None-Match: *\r\n").status == 201);
   CHECK(s.cache().get("k") == "third");
 }
 
@@ -122,7 +122,7 @@ TEST_CASE("two PUTs with If-None-Match: * at once: exactly one is 2xx") {
       for (int k = 0; k < kKeys; ++k) {
         const HttpReply r = Put(s.port(), "/keys/race" + std::to_string(k), "t" + std::to_string(t),
                                 "If-None-Match: *\r\n");
-        if (r.status == 200) {
+        if (r.status == 201) {
           ++wins[k];
         } else if (r.status != 412) {
           ++others;
@@ -166,7 +166,7 @@ TEST_CASE("PUT with If-Match of the current ETag stores; a stale or absent key i
   TestServer s({}, {.env = &env});
   s.cache().set("k", "v1");
   const std::string v1 = Fetch(s.port(), "GET", "/keys/k").header("etag");
-  CHECK(Put(s.port(), "/keys/k?ttl=1s", "v2", "If-Match: " + v1 + "\r\n").status == 200);
+  CHECK(Put(s.port(), "/keys/k?ttl=1s", "v2", "If-Match: " + v1 + "\r\n").status == 204);
   CHECK(s.cache().get("k") == "v2");
 
   HttpReply stale = Put(s.port(), "/keys/k", "v3", "If-Match: " + v1 + "\r\n");
@@ -181,12 +181,12 @@ TEST_CASE("PUT with If-Match of the current ETag stores; a stale or absent key i
   CHECK(Put(s.port(), "/keys/k", "v3", "If-Match: W/" + v2 + "\r\n").status == 412);
   CHECK(Put(s.port(), "/keys/k", "v3", "If-Match: \"abc\"\r\n").status == 412);
   CHECK(s.cache().get("k") == "v2");
-  CHECK(Put(s.port(), "/keys/k", "v3", "If-Match: " + v1 + ", " + v2 + "\r\n").status == 200);
+  CHECK(Put(s.port(), "/keys/k", "v3", "If-Match: " + v1 + ", " + v2 + "\r\n").status == 204);
   CHECK(s.cache().get("k") == "v3");
   // Two If-Match lines are one list.
   const std::string v3 = ETag(s.cache(), "k");
   CHECK(Put(s.port(), "/keys/k", "v4", "If-Match: " + v1 + "\r\nIf-Match: " + v3 + "\r\n").status ==
-        200);
+        204);
   CHECK(s.cache().get("k") == "v4");
 
   // The ttl of the PUT that stored v2 went with v3 (a ttl-less set): no expiry now.
@@ -206,7 +206,7 @@ TEST_CASE("If-Match: * stores or removes only a present key") {
   CHECK(Fetch(s.port(), "DELETE", "/keys/k", {}, "If-Match: *\r\n").status == 412);
 
   s.cache().set("k", "old");
-  CHECK(Put(s.port(), "/keys/k", "new", "If-Match: *\r\n").status == 200);
+  CHECK(Put(s.port(), "/keys/k", "new", "If-Match: *\r\n").status == 204);
   CHECK(s.cache().get("k") == "new");
   CHECK(Fetch(s.port(), "DELETE", "/keys/k", {}, "If-Match: *\r\n").status == 200);
   CHECK_FALSE(s.cache().contains("k"));
@@ -247,7 +247,7 @@ TEST_CASE("PUTs with If-Match of one ETag at once: exactly one is 2xx; with a li
       threads.emplace_back([&, t] {
         const HttpReply r =
             Put(s.port(), "/keys/k", "t" + std::to_string(t), "If-Match: " + etag + "\r\n");
-        if (r.status == 200) {
+        if (r.status == 204) {
           ++wins;
         } else if (r.status != 412) {
           ++others;
@@ -441,13 +441,13 @@ TEST_CASE("touch gives a present key a new ttl and persist removes it: 204; abse
 
 TEST_CASE("an operation suffix follows a literal slash: a key ending in /ttl is sent with %2F") {
   TestServer s;
-  CHECK(Put(s.port(), "/keys/a%2Fttl", "x").status == 200);
+  CHECK(Put(s.port(), "/keys/a%2Fttl", "x").status == 201);
   CHECK(s.cache().get("a/ttl") == "x");
   CHECK(Fetch(s.port(), "GET", "/keys/a%2Fttl").body == "x");
   CHECK(Fetch(s.port(), "GET", "/keys/a/ttl").status == 404);  // the ttl of "a"
   HttpReply put = Put(s.port(), "/keys/a/ttl", "y");
   CHECK(put.status == 405);
-  CHECK(put.header("allow") == "GET");
+  CHECK(put.header("allow") == "GET, HEAD");
   CHECK(Fetch(s.port(), "GET", "/keys/a/increment").header("allow") == "POST");
   CHECK(Fetch(s.port(), "DELETE", "/keys/a/touch").status == 405);
   CHECK(Fetch(s.port(), "GET", "/keys/a/persist").status == 405);
@@ -689,7 +689,7 @@ TEST_CASE("an allowed origin may send If-Match and read the ETag") {
   CHECK(get.header("etag") == ETag(s.cache(), "k"));
   CHECK(get.header("access-control-expose-headers") == "ETag");
   CHECK(Put(s.port(), "/keys/k", "w", app + "If-Match: " + get.header("etag") + "\r\n").status ==
-        200);
+        204);
   CHECK(s.cache().get("k") == "w");
   CHECK(Post(s.port(), "/batch/get", R"(["k"])", app + kJsonType).status == 200);
 }

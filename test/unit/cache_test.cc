@@ -265,6 +265,33 @@ TEST_CASE("keys(), for_each and stats() report live keys") {
   CHECK(st.bytes_dead > 0);
 }
 
+TEST_CASE("for_each_key visits the live keys with a prefix, each once, until fn returns false") {
+  TempDir dir;
+  lilcache::test::FakeClockEnv env;
+  auto c = Cache::open("t", {.root = dir.path(), .env = &env});
+  for (int i = 0; i < 50; ++i) c.set("user:" + std::to_string(i), "v");
+  c.set("item:1", "c");
+  c.erase("user:7");
+  c.set("short", "v", std::chrono::milliseconds(1));
+  env.now += 1;  // "short" expired
+  std::multiset<std::string> seen;
+  c.for_each_key("user:", [&](std::string_view k) {
+    seen.emplace(k);
+    return true;
+  });
+  CHECK(seen.size() == 49);
+  CHECK(std::set<std::string>(seen.begin(), seen.end()).size() == 49);
+  CHECK(seen.count("user:7") == 0);
+  const std::vector<std::string> listed = c.keys("user:");
+  CHECK(std::multiset<std::string>(listed.begin(), listed.end()) == seen);
+  std::size_t all = 0;
+  c.for_each_key("", [&](std::string_view) { return ++all < 10; });
+  CHECK(all == 10);
+  all = 0;
+  c.for_each_key("", [&](std::string_view) { return ++all > 0; });
+  CHECK(all == 50);  // 49 users and item:1; not the expired key
+}
+
 TEST_CASE("threads of one process: racing sets leave one whole value; pops hand out once") {
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path()});
