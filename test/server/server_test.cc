@@ -1408,6 +1408,28 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("a Host that only begins with an allowed host is judged whole: 400 or 403") {
+  // The check takes a Host equal to an allowed host, with or without a
+  // decimal port, without parsing it: a longer value must not pass as one.
+  NoEnvToken no_token;
+  TestServer s({.allowed_hosts = {"box:8080"}});
+  for (const std::string host :
+       {"127.0.0.1:5001x", "127.0.0.1:+5001", "127.0.0.1:-1", "127.0.0.1:65536", "127.0.0.1:5001:1",
+        "localhost:80 x", "[::1]:5001]", "box:8080x", "box:80800", "127.0.0.1.evil.example"}) {
+    CAPTURE(host);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: " + host + "\r\n")).status == 400);
+  }
+  for (const std::string host : {"127.0.0.10", "localhostx:80", "box:808"}) {
+    CAPTURE(host);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: " + host + "\r\n")).status == 403);
+  }
+  for (const std::string host : {"127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65535", "localhost:000001",
+                                 "box:8080", "box:08080"}) {
+    CAPTURE(host);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: " + host + "\r\n")).status == 200);
+  }
+}
+
 TEST_CASE("bound to 0.0.0.0, every IP-address Host is allowed, names only if allowed") {
   TempDir dir;
   Cache cache = Cache::open("default", {.root = dir.path(), .loglevel = "off"});
