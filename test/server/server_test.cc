@@ -955,6 +955,46 @@ TEST_CASE("pipelined requests are answered in order") {
   CHECK(body->body == "payload");
 }
 
+TEST_CASE("thousands of pipelined requests are answered whole and in order") {
+  // The server writes the answers of requests read together in one write
+  // (up to a bound), each write straight to the socket, and what the socket
+  // does not take later: small, inline and large answers mixed, more than
+  // any socket buffer holds, while the client is still sending.
+  NoEnvToken no_token;
+  TestServer s;
+  const std::string big(300 * 1024, 'b');  // written from its own buffer, not copied
+  const std::string mid(10 * 1024, 'm');   // copied after the header
+  s.cache().set("big", big);
+  s.cache().set("mid", mid);
+  s.cache().set("small", "s");
+  std::string burst;
+  std::vector<const std::string*> expected;
+  const std::string small = "s";
+  for (int i = 0; i < 3000; ++i) {
+    const bool is_big = i % 100 == 99, is_mid = i % 10 == 5;
+    burst += MakeRequest("GET", is_big   ? "/get?key=big"
+                                : is_mid ? "/get?key=mid"
+                                         : "/get?key=small");
+    expected.push_back(is_big ? &big : is_mid ? &mid : &small);
+  }
+  HttpConn c(s.port());
+  bool sent = false;
+  std::thread sender([&] { sent = c.Send(burst); });
+  std::size_t whole = 0;  // answers read whole and in order
+  for (; whole < expected.size(); ++whole) {
+    std::optional<HttpReply> r = c.Read();
+    if (!r || r->status != 200 || r->body != *expected[whole]) break;
+  }
+  CHECK(whole == expected.size());
+  sender.join();  // if the answers went wrong, Send() ends at the connection's timeout
+  CHECK(sent);
+  // The connection goes on.
+  REQUIRE(c.Send(MakeRequest("GET", "/get?key=small")));
+  std::optional<HttpReply> last = c.Read();
+  REQUIRE(last);
+  CHECK(last->body == "s");
+}
+
 TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   NoEnvToken no_token;
   TestServer s({.token = "t"});
