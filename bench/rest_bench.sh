@@ -213,10 +213,13 @@ def line(label, name, peer):
     rps, cpu = med[name]
     ratio = f"{rps / med[peer][0]:.2f}x" if peer else ""
     cpu_ratio = f"{cpu / med[peer][1]:.2f}x" if peer else ""
-    print(f"| {label} | {rps:,.0f} | {ratio} | {cpu:.2f} | {cpu_ratio} |")
+    cpus = [c for _, c in rows[name]]
+    print(f"| {label} | {rps:,.0f} | {ratio} | {cpu:.2f} ({min(cpus):.2f}-{max(cpus):.2f}) "
+          f"| {cpu_ratio} |")
 
 print()
-print("| server, request, client | req/s (median) | vs redis | server CPU µs/req | vs redis |")
+print("| server, request, client | req/s (median) | vs redis | server CPU µs/req (median, range) "
+      "| vs redis |")
 print("|---|--:|--:|--:|--:|")
 load = f"lilcache-rest-load -c {c}"
 line(f"redis GET, {load}", "redis_get", None)
@@ -227,7 +230,8 @@ if "wrk_get" in med:
     print()
     print("Cross-check, other clients (not the targets):")
     print()
-    print("| server, request, client | req/s (median) | vs redis | server CPU µs/req | vs redis |")
+    print("| server, request, client | req/s (median) | vs redis | server CPU µs/req (median, range) "
+      "| vs redis |")
     print("|---|--:|--:|--:|--:|")
     line("redis GET, redis-benchmark -c 50", "redis_benchmark_get", None)
     line(f"lilcache GET /get, wrk -t{t} -c{c}", "wrk_get", "redis_benchmark_get")
