@@ -130,7 +130,14 @@ std::optional<std::string> ParseParams(const urls::url_view& url, Params& p) {
     if (slot->has_value()) {
       return "parameter given twice: " + param.key.decode();
     }
-    *slot = param.has_value ? param.value.decode(form) : std::string();
+    if (!param.has_value) {
+      *slot = std::string();
+    } else if (param.value.decoded_size() == param.value.size() &&
+               param.value.find('+') == std::string_view::npos) {
+      slot->emplace(param.value.data(), param.value.size());  // nothing to decode: one copy
+    } else {
+      *slot = param.value.decode(form);
+    }
   }
   return std::nullopt;
 }
@@ -554,6 +561,7 @@ std::optional<HttpResponse> HttpHandler::CheckHost(const HttpRequestHeader& head
     return BadRequest("missing Host header (HTTP/1.1 requires one)");
   }
   if (count > 1) return BadRequest("more than one Host header");
+  if (HostListed(first->value())) return std::nullopt;
   const std::optional<HostPort> hp = ParseHostPort(first->value());
   if (!hp) return BadRequest("malformed Host header");
   if (any_host_ || (hp->ip && any_ip_literal_)) return std::nullopt;
@@ -565,6 +573,25 @@ std::optional<HttpResponse> HttpHandler::CheckHost(const HttpRequestHeader& head
   return Forbidden("Host " + shown +
                    " is not allowed (a DNS rebinding attack?); allow it with --allow-host or "
                    "ServerOptions::allowed_hosts");
+}
+
+bool HttpHandler::HostListed(std::string_view value) const {
+  // Every request carries the same few Host values ("127.0.0.1:5001"): a
+  // value that is byte for byte a listed host, with or without a decimal
+  // port, is accepted without parsing it. It is what ParseHostPort() would
+  // make of it (a listed host is in its canonical form); any other value,
+  // in another case or form, takes the full check.
+  for (const HostPattern& p : hosts_) {
+    if (!value.starts_with(p.host)) continue;
+    const std::string_view port = value.substr(p.host.size());
+    if (port.empty()) return p.port < 0;
+    if (port.size() < 2 || port.size() > 6 || port.front() != ':') continue;
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(port.data() + 1, port.data() + port.size(), n);
+    if (ec != std::errc() || end != port.data() + port.size() || n > 65535) continue;
+    return p.port < 0 || p.port == static_cast<int>(n);
+  }
+  return false;
 }
 
 bool HttpHandler::OriginAllowed(std::string_view origin) const {

@@ -162,6 +162,9 @@ class HttpHandler {
   // nullopt if the request may go on; else the refusal.
   std::optional<HttpResponse> CheckFraming(const HttpRequestHeader& header) const;
   std::optional<HttpResponse> CheckHost(const HttpRequestHeader& header) const;
+  // Whether a Host value is exactly a listed host ("127.0.0.1", "[::1]:80"):
+  // CheckHost()'s fast path. false means "parse it", not "refuse it".
+  bool HostListed(std::string_view value) const;
   // RouteOf() after the Host and Origin checks: preflight, token, routing.
   std::variant<Route, HttpResponse> Dispatch(const HttpRequestHeader& header, bool cors) const;
   bool OriginAllowed(std::string_view origin) const;

@@ -12,6 +12,10 @@
 // periodic timer per worker closes the sessions past theirs. A slow client
 // therefore holds only its own connection, never a thread.
 //
+// Writes go straight to send(2) on the non-blocking socket, and only what it
+// does not take waits for the event loop; the answers of pipelined requests
+// read together are written together (one send per batch, not per request).
+//
 // Bounds (docs/rest.md): connections (max_connections, from RLIMIT_NOFILE),
 // connections per client address, the read buffer of a session (flat_buffer
 // max_size), and the memory of bodies and responses (MemoryBudget, shared by
@@ -63,6 +67,9 @@ using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
 
 constexpr std::size_t kReadChunk = 16 * 1024;
+// The answers of pipelined requests held back to be written together, at
+// most (ProcessInput()).
+constexpr std::size_t kBatchBytes = 64 * 1024;
 // After an error answer, how long and how much a session reads and discards
 // before closing (so that the client reads the answer, not a reset).
 constexpr auto kLingerTime = std::chrono::seconds(1);
@@ -229,6 +236,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (worker_.stopping) return Close();
     error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
+    // WriteNow() writes with send(2) directly: it must get EAGAIN, not block.
+    socket_.non_blocking(true, ec);
+    if (ec) return Close();
     Idle();
     Read();
   }
@@ -246,7 +256,12 @@ class Session : public std::enable_shared_from_this<Session> {
     out_.close = out_.linger = true;
     state_ = State::kRequest;
     deadline_ = Clock::now() + kLingerTime;
-    Write();
+    error_code ec;
+    socket_.non_blocking(true, ec);  // see Start()
+    if (ec) return Close();
+    if (std::optional<error_code> done = WriteNow(true)) {
+      if (AfterWrite(*done, true)) ProcessInput();
+    }
   }
 
   // Graceful stop: close now if between requests, else after the response.
@@ -319,52 +334,106 @@ class Session : public std::enable_shared_from_this<Session> {
     ProcessInput();
   }
 
-  // Feeds what is buffered to the connection; writes its output or reads more.
+  // Feeds what is buffered to the connection and writes its answers, until it
+  // needs more input or a write must wait for the socket. The answers of
+  // requests that arrived together (pipelined) go out in one write: a plain
+  // answer with more input buffered behind it waits in batch_ for the next
+  // ones (up to kBatchBytes). A loop, not a recursion: a client may pipeline
+  // thousands of small requests.
   void ProcessInput() {
-    HttpConnection::Step step;
-    try {
-      const auto data = buffer_.data();
-      step = connection_.Process(
-          std::string_view(static_cast<const char*>(data.data()), data.size()), out_);
-    } catch (const std::exception& e) {
-      server_.log_->error("http: internal error, closing the connection: {}", e.what());
-      return Close();
+    for (;;) {
+      HttpConnection::Step step;
+      try {
+        const auto data = buffer_.data();
+        step = connection_.Process(
+            std::string_view(static_cast<const char*>(data.data()), data.size()), out_);
+      } catch (const std::exception& e) {
+        server_.log_->error("http: internal error, closing the connection: {}", e.what());
+        return Close();
+      }
+      buffer_.consume(step.consumed);
+      bool with_out = true;
+      if (!step.ready) {
+        if (batch_.empty()) return Read();
+        with_out = false;  // the batch, then read the rest of the unfinished request
+      } else if (buffer_.size() > 0 && out_.body.empty() && !out_.close && !out_.interim &&
+                 batch_.size() + out_.head.size() <= kBatchBytes && !worker_.stopping) {
+        batch_ += out_.head;
+        out_.hold.Reset();  // an inline body: now in batch_, under kBatchBytes
+        deadline_ = Clock::now() + server_.options_.request_timeout;  // the next request's
+        continue;
+      }
+      const std::optional<error_code> done = WriteNow(with_out);
+      if (!done || !AfterWrite(*done, with_out)) return;
     }
-    buffer_.consume(step.consumed);
-    if (step.ready) return Write();
-    Read();
   }
 
-  void Write() {
-    auto done = [self = shared_from_this()](error_code ec, std::size_t) { self->OnWrite(ec); };
-    if (out_.body.empty()) {
-      asio::async_write(socket_, asio::buffer(out_.head), std::move(done));
-    } else {
-      std::array<asio::const_buffer, 2> both{asio::buffer(out_.head), asio::buffer(out_.body)};
-      asio::async_write(socket_, both, std::move(done));
+  // Writes batch_ and, if with_out, out_: at once if the socket takes it all
+  // (the usual case: no trip through the event loop), else the rest
+  // asynchronously. Returns how the write ended, or nullopt if it goes on
+  // asynchronously (its completion calls AfterWrite()).
+  std::optional<error_code> WriteNow(bool with_out) {
+    std::array<asio::const_buffer, 3> buffers{
+        asio::buffer(batch_), with_out ? asio::buffer(out_.head) : asio::const_buffer(),
+        with_out ? asio::buffer(out_.body) : asio::const_buffer()};
+    const std::size_t total = asio::buffer_size(buffers);
+    error_code ec;
+    std::size_t written = socket_.write_some(buffers, ec);  // non-blocking (Start())
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      written = 0;
     }
+    if (ec || written == total) return ec;
+    for (asio::const_buffer& b : buffers) {  // what is left
+      const std::size_t skip = std::min(written, b.size());
+      b += skip;
+      written -= skip;
+    }
+    asio::async_write(socket_, buffers,
+                      [self = shared_from_this(), with_out](error_code e, std::size_t) {
+                        if (self->AfterWrite(e, with_out)) self->ProcessInput();
+                      });
+    return std::nullopt;
   }
 
-  void OnWrite(error_code ec) {
-    out_.hold.Reset();              // the response is written (or never will be):
-    std::string().swap(out_.body);  // give its memory back now
-    if (closed_) return;
+  // After a write: frees what it held, then closes, lingers or reads, or
+  // returns true for the caller to process the buffered input.
+  bool AfterWrite(error_code ec, bool with_out) {
+    batch_.clear();
+    if (batch_.capacity() > kBatchBytes) std::string().swap(batch_);
+    if (with_out) {
+      out_.hold.Reset();              // the response is written (or never will be):
+      std::string().swap(out_.body);  // give its memory back now
+    }
+    if (closed_) return false;
     if (ec) {
       if (ec != asio::error::operation_aborted) {
         connection_.LogDropped("writing the response failed (" + ec.message() + ")");
       }
-      return Close();
+      Close();
+      return false;
     }
-    if (out_.interim) return ProcessInput();  // 100 Continue: the same request goes on
-    if (out_.close) return out_.linger ? Linger() : Close();
-    if (worker_.stopping) return Close();
+    if (!with_out) {  // the batch before an unfinished request
+      Read();
+      return false;
+    }
+    if (out_.interim) return true;  // 100 Continue: the same request goes on
+    if (out_.close) {
+      out_.linger ? Linger() : Close();
+      return false;
+    }
+    if (worker_.stopping) {
+      Close();
+      return false;
+    }
     if (buffer_.size() > 0) {  // a pipelined request
       state_ = State::kRequest;
       deadline_ = Clock::now() + server_.options_.request_timeout;
-      return ProcessInput();
+      return true;
     }
     Idle();
     Read();
+    return false;
   }
 
   void Linger() {
@@ -390,6 +459,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::beast::flat_buffer buffer_;
   HttpConnection connection_;
   HttpOutput out_;
+  std::string batch_;  // answers of pipelined requests, not written yet (ProcessInput())
   State state_ = State::kIdle;
   Clock::time_point deadline_{};
   std::size_t lingered_ = 0;

@@ -1252,6 +1252,46 @@ TEST_CASE("pipelined requests are answered in order") {
   CHECK(body->body == "payload");
 }
 
+TEST_CASE("thousands of pipelined requests are answered whole and in order") {
+  // The server writes the answers of requests read together in one write
+  // (up to a bound), each write straight to the socket, and what the socket
+  // does not take later: small, inline and large answers mixed, more than
+  // any socket buffer holds, while the client is still sending.
+  NoEnvToken no_token;
+  TestServer s;
+  const std::string big(300 * 1024, 'b');  // written from its own buffer, not copied
+  const std::string mid(10 * 1024, 'm');   // copied after the header
+  s.cache().set("big", big);
+  s.cache().set("mid", mid);
+  s.cache().set("small", "s");
+  std::string burst;
+  std::vector<const std::string*> expected;
+  const std::string small = "s";
+  for (int i = 0; i < 3000; ++i) {
+    const bool is_big = i % 100 == 99, is_mid = i % 10 == 5;
+    burst += MakeRequest("GET", is_big   ? "/get?key=big"
+                                : is_mid ? "/get?key=mid"
+                                         : "/get?key=small");
+    expected.push_back(is_big ? &big : is_mid ? &mid : &small);
+  }
+  HttpConn c(s.port());
+  bool sent = false;
+  std::thread sender([&] { sent = c.Send(burst); });
+  std::size_t whole = 0;  // answers read whole and in order
+  for (; whole < expected.size(); ++whole) {
+    std::optional<HttpReply> r = c.Read();
+    if (!r || r->status != 200 || r->body != *expected[whole]) break;
+  }
+  CHECK(whole == expected.size());
+  sender.join();  // if the answers went wrong, Send() ends at the connection's timeout
+  CHECK(sent);
+  // The connection goes on.
+  REQUIRE(c.Send(MakeRequest("GET", "/get?key=small")));
+  std::optional<HttpReply> last = c.Read();
+  REQUIRE(last);
+  CHECK(last->body == "s");
+}
+
 TEST_CASE("Expect: 100-continue is answered before the body is sent") {
   NoEnvToken no_token;
   TestServer s({.token = "t"});
@@ -1702,6 +1742,28 @@ TEST_CASE(
     TestServer s({.allowed_hosts = {"*"}});
     CHECK(Raw(s.port(), RawGet("/health", "Host: anything.example\r\n")).status == 200);
     CHECK(Raw(s.port(), RawGet("/health", "")).status == 400);  // still required
+  }
+}
+
+TEST_CASE("a Host that only begins with an allowed host is judged whole: 400 or 403") {
+  // The check takes a Host equal to an allowed host, with or without a
+  // decimal port, without parsing it: a longer value must not pass as one.
+  NoEnvToken no_token;
+  TestServer s({.allowed_hosts = {"box:8080"}});
+  for (const std::string host :
+       {"127.0.0.1:5001x", "127.0.0.1:+5001", "127.0.0.1:-1", "127.0.0.1:65536", "127.0.0.1:5001:1",
+        "localhost:80 x", "[::1]:5001]", "box:8080x", "box:80800", "127.0.0.1.evil.example"}) {
+    CAPTURE(host);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: " + host + "\r\n")).status == 400);
+  }
+  for (const std::string host : {"127.0.0.10", "localhostx:80", "box:808"}) {
+    CAPTURE(host);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: " + host + "\r\n")).status == 403);
+  }
+  for (const std::string host : {"127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65535", "localhost:000001",
+                                 "box:8080", "box:08080"}) {
+    CAPTURE(host);
+    CHECK(Raw(s.port(), RawGet("/health", "Host: " + host + "\r\n")).status == 200);
   }
 }
 
