@@ -610,9 +610,10 @@ void Cache::Impl::CountHit(bool hit, bool expired) {
 
 bool Cache::Impl::LookupIn(Generation& g, std::string_view key, std::uint64_t hash,
                            std::string* value, Found* found, bool* expired) {
-  Index::Probe p = g.Find(key, hash);
-  if (p.value == 0) return false;
-  record::RecordView rec = g.Record(Index::OffsetOf(p.value));
+  // The probe hands back the record whose key it matched: its header is
+  // read and checked once.
+  record::RecordView rec;
+  if (!g.FindRecord(key, hash, &rec)) return false;
   if (!Visible(rec, expired)) return false;
   if (value != nullptr) {
     CheckIntegrity(g, rec);

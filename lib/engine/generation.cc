@@ -23,7 +23,7 @@ void Generation::Close() {
   index.Close();
 }
 
-record::RecordView Generation::Record(std::uint64_t offset) {
+record::RecordView Generation::RecordSlow(std::uint64_t offset) {
   data.EnsureMapped(offset + record::kRecordHeaderSize);
   record::RecordView rec;
   rec.header = reinterpret_cast<const record::RecordHeader*>(data.base() + offset);

@@ -87,7 +87,19 @@ struct Generation {
 
   // The published record at `offset` (from an index slot). Maps it if needed.
   // Throws Error if it lies outside the data file or its header is not a record's.
-  record::RecordView Record(std::uint64_t offset);
+  record::RecordView Record(std::uint64_t offset) {
+    // The common case inline: an aligned offset past the file header whose
+    // header and body are mapped already.
+    const auto* h = reinterpret_cast<const record::RecordHeader*>(data.base() + offset);
+    const std::uint64_t mapped = data.mapped();
+    if (offset >= kFirstRecordOffset && offset % record::kAlign == 0 &&
+        offset + record::kRecordHeaderSize <= mapped &&
+        record::CheckRecordHeader(*h) == record::Damage::kNone &&
+        offset + record::RecordSize(h->key_len, h->value_len) <= mapped) [[likely]] {
+      return record::RecordView{h};
+    }
+    return RecordSlow(offset);
+  }
   // Whether the record's checksum matches (a published record is complete, so
   // a mismatch is corruption of the file).
   bool ChecksumOk(const record::RecordView& rec) const {
@@ -97,8 +109,20 @@ struct Generation {
   Index::Probe Find(std::string_view key, std::uint64_t hash) {
     return index.Find(hash, [&](std::uint64_t off) { return Record(off).key() == key; });
   }
+  // Looks key up in the index; on a hit, *rec is the record the slot
+  // pointed to when probed (its header checked once, by Record()).
+  bool FindRecord(std::string_view key, std::uint64_t hash, record::RecordView* rec) {
+    Index::Probe p = index.Find(hash, [&](std::uint64_t off) {
+      record::RecordView r = Record(off);
+      if (r.key() != key) return false;
+      *rec = r;
+      return true;
+    });
+    return p.value != 0;
+  }
 
  private:
+  record::RecordView RecordSlow(std::uint64_t offset);  // maps what Record() needs, or throws
   static inline std::atomic<std::int64_t> objects_{0};
 };
 
