@@ -610,12 +610,18 @@ bool Cache::Impl::LookupIn(Generation& g, std::string_view key, std::uint64_t ha
   if (!Visible(rec, expired)) return false;
   if (value != nullptr) {
     CheckIntegrity(g, rec);
-    // Not assign(): its general replace path costs ~60 instructions more
-    // than a resize (free when a reused buffer has the size already) and
-    // a memcpy. The record lies in the mapping, never in *value.
+    // Into a buffer that holds the value already (a reused one), not
+    // assign(): its general replace path costs ~60 instructions more than a
+    // resize (free when the size is the same) and a memcpy. A new buffer
+    // (get()) is allocated and filled by assign() at once. The record lies
+    // in the mapping, never in *value.
     const std::string_view v = rec.value();
-    if (value->size() != v.size()) value->resize(v.size());
-    if (!v.empty()) std::memcpy(value->data(), v.data(), v.size());
+    if (value->capacity() >= v.size()) {
+      if (value->size() != v.size()) value->resize(v.size());
+      if (!v.empty()) std::memcpy(value->data(), v.data(), v.size());
+    } else {
+      value->assign(v);
+    }
   }
   if (found != nullptr) *found = Found{rec.seq(), rec.expires_ms(), rec.kind()};
   return true;
