@@ -21,8 +21,10 @@ std::string grouped(double value) {
 
 // 1680000 -> "1.68M", 825000 -> "825k", 8100 -> "8.1k".
 std::string si(double value) {
-  if (value >= 1e6) return fmt::format("{:.3g}M", value / 1e6);
-  if (value >= 1e3) return fmt::format("{:.3g}k", value / 1e3);
+  // Thresholds at what rounds to 3 significant digits: 999,600 is "1M",
+  // not "1e+03k".
+  if (value >= 999.5e3) return fmt::format("{:.3g}M", value / 1e6);
+  if (value >= 999.5) return fmt::format("{:.3g}k", value / 1e3);
   return fmt::format("{:.3g}", value);
 }
 

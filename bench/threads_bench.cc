@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,9 +26,17 @@ constexpr auto kFinishSlack = std::chrono::seconds(30);
 struct GetReport {
   std::uint64_t ops = 0;
   std::uint64_t nanos = 0;
+  std::uint64_t cpu_nanos = 0;  // of the thread that ran the gets
   std::uint64_t wrong = 0;
   char error[256] = {};
 };
+
+std::uint64_t thread_cpu_nanos() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
 
 lilcache::Options options_at(const std::filesystem::path& root) {
   lilcache::Options options;
@@ -42,6 +51,7 @@ GetReport get_loop(lilcache::Cache& cache, const std::vector<std::string>& keys,
   GetReport report;
   Rng rng(seed);
   std::string buffer;
+  const std::uint64_t cpu_start = thread_cpu_nanos();
   const auto start = Clock::now();
   const auto end =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -59,6 +69,7 @@ GetReport get_loop(lilcache::Cache& cache, const std::vector<std::string>& keys,
   }
   report.nanos = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(now - start).count());
+  report.cpu_nanos = thread_cpu_nanos() - cpu_start;
   return report;
 }
 
@@ -66,8 +77,21 @@ double per_second(const GetReport& r) {
   return r.nanos == 0 ? 0 : static_cast<double>(r.ops) * 1e9 / static_cast<double>(r.nanos);
 }
 
+// CPU nanoseconds per get of the threads that ran them: what a get costs
+// the core it runs on, whatever else the machine runs (a line bouncing
+// between cores makes it grow with the number of threads).
+double cpu_ns_per_get(const std::vector<GetReport>& reports) {
+  std::uint64_t ops = 0, cpu = 0;
+  for (const GetReport& r : reports) {
+    ops += r.ops;
+    cpu += r.cpu_nanos;
+  }
+  return ops == 0 ? 0 : static_cast<double>(cpu) / static_cast<double>(ops);
+}
+
 struct Result {
   double gets_per_second = 0;
+  double cpu_ns_per_get = 0;
   std::uint64_t wrong = 0;
 };
 
@@ -95,6 +119,7 @@ Result in_threads(lilcache::Cache& cache, const std::vector<std::string>& keys,
     result.gets_per_second += per_second(r);
     result.wrong += r.wrong;
   }
+  result.cpu_ns_per_get = cpu_ns_per_get(reports);
   return result;
 }
 
@@ -150,6 +175,7 @@ Result in_processes(const std::filesystem::path& root, const std::vector<std::st
     result.gets_per_second += per_second(r);
     result.wrong += r.wrong;
   }
+  result.cpu_ns_per_get = cpu_ns_per_get(reports);
   return result;
 }
 
@@ -160,9 +186,12 @@ int run_threads(const ThreadsConfig& config) {
       "\n## Gets from threads and processes (lilcache, {} keys, {} values)\n\n"
       "Random gets into a reused std::string (`get(key, std::string&)`) for {} s: 1 thread; 2 "
       "threads of one process sharing one handle; 2 processes with a handle each. Aggregate "
-      "gets/s, medians of {} interleaved repetitions (the order of the three rotates).\n\n",
+      "gets/s, and CPU time per get of the threads that ran them (what a get costs its core, "
+      "whatever else runs: a cache line bouncing between cores makes it grow with 2 threads); "
+      "medians of {} interleaved repetitions (the order of the three rotates). Load average "
+      "at the start: {}.\n\n",
       grouped(static_cast<double>(config.keys)), size_text(config.value_size), config.seconds,
-      config.reps);
+      config.reps, load_average());
   std::fflush(stdout);
   TempDir dir("threads");
   std::vector<std::string> keys = make_keys(config.keys);
@@ -172,7 +201,7 @@ int run_threads(const ThreadsConfig& config) {
     for (std::size_t i = 0; i < keys.size(); ++i) cache.set(keys[i], values.make(keys[i], 1));
   }
   const char* const names[] = {"1 thread", "2 threads, 1 process", "2 processes"};
-  std::vector<double> samples[3];
+  std::vector<double> samples[3], cpu[3];
   std::uint64_t wrong = 0;
   int failures = 0;
   for (int rep = 0; rep < config.reps; ++rep) {
@@ -191,18 +220,19 @@ int run_threads(const ThreadsConfig& config) {
         continue;
       }
       samples[mode].push_back(r.gets_per_second);
+      cpu[mode].push_back(r.cpu_ns_per_get);
       wrong += r.wrong;
-      fmt::print(stderr, "[threads rep {}/{}] {}: {} gets/s\n", rep + 1, config.reps, names[mode],
-                 si(r.gets_per_second));
+      fmt::print(stderr, "[threads rep {}/{}] {}: {} gets/s, {:.0f} CPU ns/get\n", rep + 1,
+                 config.reps, names[mode], si(r.gets_per_second), r.cpu_ns_per_get);
     }
   }
-  print_header("gets of", {"gets/s (median)", "every repetition"});
+  print_header("gets of", {"gets/s (median)", "every repetition", "CPU ns per get (median)"});
   std::optional<double> med[3];
   for (int mode = 0; mode < 3; ++mode) {
     med[mode] = median(samples[mode]);
     std::string all;
     for (double s : samples[mode]) all += (all.empty() ? "" : ", ") + si(s);
-    print_row(names[mode], {cell(med[mode], si), all});
+    print_row(names[mode], {cell(med[mode], si), all, cell(median(cpu[mode]), grouped)});
   }
   fmt::print("\n");
   if (med[0] && med[1] && *med[0] > 0) {
@@ -215,6 +245,10 @@ int run_threads(const ThreadsConfig& config) {
     fmt::print("- 2 threads / 2 processes equal within 10%: {} ({})\n",
                r >= 0.9 && r <= 1.1 ? "MET" : "MISSED", ratio_text(r));
   }
+  fmt::print(
+      "- load average at the end: {} (above 2 on this 2-core machine, two threads cannot "
+      "both run all the time, and the gets/s ratios say little)\n",
+      load_average());
   if (wrong > 0) {
     fmt::print("\nERROR: {} gets returned a wrong value\n", wrong);
     ++failures;
