@@ -24,6 +24,7 @@
 #include "stampede.h"
 #include "store.h"
 #include "sustained.h"
+#include "threads_bench.h"
 #include "workload.h"
 
 namespace bench {
@@ -45,8 +46,9 @@ struct Config {
   std::size_t sustained_ops = 1'500'000;
 };
 
-constexpr std::array<std::string_view, 6> kParts{"getset", "increment", "add",
-                                                 "batch",  "stampede",  "sustained"};
+constexpr std::array<std::string_view, 7> kParts{"getset", "increment", "add",
+                                                 "batch",  "stampede",  "sustained",
+                                                 "threads"};
 
 constexpr const char* kUsage = R"(usage: lilcache-bench [options]
   --quick           smoke run in a few seconds (5,000 keys, 1 rep, 0.1 s mixes)
@@ -55,8 +57,8 @@ constexpr const char* kUsage = R"(usage: lilcache-bench [options]
   --seconds S       duration of each get/set mix (default 1)
   --remote-ops N    ops per get/set measurement for Redis/memcached (default 5,000)
   --stores LIST     comma-separated subset of: lilcache,unordered_map,lmdb,sqlite,redis,memcached
-  --parts LIST      comma-separated subset of: getset,increment,add,batch,stampede,sustained
-                    (default all)
+  --parts LIST      comma-separated subset of: getset,increment,add,batch,stampede,sustained,
+                    threads (default all)
   --sustained-ops N overwrites per sustained run (default 1,500,000; at most 3 reps)
   --op-seconds S    duration of each increment/add run (default 0.25)
 )";
@@ -236,6 +238,7 @@ void measure_rep(Active& a, const Config& config) {
     std::unique_ptr<Handle> handle = a.store->open();
     row.set_ns.push_back(a.data.time_sets(*handle, ops));
     row.get_ns.push_back(a.data.time_gets(*handle, ops));
+    row.getbuf_ns.push_back(a.data.time_gets_into(*handle, ops));
     if (!row.peer->multiprocess) {
       row.mix_ops[0].push_back(a.data.time_mix_here(*handle, config.seconds));
     }
@@ -251,8 +254,11 @@ void progress(const Active& a, std::size_t size, int rep, int reps) {
   for (const auto& samples : row.mix_ops) {
     if (!samples.empty()) mix += fmt::format(" {:.0f}", samples.back());
   }
-  fmt::print(stderr, "[{} B rep {}/{}] {}: set {:.0f} ns, get {:.0f} ns, mix ops/s{}\n", size,
-             rep + 1, reps, row.peer->label, row.set_ns.back(), row.get_ns.back(), mix);
+  fmt::print(
+      stderr,
+      "[{} B rep {}/{}] {}: set {:.0f} ns, get {:.0f} ns, get into buffer {:.0f} ns, mix ops/s{}\n",
+      size, rep + 1, reps, row.peer->label, row.set_ns.back(), row.get_ns.back(),
+      row.getbuf_ns.back(), mix);
 }
 
 // Every repetition measures every store in turn, so that slow drifts of the
@@ -300,6 +306,18 @@ int run_ops(const Config& config, const std::vector<Peer>& peers) {
   if (selected(config, "batch")) failures += run_batches(ops, peers);
   bool lilcache = std::any_of(peers.begin(), peers.end(),
                               [](const Peer& peer) { return peer.id == "lilcache"; });
+  if (selected(config, "threads") && lilcache) {
+    ThreadsConfig threads;
+    threads.reps = config.reps;
+    threads.seconds = config.seconds;
+    threads.keys = config.keys;
+    try {
+      failures += run_threads(threads);
+    } catch (const std::exception& e) {
+      fmt::print("\nERROR: threads: {}\n", e.what());
+      ++failures;
+    }
+  }
   if (selected(config, "stampede") && lilcache) {
     StampedeConfig stampede;
     stampede.reps = config.reps;

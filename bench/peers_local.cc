@@ -15,6 +15,13 @@
 
 namespace bench {
 
+bool Handle::get_into(std::string_view key, std::string& out) {
+  std::optional<std::string> value = get(key);
+  if (!value) return false;
+  out.assign(*value);
+  return true;
+}
+
 void Handle::load(std::span<const std::string> keys, std::span<const std::string> values) {
   for (std::size_t i = 0; i < keys.size(); ++i) set(keys[i], values[i]);
 }
@@ -50,6 +57,7 @@ class LilcacheHandle final : public Handle {
       : cache_(lilcache::Cache::open("bench", options_at(root))) {}
 
   std::optional<std::string> get(std::string_view key) override { return cache_.get(key); }
+  bool get_into(std::string_view key, std::string& out) override { return cache_.get(key, out); }
   void set(std::string_view key, std::string_view value) override { cache_.set(key, value); }
 
   std::int64_t increment(std::string_view key, std::int64_t delta) override {
@@ -94,6 +102,14 @@ class MapHandle final : public Handle {
     auto it = map_.find(key);
     if (it == map_.end()) return std::nullopt;
     return it->second;
+  }
+
+  // Lookup and copy into the reused buffer: the floor for get_into.
+  bool get_into(std::string_view key, std::string& out) override {
+    auto it = map_.find(key);
+    if (it == map_.end()) return false;
+    out.assign(it->second);
+    return true;
   }
 
   void set(std::string_view key, std::string_view value) override {
@@ -164,6 +180,17 @@ class LmdbHandle final : public Handle {
     mdb_txn_reset(reader_.get());
     if (rc != MDB_NOTFOUND) check_mdb(rc, "mdb_get");
     return value;
+  }
+
+  bool get_into(std::string_view key, std::string& out) override {
+    check_mdb(mdb_txn_renew(reader_.get()), "mdb_txn_renew");
+    MDB_val k = as_val(key);
+    MDB_val v{};
+    int rc = mdb_get(reader_.get(), dbi_, &k, &v);
+    if (rc == MDB_SUCCESS) out.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+    mdb_txn_reset(reader_.get());
+    if (rc != MDB_NOTFOUND) check_mdb(rc, "mdb_get");
+    return rc == MDB_SUCCESS;
   }
 
   void set(std::string_view key, std::string_view value) override {

@@ -21,8 +21,10 @@ std::string grouped(double value) {
 
 // 1680000 -> "1.68M", 825000 -> "825k", 8100 -> "8.1k".
 std::string si(double value) {
-  if (value >= 1e6) return fmt::format("{:.3g}M", value / 1e6);
-  if (value >= 1e3) return fmt::format("{:.3g}k", value / 1e3);
+  // Thresholds at what rounds to 3 significant digits: 999,600 is "1M",
+  // not "1e+03k".
+  if (value >= 999.5e3) return fmt::format("{:.3g}M", value / 1e6);
+  if (value >= 999.5) return fmt::format("{:.3g}k", value / 1e3);
   return fmt::format("{:.3g}", value);
 }
 
@@ -59,27 +61,29 @@ bool measured(const Row& row) { return row.skipped.empty() && row.error.empty();
 
 std::optional<double> get_ns(const Row& row) { return median(row.get_ns); }
 std::optional<double> set_ns(const Row& row) { return median(row.set_ns); }
+std::optional<double> getbuf_ns(const Row& row) { return median(row.getbuf_ns); }
 std::optional<double> mix_ops(const Row& row, std::size_t column) {
   return median(row.mix_ops[column]);
 }
 
-std::vector<std::string> columns(const std::string& get, const std::string& set,
-                                 const std::string& mix_suffix) {
-  std::vector<std::string> out{get, set};
+std::vector<std::string> columns(const std::string& get, const std::string& getbuf,
+                                 const std::string& set, const std::string& mix_suffix) {
+  std::vector<std::string> out{get, getbuf, set};
   for (int processes : kMixProcesses) out.push_back(mix_header(processes) + mix_suffix);
   return out;
 }
 
 void print_medians(const SizeResult& result) {
-  print_header("store", columns("get ns", "set ns", " ops/s"));
+  print_header("store", columns("get ns", "get into buffer ns", "set ns", " ops/s"));
   for (const Row& row : result.rows) {
     if (!measured(row)) {
-      std::vector<std::string> cells(2 + kMixProcesses.size(), "-");
+      std::vector<std::string> cells(3 + kMixProcesses.size(), "-");
       cells[0] = row.skipped.empty() ? "ERROR (below)" : "skipped (below)";
       print_row(row.peer->label, cells);
       continue;
     }
-    std::vector<std::string> cells{cell(get_ns(row), grouped), cell(set_ns(row), grouped)};
+    std::vector<std::string> cells{cell(get_ns(row), grouped), cell(getbuf_ns(row), grouped),
+                                   cell(set_ns(row), grouped)};
     for (std::size_t c = 0; c < kMixProcesses.size(); ++c)
       cells.push_back(cell(mix_ops(row, c), si));
     print_row(row.peer->label, cells);
@@ -112,10 +116,11 @@ void print_ratios(const SizeResult& result) {
       "\nlilcache / peer, {} values (get, set: lilcache ns / peer ns, lower is better; "
       "mix: lilcache ops/s / peer ops/s, higher is better):\n\n",
       size_text(result.value_size));
-  print_header("peer", columns("get", "set", ""));
+  print_header("peer", columns("get", "get into buffer", "set", ""));
   for (const Row& row : result.rows) {
     if (&row == lil || !measured(row)) continue;
     std::vector<std::string> cells{cell(divide(get_ns(*lil), get_ns(row)), ratio_text),
+                                   cell(divide(getbuf_ns(*lil), getbuf_ns(row)), ratio_text),
                                    cell(divide(set_ns(*lil), set_ns(row)), ratio_text)};
     for (std::size_t c = 0; c < kMixProcesses.size(); ++c) {
       cells.push_back(cell(divide(mix_ops(*lil, c), mix_ops(row, c)), ratio_text));
@@ -171,7 +176,10 @@ void print_tables(const SizeResult& result) {
 void print_targets(const std::vector<SizeResult>& results) {
   const std::vector<Target> targets{
       {"get <= 0.5x LMDB", "lmdb", get_ns, "ns", 0.5, true},
+      {"get into a reused buffer <= 0.5x LMDB's", "lmdb", getbuf_ns, "ns", 0.5, true},
       {"get <= 1.0x unordered_map", "unordered_map", get_ns, "ns", 1.0, true},
+      {"get into a reused buffer <= 1.5x unordered_map's lookup-and-copy", "unordered_map",
+       getbuf_ns, "ns", 1.5, true},
       {"set <= 0.5x LMDB", "lmdb", set_ns, "ns", 0.5, true},
       {"2-process mix >= 2x LMDB", "lmdb", mix2, "ops/s", 2.0, false},
   };

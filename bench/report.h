@@ -18,6 +18,7 @@ inline constexpr std::array<int, 3> kMixProcesses{1, 2, 4};
 struct Row {
   const Peer* peer = nullptr;
   std::vector<double> get_ns;
+  std::vector<double> getbuf_ns;  // get into a reused std::string (Handle::get_into)
   std::vector<double> set_ns;
   std::array<std::vector<double>, kMixProcesses.size()> mix_ops;  // ops/s
   std::string skipped;  // why it did not run ("" if it did)

@@ -21,6 +21,10 @@ class Handle {
 
   // The value of key copied out into a new std::string, nullopt if absent.
   virtual std::optional<std::string> get(std::string_view key) = 0;
+  // The value of key copied into `out` (a buffer the caller reuses, so no
+  // allocation once it is large enough); false if absent. The default goes
+  // through get().
+  virtual bool get_into(std::string_view key, std::string& out);
   virtual void set(std::string_view key, std::string_view value) = 0;
 
   // Untimed bulk load of a fresh store (keys[i] -> values[i]). The default

@@ -224,11 +224,24 @@ double Dataset::time_gets(Handle& handle, std::size_t ops) {
   });
 }
 
+double Dataset::time_gets_into(Handle& handle, std::size_t ops) {
+  std::string buffer;
+  return timed_batches(ops, [&] {
+    std::size_t i = pick(rng_.next(), keys_.size());
+    check_get(i, handle.get_into(keys_[i], buffer) ? &buffer : nullptr);
+  });
+}
+
 void Dataset::check_get(std::size_t index, const std::optional<std::string>& value) {
+  check_get(index, value ? &*value : nullptr);
+}
+
+void Dataset::check_get(std::size_t index, const std::string* value) {
   ++checks_.gets;
   const std::string& key = keys_[index];
-  if (value && values_.looks_right(key, *value, expected_[index])) return;
-  std::string what = values_.diagnose(key, value, expected_[index]);
+  if (value != nullptr && values_.looks_right(key, *value, expected_[index])) return;
+  std::string what = values_.diagnose(
+      key, value != nullptr ? std::optional<std::string>(*value) : std::nullopt, expected_[index]);
   checks_.fail(fmt::format("key {}: {}", key, what.empty() ? "failed the quick check" : what));
 }
 

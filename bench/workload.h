@@ -83,6 +83,8 @@ class Dataset {
   // timed in batches.
   double time_sets(Handle& handle, std::size_t ops);
   double time_gets(Handle& handle, std::size_t ops);
+  // ... the same gets into one reused std::string (Handle::get_into).
+  double time_gets_into(Handle& handle, std::size_t ops);
   // 90/10 get/set mix for `seconds`: aggregate ops/s of `processes` forked
   // processes that each open their own handle...
   double time_mix(Store& store, int processes, double seconds);
@@ -100,6 +102,7 @@ class Dataset {
   };
 
   void check_get(std::size_t index, const std::optional<std::string>& value);
+  void check_get(std::size_t index, const std::string* value);
   MixCount mix_loop(Handle& handle, double seconds);
   int mix_child(Store& store, int index, double seconds, MixPipes& pipes);
   double combine(const std::vector<MixReport>& reports);

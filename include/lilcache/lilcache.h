@@ -288,6 +288,14 @@ struct Options {
 // was created (purge() does not reset them), plus sizes of the current log.
 // A snapshot-free sum: counters of operations running during stats() may or
 // may not be included.
+// The counters (hits .. expired) are exact for the operations of the calling
+// process's own handle that completed before stats() (whatever thread ran
+// them). Another handle's counts (another process's, or another handle's in
+// this process) lag: each handle counts in its own memory, per thread, and
+// publishes to the shared meta file every 64 counts of a kind per thread and
+// when the handle is closed (destroyed). So a process's operations are all
+// counted once its handles are closed; a process that exits without closing
+// them (killed, _exit) loses up to 63 per kind and thread.
 struct Stats {
   std::uint64_t hits = 0;        // get/pop/contains that found a live key
   std::uint64_t misses = 0;      // ... that found nothing (or an expired key)

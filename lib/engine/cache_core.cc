@@ -19,6 +19,8 @@ std::unique_ptr<Meta> CacheCore::Adopt(std::unique_ptr<Meta> meta, std::size_t s
 }
 
 void CacheCore::Close() {
+  // Before the meta file goes: the counts of this handle's operations.
+  if (meta_) FlushCounters();
   {
     MutexLock lock(&refresh_mu_);
     current_.store(nullptr, std::memory_order_seq_cst);
@@ -35,23 +37,16 @@ void CacheCore::ResetInChild() {
   for (auto& g : generations_) g->data.ResetAfterFork();
   refresh_mu_.Unlock();
   compact_mu_.ResetAfterFork();
+  // The unflushed counts copied from the parent are the parent's: it
+  // flushes them into its own slot. Relaxed: no other thread exists yet.
+  for (auto& stripe : counters_) {
+    for (auto& n : stripe.n) n.store(0, std::memory_order_relaxed);
+  }
   // Relaxed: no other thread exists yet.
   throttle_check_at_.store(0, std::memory_order_relaxed);
 }
 
 // ---- generations ------------------------------------------------------------
-
-Generation* CacheCore::Pin() {
-  for (;;) {
-    Generation* g = current_.load(std::memory_order_seq_cst);
-    // seq_cst pair with Refresh(): it stores current_ then reads pins; we
-    // bump pins then re-read current_. One of us sees the other, so a
-    // generation is never unmapped under a pinned reader.
-    g->pins.fetch_add(1, std::memory_order_seq_cst);
-    if (current_.load(std::memory_order_seq_cst) == g) return g;
-    Unpin(g);
-  }
-}
 
 void CacheCore::Refresh() {
   MutexLock lock(&refresh_mu_);
@@ -64,8 +59,8 @@ void CacheCore::Refresh() {
     // Reuse the object of a released generation (one per switch leaked
     // otherwise: ~650 bytes per switch and process, forever). It cannot be
     // freed: a thread in Pin() that loaded current_ before that generation
-    // was retired may still bump its `pins` and, seeing current_ changed,
-    // drop it again; both touch only `pins`, which is never reset, and if
+    // was retired may still bump its stripe of `pins` and, seeing current_
+    // changed, drop it again; both touch only `pins`, never reset, and if
     // the object is current again by the time such a thread re-checks
     // current_, it holds a valid pin on the new generation, opened before
     // the seq_cst store below published it.
@@ -113,10 +108,43 @@ void CacheCore::RetireUnpinned() {
   Generation* cur = current_.load(std::memory_order_relaxed);
   for (auto& g : generations_) {
     if (g.get() == cur || g->released) continue;
-    if (g->pins.load(std::memory_order_seq_cst) != 0) continue;
+    // seq_cst loads of every stripe (Pinned): see Pin().
+    if (g->Pinned()) continue;
     g->Close();
     g->released = true;
   }
+}
+
+// ---- stats counters ---------------------------------------------------------
+
+namespace {
+// The ProcessSlot field of each CacheCore::Counter.
+constexpr std::uint64_t ProcessSlot::*kSlotField[CacheCore::kCounters] = {
+    &ProcessSlot::hits, &ProcessSlot::misses, &ProcessSlot::sets, &ProcessSlot::deletes,
+    &ProcessSlot::expired};
+}  // namespace
+
+void CacheCore::FlushStripe(std::size_t stripe) {
+  ProcessSlot& slot = my_slot();
+  for (int c = 0; c < kCounters; ++c) {
+    // Relaxed: statistics. The exchange takes exactly what was counted so
+    // far, whichever threads of this stripe counted it; the slot gets it
+    // once (unsigned arithmetic: a net decrement wraps around correctly).
+    std::uint64_t v = counters_[stripe].n[c].exchange(0, std::memory_order_relaxed);
+    if (v != 0) Shared(slot.*kSlotField[c]).fetch_add(v, std::memory_order_relaxed);
+  }
+}
+
+void CacheCore::FlushCounters() {
+  for (std::size_t i = 0; i < kStripes; ++i) FlushStripe(i);
+}
+
+std::uint64_t CacheCore::Unflushed(Counter c) const {
+  std::uint64_t sum = 0;
+  // Relaxed: statistics; a stripe being flushed by another thread right
+  // now may be missed (it is in neither place for a moment).
+  for (const auto& stripe : counters_) sum += stripe.n[c].load(std::memory_order_relaxed);
+  return sum;
 }
 
 // ---- durability -------------------------------------------------------------

@@ -11,7 +11,8 @@
 //    Cache::Impl's attach mutex, before the release store of the handle's
 //    fork epoch that every operation acquires first (cache_impl.h).
 //  * current_ is read lock-free (Pin); refresh_mu_ serializes its swaps and
-//    guards generations_.
+//    guards generations_. Pins and stats counters are per thread stripe
+//    (generation.h ThreadStripe): a get writes only its own thread's lines.
 //  * compact_mu_: one compactor per process (compaction.h); the writer pause
 //    check (ClearPauseIfCompactorDied) tries it, so that it never clears a
 //    pause of this process's own compactor.
@@ -19,6 +20,7 @@
 
 #include <spdlog/logger.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -71,8 +73,32 @@ class CacheCore {
 
   // ---- generations ----
   // The current generation, pinned: its files stay mapped until Unpin.
-  Generation* Pin();
-  static void Unpin(Generation* g) { g->pins.fetch_sub(1, std::memory_order_release); }
+  Generation* Pin() {
+    const std::size_t stripe = ThreadStripe();
+    for (;;) {
+      Generation* g = current_.load(std::memory_order_seq_cst);
+      // seq_cst pair with Refresh(): it stores current_ then reads every
+      // stripe of the old generation's pins (RetireUnpinned); we bump our
+      // stripe then re-read current_. In the single total order of seq_cst
+      // operations one of us sees the other, so a generation is never
+      // unmapped under a pinned reader. Our stripe's line is written by
+      // this thread only (up to kStripes threads), so this RMW stays in
+      // our core's cache; current_ is only read.
+      std::atomic<std::int64_t>* mine = &g->pins[stripe].n;
+      mine->fetch_add(1, std::memory_order_seq_cst);
+      if (current_.load(std::memory_order_seq_cst) == g) [[likely]] {
+        return g;
+      }
+      // Release as in Unpin.
+      mine->fetch_sub(1, std::memory_order_release);
+    }
+  }
+  // Must run on the thread that pinned g (its stripe). Release: our reads
+  // of g's mappings happen before a retirer that sees the stripe drop
+  // (its seq_cst load) unmaps them.
+  static void Unpin(Generation* g) {
+    g->pins[ThreadStripe()].n.fetch_sub(1, std::memory_order_release);
+  }
   // The current generation (or null before the first Refresh), unpinned:
   // for a text log line or the thread that just refreshed.
   Generation* current() const { return current_.load(std::memory_order_acquire); }
@@ -80,6 +106,28 @@ class CacheCore {
   void Refresh() EXCLUDES(refresh_mu_);
   // Unmaps retired generations that no thread pins any more.
   void RetireNow() EXCLUDES(refresh_mu_);
+
+  // ---- stats counters (ProcessSlot hits..expired) ----
+  // Counted per thread stripe in process memory and flushed into this
+  // handle's process slot when a stripe's counter crosses a multiple of
+  // kFlushEvery, at Close() and by FlushCounters(); stats() adds the
+  // unflushed part (Unflushed). So a get writes no shared cache line.
+  enum Counter { kHits, kMisses, kSets, kDeletes, kExpired, kCounters };
+  static constexpr std::uint64_t kFlushEvery = 64;
+  // Adds n (may be a two's-complement negative: -1 as ~0ull) to counter c.
+  void Count(Counter c, std::uint64_t n = 1) {
+    const std::size_t stripe = ThreadStripe();
+    // Relaxed: a statistic, no data depends on it; the stripe's line is
+    // written by this thread only (up to kStripes threads).
+    std::uint64_t old = counters_[stripe].n[c].fetch_add(n, std::memory_order_relaxed);
+    if (((old + n) ^ old) >= kFlushEvery) [[unlikely]] {
+      FlushStripe(stripe);
+    }
+  }
+  // Counts of this handle's operations not yet in its process slot.
+  std::uint64_t Unflushed(Counter c) const;
+  // Moves every stripe into the process slot (Close, tests).
+  void FlushCounters();
 
   // ---- durability (docs/concurrency.md, "Durability") ----
   // msync of the meta file.
@@ -93,7 +141,7 @@ class CacheCore {
   // Raises meta durable_gen to `gen` (never lowers it), once the data file
   // of `gen` and its name are durable. seq_cst, as durable_gen().
   void RaiseDurableGen(std::uint64_t gen);
-  // Makes generation g durable: its data file up to its tail, the directory
+  // Makes generation g durable: its whole data file, the directory
   // (its name), then durable_gen and the meta page. The caller keeps g from
   // being retired and its files from being removed meanwhile (a writer
   // section), or checks afterwards that g is still current (Sync).
@@ -123,6 +171,7 @@ class CacheCore {
   void ClearPauseIfCompactorDied() EXCLUDES(compact_mu_);
   void ClearPauseOfDeadCompactor() REQUIRES(compact_mu_);
   void RetireUnpinned() REQUIRES(refresh_mu_);  // unmaps retired generations nobody pins
+  void FlushStripe(std::size_t stripe);
 
   Env* const env_;
   const CachePaths paths_;
@@ -131,6 +180,12 @@ class CacheCore {
   std::unique_ptr<Meta> meta_;
   std::size_t slot_ = 0;
   std::uint64_t salt_ = 0;
+
+  // Process-local parts of the stats counters, per ThreadStripe(); see Count.
+  struct alignas(kCacheLine) CounterStripe {
+    std::atomic<std::uint64_t> n[kCounters] = {};
+  };
+  std::array<CounterStripe, kStripes> counters_;
 
   std::atomic<Generation*> current_{nullptr};
   Mutex refresh_mu_;  // serializes swaps of current_

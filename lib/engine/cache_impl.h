@@ -209,7 +209,14 @@ class Cache::Impl final : public ForkHook {
   void PeriodicSync();  // Options::sync as an interval; logs failures
   void StartMaintenanceThread() EXCLUDES(maintenance_mu_);
   void StopMaintenance() EXCLUDES(maintenance_mu_);
-  void CountHit(bool hit, bool expired);
+  // This thread's stripe of process-local counters (CacheCore::Count): no
+  // shared cache line is written. Inline: every get runs it.
+  void CountHit(bool hit, bool expired) {
+    core_.Count(hit ? CacheCore::kHits : CacheCore::kMisses);
+    if (expired) [[unlikely]] {
+      core_.Count(CacheCore::kExpired);
+    }
+  }
   // get() and contains(): the value (or "" when !copy_value) if visible;
   // also its record's seq (the version) and expiry when asked for.
   struct Found {

@@ -102,7 +102,7 @@ bool Cache::Impl::Update(std::string_view key, const char* op, const Decide& dec
     }
     if (!Compact({.reason = "index full", .min_slots = slots * 2})) env_->SleepMicros(1000);
   }
-  if (wrote) Shared(core_.my_slot().sets).fetch_add(1, std::memory_order_relaxed);
+  if (wrote) core_.Count(CacheCore::kSets);
   if (core_.logger().should_log(spdlog::level::debug)) {
     core_.logger().debug("{} key of {} bytes: {}", op, key.size(),
                          wrote ? "written" : "not written");
@@ -162,8 +162,8 @@ bool Cache::Impl::CompareAndErase(std::string_view key, std::uint64_t version) {
   });
   if (erased) {
     // Update() counted it as a set.
-    Shared(core_.my_slot().sets).fetch_sub(1, std::memory_order_relaxed);
-    Shared(core_.my_slot().deletes).fetch_add(1, std::memory_order_relaxed);
+    core_.Count(CacheCore::kSets, ~std::uint64_t{0});
+    core_.Count(CacheCore::kDeletes);
   }
   return erased;
 }
@@ -275,13 +275,13 @@ std::vector<std::optional<std::string>> Cache::Impl::GetMany(const std::vector<s
       }
       if (g.number != gen.load(std::memory_order_acquire)) break;  // read it again
       hits += v.has_value() ? 1 : 0;
-      if (expired) Shared(core_.my_slot().expired).fetch_add(1, std::memory_order_relaxed);
+      if (expired) core_.Count(CacheCore::kExpired);
       out.push_back(std::move(v));
     }
   }
   // Relaxed: counters for stats().
-  Shared(core_.my_slot().hits).fetch_add(hits, std::memory_order_relaxed);
-  Shared(core_.my_slot().misses).fetch_add(keys.size() - hits, std::memory_order_relaxed);
+  core_.Count(CacheCore::kHits, hits);
+  core_.Count(CacheCore::kMisses, keys.size() - hits);
   core_.logger().debug("get_many of {} keys: {} hits", keys.size(), hits);
   return out;
 }
@@ -311,7 +311,7 @@ void Cache::Impl::SetMany(const std::vector<std::pair<std::string, std::string>>
           slots = w.gen().index.slot_count();
           break;
         }
-        Shared(core_.my_slot().sets).fetch_add(1, std::memory_order_relaxed);
+        core_.Count(CacheCore::kSets);
       }
       SyncWritten(w.gen(), written);
       const WriteFollowUp f = AssessWrite(w.gen());
@@ -355,7 +355,7 @@ std::size_t Cache::Impl::EraseMany(const std::vector<std::string>& keys) {
     Pace(pace, removed_here);
     removed += removed_here;
   }
-  Shared(core_.my_slot().deletes).fetch_add(removed, std::memory_order_relaxed);
+  core_.Count(CacheCore::kDeletes, removed);
   core_.logger().debug("erase_many of {} keys: {} removed", keys.size(), removed);
   AfterWrite(follow_up);
   return removed;

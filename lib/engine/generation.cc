@@ -5,6 +5,12 @@
 
 namespace lilcache {
 
+std::size_t NewThreadStripe() {
+  // Relaxed: only distinctness matters, which the RMW gives in any order.
+  static std::atomic<std::size_t> next{0};
+  return next.fetch_add(1, std::memory_order_relaxed) % kStripes;
+}
+
 void Generation::Open(Env* env, const CachePaths& paths, std::uint64_t gen, std::uint64_t s) {
   number = gen;
   salt = s;
@@ -17,7 +23,7 @@ void Generation::Close() {
   index.Close();
 }
 
-record::RecordView Generation::Record(std::uint64_t offset) {
+record::RecordView Generation::RecordSlow(std::uint64_t offset) {
   data.EnsureMapped(offset + record::kRecordHeaderSize);
   record::RecordView rec;
   rec.header = reinterpret_cast<const record::RecordHeader*>(data.base() + offset);

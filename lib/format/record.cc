@@ -62,19 +62,6 @@ const char* DamageName(Damage d) {
   return "?";
 }
 
-Damage CheckRecordHeader(const RecordHeader& h) {
-  if (h.magic != kRecordMagic) return Damage::kBadMagic;
-  bool type_ok = h.type == static_cast<std::uint8_t>(RecordType::kSet) ||
-                 h.type == static_cast<std::uint8_t>(RecordType::kTombstone);
-  if (!type_ok || (h.flags & ~kKnownFlags) != 0 || h.reserved != 0 || h.key_len == 0 ||
-      h.key_len > kMaxKeyBytes || h.value_len > kMaxValueBytes || h.seq > kMaxSeq ||
-      (h.type == static_cast<std::uint8_t>(RecordType::kTombstone) &&
-       (h.value_len != 0 || (h.flags & kKindMask) != 0))) {
-    return Damage::kBadHeader;
-  }
-  return Damage::kNone;
-}
-
 Damage CheckRecord(std::span<const char> region, std::size_t offset, std::uint64_t salt,
                    RecordView* out) {
   if (offset > region.size() || region.size() - offset < kRecordHeaderSize) {

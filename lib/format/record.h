@@ -10,6 +10,8 @@
 #include <span>
 #include <string_view>
 
+#include "lilcache/lilcache.h"  // kMaxKeyBytes, kMaxValueBytes
+
 namespace lilcache::record {
 
 inline constexpr std::uint32_t kRecordMagic = 0x4352434C;  // "LCRC"
@@ -117,7 +119,21 @@ const char* DamageName(Damage d);
 // lengths and seq are possible (a tombstone has no value); else kBadMagic or
 // kBadHeader. Does not look past the header: the caller checks that the
 // RecordSize() bytes are there.
-Damage CheckRecordHeader(const RecordHeader& h);
+// Inline: every get runs it on the record it reads.
+inline Damage CheckRecordHeader(const RecordHeader& h) {
+  if (h.magic != kRecordMagic) [[unlikely]] {
+    return Damage::kBadMagic;
+  }
+  const bool type_ok = h.type == static_cast<std::uint8_t>(RecordType::kSet) ||
+                       h.type == static_cast<std::uint8_t>(RecordType::kTombstone);
+  if (!type_ok || (h.flags & ~kKnownFlags) != 0 || h.reserved != 0 || h.key_len == 0 ||
+      h.key_len > kMaxKeyBytes || h.value_len > kMaxValueBytes || h.seq > kMaxSeq ||
+      (h.type == static_cast<std::uint8_t>(RecordType::kTombstone) &&
+       (h.value_len != 0 || (h.flags & kKindMask) != 0))) [[unlikely]] {
+    return Damage::kBadHeader;
+  }
+  return Damage::kNone;
+}
 
 // Validates the record starting at region[offset] (offset multiple of 8)
 // without reading outside `region`: the header fits, CheckRecordHeader, the

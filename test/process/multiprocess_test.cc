@@ -794,6 +794,32 @@ TEST_SUITE("process") {
     CHECK(c.size() == 1 + 400 + 1 + 100);
   }
 
+  TEST_CASE(
+      "stats() counts another process's gets once it closes its handle, and a fork child "
+      "never counts its parent's unflushed ones") {
+    // Counts are flushed from process memory into the process slot every 64
+    // per thread stripe and at close; a fork child starts with none of its
+    // parent's (the parent flushes those itself).
+    TempDir dir;
+    Children children;
+    lilcache::Cache c = open_cache(dir);
+    c.set("k", "v");
+    for (int i = 0; i < 10; ++i) c.get("k");  // unflushed in the parent
+    pid_t child = children.add(fork_child([&] {
+      // The parent's handle: 64 gets, then dropped (closed) in the child.
+      for (int i = 0; i < 64; ++i) CHILD_CHECK(c.get("k") == "v");
+      { lilcache::Cache gone = std::move(c); }
+      // A handle of its own: 100 gets, closed.
+      lilcache::Cache mine = open_cache(dir);
+      for (int i = 0; i < 100; ++i) CHILD_CHECK(mine.get("k") == "v");
+      return 0;
+    }));
+    REQUIRE(children.wait(child) == 0);
+    lilcache::Stats st = c.stats();
+    CHECK(st.hits == 10u + 64u + 100u);
+    CHECK(st.sets == 1u);
+  }
+
   TEST_CASE("racing pops across processes hand out each value exactly once") {
     // Rounds: the parent sets 1000 keys, then 4 processes x 2 threads released
     // at once pop every key (each thread in its own order). Each key must be
