@@ -234,8 +234,8 @@ void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted
   Roaring64Map live = VisibleRecords(c_, g.data, candidates, now, &bytes);
   Roaring64Map prev_live;
   if (previous != nullptr) prev_live = VisibleRecords(c_, *previous, prev_candidates, now, &bytes);
-  Builder b(c_, g.number + 1, Index::SlotsFor((live.cardinality() + prev_live.cardinality()) * 2),
-            bytes + kHeaderSize);
+  Builder b(c_, g.number + 1, Index::SlotsFor(live.cardinality() + prev_live.cardinality()),
+            NewDataCapacity(bytes));
   {
     RunCopier copier(b, c_.salt());
     for (std::uint64_t off8 : live)

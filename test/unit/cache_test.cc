@@ -149,7 +149,9 @@ TEST_CASE("the index grows past its first size without losing keys") {
   }
   auto st = c.stats();
   CHECK(st.keys == n);
-  CHECK(st.index_slots >= 2 * n);
+  // Grown by compactions, each sized from the live keys (at most 0.55 full,
+  // docs/format.md "Sizing"); the last growth may still be running.
+  CHECK(st.index_slots > n);
   CHECK(st.generation > 1);
 }
 
@@ -548,23 +550,29 @@ struct WritesDuringSync : lilcache::Env {
 
 }  // namespace
 
-TEST_CASE("a compaction right after a purge absorbs as many new keys as the cache had before") {
-  // The new generation's index was sized from the live keys only: after a
-  // purge (or any mass delete) that is next to nothing, and the keys written
-  // while the compaction copied did not fit ("new index ... filled up during
-  // catch-up": every snapshot failed while a cache refilled). Here 3,000 new
-  // keys are written while the compaction syncs its new files, before its
-  // last catch-up.
+TEST_CASE("a compaction right after a purge absorbs the new keys written meanwhile") {
+  // The new generation's index is sized from the live keys (docs/format.md,
+  // "Sizing"): after a purge (or any mass delete) that is next to nothing,
+  // and the keys written while the compaction copied do not fit. Once that
+  // failed the compaction ("new index ... filled up during catch-up": every
+  // snapshot failed while a cache refilled); now it starts over with a
+  // larger index. Here 1,000 new keys (more than the 819 a 1,024-slot index
+  // takes) are written while the compaction syncs its new files, before its
+  // last catch-up. Not more: the writer writes to the old generation, whose
+  // index may already have shrunk to 1,024 slots (a background compaction
+  // after the purge), and a writer that finds it full waits for a growth
+  // that this test's compaction, waiting for the writer, would never make.
   WritesDuringSync env;
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path(), .env = &env});
   for (int i = 0; i < 10000; ++i) c.set("old" + std::to_string(i), "x");
   c.purge();
   lilcache::CompactionResult r;
-  CHECK_NOTHROW(r = env.CompactWithBurst(c, 3000));
+  CHECK_NOTHROW(r = env.CompactWithBurst(c, 1000));
   CHECK(r.compacted);
-  CHECK(c.size() == 3000);
-  CHECK(c.get("new2999") == "y");
+  CHECK(c.size() == 1000);
+  CHECK(c.get("new999") == "y");
+  CHECK(c.stats().index_slots > 1024);
   CHECK_FALSE(c.get("old1").has_value());
 }
 
@@ -586,7 +594,7 @@ TEST_CASE("create_if_missing = false: opening a missing cache is an Error and cr
 
 TEST_CASE("a compaction into which more new keys arrive than its index holds starts over") {
   // A nearly empty cache, and a burst of 900 new keys while it compacts: the
-  // new index (1,024 slots, full at 768) fills up in the last catch-up; the
+  // new index (1,024 slots, too full to finish past 819) fills up in the last catch-up; the
   // compaction starts over with a bigger one instead of failing. (More than
   // the old index's 1,024 slots cannot arrive: writers wait for its growth.)
   WritesDuringSync env;

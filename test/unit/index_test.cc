@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/builder.h"
 #include "engine/index.h"
 #include "format/record.h"
 #include "lilcache/env.h"
@@ -175,6 +176,82 @@ TEST_CASE("an index file reopens with its slots, and a wrong generation is refus
   Index wrong;
   CHECK_ERROR_CODE(wrong.Open(lilcache::Env::Default(), dir.file("x.index"), 4),
                    lilcache::ErrorCode::corrupt);
+}
+
+namespace {
+
+struct FileSizes {
+  std::uint64_t size = 0;       // st_size
+  std::uint64_t allocated = 0;  // st_blocks * 512
+};
+
+FileSizes SizesOf(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return {static_cast<std::uint64_t>(st.st_size), static_cast<std::uint64_t>(st.st_blocks) * 512};
+}
+
+}  // namespace
+
+TEST_CASE("a new generation's log gets its live data plus an eighth, within kMaxDataBytes") {
+  using lilcache::NewDataCapacity;
+  CHECK(NewDataCapacity(0) == 4096);
+  CHECK(NewDataCapacity(8 << 20) == (8 << 20) + 4096 + (1 << 20));
+  CHECK(NewDataCapacity(lilcache::kMaxDataBytes - 4096) == lilcache::kMaxDataBytes);
+  CHECK(NewDataCapacity(lilcache::kMaxDataBytes / 2) == lilcache::kMaxDataBytes / 16 * 9 + 4096);
+  CHECK(NewDataCapacity(lilcache::kMaxDataBytes / 10 * 9) == lilcache::kMaxDataBytes);
+}
+
+TEST_CASE(
+    "after a compaction of keys overwritten many times, the index takes at most 16 bytes per key "
+    "and both files at most 1.5 x the live data + 1 MiB") {
+  // Issue 16, target 4: the index was sized for its peak (262,144 slots for
+  // 19,000 keys: 110 B per key) and never shrank.
+  lilcache::test::TempDir dir;
+  auto c = lilcache::Cache::open("t", {.root = dir.path()});
+  constexpr int kKeys = 20'000;
+  const std::string value(100, 'v');
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < kKeys; ++i) c.set("key" + std::to_string(i), value + std::to_string(round));
+  }
+  const lilcache::CompactionResult r = c.compact();
+  REQUIRE(r.compacted);
+  const lilcache::Stats st = c.stats();
+  REQUIRE(st.keys == kKeys);
+  REQUIRE(st.generation == r.generation);
+  CAPTURE(st.index_slots);
+  CAPTURE(st.bytes_live);
+  CHECK(st.index_used == kKeys);
+  CHECK(lilcache::IndexFileSize(st.index_slots) <= 16 * st.keys);
+  const std::string gen = std::to_string(st.generation);
+  const FileSizes data = SizesOf(dir.file("t." + gen + ".data"));
+  const FileSizes index = SizesOf(dir.file("t." + gen + ".index"));
+  CHECK(index.size == lilcache::IndexFileSize(st.index_slots));
+  const std::uint64_t limit = st.bytes_live / 2 * 3 + (1 << 20);
+  CAPTURE(data.size);
+  CAPTURE(index.size);
+  CHECK(data.size + index.size <= limit);
+  CHECK(data.allocated + index.allocated <= limit);
+  // And the files still hold room for writes: the next ones do not grow the log.
+  for (int i = 0; i < 100; ++i) c.set("key" + std::to_string(i), value);
+  CHECK(SizesOf(dir.file("t." + gen + ".data")).size == data.size);
+}
+
+TEST_CASE("a compaction after most keys were deleted shrinks the index to the keys left") {
+  lilcache::test::TempDir dir;
+  auto c = lilcache::Cache::open("t", {.root = dir.path()});
+  for (int i = 0; i < 20'000; ++i) c.set("key" + std::to_string(i), "v");
+  REQUIRE(c.compact().compacted);
+  const std::uint64_t big = c.stats().index_slots;
+  CHECK(big == Index::SlotsFor(20'000));
+  for (int i = 1'000; i < 20'000; ++i) REQUIRE(c.erase("key" + std::to_string(i)));
+  REQUIRE(c.compact().compacted);
+  const lilcache::Stats st = c.stats();
+  CHECK(st.keys == 1'000);
+  CHECK(st.index_slots == Index::SlotsFor(1'000));
+  CHECK(st.index_slots < big / 10);
+  for (int i = 0; i < 1'000; ++i) CHECK(c.get("key" + std::to_string(i)) == "v");
+  CHECK_FALSE(c.get("key1000").has_value());
 }
 
 namespace {
