@@ -542,14 +542,16 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
       return;
     }
     bool grow;
+    std::uint64_t slots;
     {
       PinGuard pin(core_.Pin());  // another thread's core_.Refresh() may retire the generation
       grow = Index::NeedsGrowth(pin.get()->index.used(), pin.get()->index.slot_count());
+      slots = pin.get()->index.slot_count();
     }
-    // No min_slots: the compaction sizes the new index from the live keys,
-    // which grows it when they fill it (by 0.75 / 0.55) and shrinks it when
-    // most claimed slots hold tombstones or expired keys.
-    if (!Compact({.reason = grow ? "index 3/4 full" : "dead space or max_bytes"})) {
+    // Otherwise the compaction sizes the new index from the live keys alone,
+    // which shrinks it when most claimed slots hold tombstones or expired keys.
+    if (!Compact({.reason = grow ? "index 3/4 full" : "dead space or max_bytes",
+                  .min_slots = grow ? Index::GrownSlots(slots) : 0})) {
       // Another process holds the COMPACT lock (and will do the work).
       compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
     }

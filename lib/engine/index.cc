@@ -27,6 +27,17 @@ std::uint64_t Index::SlotsFor(std::uint64_t keys) {
   return std::max(pages * kSlotsPerPage, kMinSlots);
 }
 
+std::uint64_t Index::GrownSlots(std::uint64_t slots) {
+  slots = std::min(std::max(slots, kMinSlots), kMaxSlots);
+  // 1.45 times, rounded down to a page (without overflow: slots <= 2^32)...
+  const std::uint64_t grown = slots / 20 * 29 / kSlotsPerPage * kSlotsPerPage;
+  // ... but never so few that `slots` keys would ask for growth again (small
+  // indexes, where a page is a large step): more than 4/3, rounded up.
+  const std::uint64_t least =
+      (slots * 4 / 3 + 1 + kSlotsPerPage - 1) / kSlotsPerPage * kSlotsPerPage;
+  return std::min(std::max(grown, least), kMaxSlots);
+}
+
 void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
                    std::uint64_t slot_count) {
   if (!ValidSlotCount(slot_count)) {

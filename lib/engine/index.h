@@ -67,10 +67,20 @@ class Index {
   // multiple of kSlotsPerPage, at least kMinSlots. Throws Error (limit)
   // above kMaxSlots.
   static std::uint64_t SlotsFor(std::uint64_t keys);
-  // Whether a generation's index is full enough to grow (by a compaction,
-  // which sizes the new one with SlotsFor of the live keys): more than 3/4
-  // of its slots claimed.
+  // Whether a generation's index is full enough to grow: more than 3/4 of
+  // its slots claimed. The growth is a compaction whose new index has at
+  // least GrownSlots(slots).
   static bool NeedsGrowth(std::uint64_t used, std::uint64_t slots) { return used * 4 > slots * 3; }
+  // The least size of an index grown from one of `slots` slots: 1.45 times
+  // as many, in whole pages (rounded down; more than 4/3 as many, rounded
+  // up, for small ones; at most kMaxSlots). Not SlotsFor(live keys): keys keep arriving while the
+  // growth compaction copies (up to `slots` of them: the old index takes no
+  // more), and an index sized for those it counted at the start would be
+  // crowded again at once. 1.45: a grown index is at least 0.75 / 1.45 =
+  // 0.52 full (at most 15.5 B per key) and, even if the old one filled up
+  // meanwhile, at most 1 / 1.45 = 0.69 full: below NeedsGrowth, and below
+  // TooFullToBuild during the catch-up.
+  static std::uint64_t GrownSlots(std::uint64_t slots);
   // Whether an index being built by a compaction is too full to finish
   // (builder.h, NewIndexFull): more than 4/5 of its slots claimed. Above
   // NeedsGrowth's 3/4, so that a compaction that had to take in more keys

@@ -61,7 +61,7 @@ TEST_CASE("an index grows past 3/4 full, to more slots than it had, and a new on
   CHECK(Index::NeedsGrowth(769, 1024));
   CHECK_FALSE(Index::TooFullToBuild(819, 1024));
   CHECK(Index::TooFullToBuild(820, 1024));
-  for (std::uint64_t slots = lilcache::kMinSlots; slots < 2'000'000;
+  for (std::uint64_t slots = lilcache::kMinSlots; slots < 20'000'000;
        slots = slots * 5 / 4 / 512 * 512 + 512) {
     CAPTURE(slots);
     // The first key count that asks for growth gets a larger index from SlotsFor...
@@ -71,7 +71,18 @@ TEST_CASE("an index grows past 3/4 full, to more slots than it had, and a new on
     CHECK(Index::SlotsFor(trigger) > slots);
     // ... and a builder may take in more keys than it was sized for before it gives up.
     CHECK_FALSE(Index::TooFullToBuild(trigger, slots));
+    // A growth (GrownSlots) leaves the keys that asked for it at most 16 B
+    // of slots each, and room for every key the old index can take (it
+    // holds `slots` at most) without asking for growth again.
+    const std::uint64_t grown = Index::GrownSlots(slots);
+    CHECK(grown % lilcache::kSlotsPerPage == 0);
+    CHECK(grown > slots);
+    if (slots >= 4096) CHECK(grown * 8 <= 16 * trigger);  // 1,536 -> 2,560: 17.8 B
+    CHECK_FALSE(Index::NeedsGrowth(slots, grown));
+    CHECK_FALSE(Index::TooFullToBuild(slots, grown));
   }
+  CHECK(Index::GrownSlots(lilcache::kMaxSlots) == lilcache::kMaxSlots);
+  CHECK(Index::GrownSlots(lilcache::kMaxSlots / 4 * 3) == lilcache::kMaxSlots);
   for (std::uint64_t keys = 0; keys < 5'000'000; keys = keys * 3 / 2 + 7) {
     CAPTURE(keys);
     const std::uint64_t slots = Index::SlotsFor(keys);
