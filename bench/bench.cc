@@ -46,9 +46,8 @@ struct Config {
   std::size_t sustained_ops = 1'500'000;
 };
 
-constexpr std::array<std::string_view, 7> kParts{"getset", "increment", "add",
-                                                 "batch",  "stampede",  "sustained",
-                                                 "threads"};
+constexpr std::array<std::string_view, 7> kParts{"getset",   "increment", "add",    "batch",
+                                                 "stampede", "sustained", "threads"};
 
 constexpr const char* kUsage = R"(usage: lilcache-bench [options]
   --quick           smoke run in a few seconds (5,000 keys, 1 rep, 0.1 s mixes)

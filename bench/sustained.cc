@@ -45,13 +45,15 @@ class Target {
 
 class LilcacheTarget : public Target {
  public:
-  LilcacheTarget() : dir_("sustained"), cache_(lilcache::Cache::open("bench", {.root = dir_.path()})) {}
+  LilcacheTarget()
+      : dir_("sustained"), cache_(lilcache::Cache::open("bench", {.root = dir_.path()})) {}
   void set(std::string_view key, std::string_view value) override { cache_.set(key, value); }
   std::optional<std::string> get(std::string_view key) override { return cache_.get(key); }
   double file_ratio() override {
     lilcache::Stats st = cache_.stats();
-    return st.bytes_live == 0 ? 0
-                              : static_cast<double>(st.bytes_file) / static_cast<double>(st.bytes_live);
+    return st.bytes_live == 0
+               ? 0
+               : static_cast<double>(st.bytes_file) / static_cast<double>(st.bytes_live);
   }
   std::uint64_t compactions() override { return cache_.stats().compactions; }
 
@@ -109,7 +111,8 @@ Run overwrite(Target& t, const SustainedConfig& config, std::size_t value_size,
   run.max_ns = lat.back();
   for (std::size_t k = 0; k < keys.size(); ++k) {
     const std::optional<std::string> got = t.get(keys[k]);
-    const std::string why = values.diagnose(keys[k], got, Values::tag_of(values.make(keys[k], version[k])));
+    const std::string why =
+        values.diagnose(keys[k], got, Values::tag_of(values.make(keys[k], version[k])));
     if (!why.empty()) throw std::runtime_error("key " + keys[k] + ": " + why);
   }
   return run;
@@ -163,10 +166,11 @@ int run_sustained(const SustainedConfig& config) {
     const double p = *median(p99);
     fmt::print("| {} | {} | {} | {} | {} | {:.2f}x | {} us | {} ms |\n", size_text(value_size),
                grouped(l), grouped(c), ratio_text(c / l), grouped(*median(compactions)),
-               worst_ratio, fmt::format("{:.1f}", p / 1000), fmt::format("{:.2f}", worst_max / 1e6));
+               worst_ratio, fmt::format("{:.1f}", p / 1000),
+               fmt::format("{:.2f}", worst_max / 1e6));
     const std::string v = size_text(value_size);
-    targets.push_back(fmt::format("- {}: sustained set <= 0.5x LMDB: {} ({})", v,
-                                  met(c <= 0.5 * l), ratio_text(c / l)));
+    targets.push_back(fmt::format("- {}: sustained set <= 0.5x LMDB: {} ({})", v, met(c <= 0.5 * l),
+                                  ratio_text(c / l)));
     targets.push_back(fmt::format("- {}: data file <= 2x live throughout: {} (max {:.2f}x)", v,
                                   met(worst_ratio <= 2.0), worst_ratio));
     targets.push_back(

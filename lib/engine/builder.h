@@ -9,6 +9,7 @@
 // COMPACT lock (or INIT with no other process alive).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "engine/cache_core.h"
+#include "engine/data_file.h"
 #include "engine/generation.h"
 #include "format/record.h"
 #include "format/shared_atomic.h"
@@ -34,6 +36,18 @@ struct NewIndexFull : Error {
         slots(n) {}
   std::uint64_t slots;
 };
+
+// The capacity to give the data file of a new generation holding
+// `live_bytes` of records: those, the header, and an eighth more as room for
+// the writes that follow (the catch-up's, the next generation's first), in
+// whole MiB (DataFile::Create rounds up). With the index at 14.5 bytes per
+// key, both files take at most about 1.13 x the live data + 1 MiB
+// (docs/format.md, "Sizing"), and a full one grows by DataFile::Grow. The
+// room is left out where it would pass kMaxDataBytes (the records are not).
+inline std::uint64_t NewDataCapacity(std::uint64_t live_bytes) {
+  const std::uint64_t need = live_bytes + kHeaderSize;
+  return std::max(need, std::min(need + live_bytes / 8, kMaxDataBytes));
+}
 
 // A new generation being written by one thread, under .tmp names.
 class Builder {
@@ -88,7 +102,9 @@ class Builder {
       dead.store(dead.load(std::memory_order_relaxed) + Record(Index::OffsetOf(p.value)).size(),
                  std::memory_order_relaxed);
     }
-    if (g_.index.used() * 4 > g_.index.slot_count() * 3) throw NewIndexFull(g_.index.slot_count());
+    if (Index::TooFullToBuild(g_.index.used(), g_.index.slot_count())) {
+      throw NewIndexFull(g_.index.slot_count());
+    }
     ++records_;
   }
 

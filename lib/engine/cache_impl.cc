@@ -446,7 +446,7 @@ Cache::Impl::WriteFollowUp Cache::Impl::AssessWrite(Generation& g) const {
   }
   if (maintenance_requested_.load(std::memory_order_relaxed)) return f;
   const std::uint64_t limit = core_.max_bytes();
-  f.compact = g.index.used() * 2 > g.index.slot_count() || dead_over(dead_ratio_) ||
+  f.compact = Index::NeedsGrowth(g.index.used(), g.index.slot_count()) || dead_over(dead_ratio_) ||
               (limit != 0 && LiveBytes(tail, dead) > limit);
   return f;
 }
@@ -575,11 +575,13 @@ void Cache::Impl::RunMaintenance(bool snapshot) {
     std::uint64_t slots;
     {
       PinGuard pin(core_.Pin());  // another thread's core_.Refresh() may retire the generation
-      grow = pin.get()->index.used() * 2 > pin.get()->index.slot_count();
+      grow = Index::NeedsGrowth(pin.get()->index.used(), pin.get()->index.slot_count());
       slots = pin.get()->index.slot_count();
     }
-    if (!Compact({.reason = grow ? "index half full" : "dead space or max_bytes",
-                  .min_slots = grow ? slots * 2 : 0})) {
+    // Otherwise the compaction sizes the new index from the live keys alone,
+    // which shrinks it when most claimed slots hold tombstones or expired keys.
+    if (!Compact({.reason = grow ? "index 3/4 full" : "dead space or max_bytes",
+                  .min_slots = grow ? Index::GrownSlots(slots) : 0})) {
       // Another process holds the COMPACT lock (and will do the work).
       compact_backoff_until_.store(env_->MonotonicNanos() + 10'000'000, std::memory_order_relaxed);
     }

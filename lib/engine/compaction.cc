@@ -264,13 +264,12 @@ bool Compactor::Switch(Generation& old, const CompactionRequest& req, Timings& t
   Live live = CollectLive(old, t1);
   live.evicted = Evict(live, old);
   Throttle throttle{state};
-  // Room for every key the old generation has held, not only the live ones:
-  // after a purge or mass delete few are live, but the writes the catch-up
-  // copies may bring as many back.
-  const std::uint64_t slots =
-      std::max({req.min_slots, Index::SlotsFor(live.offsets.cardinality() * 2),
-                Index::SlotsFor(old.index.used())});
-  Builder b(c_, old.number + 1, slots, live.bytes + kHeaderSize);
+  // Sized for the live keys (docs/format.md, "Sizing"), not for every key the
+  // old index has held: it shrinks after a purge or a mass delete. A
+  // catch-up that brings more new keys than it has room for throws
+  // NewIndexFull, and Run() starts over with a larger one.
+  const std::uint64_t slots = std::max(req.min_slots, Index::SlotsFor(live.offsets.cardinality()));
+  Builder b(c_, old.number + 1, slots, NewDataCapacity(live.bytes));
   CopyLive(old, live, b);
   if (!CatchUpAndPublish(old, b, t1, req.counts_as_snapshot, throttle, t)) {
     return Abandon(req.reason);

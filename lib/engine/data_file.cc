@@ -85,7 +85,7 @@ void DataFile::Create(Env* env, const std::string& path, std::uint64_t generatio
   map_.Map(env, file_.fd(), path, capacity, kMaxDataBytes);
   file_size_ = capacity;
   DataHeader& h = header();
-  h.version = kFormatVersion;
+  h.version = kDataVersion;
   h.header_size = kHeaderSize;
   h.generation = generation;
   h.salt = salt;

@@ -4,7 +4,6 @@
 
 #include <spdlog/logger.h>
 
-#include <bit>
 #include <cstdlib>
 #include <cstring>
 
@@ -15,16 +14,33 @@
 
 namespace lilcache {
 std::uint64_t Index::SlotsFor(std::uint64_t keys) {
-  // Checked before multiplying: keys * 4 (and bit_ceil of it) must not wrap.
-  if (keys > kMaxSlots / 4) {
+  // keys / 0.55 = keys * 20 / 11, in integers (kSizingLoad says the same).
+  static_assert(kSizingLoad == 0.55);
+  // Checked before multiplying: keys * 20 must not wrap, and the result,
+  // rounded up to a page of slots, must not pass kMaxSlots (a multiple of
+  // a page, so rounding up never crosses it).
+  if (keys > kMaxSlots / 20 * 11) {
     throw Error(ErrorCode::limit, "too many keys for one index: " + std::to_string(keys));
   }
-  return std::bit_ceil(std::max<std::uint64_t>(keys * 4, kMinSlots));
+  const std::uint64_t slots = (keys * 20 + 10) / 11;
+  const std::uint64_t pages = (slots + kSlotsPerPage - 1) / kSlotsPerPage;
+  return std::max(pages * kSlotsPerPage, kMinSlots);
+}
+
+std::uint64_t Index::GrownSlots(std::uint64_t slots) {
+  slots = std::min(std::max(slots, kMinSlots), kMaxSlots);
+  // 1.45 times, rounded down to a page (without overflow: slots <= 2^32)...
+  const std::uint64_t grown = slots / 20 * 29 / kSlotsPerPage * kSlotsPerPage;
+  // ... but never so few that `slots` keys would ask for growth again (small
+  // indexes, where a page is a large step): more than 4/3, rounded up.
+  const std::uint64_t least =
+      (slots * 4 / 3 + 1 + kSlotsPerPage - 1) / kSlotsPerPage * kSlotsPerPage;
+  return std::min(std::max(grown, least), kMaxSlots);
 }
 
 void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
                    std::uint64_t slot_count) {
-  if (!std::has_single_bit(slot_count) || slot_count < kMinSlots || slot_count > kMaxSlots) {
+  if (!ValidSlotCount(slot_count)) {
     throw Error(ErrorCode::invalid_argument, "bad index size " + std::to_string(slot_count));
   }
   env_ = env;
@@ -36,14 +52,14 @@ void Index::Create(Env* env, const std::string& path, std::uint64_t generation,
   AllocateRange(env, file_, 0, size, "cannot allocate");
   map_.Map(env, file_.fd(), path, size, size);
   IndexHeader& h = header();
-  h.version = kFormatVersion;
+  h.version = kIndexVersion;
   h.header_size = kHeaderSize;
   h.generation = generation;
   h.slot_count = slot_count;
   h.used_slots = 0;
   std::memcpy(h.magic, kIndexMagic, 8);
   slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + IndexSlotOffset(0));
-  mask_ = slot_count - 1;
+  n_ = slot_count;
 }
 
 void Index::Open(Env* env, const std::string& path, std::uint64_t generation) {
@@ -56,7 +72,7 @@ void Index::Open(Env* env, const std::string& path, std::uint64_t generation) {
   const std::uint64_t n = header().slot_count;
   map_.Extend(IndexFileSize(n));
   slots_ = reinterpret_cast<std::uint64_t*>(map_.data() + IndexSlotOffset(0));
-  mask_ = n - 1;
+  n_ = n;
 }
 
 bool Index::Claim(std::uint64_t pos, std::uint64_t value, std::uint64_t* seen) const {
@@ -90,14 +106,14 @@ void Index::OpenView(std::span<const char> file) {
   // Read-only: the pointer is non-const only for slot()'s atomic_ref, and
   // a view only loads through it.
   slots_ = reinterpret_cast<std::uint64_t*>(const_cast<char*>(file.data()) + IndexSlotOffset(0));
-  mask_ = h.slot_count - 1;
+  n_ = h.slot_count;
 }
 
 void Index::Close() {
   map_.Unmap();
   file_.Reset();
   slots_ = nullptr;
-  mask_ = 0;
+  n_ = 0;
 }
 
 }  // namespace lilcache

@@ -78,7 +78,7 @@ bool Meta::BootIdIs(const std::string& boot_id) const {
 void Meta::Initialize(std::uint64_t salt, std::uint64_t now_ms, const std::string& boot_id) {
   SetBootId(boot_id);
   MetaHeader& h = header();
-  h.version = kFormatVersion;
+  h.version = kMetaVersion;
   h.header_size = kHeaderSize;
   h.salt = salt;
   h.created_ms = now_ms;

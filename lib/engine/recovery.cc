@@ -210,7 +210,7 @@ void Recovery::RecoverAfterReboot(const std::string& boot) {
     c_.logger().warn("recovery: no log of generation {} or later survived; starting empty",
                      durable);
     g.number = next - 1;
-    Builder b(c_, next, kMinSlots, kHeaderSize);
+    Builder b(c_, next, kMinSlots, NewDataCapacity(0));
     Publish(g, b, 0, boot);
     return;
   }
@@ -302,7 +302,7 @@ void Recovery::Rebuild(Generation& g, const std::string& why, bool index_trusted
     from_older += older_live.back().cardinality();
   }
   keys += from_older;
-  Builder b(c_, next, Index::SlotsFor(keys * 2), bytes + kHeaderSize);
+  Builder b(c_, next, Index::SlotsFor(keys), NewDataCapacity(bytes));
   {
     RunCopier copier(b, c_.salt());
     for (std::uint64_t off8 : live)

@@ -34,6 +34,18 @@ const char* MagicOf(FileKind kind) {
 
 }  // namespace
 
+std::uint32_t VersionOf(FileKind kind) {
+  switch (kind) {
+    case FileKind::kMeta:
+      return kMetaVersion;
+    case FileKind::kData:
+      return kDataVersion;
+    case FileKind::kIndex:
+      return kIndexVersion;
+  }
+  return kFormatVersion;
+}
+
 bool HeaderVerdict::readable() const {
   for (const HeaderFinding& f : findings) {
     switch (f.fault) {
@@ -61,7 +73,7 @@ std::string HeaderVerdict::ErrorText(const std::string& path) const {
       return "not a lilcache " + noun + ": " + path + " has a bad magic number";
     case HeaderFault::kBadVersion:
       return "unsupported format version " + std::to_string(version) + " in " + path +
-             " (this lilcache reads version " + std::to_string(kFormatVersion) + ")";
+             " (this lilcache reads version " + std::to_string(VersionOf(kind)) + ")";
     case HeaderFault::kTooShort:
     case HeaderFault::kBadSize:
       return "not a lilcache " + noun + ": " + path + ": " + f.reason;
@@ -94,10 +106,10 @@ HeaderVerdict CheckFileHeader(FileKind kind, std::span<const char> file) {
                                       (kind == FileKind::kMeta ? " (or never initialized)" : ""));
     return v;
   }
-  if (h.version != kFormatVersion) {
+  if (h.version != VersionOf(kind)) {
     v.version = h.version;
     v.Add(HeaderFault::kBadVersion, "format version " + std::to_string(h.version) +
-                                        "; this lilcache reads " + std::to_string(kFormatVersion));
+                                        "; this lilcache reads " + std::to_string(VersionOf(kind)));
   }
   return v;
 }

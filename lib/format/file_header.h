@@ -16,7 +16,13 @@
 
 namespace lilcache {
 
-inline constexpr std::uint32_t kFormatVersion = 7;  // docs/format.md
+// The format version (docs/format.md). Each kind of file carries in its
+// header the version at which its own layout last changed (VersionOf), so
+// that a new index layout leaves meta and data files readable.
+inline constexpr std::uint32_t kFormatVersion = 7;
+inline constexpr std::uint32_t kMetaVersion = 7;
+inline constexpr std::uint32_t kDataVersion = 6;
+inline constexpr std::uint32_t kIndexVersion = 7;
 // Every file's header: one page, so that the first record and the first
 // index slot start on a page boundary.
 inline constexpr std::size_t kHeaderSize = 4096;
@@ -37,6 +43,8 @@ static_assert(sizeof(FileHeaderPrefix) == 16);
 enum class FileKind { kMeta, kData, kIndex };
 // "meta file", "log", "index": how messages name a file of that kind.
 const char* FileNoun(FileKind kind);
+// The version a file of `kind` has: kMetaVersion, kDataVersion or kIndexVersion.
+std::uint32_t VersionOf(FileKind kind);
 
 // What a validator found wrong with a header, most fundamental first.
 enum class HeaderFault {
@@ -79,7 +87,7 @@ struct HeaderVerdict {
 };
 
 // The checks every file shares: at least kHeaderSize bytes, the magic of
-// `kind`, version kFormatVersion. `file` is the file's bytes from offset 0
+// `kind`, version VersionOf(kind). `file` is the file's bytes from offset 0
 // (at least its header, if it has one).
 HeaderVerdict CheckFileHeader(FileKind kind, std::span<const char> file);
 

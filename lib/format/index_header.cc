@@ -1,6 +1,6 @@
 #include "format/index_header.h"
 
-#include <bit>
+#include <string>
 
 namespace lilcache {
 
@@ -14,7 +14,7 @@ HeaderVerdict CheckIndexHeader(std::span<const char> file, std::uint64_t file_si
                                              ", its name says " + std::to_string(generation));
   }
   const std::uint64_t n = h.slot_count;
-  if (!std::has_single_bit(n) || n < kMinSlots || n > kMaxSlots) {
+  if (!ValidSlotCount(n)) {
     v.Add(HeaderFault::kBadField, "bad slot count " + std::to_string(n));
   } else if (IndexFileSize(n) > file_size) {
     v.Add(HeaderFault::kBadField, "truncated: " + std::to_string(file_size) +

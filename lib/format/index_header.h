@@ -15,9 +15,16 @@
 
 namespace lilcache {
 
+inline constexpr std::size_t kIndexSlotSize = 8;
+// Slot counts are multiples of one page of slots (512), from kMinSlots to
+// kMaxSlots (the home of a key scales 32 bits of its hash: IndexHome).
+inline constexpr std::uint64_t kSlotsPerPage = kHeaderSize / kIndexSlotSize;
 inline constexpr std::uint64_t kMinSlots = 1024;
 inline constexpr std::uint64_t kMaxSlots = 1ull << 32;
-inline constexpr std::size_t kIndexSlotSize = 8;
+static_assert(kMinSlots % kSlotsPerPage == 0 && kMaxSlots % kSlotsPerPage == 0);
+inline constexpr bool ValidSlotCount(std::uint64_t n) {
+  return n >= kMinSlots && n <= kMaxSlots && n % kSlotsPerPage == 0;
+}
 
 struct IndexHeader {
   char magic[8];
@@ -40,7 +47,22 @@ inline constexpr std::uint64_t IndexSlotOffset(std::uint64_t i) {
 inline constexpr std::uint64_t IndexFileSize(std::uint64_t slot_count) {
   return IndexSlotOffset(slot_count);
 }
-static_assert(kMinSlots * kIndexSlotSize % kHeaderSize == 0);
+static_assert(kSlotsPerPage * kIndexSlotSize == kHeaderSize);
+
+// The home of a key of hash `hash` in an index of `slot_count` slots
+// (ValidSlotCount): the low 32 bits of the hash scaled to 0..slot_count-1
+// by multiply-shift (slot_count <= 2^32: the product fits in 64 bits). The
+// probe goes on at home + 1, wrapping from slot_count - 1 to 0. The low bits
+// are independent of the tag's (the top 24) and the lease's (the top 16).
+inline constexpr std::uint64_t IndexHome(std::uint64_t hash, std::uint64_t slot_count) {
+  return ((hash & 0xffff'ffffull) * slot_count) >> 32;
+}
+// The probe distance of a key found in slot `pos` from its home `home`: 0
+// at home.
+inline constexpr std::uint64_t IndexProbeDistance(std::uint64_t home, std::uint64_t pos,
+                                                  std::uint64_t slot_count) {
+  return pos >= home ? pos - home : pos + slot_count - home;
+}
 
 // A slot: 0 (empty) or tag << 40 | record_offset / 8, the tag being the top
 // 24 bits of the key's hash.
@@ -58,8 +80,8 @@ inline constexpr bool SlotTagMatches(std::uint64_t slot, std::uint64_t hash) {
 // Validates an index's header, `file` being its bytes from offset 0 (at
 // least the header, if the file has one) and `file_size` its size:
 // CheckFileHeader, then that it belongs to generation `generation`
-// (kWrongGeneration), then that slot_count is a power of two in
-// kMinSlots..kMaxSlots and the file holds that many slots (kBadField).
+// (kWrongGeneration), then that slot_count is valid (ValidSlotCount) and the
+// file holds that many slots (kBadField).
 HeaderVerdict CheckIndexHeader(std::span<const char> file, std::uint64_t file_size,
                                std::uint64_t generation);
 

@@ -145,7 +145,6 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
 
   // Every slot against it.
   const std::uint64_t slot_count = index.As<IndexHeader>().slot_count;  // checked above
-  const std::uint64_t mask = slot_count - 1;
   auto slot = [&](std::uint64_t i) { return index.Load<std::uint64_t>(IndexSlotOffset(i)); };
   for (std::uint64_t i = 0; i < slot_count; ++i) {
     const std::uint64_t v = slot(i);
@@ -167,7 +166,8 @@ AuditReport AuditIndex(std::string_view root, std::string_view name, std::uint64
       continue;
     }
     // Linear probing: no empty slot between the key's home and its slot.
-    for (std::uint64_t p = hash & mask; p != i; p = (p + 1) & mask) {
+    for (std::uint64_t p = IndexHome(hash, slot_count); p != i;
+         p = p + 1 == slot_count ? 0 : p + 1) {
       if (slot(p) == 0) {
         violation("slot " + std::to_string(i) + " of key " + key_name(r.key()) +
                   " cannot be found: slot " + std::to_string(p) + " of its chain is empty");

@@ -366,7 +366,7 @@ void Inspector::Impl::ProbeSlot(std::uint64_t i, std::uint64_t v, IndexStats& st
     }
     return;
   }
-  std::uint64_t len = ((i - (hash & (st.slot_count - 1))) & (st.slot_count - 1)) + 1;
+  std::uint64_t len = IndexProbeDistance(IndexHome(hash, st.slot_count), i, st.slot_count) + 1;
   ++st.probe_histogram[len];
   st.max_probe = std::max(st.max_probe, len);
   sum += len;

@@ -90,7 +90,7 @@ void WriteFile(std::string_view file, std::string_view bytes) {
 std::string MakeMeta(const MetaFields& m) {
   std::string b(kMetaFileSize, '\0');
   std::memcpy(b.data(), kMetaMagic, 8);
-  Put<std::uint32_t>(b, offsetof(MetaHeader, version), kFormatVersion);
+  Put<std::uint32_t>(b, offsetof(MetaHeader, version), kMetaVersion);
   Put<std::uint32_t>(b, offsetof(MetaHeader, header_size), kHeaderSize);
   Put<std::uint64_t>(b, offsetof(MetaHeader, salt), kSalt);
   Put<std::uint64_t>(b, offsetof(MetaHeader, created_ms), kNowMs - 1000);
@@ -108,7 +108,7 @@ std::string MakeData(std::uint64_t gen, std::string_view records) {
   b.append(records);
   b.resize((b.size() + 4095) / 4096 * 4096, '\0');
   std::memcpy(b.data(), kDataMagic, 8);
-  Put<std::uint32_t>(b, offsetof(DataHeader, version), kFormatVersion);
+  Put<std::uint32_t>(b, offsetof(DataHeader, version), kDataVersion);
   Put<std::uint32_t>(b, offsetof(DataHeader, header_size), kHeaderSize);
   Put<std::uint64_t>(b, offsetof(DataHeader, generation), gen);
   Put<std::uint64_t>(b, offsetof(DataHeader, salt), kSalt);
@@ -131,7 +131,7 @@ std::string Record(bool tombstone, std::string_view key, std::string_view value,
 std::string MakeIndex(std::uint64_t gen, std::string_view data, std::uint64_t slots) {
   std::string b(kHeaderSize + slots * 8, '\0');
   std::memcpy(b.data(), kIndexMagic, 8);
-  Put<std::uint32_t>(b, offsetof(IndexHeader, version), kFormatVersion);
+  Put<std::uint32_t>(b, offsetof(IndexHeader, version), kIndexVersion);
   Put<std::uint32_t>(b, offsetof(IndexHeader, header_size), kHeaderSize);
   Put<std::uint64_t>(b, offsetof(IndexHeader, generation), gen);
   Put<std::uint64_t>(b, offsetof(IndexHeader, slot_count), slots);
@@ -148,7 +148,7 @@ std::string MakeIndex(std::uint64_t gen, std::string_view data, std::uint64_t sl
   std::uint64_t used = 0;
   for (const auto& [key, so] : latest) {
     std::uint64_t h = record::HashKey(key, kSalt);
-    for (std::uint64_t pos = h & (slots - 1);; pos = (pos + 1) & (slots - 1)) {
+    for (std::uint64_t pos = IndexHome(h, slots);; pos = pos + 1 == slots ? 0 : pos + 1) {
       if (Get<std::uint64_t>(b, kHeaderSize + pos * 8) != 0) continue;
       Put<std::uint64_t>(b, kHeaderSize + pos * 8, Index::Pack(h, so.second));
       ++used;

@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
   Seed("fuzz_index", "index", std::string(1, '\0') + compact_index(fuzz::MakeIndex(1, fx.data)));
   Seed("fuzz_index", "index-2048",
        std::string(1, '\0') + compact_index(fuzz::MakeIndex(1, fx.data, 2048)));
+  // Not a power of two (format 7): homes scaled by multiply-shift, probes wrap at 1,536.
+  Seed("fuzz_index", "index-1536",
+       std::string(1, '\0') + compact_index(fuzz::MakeIndex(1, fx.data, 1536)));
   Seed("fuzz_index", "empty", std::string(1, '\0') + compact_index(fuzz::MakeIndex(1, "")));
   Seed("fuzz_index", "torn-tail",
        std::string(1, '\x08') + compact_index(fuzz::MakeIndex(1, fx.data)));

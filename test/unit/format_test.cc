@@ -29,7 +29,7 @@ std::vector<char> GoodMeta() {
   std::vector<char> file(kMetaFileSize);
   auto& h = As<MetaHeader>(file);
   std::memcpy(h.magic, kMetaMagic, kMagicSize);
-  h.version = kFormatVersion;
+  h.version = kMetaVersion;
   h.header_size = kHeaderSize;
   h.salt = 42;
   h.generation = 1;
@@ -41,7 +41,7 @@ std::vector<char> GoodData(std::uint64_t generation, std::uint64_t salt) {
   std::vector<char> file(kHeaderSize);
   auto& h = As<DataHeader>(file);
   std::memcpy(h.magic, kDataMagic, kMagicSize);
-  h.version = kFormatVersion;
+  h.version = kDataVersion;
   h.header_size = kHeaderSize;
   h.generation = generation;
   h.salt = salt;
@@ -53,7 +53,7 @@ std::vector<char> GoodIndex(std::uint64_t generation, std::uint64_t slot_count) 
   std::vector<char> file(IndexFileSize(slot_count));
   auto& h = As<IndexHeader>(file);
   std::memcpy(h.magic, kIndexMagic, kMagicSize);
-  h.version = kFormatVersion;
+  h.version = kIndexVersion;
   h.header_size = kHeaderSize;
   h.generation = generation;
   h.slot_count = slot_count;
@@ -106,9 +106,9 @@ TEST_CASE("another format version is refused with the version found and the one 
   const HeaderVerdict v = CheckDataHeader(data, 1, 42);
   CHECK(First(v) == HeaderFault::kBadVersion);
   CHECK_FALSE(v.readable());
-  CHECK(v.findings.front().reason == "format version 3; this lilcache reads 7");
+  CHECK(v.findings.front().reason == "format version 3; this lilcache reads 6");
   CHECK(v.ErrorText("/r/t.1.data") ==
-        "unsupported format version 3 in /r/t.1.data (this lilcache reads version 7)");
+        "unsupported format version 3 in /r/t.1.data (this lilcache reads version 6)");
 }
 
 TEST_CASE("a meta file is checked for its fixed size, its header_size and its values") {
@@ -165,8 +165,31 @@ TEST_CASE("a log of another generation or cache: both findings, still readable")
         "corrupt log /r/t.1.data: it says generation 2, its name says 1");
 }
 
-TEST_CASE("an index needs a power-of-two slot count in range and the bytes to hold its slots") {
-  SUBCASE("a slot count that is not a power of two") {
+TEST_CASE("each kind of file carries the version at which its layout last changed") {
+  // docs/format.md, version 7: the meta file (durable_gen) and the index changed.
+  CHECK(kFormatVersion == 7);
+  CHECK(VersionOf(FileKind::kMeta) == 7);
+  CHECK(VersionOf(FileKind::kData) == 6);
+  CHECK(VersionOf(FileKind::kIndex) == 7);
+  CHECK(CheckMetaHeader(GoodMeta()).ok());
+  std::vector<char> index = GoodIndex(1, kMinSlots);
+  As<IndexHeader>(index).version = 6;
+  const HeaderVerdict v = CheckIndexHeader(index, index.size(), 1);
+  CHECK(First(v) == HeaderFault::kBadVersion);
+  CHECK(v.ErrorText("/r/t.1.index") ==
+        "unsupported format version 6 in /r/t.1.index (this lilcache reads version 7)");
+}
+
+TEST_CASE(
+    "an index needs a slot count of whole pages of slots in range and the bytes to hold them") {
+  SUBCASE("any multiple of 512 slots in range, power of two or not") {
+    for (std::uint64_t n : {1024ull, 1536ull, 2560ull, 182'272ull}) {
+      CAPTURE(n);
+      std::vector<char> index = GoodIndex(1, n);
+      CHECK(CheckIndexHeader(index, index.size(), 1).ok());
+    }
+  }
+  SUBCASE("a slot count that is not a multiple of 512") {
     std::vector<char> index = GoodIndex(1, kMinSlots);
     As<IndexHeader>(index).slot_count = 1000;
     const HeaderVerdict v = CheckIndexHeader(index, index.size(), 1);
@@ -178,6 +201,13 @@ TEST_CASE("an index needs a power-of-two slot count in range and the bytes to ho
     std::vector<char> index = GoodIndex(1, kMinSlots);
     As<IndexHeader>(index).slot_count = kMinSlots / 2;
     CHECK(First(CheckIndexHeader(index, index.size(), 1)) == HeaderFault::kBadField);
+    As<IndexHeader>(index).slot_count = 0;
+    CHECK(First(CheckIndexHeader(index, index.size(), 1)) == HeaderFault::kBadField);
+  }
+  SUBCASE("more than kMaxSlots") {
+    std::vector<char> index = GoodIndex(1, kMinSlots);
+    As<IndexHeader>(index).slot_count = kMaxSlots + 512;
+    CHECK(First(CheckIndexHeader(index, ~0ull, 1)) == HeaderFault::kBadField);
   }
   SUBCASE("a file cut in the middle of its slots") {
     std::vector<char> index = GoodIndex(1, kMinSlots);
