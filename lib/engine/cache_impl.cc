@@ -17,6 +17,7 @@
 #include "lilcache/env.h"
 #include "util/duration.h"
 #include "util/logging.h"
+#include "util/quote.h"
 
 namespace lilcache {
 
@@ -36,32 +37,30 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     : core_(options.env != nullptr ? options.env : Env::Default(), PathsOf(name, options)),
       env_(core_.env()) {
   if (!options.expires.empty()) {
-    default_ttl_ms_ = static_cast<std::uint64_t>(parse_duration(options.expires).count());
+    default_ttl_ms_ =
+        static_cast<std::uint64_t>(ParseDurationOf("expires", options.expires).count());
     if (default_ttl_ms_ == 0) {
       throw Error(ErrorCode::invalid_argument,
-                  "invalid expires \"" + options.expires + "\": must be > 0");
+                  "expires: invalid duration " + Quote(options.expires) + ": must be > 0");
     }
   }
   if (!options.get_or_set_timeout.empty()) {  // "" = the default
-    std::chrono::milliseconds t;
-    try {
-      t = parse_duration(options.get_or_set_timeout);
-    } catch (const Error& e) {
-      throw Error(ErrorCode::invalid_argument,
-                  "invalid get_or_set_timeout \"" + options.get_or_set_timeout + "\": " + e.what());
-    }
+    const std::chrono::milliseconds t =
+        ParseDurationOf("get_or_set_timeout", options.get_or_set_timeout);
     if (t.count() == 0) {
-      throw Error(ErrorCode::invalid_argument,
-                  "invalid get_or_set_timeout \"" + options.get_or_set_timeout + "\": must be > 0");
+      throw Error(ErrorCode::invalid_argument, "get_or_set_timeout: invalid duration " +
+                                                   Quote(options.get_or_set_timeout) +
+                                                   ": must be > 0");
     }
     get_or_set_timeout_ms_ = static_cast<std::uint64_t>(t.count());
   }
   get_or_set_wait_hook_ = options.get_or_set_wait_hook;
   if (!options.snapshot.empty()) {
-    snapshot_ms_ = static_cast<std::uint64_t>(parse_duration(options.snapshot).count());
+    snapshot_ms_ =
+        static_cast<std::uint64_t>(ParseDurationOf("snapshot", options.snapshot).count());
     if (snapshot_ms_ < 1000) {
       throw Error(ErrorCode::invalid_argument,
-                  "invalid snapshot interval \"" + options.snapshot + "\": at least 1s");
+                  "snapshot: invalid interval " + Quote(options.snapshot) + ": at least 1s");
     }
   }
   if (options.sync == "always") {
