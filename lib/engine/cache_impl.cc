@@ -721,6 +721,7 @@ Stats Cache::Impl::GetStats() {
   st.last_snapshot_ms = rd(h.last_snapshot_ms);
   st.evictions = rd(h.evictions);
   st.max_bytes = rd(h.max_bytes);
+  if (st.max_bytes == UINT64_MAX) st.max_bytes = 0;  // a lifted limit: none, as documented
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
     ProcessSlot& s = core_.meta().slot(i);
     st.hits += rd(s.hits);

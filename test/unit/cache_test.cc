@@ -517,6 +517,7 @@ TEST_CASE(
   CHECK(plain.stats().bytes_live <= 150'000);
   // UINT64_MAX: no limit any more.
   auto lift = Cache::open("t", {.root = dir.path(), .max_bytes = UINT64_MAX});
+  CHECK(lift.stats().max_bytes == 0);  // lifted: none, as Stats documents
   fill(plain, 1500, 1000);
   lilcache::CompactionResult r = plain.compact();
   CHECK(r.keys_evicted == 0);
