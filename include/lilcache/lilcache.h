@@ -281,6 +281,13 @@ struct Options {
   // caches want). Default true.
   bool create_if_missing = true;
 
+  // Whether this handle belongs to a short-lived process (one command of a
+  // shell script: the lilcache tool's get, set...): its open is logged at
+  // debug instead of info, so that a loop of such commands does not grow
+  // NAME.log by a line each. Long-lived processes (servers, `lilcache
+  // serve`) keep the default, false: their open is logged at info.
+  bool one_shot = false;
+
   // Operating-system seam: files, maps, locks and clocks (lilcache/env.h).
   // nullptr (default) = Env::Default(). Tests pass a fault-injecting Env or a
   // fake clock. Not owned: the Env must outlive every Cache opened with it.

@@ -81,6 +81,7 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     sync_ms_ = static_cast<std::uint64_t>(ms.count());
   }
   level_ = ParseLogLevel(options.loglevel);
+  one_shot_ = options.one_shot;
   max_bytes_ = options.max_bytes;
   if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
     throw Error(ErrorCode::invalid_argument, "invalid compact_dead_ratio " +
@@ -174,9 +175,10 @@ void Cache::Impl::OpenLocked() {
   core_.set_slot(core_.meta().ClaimSlot(static_cast<std::uint64_t>(getpid())));
   core_.Refresh();
   Generation* g = core_.current();
-  core_.logger().info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
-                      g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
-                      g->index.slot_count(), core_.my_slot_index());
+  core_.logger().log(one_shot_ ? spdlog::level::debug : spdlog::level::info,
+                     "opened (generation {}, {} bytes of log, {} index slots, process slot {})",
+                     g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
+                     g->index.slot_count(), core_.my_slot_index());
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }
 
