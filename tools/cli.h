@@ -8,20 +8,43 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace lilcache::tools {
 
+// The exit statuses, one table for the three tools (docs/lilcache.1,
+// docs/lilcache-dump.1, docs/lilcache-compact.1, README.md "Exit statuses"):
+//   0  done
+//   1  a negative answer, nothing on stderr for lilcache: the key is absent
+//      (get, pop, delete, contains, ttl, touch, persist, cas), already
+//      present (add) or at another version (cas); lilcache-dump: damage was
+//      found (reported on stdout). lilcache-compact never exits 1.
+//   2  bad usage: an unknown option, a bad or empty value (durations and
+//      sizes included), an empty or bad $LILCACHE_* variable, a bad name
+//   3  the work could not be done: no such cache (where one is needed), an
+//      I/O or permission error, a busy lock, an address in use...
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailed = 1;   // lilcache-dump, lilcache-compact: something failed
-inline constexpr int kExitNotDone = 1;  // lilcache: not done (the key is absent, already
-                                        // present (add), at another version (cas))
-inline constexpr int kExitMissing =
-    kExitNotDone;                     // lilcache get, pop, contains: the key is missing
-inline constexpr int kExitUsage = 2;  // every tool: bad usage
-inline constexpr int kExitError = 3;  // lilcache: any other error
+inline constexpr int kExitNotDone = 1;  // lilcache: absent, present (add), another version (cas)
+inline constexpr int kExitMissing = kExitNotDone;  // lilcache get, pop, contains...: absent
+inline constexpr int kExitDamage = 1;              // lilcache-dump: damage found
+inline constexpr int kExitUsage = 2;               // every tool: bad usage
+inline constexpr int kExitError = 3;               // every tool: could not do it
+
+// The table above for --help footers, one paragraph.
+inline constexpr const char* kExitStatusHelp =
+    "Exit status (the same for lilcache, lilcache-dump and lilcache-compact): 0 done; 1 a "
+    "negative answer (lilcache: the key is absent, present for add, at another version for "
+    "cas; lilcache-dump: damage found); 2 bad usage (an option, value, duration, size, name or "
+    "$LILCACHE_* variable); 3 the work could not be done (no such cache, I/O, permissions...). "
+    "Errors are one line on stderr.";
+
+// Sizes (--max-bytes, --memory-budget), for help texts.
+inline constexpr const char* kSizeHelp =
+    "a size: digits and an optional unit B K M G T (KB, KiB...; all powers of 1024), e.g. "
+    "512MiB, 1G";
 
 // `text` on one line: control bytes escaped as \n, \t, \r or \xhh (quote.h,
 // EscapeMode::kControlBytes), the rest (a message's quotes, UTF-8) kept. For
@@ -57,10 +80,23 @@ int RunCommand(std::string_view program, std::string_view command, int error_sta
   }
 }
 
+// The size `text` given to `option` ("--max-bytes"): lilcache's size syntax
+// (lib/util/size.h); "none" gives UINT64_MAX (no limit) if `limit`. Throws
+// UsageProblem naming the option.
+std::uint64_t ParseSizeOption(std::string_view option, const std::string& text, bool limit);
+
+// A size limit for people: "none" for 0 or UINT64_MAX, else the number.
+std::string SizeLimitText(std::uint64_t bytes);
+
 // Parses argv into app (named after the program). Returns nullopt to go on,
 // or the status to exit with: kExitOk after printing --help or --version,
-// kExitUsage after a usage error (UsageError, naming the subcommand being
-// parsed if any). CLI11's own exit codes are not used for errors.
+// kExitUsage after a usage error (one line, "PROGRAM: [COMMAND: ]what (see
+// ...)", naming the subcommand only for what follows its name). Before
+// parsing it refuses (usage) an empty $LILCACHE_ROOT and an empty or unknown
+// $LILCACHE_LOGLEVEL, and makes every option that takes a value refuse an
+// empty one: "--ttl is empty; omit it for its default" ("--ttl ''" is a
+// mistake, not "the default").
+// CLI11's own messages and exit codes are not used for errors.
 std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv);
 
 }  // namespace lilcache::tools

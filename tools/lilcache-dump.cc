@@ -31,13 +31,17 @@ namespace tools = lilcache::tools;
 
 constexpr const char* kExitStatusHelp =
     "Exit status: 0 the files are readable and healthy; 1 damage or file problems were found "
-    "(reported on stdout, one summary line on stderr), or the cache cannot be read; 2 bad "
-    "usage.\nKeys and values are shown escaped (\\\\, \\\", \\n, \\t, \\r, and \\xNN for the other "
-    "bytes outside printable ASCII) and shortened to --max-bytes.";
+    "(reported on stdout, one summary line on stderr); 2 bad usage; 3 the cache cannot be "
+    "read (no such cache, permissions). 1 and 3 as lilcache's and lilcache-compact's.\n"
+    "Keys and values are shown escaped (\\\\, \\\", \\n, \\t, \\r, and \\xNN for the other "
+    "bytes outside printable ASCII) and shortened to --max-bytes input bytes, then \"...\" "
+    "(outside the quotes in text; JSON: key_shortened, value_shortened). --full shows them "
+    "whole, and in JSON also exact as key_base64 and value_base64.";
 
 struct DumpOptions {
   std::string root, name;
   bool header = false, records = false, index = false, stats = false, json = false;
+  bool full = false, list = false;
   std::size_t limit = SIZE_MAX;
   std::size_t max_bytes = 32;
 };
@@ -67,6 +71,38 @@ std::string FormatTime(std::uint64_t ms) {
   return buf;
 }
 
+// `bytes` in base64 (RFC 4648, with padding).
+std::string Base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const unsigned n = static_cast<unsigned char>(bytes[i]) << 16 |
+                       static_cast<unsigned char>(bytes[i + 1]) << 8 |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[n >> 18 & 63];
+    out += kAlphabet[n >> 12 & 63];
+    out += kAlphabet[n >> 6 & 63];
+    out += kAlphabet[n & 63];
+  }
+  if (i < bytes.size()) {
+    unsigned n = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out += kAlphabet[n >> 18 & 63];
+    out += kAlphabet[n >> 12 & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[n >> 6 & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// A size limit: "none" for 0 or UINT64_MAX (no limit), else the number.
+std::string Limit(std::uint64_t bytes) { return tools::SizeLimitText(bytes); }
+
+json LimitJson(std::uint64_t bytes) { return Limit(bytes) == "none" ? json(nullptr) : json(bytes); }
+
 std::string Hex(std::uint64_t v) {
   std::ostringstream s;
   s << "0x" << std::hex << v;
@@ -94,7 +130,8 @@ struct ShownRecord {
   bool checksum_ok;
   std::string key, value;  // escaped, shortened
   std::size_t key_len, value_len;
-  bool key_cut, value_cut;  // shortened
+  bool key_cut, value_cut;               // shortened
+  std::string key_base64, value_base64;  // --full: the exact bytes (else empty)
 };
 
 // Everything the dump shows, gathered in one pass, then printed as text or
@@ -115,7 +152,8 @@ struct Dump {
   bool healthy() const { return problems.empty() && damage_count() == 0; }
 };
 
-ShownRecord Show(const InspectRecord& r, std::size_t max_bytes) {
+ShownRecord Show(const InspectRecord& r, std::size_t max_bytes, bool full) {
+  if (full) max_bytes = 0;
   return ShownRecord{.offset = r.offset,
                      .size = r.size,
                      .seq = r.seq,
@@ -128,7 +166,9 @@ ShownRecord Show(const InspectRecord& r, std::size_t max_bytes) {
                      .key_len = r.key.size(),
                      .value_len = r.value.size(),
                      .key_cut = max_bytes != 0 && r.key.size() > max_bytes,
-                     .value_cut = max_bytes != 0 && r.value.size() > max_bytes};
+                     .value_cut = max_bytes != 0 && r.value.size() > max_bytes,
+                     .key_base64 = full ? Base64(r.key) : std::string(),
+                     .value_base64 = full ? Base64(r.value) : std::string()};
 }
 
 Dump Collect(const DumpOptions& o) {
@@ -142,7 +182,8 @@ Dump Collect(const DumpOptions& o) {
     d.scanned = in.log_readable();
     lilcache::Inspector::Callbacks cb;
     cb.on_record = [&](const InspectRecord& r) {
-      if (o.records && d.records.size() < o.limit) d.records.push_back(Show(r, o.max_bytes));
+      if (o.records && d.records.size() < o.limit)
+        d.records.push_back(Show(r, o.max_bytes, o.full));
       return true;
     };
     cb.on_damage = [&](const DamagedRegion& r) { d.damage.push_back(r); };
@@ -183,7 +224,7 @@ void PrintMeta(std::ostream& out, const lilcache::InspectMeta& m) {
   Field(out, "compactions", m.compactions);
   Field(out, "snapshots", m.snapshots);
   Field(out, "evictions", m.evictions);
-  Field(out, "max_bytes", m.max_bytes == 0 ? std::string("none") : std::to_string(m.max_bytes));
+  Field(out, "max_bytes", Limit(m.max_bytes));
   Field(out, "processes", m.processes);
 }
 
@@ -337,7 +378,7 @@ json HeaderJson(const InspectHeader& h) {
             {"compactions", m.compactions},
             {"snapshots", m.snapshots},
             {"evictions", m.evictions},
-            {"max_bytes", m.max_bytes},
+            {"max_bytes", LimitJson(m.max_bytes)},
             {"processes", m.processes}}},
           {"data",
            {{"path", d.path},
@@ -362,20 +403,25 @@ json HeaderJson(const InspectHeader& h) {
             {"used_slots", x.used_slots}}}};
 }
 
-json RecordJson(const ShownRecord& r) {
-  return {{"offset", r.offset},
-          {"size", r.size},
-          {"seq", r.seq},
-          {"type", r.type},
-          {"state", lilcache::RecordStateName(r.state)},
-          {"checksum_ok", r.checksum_ok},
-          {"expires_ms", r.expires_ms},
-          {"key", r.key},
-          {"key_len", r.key_len},
-          {"key_shortened", r.key_cut},
-          {"value", r.value},
-          {"value_len", r.value_len},
-          {"value_shortened", r.value_cut}};
+json RecordJson(const ShownRecord& r, bool full) {
+  json j = {{"offset", r.offset},
+            {"size", r.size},
+            {"seq", r.seq},
+            {"type", r.type},
+            {"state", lilcache::RecordStateName(r.state)},
+            {"checksum_ok", r.checksum_ok},
+            {"expires_ms", r.expires_ms},
+            {"key", r.key},
+            {"key_len", r.key_len},
+            {"key_shortened", r.key_cut},
+            {"value", r.value},
+            {"value_len", r.value_len},
+            {"value_shortened", r.value_cut}};
+  if (full) {
+    j["key_base64"] = r.key_base64;
+    j["value_base64"] = r.value_base64;
+  }
+  return j;
 }
 
 json DamageJson(const DamagedRegion& r) {
@@ -413,7 +459,7 @@ json ToJson(const Dump& d, const DumpOptions& o) {
   if (o.header) j["header"] = HeaderJson(d.header);
   if (o.records && d.scanned) {
     j["records"] = json::array();
-    for (const ShownRecord& r : d.records) j["records"].push_back(RecordJson(r));
+    for (const ShownRecord& r : d.records) j["records"].push_back(RecordJson(r, o.full));
   }
   if (d.scanned) {
     j["damage"] = json::array();
@@ -439,16 +485,24 @@ void AddOptions(CLI::App& app, DumpOptions& o) {
   app.add_option("--root", o.root,
                  "Directory holding the cache (default: $LILCACHE_ROOT, "
                  "$XDG_CACHE_HOME/lilcache or ~/.cache/lilcache)");
-  app.add_option("name", o.name, "Name of the cache")->required();
+  auto* list =
+      app.add_flag("--list", o.list, "Only list the caches under the root, one name per line");
+  app.add_option("name", o.name, "Name of the cache (as --name)")->excludes(list);
+  app.add_option("--name", o.name, "Name of the cache")->excludes(list);
   app.add_flag("--header", o.header, "Show the headers of the meta, data and index files");
   app.add_flag("--records", o.records, "Show every record of the log, with its state");
   app.add_flag("--index", o.index, "Show the index's load and probe lengths");
   app.add_flag("--stats", o.stats, "Show totals per record state and the damage found");
   app.add_flag("--json", o.json, "Print one JSON document instead of text");
-  app.add_option("--limit", o.limit, "Show at most N records (all are still scanned)");
+  app.add_option("--limit", o.limit, "Show at most N records (all are still scanned)")
+      ->type_name("N");
   app.add_option("--max-bytes", o.max_bytes,
-                 "Show at most N bytes of each key and value "
-                 "(0 = all; default 32)");
+                 "Show at most N bytes of each key and value, then \"...\" "
+                 "(0 = all; default 32)")
+      ->type_name("N");
+  app.add_flag("--full", o.full,
+               "Show keys and values whole (as --max-bytes 0); with --json also their exact "
+               "bytes in base64 (key_base64, value_base64)");
   app.set_version_flag("--version", "lilcache-dump " + std::string(lilcache::version()));
   app.footer(kExitStatusHelp);
 }
@@ -462,8 +516,8 @@ int Run(const DumpOptions& o) {
       std::cout << JsonText(json{{"name", o.name}, {"root", o.root}, {"error", e.what()}}, -1)
                 << "\n";
     }
-    std::cerr << "lilcache-dump: " << o.name << ": " << Shown(e.what()) << "\n";
-    return tools::kExitFailed;
+    tools::PrintError("lilcache-dump", o.name, Shown(e.what()));
+    return tools::kExitError;  // not 1, "damage found": nothing was looked at
   }
   if (o.json) {
     std::cout << JsonText(ToJson(d, o), 2) << "\n";
@@ -473,7 +527,7 @@ int Run(const DumpOptions& o) {
   if (d.healthy()) return tools::kExitOk;
   std::cerr << "lilcache-dump: " << d.name << ": not healthy: " << d.problems.size()
             << " problems, " << d.summary.damaged_regions << " damaged regions of the log\n";
-  return tools::kExitFailed;
+  return tools::kExitDamage;
 }
 
 }  // namespace
@@ -484,6 +538,17 @@ int main(int argc, char** argv) {
   DumpOptions o;
   AddOptions(app, o);
   if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
+  if (o.list) {
+    return tools::RunCommand(app.get_name(), "", tools::kExitError, [&] {
+      for (const std::string& name : lilcache::list_caches(lilcache::resolve_root(o.root))) {
+        std::cout << name << "\n";
+      }
+      return tools::kExitOk;
+    });
+  }
+  if (o.name.empty()) {
+    return tools::UsageError(app.get_name(), "", "name a cache (--name NAME or NAME)");
+  }
   try {
     lilcache::validate_name(o.name);
   } catch (const lilcache::Error& e) {

@@ -220,10 +220,13 @@ struct Options {
 
   // Default time-to-live of every key set through this handle without its own
   // ttl, e.g. "1d". "" (default) = keys never expire.
-  // Durations: a sequence of <integer><unit> with unit one of ms s m h d w,
-  // e.g. "500ms", "120s", "1h30m". Expiry uses the wall clock (CLOCK_REALTIME)
-  // so that all processes agree on it: setting the clock forward expires keys
-  // early, setting it back keeps them longer.
+  // Durations: a sequence of <integer><unit> with unit one of w d h m s ms,
+  // in that order, each at most once, lower case, no spaces, no fractions,
+  // e.g. "500ms", "120s", "1h30m" (not "30m1h", "1.5s" or "5S"). A bad one
+  // is an Error naming the field: "expires: invalid duration ...". Expiry
+  // uses the wall clock (CLOCK_REALTIME) so that all processes agree on it:
+  // setting the clock forward expires keys early, setting it back keeps them
+  // longer.
   std::string expires{};
 
   // Log level of <root>/<name>.log: "trace" "debug" "info" "warn" "error"
@@ -277,6 +280,13 @@ struct Options {
   // creates no file at all (what tools that inspect or maintain existing
   // caches want). Default true.
   bool create_if_missing = true;
+
+  // Whether this handle belongs to a short-lived process (one command of a
+  // shell script: the lilcache tool's get, set...): its open is logged at
+  // debug instead of info, so that a loop of such commands does not grow
+  // NAME.log by a line each. Long-lived processes (servers, `lilcache
+  // serve`) keep the default, false: their open is logged at info.
+  bool one_shot = false;
 
   // Operating-system seam: files, maps, locks and clocks (lilcache/env.h).
   // nullptr (default) = Env::Default(). Tests pass a fault-injecting Env or a
@@ -749,8 +759,11 @@ LILCACHE_EXPORT std::size_t erase_many(const std::vector<std::string>& keys);
 // across an init().
 LILCACHE_EXPORT Cache& default_cache();
 
-// Parses a duration such as "500ms", "120s", "5m", "2h", "1d", "1w", "1h30m".
-// Throws Error quoting the input on anything else ("", "12x", "-1s", overflow).
+// Parses a duration such as "500ms", "120s", "5m", "2h", "1d", "1w", "1h30m":
+// digits and a unit, units in descending order (w d h m s ms), each once.
+// Throws Error quoting the input and saying what is wrong at which character
+// on anything else ("", "12x", "-1s", "1.5s", "5S", " 5s", "30m1h", "1s1s",
+// overflow).
 // "0s" parses to 0, which set() and Options refuse.
 LILCACHE_EXPORT std::chrono::milliseconds parse_duration(std::string_view text);
 

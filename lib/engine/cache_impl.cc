@@ -17,6 +17,7 @@
 #include "lilcache/env.h"
 #include "util/duration.h"
 #include "util/logging.h"
+#include "util/quote.h"
 
 namespace lilcache {
 
@@ -36,32 +37,30 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     : core_(options.env != nullptr ? options.env : Env::Default(), PathsOf(name, options)),
       env_(core_.env()) {
   if (!options.expires.empty()) {
-    default_ttl_ms_ = static_cast<std::uint64_t>(parse_duration(options.expires).count());
+    default_ttl_ms_ =
+        static_cast<std::uint64_t>(ParseDurationOf("expires", options.expires).count());
     if (default_ttl_ms_ == 0) {
       throw Error(ErrorCode::invalid_argument,
-                  "invalid expires \"" + options.expires + "\": must be > 0");
+                  "expires: invalid duration " + Quote(options.expires) + ": must be > 0");
     }
   }
   if (!options.get_or_set_timeout.empty()) {  // "" = the default
-    std::chrono::milliseconds t;
-    try {
-      t = parse_duration(options.get_or_set_timeout);
-    } catch (const Error& e) {
-      throw Error(ErrorCode::invalid_argument,
-                  "invalid get_or_set_timeout \"" + options.get_or_set_timeout + "\": " + e.what());
-    }
+    const std::chrono::milliseconds t =
+        ParseDurationOf("get_or_set_timeout", options.get_or_set_timeout);
     if (t.count() == 0) {
-      throw Error(ErrorCode::invalid_argument,
-                  "invalid get_or_set_timeout \"" + options.get_or_set_timeout + "\": must be > 0");
+      throw Error(ErrorCode::invalid_argument, "get_or_set_timeout: invalid duration " +
+                                                   Quote(options.get_or_set_timeout) +
+                                                   ": must be > 0");
     }
     get_or_set_timeout_ms_ = static_cast<std::uint64_t>(t.count());
   }
   get_or_set_wait_hook_ = options.get_or_set_wait_hook;
   if (!options.snapshot.empty()) {
-    snapshot_ms_ = static_cast<std::uint64_t>(parse_duration(options.snapshot).count());
+    snapshot_ms_ =
+        static_cast<std::uint64_t>(ParseDurationOf("snapshot", options.snapshot).count());
     if (snapshot_ms_ < 1000) {
       throw Error(ErrorCode::invalid_argument,
-                  "invalid snapshot interval \"" + options.snapshot + "\": at least 1s");
+                  "snapshot: invalid interval " + Quote(options.snapshot) + ": at least 1s");
     }
   }
   if (options.sync == "always") {
@@ -82,6 +81,7 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
     sync_ms_ = static_cast<std::uint64_t>(ms.count());
   }
   level_ = ParseLogLevel(options.loglevel);
+  one_shot_ = options.one_shot;
   max_bytes_ = options.max_bytes;
   if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
     throw Error(ErrorCode::invalid_argument, "invalid compact_dead_ratio " +
@@ -176,9 +176,10 @@ void Cache::Impl::OpenLocked() {
   core_.set_slot(core_.meta().ClaimSlot(static_cast<std::uint64_t>(getpid())));
   core_.Refresh();
   Generation* g = core_.current();
-  core_.logger().info("opened (generation {}, {} bytes of log, {} index slots, process slot {})",
-                      g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
-                      g->index.slot_count(), core_.my_slot_index());
+  core_.logger().log(one_shot_ ? spdlog::level::debug : spdlog::level::info,
+                     "opened (generation {}, {} bytes of log, {} index slots, process slot {})",
+                     g->number, Shared(g->data.header().tail).load(std::memory_order_relaxed),
+                     g->index.slot_count(), core_.my_slot_index());
   if (snapshot_ms_ != 0 || sync_ms_ != 0) StartMaintenanceThread();
 }
 
@@ -765,6 +766,7 @@ Stats Cache::Impl::GetStats() {
   st.sets += core_.Unflushed(CacheCore::kSets);
   st.deletes += core_.Unflushed(CacheCore::kDeletes);
   st.expired += core_.Unflushed(CacheCore::kExpired);
+  if (st.max_bytes == UINT64_MAX) st.max_bytes = 0;  // a lifted limit: none, as documented
   for (std::size_t i = 0; i < kMaxProcesses; ++i) {
     ProcessSlot& s = core_.meta().slot(i);
     st.hits += rd(s.hits);

@@ -242,6 +242,7 @@ class Cache::Impl final : public ForkHook {
   std::uint64_t snapshot_ms_ = 0;
   bool create_ = true;           // Options::create_if_missing
   bool sync_always_ = false;     // Options::sync == "always"
+  bool one_shot_ = false;        // Options::one_shot: "opened" is logged at debug
   std::uint64_t sync_ms_ = 0;    // Options::sync as an interval; 0 = none
   std::uint64_t max_bytes_ = 0;  // Options::max_bytes: stored in the meta at open if not 0
   double dead_ratio_ = 0.4;

@@ -551,9 +551,9 @@ Server::Impl::Impl(Cache& cache, std::string_view host, std::uint16_t port,
   if (options_.max_connections_per_client == 0) {
     options_.max_connections_per_client = std::max<std::size_t>(1, options_.max_connections / 4);
   }
-  log_->info("serving cache \"{}\" (root {}) on http://{} with {} threads; authentication {}",
+  log_->info("serving cache \"{}\" (root {}) on http://{} with {} thread{}; authentication {}",
              cache.name(), cache.root(), EndpointText(bound_), options_.threads,
-             options_.token ? "on (bearer token)" : "off");
+             options_.threads == 1 ? "" : "s", options_.token ? "on (bearer token)" : "off");
   log_->info(
       "limits: {} connections ({} per client address; RLIMIT_NOFILE {}), memory budget {} MiB "
       "for bodies and responses, body {} bytes, header {} bytes",

@@ -19,9 +19,11 @@ namespace lilcache {
 
 spdlog::level::level_enum ParseLogLevel(std::string_view name) {
   std::string n(name);
+  const char* from = "";  // where n came from, for the message
   if (n.empty()) {
     const char* env = std::getenv("LILCACHE_LOGLEVEL");
     n = env != nullptr && *env != '\0' ? env : "info";
+    if (env != nullptr && *env != '\0') from = " in $LILCACHE_LOGLEVEL";
   }
   std::string lower = AsciiLower(n);
   if (lower == "warning") lower = "warn";
@@ -30,7 +32,7 @@ spdlog::level::level_enum ParseLogLevel(std::string_view name) {
     if (lower == kNames[i]) return static_cast<spdlog::level::level_enum>(i);
   }
   throw Error(ErrorCode::invalid_argument,
-              "invalid log level " + Quote(n) +
+              "invalid log level " + Quote(n) + from +
                   " (expected trace, debug, info, warn, error, critical or off)");
 }
 

@@ -16,7 +16,8 @@ namespace lilcache {
 class Env;
 
 // Parses a level name ("trace" ... "off", any case; "" = $LILCACHE_LOGLEVEL
-// or "info"). Throws Error quoting the input on anything else.
+// or "info"). Throws Error quoting the input on anything else (naming
+// $LILCACHE_LOGLEVEL if the name came from it).
 spdlog::level::level_enum ParseLogLevel(std::string_view name);
 
 // Size at which the text log is rotated to <path>.1 (the one old file kept):

@@ -265,6 +265,8 @@ def test_a_duration_of_another_type_is_typeerror(cache: lilcache.Cache, expire: 
     "option, value, words",
     [
         ("expires", "1x", ["1x"]),
+        ("expires", "1 day", ["expires", "1 day", "character 2"]),
+        ("snapshot", "1.5s", ["snapshot", "fractions", "character 2"]),
         ("expires", 0, []),
         ("expires", -5, []),
         ("snapshot", "500ms", ["snapshot", "500ms"]),

@@ -1,7 +1,8 @@
 // libFuzzer target: parse_duration() and validate_name(), each against an
 // independent model of its documented grammar (include/lilcache/lilcache.h).
-//   duration := (digits unit)+, unit one of ms s m h d w; the total in
-//               milliseconds must fit in a signed 64-bit integer
+//   duration := (digits unit)+, unit one of w d h m s ms, in that order,
+//               each at most once; the total in milliseconds must fit in a
+//               signed 64-bit integer
 //   name     := 1..kMaxNameBytes of [A-Za-z0-9_.-], not "." or ".."
 // Either function must accept exactly what its model accepts (with the same
 // value), and reject anything else with a lilcache::Error whose message is
@@ -26,6 +27,7 @@ __extension__ typedef unsigned __int128 u128;  // wide enough for any sum of two
 std::optional<std::int64_t> ModelDuration(std::string_view t) {
   if (t.empty()) return std::nullopt;
   u128 total = 0;
+  u128 last_unit = ~u128{0};  // units strictly descending
   const u128 kMax = INT64_MAX;
   std::size_t i = 0;
   while (i < t.size()) {
@@ -45,7 +47,8 @@ std::optional<std::int64_t> ModelDuration(std::string_view t) {
               : u == "d" ? 86'400'000
               : u == "w" ? 604'800'000
                          : 0;
-    if (ms == 0) return std::nullopt;
+    if (ms == 0 || ms >= last_unit) return std::nullopt;
+    last_unit = ms;
     total += n * ms;
     if (total > kMax) return std::nullopt;
   }
@@ -90,7 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   } catch (const Error& e) {
     if (want) fuzz::Fail("parse_duration rejected a valid duration: " + std::string(e.what()));
-    CheckMessage(e, in, "invalid duration ", "\"1h30m\")");
+    CheckMessage(e, in, "invalid duration ", "each once)");
   }
   bool valid = ModelName(in);
   try {

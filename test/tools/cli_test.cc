@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -19,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lilcache/lilcache.h"
@@ -311,7 +313,7 @@ TEST_CASE("reading commands on a cache that does not exist create nothing") {
   CHECK(At(root, {"get", "a"}).status == 1);
   CHECK(At(root, {"pop", "a"}).status == 1);
   CHECK(At(root, {"contains", "a"}).status == 1);
-  CHECK(At(root, {"delete", "a"}).status == 0);
+  CHECK(At(root, {"delete", "a"}).status == 1);
   Result keys = At(root, {"keys"});
   CHECK(keys.status == 0);
   CHECK(keys.out.empty());
@@ -326,16 +328,13 @@ TEST_CASE("reading commands on a cache that does not exist create nothing") {
   CHECK(fs::exists(root + "/default.meta"));
 }
 
-TEST_CASE("delete removes the key and exits 0 whether or not it was there") {
+TEST_CASE("delete removes the key and exits 0, or 1 if it was not there (as erase() and REST)") {
   TempDir root;
   auto cache = Cache::open("default", {.root = root.path()});
   cache.set("k", "v");
   CHECK(At(root.path(), {"delete", "k"}).status == 0);
   CHECK_FALSE(cache.contains("k"));
-  Result again = At(root.path(), {"delete", "k"});
-  CHECK(again.status == 0);
-  CHECK(again.out.empty());
-  CHECK(again.err.empty());
+  CheckNotDone(At(root.path(), {"delete", "k"}));
 }
 
 TEST_CASE("set --ttl gives the key a time to live") {
@@ -1016,3 +1015,136 @@ done
 }
 
 }  // namespace
+
+// ---- one predictable interface (issue 17) ----------------------------------------
+
+TEST_CASE("an empty option value or $LILCACHE_* variable is a usage error, not the default") {
+  TempDir root;
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--root", "", "get", "a"},
+        std::vector<std::string>{"--root", root.path(), "--name", "", "get", "a"},
+        std::vector<std::string>{"--root", root.path(), "set", "k", "v", "--ttl", ""},
+        std::vector<std::string>{"--root", root.path(), "keys", "--prefix", ""},
+        std::vector<std::string>{"--root", root.path(), "serve", "--expires", ""}}) {
+    Result r = Run(args);
+    CHECK(r.status == 2);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.find(" is empty; omit it for its default (see 'lilcache ") != std::string::npos);
+  }
+  for (const char* var : {"LILCACHE_ROOT=", "LILCACHE_LOGLEVEL="}) {
+    CAPTURE(var);
+    Result r = At(root.path(), {"get", "a"}, {.env = {var}});
+    CHECK(r.status == 2);
+    CHECK(r.err == std::string("lilcache: $") + std::string(var).substr(0, std::strlen(var) - 1) +
+                       " is set but empty; unset it for the default (see 'lilcache --help')\n");
+  }
+  CHECK(fs::is_empty(root.path()));  // nothing was stored
+}
+
+TEST_CASE("LILCACHE_LOGLEVEL=bogus is a usage error naming the variable") {
+  TempDir root;
+  Result r = At(root.path(), {"get", "a"}, {.env = {"LILCACHE_LOGLEVEL=bogus"}});
+  CHECK(r.status == 2);
+  CHECK(OneErrorLine(r.err));
+  CHECK(r.err.starts_with("lilcache: $LILCACHE_LOGLEVEL: invalid log level \"bogus\""));
+  CHECK(At(root.path(), {"get", "a"}, {.env = {"LILCACHE_LOGLEVEL=WARN"}}).status == 1);
+}
+
+TEST_CASE("a bad duration is a usage error saying what is wrong at which character") {
+  TempDir root;
+  Result r = At(root.path(), {"set", "k", "v", "--ttl", "30m1h"});
+  CHECK(r.status == 2);
+  CHECK(OneErrorLine(r.err));
+  CHECK(r.err.starts_with(
+      "lilcache: set: --ttl: invalid duration \"30m1h\": unit \"h\" after a smaller unit"));
+  CHECK(r.err.find("at character 5") != std::string::npos);
+  Result fraction = At(root.path(), {"touch", "k", "--ttl", "1.5s"});
+  CHECK(fraction.status == 2);
+  CHECK(fraction.err.find("fractions are not supported") != std::string::npos);
+}
+
+TEST_CASE("an unknown option is reported by whoever it was given to: the program or the command") {
+  Result global = Run({"--frob", "get", "a"});
+  CHECK(global.status == 2);
+  CHECK(global.err == "lilcache: unknown option \"--frob\" (see 'lilcache --help')\n");
+  Result command = Run({"get", "--frob", "a"});
+  CHECK(command.status == 2);
+  CHECK(command.err == "lilcache: get: unknown option \"--frob\" (see 'lilcache get --help')\n");
+  Result none = Run({});
+  CHECK(none.status == 2);
+  CHECK(none.err == "lilcache: missing command (see 'lilcache --help')\n");
+}
+
+TEST_CASE("a subcommand's help names the global options and the exit statuses") {
+  Result keys = Run({"keys", "--help"});
+  CHECK(keys.status == 0);
+  CHECK(keys.out.find("--prefix P ") != std::string::npos);
+  CHECK(keys.out.find("--limit N ") != std::string::npos);
+  CHECK(keys.out.find("Global options (before or after the command): --root DIR") !=
+        std::string::npos);
+  CHECK(keys.out.find("--name NAME") != std::string::npos);
+  CHECK(keys.out.find("Exit status") != std::string::npos);
+}
+
+TEST_CASE("caches lists the caches under the root, and nothing under a root that does not exist") {
+  TempDir root;
+  CHECK(At(root.path(), {"--name", "b", "set", "k", "v"}).status == 0);
+  CHECK(At(root.path(), {"--name", "a", "set", "k", "v"}).status == 0);
+  Result r = At(root.path(), {"caches"});
+  CHECK(r.status == 0);
+  CHECK(r.out == "a\nb\n");
+  Result none = At(root.file("nowhere"), {"caches"});
+  CHECK(none.status == 0);
+  CHECK(none.out.empty());
+  CHECK_FALSE(fs::exists(root.file("nowhere")));
+}
+
+TEST_CASE("stats shows max_bytes none when the cache has no limit, and after a lift") {
+  TempDir root;
+  { Cache::open("default", {.root = root.path()}).set("k", "v"); }
+  Result text = At(root.path(), {"stats"});
+  CHECK(text.out.find("\nmax_bytes         none\n") != std::string::npos);
+  CHECK(nlohmann::json::parse(At(root.path(), {"stats", "--json"}).out)["max_bytes"].is_null());
+  { Cache::open("default", {.root = root.path(), .max_bytes = 1 << 20}); }
+  CHECK(nlohmann::json::parse(At(root.path(), {"stats", "--json"}).out)["max_bytes"] == 1 << 20);
+  { Cache::open("default", {.root = root.path(), .max_bytes = UINT64_MAX}); }
+  CHECK(At(root.path(), {"stats"}).out.find("\nmax_bytes         none\n") != std::string::npos);
+}
+
+TEST_CASE("one-shot commands log their open at debug, so a loop does not grow the log") {
+  TempDir root;
+  for (int i = 0; i < 3; ++i) REQUIRE(At(root.path(), {"set", "k", "v"}).status == 0);
+  REQUIRE(At(root.path(), {"get", "k"}).status == 0);
+  const std::string log = lilcache::test::read_file(root.file("default.log"));
+  CHECK(log.find("opened") == std::string::npos);
+  REQUIRE(At(root.path(), {"get", "k"}, {.env = {"LILCACHE_LOGLEVEL=debug"}}).status == 0);
+  CHECK(lilcache::test::read_file(root.file("default.log")).find("opened") != std::string::npos);
+}
+
+TEST_CASE("serve refuses bad values before opening anything, in the user's terms, with exit 2") {
+  TempDir root;
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"--max-connections", "0"}, "serve: --max-connections: must be at least 1, got 0"},
+      {{"--max-connections-per-client", "0"}, "serve: --max-connections-per-client: must be"},
+      {{"--expires", "0s"}, "serve: --expires: must be at least 1ms"},
+      {{"--snapshot", "500ms"}, "serve: --snapshot: must be at least 1s"},
+      {{"--request-timeout", "0ms"}, "serve: --request-timeout: must be at least 1ms"},
+      {{"--max-bytes", "0"}, "serve: --max-bytes: invalid size \"0\": a limit must be"},
+      {{"--memory-budget", "1k"}, "serve: --memory-budget: must be at least 64MiB"},
+      {{"--threads", "2000"}, "serve: --threads: at most 1024"},
+      {{"--loglevel", "loud"}, "serve: --loglevel: invalid log level \"loud\""},
+      {{"--port", "x"}, "serve: --port: expected a whole number, got \"x\""},
+  };
+  for (const auto& [args, message] : cases) {
+    CAPTURE(message);
+    std::vector<std::string> argv{"serve"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (args.front() != "--port") argv.insert(argv.end(), {"--port", "0"});  // if it did serve
+    Result r = At(root.path(), argv);
+    CHECK(r.status == 2);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.starts_with("lilcache: " + message));
+    CHECK(r.err.find("ServerOptions") == std::string::npos);
+  }
+  CHECK(fs::is_empty(root.path()));
+}

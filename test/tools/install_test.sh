@@ -5,7 +5,8 @@
 #   2. g++ with `pkg-config --static --libs lilcache` and liblilcache.a, which
 #      checks that lilcache.pc lists the private dependencies;
 #   3. a CMake project (test/consumer/CMakeLists.txt, pkg_check_modules);
-#   4. examples/06_rest.cc with `pkg-config --cflags --libs lilcache-server`.
+#   4. examples/06_rest.cc with `pkg-config --cflags --libs lilcache-server`;
+#   5. g++ from the build tree with lilcache-uninstalled.pc and an rpath.
 # Also checks that the shared libraries export only the public API (nm -D), the
 # installed headers, the three tools (`--version` reports the
 # project version, and `lilcache` reads what the consumer wrote) and their man
@@ -133,6 +134,19 @@ cd "$tmp/app"
 LD_LIBRARY_PATH=$libdir ./rest_example "$tmp/root4" >/dev/null || fail "examples/06_rest.cc"
 step "g++ + pkg-config lilcache-server (examples/06_rest.cc): ok"
 
+# ---- 5. from the build tree, without installing (README "From your program") ---
+# pkg-config prefers NAME-uninstalled.pc, which meson writes to
+# BUILD/meson-uninstalled; the rpath finds liblilcache.so.0 in BUILD/lib.
+cd "$tmp/app"
+# shellcheck disable=SC2046
+"$cxx" "${san_flags[@]}" -std=c++20 -o consumer_uninstalled "$here/consumer/main.cc" \
+  $(PKG_CONFIG_PATH="$build/meson-uninstalled" pkg-config --cflags --libs lilcache) \
+  -Wl,-rpath,"$build/lib"
+[[ $(ldd ./consumer_uninstalled) == *"$build/lib/liblilcache.so"* ]] ||
+  fail "consumer_uninstalled does not load $build/lib/liblilcache.so"
+./consumer_uninstalled "$tmp/root5" "$version" || fail "consumer_uninstalled"
+step "g++ + lilcache-uninstalled.pc (build tree, rpath): ok"
+
 # ---- the tools and their man pages ---------------------------------------------
 for tool in lilcache lilcache-dump lilcache-compact; do
   [[ -x $bindir/$tool ]] || fail "$bindir/$tool was not installed"
@@ -142,6 +156,8 @@ for tool in lilcache lilcache-dump lilcache-compact; do
   [[ -f $page ]] || fail "$page was not installed"
   th=$(head -1 "$page")
   [[ $th == *"\"lilcache $version\""* ]] || fail "$page: $th"
+  # The source page is the installed one: readable with man -l as it is.
+  cmp -s "$page" "$here/../../docs/$tool.1" || fail "$page differs from docs/$tool.1"
 done
 value=$("$bindir/lilcache" --root "$tmp/root3" --name consumer get from-consumer) ||
   fail "installed lilcache cannot get what the consumer set"

@@ -401,7 +401,8 @@ TEST_CASE("dump counts the processes that have the cache open") {
   CHECK(Contains(r.out, "  processes       1\n"));
 }
 
-TEST_CASE("dump of a meta file that is not a lilcache file reports it and exits 1") {
+TEST_CASE(
+    "dump of a meta file that is not a lilcache file reports it: damage (1) or unreadable (3)") {
   TempDir dir;
   SUBCASE("right size, bad magic: a problem, shown with the header") {
     std::ofstream(dir.file("c.meta"), std::ios::binary)
@@ -413,7 +414,7 @@ TEST_CASE("dump of a meta file that is not a lilcache file reports it and exits 
   SUBCASE("shorter than its header: an error on stderr") {
     std::ofstream(dir.file("c.meta"), std::ios::binary) << "short";
     Result r = Dump({"--root", dir.path(), "c"});
-    CHECK(r.status == 1);
+    CHECK(r.status == 3);
     CHECK(r.out.empty());
     CHECK(Contains(r.err, "shorter than its 4096-byte header"));
   }
@@ -431,10 +432,12 @@ TEST_CASE("dump --limit shows at most N records but still counts them all") {
   CHECK(j["records"].size() == 2);
 }
 
-TEST_CASE("dump of a missing cache exits 1 with the reason on stderr and creates nothing") {
+TEST_CASE(
+    "dump of a missing cache exits 3, not 1 (damage), with the reason on stderr and creates "
+    "nothing") {
   TempDir dir;
   Result r = Dump({"--root", dir.path(), "nope"});
-  CHECK(r.status == 1);
+  CHECK(r.status == 3);
   CHECK(Contains(r.err, "lilcache-dump: nope: cannot open " + dir.path() + "/nope.meta"));
   CHECK(fs::is_empty(dir.path()));
 }
@@ -473,7 +476,7 @@ TEST_CASE("dump of a cache under a --root of invalid UTF-8 and control bytes pri
   CHECK(doc["root"] == dir.path() + "/r\xef\xbf\xbd\x1b[31m");  // U+FFFD for the bad byte
   SUBCASE("and the error of a missing cache there too") {
     Result missing = Dump({"--root", root, "nope", "--json"});
-    CHECK(missing.status == 1);
+    CHECK(missing.status == 3);
     json parsed;
     CHECK_NOTHROW(parsed = json::parse(missing.out));
     CHECK(missing.err.find('\x1b') == std::string::npos);
@@ -565,6 +568,7 @@ TEST_CASE("compact skips, with exit 0, a cache whose COMPACT lock another proces
   TempDir dir;
   {
     auto c = Cache::open("c", {.root = dir.path()});
+    c.set("k", "v0");  // dead space: something to compact
     c.set("k", "v");
   }
   int fd = ::open(dir.file("c.meta").c_str(), O_RDWR | O_CLOEXEC);
@@ -578,15 +582,16 @@ TEST_CASE("compact skips, with exit 0, a cache whose COMPACT lock another proces
 }
 
 TEST_CASE(
-    "compact of a missing cache exits 1, names it on stderr, does not create it, and "
+    "compact of a missing cache exits 3, names it on stderr, does not create it, and "
     "still compacts the others") {
   TempDir dir;
   {
     auto c = Cache::open("there", {.root = dir.path()});
+    c.set("k", "v0");
     c.set("k", "v");
   }
   Result r = Compact({"--root", dir.path(), "nope", "there"});
-  CHECK(r.status == 1);
+  CHECK(r.status == 3);
   CHECK(r.err ==
         "lilcache-compact: nope: no such cache (" + dir.path() + "/nope.meta does not exist)\n");
   CHECK(Contains(r.out, "there: compacted: "));
@@ -594,18 +599,18 @@ TEST_CASE(
   CHECK(!fs::exists(dir.file("nope.log")));
 }
 
-TEST_CASE("compact with an unreadable root exits 1 with the reason on stderr") {
+TEST_CASE("compact with an unreadable root exits 3 with the reason on stderr") {
   TempDir dir;
   SUBCASE("--all under a root that does not exist") {
     Result r = Compact({"--root", dir.file("missing"), "--all"});
-    CHECK(r.status == 1);
+    CHECK(r.status == 3);
     CHECK(Contains(r.err, "lilcache-compact: cannot read cache root"));
     CHECK(!fs::exists(dir.file("missing")));
   }
   SUBCASE("a name under a root that is a file") {
     std::ofstream(dir.file("file")) << "x";
     Result r = Compact({"--root", dir.file("file"), "c"});
-    CHECK(r.status == 1);
+    CHECK(r.status == 3);
     CHECK(Contains(r.err, "lilcache-compact: c: cannot open "));
     CHECK(Contains(r.err, "Not a directory"));
   }
@@ -615,14 +620,14 @@ TEST_CASE("compact with an unreadable root exits 1 with the reason on stderr") {
       fs::permissions(dir.file("locked"), fs::perms::none);
       Result r = Compact({"--root", dir.file("locked"), "--all"});
       fs::permissions(dir.file("locked"), fs::perms::owner_all);
-      CHECK(r.status == 1);
+      CHECK(r.status == 3);
       CHECK(Contains(r.err, "Permission denied"));
     }
   }
 }
 
 TEST_CASE(
-    "compact run by root on another user's cache exits 1 naming the owner, and changes nothing") {
+    "compact run by root on another user's cache exits 3 naming the owner, and changes nothing") {
   // Issue 11: `sudo lilcache-compact` left root-owned 0600 files behind, and
   // the owner's every get and set failed "Permission denied" after it.
   if (::geteuid() != 0) {
@@ -652,7 +657,7 @@ TEST_CASE(
   for (const std::vector<std::string>& args : {std::vector<std::string>{"--root", root, "c"},
                                                std::vector<std::string>{"--root", root, "--all"}}) {
     Result r = Compact(args);
-    CHECK(r.status == 1);
+    CHECK(r.status == 3);
     CHECK(Contains(r.err, "lilcache-compact: c: refusing "));
     CHECK(Contains(r.err, "owned by uid 65534"));
   }
@@ -669,7 +674,7 @@ TEST_CASE("compact exits 2 on bad usage: an unknown flag, no name, names with --
   CHECK(Compact({"--root", dir.path(), "--bogus", "c"}).status == 2);
   Result none = Compact({"--root", dir.path()});
   CHECK(none.status == 2);
-  CHECK(Contains(none.err, "name a cache or give --all"));
+  CHECK(Contains(none.err, "name a cache (--name NAME) or give --all"));
   CHECK(Compact({"--root", dir.path(), "--all", "c"}).status == 2);
   CHECK(Compact({"--root", dir.path(), "a/b"}).status == 2);
   CHECK(fs::is_empty(dir.path()));
@@ -706,7 +711,9 @@ TEST_CASE("compact --dry-run prints the sizes it would reclaim and changes nothi
   const auto before = Snapshot(dir.path());
   Result r = Compact({"--root", dir.path(), "c", "--dry-run"});
   CHECK(r.status == 0);
-  CHECK(r.out == "c: would compact generation 1: 4288 bytes of log, 48 live, 144 dead, 1 keys\n");
+  CHECK(r.out ==
+        "c: would compact generation 1: 4288 bytes of log: 48 bytes live (1 key), 144 bytes "
+        "dead\n");
   CheckUnchanged(before, dir.path());
   CHECK(Generation(dir.path(), "c") == 1);
   Result all = Compact({"--root", dir.path(), "--all", "--dry-run"});
@@ -725,7 +732,7 @@ TEST_CASE("compact --quiet prints nothing on success and only the errors otherwi
   CHECK(ok.out.empty());
   CHECK(ok.err.empty());
   Result bad = Compact({"--root", dir.path(), "c", "nope", "-q"});
-  CHECK(bad.status == 1);
+  CHECK(bad.status == 3);
   CHECK(bad.out.empty());
   CHECK(bad.err ==
         "lilcache-compact: nope: no such cache (" + dir.path() + "/nope.meta does not exist)\n");
@@ -753,4 +760,177 @@ TEST_CASE("compact --max-bytes evicts the least recently stored keys and reports
   CHECK(c.stats().evictions == 82);
   CHECK(Compact({"--root", dir.path(), "c", "--max-bytes", "0"}).status == 2);
   CHECK(Compact({"--root", dir.path(), "c", "--max-bytes", "lots"}).status == 2);
+}
+
+// ---- what the three tools share (issue 17) ------------------------------------------
+
+TEST_CASE("dump and compact name a cache with --name or positionally, and list the caches") {
+  TempDir dir;
+  for (const char* name : {"b", "a"}) {
+    auto c = Cache::open(name, {.root = dir.path()});
+    c.set("k", "v0");
+    c.set("k", "v");
+  }
+  Result named = Dump({"--root", dir.path(), "--name", "a", "--header"});
+  CHECK(named.status == 0);
+  CHECK(Contains(named.out, "cache \"a\" in "));
+  CHECK(Dump({"--root", dir.path(), "a", "--header"}).out == named.out);
+  Result list = Dump({"--root", dir.path(), "--list"});
+  CHECK(list.status == 0);
+  CHECK(list.out == "a\nb\n");
+  CHECK(Compact({"--root", dir.path(), "--list"}).out == "a\nb\n");
+  Result compacted = Compact({"--root", dir.path(), "--name", "a", "--name", "b"});
+  CHECK(compacted.status == 0);
+  CHECK(Contains(compacted.out, "a: compacted: generation 1 -> 2"));
+  CHECK(Contains(compacted.out, "b: compacted: generation 1 -> 2"));
+  CHECK(Dump({"--root", dir.path(), "--list", "a"}).status == 2);
+  Result missing_root = Dump({"--root", dir.file("nowhere"), "--list"});
+  CHECK(missing_root.status == 3);
+  CHECK(Contains(missing_root.err, "lilcache-dump: "));
+}
+
+TEST_CASE("dump and compact print lilcache's one-line usage errors, naming the option") {
+  TempDir dir;
+  Result limit = Dump({"--root", dir.path(), "c", "--limit", "x"});
+  CHECK(limit.status == 2);
+  CHECK(limit.err ==
+        "lilcache-dump: --limit: expected a whole number, got \"x\" (see 'lilcache-dump "
+        "--help')\n");
+  Result unknown = Compact({"--root", dir.path(), "--frob", "c"});
+  CHECK(unknown.status == 2);
+  CHECK(unknown.err ==
+        "lilcache-compact: unknown option \"--frob\" (see 'lilcache-compact --help')\n");
+  Result missing_value = Dump({"c", "--root"});
+  CHECK(missing_value.status == 2);
+  CHECK(missing_value.err == "lilcache-dump: --root: missing value (see 'lilcache-dump --help')\n");
+}
+
+TEST_CASE("an empty option value or $LILCACHE_* variable is a usage error in dump and compact") {
+  TempDir dir;
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    c.set("k", "v");
+  }
+  for (const auto& tool : {std::function<Result(const std::vector<std::string>&)>(Dump),
+                           std::function<Result(const std::vector<std::string>&)>(Compact)}) {
+    Result root = tool({"--root", "", "c"});
+    CHECK(root.status == 2);
+    CHECK(Contains(root.err, ": --root is empty; omit it for its default (see "));
+    CHECK(root.err.find('\n') == root.err.size() - 1);
+    CHECK(tool({"--root", dir.path(), "--name", ""}).status == 2);
+  }
+  CHECK(Compact({"--root", dir.path(), "c", "--max-bytes", ""}).status == 2);
+  for (const char* var : {"LILCACHE_ROOT=", "LILCACHE_LOGLEVEL=", "LILCACHE_LOGLEVEL=bogus"}) {
+    CAPTURE(var);
+    for (const std::string& tool : {DumpPath(), CompactPath()}) {
+      // Through env(1), so that only this run sees the variable.
+      Result r = Run({"/usr/bin/env", var, tool, "--root", dir.path(), "c"});
+      CHECK(r.status == 2);
+      CHECK(Contains(r.err, "$LILCACHE_"));
+      CHECK(r.err.find('\n') == r.err.size() - 1);
+    }
+  }
+}
+
+TEST_CASE("compact --max-bytes takes a size with a unit, or none, and refuses 0 in one line") {
+  TempDir dir;
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    for (int i = 0; i < 100; ++i)
+      c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
+  }
+  Result r = Compact({"--root", dir.path(), "c", "--max-bytes", "40KiB"});
+  CHECK(r.status == 0);
+  CHECK(Contains(r.out, " evicted keys, "));
+  CHECK(Cache::open("c", {.root = dir.path()}).stats().max_bytes == 40 * 1024);
+  Result header = Dump({"--root", dir.path(), "c", "--header"});
+  CHECK(Contains(header.out, "  max_bytes       40960\n"));
+  // none lifts the limit: every place shows "none" (JSON: null).
+  CHECK(Compact({"--root", dir.path(), "c", "--max-bytes", "none", "--force"}).status == 0);
+  CHECK(Cache::open("c", {.root = dir.path()}).stats().max_bytes == 0);
+  header = Dump({"--root", dir.path(), "c", "--header"});
+  CHECK(Contains(header.out, "  max_bytes       none\n"));
+  json j = json::parse(Dump({"--root", dir.path(), "c", "--header", "--json"}).out);
+  CHECK(j["header"]["meta"]["max_bytes"].is_null());
+  for (const char* bad : {"0", "-1", "1.5G", "99999999999999999999999", "lots"}) {
+    CAPTURE(bad);
+    Result e = Compact({"--root", dir.path(), "c", "--max-bytes", bad});
+    CHECK(e.status == 2);
+    CHECK(e.err.starts_with("lilcache-compact: --max-bytes: invalid size \"" + std::string(bad) +
+                            "\": "));
+    CHECK(e.err.find('\n') == e.err.size() - 1);
+    CHECK(e.err.size() < 300);  // not CLI11's 300-digit range
+  }
+}
+
+TEST_CASE("compact skips a cache with no dead space and nothing to evict, unless --force") {
+  TempDir dir;
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    c.set("k", "v");
+  }
+  const auto before = Snapshot(dir.path());
+  Result dry = Compact({"--root", dir.path(), "c", "--dry-run"});
+  CHECK(dry.status == 0);
+  CHECK(dry.out ==
+        "c: skipped: no dead space and nothing to evict (48 bytes live); --force would compact "
+        "it anyway\n");
+  Result skipped = Compact({"--root", dir.path(), "c"});
+  CHECK(skipped.status == 0);
+  CHECK(skipped.out ==
+        "c: skipped: no dead space and nothing to evict (48 bytes live); --force compacts it "
+        "anyway\n");
+  CHECK(Generation(dir.path(), "c") == 1);
+  CHECK(Contains(Compact({"--root", dir.path(), "c", "--dry-run", "--force"}).out,
+                 "c: would compact generation 1: "));
+  Result forced = Compact({"--root", dir.path(), "c", "--force"});
+  CHECK(forced.status == 0);
+  CHECK(Contains(forced.out, "c: compacted: generation 1 -> 2"));
+  CHECK(Generation(dir.path(), "c") == 2);
+  (void)before;
+}
+
+TEST_CASE("compact --dry-run predicts the evictions under --max-bytes as compact then does") {
+  TempDir dir;
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    // 100 records of 40 + 4 + 1000 bytes, rounded up: 1,048 bytes each.
+    for (int i = 0; i < 100; ++i)
+      c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
+  }
+  const auto before = Snapshot(dir.path());
+  Result dry = Compact({"--root", dir.path(), "c", "--max-bytes", "20960", "--dry-run"});
+  CHECK(dry.status == 0);
+  CHECK(dry.out ==
+        "c: would compact generation 1: 108896 bytes of log: 104800 bytes live (100 keys), 0 "
+        "bytes dead; max_bytes 20960: would evict the oldest 82 keys (85936 bytes), leaving "
+        "18864 bytes live\n");
+  CheckUnchanged(before, dir.path());
+  Result r = Compact({"--root", dir.path(), "c", "--max-bytes", "20960"});
+  CHECK(Contains(r.out, " 18 live, 0 expired, 0 deleted, 82 evicted keys, "));
+  Result within = Compact({"--root", dir.path(), "c", "--dry-run", "--force"});
+  CHECK(Contains(within.out, "; max_bytes 20960: no evictions\n"));
+}
+
+TEST_CASE("dump --full shows whole keys and values, and --json their exact bytes in base64") {
+  TempDir dir;
+  const std::string value = std::string(40, 'v') + kBinary;
+  {
+    auto c = Cache::open("c", {.root = dir.path()});
+    c.set(kNulKey, value);
+  }
+  Result cut = Dump({"--root", dir.path(), "c", "--records"});
+  CHECK(Contains(cut.out, "value \"" + std::string(32, 'v') + "...\" (48 bytes)"));
+  Result full = Dump({"--root", dir.path(), "c", "--records", "--full"});
+  CHECK(full.status == 0);
+  CHECK(Contains(full.out, "value \"" + std::string(40, 'v') + "bin\\x00\\xff\\n\\\"\\\\\"\n"));
+  json j = json::parse(Dump({"--root", dir.path(), "c", "--records", "--json", "--full"}).out);
+  REQUIRE(j["records"].size() == 1);
+  CHECK(j["records"][0]["value_shortened"] == false);
+  CHECK(j["records"][0]["key_base64"] == "awBleQ==");  // "k\0ey"
+  CHECK(j["records"][0]["value_base64"] ==
+        "dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dmJpbgD/CiJc");
+  json shortened = json::parse(Dump({"--root", dir.path(), "c", "--records", "--json"}).out);
+  CHECK(shortened["records"][0]["value_shortened"] == true);
+  CHECK_FALSE(shortened["records"][0].contains("value_base64"));
 }

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <set>
 #include <string>
 #include <thread>
@@ -398,6 +401,29 @@ TEST_CASE("the log file records opens at info and operations at debug") {
   CHECK(text.find("[" + std::to_string(getpid()) + "]") != std::string::npos);
 }
 
+TEST_CASE("a one-shot handle logs its open at debug, a long-lived one at info") {
+  TempDir dir;
+  auto log_of = [&](const std::string& name) {
+    std::ifstream in(dir.file(name + ".log"), std::ios::binary);  // may not exist: ""
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  { Cache::open("script", {.root = dir.path(), .one_shot = true}).set("a", "b"); }
+  { Cache::open("server", {.root = dir.path()}).set("a", "b"); }
+  CHECK(log_of("script").find("opened") == std::string::npos);
+  CHECK(log_of("server").find("opened") != std::string::npos);
+  { Cache::open("script", {.root = dir.path(), .loglevel = "debug", .one_shot = true}); }
+  CHECK(log_of("script").find("opened") != std::string::npos);
+}
+
+TEST_CASE("a bad $LILCACHE_LOGLEVEL is an Error naming the variable") {
+  TempDir dir;
+  ::setenv("LILCACHE_LOGLEVEL", "bogus", 1);
+  CHECK_THROWS_WITH_AS(Cache::open("t", {.root = dir.path()}),
+                       doctest::Contains("\"bogus\" in $LILCACHE_LOGLEVEL"), Error);
+  ::unsetenv("LILCACHE_LOGLEVEL");
+  CHECK_NOTHROW(Cache::open("t", {.root = dir.path()}));
+}
+
 TEST_CASE("compact() keeps every live key, drops deleted and overwritten ones, and reports it") {
   TempDir dir;
   // No compaction for dead space in the background (ratio 0), nor for index
@@ -621,6 +647,7 @@ TEST_CASE(
   CHECK(plain.stats().bytes_live <= 150'000);
   // UINT64_MAX: no limit any more.
   auto lift = Cache::open("t", {.root = dir.path(), .max_bytes = UINT64_MAX});
+  CHECK(lift.stats().max_bytes == 0);  // lifted: none, as Stats documents
   fill(plain, 1500, 1000);
   lilcache::CompactionResult r = plain.compact();
   CHECK(r.keys_evicted == 0);

@@ -1,6 +1,11 @@
 #include <doctest/doctest.h>
 
+#include <string>
+#include <string_view>
+#include <utility>
+
 #include "lilcache/lilcache.h"
+#include "support/test_util.h"
 
 using lilcache::Error;
 using lilcache::parse_duration;
@@ -41,20 +46,85 @@ TEST_CASE("a bad duration with NUL or control bytes is quoted escaped, so the me
     FAIL("no error");
   } catch (const Error& e) {
     CHECK(std::string(e.what()) ==
-          "invalid duration \"5\\x00s\\n\": missing unit (expected e.g. \"500ms\", "
-          "\"120s\", \"5m\", \"2h\", \"1d\", \"1w\", \"1h30m\")");
+          "invalid duration \"5\\x00s\\n\": missing unit after the number at character 2 "
+          "(expected e.g. \"500ms\", \"120s\", \"1h30m\", \"1d\": digits and a unit w d h m s "
+          "ms, units in that order, each once)");
   }
 }
 
 TEST_CASE("bad durations give an Error quoting the input") {
-  for (const char* bad : {"", "12x", "-1s", "s", "1", "1.5s", " 1s", "1s ", "1S", "1hm",
-                          "99999999999999999999s", "9223372036854775807w"}) {
+  for (const char* bad :
+       {"", "12x", "-1s", "s", "1", "1.5s", " 1s", "1s ", "1S", "1hm", "99999999999999999999s",
+        "9223372036854775807w", "30m1h", "1s1s", "1ms1s", "1h1h"}) {
     CAPTURE(bad);
     try {
       parse_duration(bad);
       FAIL("no error for " << bad);
     } catch (const Error& e) {
       CHECK(std::string(e.what()).find(std::string("\"") + bad + "\"") != std::string::npos);
+    }
+  }
+}
+
+// The message of parse_duration(text)'s Error.
+std::string DurationError(std::string_view text) {
+  try {
+    parse_duration(text);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST_CASE("a bad duration's message says what is wrong at which character") {
+  CHECK(DurationError("1.5s").starts_with(
+      "invalid duration \"1.5s\": fractions are not supported (use a smaller unit: \"1500ms\", "
+      "not \"1.5s\") at character 2 ("));
+  CHECK(DurationError("5S").starts_with(
+      "invalid duration \"5S\": unit \"S\" is not lower case (units are w d h m s ms) at "
+      "character 2 ("));
+  CHECK(DurationError("  5s").starts_with(
+      "invalid duration \"  5s\": space (no spaces are allowed) at character 1 ("));
+  CHECK(DurationError("5s ").starts_with(
+      "invalid duration \"5s \": space (no spaces are allowed) at character 3 ("));
+  CHECK(
+      DurationError("-1s").starts_with("invalid duration \"-1s\": sign (durations are not "
+                                       "negative; no sign) at character 1 ("));
+  CHECK(DurationError("1x").starts_with("invalid duration \"1x\": unknown unit \"x\""));
+  CHECK(DurationError("12").starts_with(
+      "invalid duration \"12\": missing unit after the number at character 2 ("));
+  CHECK(DurationError("").starts_with("invalid duration \"\": empty ("));
+  CHECK(DurationError("1 day").starts_with(
+      "invalid duration \"1 day\": space (no spaces are allowed) at character 2 ("));
+}
+
+TEST_CASE("units come in descending order, each at most once") {
+  CHECK(parse_duration("1w1d1h1m1s1ms") ==
+        milliseconds(604'800'000 + 86'400'000 + 3'600'000 + 60'000 + 1'000 + 1));
+  CHECK(parse_duration("1m1ms") == milliseconds(60'001));
+  CHECK(DurationError("30m1h").starts_with(
+      "invalid duration \"30m1h\": unit \"h\" after a smaller unit (units in descending "
+      "order: w d h m s ms) at character 5 ("));
+  CHECK(DurationError("1s1s").starts_with(
+      "invalid duration \"1s1s\": unit \"s\" repeated (each unit at most once) at "
+      "character 4 ("));
+  CHECK(DurationError("1ms1s").find("after a smaller unit") != std::string::npos);
+}
+
+TEST_CASE("an Options duration's error names the field") {
+  lilcache::test::TempDir root;
+  for (auto [field, options] :
+       {std::pair<std::string, lilcache::Options>{"expires", {.expires = "1 day"}},
+        {"snapshot", {.snapshot = "1.5s"}},
+        {"get_or_set_timeout", {.get_or_set_timeout = "5S"}}}) {
+    CAPTURE(field);
+    options.root = root.path();
+    try {
+      lilcache::Cache::open("c", options);
+      FAIL("no error");
+    } catch (const Error& e) {
+      CHECK(e.code() == lilcache::ErrorCode::invalid_argument);
+      CHECK(std::string(e.what()).starts_with(field + ": invalid duration \""));
     }
   }
 }

@@ -3,10 +3,11 @@
 // each tools/lilcache/*.cc adds its subcommands with an Add*Command function;
 // the subcommand that runs stores its exit status in CliContext::status.
 //
-// Exit statuses of every subcommand (docs/lilcache.1, tools/cli.h): 0 done,
-// 1 not done (the key is absent: get, pop, contains, ttl, touch, persist, cas;
-// already present: add; another version: cas), 2 bad usage, 3 any other
-// error. Every error is one line on stderr: "lilcache: COMMAND: what".
+// Exit statuses of every subcommand (the table in tools/cli.h, docs/lilcache.1):
+// 0 done, 1 not done (the key is absent: get, pop, delete, contains, ttl,
+// touch, persist, cas; already present: add; another version: cas), 2 bad
+// usage, 3 any other error. Every error is one line on stderr:
+// "lilcache: COMMAND: what".
 #pragma once
 
 #include <chrono>
@@ -28,10 +29,12 @@ struct CliContext {
   std::string name = "default";  // --name NAME: the cache
   int status = 0;                // exit status of the subcommand that ran
 
-  // Options for Cache::open with the global options applied.
+  // Options for Cache::open with the global options applied: a one-shot
+  // command's (its open is logged at debug; serve clears one_shot).
   lilcache::Options options() const {
     lilcache::Options o;
     o.root = root;
+    o.one_shot = true;
     return o;
   }
 
@@ -99,7 +102,7 @@ std::int64_t ParseInt64(std::string_view option, const std::string& text);
 // line of `get KEY --version`).
 std::uint64_t ParseVersion(const std::string& text);
 
-// `lilcache get|set|pop|delete|contains|keys|purge|stats`: tools/lilcache/data.cc.
+// `lilcache get|set|pop|delete|contains|keys|purge|stats|caches`: tools/lilcache/data.cc.
 void AddDataCommands(CLI::App& app, CliContext& context);
 
 // `lilcache add|incr|decr|cas|ttl|touch|persist`: tools/lilcache/update.cc.

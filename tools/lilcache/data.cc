@@ -5,16 +5,18 @@
 //                                its version on a line first
 //   set KEY VALUE [--ttl D]      store; VALUE "-" reads it from stdin
 //   pop KEY                      print the value and remove it (exit 1 if missing)
-//   delete KEY                   remove
+//   delete KEY                   remove (exit 1 if it was missing)
 //   contains KEY                 exit 0 if present, 1 if not; prints nothing
 //   keys [--prefix P] [--limit N] [-0]
 //   purge [--yes]
 //   stats [--json]
+//   caches                       list the caches under the root
 //
 // Values go to stdout byte for byte; a newline is added only when stdout is a
 // terminal. Only `set` creates a cache: the other commands treat a cache that
-// does not exist as empty (and `stats` fails on it), so that a mistyped
-// --root or --name creates nothing.
+// does not exist as empty (`stats` fails on it: it has no counters to show;
+// `caches` lists nothing under a root that does not exist), so that a
+// mistyped --root or --name creates nothing.
 #include <unistd.h>
 
 #include <algorithm>
@@ -87,8 +89,9 @@ int Pop(const CliContext& cx, const DataArgs& a) {
 
 int Delete(const CliContext& cx, const DataArgs& a) {
   CheckKey(cx, a.key);
-  if (auto cache = cx.open_existing()) cache->erase(a.key);
-  return 0;
+  // As erase()'s bool and REST's 404: removing an absent key is "not done".
+  auto cache = cx.open_existing();
+  return cache && cache->erase(a.key) ? 0 : kExitMissing;
 }
 
 int Contains(const CliContext& cx, const DataArgs& a) {
@@ -134,7 +137,9 @@ nlohmann::ordered_json StatsJson(const lilcache::Cache& cache, const lilcache::S
   j["deletes"] = s.deletes;
   j["expired"] = s.expired;
   j["evictions"] = s.evictions;
-  j["max_bytes"] = s.max_bytes;
+  // No limit (0): null, shown as "none".
+  j["max_bytes"] =
+      s.max_bytes == 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(s.max_bytes);
   j["bytes_live"] = s.bytes_live;
   j["bytes_dead"] = s.bytes_dead;
   j["bytes_file"] = s.bytes_file;
@@ -164,9 +169,23 @@ int PrintStats(const CliContext& cx, const DataArgs& a) {
     for (const auto& [field, value] : j.items()) {
       std::string line = field;
       line.resize(std::max<std::size_t>(line.size() + 1, 18), ' ');
-      line += value.is_string() ? value.get<std::string>() : value.dump();
+      line += value.is_string() ? value.get<std::string>()
+              : value.is_null() ? std::string("none")
+                                : value.dump();
       out += line + "\n";
     }
+  }
+  WriteStdout(out);
+  return 0;
+}
+
+// The caches under the root, one name per line, sorted (none if the root
+// does not exist).
+int ListCaches(const CliContext& cx, const DataArgs&) {
+  const std::string root = cx.resolved_root();
+  std::string out;
+  if (::access(root.c_str(), F_OK) == 0) {
+    for (const std::string& name : lilcache::list_caches(root)) out += name + "\n";
   }
   WriteStdout(out);
   return 0;
@@ -199,16 +218,15 @@ void AddDataCommands(CLI::App& app, CliContext& cx) {
   AddKey(AddCommand(app, cx, args, "pop",
                     "Print the value of KEY and remove it (exit 1 if missing)", Pop),
          a);
-  AddKey(AddCommand(app, cx, args, "delete", "Remove KEY (exit 0 whether or not it was there)",
-                    Delete),
-         a);
+  AddKey(AddCommand(app, cx, args, "delete", "Remove KEY (exit 1 if it was missing)", Delete), a);
   AddKey(AddCommand(app, cx, args, "contains", "Exit 0 if KEY is present, 1 if not; print nothing",
                     Contains),
          a);
 
   CLI::App* keys = AddCommand(app, cx, args, "keys", "List the keys, sorted, one per line", Keys);
-  keys->add_option("--prefix", a.prefix, "Only keys starting with P");
+  keys->add_option("--prefix", a.prefix, "Only keys starting with P")->type_name("P");
   keys->add_option("--limit", a.limit, "At most N keys, N >= 1 (which N is unspecified)")
+      ->type_name("N")
       ->each([](const std::string& text) {
         if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
             text.find_first_not_of('0') == std::string::npos) {
@@ -224,7 +242,12 @@ void AddDataCommands(CLI::App& app, CliContext& cx) {
 
   CLI::App* stats =
       AddCommand(app, cx, args, "stats", "Print the cache's counters and sizes", PrintStats);
-  stats->add_flag("--json", a.json, "As one JSON object");
+  stats->add_flag("--json", a.json, "As one JSON object (max_bytes: null for none)");
+
+  AddCommand(app, cx, args, "caches",
+             "List the caches under the root (--root), one name per line, sorted; --name is "
+             "ignored",
+             ListCaches);
 }
 
 }  // namespace lilcache::tools

@@ -12,21 +12,27 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lilcache " + std::string(lilcache::version()));
   app.fallthrough();  // global options may also follow the subcommand
   app.require_subcommand(1);
-  app.footer(
-      "Exit status: 0 done; 1 not done: the key is absent (get, pop, contains, ttl, touch, "
-      "persist, cas), present (add) or at another version (cas); 2 bad usage; 3 any other error "
-      "(one line on stderr). See man lilcache.");
+  app.footer(std::string(tools::kExitStatusHelp) + " See man lilcache.");
 
   tools::CliContext context;
   app.add_option("--root", context.root,
                  "Directory of the caches (default: $LILCACHE_ROOT, else "
                  "$XDG_CACHE_HOME/lilcache, else ~/.cache/lilcache)")
       ->envname("LILCACHE_ROOT");
-  app.add_option("--name", context.name, "Cache name")->capture_default_str();
+  app.add_option("--name", context.name, "Cache name (list them with 'lilcache caches')")
+      ->capture_default_str();
 
   tools::AddDataCommands(app, context);
   tools::AddUpdateCommands(app, context);
   tools::AddServeCommand(app, context);
+  // A subcommand's --help shows only its own options: name the global ones.
+  for (CLI::App* sub : app.get_subcommands({})) {
+    sub->footer(
+        "Global options (before or after the command): --root DIR (default: $LILCACHE_ROOT, "
+        "else $XDG_CACHE_HOME/lilcache, else ~/.cache/lilcache), --name NAME (default: "
+        "\"default\"). " +
+        std::string(tools::kExitStatusHelp));
+  }
 
   if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
   return context.status;
