@@ -251,14 +251,15 @@ struct Options {
   // expired records) exceed this fraction of a log of more than 4 MiB, so the
   // file stays within about 1 / (1 - ratio) times the live data. 0 = never on
   // dead space (index growth and max_bytes still compact). Default 0.4: at
-  // most ~1.7x plus what is written during the compaction; while the log is
-  // over 1.5x its live data, a compaction throttles writers (~50 us per
-  // write) so that they cannot outrun it. Backpressure: while dead bytes are
-  // over max(0.45, ratio + 0.05) of the log, every write (set, pop, erase)
-  // sleeps ~50 us after it is done, so writers faster than compaction keep
-  // the file within about 2x the live data (1.9x by default) instead of
-  // growing it; if no compaction can run (disk full, another process holding
-  // the compaction lock for long), writers stay slowed until one does.
+  // most ~1.7x plus what is written during the compaction. An automatic
+  // compaction syncs nothing (only snapshots do; docs/concurrency.md,
+  // "Durability"). Backpressure: once dead bytes pass max(0.3, ratio + 0.05)
+  // of the log, a write (set, pop, erase; each item of a batch) sleeps ~50 us
+  // after it is done with a probability rising to 1 at max(0.48, that +
+  // 0.03), spread evenly over a thread's writes, so writers faster than
+  // compaction are slowed just enough and the file stays within 2x the live
+  // data; if no compaction can run (disk full, another process holding the
+  // compaction lock for long), writers stay slowed until one does.
   double compact_dead_ratio = 0.4;
 
   // How long get_or_set() waits for another caller's computation of the same
