@@ -738,14 +738,19 @@ TEST_CASE("compact --quiet prints nothing on success and only the errors otherwi
         "lilcache-compact: nope: no such cache (" + dir.path() + "/nope.meta does not exist)\n");
 }
 
+namespace {
+// Cache "c" under root: keys k00..k99 of 1,000 bytes each, records of
+// 40 + 4 + 1000 bytes, rounded up: 1,048 bytes each.
+void WriteHundredKeys(const std::string& root) {
+  auto c = Cache::open("c", {.root = root});
+  for (int i = 0; i < 100; ++i)
+    c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
+}
+}  // namespace
+
 TEST_CASE("compact --max-bytes evicts the least recently stored keys and reports them") {
   TempDir dir;
-  {
-    auto c = Cache::open("c", {.root = dir.path()});
-    // 100 records of 40 + 4 + 1000 bytes, rounded up: 1,048 bytes each.
-    for (int i = 0; i < 100; ++i)
-      c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
-  }
+  WriteHundredKeys(dir.path());
   Result r = Compact({"--root", dir.path(), "c", "--max-bytes", "20960"});
   INFO("stderr: " << r.err);
   CHECK(r.status == 0);
@@ -834,11 +839,7 @@ TEST_CASE("an empty option value or $LILCACHE_* variable is a usage error in dum
 
 TEST_CASE("compact --max-bytes takes a size with a unit, or none, and refuses 0 in one line") {
   TempDir dir;
-  {
-    auto c = Cache::open("c", {.root = dir.path()});
-    for (int i = 0; i < 100; ++i)
-      c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
-  }
+  WriteHundredKeys(dir.path());
   Result r = Compact({"--root", dir.path(), "c", "--max-bytes", "40KiB"});
   CHECK(r.status == 0);
   CHECK(Contains(r.out, " evicted keys, "));
@@ -892,12 +893,7 @@ TEST_CASE("compact skips a cache with no dead space and nothing to evict, unless
 
 TEST_CASE("compact --dry-run predicts the evictions under --max-bytes as compact then does") {
   TempDir dir;
-  {
-    auto c = Cache::open("c", {.root = dir.path()});
-    // 100 records of 40 + 4 + 1000 bytes, rounded up: 1,048 bytes each.
-    for (int i = 0; i < 100; ++i)
-      c.set("k" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::string(1000, 'x'));
-  }
+  WriteHundredKeys(dir.path());
   const auto before = Snapshot(dir.path());
   Result dry = Compact({"--root", dir.path(), "c", "--max-bytes", "20960", "--dry-run"});
   CHECK(dry.status == 0);
