@@ -162,8 +162,11 @@ void CacheCore::MakeDurable(Generation& g) {
   // The whole data file: a compaction's copies (an automatic compaction
   // never syncs them), and every record written since, by any process.
   if (env_->Fsync(g.data.file().fd()) != 0) ThrowErrno("fsync", g.data.path());
-  if (env_->FsyncDir(paths_.root.c_str()) != 0) ThrowErrno("fsync", paths_.root);
-  RaiseDurableGen(g.number);
+  // Its name, once: whoever raised durable_gen to g had fsynced the directory.
+  if (durable_gen() < g.number) {
+    if (env_->FsyncDir(paths_.root.c_str()) != 0) ThrowErrno("fsync", paths_.root);
+    RaiseDurableGen(g.number);
+  }
   SyncMeta();
 }
 

@@ -141,8 +141,8 @@ class CacheCore {
   // Raises meta durable_gen to `gen` (never lowers it), once the data file
   // of `gen` and its name are durable. seq_cst, as durable_gen().
   void RaiseDurableGen(std::uint64_t gen);
-  // Makes generation g durable: its whole data file, the directory
-  // (its name), then durable_gen and the meta page. The caller keeps g from
+  // Makes generation g durable: its whole data file, the directory (its
+  // name; once per generation), then durable_gen and the meta page. The caller keeps g from
   // being retired and its files from being removed meanwhile (a writer
   // section), or checks afterwards that g is still current (Sync).
   void MakeDurable(Generation& g);

@@ -34,10 +34,18 @@ std::uint64_t auto_compact(Cache& c, const std::string& prefix) {
   const std::uint64_t gen = c.stats().generation;
   for (int i = 0; i < 1'000'000; ++i) {
     c.set(prefix + std::to_string(i), "filler");
-    if (i % 64 == 63) {
-      const std::uint64_t now = c.stats().generation;
-      if (now != gen) return now;
+    if (i % 64 != 63 || c.stats().generation == gen) continue;
+    // The keys written while it ran may have asked for another growth:
+    // wait until the generation has stayed the same for 200 ms, so that no
+    // compaction runs behind the caller's back.
+    std::uint64_t now = c.stats().generation;
+    for (int stable = 0, polls = 0; stable < 10 && polls < 3000; ++polls) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const std::uint64_t g = c.stats().generation;
+      stable = g == now ? stable + 1 : 0;
+      now = g;
     }
+    return now;
   }
   throw std::runtime_error("no automatic compaction after 1,000,000 new keys");
 }

@@ -192,8 +192,9 @@ void force_replay(const std::string& root, const std::string& name);
 
 // Writes new keys (prefix + i, value "filler") to `c` until an automatic
 // compaction (the index growing, run by the handle's background thread) has
-// switched it to a newer generation; returns that generation (throws
-// std::runtime_error if none came). Automatic compactions sync nothing
+// switched it to a newer generation, then until no further one follows for
+// 200 ms (new keys written during a growth may ask for another); returns
+// the generation (throws std::runtime_error if none came). Automatic compactions sync nothing
 // (docs/concurrency.md, "Durability"); compact() is a snapshot.
 std::uint64_t auto_compact(Cache& c, const std::string& prefix);
 
