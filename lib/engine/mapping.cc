@@ -38,16 +38,7 @@ void Mapping::Extend(std::size_t new_size) {
 }
 
 void Mapping::Unmap() {
-  if (base_ == nullptr) return;
-  // The mapped part first, a piece at a time: munmap holds the process's
-  // mmap lock for writing while it tears down the page tables, and every
-  // other thread's page fault waits for it (a writer appending to a fresh
-  // page): ~10-60 ms for a 30 MB log in one call on the dev VM, so a
-  // compactor retiring a generation stalled the writers of its process.
-  constexpr std::size_t kPiece = std::size_t{2} << 20;
-  const std::size_t mapped = size_.load(std::memory_order_relaxed);
-  for (std::size_t off = 0; off + kPiece < mapped; off += kPiece) env_->Munmap(base_ + off, kPiece);
-  env_->Munmap(base_, reserve_);  // the rest, and the reservation
+  if (base_ != nullptr) env_->Munmap(base_, reserve_);
   base_ = nullptr;
   reserve_ = 0;
   size_.store(0, std::memory_order_relaxed);

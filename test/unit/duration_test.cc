@@ -113,10 +113,12 @@ TEST_CASE("units come in descending order, each at most once") {
 
 TEST_CASE("an Options duration's error names the field") {
   lilcache::test::TempDir root;
-  for (auto [field, options] :
-       {std::pair<std::string, lilcache::Options>{"expires", {.expires = "1 day"}},
-        {"snapshot", {.snapshot = "1.5s"}},
-        {"get_or_set_timeout", {.get_or_set_timeout = "5S"}}}) {
+  // Not structured bindings: clang 14 cannot capture them in CAPTURE's lambda.
+  for (auto entry : {std::pair<std::string, lilcache::Options>{"expires", {.expires = "1 day"}},
+                     {"snapshot", {.snapshot = "1.5s"}},
+                     {"get_or_set_timeout", {.get_or_set_timeout = "5S"}}}) {
+    const std::string& field = entry.first;
+    lilcache::Options& options = entry.second;
     CAPTURE(field);
     options.root = root.path();
     try {
