@@ -1135,7 +1135,10 @@ TEST_CASE("serve refuses bad values before opening anything, in the user's terms
       {{"--loglevel", "loud"}, "serve: --loglevel: invalid log level \"loud\""},
       {{"--port", "x"}, "serve: --port: expected a whole number, got \"x\""},
   };
-  for (const auto& [args, message] : cases) {
+  // Not structured bindings: clang 14 cannot capture them in CAPTURE's lambda.
+  for (const auto& entry : cases) {
+    const std::vector<std::string>& args = entry.first;
+    const std::string& message = entry.second;
     CAPTURE(message);
     std::vector<std::string> argv{"serve"};
     argv.insert(argv.end(), args.begin(), args.end());
