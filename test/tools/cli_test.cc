@@ -997,6 +997,7 @@ done
   }
   for (auto& s : shells) {
     Result r = s->wait();
+    INFO("stderr: " << r.err);
     CHECK(r.status == 0);
     CHECK(r.err.empty());
   }
