@@ -687,14 +687,25 @@ TEST_CASE("a compaction right after a purge absorbs the new keys written meanwhi
   // snapshot failed while a cache refilled); now it starts over with a
   // larger index. Here 1,000 new keys (more than the 819 a 1,024-slot index
   // takes) are written while the compaction syncs its new files, before its
-  // last catch-up. Not more: the writer writes to the old generation, whose
-  // index may already have shrunk to 1,024 slots (a background compaction
-  // after the purge), and a writer that finds it full waits for a growth
-  // that this test's compaction, waiting for the writer, would never make.
+  // last catch-up. The writer writes to the old generation: its index must
+  // stay large, since a writer that finds it full waits for a growth that
+  // this test's compaction, waiting for the writer, would never make. So
+  // compact() first: it waits for the background growths of the fill, one
+  // of which, finishing after the purge, would shrink the old index to
+  // 1,024 slots (CI hung here once, 300 s).
   WritesDuringSync env;
   TempDir dir;
   auto c = Cache::open("t", {.root = dir.path(), .env = &env});
   for (int i = 0; i < 10000; ++i) c.set("old" + std::to_string(i), "x");
+  REQUIRE(c.compact().compacted);
+  // A request of the fill still queued may run one more: let it finish.
+  for (std::uint64_t gen = 0, stable = 0; stable < 10;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::uint64_t now = c.stats().generation;
+    stable = now == gen ? stable + 1 : 0;
+    gen = now;
+  }
+  REQUIRE(c.stats().index_slots > 10000);
   c.purge();
   lilcache::CompactionResult r;
   CHECK_NOTHROW(r = env.CompactWithBurst(c, 1000));
