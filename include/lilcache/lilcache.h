@@ -289,6 +289,22 @@ struct Options {
   // serve`) keep the default, false: their open is logged at info.
   bool one_shot = false;
 
+  // Where the cache lives (docs/cluster.md):
+  //   "" (default): $LILCACHE_BACKEND if set and not empty, else "local".
+  //   "local": this machine's files under `root` (everything above).
+  //   "redis-cluster://[[user]:password@]host:port[,host:port...][?opts]":
+  //       a Redis Cluster (7.0 or later), reached through the seed nodes
+  //       listed; the same API on many machines.
+  //   "redis://[[user]:password@]host:port[?opts]": one Redis server.
+  // opts: timeout=, connect_timeout=, retry_for= (durations), pool=<n>
+  // (docs/cluster.md, "URLs"). With a Redis backend the cache `name` is a
+  // key prefix on the servers; `root` holds only the text log
+  // (<root>/<name>.log); what each operation does there, and the few it
+  // refuses (Error unsupported), is listed op by op in docs/cluster.md. No
+  // TLS. A bad URL is an Error (invalid_argument) naming it (without its
+  // password).
+  std::string backend{};
+
   // Operating-system seam: files, maps, locks and clocks (lilcache/env.h).
   // nullptr (default) = Env::Default(). Tests pass a fault-injecting Env or a
   // fake clock. Not owned: the Env must outlive every Cache opened with it.
