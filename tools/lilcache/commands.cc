@@ -9,11 +9,33 @@
 
 namespace lilcache::tools {
 
+lilcache::Cache OpenCache(const CliContext& cx, const lilcache::Options& o) {
+  try {
+    return lilcache::Cache::open(cx.name, o);
+  } catch (const lilcache::Error& e) {
+    if (e.code() == lilcache::ErrorCode::invalid_argument && !cx.local()) {
+      throw UsageProblem(std::string("--backend: ") + e.what());
+    }
+    throw;
+  }
+}
+
+lilcache::Cache CliContext::open() const { return OpenCache(*this, options()); }
+
 std::optional<lilcache::Cache> CliContext::open_existing() const {
-  if (!lilcache::cache_exists(name, root)) return std::nullopt;
   lilcache::Options o = options();
   o.create_if_missing = false;  // nothing is created even if it vanished meanwhile
-  return lilcache::Cache::open(name, o);
+  if (local()) {
+    if (!lilcache::cache_exists(name, root)) return std::nullopt;
+    return OpenCache(*this, o);
+  }
+  // On Redis a cache is a key prefix: one with no keys is empty, not missing.
+  try {
+    return OpenCache(*this, o);
+  } catch (const lilcache::Error& e) {
+    if (e.code() == lilcache::ErrorCode::no_such_cache) return std::nullopt;
+    throw;
+  }
 }
 
 void WriteStdout(std::string_view bytes) {
@@ -83,6 +105,11 @@ void CheckName(const CliContext& cx) {
     lilcache::validate_name(cx.name);
   } catch (const lilcache::Error& e) {
     throw UsageProblem(std::string("--name: ") + e.what());
+  }
+  // ($LILCACHE_BACKEND was checked with the other variables.)
+  if (std::string problem = BackendProblem("--backend", cx.effective_backend());
+      !cx.backend.empty() && !problem.empty()) {
+    throw UsageProblem(problem);
   }
 }
 
