@@ -1194,6 +1194,17 @@ TEST_CASE("a malformed --backend or $LILCACHE_BACKEND is a usage error naming it
     CHECK(OneErrorLine(env.err));
     CHECK(env.err.starts_with("lilcache: $LILCACHE_BACKEND: invalid backend \""));
   }
+  // What a Redis backend leaves to the servers, refused before connecting.
+  for (const auto& [option, value] :
+       {std::pair{"--snapshot", "2s"}, std::pair{"--max-bytes", "1G"}}) {
+    CAPTURE(option);
+    Result r = At(root.path(), {"--backend", "redis://:hunter2@127.0.0.1:1", "serve", "--port", "0",
+                                option, value});
+    CHECK(r.status == 2);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.starts_with("lilcache: serve: " + std::string(option) + ": "));
+    CHECK(r.err.find("hunter2") == std::string::npos);
+  }
   Result empty = At(root.path(), {"get", "k"}, {.env = {"LILCACHE_BACKEND="}});
   CHECK(empty.status == 2);
   CHECK(empty.err ==

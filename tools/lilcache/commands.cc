@@ -13,8 +13,19 @@ lilcache::Cache OpenCache(const CliContext& cx, const lilcache::Options& o) {
   try {
     return lilcache::Cache::open(cx.name, o);
   } catch (const lilcache::Error& e) {
-    if (e.code() == lilcache::ErrorCode::invalid_argument && !cx.local()) {
+    if (cx.local()) throw;
+    if (e.code() == lilcache::ErrorCode::invalid_argument) {
       throw UsageProblem(std::string("--backend: ") + e.what());
+    }
+    if (e.code() == lilcache::ErrorCode::unsupported) {
+      // An option the backend leaves to the servers ("snapshot: ..."): named
+      // as the user gave it.
+      std::string what = e.what();
+      for (auto [field, option] :
+           {std::pair{"snapshot: ", "--snapshot: "}, std::pair{"max_bytes: ", "--max-bytes: "}}) {
+        if (what.starts_with(field)) what = option + what.substr(std::strlen(field));
+      }
+      throw UsageProblem(what + " (with --backend " + ShownBackend(cx.effective_backend()) + ")");
     }
     throw;
   }

@@ -63,9 +63,10 @@ struct CliContext {
   std::string resolved_root() const { return lilcache::resolve_root(root); }
 };
 
-// Cache::open(cx.name, o); a Redis backend's refusal of its URL or options
-// (Error invalid_argument: the name is checked before) is thrown as
-// UsageProblem ("--backend: ..."), the other errors as they are.
+// Cache::open(cx.name, o); a Redis backend's refusal of its URL (Error
+// invalid_argument: the name is checked before) or of an option it leaves to
+// the servers (Error unsupported: serve --snapshot, --max-bytes) is thrown
+// as UsageProblem, the other errors as they are.
 lilcache::Cache OpenCache(const CliContext& cx, const lilcache::Options& o);
 
 // "lilcache: COMMAND: what" on stderr (PrintError).
