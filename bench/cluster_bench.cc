@@ -218,7 +218,9 @@ class DirectStore final : public Store {
  public:
   DirectStore(const std::string& url, std::string prefix)
       : seeds_(lilcache::cluster::ParseUrl(url).seeds), prefix_(std::move(prefix)) {}
-  std::unique_ptr<Handle> open() override { return std::make_unique<DirectHandle>(seeds_, prefix_); }
+  std::unique_ptr<Handle> open() override {
+    return std::make_unique<DirectHandle>(seeds_, prefix_);
+  }
 
  private:
   std::vector<lilcache::cluster::Endpoint> seeds_;
@@ -231,10 +233,8 @@ class ClusterCacheHandle final : public Handle {
  public:
   ClusterCacheHandle(const std::string& name, const std::filesystem::path& root,
                      const std::string& url)
-      : cache_(lilcache::Cache::open(name, {.root = root.string(),
-                                            .loglevel = "warn",
-                                            .one_shot = true,
-                                            .backend = url})) {}
+      : cache_(lilcache::Cache::open(
+            name, {.root = root.string(), .loglevel = "warn", .one_shot = true, .backend = url})) {}
   std::optional<std::string> get(std::string_view key) override { return cache_.get(key); }
   bool get_into(std::string_view key, std::string& out) override { return cache_.get(key, out); }
   void set(std::string_view key, std::string_view value) override { cache_.set(key, value); }
@@ -252,7 +252,8 @@ class ClusterCacheHandle final : public Handle {
 
 class ClusterCacheStore final : public Store {
  public:
-  ClusterCacheStore(std::string url, std::string name) : url_(std::move(url)), name_(std::move(name)) {}
+  ClusterCacheStore(std::string url, std::string name)
+      : url_(std::move(url)), name_(std::move(name)) {}
   std::unique_ptr<Handle> open() override {
     return std::make_unique<ClusterCacheHandle>(name_, dir_.path(), url_);
   }
@@ -350,13 +351,15 @@ struct Figures {
 
 int Run(const Config& c) {
   install_signal_handlers();
-  const std::string run = fmt::format("{:x}", std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff);
+  const std::string run =
+      fmt::format("{:x}", std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff);
   fmt::print("lilcache-cluster-bench: {}; load average {}\n", describe_machine(), load_average());
-  fmt::print("- cluster {} ({} masters); {} keys, {} ops per measurement, {} reps (interleaved, "
-             "medians), mix: {} processes x {} s, 90% gets\n",
-             lilcache::cluster::ParseUrl(c.url).display,
-             lilcache::cluster::Client(lilcache::cluster::ParseUrl(c.url), nullptr).Masters().size(),
-             c.keys, c.ops, c.reps, c.processes, c.seconds);
+  fmt::print(
+      "- cluster {} ({} masters); {} keys, {} ops per measurement, {} reps (interleaved, "
+      "medians), mix: {} processes x {} s, 90% gets\n",
+      lilcache::cluster::ParseUrl(c.url).display,
+      lilcache::cluster::Client(lilcache::cluster::ParseUrl(c.url), nullptr).Masters().size(),
+      c.keys, c.ops, c.reps, c.processes, c.seconds);
   const std::vector<std::string> keys = make_keys(c.keys);
   bool all_met = true;
   bool all_right = true;
@@ -394,19 +397,21 @@ int Run(const Config& c) {
       }
     }
     for (int s = 0; s < 2; ++s) {
-      fmt::print("| {} | {} | {:.0f} | {:.0f} | {:.0f} |\n", labels[s], size,
-                 Median(fig[s].set_ns), Median(fig[s].get_ns), Median(fig[s].mix_ops));
+      fmt::print("| {} | {} | {:.0f} | {:.0f} | {:.0f} |\n", labels[s], size, Median(fig[s].set_ns),
+                 Median(fig[s].get_ns), Median(fig[s].mix_ops));
     }
     const double set_ratio = Median(fig[0].set_ns) / Median(fig[1].set_ns);
     const double get_ratio = Median(fig[0].get_ns) / Median(fig[1].get_ns);
     const double mix_ratio = Median(fig[1].mix_ops) / Median(fig[0].mix_ops);
-    fmt::print("| ratio lilcache / hiredis-direct | {} | {:.2f}x | {:.2f}x | {:.2f}x (time per op) |\n",
-               size, set_ratio, get_ratio, mix_ratio);
+    fmt::print(
+        "| ratio lilcache / hiredis-direct | {} | {:.2f}x | {:.2f}x | {:.2f}x (time per op) |\n",
+        size, set_ratio, get_ratio, mix_ratio);
     for (auto [what, ratio] : {std::pair{"set", set_ratio}, std::pair{"get", get_ratio}}) {
       const bool met = ratio <= 1.1;
       all_met = all_met && met;
-      verdicts.push_back(fmt::format("target {}-byte {} time lilcache <= 1.1x hiredis-direct: {:.2f}x: {}",
-                                     size, what, ratio, met ? "MET" : "MISSED"));
+      verdicts.push_back(
+          fmt::format("target {}-byte {} time lilcache <= 1.1x hiredis-direct: {:.2f}x: {}", size,
+                      what, ratio, met ? "MET" : "MISSED"));
     }
   }
   fmt::print("\n");
