@@ -6,7 +6,7 @@ processes, and bad backends.
 Needs a cluster: $LILCACHE_TEST_CLUSTER (its URL), which
 test/cluster/with_cluster.sh exports; meson runs this file under it as the
 test python_cluster (suite 'cluster'). Without the variable every test that
-needs it is skipped, saying so (python_cluster_local runs the others). Each test uses cache names of its own (the cluster
+needs it is skipped, saying so (python_cluster_local runs the others: bad backends). Each test uses cache names of its own (the cluster
 outlives the tests); every child process is joined or killed.
 """
 
@@ -151,7 +151,6 @@ def test_lilcache_backend_in_the_environment_chooses_the_cluster(
         assert cache.get("k2") == "from the child"
 
 
-@needs_cluster
 @pytest.mark.parametrize("url", ["redis-cluster://127.0.0.1:notaport", "http://127.0.0.1:7000",
                                  "redis://127.0.0.1:7000?pool=x"])
 def test_a_bad_backend_url_is_an_invalid_argument_error(url: str) -> None:
