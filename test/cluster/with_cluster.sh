@@ -144,6 +144,7 @@ cluster_ready() {
   "$redis_cli" --cluster check "127.0.0.1:${ports[0]}" >/dev/null 2>&1
 }
 
+start=$(date +%s.%N)
 started=0
 for attempt in 1 2 3 4 5; do
   rm -f "$dir/nodes.tmp"
