@@ -204,8 +204,9 @@ class Client::Impl final : public ForkHook {
       ask_target = nullptr;
       bool at_once = false;
       if (node == nullptr) {
-        cause = version == 0 ? "no slot map yet" : "no node serves the slot";
-        at_once = Refresh(version, deadline) && redirects++ < kImmediateRedirects;
+        std::string why;
+        at_once = Refresh(version, deadline, &why) && redirects++ < kImmediateRedirects;
+        cause = version == 0 ? "no slot map: " + why : "no node serves the slot";
       } else {
         Conn conn;
         std::vector<Reply> replies;

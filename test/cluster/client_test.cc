@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -235,7 +236,9 @@ TEST_CASE("a seed that does not answer is an io Error naming it once retry_for h
     FAIL("no error");
   } catch (const Error& e) {
     CHECK(e.code() == ErrorCode::io);
-    CHECK(std::string(e.what()).find("127.0.0.1:1") != std::string::npos);
+    const std::string what = e.what();
+    CAPTURE(what);
+    CHECK(what.find("cannot connect to 127.0.0.1:1:") != std::string::npos);
   }
   const double took = Seconds(Clock::now() - start);
   INFO("took " << took << " s");
@@ -425,6 +428,47 @@ TEST_CASE("a redis:// URL runs every command on the one server") {
   const std::vector<Reply> group = client.RunGroup(0, {{"GET", keys[0]}, {"GET", keys[1]}});
   CHECK(group[1].str == keys[1]);
   CHECK(client.RunOn(masters[0], {"DBSIZE"}).integer == 100);
+}
+
+TEST_CASE("the pool keeps at most `pool` idle connections per node, whatever the threads") {
+  const std::string url = test::SingleRedisUrl();
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  auto connected = [&] {
+    const Reply info = test::NodeCommand(port, {"INFO", "clients"});
+    const std::size_t at = info.str.find("connected_clients:");
+    REQUIRE(at != std::string::npos);
+    return std::stoi(info.str.substr(at + std::strlen("connected_clients:")));
+  };
+  // Clients of earlier cases are gone once the server has seen them close.
+  const int before = [&] {
+    int n = connected();
+    for (int i = 0; i < 100 && n > 1; ++i) {
+      std::this_thread::sleep_for(milliseconds(50));
+      n = connected();
+    }
+    return n - 1;  // not counting NodeCommand's own connection
+  }();
+  Client client(ParseUrl(url + "?pool=2"), nullptr);
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        const std::string key = "pool:" + std::to_string(t) + ":" + std::to_string(i);
+        if (Set(client, key, key).str != "OK" || Get(client, key).str != key) ++wrong;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(wrong.load() == 0);
+  // The server may not have seen the surplus connections close yet.
+  int idle = connected() - 1 - before;
+  for (int i = 0; i < 100 && idle > 2; ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+    idle = connected() - 1 - before;
+  }
+  CHECK(idle >= 1);
+  CHECK(idle <= 2);
 }
 
 TEST_CASE("AUTH: a refused or missing password is a permission Error that never shows it") {
