@@ -312,15 +312,21 @@ class Client::Impl final : public ForkHook {
     };
     std::vector<Pipe> pipes;
     std::string cause;
-    for (auto& [node, indexes] : by_node) {
-      Pipe pipe{{}, &indexes, false};
-      if (!Take(node, pipe.conn, cause)) {
-        Failed(node, cause);
-        continue;
+    try {
+      for (auto& [node, indexes] : by_node) {
+        Pipe pipe{{}, &indexes, false};
+        if (!Take(node, pipe.conn, cause)) {
+          Failed(node, cause);
+          continue;
+        }
+        pipe.ok = true;
+        pipes.push_back(pipe);
+        for (std::size_t i : indexes) Append(pipe.conn.ctx, cmds[i].second);
       }
-      pipe.ok = true;
-      for (std::size_t i : indexes) Append(pipe.conn.ctx, cmds[i].second);
-      pipes.push_back(pipe);
+    } catch (...) {
+      // AUTH refused on one node: the connections taken are closed.
+      for (Pipe& pipe : pipes) redisFree(pipe.conn.ctx);
+      throw;
     }
     for (Pipe& pipe : pipes) {
       int written = 0;
