@@ -399,13 +399,25 @@ TEST_CASE("a slot in migration: ASK is followed with ASKING, for a moved key and
   const std::vector<Reply> group = client.RunGroup(slot, {{"GET", key}, {"GET", other}});
   CHECK(group[0].str == "migrated");
   CHECK(group[1].str == "new");
+  // A transaction through ASK: ASKING before MULTI holds for the whole
+  // transaction (no ASKING inside it, whose reply would be in EXEC's).
+  const std::vector<Reply> tx =
+      client.RunGroup(slot, {{"MULTI"}, {"SET", other, "tx"}, {"GET", key}, {"EXEC"}});
+  REQUIRE(tx.size() == 4);
+  CHECK(tx[0].str == "OK");
+  CHECK(tx[1].str == "QUEUED");
+  CHECK(tx[2].str == "QUEUED");
+  REQUIRE(tx[3].type == Reply::Type::kArray);
+  REQUIRE(tx[3].elements.size() == 2);
+  CHECK(tx[3].elements[0].str == "OK");
+  CHECK(tx[3].elements[1].str == "migrated");
   // The map was not changed by ASK: still `from`.
   CHECK(log.Count("MOVED slot " + s) == 0);
 
   // The end of the migration: the slot is `to`'s.
   AssignSlot(slot, to);
   test::WaitClusterOk();
-  CHECK(client.Run(slot, {"GET", other}).str == "new");
+  CHECK(client.Run(slot, {"GET", other}).str == "tx");
   CHECK(log.Count("MOVED slot " + s) == 1);
 }
 
