@@ -718,11 +718,12 @@ class Cache {
   // faults sees every file access made for the cache.
   LILCACHE_EXPORT Env* env() const;
 
-  class Impl;  // lib/engine/cache_impl.h
+  class Backend;  // lib/engine/backend.h: what a Cache forwards to
+  class Impl;     // lib/engine/cache_impl.h: the local engine
 
  private:
-  explicit Cache(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Cache(std::unique_ptr<Backend> impl);
+  std::unique_ptr<Backend> impl_;
 };
 
 // ---- Module-level functions mirroring the seed design ------------------------

@@ -118,6 +118,12 @@ Cache::Impl::~Impl() {
   }
 }
 
+CompactionResult Cache::Impl::CompactNow() {
+  CompactionResult r;
+  Compact({.reason = "requested", .wait_for_own = true, .counts_as_snapshot = true, .result = &r});
+  return r;
+}
+
 void Cache::Impl::BeforeFork() { core_.LockForFork(); }
 
 void Cache::Impl::AfterForkInParent() { core_.UnlockInParent(); }

@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/cache_core.h"
 #include "engine/compaction.h"
 #include "engine/fork.h"
@@ -46,10 +47,10 @@
 
 namespace lilcache {
 
-class Cache::Impl final : public ForkHook {
+class Cache::Impl final : public Cache::Backend, public ForkHook {
  public:
   Impl(std::string_view name, const Options& options);
-  ~Impl();
+  ~Impl() override;
 
   // ForkHook: the prepare handler holds the core's refresh mutex across the
   // fork, so the child's copy of its generations is whole; the child starts every mutex of the
@@ -63,22 +64,22 @@ class Cache::Impl final : public ForkHook {
 
   // ttl_ms = 0: Options::expires (or none). kind: the record's KIND (ValueKind).
   void Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
-           std::uint8_t kind = 0);
-  std::optional<std::string> Get(std::string_view key);
+           std::uint8_t kind = 0) override;
+  std::optional<std::string> Get(std::string_view key) override;
   // get() into a caller's buffer (reusing its capacity), with the kind.
-  bool GetInto(std::string_view key, std::string& value, ValueKind* kind);
+  bool GetInto(std::string_view key, std::string& value, ValueKind* kind) override;
   // `kind` (if not null) receives the popped value's kind.
   std::optional<std::string> Pop(std::string_view key, bool want_value,
-                                 std::uint8_t* kind = nullptr);
-  bool Contains(std::string_view key);
-  void Purge();
-  std::size_t Size();
+                                 std::uint8_t* kind = nullptr) override;
+  bool Contains(std::string_view key) override;
+  void Purge() override;
+  std::size_t Size() override;
   // Calls fn for each live key with the prefix; `verify` checks each value's
   // checksum first (when values are handed out), throwing Error on a bad one.
   void ForEach(std::string_view prefix,
                const std::function<bool(std::string_view, std::string_view)>& fn,
-               bool verify = true);
-  Stats GetStats();
+               bool verify = true) override;
+  Stats GetStats() override;
 
   // ---- conditional writes, get_or_set, batches (cache_update.cc) ----
   // What a conditional write does to a key, given its visible record.
@@ -99,33 +100,37 @@ class Cache::Impl final : public ForkHook {
   // debug log.
   bool Update(std::string_view key, const char* op, const Decide& decide);
   bool Add(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
-           std::uint8_t kind = 0);
+           std::uint8_t kind = 0) override;
   std::int64_t Increment(std::string_view key, std::int64_t delta, std::int64_t initial,
-                         std::uint64_t ttl_ms);
-  std::optional<Versioned> GetVersioned(std::string_view key);
+                         std::uint64_t ttl_ms) override;
+  std::optional<Versioned> GetVersioned(std::string_view key) override;
   bool CompareAndSet(std::string_view key, std::uint64_t version, std::string_view value,
-                     std::uint64_t ttl_ms, std::uint8_t kind = 0);
-  bool CompareAndErase(std::string_view key, std::uint64_t version);
-  bool Touch(std::string_view key, std::uint64_t ttl_ms);
-  bool Persist(std::string_view key);
-  std::optional<std::chrono::milliseconds> Ttl(std::string_view key);
+                     std::uint64_t ttl_ms, std::uint8_t kind = 0) override;
+  bool CompareAndErase(std::string_view key, std::uint64_t version) override;
+  bool Touch(std::string_view key, std::uint64_t ttl_ms) override;
+  bool Persist(std::string_view key) override;
+  std::optional<std::chrono::milliseconds> Ttl(std::string_view key) override;
   TypedValue GetOrSet(std::string_view key, const std::function<TypedValue()>& compute,
-                      std::uint64_t ttl_ms);
-  std::vector<std::optional<std::string>> GetMany(const std::vector<std::string>& keys);
-  void SetMany(const std::vector<std::pair<std::string, std::string>>& items, std::uint64_t ttl_ms);
-  std::size_t EraseMany(const std::vector<std::string>& keys);
+                      std::uint64_t ttl_ms) override;
+  std::vector<std::optional<std::string>> GetMany(const std::vector<std::string>& keys) override;
+  void SetMany(const std::vector<std::pair<std::string, std::string>>& items,
+               std::uint64_t ttl_ms) override;
+  std::size_t EraseMany(const std::vector<std::string>& keys) override;
   // Items per writer section of SetMany/EraseMany: a compactor's pause waits
   // for at most this many writes of one batch.
   static constexpr std::size_t kBatchChunk = 256;
   // msync of the data file written so far, the index and the meta file.
-  void Sync();
+  void Sync() override;
   // Runs a generation switch now (compaction.h); false if another process
   // holds the COMPACT lock (or as the request says).
   bool Compact(const CompactionRequest& request);
+  // Cache::compact(): waits for this process's own background compaction,
+  // and counts as a snapshot.
+  CompactionResult CompactNow() override;
 
-  const std::string& name() const { return core_.paths().name; }
-  const std::string& root() const { return core_.paths().root; }
-  Env* env() const { return env_; }
+  const std::string& name() const override { return core_.paths().name; }
+  const std::string& root() const override { return core_.paths().root; }
+  Env* env() const override { return env_; }
 
   // Dead space is reclaimed automatically (Options::compact_dead_ratio) only
   // in data files longer than this: smaller ones are not worth a compaction.

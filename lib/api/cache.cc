@@ -1,18 +1,25 @@
-// The public Cache: forwards to Cache::Impl (cache_impl.h).
+// The public Cache: checks what is the same for every backend, and forwards
+// to the Cache::Backend chosen by Options::backend at open (backend.h): the
+// local engine (engine/cache_impl.h) or Redis (cluster/redis_cache.h).
+#include "cluster/redis_cache.h"
+#include "engine/backend.h"
 #include "engine/cache_impl.h"
 
 namespace lilcache {
 
-Cache::Cache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Cache::Cache(std::unique_ptr<Backend> impl) : impl_(std::move(impl)) {}
 Cache::Cache(Cache&&) noexcept = default;
 Cache& Cache::operator=(Cache&&) noexcept = default;
 Cache::~Cache() = default;
 
 Cache Cache::open(std::string_view name, const Options& options) {
+  if (std::string url = cluster::ResolveBackend(options.backend); !url.empty()) {
+    return Cache(std::make_unique<cluster::RedisCache>(name, options, url));
+  }
   return Cache(std::make_unique<Impl>(name, options));
 }
 
-static Cache::Impl& Checked(const std::unique_ptr<Cache::Impl>& impl) {
+static Cache::Backend& Checked(const std::unique_ptr<Cache::Backend>& impl) {
   if (!impl) throw Error(ErrorCode::invalid_state, "use of a moved-from lilcache::Cache");
   return *impl;
 }
@@ -26,10 +33,10 @@ static std::uint64_t TtlMs(std::chrono::milliseconds ttl) {
   return static_cast<std::uint64_t>(ttl.count());
 }
 
-void Cache::set(std::string_view key, std::string_view value) { Checked(impl_).Set(key, value, 0); }
+void Cache::set(std::string_view key, std::string_view value) { Checked(impl_).Set(key, value, 0, 0); }
 
 void Cache::set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-  Checked(impl_).Set(key, value, TtlMs(ttl));
+  Checked(impl_).Set(key, value, TtlMs(ttl), 0);
 }
 
 // WriteOptions::ttl in ms (0: Options::expires); throws if negative.
@@ -69,10 +76,10 @@ TypedValue Cache::get_or_set(std::string_view key, const std::function<TypedValu
 }
 
 bool Cache::add(std::string_view key, std::string_view value) {
-  return Checked(impl_).Add(key, value, 0);
+  return Checked(impl_).Add(key, value, 0, 0);
 }
 bool Cache::add(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-  return Checked(impl_).Add(key, value, TtlMs(ttl));
+  return Checked(impl_).Add(key, value, TtlMs(ttl), 0);
 }
 
 std::int64_t Cache::increment(std::string_view key, std::int64_t delta, std::int64_t initial) {
@@ -103,11 +110,11 @@ std::optional<Versioned> Cache::get_versioned(std::string_view key) {
   return Checked(impl_).GetVersioned(key);
 }
 bool Cache::compare_and_set(std::string_view key, std::uint64_t version, std::string_view value) {
-  return Checked(impl_).CompareAndSet(key, version, value, 0);
+  return Checked(impl_).CompareAndSet(key, version, value, 0, 0);
 }
 bool Cache::compare_and_set(std::string_view key, std::uint64_t version, std::string_view value,
                             std::chrono::milliseconds ttl) {
-  return Checked(impl_).CompareAndSet(key, version, value, TtlMs(ttl));
+  return Checked(impl_).CompareAndSet(key, version, value, TtlMs(ttl), 0);
 }
 bool Cache::compare_and_erase(std::string_view key, std::uint64_t version) {
   return Checked(impl_).CompareAndErase(key, version);
@@ -150,7 +157,7 @@ std::size_t Cache::erase_many(const std::vector<std::string>& keys) {
 
 std::optional<std::string> Cache::get(std::string_view key) { return Checked(impl_).Get(key); }
 std::optional<std::string> Cache::pop(std::string_view key) {
-  return Checked(impl_).Pop(key, true);
+  return Checked(impl_).Pop(key, true, nullptr);
 }
 bool Cache::get(std::string_view key, std::string& value, ValueKind* kind) {
   return Checked(impl_).GetInto(key, value, kind);
@@ -166,7 +173,9 @@ std::optional<TypedValue> Cache::pop_typed(std::string_view key) {
   if (!v) return std::nullopt;
   return TypedValue{std::move(*v), static_cast<ValueKind>(kind)};
 }
-bool Cache::erase(std::string_view key) { return Checked(impl_).Pop(key, false).has_value(); }
+bool Cache::erase(std::string_view key) {
+  return Checked(impl_).Pop(key, false, nullptr).has_value();
+}
 bool Cache::contains(std::string_view key) { return Checked(impl_).Contains(key); }
 void Cache::purge() { Checked(impl_).Purge(); }
 std::size_t Cache::size() { return Checked(impl_).Size(); }
@@ -190,7 +199,7 @@ void Cache::for_each_key(std::string_view prefix, const std::function<bool(std::
 }
 
 void Cache::for_each(const std::function<bool(std::string_view, std::string_view)>& fn) {
-  Checked(impl_).ForEach({}, fn);
+  Checked(impl_).ForEach({}, fn, /*verify=*/true);
 }
 
 Stats Cache::stats() { return Checked(impl_).GetStats(); }
@@ -198,14 +207,7 @@ Stats Cache::stats() { return Checked(impl_).GetStats(); }
 CompactionResult Cache::snapshot() { return compact(); }  // compactions are snapshots
 void Cache::sync() { Checked(impl_).Sync(); }
 
-CompactionResult Cache::compact() {
-  CompactionResult r;
-  // An explicit compaction waits for this process's own background one, and
-  // counts as a snapshot.
-  Checked(impl_).Compact(
-      {.reason = "requested", .wait_for_own = true, .counts_as_snapshot = true, .result = &r});
-  return r;
-}
+CompactionResult Cache::compact() { return Checked(impl_).CompactNow(); }
 const std::string& Cache::name() const { return Checked(impl_).name(); }
 const std::string& Cache::root() const { return Checked(impl_).root(); }
 Env* Cache::env() const { return Checked(impl_).env(); }
