@@ -89,7 +89,8 @@ sanitizer_env() {
 
 # The suites with threads or processes, run under ThreadSanitizer.
 tsan_tests=(cache_test update_test fault_test multiprocess_test fork_test crash_test snapshot_test
-            compaction_test update_race_test server_test example_01_multiprocess example_09_atomic)
+            compaction_test update_race_test server_test example_01_multiprocess example_09_atomic
+            conformance_local_test conformance_cluster_test cluster_client_test)
 
 cmd=${1:-}
 (($# > 0)) && shift

@@ -204,8 +204,9 @@ class Client::Impl final : public ForkHook {
       ask_target = nullptr;
       bool at_once = false;
       if (node == nullptr) {
-        cause = version == 0 ? "no slot map yet" : "no node serves the slot";
-        at_once = Refresh(version, deadline) && redirects++ < kImmediateRedirects;
+        std::string why;
+        at_once = Refresh(version, deadline, &why) && redirects++ < kImmediateRedirects;
+        cause = version == 0 ? "no slot map: " + why : "no node serves the slot";
       } else {
         Conn conn;
         std::vector<Reply> replies;
@@ -311,15 +312,21 @@ class Client::Impl final : public ForkHook {
     };
     std::vector<Pipe> pipes;
     std::string cause;
-    for (auto& [node, indexes] : by_node) {
-      Pipe pipe{{}, &indexes, false};
-      if (!Take(node, pipe.conn, cause)) {
-        Failed(node, cause);
-        continue;
+    try {
+      for (auto& [node, indexes] : by_node) {
+        Pipe pipe{{}, &indexes, false};
+        if (!Take(node, pipe.conn, cause)) {
+          Failed(node, cause);
+          continue;
+        }
+        pipe.ok = true;
+        pipes.push_back(pipe);
+        for (std::size_t i : indexes) Append(pipe.conn.ctx, cmds[i].second);
       }
-      pipe.ok = true;
-      for (std::size_t i : indexes) Append(pipe.conn.ctx, cmds[i].second);
-      pipes.push_back(pipe);
+    } catch (...) {
+      // AUTH refused on one node: the connections taken are closed.
+      for (Pipe& pipe : pipes) redisFree(pipe.conn.ctx);
+      throw;
     }
     for (Pipe& pipe : pipes) {
       int written = 0;
@@ -597,21 +604,30 @@ class Client::Impl final : public ForkHook {
     return true;
   }
 
-  // Sends cmds pipelined (each after ASKING if `asking`) and reads their
-  // replies. On an I/O error the connection is closed (conn.ctx null) and
-  // `cause` says why.
+  // Sends cmds pipelined and reads their replies. With `asking`, ASKING goes
+  // before each command outside MULTI ... EXEC/DISCARD: before MULTI it holds
+  // for the whole transaction (the server keeps the flag while in MULTI),
+  // and inside one it would be queued and answered in EXEC's reply. On an
+  // I/O error the connection is closed (conn.ctx null) and `cause` says why.
   bool Exchange(Conn& conn, const std::vector<Command>& cmds, bool asking,
                 std::vector<Reply>& replies, std::string& cause) {
     static const Command kAsking{"ASKING"};
-    for (const Command& cmd : cmds) {
-      if (asking) Append(conn.ctx, kAsking);
-      Append(conn.ctx, cmd);
+    std::vector<bool> asked(cmds.size(), false);
+    bool in_multi = false;
+    for (std::size_t i = 0; i < cmds.size(); ++i) {
+      if (asking && !in_multi) {
+        Append(conn.ctx, kAsking);
+        asked[i] = true;
+      }
+      Append(conn.ctx, cmds[i]);
+      if (IsCommand(cmds[i], "MULTI")) in_multi = true;
+      if (IsCommand(cmds[i], "EXEC") || IsCommand(cmds[i], "DISCARD")) in_multi = false;
     }
     replies.clear();
     replies.reserve(cmds.size());
     for (std::size_t i = 0; i < cmds.size(); ++i) {
       Reply reply;
-      if (asking && !Read(conn, reply, cause)) break;
+      if (asked[i] && !Read(conn, reply, cause)) break;
       if (!Read(conn, reply, cause)) break;
       replies.push_back(std::move(reply));
     }
@@ -619,6 +635,15 @@ class Client::Impl final : public ForkHook {
     redisFree(conn.ctx);
     conn.ctx = nullptr;
     return false;
+  }
+
+  static bool IsCommand(const Command& cmd, std::string_view name) {
+    if (cmd.front().size() != name.size()) return false;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      const char c = cmd.front()[i];
+      if ((c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c) != name[i]) return false;
+    }
+    return true;
   }
 
   // The first reply of a group that is not an answer, if any.

@@ -135,9 +135,12 @@ constexpr const char* kSetText = LC_EPOCH
     "else redis.call('SET', KEYS[2], v, 'PX', ARGV[4]) end\n"
     "return 1\n";
 
-// As set, only if the key holds no live value. Returns 1 if it wrote.
+// As set, only if the key holds no live value. Returns 1 if it wrote (or
+// had written: a value with our version is this very call, sent again by
+// the client after a lost reply).
 constexpr const char* kAddText = LC_EPOCH
     "local cur = redis.call('GET', KEYS[2])\n"
+    "if cur and string.sub(cur, 19, 34) == ARGV[2] then return 1 end\n"
     "if " LC_LIVE("cur") " then return 0 end\n"
     "local v = 'L' .. ARGV[1] .. e .. ARGV[2] .. ARGV[3]\n"
     "if ARGV[4] == '0' then redis.call('SET', KEYS[2], v)\n"
@@ -156,9 +159,11 @@ constexpr const char* kPopText =
 
 // Compare and set/delete. ARGV: expected version ("" = no live value),
 // op ("s" set, "d" delete), kind digit, new version, value, px ("0" none,
-// "-1" keep the key's expiry). Returns 1 if it wrote.
+// "-1" keep the key's expiry). Returns 1 if it wrote (or had written: as
+// add).
 constexpr const char* kCasText = LC_EPOCH
     "local cur = redis.call('GET', KEYS[2])\n"
+    "if ARGV[2] == 's' and cur and string.sub(cur, 19, 34) == ARGV[4] then return 1 end\n"
     "local live = " LC_LIVE("cur") "\n"
     "if ARGV[1] == '' then\n"
     "  if live then return 0 end\n"
@@ -175,6 +180,7 @@ constexpr const char* kCasText = LC_EPOCH
 constexpr const char* kTouchText = LC_EPOCH
     "local cur = redis.call('GET', KEYS[2])\n"
     "if not " LC_LIVE("cur") " then return 0 end\n"
+    "if string.sub(cur, 19, 34) == ARGV[1] then return 1 end\n"
     "local v = string.sub(cur, 1, 18) .. ARGV[1] .. string.sub(cur, 35)\n"
     "if ARGV[2] == '0' then\n"
     "  if redis.call('PTTL', KEYS[2]) == -1 then return 1 end\n"

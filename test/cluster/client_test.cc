@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -235,7 +236,9 @@ TEST_CASE("a seed that does not answer is an io Error naming it once retry_for h
     FAIL("no error");
   } catch (const Error& e) {
     CHECK(e.code() == ErrorCode::io);
-    CHECK(std::string(e.what()).find("127.0.0.1:1") != std::string::npos);
+    const std::string what = e.what();
+    CAPTURE(what);
+    CHECK(what.find("cannot connect to 127.0.0.1:1:") != std::string::npos);
   }
   const double took = Seconds(Clock::now() - start);
   INFO("took " << took << " s");
@@ -396,13 +399,25 @@ TEST_CASE("a slot in migration: ASK is followed with ASKING, for a moved key and
   const std::vector<Reply> group = client.RunGroup(slot, {{"GET", key}, {"GET", other}});
   CHECK(group[0].str == "migrated");
   CHECK(group[1].str == "new");
+  // A transaction through ASK: ASKING before MULTI holds for the whole
+  // transaction (no ASKING inside it, whose reply would be in EXEC's).
+  const std::vector<Reply> tx =
+      client.RunGroup(slot, {{"MULTI"}, {"SET", other, "tx"}, {"GET", key}, {"EXEC"}});
+  REQUIRE(tx.size() == 4);
+  CHECK(tx[0].str == "OK");
+  CHECK(tx[1].str == "QUEUED");
+  CHECK(tx[2].str == "QUEUED");
+  REQUIRE(tx[3].type == Reply::Type::kArray);
+  REQUIRE(tx[3].elements.size() == 2);
+  CHECK(tx[3].elements[0].str == "OK");
+  CHECK(tx[3].elements[1].str == "migrated");
   // The map was not changed by ASK: still `from`.
   CHECK(log.Count("MOVED slot " + s) == 0);
 
   // The end of the migration: the slot is `to`'s.
   AssignSlot(slot, to);
   test::WaitClusterOk();
-  CHECK(client.Run(slot, {"GET", other}).str == "new");
+  CHECK(client.Run(slot, {"GET", other}).str == "tx");
   CHECK(log.Count("MOVED slot " + s) == 1);
 }
 
@@ -425,6 +440,386 @@ TEST_CASE("a redis:// URL runs every command on the one server") {
   const std::vector<Reply> group = client.RunGroup(0, {{"GET", keys[0]}, {"GET", keys[1]}});
   CHECK(group[1].str == keys[1]);
   CHECK(client.RunOn(masters[0], {"DBSIZE"}).integer == 100);
+}
+
+TEST_CASE("the pool keeps at most `pool` idle connections per node, whatever the threads") {
+  const std::string url = test::SingleRedisUrl();
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  auto connected = [&] {
+    const Reply info = test::NodeCommand(port, {"INFO", "clients"});
+    const std::size_t at = info.str.find("connected_clients:");
+    REQUIRE(at != std::string::npos);
+    return std::stoi(info.str.substr(at + std::strlen("connected_clients:")));
+  };
+  // Clients of earlier cases are gone once the server has seen them close.
+  const int before = [&] {
+    int n = connected();
+    for (int i = 0; i < 100 && n > 1; ++i) {
+      std::this_thread::sleep_for(milliseconds(50));
+      n = connected();
+    }
+    return n - 1;  // not counting NodeCommand's own connection
+  }();
+  Client client(ParseUrl(url + "?pool=2"), nullptr);
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        const std::string key = "pool:" + std::to_string(t) + ":" + std::to_string(i);
+        if (Set(client, key, key).str != "OK" || Get(client, key).str != key) ++wrong;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(wrong.load() == 0);
+  // The server may not have seen the surplus connections close yet.
+  int idle = connected() - 1 - before;
+  for (int i = 0; i < 100 && idle > 2; ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+    idle = connected() - 1 - before;
+  }
+  CHECK(idle >= 1);
+  CHECK(idle <= 2);
+}
+
+TEST_CASE("AUTH: a refused or missing password is a permission Error that never shows it") {
+  const std::string url = test::SingleRedisUrl();
+  const std::string hosts = url.substr(std::string("redis://").size());
+  const int port = std::stoi(hosts.substr(hosts.rfind(':') + 1));
+  REQUIRE(
+      test::NodeCommand(port, {"ACL", "SETUSER", "app", "on", ">app-secret", "~*", "+@all"}).str ==
+      "OK");
+  REQUIRE(test::NodeCommand(port, {"CONFIG", "SET", "requirepass", "hunter2"}).str == "OK");
+  Client admin(ParseUrl("redis://:hunter2@" + hosts), nullptr);
+  struct Restore {
+    Client& admin;
+    std::string node;
+    ~Restore() {
+      try {
+        admin.RunOn(node, {"CONFIG", "SET", "requirepass", ""});
+        admin.RunOn(node, {"ACL", "DELUSER", "app"});
+      } catch (...) {
+      }
+    }
+  } restore{admin, hosts};
+
+  auto refused = [&](const std::string& u, const std::string& secret) {
+    CAPTURE(u);
+    Client client(ParseUrl(u), nullptr);
+    try {
+      client.Run(0, {"SET", "auth", "x"});
+      FAIL("no error");
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      CAPTURE(what);
+      CHECK(e.code() == ErrorCode::permission);
+      CHECK(what.find(hosts) != std::string::npos);
+      if (!secret.empty()) CHECK(what.find(secret) == std::string::npos);
+    }
+  };
+  refused("redis://" + hosts, "");                        // NOAUTH
+  refused("redis://:wrong-pass@" + hosts, "wrong-pass");  // WRONGPASS
+  refused("redis://app:hunter2@" + hosts, "hunter2");     // the user's password is another
+  refused("redis://nobody:app-secret@" + hosts, "app-secret");
+
+  CHECK(admin.Run(0, {"SET", "auth", "default"}).str == "OK");
+  Client app(ParseUrl("redis://app:app-secret@" + hosts), nullptr);
+  CHECK(app.Run(0, {"GET", "auth"}).str == "default");
+  CHECK(app.RunOn(hosts, {"ACL", "WHOAMI"}).str == "app");
+}
+
+TEST_CASE("a child process after fork() uses the parent's Client with connections of its own") {
+  Client client(ParseUrl(ClusterUrl()), nullptr);
+  // Connections to every master in the pool before the fork.
+  for (int i = 0; i < 100; ++i)
+    REQUIRE(Set(client, "fork:warm:" + std::to_string(i), "w").str == "OK");
+  constexpr int kOps = 2000;
+  test::Children children;
+  const pid_t pid = children.add(test::fork_child([&]() -> int {
+    for (int i = 0; i < kOps; ++i) {
+      const std::string key = "fork:child:" + std::to_string(i);
+      if (Set(client, key, key + "=c").str != "OK") return 1;
+      if (Get(client, key).str != key + "=c") return 2;
+    }
+    return 0;
+  }));
+  int wrong = 0;
+  for (int i = 0; i < kOps; ++i) {
+    const std::string key = "fork:parent:" + std::to_string(i);
+    if (Set(client, key, key + "=p").str != "OK") ++wrong;
+    if (Get(client, key).str != key + "=p") ++wrong;
+  }
+  CHECK(wrong == 0);
+  CHECK(children.wait(pid, std::chrono::seconds(120)) == 0);
+  for (int i = 0; i < kOps; i += 97) {
+    const std::string key = "fork:child:" + std::to_string(i);
+    CHECK(Get(client, key).str == key + "=c");
+  }
+}
+
+TEST_CASE("resharding during load loses no acknowledged write: MOVED and ASK are followed") {
+  CapturedLog log;
+  Client client(ParseUrl(ClusterUrl()), log.logger);
+  const std::vector<RedisNode> masters = Masters();
+  const RedisNode& from = masters[0];
+  const RedisNode& to = masters[2];
+  // Keys in the slots that move, so that the migration has keys to move.
+  std::vector<std::pair<std::uint16_t, Command>> prefill;
+  std::vector<std::string> prefill_keys;
+  for (int i = 0; i < 5000; ++i) prefill_keys.push_back("reshard:pre:" + std::to_string(i));
+  for (const std::string& k : prefill_keys) prefill.push_back({KeySlot(k), {"SET", k, k}});
+  for (const Reply& r : client.RunMany(prefill)) REQUIRE(r.str == "OK");
+
+  constexpr int kThreads = 4;
+  std::atomic<bool> stop{false};
+  std::atomic<long> threw{0}, error_replies{0};
+  std::atomic<long long> slowest_us{0};
+  std::vector<std::vector<std::string>> acked(kThreads);
+  std::mutex errors_mu;
+  std::string first_error;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string key = "reshard:" + std::to_string(t) + ":" + std::to_string(i);
+        const auto start = Clock::now();
+        try {
+          const Reply r = Set(client, key, key);
+          if (r.str == "OK") {
+            acked[t].push_back(key);
+          } else {
+            ++error_replies;
+            std::lock_guard<std::mutex> lock(errors_mu);
+            if (first_error.empty()) first_error = r.str;
+          }
+        } catch (const Error& e) {
+          ++threw;
+          std::lock_guard<std::mutex> lock(errors_mu);
+          if (first_error.empty()) first_error = e.what();
+        }
+        const long long us =
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+        long long prev = slowest_us.load();
+        while (us > prev && !slowest_us.compare_exchange_weak(prev, us)) {
+        }
+      }
+    });
+  }
+  test::Children children;
+  const auto reshard_start = Clock::now();
+  const pid_t reshard = children.add(test::StartReshard(from, to, 2000));
+  const int status = children.wait(reshard, std::chrono::seconds(300));
+  const double reshard_s = Seconds(Clock::now() - reshard_start);
+  stop = true;
+  for (std::thread& w : writers) w.join();
+  CHECK_MESSAGE(status == 0, "redis-cli --cluster reshard failed: see reshard.log in "
+                                 << std::getenv("LILCACHE_TEST_CLUSTER_DIR"));
+  test::WaitClusterOk();
+
+  std::size_t total = 0;
+  for (const auto& keys : acked) total += keys.size();
+  const std::size_t moved = log.Count("MOVED slot "), asked = log.Count("ASK slot ");
+  MESSAGE("resharding 2000 slots took "
+          << reshard_s << " s; " << total << " acknowledged writes, " << threw.load() << " threw, "
+          << error_replies.load() << " error replies; " << moved << " MOVED and " << asked
+          << " ASK followed; slowest write " << slowest_us.load() / 1000.0 << " ms");
+  CHECK_MESSAGE(error_replies.load() == 0, first_error);
+  CHECK_MESSAGE(threw.load() == 0, first_error);
+  CHECK(total > 0);
+  CHECK(moved > 0);
+  // The slots moved.
+  int slots_to = 0;
+  for (const RedisNode& m : Masters()) {
+    if (m.port != to.port) continue;
+    for (const auto& [lo, hi] : m.slots) slots_to += hi - lo + 1;
+  }
+  CHECK(slots_to >= 2000 + 5000);
+
+  // Every acknowledged write is there (read through a fresh client).
+  Client reader(ParseUrl(ClusterUrl()), nullptr);
+  std::size_t lost = 0;
+  std::string first_lost;
+  auto verify = [&](const std::vector<std::string>& keys) {
+    for (std::size_t at = 0; at < keys.size(); at += 1000) {
+      std::vector<std::pair<std::uint16_t, Command>> gets;
+      for (std::size_t i = at; i < std::min(keys.size(), at + 1000); ++i) {
+        gets.push_back({KeySlot(keys[i]), {"GET", keys[i]}});
+      }
+      const std::vector<Reply> replies = reader.RunMany(gets);
+      for (std::size_t i = 0; i < replies.size(); ++i) {
+        if (replies[i].str != keys[at + i]) {
+          if (lost++ == 0) first_lost = keys[at + i];
+        }
+      }
+    }
+  };
+  verify(prefill_keys);
+  for (const auto& keys : acked) verify(keys);
+  CHECK_MESSAGE(lost == 0, "first lost: " << first_lost);
+}
+
+TEST_CASE(
+    "a master that stops answering (SIGSTOP): calls on its slots throw io within about retry_for") {
+  const std::vector<RedisNode> masters = Masters();
+  const RedisNode victim = masters[0];
+  // No failover (its replica must not take over) and the other masters
+  // keep serving their slots while it is out.
+  for (const RedisNode& r : test::ReplicasOf(victim)) {
+    REQUIRE(
+        test::NodeCommand(r.port, {"CONFIG", "SET", "cluster-replica-no-failover", "yes"}).str ==
+        "OK");
+  }
+  test::AllNodesCommand({"CONFIG", "SET", "cluster-require-full-coverage", "no"});
+  const Config config = ParseUrl(ClusterUrl() + "?retry_for=2s&timeout=300ms");
+  Client client(config, nullptr);
+  std::vector<std::string> keys;
+  for (const RedisNode& m : masters) {
+    keys.push_back(test::KeyOn(m, "stall"));
+    REQUIRE(Set(client, keys.back(), "before").str == "OK");
+  }
+  struct Resume {
+    const RedisNode& node;
+    bool stopped = false;
+    ~Resume() {
+      if (stopped) test::ContinueNode(node);
+    }
+  } resume{victim};
+  test::StopNode(victim);
+  resume.stopped = true;
+  const double bound = Seconds(config.retry_for + config.timeout) + 5;
+  for (int round = 0; round < 2; ++round) {
+    const auto start = Clock::now();
+    try {
+      Set(client, keys[0], "during");
+      FAIL("a write to a stopped master succeeded");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::io);
+      const std::string what = e.what();
+      CAPTURE(what);
+      CHECK(what.find(victim.name()) != std::string::npos);
+      CHECK(what.find("slot " + std::to_string(KeySlot(keys[0]))) != std::string::npos);
+    }
+    const double took = Seconds(Clock::now() - start);
+    MESSAGE("a write to the stopped master threw after " << took
+                                                         << " s (retry_for 2 s, timeout 300 ms)");
+    CHECK(took < bound);
+    // The other masters answer meanwhile.
+    for (std::size_t i = 1; i < keys.size(); ++i) {
+      const auto t0 = Clock::now();
+      CHECK(Set(client, keys[i], "during").str == "OK");
+      CHECK(Seconds(Clock::now() - t0) < bound);
+    }
+  }
+  test::ContinueNode(victim);
+  resume.stopped = false;
+  test::WaitClusterOk();
+  const auto t0 = Clock::now();
+  CHECK(Set(client, keys[0], "after").str == "OK");
+  MESSAGE("first write after SIGCONT took " << Seconds(Clock::now() - t0) << " s");
+  CHECK(Get(client, keys[0]).str == "after");
+  for (const RedisNode& r : test::ReplicasOf(victim)) {
+    test::NodeCommand(r.port, {"CONFIG", "SET", "cluster-replica-no-failover", "no"});
+  }
+  test::AllNodesCommand({"CONFIG", "SET", "cluster-require-full-coverage", "yes"});
+}
+
+TEST_CASE("when a master is killed during load, writes resume on its replica") {
+  CapturedLog log;
+  const Config config = ParseUrl(ClusterUrl());
+  Client client(config, log.logger);
+  const std::vector<RedisNode> masters = Masters();
+  const RedisNode victim = masters[1];
+  const std::vector<RedisNode> replicas = test::ReplicasOf(victim);
+  REQUIRE(replicas.size() == 1);
+  // Keys of the surviving masters, written before: all must survive.
+  std::vector<std::string> survivors;
+  for (int i = 0; survivors.size() < 3000; ++i) {
+    const std::string key = "failover:pre:" + std::to_string(i);
+    if (!victim.serves(KeySlot(key))) survivors.push_back(key);
+  }
+  std::vector<std::pair<std::uint16_t, Command>> prefill;
+  for (const std::string& k : survivors) prefill.push_back({KeySlot(k), {"SET", k, k}});
+  for (const Reply& r : client.RunMany(prefill)) REQUIRE(r.str == "OK");
+  // Let the replica catch up (WAIT on the victim: replicated before the kill).
+  REQUIRE(test::NodeCommand(victim.port, {"WAIT", "1", "2000"}).integer == 1);
+
+  constexpr int kThreads = 3;
+  std::atomic<bool> stop{false};
+  std::atomic<long> threw{0};
+  std::atomic<long long> slowest_us{0};
+  std::vector<std::vector<std::string>> acked(kThreads);
+  std::mutex errors_mu;
+  std::string first_error;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string key = "failover:" + std::to_string(t) + ":" + std::to_string(i);
+        const auto start = Clock::now();
+        try {
+          if (Set(client, key, key).str == "OK") acked[t].push_back(key);
+        } catch (const Error& e) {
+          ++threw;
+          std::lock_guard<std::mutex> lock(errors_mu);
+          if (first_error.empty()) first_error = e.what();
+        }
+        const long long us =
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+        long long prev = slowest_us.load();
+        while (us > prev && !slowest_us.compare_exchange_weak(prev, us)) {
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(500));
+  const std::string probe_prefix = "failover:probe";
+  const auto killed_at = Clock::now();
+  test::KillNode(victim);
+  // The first write of a key of the victim's slots that succeeds after the kill.
+  double unavailable_s = -1;
+  for (int i = 0; unavailable_s < 0 && Seconds(Clock::now() - killed_at) < 60; ++i) {
+    const std::string key = test::KeyOn(victim, probe_prefix + std::to_string(i));
+    try {
+      if (Set(client, key, "probe").str == "OK") unavailable_s = Seconds(Clock::now() - killed_at);
+    } catch (const Error& e) {
+      MESSAGE("probe write threw: " << std::string(e.what()));
+    }
+  }
+  std::this_thread::sleep_for(milliseconds(1000));
+  stop = true;
+  for (std::thread& w : writers) w.join();
+  MESSAGE("failover: writes to the killed master's slots were unavailable for "
+          << unavailable_s << " s; writers: " << threw.load() << " threw, slowest write "
+          << slowest_us.load() / 1000.0 << " ms");
+  REQUIRE(unavailable_s >= 0);
+  CHECK_MESSAGE(threw.load() == 0, first_error);
+  CHECK(slowest_us.load() / 1e6 < Seconds(config.retry_for + config.timeout) + 5);
+  CHECK(log.Count("failed") > 0);
+
+  test::WaitClusterOk();
+  // The replica serves the victim's slots now.
+  CHECK(test::MasterOf(victim.slots.front().first).port == replicas[0].port);
+  // Nothing of the surviving masters was lost: the keys written before and
+  // every acknowledged write of their slots.
+  Client reader(ParseUrl(ClusterUrl()), nullptr);
+  std::vector<std::string> check = survivors;
+  for (const auto& keys : acked) {
+    for (const std::string& k : keys) {
+      if (!victim.serves(KeySlot(k))) check.push_back(k);
+    }
+  }
+  std::size_t lost = 0;
+  for (std::size_t at = 0; at < check.size(); at += 1000) {
+    std::vector<std::pair<std::uint16_t, Command>> gets;
+    for (std::size_t i = at; i < std::min(check.size(), at + 1000); ++i) {
+      gets.push_back({KeySlot(check[i]), {"GET", check[i]}});
+    }
+    const std::vector<Reply> replies = reader.RunMany(gets);
+    for (std::size_t i = 0; i < replies.size(); ++i) lost += replies[i].str != check[at + i];
+  }
+  CHECK(lost == 0);
+  INFO(check.size() << " keys of surviving masters checked");
 }
 
 }  // namespace lilcache::cluster

@@ -52,7 +52,7 @@ ErrorCode CodeOf(const std::function<void()>& fn) {
   try {
     fn();
   } catch (const Error& e) {
-    MESSAGE("Error: " << e.what());
+    MESSAGE("Error: " << std::string(e.what()));
     return e.code();
   }
   FAIL("no Error thrown");

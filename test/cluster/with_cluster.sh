@@ -42,6 +42,7 @@ if [[ -z $redis_server || -z $redis_cli ]]; then
   exit 2
 fi
 
+declare -A pid_of
 dir=$(mktemp -d "${TMPDIR:-/tmp}/lilcache-cluster.XXXXXX") || exit 2
 pids=()
 
@@ -112,19 +113,26 @@ start_server() {
   } >"$dir/$port/redis.conf"
   "$redis_server" "$dir/$port/redis.conf" </dev/null >/dev/null 2>&1 &
   pids+=($!)
+  pid_of[$port]=$!
   echo "$port $!" >>"$dir/nodes.tmp"
 }
 
-# Waits until every port answers PING (false if a server died: a lost port race).
-wait_ping() {
+# Waits until the server of every port says it is ready in its own log
+# (not a PING: a port taken by another program, or by another
+# with_cluster.sh's server, may answer). False if one died or stays silent
+# (a lost port race: the log says which).
+wait_ready() {
   local port i
   for port in "$@"; do
-    for i in $(seq 100); do
-      [[ $("$redis_cli" -p "$port" ping 2>/dev/null) == PONG ]] && continue 2
-      local pid
-      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+    for i in $(seq 200); do
+      grep -q 'Ready to accept connections' "$dir/$port/redis.log" 2>/dev/null && continue 2
+      if ! kill -0 "${pid_of[$port]}" 2>/dev/null; then
+        echo "with_cluster.sh: redis-server on port $port exited: $(tail -n 1 "$dir/$port/redis.log" 2>/dev/null)" >&2
+        return 1
+      fi
       sleep 0.05
     done
+    echo "with_cluster.sh: redis-server on port $port not ready after 10 s" >&2
     return 1
   done
 }
@@ -144,6 +152,7 @@ cluster_ready() {
   "$redis_cli" --cluster check "127.0.0.1:${ports[0]}" >/dev/null 2>&1
 }
 
+start=$(date +%s.%N)
 started=0
 for attempt in 1 2 3 4 5; do
   rm -f "$dir/nodes.tmp"
@@ -157,7 +166,7 @@ for attempt in 1 2 3 4 5; do
   fi
   for port in "${ports[@]}"; do start_server "$port" cluster; done
   [[ -n $single_port ]] && start_server "$single_port" plain
-  if wait_ping "${ports[@]}" $single_port; then
+  if wait_ready "${ports[@]}" $single_port; then
     started=1
     break
   fi

@@ -70,7 +70,7 @@ export PKG_CONFIG_PATH=$tmp/pkgconfig
 [[ $(pkg-config --modversion lilcache) == "$version" ]] ||
   fail "pkg-config --modversion lilcache: $(pkg-config --modversion lilcache), not $version"
 static_libs=$(pkg-config --static --libs lilcache)
-for lib in -lspdlog -lfmt -lxxhash -lroaring -pthread; do
+for lib in -lspdlog -lfmt -lxxhash -lroaring -lhiredis -pthread; do
   [[ " $static_libs " == *" $lib "* ]] || fail "pkg-config --static --libs lilcache lacks $lib: $static_libs"
 done
 
