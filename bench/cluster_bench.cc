@@ -10,7 +10,9 @@
 //                   (KeySlot of lib/cluster/slot.h), a refresh on MOVED/ASK:
 //                   the least a client can do per operation.
 // and prints ns/op, the mix's ops/s and the ratio lilcache / hiredis-direct
-// (target: <= 1.1x for get and set, each printed MET or MISSED).
+// (target: <= 1.1x for get and set, each printed MET or MISSED), and the
+// client's own CPU per op (getrusage: what the routing layer costs, less
+// sensitive than wall time to a machine whose cores the servers share).
 //
 //   lilcache-cluster-bench --cluster redis-cluster://127.0.0.1:P[,...]
 //       [--keys N] [--ops N] [--reps N] [--value-sizes 100,1024]
@@ -20,6 +22,7 @@
 // runs this, redis-benchmark --cluster and two `lilcache serve --backend`
 // under wrk.
 #include <hiredis/hiredis.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <array>
@@ -347,7 +350,16 @@ double Median(std::vector<double> v) {
 
 struct Figures {
   std::vector<double> set_ns, get_ns, mix_ops;
+  std::vector<double> set_cpu_ns, get_cpu_ns;  // this process's CPU (user + system) per op
 };
+
+// CPU time of this process so far (every thread: the backend's too), in ns.
+double CpuNanos() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto ns = [](const timeval& t) { return t.tv_sec * 1e9 + t.tv_usec * 1e3; };
+  return ns(u.ru_utime) + ns(u.ru_stime);
+}
 
 int Run(const Config& c) {
   install_signal_handlers();
@@ -363,9 +375,11 @@ int Run(const Config& c) {
   const std::vector<std::string> keys = make_keys(c.keys);
   bool all_met = true;
   bool all_right = true;
-  fmt::print("\n| store | value bytes | set ns/op | get ns/op | mix ops/s ({} proc.) |\n",
-             c.processes);
-  fmt::print("|---|--:|--:|--:|--:|\n");
+  fmt::print(
+      "\n| store | value bytes | set ns/op | get ns/op | mix ops/s ({} proc.) | client CPU ns/set "
+      "| client CPU ns/get |\n",
+      c.processes);
+  fmt::print("|---|--:|--:|--:|--:|--:|--:|\n");
   std::vector<std::string> verdicts;
   for (std::size_t size : c.value_sizes) {
     ClusterCacheStore lilcache_store(c.url, fmt::format("bench_{}_{}", run, size));
@@ -383,8 +397,12 @@ int Run(const Config& c) {
     std::array<Figures, 2> fig;
     for (int rep = 0; rep < c.reps; ++rep) {
       for (int s = 0; s < 2; ++s) {  // interleaved: both see the same machine
+        double cpu = CpuNanos();
         fig[s].set_ns.push_back(data[s].time_sets(*handles[s], c.ops));
+        fig[s].set_cpu_ns.push_back((CpuNanos() - cpu) / static_cast<double>(c.ops));
+        cpu = CpuNanos();
         fig[s].get_ns.push_back(data[s].time_gets_into(*handles[s], c.ops));
+        fig[s].get_cpu_ns.push_back((CpuNanos() - cpu) / static_cast<double>(c.ops));
       }
     }
     for (int s = 0; s < 2; ++s) {
@@ -397,15 +415,19 @@ int Run(const Config& c) {
       }
     }
     for (int s = 0; s < 2; ++s) {
-      fmt::print("| {} | {} | {:.0f} | {:.0f} | {:.0f} |\n", labels[s], size, Median(fig[s].set_ns),
-                 Median(fig[s].get_ns), Median(fig[s].mix_ops));
+      fmt::print("| {} | {} | {:.0f} | {:.0f} | {:.0f} | {:.0f} | {:.0f} |\n", labels[s], size,
+                 Median(fig[s].set_ns), Median(fig[s].get_ns), Median(fig[s].mix_ops),
+                 Median(fig[s].set_cpu_ns), Median(fig[s].get_cpu_ns));
     }
     const double set_ratio = Median(fig[0].set_ns) / Median(fig[1].set_ns);
     const double get_ratio = Median(fig[0].get_ns) / Median(fig[1].get_ns);
     const double mix_ratio = Median(fig[1].mix_ops) / Median(fig[0].mix_ops);
+    const double set_cpu_ratio = Median(fig[0].set_cpu_ns) / Median(fig[1].set_cpu_ns);
+    const double get_cpu_ratio = Median(fig[0].get_cpu_ns) / Median(fig[1].get_cpu_ns);
     fmt::print(
-        "| ratio lilcache / hiredis-direct | {} | {:.2f}x | {:.2f}x | {:.2f}x (time per op) |\n",
-        size, set_ratio, get_ratio, mix_ratio);
+        "| ratio lilcache / hiredis-direct | {} | {:.2f}x | {:.2f}x | {:.2f}x (time per op) | "
+        "{:.2f}x | {:.2f}x |\n",
+        size, set_ratio, get_ratio, mix_ratio, set_cpu_ratio, get_cpu_ratio);
     for (auto [what, ratio] : {std::pair{"set", set_ratio}, std::pair{"get", get_ratio}}) {
       const bool met = ratio <= 1.1;
       all_met = all_met && met;
