@@ -467,9 +467,12 @@ std::optional<Versioned> RedisCache::Read(std::string_view key, bool count) {
     if (count) misses_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
-  Stored s = Parse(key, r.elements[1].str);
+  const Stored s = Parse(key, r.elements[1].str);
   if (count) hits_.fetch_add(1, std::memory_order_relaxed);
-  Versioned v{std::string(s.value), s.version, static_cast<ValueKind>(s.kind)};
+  // The reply's string becomes the value: the header is cut off in place
+  // (a memmove), not copied into a new string.
+  Versioned v{std::move(r.elements[1].str), s.version, static_cast<ValueKind>(s.kind)};
+  v.value.erase(0, kHeaderBytes);
   return v;
 }
 
