@@ -33,7 +33,9 @@ static std::uint64_t TtlMs(std::chrono::milliseconds ttl) {
   return static_cast<std::uint64_t>(ttl.count());
 }
 
-void Cache::set(std::string_view key, std::string_view value) { Checked(impl_).Set(key, value, 0, 0); }
+void Cache::set(std::string_view key, std::string_view value) {
+  Checked(impl_).Set(key, value, 0, 0);
+}
 
 void Cache::set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
   Checked(impl_).Set(key, value, TtlMs(ttl), 0);

@@ -180,7 +180,8 @@ class Client::Impl final : public ForkHook {
   const Config& config() const { return config_; }
 
   std::vector<Reply> RunGroup(std::uint16_t slot, const std::vector<Command>& cmds,
-                              Clock::time_point deadline) EXCLUDES(mu_) {
+                              Clock::time_point deadline,
+                              Client::Resend resend = Client::Resend::kSafe) EXCLUDES(mu_) {
     if (slot >= kSlots) {
       throw Error(ErrorCode::invalid_argument,
                   fmt::format("slot {} is not below {}", slot, kSlots));
@@ -210,8 +211,12 @@ class Client::Impl final : public ForkHook {
       } else {
         Conn conn;
         std::vector<Reply> replies;
-        if (!Take(node, conn, cause) || !Exchange(conn, cmds, asking, replies, cause)) {
+        if (!Take(node, conn, cause)) {
           Failed(node, cause);
+          Refresh(version, deadline);
+        } else if (!Exchange(conn, cmds, asking, replies, cause)) {
+          Failed(node, cause);
+          if (resend == Client::Resend::kNever) throw MayHaveRun(slot, node, cause);
           Refresh(version, deadline);
         } else {
           Give(conn);
@@ -273,8 +278,17 @@ class Client::Impl final : public ForkHook {
     }
   }
 
-  std::vector<Reply> RunMany(const std::vector<std::pair<std::uint16_t, Command>>& cmds)
-      EXCLUDES(mu_) {
+  // The Error of a command not sent again (Resend::kNever) after its
+  // connection failed.
+  Error MayHaveRun(std::uint16_t slot, const Node* node, const std::string& cause) const {
+    return Error(ErrorCode::io,
+                 fmt::format("{}: slot {} (node {}): {}, after the command was sent: it may or "
+                             "may not have run (not sent again: it must not run twice)",
+                             config_.display, slot, node->name, cause));
+  }
+
+  std::vector<Reply> RunMany(const std::vector<std::pair<std::uint16_t, Command>>& cmds,
+                             Client::Resend resend = Client::Resend::kSafe) EXCLUDES(mu_) {
     const Clock::time_point deadline = Clock::now() + config_.retry_for;
     for (const auto& [slot, cmd] : cmds) {
       if (slot >= kSlots) {
@@ -312,6 +326,10 @@ class Client::Impl final : public ForkHook {
     };
     std::vector<Pipe> pipes;
     std::string cause;
+    bool failed_after_send = false;  // Resend::kNever: a pipeline failed once sent
+    std::uint16_t failed_slot = 0;
+    const Node* failed_node = nullptr;
+    std::string failed_cause;
     try {
       for (auto& [node, indexes] : by_node) {
         Pipe pipe{{}, &indexes, false};
@@ -363,12 +381,23 @@ class Client::Impl final : public ForkHook {
         if (log_) log_->debug("redis: pipeline to {} failed: {}", pipe.conn.node->name, cause);
         Failed(pipe.conn.node, cause);
         redisFree(pipe.conn.ctx);
+        pipe.conn.ctx = nullptr;
+        if (resend == Client::Resend::kNever && !failed_after_send) {
+          failed_after_send = true;
+          failed_slot = cmds[pipe.indexes->front()].first;
+          failed_node = pipe.conn.node;
+          failed_cause = cause;
+        }
       }
+    }
+    if (failed_after_send) {
+      // Close what is left (the other pipes were read or closed above).
+      throw MayHaveRun(failed_slot, failed_node, failed_cause);
     }
     // The rest (redirected, retried, or on a failed node) one by one.
     for (std::size_t i = 0; i < cmds.size(); ++i) {
       if (done[i]) continue;
-      std::vector<Reply> one = RunGroup(cmds[i].first, {cmds[i].second}, deadline);
+      std::vector<Reply> one = RunGroup(cmds[i].first, {cmds[i].second}, deadline, resend);
       results[i] = std::move(one.front());
     }
     return results;
@@ -842,9 +871,9 @@ Client::Client(Config config, std::shared_ptr<spdlog::logger> log)
 
 Client::~Client() = default;
 
-Reply Client::Run(std::uint16_t slot, const Command& cmd) {
-  std::vector<Reply> replies =
-      impl_->RunGroup(slot, {cmd}, std::chrono::steady_clock::now() + impl_->config().retry_for);
+Reply Client::Run(std::uint16_t slot, const Command& cmd, Resend resend) {
+  std::vector<Reply> replies = impl_->RunGroup(
+      slot, {cmd}, std::chrono::steady_clock::now() + impl_->config().retry_for, resend);
   return std::move(replies.front());
 }
 
@@ -853,9 +882,10 @@ std::vector<Reply> Client::RunGroup(std::uint16_t slot, const std::vector<Comman
   return impl_->RunGroup(slot, cmds, std::chrono::steady_clock::now() + impl_->config().retry_for);
 }
 
-std::vector<Reply> Client::RunMany(const std::vector<std::pair<std::uint16_t, Command>>& cmds) {
+std::vector<Reply> Client::RunMany(const std::vector<std::pair<std::uint16_t, Command>>& cmds,
+                                   Resend resend) {
   if (cmds.empty()) return {};
-  return impl_->RunMany(cmds);
+  return impl_->RunMany(cmds, resend);
 }
 
 std::vector<std::string> Client::Masters() { return impl_->Masters(); }

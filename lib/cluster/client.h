@@ -103,7 +103,14 @@ class Client {
   // about routing (WRONGTYPE, NOSCRIPT, ...: the caller judges). Throws Error
   // (io) once Config::retry_for has passed without an answer, naming the
   // node, the slot and the last cause; Error (permission) if AUTH is refused.
-  Reply Run(std::uint16_t slot, const Command& cmd);
+  //
+  // resend = Resend::kNever: for a command that must not run twice (a pop:
+  // GETDEL, or a script that deletes). If its connection fails after it was
+  // handed to the socket, it is not sent again: the call throws Error (io)
+  // saying the command may or may not have run. (Redirections and failures
+  // before sending are still retried: the command did not run.)
+  enum class Resend { kSafe, kNever };
+  Reply Run(std::uint16_t slot, const Command& cmd, Resend resend = Resend::kSafe);
 
   // Runs cmds in order on ONE connection to the master of `slot`, pipelined
   // (one round trip): for commands that must run together (WATCH ... EXEC,
@@ -116,7 +123,9 @@ class Client {
   // Runs many single-slot commands, pipelined per node (one round trip per
   // node involved), each retried on its own if redirected. Replies in the
   // order of `cmds`. For batches (get_many, set_many) and purge.
-  std::vector<Reply> RunMany(const std::vector<std::pair<std::uint16_t, Command>>& cmds);
+  // With Resend::kNever, a failed pipeline throws Error (io) as Run does.
+  std::vector<Reply> RunMany(const std::vector<std::pair<std::uint16_t, Command>>& cmds,
+                             Resend resend = Resend::kSafe);
 
   // The masters now (after a refresh of the slot map), as "host:port".
   std::vector<std::string> Masters();

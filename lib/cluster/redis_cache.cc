@@ -219,7 +219,6 @@ constexpr const char* kLeaseText =
 
 }  // namespace
 
-
 using Script = RedisCache::Script;
 const Script kSet{0, kSetText};
 const Script kAdd{1, kAddText};
@@ -266,16 +265,19 @@ RedisCache::RedisCache(std::string_view name, const Options& options, const std:
   // What Redis does itself, refused rather than silently ignored
   // (docs/cluster.md, "Options").
   if (!options.snapshot.empty()) {
-    Refuse("snapshot", "periodic snapshots of a Redis backend are the servers' own (save, "
-                       "appendonly in redis.conf); leave Options::snapshot empty");
+    Refuse("snapshot",
+           "periodic snapshots of a Redis backend are the servers' own (save, "
+           "appendonly in redis.conf); leave Options::snapshot empty");
   }
   if (!options.sync.empty()) {
-    Refuse("sync", "the durability of a Redis backend is the servers' own (appendfsync in "
-                   "redis.conf); leave Options::sync empty");
+    Refuse("sync",
+           "the durability of a Redis backend is the servers' own (appendfsync in "
+           "redis.conf); leave Options::sync empty");
   }
   if (options.max_bytes != 0) {
-    Refuse("max_bytes", "the size limit of a Redis backend is the servers' maxmemory and "
-                        "maxmemory-policy (redis.conf); leave Options::max_bytes 0");
+    Refuse("max_bytes",
+           "the size limit of a Redis backend is the servers' maxmemory and "
+           "maxmemory-policy (redis.conf); leave Options::max_bytes 0");
   }
   if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
     throw Error(ErrorCode::invalid_argument, "invalid compact_dead_ratio " +
@@ -304,8 +306,7 @@ RedisCache::RedisCache(std::string_view name, const Options& options, const std:
                   "no such cache " + Quote(name_) + " on " + display + " (no key " + meta + ")");
     }
   }
-  log_->log(options.one_shot ? spdlog::level::debug : spdlog::level::info, "opened on {}",
-            display);
+  log_->log(options.one_shot ? spdlog::level::debug : spdlog::level::info, "opened on {}", display);
 }
 
 RedisCache::~RedisCache() {
@@ -388,13 +389,13 @@ bool RedisCache::Live(const Reply& epoch, const Reply& stored) const {
   return std::string_view(stored.str).substr(2, 16) >= EpochOf(epoch);
 }
 
-const std::string& RedisCache::Sha(const Script& s) {
+std::string RedisCache::Sha(const Script& s, std::uint16_t slot) {
   {
     MutexLock lock(&sha_mu_);
     if (!shas_[s.id].empty()) return shas_[s.id];
   }
-  // Any master computes the same SHA1 (and now has the script).
-  Reply r = client_->Run(0, {"SCRIPT", "LOAD", s.text});
+  // Every node computes the same SHA1; this one now has the script.
+  Reply r = client_->Run(slot, {"SCRIPT", "LOAD", s.text});
   Check(r, "SCRIPT LOAD");
   MutexLock lock(&sha_mu_);
   shas_[s.id] = r.str;
@@ -417,25 +418,27 @@ Command EvalCommand(std::string_view verb, std::string_view script, const std::s
 }  // namespace
 
 Reply RedisCache::Eval(const Script& s, std::uint16_t slot, const Command& keys_and_args,
-                       std::size_t nkeys) {
+                       std::size_t nkeys, Client::Resend resend) {
   const std::string n = std::to_string(nkeys);
-  Reply r = client_->Run(slot, EvalCommand("EVALSHA", Sha(s), n, keys_and_args));
+  const std::string sha = Sha(s, slot);
+  Reply r = client_->Run(slot, EvalCommand("EVALSHA", sha, n, keys_and_args), resend);
   if (r.is_error("NOSCRIPT")) {
     // A node that never loaded it (a new or promoted one): EVAL loads it.
-    r = client_->Run(slot, EvalCommand("EVAL", s.text, n, keys_and_args));
+    r = client_->Run(slot, EvalCommand("EVAL", s.text, n, keys_and_args), resend);
   }
   return r;
 }
 
 std::vector<Reply> RedisCache::EvalMany(const Script& s,
                                         const std::vector<std::pair<std::uint16_t, Command>>& calls,
-                                        std::size_t nkeys) {
+                                        std::size_t nkeys, Client::Resend resend) {
   const std::string n = std::to_string(nkeys);
-  const std::string sha = Sha(s);
+  if (calls.empty()) return {};
+  const std::string sha = Sha(s, calls.front().first);
   std::vector<std::pair<std::uint16_t, Command>> cmds;
   cmds.reserve(calls.size());
   for (const auto& [slot, c] : calls) cmds.emplace_back(slot, EvalCommand("EVALSHA", sha, n, c));
-  std::vector<Reply> replies = client_->RunMany(cmds);
+  std::vector<Reply> replies = client_->RunMany(cmds, resend);
   std::vector<std::pair<std::uint16_t, Command>> again;
   std::vector<std::size_t> where;
   for (std::size_t i = 0; i < replies.size(); ++i) {
@@ -445,7 +448,7 @@ std::vector<Reply> RedisCache::EvalMany(const Script& s,
     }
   }
   if (!again.empty()) {
-    std::vector<Reply> more = client_->RunMany(again);
+    std::vector<Reply> more = client_->RunMany(again, resend);
     for (std::size_t j = 0; j < more.size(); ++j) replies[where[j]] = std::move(more[j]);
   }
   return replies;
@@ -464,9 +467,12 @@ std::optional<Versioned> RedisCache::Read(std::string_view key, bool count) {
     if (count) misses_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
-  Stored s = Parse(key, r.elements[1].str);
+  const Stored s = Parse(key, r.elements[1].str);
   if (count) hits_.fetch_add(1, std::memory_order_relaxed);
-  Versioned v{std::string(s.value), s.version, static_cast<ValueKind>(s.kind)};
+  // The reply's string becomes the value: the header is cut off in place
+  // (a memmove), not copied into a new string.
+  Versioned v{std::move(r.elements[1].str), s.version, static_cast<ValueKind>(s.kind)};
+  v.value.erase(0, kHeaderBytes);
   return v;
 }
 
@@ -512,8 +518,9 @@ void RedisCache::Set(std::string_view key, std::string_view value, std::uint64_t
   const std::string dk = DataKey(key);
   const std::uint16_t slot = KeySlot(dk);
   const char k[1] = {static_cast<char>('0' + kind)};
-  Reply r = Eval(kSet, slot,
-                 {EpochKey(slot), dk, std::string_view(k, 1), NewVersion(), value, PxOf(ttl_ms)}, 2);
+  Reply r =
+      Eval(kSet, slot,
+           {EpochKey(slot), dk, std::string_view(k, 1), NewVersion(), value, PxOf(ttl_ms)}, 2);
   Check(r, "set");
   sets_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -525,8 +532,9 @@ bool RedisCache::Add(std::string_view key, std::string_view value, std::uint64_t
   const std::string dk = DataKey(key);
   const std::uint16_t slot = KeySlot(dk);
   const char k[1] = {static_cast<char>('0' + kind)};
-  Reply r = Eval(kAdd, slot,
-                 {EpochKey(slot), dk, std::string_view(k, 1), NewVersion(), value, PxOf(ttl_ms)}, 2);
+  Reply r =
+      Eval(kAdd, slot,
+           {EpochKey(slot), dk, std::string_view(k, 1), NewVersion(), value, PxOf(ttl_ms)}, 2);
   Check(r, "add");
   if (r.integer == 1) sets_.fetch_add(1, std::memory_order_relaxed);
   return r.integer == 1;
@@ -537,7 +545,10 @@ std::optional<std::string> RedisCache::Pop(std::string_view key, bool want_value
   CheckKey(key);
   const std::string dk = DataKey(key);
   const std::uint16_t slot = KeySlot(dk);
-  Reply r = Eval(kPop, slot, {EpochKey(slot), dk, want_value ? "1" : "0"}, 2);
+  // Never sent twice: a second GETDEL would find nothing, and the value
+  // would be lost; an Error says the outcome is unknown instead.
+  Reply r =
+      Eval(kPop, slot, {EpochKey(slot), dk, want_value ? "1" : "0"}, 2, Client::Resend::kNever);
   Check(r, want_value ? "pop" : "erase");
   if (r.type != Reply::Type::kString) {
     misses_.fetch_add(1, std::memory_order_relaxed);
@@ -587,8 +598,8 @@ std::int64_t RedisCache::Increment(std::string_view key, std::int64_t delta, std
   }
 }
 
-bool RedisCache::CompareAndSet(std::string_view key, std::uint64_t version,
-                               std::string_view value, std::uint64_t ttl_ms, std::uint8_t kind) {
+bool RedisCache::CompareAndSet(std::string_view key, std::uint64_t version, std::string_view value,
+                               std::uint64_t ttl_ms, std::uint8_t kind) {
   CheckKey(key);
   CheckValue(value);
   if (version == 0) return false;  // no write has version 0
@@ -772,7 +783,7 @@ std::size_t RedisCache::EraseMany(const std::vector<std::string>& keys) {
   for (std::size_t i = 0; i < keys.size(); ++i) {
     calls.emplace_back(KeySlot(owned[2 * i]), Command{owned[2 * i + 1], owned[2 * i], "0"});
   }
-  std::vector<Reply> replies = EvalMany(kPop, calls, 2);
+  std::vector<Reply> replies = EvalMany(kPop, calls, 2, Client::Resend::kNever);
   std::size_t erased = 0;
   for (const Reply& r : replies) {
     Check(r, "erase_many");
@@ -794,7 +805,8 @@ void RedisCache::Purge() {
   // afterwards, on any machine, sees the new epoch of its key's slot.
   std::vector<std::string> keys;
   keys.reserve(kSlots);
-  for (std::uint32_t s = 0; s < kSlots; ++s) keys.push_back(EpochKey(static_cast<std::uint16_t>(s)));
+  for (std::uint32_t s = 0; s < kSlots; ++s)
+    keys.push_back(EpochKey(static_cast<std::uint16_t>(s)));
   std::vector<std::pair<std::uint16_t, Command>> calls;
   calls.reserve(kSlots);
   for (std::uint32_t s = 0; s < kSlots; ++s) {
@@ -857,8 +869,7 @@ void RedisCache::SweepLoop(std::uint64_t) {
       }
       log_->info("purge sweep: deleted {} hidden values", deleted);
     } catch (const std::exception& e) {
-      log_->warn("purge sweep stopped (the hidden values stay until the next purge): {}",
-                 e.what());
+      log_->warn("purge sweep stopped (the hidden values stay until the next purge): {}", e.what());
     }
   }
 }
@@ -905,7 +916,8 @@ void RedisCache::ForEach(std::string_view prefix,
         }
       }
       std::vector<std::pair<std::uint16_t, Command>> cmds;
-      for (std::size_t i = 0; i < slots.size(); ++i) cmds.emplace_back(slots[i], Command{"GET", eks[i]});
+      for (std::size_t i = 0; i < slots.size(); ++i)
+        cmds.emplace_back(slots[i], Command{"GET", eks[i]});
       for (const Reply& k : found) {
         if (verify) {
           cmds.emplace_back(KeySlot(k.str), Command{"GET", k.str});
@@ -925,8 +937,7 @@ void RedisCache::ForEach(std::string_view prefix,
         const std::string_view key = std::string_view(found[i].str).substr(skip);
         if (v.str.size() < kHeaderBytes) Parse(key, v.str);  // throws: not ours
         if (std::string_view(v.str).substr(2, 16) < epochs[KeySlot(found[i].str)]) continue;
-        const std::string_view value =
-            verify ? Parse(key, v.str).value : std::string_view();
+        const std::string_view value = verify ? Parse(key, v.str).value : std::string_view();
         if (!fn(key, value)) return;
       }
     } while (cursor != "0");
@@ -935,7 +946,8 @@ void RedisCache::ForEach(std::string_view prefix,
 
 std::size_t RedisCache::Size() {
   std::size_t n = 0;
-  ForEach({}, [&](std::string_view, std::string_view) { return ++n, true; }, false);
+  ForEach(
+      {}, [&](std::string_view, std::string_view) { return ++n, true; }, false);
   return n;
 }
 

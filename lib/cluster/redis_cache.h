@@ -110,7 +110,7 @@ class RedisCache final : public Cache::Backend, public ForkHook {
   // A value as stored: its header checked (Error corrupt otherwise).
   struct Stored {
     std::uint8_t kind = 0;
-    std::string_view epoch;    // 16 hex digits
+    std::string_view epoch;  // 16 hex digits
     std::uint64_t version = 0;
     std::string_view value;
   };
@@ -127,12 +127,16 @@ class RedisCache final : public Cache::Backend, public ForkHook {
 
   // Runs script with KEYS = keys on the master of `slot` (EVALSHA, falling
   // back to EVAL when the node does not have it).
-  Reply Eval(const Script& s, std::uint16_t slot, const Command& keys_and_args,
-             std::size_t nkeys);
+  // resend: Client::Resend::kNever for the scripts that must not run twice
+  // (pop, erase): see Client::Run.
+  Reply Eval(const Script& s, std::uint16_t slot, const Command& keys_and_args, std::size_t nkeys,
+             Client::Resend resend = Client::Resend::kSafe);
   std::vector<Reply> EvalMany(const Script& s,
                               const std::vector<std::pair<std::uint16_t, Command>>& calls,
-                              std::size_t nkeys);
-  const std::string& Sha(const Script& s);
+                              std::size_t nkeys, Client::Resend resend = Client::Resend::kSafe);
+  // The script's SHA1, asked of the master of `slot` (the one about to run
+  // it) with SCRIPT LOAD the first time.
+  std::string Sha(const Script& s, std::uint16_t slot);
   // Throws the Error a reply that is an error stands for (OOM: no_space,
   // NOPERM/NOAUTH: permission, WRONGTYPE: corrupt, else io), naming `op`.
   void Check(const Reply& r, const char* op) const;

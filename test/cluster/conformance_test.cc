@@ -262,7 +262,8 @@ TEST_CASE("batches: get_many, set_many and erase_many over many slots") {
   keys.push_back("absent");
   std::vector<std::optional<std::string>> got = c.get_many(keys);
   REQUIRE(got.size() == 501);
-  for (int i = 0; i < 500; ++i) CHECK(got[static_cast<std::size_t>(i)] == items[static_cast<std::size_t>(i)].second);
+  for (int i = 0; i < 500; ++i)
+    CHECK(got[static_cast<std::size_t>(i)] == items[static_cast<std::size_t>(i)].second);
   CHECK_FALSE(got[500].has_value());
   CHECK(c.erase_many({"key1", "key2", "absent", "key1"}) == 2);
   CHECK(c.size() == 498);

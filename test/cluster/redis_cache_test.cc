@@ -29,7 +29,8 @@ namespace {
 
 std::string Url() {
   const char* url = std::getenv("LILCACHE_TEST_CLUSTER");
-  if (url == nullptr || *url == '\0') FAIL("$LILCACHE_TEST_CLUSTER is not set: run under with_cluster.sh");
+  if (url == nullptr || *url == '\0')
+    FAIL("$LILCACHE_TEST_CLUSTER is not set: run under with_cluster.sh");
   return url;
 }
 
@@ -63,8 +64,9 @@ ErrorCode CodeOf(const std::function<void()>& fn) {
 
 TEST_CASE("a bad backend URL is invalid_argument and never shows the password") {
   lilcache::test::TempDir dir;
-  for (std::string bad : {"redis-cluster://", "redis://:s3cret@", "redis-cluster://h:notaport",
-                          "redis://:s3cret@h:99999", "memcached://h:1", "redis-cluster://h:1?timeout=soon"}) {
+  for (std::string bad :
+       {"redis-cluster://", "redis://:s3cret@", "redis-cluster://h:notaport",
+        "redis://:s3cret@h:99999", "memcached://h:1", "redis-cluster://h:1?timeout=soon"}) {
     INFO(bad);
     try {
       Cache::open("x", {.root = dir.path(), .backend = bad});
@@ -76,7 +78,8 @@ TEST_CASE("a bad backend URL is invalid_argument and never shows the password") 
   }
 }
 
-TEST_CASE("$LILCACHE_BACKEND is the backend when Options::backend is empty; \"local\" overrides it") {
+TEST_CASE(
+    "$LILCACHE_BACKEND is the backend when Options::backend is empty; \"local\" overrides it") {
   lilcache::test::TempDir dir;
   const std::string name = FreshName();
   ::setenv("LILCACHE_BACKEND", Url().c_str(), 1);
@@ -195,8 +198,9 @@ TEST_CASE("get_or_set: when the computing process is killed, a waiter elsewhere 
   int status = 0;
   ::waitpid(holder, &status, 0);
   CHECK(v == "taken over");
-  MESSAGE("took over after "
-          << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() << " ms");
+  MESSAGE(
+      "took over after " << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()
+                         << " ms");
   CHECK(waited < 20s);  // the lease (3 s) expired; generous bound against a hang
 }
 
