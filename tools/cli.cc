@@ -39,12 +39,61 @@ std::uint64_t ParseSizeOption(std::string_view option, const std::string& text, 
 
 std::string SizeLimitText(std::uint64_t bytes) { return FormatSizeLimit(bytes); }
 
+std::string EffectiveBackend(const std::string& option) {
+  if (!option.empty()) return option;
+  const char* env = std::getenv("LILCACHE_BACKEND");
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string("local");
+}
+
+namespace {
+
+// `backend` with a URL's password replaced by "***".
+std::string Redacted(std::string_view backend) {
+  // scheme://[[user]:password@]hosts...: hide what follows the first ':' of
+  // the part before the last '@'.
+  const std::size_t scheme = backend.find("://");
+  if (scheme == std::string_view::npos) return std::string(backend);
+  const std::size_t start = scheme + 3;
+  const std::size_t at = backend.rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(backend);
+  const std::size_t colon = backend.find(':', start);
+  if (colon == std::string_view::npos || colon > at) return std::string(backend);
+  return std::string(backend.substr(0, colon + 1)) + "***" + std::string(backend.substr(at));
+}
+
+}  // namespace
+
+std::string ShownBackend(std::string_view backend) { return OneLine(Redacted(backend)); }
+
+std::string BackendProblem(std::string_view what, std::string_view backend) {
+  if (backend == "local") return "";
+  for (std::string_view scheme : {"redis-cluster://", "redis://"}) {
+    if (backend.starts_with(scheme) && backend.size() > scheme.size()) return "";
+  }
+  return std::string(what) + ": invalid backend " + Quote(Redacted(backend)) +
+         " (expected local, redis-cluster://host:port[,host:port...] or redis://host:port)";
+}
+
+void RequireLocalBackend(const std::string& option) {
+  const std::string backend = EffectiveBackend(option);
+  if (IsLocalBackend(backend)) return;
+  if (std::string problem =
+          BackendProblem(option.empty() ? "$LILCACHE_BACKEND" : "--backend", backend);
+      !problem.empty()) {
+    throw UsageProblem(problem);
+  }
+  throw UsageProblem(
+      "works on local caches only (the files under the root), not on backend " +
+      ShownBackend(backend) +
+      (option.empty() ? " from $LILCACHE_BACKEND; unset it or pass --backend local" : ""));
+}
+
 namespace {
 
 // The usage problem with the variables every tool reads, or "".
 std::string EnvironmentProblem() {
   // ($LILCACHE_TOKEN, read by `lilcache serve` only, is checked there.)
-  for (const char* var : {"LILCACHE_ROOT", "LILCACHE_LOGLEVEL"}) {
+  for (const char* var : {"LILCACHE_ROOT", "LILCACHE_LOGLEVEL", "LILCACHE_BACKEND"}) {
     const char* value = std::getenv(var);
     if (value != nullptr && *value == '\0') {
       return "$" + std::string(var) + " is set but empty; unset it for the default";
@@ -60,6 +109,9 @@ std::string EnvironmentProblem() {
       return "$LILCACHE_LOGLEVEL: invalid log level " + Quote(level) +
              " (expected trace, debug, info, warn, error, critical or off; unset it for info)";
     }
+  }
+  if (const char* backend = std::getenv("LILCACHE_BACKEND")) {
+    return BackendProblem("$LILCACHE_BACKEND", backend);
   }
   return "";
 }

@@ -23,7 +23,10 @@ namespace lilcache::tools {
 //      present (add) or at another version (cas); lilcache-dump: damage was
 //      found (reported on stdout). lilcache-compact never exits 1.
 //   2  bad usage: an unknown option, a bad or empty value (durations and
-//      sizes included), an empty or bad $LILCACHE_* variable, a bad name
+//      sizes included), an empty or bad $LILCACHE_* variable, a bad name, a
+//      bad --backend URL; a tool or command that works on a machine's files
+//      (lilcache caches, lilcache-dump, lilcache-compact) given a backend
+//      that is not local (--backend or $LILCACHE_BACKEND)
 //   3  the work could not be done: no such cache (where one is needed), an
 //      I/O or permission error, a busy lock, an address in use...
 inline constexpr int kExitOk = 0;
@@ -38,7 +41,8 @@ inline constexpr const char* kExitStatusHelp =
     "Exit status (the same for lilcache, lilcache-dump and lilcache-compact): 0 done; 1 a "
     "negative answer (lilcache: the key is absent, present for add, at another version for "
     "cas; lilcache-dump: damage found); 2 bad usage (an option, value, duration, size, name or "
-    "$LILCACHE_* variable); 3 the work could not be done (no such cache, I/O, permissions...). "
+    "$LILCACHE_* variable, backend URL, or a local-only tool on a Redis backend); 3 the work could "
+    "not be done (no such cache, I/O, permissions...). "
     "Errors are one line on stderr.";
 
 // Sizes (--max-bytes, --memory-budget), for help texts.
@@ -88,15 +92,40 @@ std::uint64_t ParseSizeOption(std::string_view option, const std::string& text, 
 // A size limit for people: "none" for 0 or UINT64_MAX, else the number.
 std::string SizeLimitText(std::uint64_t bytes);
 
+// ---- Backends (Options::backend, docs/cluster.md) ---------------------------
+
+// The backend a tool works on: `option` (--backend URL) if not empty, else
+// $LILCACHE_BACKEND if set and not empty, else "local": what Cache::open
+// does with Options::backend = option.
+std::string EffectiveBackend(const std::string& option);
+
+// Whether `backend` (EffectiveBackend's) is this machine's files.
+inline bool IsLocalBackend(std::string_view backend) { return backend == "local"; }
+
+// `backend` for messages: a URL's password replaced by "***"
+// ("redis://:***@h:1").
+std::string ShownBackend(std::string_view backend);
+
+// "" if `backend` is "local" or looks like a backend URL
+// ("redis-cluster://" or "redis://" and something after it), else the
+// problem, naming `what` ("--backend", "$LILCACHE_BACKEND"). The URL's
+// details (ports, options) are checked by Cache::open.
+std::string BackendProblem(std::string_view what, std::string_view backend);
+
+// Throws UsageProblem unless EffectiveBackend(option) is local: for the
+// tools and commands that read or write a machine's files themselves
+// (`lilcache caches`, lilcache-dump, lilcache-compact); UsageProblem as
+// BackendProblem's if the backend is malformed.
+void RequireLocalBackend(const std::string& option);
+
 // Parses argv into app (named after the program). Returns nullopt to go on,
 // or the status to exit with: kExitOk after printing --help or --version,
 // kExitUsage after a usage error (one line, "PROGRAM: [COMMAND: ]what (see
 // ...)", naming the subcommand only for what follows its name). Before
-// parsing it refuses (usage) an empty $LILCACHE_ROOT and an empty or unknown
-// $LILCACHE_LOGLEVEL, and makes every option that takes a value refuse an
-// empty one: "--ttl is empty; omit it for its default" ("--ttl ''" is a
-// mistake, not "the default").
-// CLI11's own messages and exit codes are not used for errors.
+// parsing it refuses (usage) an empty $LILCACHE_ROOT, an empty or unknown
+// $LILCACHE_LOGLEVEL and an empty or malformed $LILCACHE_BACKEND, and makes every option that takes
+// a value refuse an empty one: "--ttl is empty; omit it for its default" ("--ttl ''" is a mistake,
+// not "the default"). CLI11's own messages and exit codes are not used for errors.
 std::optional<int> ParseCommandLine(CLI::App& app, int argc, char** argv);
 
 }  // namespace lilcache::tools

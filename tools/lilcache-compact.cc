@@ -42,6 +42,7 @@ struct CompactOptions {
   bool all = false, dry_run = false, quiet = false, force = false, list = false;
   std::string max_bytes_text;   // --max-bytes as given
   std::uint64_t max_bytes = 0;  // Options::max_bytes of the compacting handle (0: keep)
+  std::string backend;          // --backend: only local is accepted
 };
 
 // A limit that is set: not 0 (never set) and not UINT64_MAX (lifted).
@@ -123,7 +124,11 @@ class Reporter {
 void Compact(const CompactOptions& o, const std::string& root, const std::string& name,
              const Reporter& out) {
   auto cache = lilcache::Cache::open(
-      name, {.root = root, .max_bytes = o.max_bytes, .create_if_missing = false, .one_shot = true});
+      name, {.root = root,
+             .max_bytes = o.max_bytes,
+             .create_if_missing = false,
+             .one_shot = true,
+             .backend = "local"});  // the files under root, whatever $LILCACHE_BACKEND says
   if (!o.force) {
     // Nothing to gain: no dead bytes, and the live data within the limit.
     const lilcache::Stats st = cache.stats();
@@ -239,6 +244,10 @@ void AddOptions(CLI::App& app, CompactOptions& o) {
                      "cache's own limit, if any")
       ->type_name("SIZE|none");
   app.add_flag("-q,--quiet", o.quiet, "Print only errors");
+  app.add_option("--backend", o.backend,
+                 "local only (the default unless $LILCACHE_BACKEND names another): this tool "
+                 "compacts the files of local caches; another backend is refused (exit 2)")
+      ->type_name("URL");
   app.set_version_flag("--version", "lilcache-compact " + std::string(lilcache::version()));
   app.footer(std::string(kExitStatusHelp) + " Sizes are in bytes. See man lilcache-compact.");
 }
@@ -251,6 +260,11 @@ int main(int argc, char** argv) {
   CompactOptions o;
   AddOptions(app, o);
   if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
+  try {
+    tools::RequireLocalBackend(o.backend);  // --backend, $LILCACHE_BACKEND
+  } catch (const tools::UsageProblem& e) {
+    return tools::UsageError(app.get_name(), "", e.what());
+  }
   o.names.insert(o.names.end(), o.named.begin(), o.named.end());
   if (!o.all && !o.list && o.names.empty())
     return tools::UsageError(app.get_name(), "", "name a cache (--name NAME) or give --all");

@@ -42,6 +42,7 @@ struct DumpOptions {
   std::string root, name;
   bool header = false, records = false, index = false, stats = false, json = false;
   bool full = false, list = false;
+  std::string backend;  // --backend: only local is accepted
   std::size_t limit = SIZE_MAX;
   std::size_t max_bytes = 32;
 };
@@ -503,6 +504,10 @@ void AddOptions(CLI::App& app, DumpOptions& o) {
   app.add_flag("--full", o.full,
                "Show keys and values whole (as --max-bytes 0); with --json also their exact "
                "bytes in base64 (key_base64, value_base64)");
+  app.add_option("--backend", o.backend,
+                 "local only (the default unless $LILCACHE_BACKEND names another): this tool "
+                 "reads the files of local caches; another backend is refused (exit 2)")
+      ->type_name("URL");
   app.set_version_flag("--version", "lilcache-dump " + std::string(lilcache::version()));
   app.footer(kExitStatusHelp);
 }
@@ -538,6 +543,11 @@ int main(int argc, char** argv) {
   DumpOptions o;
   AddOptions(app, o);
   if (auto status = tools::ParseCommandLine(app, argc, argv)) return *status;
+  try {
+    tools::RequireLocalBackend(o.backend);  // --backend, $LILCACHE_BACKEND
+  } catch (const tools::UsageProblem& e) {
+    return tools::UsageError(app.get_name(), "", e.what());
+  }
   if (o.list) {
     return tools::RunCommand(app.get_name(), "", tools::kExitError, [&] {
       for (const std::string& name : lilcache::list_caches(lilcache::resolve_root(o.root))) {

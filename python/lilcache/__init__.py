@@ -101,6 +101,7 @@ _OPTION_NAMES = (
     "get_or_set_timeout",
     "create",
     "serializer",
+    "backend",
 )
 
 
@@ -114,7 +115,8 @@ class Cache(_Cache):
 
     Cache(name='default', *, root=None, snapshot=None, expires=None,
           loglevel=None, max_bytes=None, sync=None, compact_dead_ratio=None,
-          get_or_set_timeout=None, create=True, serializer=None)
+          get_or_set_timeout=None, create=True, serializer=None,
+          backend=None)
 
     name: 1..100 characters of [A-Za-z0-9_.-] (not '.' or '..'); the cache's
         files are <root>/<name>.*.
@@ -137,6 +139,13 @@ class Cache(_Cache):
     create: False: a missing cache is Error (code 'no_such_cache').
     serializer: None (str, bytes and int values only) or 'pickle' (any
         picklable value; unsafe if untrusted users can write the cache).
+    backend: where the cache lives (docs/cluster.md): None ($LILCACHE_BACKEND,
+        else 'local'), 'local' (the files under root),
+        'redis-cluster://host:port[,host:port...]' (a Redis Cluster, through
+        these seed nodes; also '[user]:password@' and '?timeout=...') or
+        'redis://host:port' (one Redis server). On Redis the cache is the
+        key prefix `name` on the servers, shared by every machine, and root
+        holds only the log. A malformed URL is Error ('invalid_argument').
 
     A Cache is a mapping: cache[key] (KeyError on a miss), cache[key] = v,
     del cache[key], key in cache, len(cache), iteration over the keys. It is
@@ -159,6 +168,7 @@ class Cache(_Cache):
         get_or_set_timeout: Any = None,
         create: bool = True,
         serializer: str | None = None,
+        backend: str | None = None,
     ) -> None:
         options = {
             "root": root,
@@ -171,6 +181,7 @@ class Cache(_Cache):
             "get_or_set_timeout": get_or_set_timeout,
             "create": create,
             "serializer": serializer,
+            "backend": backend,
         }
         super().__init__(name, **options)
         # Reopened elsewhere (pickling) under the root it resolved to here.
@@ -259,6 +270,7 @@ def init(
     max_bytes: int | None = None,
     sync: Any = None,
     serializer: str | None = None,
+    backend: str | None = None,
 ) -> Cache:
     """Opens the cache `name` (options as Cache's) and makes it this
     process's default cache, the one the module-level functions use; returns
@@ -274,6 +286,7 @@ def init(
         max_bytes=max_bytes,
         sync=sync,
         serializer=serializer,
+        backend=backend,
     )
     with _default_lock:
         _default = opened

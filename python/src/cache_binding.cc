@@ -124,7 +124,8 @@ unsigned long g_main_thread = 0;
 std::unique_ptr<PyCache> Open(const std::string& name, py::handle root, py::handle snapshot,
                               py::handle expires, py::handle loglevel, py::handle max_bytes,
                               py::handle sync, py::handle compact_dead_ratio,
-                              py::handle get_or_set_timeout, bool create, py::handle serializer) {
+                              py::handle get_or_set_timeout, bool create, py::handle serializer,
+                              py::handle backend) {
   // "" would mean the default to the engine: only None says that here.
   auto text = [](py::handle obj, const char* what) {
     std::string value = py::str(obj).cast<std::string>();  // str or os.PathLike
@@ -149,6 +150,13 @@ std::unique_ptr<PyCache> Open(const std::string& name, py::handle root, py::hand
     o.get_or_set_timeout = DurationOption(get_or_set_timeout, "get_or_set_timeout");
   }
   o.create_if_missing = create;
+  // None: $LILCACHE_BACKEND, else local (Options::backend's "").
+  if (!backend.is_none()) {
+    if (!py::isinstance<py::str>(backend)) {
+      throw py::type_error("backend must be a str (a URL, or 'local') or None");
+    }
+    o.backend = text(backend, "backend");
+  }
   // Ctrl-C (any Python signal handler that raises) ends a get_or_set wait
   // of the main thread, where Python runs its handlers, as it ends
   // time.sleep(): the handler's exception reaches the caller.
@@ -179,7 +187,7 @@ void RegisterCache(py::module_& m) {
           py::arg("loglevel") = py::none(), py::arg("max_bytes") = py::none(),
           py::arg("sync") = py::none(), py::arg("compact_dead_ratio") = py::none(),
           py::arg("get_or_set_timeout") = py::none(), py::arg("create") = true,
-          py::arg("serializer") = py::none())
+          py::arg("serializer") = py::none(), py::arg("backend") = py::none())
       .def_property_readonly("name", &PyCache::name, "The cache's name.")
       .def_property_readonly("root", &PyCache::root,
                              "The directory holding the cache's files (root resolved).")

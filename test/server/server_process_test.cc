@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -108,10 +109,10 @@ class Served {
     pid_ = children.add(SpawnLogged(argv, io_));
     const std::smatch m =
         WaitFor([this] { return stdout_text(); },
-                std::regex("serving cache \"[^\"]+\" \\(root [^)]*\\) on "
+                std::regex("serving cache \"[^\"]+\" \\((root|backend) [^)]*\\) on "
                            "http://127\\.0\\.0\\.1:([0-9]+)\n"),
                 [this] { return lilcache::test::try_wait_child(pid_).has_value(); });
-    port_ = static_cast<std::uint16_t>(std::stoi(m[1].str()));
+    port_ = static_cast<std::uint16_t>(std::stoi(m[2].str()));
   }
   ~Served() {
     if (pid_ > 0) children_.kill_and_wait(pid_);
@@ -699,4 +700,113 @@ TEST_CASE("start() derives the connection cap from RLIMIT_NOFILE, keeping descri
   CHECK(read_file(root.file("limited.log")).find("accept failed") == std::string::npos);
   ::kill(child, SIGTERM);
   CHECK(children.wait(child) == 0);
+}
+
+// ---- On a Redis Cluster ($LILCACHE_TEST_CLUSTER, test/cluster/with_cluster.sh) -------
+// These cases pass without doing anything when the variable is unset; the
+// meson test server_cluster_test runs them under with_cluster.sh.
+
+namespace {
+
+// The cluster's URL, or "" (the case then says it is skipped).
+std::string TestCluster() {
+  const char* url = std::getenv("LILCACHE_TEST_CLUSTER");
+  if (url == nullptr || *url == '\0') {
+    MESSAGE("skipped: LILCACHE_TEST_CLUSTER is unset (run under test/cluster/with_cluster.sh)");
+    return "";
+  }
+  return url;
+}
+
+// A cache name of its own for each case and run: the cluster outlives the cases.
+std::string ClusterCacheName(std::string_view what) {
+  return "http_" + std::string(what) + "_" + std::to_string(::getpid()) + "_" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+// Only the text log under root: the server kept no state of its own there.
+void CheckOnlyLogs(const std::string& root) {
+  for (const auto& entry : std::filesystem::directory_iterator(root)) {
+    CAPTURE(entry.path().string());
+    CHECK(entry.path().string().find(".log") != std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("on a Redis Cluster: a value set through one lilcache serve is read through another") {
+  const std::string url = TestCluster();
+  if (url.empty()) return;
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root_a, root_b;  // two machines, as far as the servers can tell
+  Children children;
+  const std::string name = ClusterCacheName("share");
+  Served a(children, root_a.path(), {"--backend", url}, name);
+  Served b(children, root_b.path(), {"--backend", url}, name);
+  CHECK(a.stdout_text().find("(backend redis") != std::string::npos);
+  CHECK(Fetch(a.port(), "GET", "/set?key=a&value=b").status == 200);
+  const HttpReply got = Fetch(b.port(), "GET", "/get?key=a");
+  CHECK(got.status == 200);
+  CHECK(got.body == "b");
+  // The library on the same cluster sees it, and writes the other way.
+  Cache lib = Cache::open(name, {.root = root_a.path(), .backend = url});
+  CHECK(lib.get("a") == "b");
+  lib.set("c", "d");
+  CHECK(Fetch(a.port(), "GET", "/get?key=c").body == "d");
+  CHECK(Fetch(b.port(), "GET", "/pop?key=c").body == "d");
+  CHECK(Fetch(a.port(), "GET", "/get?key=c").status == 404);
+  CHECK(Fetch(b.port(), "PUT", "/keys/e", "f").status == 201);
+  CHECK(Fetch(a.port(), "GET", "/keys/e").body == "f");
+  CheckOnlyLogs(root_a.path());
+  CheckOnlyLogs(root_b.path());
+}
+
+TEST_CASE("on a Redis Cluster: racing pops through two lilcache serve give the value once") {
+  const std::string url = TestCluster();
+  if (url.empty()) return;
+  ::unsetenv("LILCACHE_TOKEN");
+  TempDir root_a, root_b;
+  Children children;
+  const std::string name = ClusterCacheName("pop");
+  Served a(children, root_a.path(), {"--backend", url, "--threads", "2"}, name);
+  Served b(children, root_b.path(), {"--backend", url, "--threads", "2"}, name);
+  constexpr int kRounds = 10, kThreads = 6, kIncrements = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    CAPTURE(round);
+    const std::string value = "job" + std::to_string(round);
+    REQUIRE(Fetch(a.port(), "GET", "/set?key=job&value=" + value).status == 200);
+    std::atomic<int> winners{0}, misses{0}, unexpected{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      const std::uint16_t port = t % 2 == 0 ? a.port() : b.port();
+      threads.emplace_back([&, port] {
+        const HttpReply r = Fetch(port, "GET", "/pop?key=job");
+        if (r.status == 200 && r.body == value) {
+          ++winners;
+        } else if (r.status == 404) {
+          ++misses;
+        } else {
+          ++unexpected;
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    CHECK(winners == 1);
+    CHECK(misses == kThreads - 1);
+    CHECK(unexpected == 0);
+  }
+  // Increments through both servers at once sum exactly.
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    const std::uint16_t port = t % 2 == 0 ? a.port() : b.port();
+    threads.emplace_back([&, port] {
+      for (int i = 0; i < kIncrements; ++i) {
+        if (Fetch(port, "POST", "/keys/count/increment").status != 200) ++failed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(failed == 0);
+  CHECK(Fetch(b.port(), "GET", "/get?key=count").body == std::to_string(kThreads * kIncrements));
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -1151,4 +1152,215 @@ TEST_CASE("serve refuses bad values before opening anything, in the user's terms
     CHECK(r.err.find("ServerOptions") == std::string::npos);
   }
   CHECK(fs::is_empty(root.path()));
+}
+
+// ---- Backends (--backend, $LILCACHE_BACKEND) ----------------------------------------
+
+TEST_CASE("caches refuses a Redis backend with exit 2 and one line: it lists local files") {
+  TempDir root;
+  for (const Io& io : {Io{}, Io{.env = {"LILCACHE_BACKEND=redis-cluster://127.0.0.1:7000"}}}) {
+    std::vector<std::string> args{"caches"};
+    if (io.env.empty()) args = {"--backend", "redis://:hunter2@127.0.0.1:7000", "caches"};
+    Result r = At(root.path(), args, io);
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.starts_with("lilcache: caches: works on local caches only"));
+    CHECK(r.err.find("hunter2") == std::string::npos);  // the password is never shown
+    CHECK(r.out.empty());
+  }
+  // --backend local overrides the variable.
+  CHECK(At(root.path(), {"--name", "a", "set", "k", "v"}).status == 0);
+  Result local = At(root.path(), {"--backend", "local", "caches"},
+                    {.env = {"LILCACHE_BACKEND=redis://127.0.0.1:7000"}});
+  CHECK(local.status == 0);
+  CHECK(local.out == "a\n");
+}
+
+TEST_CASE("a malformed --backend or $LILCACHE_BACKEND is a usage error naming it") {
+  TempDir root;
+  for (const char* url : {"redis", "http://127.0.0.1:7000", "redis-cluster://", "Local"}) {
+    CAPTURE(url);
+    Result option = At(root.path(), {"--backend", url, "set", "k", "v"});
+    CHECK(option.status == 2);
+    CHECK(OneErrorLine(option.err));
+    CHECK(option.err.starts_with("lilcache: set: --backend: invalid backend \""));
+    Result serve = At(root.path(), {"serve", "--port", "0", "--backend", url});
+    CHECK(serve.status == 2);
+    CHECK(OneErrorLine(serve.err));
+    CHECK(serve.err.starts_with("lilcache: serve: --backend: invalid backend \""));
+    Result env = At(root.path(), {"get", "k"}, {.env = {std::string("LILCACHE_BACKEND=") + url}});
+    CHECK(env.status == 2);
+    CHECK(OneErrorLine(env.err));
+    CHECK(env.err.starts_with("lilcache: $LILCACHE_BACKEND: invalid backend \""));
+  }
+  // What a Redis backend leaves to the servers, refused before connecting.
+  for (const auto& [option, value] :
+       {std::pair{"--snapshot", "2s"}, std::pair{"--max-bytes", "1G"}}) {
+    CAPTURE(option);
+    Result r = At(root.path(), {"--backend", "redis://:hunter2@127.0.0.1:1", "serve", "--port", "0",
+                                option, value});
+    CHECK(r.status == 2);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.starts_with("lilcache: serve: " + std::string(option) + ": "));
+    CHECK(r.err.find("hunter2") == std::string::npos);
+  }
+  Result empty = At(root.path(), {"get", "k"}, {.env = {"LILCACHE_BACKEND="}});
+  CHECK(empty.status == 2);
+  CHECK(empty.err ==
+        "lilcache: $LILCACHE_BACKEND is set but empty; unset it for the default (see 'lilcache "
+        "--help')\n");
+  CHECK(fs::is_empty(root.path()));  // nothing was opened
+}
+
+TEST_CASE("a backend URL the library refuses is a usage error, servers that do not answer exit 3") {
+  TempDir root;
+  for (const char* bad : {"redis-cluster://127.0.0.1:notaport", "redis://127.0.0.1:7000?pool=x"}) {
+    CAPTURE(bad);
+    Result r = At(root.path(), {"--backend", bad, "get", "k"});
+    CHECK(r.status == 2);
+    CHECK(OneErrorLine(r.err));
+    CHECK(r.err.starts_with("lilcache: get: --backend: "));
+    Result serve = At(root.path(), {"--backend", bad, "serve", "--port", "0"});
+    CHECK(serve.status == 2);
+    CHECK(OneErrorLine(serve.err));
+    CHECK(serve.err.starts_with("lilcache: serve: --backend: "));
+  }
+  // Nothing listens on port 1: the command gives up after retry_for.
+  const auto start = std::chrono::steady_clock::now();
+  Result dead = At(
+      root.path(),
+      {"--backend", "redis://127.0.0.1:1?retry_for=500ms&connect_timeout=200ms", "set", "k", "v"});
+  const auto took = std::chrono::steady_clock::now() - start;
+  MESSAGE("set on a dead server took "
+          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  CHECK(dead.status == 3);
+  CHECK(OneErrorLine(dead.err));
+  CHECK(took < std::chrono::seconds(30));  // retry_for + timeouts, generously: no hang
+  // serve opens the cache (its marker key) before it listens: the same.
+  Result serve =
+      At(root.path(),
+         {"--backend", "redis-cluster://127.0.0.1:1?retry_for=500ms&connect_timeout=200ms", "serve",
+          "--port", "0"});
+  CHECK(serve.status == 3);
+  CHECK(OneErrorLine(serve.err));
+  CHECK(serve.err.starts_with("lilcache: serve: "));
+  CHECK(serve.out.empty());
+}
+
+// ---- On a Redis Cluster ($LILCACHE_TEST_CLUSTER, test/cluster/with_cluster.sh) -------
+// These cases pass without doing anything when the variable is unset; the
+// meson test cli_cluster_test runs them under with_cluster.sh.
+
+// The cluster's URL, or "" (the case then says it is skipped).
+std::string TestCluster() {
+  const char* url = std::getenv("LILCACHE_TEST_CLUSTER");
+  if (url == nullptr || *url == '\0') {
+    MESSAGE("skipped: LILCACHE_TEST_CLUSTER is unset (run under test/cluster/with_cluster.sh)");
+    return "";
+  }
+  return url;
+}
+
+// A cache name of its own for each case and run: the cluster outlives the cases.
+std::string ClusterCacheName(std::string_view what) {
+  return "cli_" + std::string(what) + "_" + std::to_string(::getpid()) + "_" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+// The tool with --backend url --name name, and --root root (which then holds
+// only the text log).
+std::vector<std::string> OnCluster(const std::string& url, const std::string& name,
+                                   const std::string& root, std::vector<std::string> args) {
+  args.insert(args.begin(), {"--backend", url, "--name", name, "--root", root});
+  return args;
+}
+
+// No cache files under root: the values went to the cluster.
+void CheckNoCacheFiles(const std::string& root) {
+  for (const auto& entry : fs::directory_iterator(root)) {
+    CAPTURE(entry.path().string());
+    CHECK(entry.path().extension() == ".log");
+  }
+}
+
+TEST_CASE("on a Redis Cluster: the seed example works from three shells with --backend") {
+  const std::string url = TestCluster();
+  if (url.empty()) return;
+  TempDir root;
+  const std::string name = ClusterCacheName("seed");
+  Result set = Run(OnCluster(url, name, root.path(), {"set", "a", "b"}));
+  CHECK(set.status == 0);
+  CHECK(set.err.empty());
+  Result get = Run(OnCluster(url, name, root.path(), {"get", "a"}));
+  CHECK(get.status == 0);
+  CHECK(get.out == "b");
+  CHECK(get.err.empty());
+  // The library sees it, and so does a process that names the cluster in
+  // $LILCACHE_BACKEND only, with another root.
+  CHECK(Cache::open(name, {.root = root.path(), .backend = url}).get("a") == "b");
+  TempDir other;
+  Result env = Run({"--name", name, "--root", other.path(), "get", "a"},
+                   {.env = {"LILCACHE_BACKEND=" + url}});
+  CHECK(env.status == 0);
+  CHECK(env.out == "b");
+  Result pop = Run(OnCluster(url, name, root.path(), {"pop", "a"}));
+  CHECK(pop.status == 0);
+  CHECK(pop.out == "b");
+  CheckNotDone(Run(OnCluster(url, name, root.path(), {"get", "a"})));
+  CheckNoCacheFiles(root.path());
+  CheckNoCacheFiles(other.path());
+}
+
+TEST_CASE("on a Redis Cluster: of 8 racing pop commands exactly one gets the value") {
+  const std::string url = TestCluster();
+  if (url.empty()) return;
+  TempDir root;
+  const std::string name = ClusterCacheName("pop");
+  for (int round = 0; round < 5; ++round) {
+    CAPTURE(round);
+    const std::string value = "job " + std::to_string(round);
+    REQUIRE(Run(OnCluster(url, name, root.path(), {"set", "job", value})).status == 0);
+    std::vector<std::unique_ptr<Process>> pops;
+    for (int i = 0; i < 8; ++i) {
+      pops.push_back(
+          std::make_unique<Process>(OnCluster(url, name, root.path(), {"pop", "job"}), Io{}));
+    }
+    std::vector<Result> results;
+    for (auto& p : pops) results.push_back(p->wait());
+    const std::vector<std::size_t> winners = Winners(results);
+    REQUIRE(winners.size() == 1);
+    CHECK(results[winners[0]].out == value);
+  }
+  CheckNoCacheFiles(root.path());
+}
+
+TEST_CASE("on a Redis Cluster: racing incr commands lose no increment") {
+  const std::string url = TestCluster();
+  if (url.empty()) return;
+  TempDir root;
+  const std::string name = ClusterCacheName("incr");
+  constexpr int kRounds = 3, kProcesses = 8;
+  std::vector<std::string> printed;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::unique_ptr<Process>> racers;
+    for (int i = 0; i < kProcesses; ++i) {
+      racers.push_back(
+          std::make_unique<Process>(OnCluster(url, name, root.path(), {"incr", "hits"}), Io{}));
+    }
+    for (auto& p : racers) {
+      Result r = p->wait();
+      CHECK(r.status == 0);
+      CHECK(r.err.empty());
+      printed.push_back(r.out);
+    }
+  }
+  std::vector<std::string> expected;
+  for (int i = 1; i <= kRounds * kProcesses; ++i) expected.push_back(std::to_string(i) + "\n");
+  std::sort(printed.begin(), printed.end());
+  std::sort(expected.begin(), expected.end());
+  CHECK(printed == expected);
+  CHECK(Cache::open(name, {.root = root.path(), .backend = url}).get("hits") ==
+        std::to_string(kRounds * kProcesses));
+  CheckNoCacheFiles(root.path());
 }

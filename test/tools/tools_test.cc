@@ -930,3 +930,31 @@ TEST_CASE("dump --full shows whole keys and values, and --json their exact bytes
   CHECK(shortened["records"][0]["value_shortened"] == true);
   CHECK_FALSE(shortened["records"][0].contains("value_base64"));
 }
+
+// ---- Backends ---------------------------------------------------------------------------
+
+TEST_CASE("dump and compact refuse a Redis backend with exit 2 and one line: they read files") {
+  TempDir root;
+  Cache::open("c", {.root = root.path()}).set("k", "v");
+  const std::string url = "redis-cluster://:hunter2@127.0.0.1:7000";
+  for (const std::string& program : {DumpPath(), CompactPath()}) {
+    CAPTURE(program);
+    const std::string name = fs::path(program).filename().string();
+    Result option = Run({program, "--root", root.path(), "--backend", url, "c"});
+    CHECK(option.status == 2);
+    CHECK(option.err.starts_with(name + ": works on local caches only"));
+    CHECK(option.err.find('\n') == option.err.size() - 1);
+    CHECK_FALSE(Contains(option.err, "hunter2"));
+    CHECK(option.out.empty());
+    ::setenv("LILCACHE_BACKEND", url.c_str(), 1);
+    Result env = Run({program, "--root", root.path(), "c"});
+    Result local = Run({program, "--root", root.path(), "--backend", "local", "c"});
+    ::unsetenv("LILCACHE_BACKEND");
+    CHECK(env.status == 2);
+    CHECK(Contains(env.err, "from $LILCACHE_BACKEND; unset it or pass --backend local"));
+    CHECK(env.err.find('\n') == env.err.size() - 1);
+    CHECK(local.status == 0);  // --backend local: the files, whatever the variable says
+    CHECK(local.err.empty());
+  }
+  CHECK(Cache::open("c", {.root = root.path()}).get("k") == "v");
+}

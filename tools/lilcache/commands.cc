@@ -9,11 +9,44 @@
 
 namespace lilcache::tools {
 
+lilcache::Cache OpenCache(const CliContext& cx, const lilcache::Options& o) {
+  try {
+    return lilcache::Cache::open(cx.name, o);
+  } catch (const lilcache::Error& e) {
+    if (cx.local()) throw;
+    if (e.code() == lilcache::ErrorCode::invalid_argument) {
+      throw UsageProblem(std::string("--backend: ") + e.what());
+    }
+    if (e.code() == lilcache::ErrorCode::unsupported) {
+      // An option the backend leaves to the servers ("snapshot: ..."): named
+      // as the user gave it.
+      std::string what = e.what();
+      for (auto [field, option] :
+           {std::pair{"snapshot: ", "--snapshot: "}, std::pair{"max_bytes: ", "--max-bytes: "}}) {
+        if (what.starts_with(field)) what = option + what.substr(std::strlen(field));
+      }
+      throw UsageProblem(what + " (with --backend " + ShownBackend(cx.effective_backend()) + ")");
+    }
+    throw;
+  }
+}
+
+lilcache::Cache CliContext::open() const { return OpenCache(*this, options()); }
+
 std::optional<lilcache::Cache> CliContext::open_existing() const {
-  if (!lilcache::cache_exists(name, root)) return std::nullopt;
   lilcache::Options o = options();
   o.create_if_missing = false;  // nothing is created even if it vanished meanwhile
-  return lilcache::Cache::open(name, o);
+  if (local()) {
+    if (!lilcache::cache_exists(name, root)) return std::nullopt;
+    return OpenCache(*this, o);
+  }
+  // On Redis a cache is a key prefix: one with no keys is empty, not missing.
+  try {
+    return OpenCache(*this, o);
+  } catch (const lilcache::Error& e) {
+    if (e.code() == lilcache::ErrorCode::no_such_cache) return std::nullopt;
+    throw;
+  }
 }
 
 void WriteStdout(std::string_view bytes) {
@@ -83,6 +116,11 @@ void CheckName(const CliContext& cx) {
     lilcache::validate_name(cx.name);
   } catch (const lilcache::Error& e) {
     throw UsageProblem(std::string("--name: ") + e.what());
+  }
+  // ($LILCACHE_BACKEND was checked with the other variables.)
+  if (std::string problem = BackendProblem("--backend", cx.effective_backend());
+      !cx.backend.empty() && !problem.empty()) {
+    throw UsageProblem(problem);
   }
 }
 

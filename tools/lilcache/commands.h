@@ -27,6 +27,7 @@ inline constexpr const char* kProgram = "lilcache";
 struct CliContext {
   std::string root;              // --root DIR ($LILCACHE_ROOT); "" = the default root
   std::string name = "default";  // --name NAME: the cache
+  std::string backend;           // --backend URL; "" = $LILCACHE_BACKEND, else local
   int status = 0;                // exit status of the subcommand that ran
 
   // Options for Cache::open with the global options applied: a one-shot
@@ -34,22 +35,39 @@ struct CliContext {
   lilcache::Options options() const {
     lilcache::Options o;
     o.root = root;
+    o.backend = backend;  // "": the library reads $LILCACHE_BACKEND
     o.one_shot = true;
     return o;
   }
 
-  // The cache, created if it does not exist yet. Throws lilcache::Error.
-  lilcache::Cache open() const { return lilcache::Cache::open(name, options()); }
+  // The cache, created if it does not exist yet. Throws lilcache::Error, or
+  // UsageProblem if a Redis backend's URL is refused (invalid_argument).
+  lilcache::Cache open() const;
 
   // The cache if it exists, nullopt if not; never creates anything
   // (Options::create_if_missing = false): reading commands treat a cache
   // that was never written as empty. Throws lilcache::Error on a bad name or
-  // an unusable root.
+  // an unusable root, UsageProblem as open().
   std::optional<lilcache::Cache> open_existing() const;
+
+  // The backend in use (EffectiveBackend: --backend, $LILCACHE_BACKEND, local).
+  std::string effective_backend() const { return EffectiveBackend(backend); }
+  bool local() const { return IsLocalBackend(effective_backend()); }
+
+  // Where the cache is, for messages: "under ROOT" or "on BACKEND".
+  std::string where() const {
+    return local() ? "under " + resolved_root() : "on " + ShownBackend(effective_backend());
+  }
 
   // The root directory the cache lives in (--root, else the default root).
   std::string resolved_root() const { return lilcache::resolve_root(root); }
 };
+
+// Cache::open(cx.name, o); a Redis backend's refusal of its URL (Error
+// invalid_argument: the name is checked before) or of an option it leaves to
+// the servers (Error unsupported: serve --snapshot, --max-bytes) is thrown
+// as UsageProblem, the other errors as they are.
+lilcache::Cache OpenCache(const CliContext& cx, const lilcache::Options& o);
 
 // "lilcache: COMMAND: what" on stderr (PrintError).
 inline void PrintError(std::string_view command, std::string_view what) {
@@ -85,7 +103,8 @@ void PrintValue(std::string_view value, std::string_view header = {});
 // byte for byte, if it is "-" (Error past kMaxValueBytes).
 std::string ValueArgument(const std::string& arg);
 
-// UsageProblem unless --name is a valid cache name.
+// UsageProblem unless --name is a valid cache name and the backend
+// (--backend, else $LILCACHE_BACKEND) is local or looks like a backend URL.
 void CheckName(const CliContext& cx);
 
 // UsageProblem unless --name is valid and `key` has 1..kMaxKeyBytes bytes.

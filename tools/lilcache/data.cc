@@ -119,17 +119,19 @@ int Keys(const CliContext& cx, const DataArgs& a) {
 int Purge(const CliContext& cx, const DataArgs& a) {
   CheckName(cx);
   if (!a.yes && ::isatty(STDIN_FILENO) == 1) {
-    throw UsageProblem("refusing to purge cache \"" + cx.name + "\" under " + cx.resolved_root() +
+    throw UsageProblem("refusing to purge cache \"" + cx.name + "\" " + cx.where() +
                        " without --yes");
   }
   if (auto cache = cx.open_existing()) cache->purge();
   return 0;
 }
 
-nlohmann::ordered_json StatsJson(const lilcache::Cache& cache, const lilcache::Stats& s) {
+nlohmann::ordered_json StatsJson(const CliContext& cx, const lilcache::Cache& cache,
+                                 const lilcache::Stats& s) {
   nlohmann::ordered_json j;
   j["name"] = cache.name();
   j["root"] = cache.root();
+  if (!cx.local()) j["backend"] = ShownBackend(cx.effective_backend());
   j["keys"] = s.keys;
   j["hits"] = s.hits;
   j["misses"] = s.misses;
@@ -158,10 +160,10 @@ int PrintStats(const CliContext& cx, const DataArgs& a) {
   auto cache = cx.open_existing();
   if (!cache) {
     throw lilcache::Error(lilcache::ErrorCode::no_such_cache,
-                          "no such cache \"" + cx.name + "\" under " + cx.resolved_root());
+                          "no such cache \"" + cx.name + "\" " + cx.where());
   }
   // processes counts this one too: it has the cache open.
-  const nlohmann::ordered_json j = StatsJson(*cache, cache->stats());
+  const nlohmann::ordered_json j = StatsJson(cx, *cache, cache->stats());
   std::string out;
   if (a.json) {
     out = j.dump(2) + "\n";
@@ -182,6 +184,7 @@ int PrintStats(const CliContext& cx, const DataArgs& a) {
 // The caches under the root, one name per line, sorted (none if the root
 // does not exist).
 int ListCaches(const CliContext& cx, const DataArgs&) {
+  RequireLocalBackend(cx.backend);  // the names of files, not of key prefixes
   const std::string root = cx.resolved_root();
   std::string out;
   if (::access(root.c_str(), F_OK) == 0) {
@@ -246,7 +249,7 @@ void AddDataCommands(CLI::App& app, CliContext& cx) {
 
   AddCommand(app, cx, args, "caches",
              "List the caches under the root (--root), one name per line, sorted; --name is "
-             "ignored",
+             "ignored. Local caches only: exit 2 with another --backend",
              ListCaches);
 }
 

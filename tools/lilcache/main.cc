@@ -21,6 +21,13 @@ int main(int argc, char** argv) {
       ->envname("LILCACHE_ROOT");
   app.add_option("--name", context.name, "Cache name (list them with 'lilcache caches')")
       ->capture_default_str();
+  app.add_option("--backend", context.backend,
+                 "Where the cache lives: local (this machine's files under --root), "
+                 "redis-cluster://[[user]:password@]host:port[,host:port...][?options] (a Redis "
+                 "Cluster, through these seed nodes) or redis://[[user]:password@]host:port "
+                 "(one Redis server); docs/cluster.md. Default: $LILCACHE_BACKEND, else local. "
+                 "'caches' works on local caches only")
+      ->type_name("URL");
 
   tools::AddDataCommands(app, context);
   tools::AddUpdateCommands(app, context);
@@ -30,7 +37,8 @@ int main(int argc, char** argv) {
     sub->footer(
         "Global options (before or after the command): --root DIR (default: $LILCACHE_ROOT, "
         "else $XDG_CACHE_HOME/lilcache, else ~/.cache/lilcache), --name NAME (default: "
-        "\"default\"). " +
+        "\"default\"), --backend URL (local, redis-cluster://host:port[,...] or "
+        "redis://host:port; default: $LILCACHE_BACKEND, else local). " +
         std::string(tools::kExitStatusHelp));
   }
 

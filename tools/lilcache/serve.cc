@@ -2,6 +2,10 @@
 // (lilcache::Server, include/lilcache/server.h; endpoints in docs/rest.md).
 // Prints one line on stdout once listening:
 //   lilcache: serving cache "NAME" (root DIR) on http://HOST:PORT
+// or, on a Redis backend (--backend, $LILCACHE_BACKEND), where the server
+// keeps no state of its own (run several behind a load balancer):
+//   lilcache: serving cache "NAME" (backend URL) on http://HOST:PORT
+// with the URL's password hidden.
 // Exit status (as every lilcache command, tools/cli.h): 0 after a graceful
 // stop, 3 if the cache cannot be opened or the address cannot be bound, 2 on
 // bad usage (every option is checked here, and named in the message, before
@@ -142,18 +146,24 @@ int Serve(const CliContext& context, const ServeArgs& args) {
 
   try {
     raise_file_limit();  // the connection cap follows RLIMIT_NOFILE
-    Cache cache = Cache::open(context.name, options);
-    if (max_bytes == 0 && cache.stats().max_bytes == 0) {
+    Cache cache = OpenCache(context, options);
+    // (On Redis the size limit is the cluster's maxmemory, docs/cluster.md.)
+    if (context.local() && max_bytes == 0 && cache.stats().max_bytes == 0) {
       // No limit given and none kept by the cache: serve's default becomes
       // the cache's (another process's limit is never overridden).
       options.max_bytes = DefaultMaxBytes(cache.root());
-      cache = Cache::open(context.name, options);
+      cache = OpenCache(context, options);
     }
     Server server(cache, args.host, args.port, server_options);
-    std::cout << "lilcache: serving cache \"" << cache.name() << "\" (root " << cache.root()
-              << ") on " << server.url() << std::endl;
+    const std::string where = context.local()
+                                  ? "root " + cache.root()
+                                  : "backend " + ShownBackend(context.effective_backend());
+    std::cout << "lilcache: serving cache \"" << cache.name() << "\" (" << where << ") on "
+              << server.url() << std::endl;
     server.run_until_signal();
     return 0;
+  } catch (const UsageProblem& e) {
+    return ServeUsageError(e.what());
   } catch (const Error& e) {
     PrintError("serve", e.what());
     return kExitError;
@@ -167,8 +177,10 @@ void AddServeCommand(CLI::App& app, CliContext& context) {
   CLI::App* serve = app.add_subcommand(
       "serve",
       "Serve the cache over HTTP until SIGINT or SIGTERM (endpoints: docs/rest.md). Prints "
-      "'lilcache: serving cache \"NAME\" (root DIR) on http://HOST:PORT' once listening. "
-      "Exit status: 0 after a graceful stop, 2 on bad usage, 3 if the cache cannot be opened or "
+      "'lilcache: serving cache \"NAME\" (root DIR) on http://HOST:PORT' once listening "
+      "('(backend URL)' on Redis: --backend or $LILCACHE_BACKEND; then the server is stateless, "
+      "run several behind a load balancer). Exit status: 0 after a graceful stop, 2 on bad usage, "
+      "3 if the cache cannot be opened or "
       "the address cannot be bound.");
   serve
       ->add_option("--host", args->host,
