@@ -178,6 +178,7 @@ class Client::Impl final : public ForkHook {
   }
 
   const Config& config() const { return config_; }
+  void set_logger(std::shared_ptr<spdlog::logger> log) { log_ = std::move(log); }
 
   std::vector<Reply> RunGroup(std::uint16_t slot, const std::vector<Command>& cmds,
                               Clock::time_point deadline,
@@ -850,7 +851,8 @@ class Client::Impl final : public ForkHook {
   }
 
   const Config config_;
-  const std::shared_ptr<spdlog::logger> log_;
+  // Set at construction or by set_logger() before the client is shared.
+  std::shared_ptr<spdlog::logger> log_;
 
   Mutex mu_;
   std::map<std::string, std::unique_ptr<Node>> nodes_ GUARDED_BY(mu_);
@@ -870,6 +872,8 @@ Client::Client(Config config, std::shared_ptr<spdlog::logger> log)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(log))) {}
 
 Client::~Client() = default;
+
+void Client::set_logger(std::shared_ptr<spdlog::logger> log) { impl_->set_logger(std::move(log)); }
 
 Reply Client::Run(std::uint16_t slot, const Command& cmd, Resend resend) {
   std::vector<Reply> replies = impl_->RunGroup(

@@ -137,6 +137,10 @@ class Client {
 
   const Config& config() const;
 
+  // Replaces the logger given to the constructor. Only before the client is
+  // used by more than one thread (not synchronized).
+  void set_logger(std::shared_ptr<spdlog::logger> log);
+
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;

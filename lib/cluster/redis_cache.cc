@@ -285,20 +285,17 @@ RedisCache::RedisCache(std::string_view name, const Options& options, const std:
                                                  ": must be in [0, 1)");
   }
   const spdlog::level::level_enum level = ParseLogLevel(options.loglevel);
-  // The text log stays on this machine, under root (created if missing: it
-  // holds no cache data).
   root_ = ResolveRoot(options.root);
-  EnsureRootDirectory(env_, root_);
-  log_ = MakeCacheLogger(env_, root_ + "/" + name_ + ".log", name_, level);
   prefix_ = "lc:" + name_ + ":";
   const std::string display = config.display;
-  client_ = std::make_unique<Client>(std::move(config), log_);
+  client_ = std::make_unique<Client>(std::move(config), nullptr);
 
   const std::string meta = prefix_ + "meta";
   if (options.create_if_missing) {
     Reply r = client_->Run(KeySlot(meta), {"SET", meta, std::to_string(env_->NowMillis()), "NX"});
     Check(r, "open");
   } else {
+    // Before the log: a cache that does not exist leaves no file behind.
     Reply r = client_->Run(KeySlot(meta), {"EXISTS", meta});
     Check(r, "open");
     if (r.integer == 0) {
@@ -306,6 +303,11 @@ RedisCache::RedisCache(std::string_view name, const Options& options, const std:
                   "no such cache " + Quote(name_) + " on " + display + " (no key " + meta + ")");
     }
   }
+  // The text log stays on this machine, under root (created if missing: it
+  // holds no cache data).
+  EnsureRootDirectory(env_, root_);
+  log_ = MakeCacheLogger(env_, root_ + "/" + name_ + ".log", name_, level);
+  client_->set_logger(log_);
   log_->log(options.one_shot ? spdlog::level::debug : spdlog::level::info, "opened on {}", display);
 }
 

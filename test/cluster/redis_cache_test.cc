@@ -123,7 +123,9 @@ TEST_CASE("create_if_missing = false opens only a cache that exists on the clust
   Options o{.root = dir.path(), .backend = Url()};
   o.create_if_missing = false;
   CHECK(CodeOf([&] { Cache::open(name, o); }) == ErrorCode::no_such_cache);
+  CHECK(::access(dir.file(name + ".log").c_str(), F_OK) != 0);  // left nothing behind
   Cache::open(name, {.root = dir.path(), .backend = Url()});
+  CHECK(::access(dir.file(name + ".log").c_str(), F_OK) == 0);
   Cache again = Cache::open(name, o);
   again.set("a", "b");
   CHECK(again.get("a") == "b");
