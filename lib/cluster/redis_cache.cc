@@ -353,8 +353,22 @@ std::string RedisCache::PxOf(std::uint64_t ttl_ms) const {
 }
 
 std::string RedisCache::NewVersion() const {
+  // A per-thread splitmix64 stream, seeded from the Env's random source once
+  // per thread and again in a fork child (whose copy of the stream would
+  // repeat its parent's): no system call per write.
+  thread_local std::uint64_t state = 0;
+  thread_local std::uint64_t seeded_in = ~std::uint64_t{0};
+  if (seeded_in != ForkEpoch()) {
+    state = env_->Random64();
+    seeded_in = ForkEpoch();
+  }
   std::uint64_t v = 0;
-  while (v == 0) v = env_->Random64();
+  while (v == 0) {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    v = z ^ (z >> 31);
+  }
   return Hex16(v);
 }
 
