@@ -320,6 +320,16 @@ RedisCache::~RedisCache() {
   if (sweeper_.joinable()) sweeper_.join();
 }
 
+void RedisCache::BeforeFork() {
+  sha_mu_.Lock();
+  sweep_mu_.Lock();
+}
+
+void RedisCache::AfterForkInParent() {
+  sweep_mu_.Unlock();
+  sha_mu_.Unlock();
+}
+
 void RedisCache::AfterForkInChild() {
   // The child's only thread (fork.h): the parent's sweep thread is not here.
   sha_mu_.ResetAfterFork();
