@@ -9,6 +9,8 @@
 #include <unordered_map>
 
 #include "cluster/slot.h"
+#include "engine/common_options.h"
+#include "engine/counter.h"
 #include "engine/operation.h"
 #include "lilcache/env.h"
 #include "util/duration.h"
@@ -100,22 +102,6 @@ bool ParseHex16(std::string_view s, std::uint64_t* v) {
 
 std::string_view EpochOf(const Reply& r) {
   return r.type == Reply::Type::kString ? std::string_view(r.str) : kZeroEpoch;
-}
-
-std::int64_t ParseCounter(std::string_view key, std::string_view value) {
-  std::int64_t n = 0;
-  const char* end = value.data() + value.size();
-  auto [ptr, ec] = std::from_chars(value.data(), end, n);
-  if (value.empty() || ec != std::errc() || ptr != end) {
-    std::string shown(value.substr(0, 32));
-    for (char& c : shown) {
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-    }
-    throw Error(ErrorCode::invalid_argument,
-                "cannot increment key of " + std::to_string(key.size()) + " bytes: its value \"" +
-                    shown + (value.size() > 32 ? "...\"" : "\"") + " is not a decimal int64");
-  }
-  return n;
 }
 
 }  // namespace
@@ -244,23 +230,9 @@ RedisCache::RedisCache(std::string_view name, const Options& options, const std:
     : name_(name), env_(options.env != nullptr ? options.env : Env::Default()) {
   validate_name(name);
   Config config = ParseUrl(url);
-  if (!options.expires.empty()) {
-    default_ttl_ms_ =
-        static_cast<std::uint64_t>(ParseDurationOf("expires", options.expires).count());
-    if (default_ttl_ms_ == 0) {
-      throw Error(ErrorCode::invalid_argument,
-                  "expires: invalid duration " + Quote(options.expires) + ": must be > 0");
-    }
-  }
-  if (!options.get_or_set_timeout.empty()) {
-    const auto t = ParseDurationOf("get_or_set_timeout", options.get_or_set_timeout);
-    if (t.count() == 0) {
-      throw Error(ErrorCode::invalid_argument, "get_or_set_timeout: invalid duration " +
-                                                   Quote(options.get_or_set_timeout) +
-                                                   ": must be > 0");
-    }
-    get_or_set_timeout_ms_ = static_cast<std::uint64_t>(t.count());
-  }
+  const CommonOptions common = ParseCommonOptions(options);
+  default_ttl_ms_ = common.default_ttl_ms;
+  get_or_set_timeout_ms_ = common.get_or_set_timeout_ms;
   get_or_set_wait_hook_ = options.get_or_set_wait_hook;
   // What Redis does itself, refused rather than silently ignored
   // (docs/cluster.md, "Options").
@@ -278,11 +250,6 @@ RedisCache::RedisCache(std::string_view name, const Options& options, const std:
     Refuse("max_bytes",
            "the size limit of a Redis backend is the servers' maxmemory and "
            "maxmemory-policy (redis.conf); leave Options::max_bytes 0");
-  }
-  if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
-    throw Error(ErrorCode::invalid_argument, "invalid compact_dead_ratio " +
-                                                 std::to_string(options.compact_dead_ratio) +
-                                                 ": must be in [0, 1)");
   }
   const spdlog::level::level_enum level = ParseLogLevel(options.loglevel);
   root_ = ResolveRoot(options.root);
@@ -608,12 +575,7 @@ std::int64_t RedisCache::Increment(std::string_view key, std::int64_t delta, std
   for (;;) {
     std::optional<Versioned> cur = Read(key, false);
     const std::int64_t base = cur ? ParseCounter(key, cur->value) : initial;
-    std::int64_t result = 0;
-    if (__builtin_add_overflow(base, delta, &result)) {
-      throw Error(ErrorCode::limit, "cannot increment key of " + std::to_string(key.size()) +
-                                        " bytes: " + std::to_string(base) + " + " +
-                                        std::to_string(delta) + " overflows an int64");
-    }
+    const std::int64_t result = AddToCounter(key, base, delta);
     const std::string expected = cur ? Hex16(cur->version) : std::string();
     // A present key keeps its expiry.
     if (CasCommit(key, expected, false, static_cast<std::uint8_t>(ValueKind::integer),

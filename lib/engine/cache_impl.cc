@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/common_options.h"
 #include "engine/compaction.h"
 #include "engine/operation.h"
 #include "engine/recovery.h"
@@ -36,24 +37,9 @@ CachePaths PathsOf(std::string_view name, const Options& options) {
 Cache::Impl::Impl(std::string_view name, const Options& options)
     : core_(options.env != nullptr ? options.env : Env::Default(), PathsOf(name, options)),
       env_(core_.env()) {
-  if (!options.expires.empty()) {
-    default_ttl_ms_ =
-        static_cast<std::uint64_t>(ParseDurationOf("expires", options.expires).count());
-    if (default_ttl_ms_ == 0) {
-      throw Error(ErrorCode::invalid_argument,
-                  "expires: invalid duration " + Quote(options.expires) + ": must be > 0");
-    }
-  }
-  if (!options.get_or_set_timeout.empty()) {  // "" = the default
-    const std::chrono::milliseconds t =
-        ParseDurationOf("get_or_set_timeout", options.get_or_set_timeout);
-    if (t.count() == 0) {
-      throw Error(ErrorCode::invalid_argument, "get_or_set_timeout: invalid duration " +
-                                                   Quote(options.get_or_set_timeout) +
-                                                   ": must be > 0");
-    }
-    get_or_set_timeout_ms_ = static_cast<std::uint64_t>(t.count());
-  }
+  const CommonOptions common = ParseCommonOptions(options);
+  default_ttl_ms_ = common.default_ttl_ms;
+  get_or_set_timeout_ms_ = common.get_or_set_timeout_ms;
   get_or_set_wait_hook_ = options.get_or_set_wait_hook;
   if (!options.snapshot.empty()) {
     snapshot_ms_ =
@@ -83,11 +69,6 @@ Cache::Impl::Impl(std::string_view name, const Options& options)
   level_ = ParseLogLevel(options.loglevel);
   one_shot_ = options.one_shot;
   max_bytes_ = options.max_bytes;
-  if (!(options.compact_dead_ratio >= 0 && options.compact_dead_ratio < 1)) {
-    throw Error(ErrorCode::invalid_argument, "invalid compact_dead_ratio " +
-                                                 std::to_string(options.compact_dead_ratio) +
-                                                 ": must be in [0, 1)");
-  }
   dead_ratio_ = options.compact_dead_ratio;
   pace_start_ = std::max(kPaceStartRatio, dead_ratio_ + 0.05);
   pace_full_ = std::max(kPaceFullRatio, pace_start_ + 0.03);

@@ -7,30 +7,11 @@
 #include <limits>
 
 #include "engine/cache_impl.h"
+#include "engine/counter.h"
 #include "engine/operation.h"
 #include "lilcache/env.h"
 
 namespace lilcache {
-namespace {
-
-// The integer a value holds: the decimal text of an int64, nothing else.
-std::int64_t ParseCounter(std::string_view key, std::string_view value) {
-  std::int64_t n = 0;
-  const char* end = value.data() + value.size();
-  auto [ptr, ec] = std::from_chars(value.data(), end, n);
-  if (value.empty() || ec != std::errc() || ptr != end) {
-    std::string shown(value.substr(0, 32));
-    for (char& c : shown) {
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-    }
-    throw Error(ErrorCode::invalid_argument,
-                "cannot increment key of " + std::to_string(key.size()) + " bytes: its value \"" +
-                    shown + (value.size() > 32 ? "...\"" : "\"") + " is not a decimal int64");
-  }
-  return n;
-}
-
-}  // namespace
 
 // ---- Update -----------------------------------------------------------------
 
@@ -130,11 +111,7 @@ std::int64_t Cache::Impl::Increment(std::string_view key, std::int64_t delta, st
   char buf[24];
   Update(key, "increment", [&](const record::RecordView* cur) {
     const std::int64_t base = cur != nullptr ? ParseCounter(key, cur->value()) : initial;
-    if (__builtin_add_overflow(base, delta, &result)) {
-      throw Error(ErrorCode::limit, "cannot increment key of " + std::to_string(key.size()) +
-                                        " bytes: " + std::to_string(base) + " + " +
-                                        std::to_string(delta) + " overflows an int64");
-    }
+    result = AddToCounter(key, base, delta);
     auto [end, ec] = std::to_chars(buf, buf + sizeof buf, result);
     (void)ec;  // 24 bytes hold any int64
     // A present key keeps its expiry.
