@@ -504,33 +504,28 @@ bool RedisCache::Contains(std::string_view key) {
 
 // ---- writes -------------------------------------------------------------------------
 
-void RedisCache::Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
-                     std::uint8_t kind) {
+Reply RedisCache::Write(const Script& s, const char* op, std::string_view key,
+                        std::string_view value, std::uint64_t ttl_ms, std::uint8_t kind) {
   CheckKey(key);
   CheckValue(value);
   const std::string dk = DataKey(key);
   const std::uint16_t slot = KeySlot(dk);
   const char k[1] = {static_cast<char>('0' + kind)};
-  Reply r =
-      Eval(kSet, slot,
-           {EpochKey(slot), dk, std::string_view(k, 1), NewVersion(), value, PxOf(ttl_ms)}, 2);
-  Check(r, "set");
-  sets_.fetch_add(1, std::memory_order_relaxed);
+  Reply r = Eval(
+      s, slot, {EpochKey(slot), dk, std::string_view(k, 1), NewVersion(), value, PxOf(ttl_ms)}, 2);
+  Check(r, op);
+  if (r.integer == 1) sets_.fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
+void RedisCache::Set(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
+                     std::uint8_t kind) {
+  Write(kSet, "set", key, value, ttl_ms, kind);
 }
 
 bool RedisCache::Add(std::string_view key, std::string_view value, std::uint64_t ttl_ms,
                      std::uint8_t kind) {
-  CheckKey(key);
-  CheckValue(value);
-  const std::string dk = DataKey(key);
-  const std::uint16_t slot = KeySlot(dk);
-  const char k[1] = {static_cast<char>('0' + kind)};
-  Reply r =
-      Eval(kAdd, slot,
-           {EpochKey(slot), dk, std::string_view(k, 1), NewVersion(), value, PxOf(ttl_ms)}, 2);
-  Check(r, "add");
-  if (r.integer == 1) sets_.fetch_add(1, std::memory_order_relaxed);
-  return r.integer == 1;
+  return Write(kAdd, "add", key, value, ttl_ms, kind).integer == 1;
 }
 
 std::optional<std::string> RedisCache::Pop(std::string_view key, bool want_value,

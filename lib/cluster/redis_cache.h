@@ -147,6 +147,10 @@ class RedisCache final : public Cache::Backend, public ForkHook {
   // NOPERM/NOAUTH: permission, WRONGTYPE: corrupt, else io), naming `op`.
   void Check(const Reply& r, const char* op) const;
   std::optional<Versioned> Read(std::string_view key, bool count);
+  // set() and add(): script s (ARGV: kind, a new version, value, px) on the
+  // key's slot; counts a set when it answers 1.
+  Reply Write(const Script& s, const char* op, std::string_view key, std::string_view value,
+              std::uint64_t ttl_ms, std::uint8_t kind);
   bool CasCommit(std::string_view key, std::string_view expected, bool erase, std::uint8_t kind,
                  std::string_view value, const std::string& px);
   void StartSweep() EXCLUDES(sweep_mu_);

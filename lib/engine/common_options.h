@@ -9,7 +9,7 @@
 namespace lilcache {
 
 struct CommonOptions {
-  std::uint64_t default_ttl_ms = 0;            // Options::expires; 0 = never
+  std::uint64_t default_ttl_ms = 0;              // Options::expires; 0 = never
   std::uint64_t get_or_set_timeout_ms = 30'000;  // Options::get_or_set_timeout
 };
 
