@@ -636,11 +636,16 @@ TypedValue RedisCache::GetOrSet(std::string_view key, const std::function<TypedV
       CondVar cv(&mu);
       bool done = false;
       std::thread renewer([&] {
-        MutexLock lock(&mu);
-        while (!done) {
-          cv.WaitUntil(std::chrono::steady_clock::now() + std::chrono::milliseconds(kLeaseMs / 3));
-          if (done) break;
-          try {
+        for (;;) {
+          {
+            MutexLock lock(&mu);
+            if (!done) {
+              cv.WaitUntil(std::chrono::steady_clock::now() +
+                           std::chrono::milliseconds(kLeaseMs / 3));
+            }
+            if (done) break;
+          }
+          try {  // outside mu: release() sets done at once (its join waits for this one)
             Eval(kLease, lslot, {lk, token, std::to_string(kLeaseMs)}, 1);
           } catch (const Error& e) {
             log_->warn("get_or_set: renewing a lease failed: {}", e.what());

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cluster/client.h"
+#include "cluster/redis_cache.h"
 #include "cluster/slot.h"
 #include "lilcache/env.h"
 #include "lilcache/lilcache.h"
@@ -306,4 +307,34 @@ TEST_CASE("processes killed at random points: no acknowledged write lost, no val
   }
   MESSAGE(delivered << " pops delivered; " << vanished << " popped by a process killed first");
   CHECK(static_cast<std::uint64_t>(vanished) <= kills);
+}
+
+TEST_CASE("get_or_set: the lease is renewed while a compute runs longer than the lease") {
+  lilcache::test::TempDir dir;
+  const std::string name = FreshName();
+  const Options o{.root = dir.path(), .backend = Url()};
+  Cache a = Cache::open(name, o);
+  Cache b = Cache::open(name, o);
+  std::atomic<int> computed{0};
+  std::atomic<bool> started{false};
+  std::thread slow([&] {
+    a.get_or_set("long", [&] {
+      started.store(true);
+      computed.fetch_add(1);
+      // Longer than the lease (3 s): only its renewal keeps the others waiting.
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(lilcache::cluster::RedisCache::kLeaseMs + 1500));
+      return std::string("slow");
+    });
+  });
+  while (!started.load()) std::this_thread::sleep_for(5ms);
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(lilcache::cluster::RedisCache::kLeaseMs + 500));
+  const std::string v = b.get_or_set("long", [&] {
+    computed.fetch_add(1);
+    return std::string("second");
+  });
+  slow.join();
+  CHECK(v == "slow");
+  CHECK(computed.load() == 1);
 }
