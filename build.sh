@@ -140,6 +140,7 @@ case $cmd in
     for t in "$@"; do
       case $t in
         example_*) targets+=("examples/$t") ;;
+        conformance_*) targets+=("test/conformance_test") ;;  # one program, run per backend
         -*) ;;
         *) targets+=("test/$t") ;;
       esac
