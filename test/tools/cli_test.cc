@@ -1195,8 +1195,7 @@ TEST_CASE("a malformed --backend or $LILCACHE_BACKEND is a usage error naming it
     CHECK(env.err.starts_with("lilcache: $LILCACHE_BACKEND: invalid backend \""));
   }
   // What a Redis backend leaves to the servers, refused before connecting.
-  for (const auto& option_value :
-       {std::pair{"--snapshot", "2s"}, std::pair{"--max-bytes", "1G"}}) {
+  for (const auto& option_value : {std::pair{"--snapshot", "2s"}, std::pair{"--max-bytes", "1G"}}) {
     // (No structured binding: clang 14 cannot capture one in CAPTURE.)
     const char* option = option_value.first;
     const char* value = option_value.second;
