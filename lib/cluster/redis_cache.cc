@@ -317,7 +317,12 @@ std::string RedisCache::DataKey(std::string_view key) const {
 }
 
 std::string RedisCache::EpochKey(std::uint16_t slot) const {
-  return prefix_ + "e:{" + SlotTags()[slot] + "}";
+  // One allocation: every get, set and pop builds one.
+  const std::string& tag = SlotTags()[slot];
+  std::string k;
+  k.reserve(prefix_.size() + 4 + tag.size());
+  k.append(prefix_).append("e:{").append(tag).push_back('}');
+  return k;
 }
 
 std::string RedisCache::LeaseKey(std::string_view key) const {
